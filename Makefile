@@ -1,0 +1,59 @@
+# whatsapp-operator — build, test and demo entry points.
+# Caches live outside the checkout (reused across clones and by CI, never required).
+SHELL := /bin/bash
+CACHE ?= $(HOME)/.cache/whatsapp-operator
+export WA_CACHE_DIR := $(CACHE)
+export CARGO_TARGET_DIR ?= $(CACHE)/target
+export npm_config_cache ?= $(CACHE)/npm
+export GOFLAGS ?= -buildvcs=false
+BIN := $(CARGO_TARGET_DIR)/release
+# The devcluster used by `make test` (one cluster for the whole run, a namespace per test).
+TEST_STATE ?= $(CACHE)/state/test
+export WA_BIN_DIR := $(BIN)
+export DEVCLUSTER_BIN := $(BIN)/devcluster
+
+.PHONY: all deps control-plane build frontend crds test test-unit test-integration test-frontend test-e2e \
+        cluster-up cluster-down demo demo-down bench clean
+
+all: build
+
+## deps: install what a fresh machine lacks (Chromium, fonts, Node packages).
+deps:
+	@tests/scripts/install-deps.sh
+
+## control-plane: build etcd + kube-apiserver/controller-manager/scheduler (+ helm) from Go modules (cached).
+control-plane:
+	@tests/devcluster/control-plane/build.sh all >/dev/null
+	@tests/devcluster/control-plane/build.sh helm >/dev/null
+
+## build: every Rust binary (release) and the frontend.
+build: frontend
+	cargo build --release --workspace --bins
+
+frontend:
+	@if [ -f frontend/package.json ]; then cd frontend && npm ci --no-audit --no-fund && npm run build; fi
+
+## crds: regenerate crds/whatsappsession.yaml from the Rust types.
+crds:
+	cargo run -q -p crds --bin crdgen > crds/whatsappsession.yaml
+
+## test: every test, from a fresh machine.
+test: deps control-plane build
+	@tests/scripts/run-tests.sh
+
+## cluster-up / cluster-down: a devcluster for development (KUBECONFIG printed).
+cluster-up: control-plane build
+	@tests/scripts/images-file.sh $(CACHE)/state/dev/images.yaml
+	$(DEVCLUSTER_BIN) up --state-dir $(CACHE)/state/dev --images $(CACHE)/state/dev/images.yaml
+
+cluster-down:
+	$(DEVCLUSTER_BIN) down --state-dir $(CACHE)/state/dev
+
+demo:
+	@if [ -x tests/scripts/demo.sh ]; then tests/scripts/demo.sh; else echo "make demo: not implemented yet"; exit 1; fi
+
+demo-down:
+	@if [ -x tests/scripts/demo.sh ]; then tests/scripts/demo.sh down; fi
+
+clean:
+	cargo clean

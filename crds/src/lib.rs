@@ -1,0 +1,42 @@
+//! The `WhatsAppSession` custom resource (`whatsapp.leadmaster.io/v1alpha1`), shared by the
+//! operator, the session agent and the hub. The contract is `DESIGN.md` §2.
+//!
+//! Every optional field is skipped when `None` so that each writer's server-side-apply patch
+//! carries only the fields it owns (operator, agent and hub use different field managers).
+
+mod conditions;
+mod session;
+
+pub use conditions::{ConditionType, set_condition};
+pub use session::*;
+
+/// Field managers, one per writer, for server-side apply.
+pub mod managers {
+    /// The operator: children, finalizer, `conditions` Ready/Progressing, bookkeeping status.
+    pub const OPERATOR: &str = "whatsapp-operator";
+    /// The session agent: QR, state, `Authenticated` condition, `handled`.
+    pub const AGENT: &str = "wa-agent";
+    /// The hub: `spec.desiredState`, `spec.qrRequestedAt`, `spec.logoutRequestedAt`.
+    pub const HUB: &str = "whatsapp-hub";
+}
+
+/// Labels put on every child object of a session (DESIGN.md §2).
+pub mod labels {
+    pub const NAME: &str = "app.kubernetes.io/name";
+    pub const NAME_VALUE: &str = "whatsapp-session";
+    pub const INSTANCE: &str = "app.kubernetes.io/instance";
+    pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+    pub const MANAGED_BY_VALUE: &str = "whatsapp-operator";
+    pub const TENANT: &str = "whatsapp.leadmaster.io/tenant";
+}
+
+/// Known `status.lastError.code` values (the field is a free string so agents can add codes
+/// without a CRD change).
+pub mod error_codes {
+    pub const AUTH_FAILURE: &str = "AUTH_FAILURE";
+    pub const BROWSER_CRASHED: &str = "BROWSER_CRASHED";
+    pub const PROFILE_CORRUPT: &str = "PROFILE_CORRUPT";
+    pub const CONFLICT: &str = "CONFLICT";
+    pub const LOGGED_OUT_REMOTELY: &str = "LOGGED_OUT_REMOTELY";
+    pub const TIMEOUT: &str = "TIMEOUT";
+}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what `make test` needs and a fresh machine lacks. Idempotent and quiet when all is there.
+set -euo pipefail
+need=()
+command -v chromium >/dev/null || need+=(chromium)
+command -v ip >/dev/null || need+=(iproute2)
+fc-list 2>/dev/null | grep -qi noto || need+=(fonts-noto-core)
+command -v nsenter >/dev/null || need+=(util-linux)
+if ((${#need[@]})); then
+  echo "[deps] installing: ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+for tool in go cargo node npm kubectl; do
+  command -v "$tool" >/dev/null || { echo "[deps] missing $tool: install it first" >&2; exit 1; }
+done

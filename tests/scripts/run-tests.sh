@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every test suite against one devcluster (each test uses its own namespace).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+state="${TEST_STATE:?}"
+log() { echo "[test] $(date +%T) $*" >&2; }
+
+tests/scripts/images-file.sh "$state/images.yaml"
+log "starting devcluster in $state"
+"$DEVCLUSTER_BIN" up --state-dir "$state" --images "$state/images.yaml"
+trap '"$DEVCLUSTER_BIN" down --state-dir "$state" || true' EXIT
+export DEVCLUSTER_STATE_DIR="$state"
+export KUBECONFIG="$state/kubeconfig"
+
+log "cargo tests (unit + integration on devcluster)"
+cargo test --release --workspace --no-fail-fast -- --test-threads=2
+
+if [[ -f frontend/package.json ]]; then
+  log "frontend unit tests"
+  (cd frontend && npm test)
+fi
+if [[ -f tests/e2e/package.json ]]; then
+  log "end-to-end tests"
+  (cd tests/e2e && npm ci --no-audit --no-fund && npm test)
+fi
+log "all suites passed"
