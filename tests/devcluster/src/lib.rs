@@ -1,0 +1,6 @@
+//! devcluster: a real Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager,
+//! kube-scheduler built from the official Go modules) started on loopback, plus a node agent
+//! that runs the pods bound to it as local processes, and a hostpath storage provisioner.
+//! See DESIGN.md §7 and docs/devcluster.md.
+
+pub mod node;
