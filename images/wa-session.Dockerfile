@@ -1,0 +1,37 @@
+# syntax=docker/dockerfile:1.7
+# wa-session image (the session agent + Chromium): ghcr.io/leadmaster/wa-session
+#   docker build -f images/wa-session.Dockerfile -t ghcr.io/leadmaster/wa-session:0.1.0 .
+# Build context: the repository root. The compile step is the one `make build` runs
+# (cargo build --release), narrowed to this binary; `make test` runs the same agent against
+# Debian's Chromium, the package installed below.
+
+ARG RUST_VERSION=1.94
+FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked --bin wa-session \
+ && install -D target/release/wa-session /out/wa-session
+
+FROM docker.io/library/debian:bookworm-slim
+# Chromium and fonts for WhatsApp Web's text and emoji (Noto covers Latin, CJK is optional:
+# add fonts-noto-cjk for such contacts' names); CA certificates for TLS; tini reaps
+# Chromium's helper processes, since the agent is PID 1's only child.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends \
+      chromium fonts-noto-core fonts-noto-color-emoji ca-certificates tini \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --gid 1000 wa && useradd --uid 1000 --gid 1000 --home-dir /data --no-create-home wa \
+ && mkdir -p /data && chown 1000:1000 /data
+COPY --from=build /out/wa-session /usr/local/bin/wa-session
+# Debian's /usr/bin/chromium is a shell wrapper; pointing the agent at the real binary means
+# nothing in the running container needs a shell.
+ENV CHROMIUM_PATH=/usr/lib/chromium/chromium \
+    WA_DATA_DIR=/data \
+    WA_HTTP_ADDR=0.0.0.0:8080
+# The operator mounts the session's PVC at /data (fsGroup 1000) and /dev/shm as memory.
+VOLUME /data
+USER 1000:1000
+EXPOSE 8080
+ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/wa-session"]

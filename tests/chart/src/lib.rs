@@ -1,0 +1,137 @@
+//! Support for the chart tests: finding helm (built by `make control-plane` into the cache),
+//! rendering the chart and reading the rendered objects.
+//!
+//! The tests skip (with a printed reason) only when helm itself is missing — `make test`
+//! always builds it — so a broken chart can never pass by being skipped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChartError {
+    #[error("could not run {program}: {source}")]
+    Spawn { program: String, source: std::io::Error },
+    #[error("{program} {args} failed ({status}):\n{stderr}")]
+    Failed { program: String, args: String, status: String, stderr: String },
+    #[error("rendered chart is not YAML: {0}")]
+    Yaml(String),
+}
+
+/// The repository root (this crate lives in tests/chart).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap_or_else(|_| {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    })
+}
+
+pub fn chart_dir() -> PathBuf {
+    repo_root().join("charts/whatsapp-operator")
+}
+
+/// A value of `tests/devcluster/control-plane/versions.env`.
+pub fn pinned_version(key: &str) -> Option<String> {
+    let text = std::fs::read_to_string(repo_root().join("tests/devcluster/control-plane/versions.env")).ok()?;
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .find(|(k, _)| k.trim() == key)
+        .map(|(_, v)| v.trim().to_string())
+}
+
+/// The Kubernetes version the chart is rendered for: the devcluster's (helm's own default,
+/// when built without its version ldflags, is an old 1.20 that the chart's kubeVersion refuses).
+pub fn kube_version() -> String {
+    pinned_version("K8S_VERSION").unwrap_or_else(|| "v1.36.3".into()).trim_start_matches('v').to_string()
+}
+
+/// `$HELM`, else the cached build of `tests/devcluster/control-plane/build.sh helm`.
+pub fn helm() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("HELM") {
+        return Some(PathBuf::from(p));
+    }
+    let cache = std::env::var_os("WA_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/whatsapp-operator")))?;
+    let p = cache.join(format!("helm-{}", pinned_version("HELM_VERSION")?)).join("helm");
+    p.is_file().then_some(p)
+}
+
+/// helm, or a printed reason to skip the calling test.
+pub fn helm_or_skip(test: &str) -> Option<PathBuf> {
+    let h = helm();
+    if h.is_none() {
+        eprintln!("SKIP {test}: helm not found (run `tests/devcluster/control-plane/build.sh helm` or set HELM)");
+    }
+    h
+}
+
+/// Runs a program, returning its output whether or not it succeeded.
+pub fn run(program: &Path, args: &[String], envs: &[(&str, &Path)]) -> Result<Output, ChartError> {
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.output().map_err(|source| ChartError::Spawn { program: program.display().to_string(), source })
+}
+
+/// Runs a program and fails unless it succeeds; returns stdout.
+pub fn run_ok(program: &Path, args: &[String], envs: &[(&str, &Path)]) -> Result<String, ChartError> {
+    let out = run(program, args, envs)?;
+    if !out.status.success() {
+        return Err(ChartError::Failed {
+            program: program.display().to_string(),
+            args: args.join(" "),
+            status: out.status.to_string(),
+            stderr: format!("{}{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout)),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Arguments of `helm template` for release `wa` in `namespace` with `--set` values.
+pub fn template_args(namespace: &str, sets: &[&str], extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "template".into(),
+        "wa".into(),
+        chart_dir().display().to_string(),
+        "--namespace".into(),
+        namespace.into(),
+        "--kube-version".into(),
+        kube_version(),
+    ];
+    for s in sets {
+        args.push("--set".into());
+        args.push((*s).into());
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// Renders the chart and parses every object.
+pub fn render(helm: &Path, namespace: &str, sets: &[&str], extra: &[&str]) -> Result<Vec<Value>, ChartError> {
+    let yaml = run_ok(helm, &template_args(namespace, sets, extra), &[])?;
+    parse_objects(&yaml)
+}
+
+/// The objects of a multi-document YAML stream (empty documents dropped).
+pub fn parse_objects(yaml: &str) -> Result<Vec<Value>, ChartError> {
+    let docs: Vec<Value> = serde_saphyr::from_multiple(yaml).map_err(|e| ChartError::Yaml(e.to_string()))?;
+    Ok(docs.into_iter().filter(|d| d.is_object()).collect())
+}
+
+/// The objects of one kind.
+pub fn of_kind<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    objects.iter().filter(|o| o["kind"] == kind).collect()
+}
+
+/// The one object of a kind whose name ends with `suffix`.
+pub fn find<'a>(objects: &'a [Value], kind: &str, suffix: &str) -> &'a Value {
+    let found: Vec<_> = of_kind(objects, kind)
+        .into_iter()
+        .filter(|o| o["metadata"]["name"].as_str().is_some_and(|n| n.ends_with(suffix)))
+        .collect();
+    assert_eq!(found.len(), 1, "expected exactly one {kind} named *{suffix}, got {}", found.len());
+    found[0]
+}
