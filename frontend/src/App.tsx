@@ -63,7 +63,7 @@ export function App() {
             <option value="en">English</option>
           </select>
           {auth && (
-            <button type="button" className="button button--link" onClick={logout}>
+            <button type="button" className="button--link" onClick={logout}>
               {t('nav.logout')} ({auth.user?.username})
             </button>
           )}
