@@ -13,6 +13,9 @@ export interface LastError {
 export interface SessionSnapshot {
   instance_id: string;
   tenant: string;
+  /** Additive fields some hubs send (the project's hub does). */
+  namespace?: string;
+  display_name?: string | null;
   status: SessionStatus | null;
   qr_status: QrStatus | null;
   qr_string: string | null;
@@ -43,6 +46,7 @@ export interface SessionStatusEvent {
   connectedAt: string | null;
   phoneNumber: string | null;
   updatedAt: string | null;
+  lastError?: LastError | null;
 }
 
 export interface QrCodeEvent {
@@ -61,4 +65,13 @@ export interface ConnectionErrorEvent {
   instance_id?: string;
   error: string;
   message: string;
+}
+
+/**
+ * The hub reports `init` for a session whose agent never wrote a status (e.g. created Stopped
+ * and never started). That is not "connecting": nothing runs yet, so it reads as disconnected.
+ */
+export function effectiveStatus(status: SessionStatus | null | undefined, updatedAt: string | null | undefined): SessionStatus | null {
+  if (status === 'init' && !updatedAt) return null;
+  return status ?? null;
 }

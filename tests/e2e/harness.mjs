@@ -59,7 +59,7 @@ function checkBinary(name, flags) {
 function prerequisites() {
   const problems = [
     checkBinary('wa-operator', ['--whatsapp-url', '--namespace']),
-    checkBinary('wa-hub', ['--listen', '--users-file', '--jwt-secret-file', '--static-dir', '--namespace']),
+    checkBinary('wa-hub', ['--listen', '--users-file', '--jwt-secret-file', '--static-dir', '--namespace', '--qr-rate-limit-secs']),
     checkBinary('wa-session', []),
     checkBinary('fake-whatsapp', ['--listen', '--first-qr-secs', '--next-qr-secs', '--max-qrs']),
   ].filter(Boolean);
@@ -270,6 +270,9 @@ spec:
     secretFile,
     '--static-dir',
     join(repo, 'frontend/dist'),
+    // The expiry test asks for a second round well within the default minute.
+    '--qr-rate-limit-secs',
+    '5',
   ]).start();
   processes.push(hub);
   const hubReady = () => waitFor('wa-hub /health', () => httpOk(`${hubUrl}/health`), 60_000);

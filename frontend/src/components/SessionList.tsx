@@ -2,7 +2,7 @@ import { useEffect, useState } from 'react';
 import { ApiError, listSessions } from '../api';
 import { useAuth } from '../authContext';
 import { errorMessage, useI18n } from '../i18n';
-import type { SessionSnapshot } from '../types';
+import { effectiveStatus, type SessionSnapshot } from '../types';
 import { SessionStatusIndicator } from './SessionStatusIndicator';
 
 export interface SessionListProps {
@@ -57,12 +57,12 @@ export function SessionList({ openSingle, pollIntervalMs = 5000 }: SessionListPr
           {sessions.map((s) => (
             <li key={s.instance_id} className="card session-list__item" data-testid="session-item" data-instance={s.instance_id}>
               <a className="session-list__link" href={`#/whatsapp/${encodeURIComponent(s.instance_id)}`}>
-                {s.instance_id}
+                {s.display_name ?? s.instance_id}
               </a>
               <span className="session-list__tenant">
                 {t('sessions.tenant')}: {s.tenant}
               </span>
-              <SessionStatusIndicator status={s.status} phoneNumber={s.phone_number} live={false} />
+              <SessionStatusIndicator status={effectiveStatus(s.status, s.updated_at)} phoneNumber={s.phone_number} live={false} />
             </li>
           ))}
         </ul>

@@ -64,6 +64,22 @@ describe('WhatsAppConnection', () => {
     expect(screen.queryByTestId('qr-code')).toBeNull();
   });
 
+  it('a session that never ran (init, no updatedAt) reads "Desconectado" and can be connected', async () => {
+    await mount(snapshot({ status: 'init', qr_status: 'none', updated_at: null }));
+    expect(screen.getByTestId('session-status')).toHaveTextContent(/^Desconectado$/);
+    expect(button('Conectar WhatsApp')).toBeInTheDocument();
+  });
+
+  it('a starting agent (init with updatedAt) reads "Conectando..."', async () => {
+    await mount(snapshot({ status: 'init', qr_status: 'none', updated_at: '2026-01-01T00:00:00Z' }));
+    expect(screen.getByTestId('session-status')).toHaveTextContent(/^Conectando\.\.\.$/);
+  });
+
+  it('titles the page with the display name when the hub sends one', async () => {
+    await mount(snapshot({ display_name: 'Ventas Acme' }));
+    expect(screen.getByRole('heading', { name: 'Ventas Acme' })).toBeInTheDocument();
+  });
+
   it('connect: spinner, then the pushed QR, then "Conectado (+549…)" with only "Desconectar"', async () => {
     const onConnected = vi.fn();
     const socket = await mount(snapshot({ status: 'disconnected' }), { onConnected });

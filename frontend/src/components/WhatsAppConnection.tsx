@@ -24,7 +24,7 @@ export function WhatsAppConnection({ instance_id, onConnected, onDisconnected, o
   const prevStatus = useRef(live.status);
 
   const connected = live.status === 'connected';
-  const connecting = live.status === 'connecting' || live.status === 'init';
+  const connecting = live.status === 'connecting';
   // A QR whose countdown ran out locally stays in the state until the next one replaces it.
   const staleQr = live.qr !== null && expiredLocally === live.qr.qrString;
   const qrShown = live.qr !== null && !staleQr && !live.qrExpired;
@@ -79,7 +79,7 @@ export function WhatsAppConnection({ instance_id, onConnected, onDisconnected, o
   return (
     <section className="connection" aria-labelledby={`session-${instance_id}`}>
       <h2 id={`session-${instance_id}`} className="connection__title">
-        {instance_id}
+        {live.displayName ?? instance_id}
       </h2>
       <SessionStatusIndicator status={live.status} phoneNumber={live.phoneNumber} />
       {live.status === 'error' && live.lastError && (

@@ -70,6 +70,9 @@ describe('useSessionLive', () => {
     expect(socket.emitted('subscribe-session')).toEqual([]);
     act(() => socket.fire('authenticated', { success: true }));
     expect(socket.emitted('subscribe-session')).toEqual([[{ instance_id: 'acme-main' }]]);
+    // The hub also answers the handshake token: still one subscription per connection.
+    act(() => socket.fire('authenticated', { success: true }));
+    expect(socket.emitted('subscribe-session')).toHaveLength(1);
   });
 
   it('applies pushed status, QR, expiry and ignores other sessions', async () => {

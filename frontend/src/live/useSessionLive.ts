@@ -12,6 +12,7 @@ import type {
   SessionStatus,
   SessionStatusEvent,
 } from '../types';
+import { effectiveStatus } from '../types';
 import { backoffDelay } from './backoff';
 import { qrDataUrl } from './qrImage';
 
@@ -29,6 +30,7 @@ export interface LiveError {
 
 export interface LiveState {
   loaded: boolean;
+  displayName: string | null;
   status: SessionStatus | null;
   qrStatus: QrStatus | null;
   phoneNumber: string | null;
@@ -59,6 +61,7 @@ export interface LiveOptions {
 
 const initial: LiveState = {
   loaded: false,
+  displayName: null,
   status: null,
   qrStatus: null,
   phoneNumber: null,
@@ -99,16 +102,18 @@ export function useSessionLive({
 
   const applySnapshot = useCallback((snap: SessionSnapshot) => {
     const qrString = snap.qr_status === 'generated' && snap.qr_string ? snap.qr_string : null;
+    const status = effectiveStatus(snap.status, snap.updated_at);
     setState((s) => {
       const next: LiveState = {
         ...s,
         loaded: true,
-        status: snap.status ?? null,
+        displayName: snap.display_name ?? s.displayName,
+        status,
         qrStatus: snap.qr_status ?? null,
         phoneNumber: snap.phone_number ?? null,
         connectedAt: snap.connected_at ?? null,
         lastError: snap.last_error ?? null,
-        ...qrAfterStatus(s, snap.status ?? null, snap.qr_status ?? null),
+        ...qrAfterStatus(s, status, snap.qr_status ?? null),
       };
       if (qrString && next.status !== 'connected') {
         const same = s.qr?.qrString === qrString;
@@ -153,6 +158,9 @@ export function useSessionLive({
   useEffect(() => {
     let disposed = false;
     let attempt = 0;
+    // The hub answers both a handshake token and `authenticate` with `authenticated`; subscribe
+    // once per connection.
+    let subscribed = false;
     let reconnectTimer: ReturnType<typeof setTimeout> | undefined;
     let pollTimer: ReturnType<typeof setInterval> | undefined;
     setState(initial);
@@ -185,12 +193,15 @@ export function useSessionLive({
 
     socket.on('connect', () => {
       attempt = 0;
+      subscribed = false;
       stopPolling();
       reportReachable();
       setState((s) => ({ ...s, socketConnected: true }));
       socket.emit('authenticate', { token });
     });
     socket.on('authenticated', () => {
+      if (subscribed) return;
+      subscribed = true;
       socket.emit('subscribe-session', { instance_id: instanceId });
     });
     socket.on('disconnect', (reason: string) => {
@@ -212,14 +223,16 @@ export function useSessionLive({
     });
     socket.on('session-status', (ev: SessionStatusEvent) => {
       if (!mine(ev.instance_id)) return;
+      const status = effectiveStatus(ev.status, ev.updatedAt);
       setState((s) => ({
         ...s,
         loaded: true,
-        status: ev.status ?? null,
+        status,
         qrStatus: ev.qr_status ?? null,
         phoneNumber: ev.phoneNumber ?? null,
         connectedAt: ev.connectedAt ?? null,
-        ...qrAfterStatus(s, ev.status ?? null, ev.qr_status ?? null),
+        lastError: ev.lastError === undefined ? s.lastError : ev.lastError,
+        ...qrAfterStatus(s, status, ev.qr_status ?? null),
       }));
     });
     socket.on('qr-code', (ev: QrCodeEvent) => {
