@@ -46,12 +46,16 @@ const binDir = resolve(
     join(process.env.CARGO_TARGET_DIR ?? join(homedir(), '.cache/whatsapp-operator/target'), 'release'),
 );
 
+function helpText(name) {
+  const help = spawnSync(join(binDir, name), ['--help'], { encoding: 'utf8', timeout: 10_000 });
+  return `${help.stdout ?? ''}${help.stderr ?? ''}`;
+}
+
 /** A binary exists and its --help names every flag the harness relies on (skeletons do not). */
 function checkBinary(name, flags) {
   const path = join(binDir, name);
   if (!existsSync(path)) return `${path} is missing (build it with make build)`;
-  const help = spawnSync(path, ['--help'], { encoding: 'utf8', timeout: 10_000 });
-  const text = `${help.stdout ?? ''}${help.stderr ?? ''}`;
+  const text = helpText(name);
   const missing = flags.filter((f) => !text.includes(f));
   return missing.length ? `${name} --help lacks ${missing.join(', ')} (not implemented yet?)` : null;
 }
@@ -254,6 +258,9 @@ spec:
     namespace,
     '--metrics-addr',
     `127.0.0.1:${opMetrics}`,
+    // Other suites may run their own operator on the same cluster: this one watches only its
+    // namespace and must not wait for (or take) the shared leader Lease.
+    ...(helpText('wa-operator').includes('--leader-election') ? ['--leader-election=false'] : []),
   ]).start();
   processes.push(operator);
 
