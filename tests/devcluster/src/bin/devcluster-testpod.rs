@@ -1,1 +1,123 @@
-fn main() {}
+//! devcluster-testpod: a tiny HTTP program run as a pod in devcluster's own tests and as a
+//! stand-in session agent in the operator's tests.
+//!
+//! Listens on `0.0.0.0:$PORT` (default 8080):
+//! - `GET /healthz`, `/livez` → 200; `/readyz` → 200, or 503 after `/ready?value=false`
+//! - `GET /env` → the environment as a JSON object
+//! - `GET /read?path=P` → the file's content (404 if missing); `/write?path=P&data=D` writes it
+//! - `GET /kube?path=/api/...` → an in-cluster GET as the pod's ServiceAccount; answers with the
+//!   API server's status code and body
+//! - `GET /exit?code=N` → exits with code N (after answering)
+//! - `GET /ready?value=true|false` → sets what `/readyz` answers
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use clap::Parser;
+
+/// A tiny HTTP test program for devcluster pods.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Port to listen on (all addresses).
+    #[arg(long, env = "PORT", default_value_t = 8080)]
+    port: u16,
+}
+
+#[derive(Clone)]
+struct AppState {
+    ready: Arc<AtomicBool>,
+}
+
+async fn ok() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(s): State<AppState>) -> Response {
+    if s.ready.load(Ordering::SeqCst) { (StatusCode::OK, "ready").into_response() } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response() }
+}
+
+async fn env() -> Json<BTreeMap<String, String>> {
+    Json(std::env::vars().collect())
+}
+
+async fn read(Query(q): Query<BTreeMap<String, String>>) -> Response {
+    let Some(path) = q.get("path") else { return (StatusCode::BAD_REQUEST, "path required").into_response() };
+    match std::fs::read(path) {
+        Ok(data) => (StatusCode::OK, data).into_response(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (StatusCode::NOT_FOUND, e.to_string()).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+async fn write(Query(q): Query<BTreeMap<String, String>>) -> Response {
+    let (Some(path), Some(data)) = (q.get("path"), q.get("data")) else {
+        return (StatusCode::BAD_REQUEST, "path and data required").into_response();
+    };
+    match std::fs::write(path, data) {
+        Ok(()) => (StatusCode::OK, "written").into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+async fn kube_get(Query(q): Query<BTreeMap<String, String>>) -> Response {
+    let Some(path) = q.get("path") else { return (StatusCode::BAD_REQUEST, "path required").into_response() };
+    let result = async {
+        let config = kube::Config::incluster()?;
+        let client = kube::Client::try_from(config)?;
+        let req = axum::http::Request::get(path.as_str()).body(Vec::<u8>::new())?;
+        let resp = client.send(req.map(kube::client::Body::from)).await?;
+        let status = resp.status().as_u16();
+        let body = axum::body::to_bytes(axum::body::Body::new(resp.into_body()), 16 << 20).await?;
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>((status, body))
+    }
+    .await;
+    match result {
+        Ok((status, body)) => (StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY), body).into_response(),
+        // 599: the request never got an answer from the API server (config, TLS, network).
+        Err(e) => (StatusCode::from_u16(599).unwrap_or(StatusCode::BAD_GATEWAY), format!("in-cluster request failed: {e}")).into_response(),
+    }
+}
+
+async fn exit(Query(q): Query<BTreeMap<String, String>>) -> &'static str {
+    let code: i32 = q.get("code").and_then(|c| c.parse().ok()).unwrap_or(0);
+    // Answer first, then exit.
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        std::process::exit(code);
+    });
+    "exiting"
+}
+
+async fn set_ready(State(s): State<AppState>, Query(q): Query<BTreeMap<String, String>>) -> &'static str {
+    let v = q.get("value").map(String::as_str) != Some("false");
+    s.ready.store(v, Ordering::SeqCst);
+    if v { "ready" } else { "not ready" }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let state = AppState { ready: Arc::new(AtomicBool::new(true)) };
+    let app = Router::new()
+        .route("/healthz", get(ok))
+        .route("/livez", get(ok))
+        .route("/readyz", get(readyz))
+        .route("/env", get(env))
+        .route("/read", get(read))
+        .route("/write", get(write))
+        .route("/kube", get(kube_get))
+        .route("/exit", get(exit))
+        .route("/ready", get(set_ready))
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", args.port)).await?;
+    eprintln!("devcluster-testpod listening on {}", listener.local_addr()?);
+    axum::serve(listener, app).await?;
+    Ok(())
+}

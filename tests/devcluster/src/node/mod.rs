@@ -4,13 +4,32 @@
 //! Not enforced (accepted and ignored): capabilities, seccomp/AppArmor profiles, resource
 //! requests/limits, `privileged`, `readOnlyRootFilesystem`, image pull policy.
 
+mod apiproxy;
+mod containers;
+mod env;
+mod images;
+mod netns;
+mod nodeport;
+mod pod;
+mod probes;
 mod registration;
+mod spawn;
+mod volumes;
 
 use std::path::{Path, PathBuf};
 
 use tokio_util::sync::CancellationToken;
 
+pub use images::Images;
 pub use registration::Capacity;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
+use kube::runtime::{WatchStreamExt, watcher};
 use std::net::Ipv4Addr;
 
 /// Everything the node agent needs from the control-plane side.
@@ -50,18 +69,160 @@ pub enum NodeError {
     Sys(#[from] nix::Error),
 }
 
-/// Runs the node agent until `shutdown` is cancelled.
+/// Runs the node agent until `shutdown` is cancelled: registers the node, then runs the pods
+/// bound to it. On shutdown every pod process is stopped and the agent's network and mounts
+/// are removed (the pod objects stay; a later agent starts them again).
 pub async fn run(cfg: NodeConfig, shutdown: CancellationToken) -> Result<(), NodeError> {
+    cleanup_leftovers(&cfg.state_dir)?;
+    let net = netns::PodNetwork::new(&cfg.state_dir, &cfg.pod_cidr, cfg.host_ip)?;
+    net.ensure_bridge()?;
+    std::fs::create_dir_all(cfg.state_dir.join("node").join("pods"))
+        .map_err(|source| NodeError::Io { path: cfg.state_dir.join("node"), source })?;
+
     registration::register(&cfg.client, &cfg.node_name, cfg.host_ip, &cfg.pod_cidr).await?;
     registration::renew_lease(&cfg.client, &cfg.node_name).await?;
     tracing::info!(node = %cfg.node_name, "node registered");
-    registration::heartbeat(cfg.client.clone(), cfg.node_name.clone(), cfg.host_ip, shutdown.clone()).await;
+
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(registration::heartbeat(cfg.client.clone(), cfg.node_name.clone(), cfg.host_ip, shutdown.clone())));
+    if let Some(listener) = apiproxy::bind(cfg.host_ip, cfg.api_port).await {
+        let target = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, cfg.api_port));
+        tasks.push(tokio::spawn(apiproxy::forward(listener, target, shutdown.clone())));
+    }
+    tasks.push(tokio::spawn(nodeport::run(cfg.client.clone(), shutdown.clone())));
+
+    let agent = Arc::new(pod::Agent {
+        client: cfg.client.clone(),
+        node_name: cfg.node_name.clone(),
+        state_dir: cfg.state_dir.clone(),
+        host_ip: cfg.host_ip,
+        api: env::ApiEndpoint { host: cfg.host_ip.to_string(), port: cfg.api_port },
+        ca_crt: cfg.ca_crt.clone(),
+        images: Images::new(cfg.images_file.clone()),
+        images_file: cfg.images_file.clone(),
+        net,
+    });
+    watch_pods(agent.clone(), shutdown.clone()).await;
+    for t in tasks {
+        let _ = t.await;
+    }
+    let _ = tokio::task::spawn_blocking({
+        let dir = cfg.state_dir.clone();
+        move || cleanup_leftovers(&dir)
+    })
+    .await;
     Ok(())
 }
 
+struct Worker {
+    tx: tokio::sync::watch::Sender<Pod>,
+    gone: CancellationToken,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+/// Starts a worker per pod bound to this node and feeds it the pod's updates.
+async fn watch_pods(agent: Arc<pod::Agent>, shutdown: CancellationToken) {
+    let api: Api<Pod> = Api::all(agent.client.clone());
+    let config = watcher::Config::default().fields(&format!("spec.nodeName={}", agent.node_name));
+    let mut stream = std::pin::pin!(watcher(api, config).default_backoff());
+    let mut workers: HashMap<String, Worker> = HashMap::new();
+    let mut seen_in_relist: Option<std::collections::HashSet<String>> = None;
+    loop {
+        let event = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            e = stream.next() => e,
+        };
+        let Some(event) = event else { break };
+        let event = match event {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, "pod watch failed; retrying");
+                continue;
+            }
+        };
+        workers.retain(|_, w| !w.handle.is_finished());
+        match event {
+            watcher::Event::Init => seen_in_relist = Some(Default::default()),
+            watcher::Event::InitApply(p) | watcher::Event::Apply(p) => {
+                let Some(uid) = p.metadata.uid.clone() else { continue };
+                if let Some(seen) = seen_in_relist.as_mut() {
+                    seen.insert(uid.clone());
+                }
+                if let Some(w) = workers.get(&uid) {
+                    let _ = w.tx.send(p);
+                    continue;
+                }
+                let phase = p.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("");
+                // Finished pods are not started again; but a terminating one is still cleaned up.
+                if matches!(phase, "Succeeded" | "Failed") && p.metadata.deletion_timestamp.is_none() {
+                    continue;
+                }
+                let (tx, rx) = tokio::sync::watch::channel(p);
+                let gone = CancellationToken::new();
+                let handle = tokio::spawn(pod::run_pod(agent.clone(), rx, gone.clone(), shutdown.clone()));
+                workers.insert(uid, Worker { tx, gone, handle });
+            }
+            watcher::Event::Delete(p) => {
+                if let Some(w) = p.metadata.uid.as_ref().and_then(|u| workers.get(u)) {
+                    w.gone.cancel();
+                }
+            }
+            watcher::Event::InitDone => {
+                // Pods that vanished while the watch was down.
+                if let Some(seen) = seen_in_relist.take() {
+                    for (uid, w) in &workers {
+                        if !seen.contains(uid) {
+                            w.gone.cancel();
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for (_, w) in workers {
+        let _ = w.handle.await;
+    }
+}
+
+/// Start time of a process (field 22 of /proc/PID/stat): identifies it against pid reuse.
+pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces: count fields after its closing paren.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
 /// Removes whatever a previous (possibly killed) node agent of this state dir left behind:
-/// pod processes, mounts, network namespaces and the bridge. Idempotent.
-pub fn cleanup_leftovers(_state_dir: &Path) -> Result<(), NodeError> {
+/// pod processes (from their pidfiles, and anything left in the cluster's network
+/// namespaces), mounts under `state_dir/node`, the network namespaces and the bridge.
+/// Idempotent.
+pub fn cleanup_leftovers(state_dir: &Path) -> Result<(), NodeError> {
+    let pods = state_dir.join("node").join("pods");
+    if let Ok(entries) = std::fs::read_dir(&pods) {
+        for dir in entries.flatten() {
+            let Ok(files) = std::fs::read_dir(dir.path()) else { continue };
+            for f in files.flatten() {
+                let path = f.path();
+                if path.extension().and_then(|e| e.to_str()) != Some("pid") {
+                    continue;
+                }
+                if let Ok(text) = std::fs::read_to_string(&path) {
+                    let mut it = text.split_whitespace();
+                    let pid = it.next().and_then(|p| p.parse::<u32>().ok());
+                    let start = it.next().and_then(|s| s.parse::<u64>().ok());
+                    // Only the very process we started: a reused pid has another start time.
+                    if let (Some(pid), Some(start)) = (pid, start)
+                        && process_start_time(pid) == Some(start)
+                    {
+                        spawn::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
+                    }
+                }
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+    netns::cleanup(state_dir);
+    volumes::unmount_under(&state_dir.join("node"));
     Ok(())
 }
 
