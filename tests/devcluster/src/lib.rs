@@ -3,4 +3,14 @@
 //! that runs the pods bound to it as local processes, and a hostpath storage provisioner.
 //! See DESIGN.md §7 and docs/devcluster.md.
 
+pub mod binaries;
+pub mod control_plane;
+pub mod daemon;
+pub mod egress;
+pub mod lifecycle;
 pub mod node;
+pub mod pki;
+pub mod process;
+pub mod provisioner;
+pub mod state;
+pub mod testing;

@@ -1,1 +1,172 @@
-fn main() {}
+//! `devcluster`: a real local Kubernetes for development and tests (DESIGN.md §6, §7).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use devcluster::daemon::{self, DaemonOptions};
+use devcluster::lifecycle::{self, UpOptions};
+use devcluster::state::{PodCidr, StateLayout};
+
+#[derive(Parser)]
+#[command(version, about = "A real local Kubernetes (etcd, kube-apiserver, kube-controller-manager, kube-scheduler) plus a node agent running pods as local processes")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the cluster in the background; returns once it is ready and prints
+    /// KUBECONFIG=... and HOST_IP=... (also written to STATE_DIR/cluster.env).
+    /// Already running: prints the same and returns.
+    Up {
+        /// Directory for everything the cluster keeps (certificates, etcd, logs, volumes).
+        #[arg(long, env = "DEVCLUSTER_STATE_DIR")]
+        state_dir: PathBuf,
+        /// Images file mapping container images to local programs (DESIGN.md §7).
+        #[arg(long, env = "DEVCLUSTER_IMAGES")]
+        images: Option<PathBuf>,
+        /// Pod network; the host's address on the pod bridge is its first address.
+        #[arg(long, env = "DEVCLUSTER_POD_CIDR", default_value = "10.244.0.0/24")]
+        pod_cidr: String,
+        /// NAT pod traffic to the outside world (needs iptables; tests never use it).
+        #[arg(long, env = "DEVCLUSTER_POD_EGRESS")]
+        pod_egress: bool,
+        /// Directory with etcd, kube-apiserver, kube-controller-manager, kube-scheduler
+        /// [default: the versioned build cache, built by control-plane/build.sh when missing].
+        #[arg(long, env = "DEVCLUSTER_BIN_DIR")]
+        bin_dir: Option<PathBuf>,
+        /// Give up when not ready after this many seconds.
+        #[arg(long, env = "DEVCLUSTER_UP_TIMEOUT", default_value_t = 180)]
+        timeout_secs: u64,
+    },
+    /// Stop the cluster and remove its processes, mounts and network namespaces (idempotent).
+    Down {
+        #[arg(long, env = "DEVCLUSTER_STATE_DIR")]
+        state_dir: PathBuf,
+    },
+    /// Print the output of a container of a pod.
+    Logs {
+        #[arg(long, env = "DEVCLUSTER_STATE_DIR")]
+        state_dir: PathBuf,
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        pod: String,
+        /// Container name (optional when the pod has one container with output).
+        #[arg(short = 'c', long)]
+        container: Option<String>,
+    },
+    /// The supervisor `up` starts detached (internal).
+    #[command(hide = true)]
+    Daemon {
+        #[arg(long)]
+        state_dir: PathBuf,
+        #[arg(long)]
+        images: PathBuf,
+        #[arg(long)]
+        pod_cidr: String,
+        #[arg(long)]
+        pod_egress: bool,
+        #[arg(long)]
+        bin_dir: Option<PathBuf>,
+    },
+}
+
+fn init_logs(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn,hyper=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Up { state_dir, images, pod_cidr, pod_egress, bin_dir, timeout_secs } => {
+            init_logs(false);
+            let exe = match std::env::current_exe() {
+                Ok(e) => e,
+                Err(e) => {
+                    eprintln!("devcluster up: locating own executable: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let opts = UpOptions {
+                state_dir,
+                images,
+                pod_cidr,
+                pod_egress,
+                bin_dir,
+                exe,
+                timeout: Duration::from_secs(timeout_secs),
+            };
+            match lifecycle::up(&opts).await {
+                Ok(env) => {
+                    print!("{}", env.render());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("devcluster up: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Down { state_dir } => {
+            init_logs(false);
+            match lifecycle::down(&state_dir).await {
+                Ok(true) => {
+                    eprintln!("devcluster: stopped {}", state_dir.display());
+                    ExitCode::SUCCESS
+                }
+                Ok(false) => {
+                    eprintln!("devcluster: {} was not running (leftovers removed)", state_dir.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("devcluster down: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Logs { state_dir, namespace, pod, container } => {
+            match lifecycle::logs(&state_dir, &namespace, &pod, container.as_deref()) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("devcluster logs: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Daemon { state_dir, images, pod_cidr, pod_egress, bin_dir } => {
+            init_logs(true);
+            let pod_cidr = match PodCidr::parse(&pod_cidr) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "bad pod CIDR");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let opts = DaemonOptions {
+                layout: StateLayout::new(state_dir),
+                images_file: images,
+                pod_cidr,
+                pod_egress,
+                bin_dir,
+            };
+            match daemon::run(opts).await {
+                0 => ExitCode::SUCCESS,
+                _ => ExitCode::FAILURE,
+            }
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! The supervisor (`devcluster daemon`), started detached by `up`: starts the control plane,
+//! the storage provisioner and the node agent, reports progress in `status.json`, and on
+//! SIGTERM (from `down`) stops everything in reverse order and cleans up.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, Node, ServiceAccount};
+use kube::{Api, Client};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+
+use crate::binaries::Binaries;
+use crate::control_plane::{self, ControlPlane, StartError};
+use crate::state::{ClusterEnv, DaemonStatus, PodCidr, StateLayout};
+use crate::{egress, node, pki, provisioner};
+
+pub const NODE_NAME: &str = "devcluster-node";
+/// The log of the supervisor itself (and of the node agent and provisioner inside it).
+pub const DAEMON_COMPONENT: &str = "daemon";
+
+pub struct DaemonOptions {
+    pub layout: StateLayout,
+    pub images_file: PathBuf,
+    pub pod_cidr: PodCidr,
+    pub pod_egress: bool,
+    pub bin_dir: Option<PathBuf>,
+}
+
+/// Runs the supervisor to completion; returns the process exit code.
+pub async fn run(opts: DaemonOptions) -> i32 {
+    let layout = opts.layout.clone();
+    let stop = CancellationToken::new();
+    for kind in [SignalKind::terminate(), SignalKind::interrupt()] {
+        match signal(kind) {
+            Ok(mut sig) => {
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    sig.recv().await;
+                    tracing::info!("stop requested");
+                    stop.cancel();
+                });
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot handle a stop signal"),
+        }
+    }
+    if let Err(e) = std::fs::write(layout.daemon_pidfile(), std::process::id().to_string()) {
+        tracing::error!(error = %e, "writing the daemon pidfile");
+    }
+    let _ = DaemonStatus::Starting.write(&layout);
+
+    let mut cp = ControlPlane { components: Vec::new(), api_port: 0 };
+    let node_stop = CancellationToken::new();
+    let mut background = Vec::new();
+    let started = tokio::select! {
+        r = start(&opts, &mut cp, &node_stop, &mut background) => r,
+        _ = stop.cancelled() => Err(StartError::new(DAEMON_COMPONENT, "stopped during start-up")),
+    };
+    let code = match started {
+        Ok(mut node_task) => {
+            let env = ClusterEnv { kubeconfig: layout.kubeconfig(), host_ip: opts.pod_cidr.host_ip() };
+            let ready = std::fs::write(layout.cluster_env(), env.render()).and_then(|()| DaemonStatus::Ready.write(&layout));
+            match ready {
+                Ok(()) => {
+                    tracing::info!(kubeconfig = %layout.kubeconfig().display(), "cluster ready");
+                    supervise(&stop, &mut cp, &mut node_task).await
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "writing cluster.env");
+                    1
+                }
+            }
+            .max(shutdown_node(&node_stop, node_task).await)
+        }
+        Err(e) => {
+            tracing::error!(component = %e.component, error = %e.message, "start failed");
+            let _ = DaemonStatus::Failed { component: e.component.clone(), message: e.message.clone() }.write(&layout);
+            node_stop.cancel();
+            1
+        }
+    };
+    for task in background {
+        task.abort();
+    }
+    let _ = std::fs::remove_file(layout.cluster_env());
+    cp.stop().await;
+    if opts.pod_egress {
+        egress::disable(&opts.pod_cidr);
+    }
+    if let Err(e) = node::cleanup_leftovers(layout.root()) {
+        tracing::warn!(error = %e, "node cleanup");
+    }
+    // a failed status stays for `up` to report; a clean stop leaves nothing behind
+    if code == 0 {
+        let _ = std::fs::remove_file(layout.status_file());
+    }
+    let _ = std::fs::remove_file(layout.daemon_pidfile());
+    tracing::info!(code, "supervisor exiting");
+    code
+}
+
+type NodeTask = tokio::task::JoinHandle<Result<(), node::NodeError>>;
+
+async fn start(
+    opts: &DaemonOptions,
+    cp: &mut ControlPlane,
+    node_stop: &CancellationToken,
+    background: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> Result<NodeTask, StartError> {
+    let layout = &opts.layout;
+    let daemon_err = |e: &dyn std::fmt::Display| StartError::new(DAEMON_COMPONENT, e);
+    for dir in [layout.pids_dir(), layout.pki_dir(), layout.volumes_dir()] {
+        std::fs::create_dir_all(&dir).map_err(|e| daemon_err(&format!("{}: {e}", dir.display())))?;
+    }
+    let bins = Binaries::locate_or_build(opts.bin_dir.as_deref()).map_err(|e| daemon_err(&e))?;
+    let host_ip = opts.pod_cidr.host_ip();
+    let pki = pki::generate(&layout.pki_dir(), host_ip).map_err(|e| daemon_err(&e))?;
+    let client = control_plane::start(layout, &bins, &pki, host_ip, cp).await?;
+
+    provisioner::ensure_storage_class_with_retry(&client).await.map_err(|e| daemon_err(&e))?;
+    background.push(tokio::spawn(provisioner::run(client.clone(), layout.volumes_dir(), node_stop.clone())));
+    if opts.pod_egress {
+        egress::enable(&opts.pod_cidr).map_err(|e| daemon_err(&e))?;
+    }
+
+    let cfg = node::NodeConfig {
+        client: client.clone(),
+        node_name: NODE_NAME.into(),
+        state_dir: layout.root().to_path_buf(),
+        images_file: opts.images_file.clone(),
+        pod_cidr: opts.pod_cidr.to_string(),
+        host_ip,
+        api_port: cp.api_port,
+        ca_crt: pki.ca_crt.clone(),
+    };
+    let mut node_task = tokio::spawn(node::run(cfg, node_stop.clone()));
+    wait_ready(&client, cp, &mut node_task).await?;
+    Ok(node_task)
+}
+
+/// Ready means: the `default` namespace and its ServiceAccount exist (so pods can be
+/// created) and the node is Ready (so they can run).
+async fn wait_ready(client: &Client, cp: &mut ControlPlane, node_task: &mut NodeTask) -> Result<(), StartError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        for c in cp.components.iter_mut() {
+            if let Some(status) = c.exited() {
+                return Err(StartError::new(&c.name, format!("exited during start-up ({status})")));
+            }
+        }
+        if node_task.is_finished() {
+            let why = match node_task.await {
+                Ok(Ok(())) => "node agent stopped during start-up".to_string(),
+                Ok(Err(e)) => format!("node agent failed: {e}"),
+                Err(e) => format!("node agent panicked: {e}"),
+            };
+            return Err(StartError::new(DAEMON_COMPONENT, why));
+        }
+        let ns = Api::<Namespace>::all(client.clone()).get_opt("default").await.ok().flatten().is_some();
+        let sa = ns
+            && Api::<ServiceAccount>::namespaced(client.clone(), "default")
+                .get_opt("default")
+                .await
+                .ok()
+                .flatten()
+                .is_some();
+        let node_ready = sa && node_is_ready(client).await;
+        if node_ready {
+            return Ok(());
+        }
+        let waiting_for = if !ns {
+            "the default namespace"
+        } else if !sa {
+            "the default ServiceAccount (kube-controller-manager)"
+        } else {
+            "node devcluster-node to be Ready (node agent)"
+        };
+        if tokio::time::Instant::now() >= deadline {
+            let component = if !ns { "kube-apiserver" } else if !sa { "kube-controller-manager" } else { DAEMON_COMPONENT };
+            return Err(StartError::new(component, format!("timed out waiting for {waiting_for}")));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub async fn node_is_ready(client: &Client) -> bool {
+    let Ok(Some(node)) = Api::<Node>::all(client.clone()).get_opt(NODE_NAME).await else { return false };
+    node.status
+        .and_then(|s| s.conditions)
+        .unwrap_or_default()
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
+/// Waits for a stop request or for a part to die; returns the exit code.
+async fn supervise(stop: &CancellationToken, cp: &mut ControlPlane, node_task: &mut NodeTask) -> i32 {
+    let layout_failed = |component: &str, message: String| (component.to_string(), message);
+    let failure = {
+        let exits = futures::future::select_all(cp.components.iter_mut().map(|c| {
+            Box::pin(async move {
+                let status = c.wait().await;
+                (c.name.clone(), status)
+            })
+        }));
+        tokio::select! {
+            _ = stop.cancelled() => None,
+            ((name, status), _, _) = exits => Some(layout_failed(&name, format!("exited unexpectedly ({status})"))),
+            r = &mut *node_task => Some(layout_failed(DAEMON_COMPONENT, match r {
+                Ok(Ok(())) => "node agent stopped unexpectedly".into(),
+                Ok(Err(e)) => format!("node agent failed: {e}"),
+                Err(e) => format!("node agent panicked: {e}"),
+            })),
+        }
+    };
+    match failure {
+        None => 0,
+        Some((component, message)) => {
+            tracing::error!(%component, %message, "cluster part died; stopping everything");
+            1
+        }
+    }
+}
+
+/// Stops the node agent (its pods get SIGTERM and their grace period) before the control
+/// plane goes, so pod deletions are still observable.
+async fn shutdown_node(node_stop: &CancellationToken, node_task: NodeTask) -> i32 {
+    node_stop.cancel();
+    if node_task.is_finished() {
+        return 0;
+    }
+    match tokio::time::timeout(Duration::from_secs(60), node_task).await {
+        Ok(Ok(Ok(()))) => 0,
+        Ok(Ok(Err(e))) => {
+            tracing::warn!(error = %e, "node agent stopped with an error");
+            0
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "node agent panicked");
+            0
+        }
+        Err(_) => {
+            tracing::warn!("node agent did not stop within 60 s");
+            0
+        }
+    }
+}

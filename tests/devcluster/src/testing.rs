@@ -1,0 +1,248 @@
+//! The test library: one devcluster shared by every test of a run, a fresh namespace per test.
+//!
+//! ```no_run
+//! # async fn t() {
+//! let cluster = devcluster::testing::cluster().await;
+//! let ns = cluster.namespace("my-test").await;
+//! let client = cluster.client();
+//! # }
+//! ```
+//!
+//! With `DEVCLUSTER_STATE_DIR` set (as `make test` does) the library connects to that
+//! running cluster. Without it, it starts one in `~/.cache/whatsapp-operator/state/cargo-test`
+//! (pod CIDR 10.244.0.0/24) or reuses it if it is already running, so a plain
+//! `cargo test --release -p <crate>` works too; `devcluster down --state-dir` that dir when done.
+
+use std::future::Future;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use kube::api::{ObjectMeta, PostParams};
+use kube::{Api, Client};
+use rand::Rng;
+use tokio::sync::OnceCell;
+
+use crate::binaries::cache_dir;
+use crate::lifecycle::{self, UpOptions};
+use crate::state::{ClusterEnv, StateLayout};
+
+/// A running devcluster as seen by a test.
+pub struct TestCluster {
+    state_dir: PathBuf,
+    env: ClusterEnv,
+    config: kube::Config,
+}
+
+static CLUSTER: OnceCell<TestCluster> = OnceCell::const_new();
+
+/// The cluster of this test run (see the module docs). Panics with the reason when there is
+/// none and none can be started.
+pub async fn cluster() -> &'static TestCluster {
+    CLUSTER.get_or_init(connect_or_start).await
+}
+
+async fn connect_or_start() -> TestCluster {
+    let (state_dir, env) = match std::env::var_os("DEVCLUSTER_STATE_DIR").filter(|v| !v.is_empty()) {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            let env = ClusterEnv::read(&StateLayout::new(&dir)).unwrap_or_else(|| {
+                panic!(
+                    "DEVCLUSTER_STATE_DIR={} has no cluster.env: is the cluster running? \
+                     (devcluster up --state-dir {0})",
+                    dir.display()
+                )
+            });
+            (dir, env)
+        }
+        None => start_default().await,
+    };
+    let config = crate::control_plane::admin_config(&env.kubeconfig)
+        .await
+        .unwrap_or_else(|e| panic!("reading {}: {e}", env.kubeconfig.display()));
+    TestCluster { state_dir, env, config }
+}
+
+/// Starts (or reuses) the cluster in `<cache>/state/cargo-test`.
+async fn start_default() -> (PathBuf, ClusterEnv) {
+    let state_dir = cache_dir().join("state").join("cargo-test");
+    let bin_dir = release_dir();
+    let exe = devcluster_exe(&bin_dir);
+    let images = state_dir.join("images.yaml");
+    std::fs::create_dir_all(&state_dir).unwrap_or_else(|e| panic!("creating {}: {e}", state_dir.display()));
+    std::fs::write(&images, images_file(&bin_dir)).unwrap_or_else(|e| panic!("writing {}: {e}", images.display()));
+    let opts = UpOptions {
+        state_dir: state_dir.clone(),
+        images: Some(images),
+        pod_cidr: "10.244.0.0/24".into(),
+        pod_egress: false,
+        bin_dir: std::env::var_os("DEVCLUSTER_BIN_DIR").map(PathBuf::from),
+        exe,
+        timeout: Duration::from_secs(300),
+    };
+    match lifecycle::up(&opts).await {
+        Ok(env) => (state_dir, env),
+        Err(e) => panic!("devcluster up --state-dir {} failed: {e}", state_dir.display()),
+    }
+}
+
+/// Where the project's release binaries are: `$WA_BIN_DIR`, `$CARGO_TARGET_DIR/release`, or
+/// the directory of the running test binary's profile (`target/release/deps/..`).
+fn release_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("WA_BIN_DIR").filter(|v| !v.is_empty()) {
+        return d.into();
+    }
+    if let Some(d) = std::env::var_os("CARGO_TARGET_DIR").filter(|v| !v.is_empty()) {
+        return PathBuf::from(d).join("release");
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().and_then(Path::parent).map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/release")))
+}
+
+/// The `devcluster` binary: `$DEVCLUSTER_BIN`, else in `bin_dir`, else built with cargo.
+fn devcluster_exe(bin_dir: &Path) -> PathBuf {
+    if let Some(p) = std::env::var_os("DEVCLUSTER_BIN").filter(|v| !v.is_empty()) {
+        return p.into();
+    }
+    let exe = bin_dir.join("devcluster");
+    if !exe.is_file() || !bin_dir.join("devcluster-testpod").is_file() {
+        let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+        eprintln!("devcluster: building the devcluster binaries (cargo build --release --manifest-path {manifest} --bins)");
+        let status = std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .args(["build", "--release", "--bins", "--manifest-path", manifest])
+            .status()
+            .unwrap_or_else(|e| panic!("running cargo: {e}"));
+        assert!(status.success(), "building devcluster failed");
+    }
+    assert!(exe.is_file(), "{} not found; set DEVCLUSTER_BIN", exe.display());
+    exe
+}
+
+/// The images file of `tests/scripts/images-file.sh`, for binaries in `bin`.
+pub fn images_file(bin: &Path) -> String {
+    let b = bin.display();
+    format!(
+        "images:\n  ghcr.io/leadmaster/wa-session: {{entrypoint: [\"{b}/wa-session\"]}}\n  \
+         ghcr.io/leadmaster/wa-operator: {{entrypoint: [\"{b}/wa-operator\"]}}\n  \
+         ghcr.io/leadmaster/wa-hub: {{entrypoint: [\"{b}/wa-hub\"]}}\n  \
+         ghcr.io/leadmaster/test-pod: {{entrypoint: [\"{b}/devcluster-testpod\"]}}\n  \
+         busybox: {{entrypoint: []}}\n"
+    )
+}
+
+impl TestCluster {
+    /// A fresh client. Each call builds a new one because a client is tied to the tokio
+    /// runtime it was created on, and every `#[tokio::test]` has its own runtime.
+    pub fn client(&self) -> Client {
+        Client::try_from(self.config.clone()).unwrap_or_else(|e| panic!("building a kube client: {e}"))
+    }
+
+    /// The admin kubeconfig.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.env.kubeconfig.clone()
+    }
+
+    /// The host's address on the pod bridge: pods reach programs on the host there.
+    pub fn host_ip(&self) -> Ipv4Addr {
+        self.env.host_ip
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.state_dir.clone()
+    }
+
+    /// Creates namespace `<prefix>-<6 random chars>` and waits until its `default`
+    /// ServiceAccount exists (pods are refused before that).
+    pub async fn namespace(&self, prefix: &str) -> String {
+        const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+        let suffix: String = {
+            let mut rng = rand::rng();
+            (0..6).map(|_| CHARS[rng.random_range(0..CHARS.len())] as char).collect()
+        };
+        let name = format!("{prefix}-{suffix}");
+        let client = self.client();
+        let ns = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                labels: Some([("devcluster.test/namespace".to_string(), "true".to_string())].into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap_or_else(|e| panic!("creating namespace {name}: {e}"));
+        let sas = Api::<ServiceAccount>::namespaced(client, &name);
+        wait_for_named(&format!("ServiceAccount {name}/default"), Duration::from_secs(60), || async {
+            matches!(sas.get_opt("default").await, Ok(Some(_)))
+        })
+        .await;
+        name
+    }
+
+    /// The output of a container so far (empty when it has none yet).
+    pub fn logs(&self, namespace: &str, pod: &str, container: &str) -> String {
+        lifecycle::logs(&self.state_dir, namespace, pod, Some(container)).unwrap_or_default()
+    }
+
+    /// Runs `kubectl` against this cluster.
+    pub async fn kubectl(&self, args: &[&str]) -> Output {
+        tokio::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.env.kubeconfig)
+            .args(args)
+            .output()
+            .await
+            .unwrap_or_else(|e| panic!("running kubectl: {e}"))
+    }
+}
+
+/// Polls `condition` every 200 ms until it is true; panics after `timeout`.
+pub async fn wait_for<F, Fut>(timeout: Duration, condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    wait_for_named("condition", timeout, condition).await
+}
+
+/// Like [`wait_for`], naming what is awaited in the panic message.
+pub async fn wait_for_named<F, Fut>(what: &str, timeout: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = tokio::time::Instant::now();
+    loop {
+        if condition().await {
+            return;
+        }
+        if start.elapsed() >= timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Polls `probe` every 200 ms until it returns `Some`; panics after `timeout`.
+pub async fn wait_for_value<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = tokio::time::Instant::now();
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        if start.elapsed() >= timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
