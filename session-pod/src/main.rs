@@ -1,1 +1,124 @@
-fn main() {}
+//! wa-session: the session agent. One per WhatsAppSession, in the session's pod: runs WhatsApp
+//! Web in Chromium with the login kept on the data volume and publishes QR and state to the
+//! CR's status (DESIGN.md §2, §6).
+
+mod browser;
+mod commands;
+mod config;
+mod driver;
+mod error;
+mod http;
+mod metrics;
+mod profile;
+mod publisher;
+mod session;
+mod state;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use crds::WhatsAppSession;
+use kube::Api;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+
+fn main() -> ExitCode {
+    let cfg = Config::parse();
+    tracing_subscriber::fmt()
+        .json()
+        .with_current_span(false)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,chromiumoxide=warn,kube=warn")),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "wa-session failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cfg: Config) -> Result<()> {
+    tracing::info!(
+        session = %cfg.session_name,
+        namespace = %cfg.session_namespace,
+        url = %cfg.url,
+        data_dir = %cfg.data_dir.display(),
+        proxy = cfg.proxy_url.is_some(),
+        "wa-session starting"
+    );
+    let driver = driver::Driver::load(cfg.driver_dir.as_deref())?;
+    // In a pod: in-cluster config (the session's own ServiceAccount); outside: KUBECONFIG.
+    let client = kube::Client::try_default().await.map_err(|e| Error::KubeConfig(e.to_string()))?;
+    let api: Api<WhatsAppSession> = Api::namespaced(client, &cfg.session_namespace);
+    let cr = get_own_cr(&api, &cfg.session_name).await?;
+
+    let metrics = metrics::Metrics::default();
+    let mut registry = prometheus_client::registry::Registry::default();
+    metrics.register(&mut registry);
+    let health = Arc::new(http::Health::default());
+    health.beat();
+    let shutdown = CancellationToken::new();
+
+    let http_task = tokio::spawn(http::serve(cfg.http_addr, health.clone(), registry, shutdown.clone()));
+    let requests = commands::watch_requests(api.clone(), &cfg.session_name, commands::Requests::of(&cr));
+    let publisher = publisher::Publisher::spawn(api, cfg.session_name.clone(), Some(&cr), cfg.status_coalesce, metrics.clone());
+    let initial = cr.status.as_ref().and_then(state::AgentStatus::from_cr).unwrap_or_default();
+    let machine = state::Machine::new(initial, cfg.qr_first_ttl, cfg.qr_next_ttl);
+    let profile = profile::Profile::new(&cfg.data_dir);
+
+    tokio::spawn(wait_for_signal(shutdown.clone()));
+    let agent = session::Agent { cfg, driver, profile, machine, publisher, requests, health, metrics, shutdown: shutdown.clone() };
+    agent.run().await;
+    shutdown.cancel();
+    match tokio::time::timeout(Duration::from_secs(2), http_task).await {
+        Ok(Ok(res)) => res?,
+        _ => {}
+    }
+    tracing::info!("wa-session stopped");
+    Ok(())
+}
+
+/// The CR must exist (the operator creates the pod for it); retry briefly for a fresh
+/// apiserver or RBAC still propagating.
+async fn get_own_cr(api: &Api<WhatsAppSession>, name: &str) -> Result<WhatsAppSession> {
+    let mut last = None;
+    for attempt in 0..10u64 {
+        match api.get(name).await {
+            Ok(cr) => return Ok(cr),
+            Err(e) => {
+                tracing::warn!(error = %e, attempt, "reading the session CR failed");
+                last = Some(e);
+                tokio::time::sleep(Duration::from_millis(500 * (attempt + 1))).await;
+            }
+        }
+    }
+    Err(last.map(Error::Kube).unwrap_or_else(|| Error::KubeConfig("no attempt made".into())))
+}
+
+async fn wait_for_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: closing Chromium and exiting"),
+        _ = int.recv() => tracing::info!("SIGINT: closing Chromium and exiting"),
+    }
+    shutdown.cancel();
+}

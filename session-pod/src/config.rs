@@ -1,0 +1,149 @@
+//! Command line and environment (DESIGN.md §6). The operator sets the `WA_*` variables in the
+//! session pod; every flag can also be given on the command line for local runs and tests.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "wa-session",
+    version,
+    about = "Session agent: drives WhatsApp Web in Chromium over CDP and publishes the session's state to its WhatsAppSession"
+)]
+pub struct Config {
+    /// Name of the WhatsAppSession this agent serves.
+    #[arg(long, env = "WA_SESSION_NAME")]
+    pub session_name: String,
+
+    /// Namespace of the WhatsAppSession.
+    #[arg(long, env = "WA_SESSION_NAMESPACE")]
+    pub session_namespace: String,
+
+    /// WhatsApp Web URL (the fake's URL in tests).
+    #[arg(long, env = "WA_URL", default_value = "https://web.whatsapp.com/")]
+    pub url: String,
+
+    /// Data volume; the Chromium profile (the saved login) lives in `<dir>/profile`.
+    #[arg(long, env = "WA_DATA_DIR", default_value = "/data")]
+    pub data_dir: PathBuf,
+
+    /// Chromium executable.
+    #[arg(long, env = "CHROMIUM_PATH", default_value = "/usr/bin/chromium")]
+    pub chromium_path: PathBuf,
+
+    /// Address of /livez, /readyz and /metrics.
+    #[arg(long, env = "WA_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    pub http_addr: SocketAddr,
+
+    /// Directory with page-driver script overrides (`<name>.js`, e.g. a mounted ConfigMap);
+    /// scripts not found there use the built-in versions.
+    #[arg(long, env = "WA_DRIVER_DIR")]
+    pub driver_dir: Option<PathBuf>,
+
+    /// Block images, media and fonts in Chromium to save memory and bandwidth.
+    #[arg(long, env = "WA_BLOCK_RESOURCES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub block_resources: bool,
+
+    /// Egress proxy for Chromium: http://, https:// or socks5:// host:port (from spec.proxy).
+    #[arg(long, env = "WA_PROXY_URL")]
+    pub proxy_url: Option<String>,
+
+    /// Proxy user name (from spec.proxy.credentialsSecretRef); never logged.
+    #[arg(long, env = "WA_PROXY_USERNAME", hide_env_values = true)]
+    pub proxy_username: Option<String>,
+
+    /// Proxy password (from spec.proxy.credentialsSecretRef); never logged.
+    #[arg(long, env = "WA_PROXY_PASSWORD", hide_env_values = true)]
+    pub proxy_password: Option<String>,
+
+    /// User agent Chromium presents; WhatsApp Web rejects headless user agents.
+    #[arg(
+        long,
+        env = "WA_USER_AGENT",
+        default_value = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/145.0.0.0 Safari/537.36"
+    )]
+    pub user_agent: String,
+
+    /// Lifetime announced in qrExpiresAt for the first QR of a round.
+    #[arg(long, env = "WA_QR_FIRST_TTL", default_value = "60s", value_parser = parse_duration)]
+    pub qr_first_ttl: Duration,
+
+    /// Lifetime announced in qrExpiresAt for every following QR of a round.
+    #[arg(long, env = "WA_QR_NEXT_TTL", default_value = "20s", value_parser = parse_duration)]
+    pub qr_next_ttl: Duration,
+
+    /// Delay before taking the session back when WhatsApp reports CONFLICT (opened elsewhere).
+    #[arg(long, env = "WA_TAKEOVER_DELAY", default_value = "5s", value_parser = parse_duration)]
+    pub takeover_delay: Duration,
+
+    /// How often the page state is polled (page events also trigger an immediate read).
+    #[arg(long, env = "WA_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub poll_interval: Duration,
+
+    /// A page script (CDP call) not answering within this is counted as a hang.
+    #[arg(long, env = "WA_CDP_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub cdp_timeout: Duration,
+
+    /// How long the page may take to expose WhatsApp's modules after loading.
+    #[arg(long, env = "WA_PAGE_LOAD_TIMEOUT", default_value = "90s", value_parser = parse_duration)]
+    pub page_load_timeout: Duration,
+
+    /// Quiet period used to coalesce status changes (a new QR is published at once).
+    #[arg(long, env = "WA_STATUS_COALESCE", default_value = "250ms", value_parser = parse_duration)]
+    pub status_coalesce: Duration,
+
+    /// Time allowed for closing Chromium on SIGTERM (keep below the pod's grace period).
+    #[arg(long, env = "WA_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+impl Config {
+    pub fn profile_dir(&self) -> PathBuf {
+        self.data_dir.join("profile")
+    }
+}
+
+/// Parses `250ms`, `5s`, `2m` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let value: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+    let secs = match unit {
+        "ms" => value / 1000.0,
+        "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("invalid duration unit in {s:?} (use ms, s or m)")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| format!("invalid duration {s:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("3h").is_err());
+    }
+
+    #[test]
+    fn defaults_follow_design() {
+        let c = Config::try_parse_from(["wa-session", "--session-name", "s", "--session-namespace", "n"])
+            .expect("parses");
+        assert_eq!(c.data_dir, PathBuf::from("/data"));
+        assert_eq!(c.profile_dir(), PathBuf::from("/data/profile"));
+        assert_eq!(c.chromium_path, PathBuf::from("/usr/bin/chromium"));
+        assert_eq!(c.http_addr.to_string(), "0.0.0.0:8080");
+        assert!(!c.user_agent.contains("Headless"));
+    }
+}

@@ -1,0 +1,36 @@
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+
+    #[error("Kubernetes client configuration: {0}")]
+    KubeConfig(String),
+
+    #[error("launching Chromium: {0}")]
+    Launch(String),
+
+    #[error("Chromium DevTools protocol: {0}")]
+    Cdp(#[from] chromiumoxide::error::CdpError),
+
+    #[error("page script {script} did not answer within {secs:.1}s")]
+    ScriptTimeout { script: &'static str, secs: f64 },
+
+    #[error("page script {script} failed: {message}")]
+    Script { script: &'static str, message: String },
+
+    #[error("page driver script {path}: {source}")]
+    DriverScript { path: PathBuf, source: std::io::Error },
+
+    #[error("profile {path}: {source}")]
+    Profile { path: PathBuf, source: std::io::Error },
+
+    #[error("HTTP server on {addr}: {source}")]
+    Http { addr: std::net::SocketAddr, source: std::io::Error },
+
+    #[error("JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,81 @@
+//! /livez, /readyz and /metrics.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, Result};
+
+/// The session loop beats at least this often (idle included); a longer silence means it is
+/// stuck and the pod should be restarted.
+pub const MAX_SILENCE: Duration = Duration::from_secs(120);
+
+#[derive(Default)]
+pub struct Health {
+    /// WhatsApp Web is loaded and the driver reads it, or the agent is deliberately idle.
+    ready: AtomicBool,
+    last_beat_ms: AtomicU64,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl Health {
+    pub fn beat(&self) {
+        self.last_beat_ms.store(now_ms(), Ordering::Relaxed);
+    }
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+    fn alive(&self) -> bool {
+        now_ms().saturating_sub(self.last_beat_ms.load(Ordering::Relaxed)) < MAX_SILENCE.as_millis() as u64
+    }
+}
+
+struct AppState {
+    health: Arc<Health>,
+    registry: Registry,
+}
+
+pub async fn serve(addr: std::net::SocketAddr, health: Arc<Health>, registry: Registry, shutdown: CancellationToken) -> Result<()> {
+    let state = Arc::new(AppState { health, registry });
+    let app = Router::new()
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| Error::Http { addr, source })?;
+    tracing::info!(%addr, "health and metrics listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+        .map_err(|source| Error::Http { addr, source })
+}
+
+async fn livez(State(s): State<Arc<AppState>>) -> impl IntoResponse {
+    if s.health.alive() { (StatusCode::OK, "ok\n") } else { (StatusCode::SERVICE_UNAVAILABLE, "session loop stalled\n") }
+}
+
+async fn readyz(State(s): State<Arc<AppState>>) -> impl IntoResponse {
+    if s.health.is_ready() { (StatusCode::OK, "ready\n") } else { (StatusCode::SERVICE_UNAVAILABLE, "page not ready\n") }
+}
+
+async fn metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
+    let mut body = String::new();
+    match prometheus_client::encoding::text::encode(&mut body, &s.registry) {
+        Ok(()) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}

@@ -1,0 +1,36 @@
+//! Prometheus metrics served on /metrics.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: String,
+}
+
+#[derive(Clone, Default)]
+pub struct Metrics {
+    pub qr_published: Counter,
+    pub state_transitions: Family<StateLabel, Counter>,
+    pub browser_restarts: Counter,
+    pub status_writes: Family<ResultLabel, Counter>,
+    pub connected: Gauge,
+}
+
+impl Metrics {
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register("wa_session_qr_published", "QR codes published to the CR status", self.qr_published.clone());
+        registry.register("wa_session_state_transitions", "Transitions of status.status, by new state", self.state_transitions.clone());
+        registry.register("wa_session_browser_restarts", "Chromium relaunches after a crash, hang or profile problem", self.browser_restarts.clone());
+        registry.register("wa_session_status_writes", "Server-side-apply writes of the CR status, by result", self.status_writes.clone());
+        registry.register("wa_session_connected", "1 while the WhatsApp account is linked and connected", self.connected.clone());
+    }
+}
