@@ -1,0 +1,139 @@
+//! Command line and environment configuration of `wa-operator`.
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// The session agent image matching this operator release.
+pub const DEFAULT_SESSION_IMAGE: &str = concat!("ghcr.io/leadmaster/wa-session:", env!("CARGO_PKG_VERSION"));
+
+/// wa-operator: runs one WhatsApp Web session pod per WhatsAppSession resource.
+///
+/// Every flag can also be given by the environment variable shown in brackets.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "wa-operator", version, about, long_about = None)]
+pub struct Config {
+    /// Container image of the session agent.
+    #[arg(long, env = "WA_SESSION_IMAGE", default_value = DEFAULT_SESSION_IMAGE)]
+    pub session_image: String,
+
+    /// imagePullPolicy of the session container (Always, IfNotPresent, Never); unset = Kubernetes default.
+    #[arg(long, env = "WA_SESSION_IMAGE_PULL_POLICY")]
+    pub session_image_pull_policy: Option<String>,
+
+    /// WhatsApp Web URL passed to every session agent as WA_URL.
+    #[arg(long, env = "WA_URL", default_value = "https://web.whatsapp.com/")]
+    pub whatsapp_url: String,
+
+    /// Namespace to watch; empty or unset = all namespaces.
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// Address of the HTTP server with /metrics and /healthz.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+
+    /// StorageClass for session PVCs whose spec.storage has none; unset = the cluster default.
+    #[arg(long, env = "WA_DEFAULT_STORAGE_CLASS")]
+    pub default_storage_class: Option<String>,
+
+    /// Default CPU request of a session container (when spec.resources is unset).
+    #[arg(long, env = "WA_DEFAULT_CPU_REQUEST", default_value = "100m")]
+    pub default_cpu_request: String,
+
+    /// Default CPU limit of a session container; empty = none.
+    #[arg(long, env = "WA_DEFAULT_CPU_LIMIT", default_value = "1")]
+    pub default_cpu_limit: String,
+
+    /// Default memory request of a session container.
+    #[arg(long, env = "WA_DEFAULT_MEMORY_REQUEST", default_value = "256Mi")]
+    pub default_memory_request: String,
+
+    /// Default memory limit of a session container; empty = none.
+    #[arg(long, env = "WA_DEFAULT_MEMORY_LIMIT", default_value = "1Gi")]
+    pub default_memory_limit: String,
+
+    /// How long deletion under deletionPolicy Logout waits for the agent to confirm the logout
+    /// (status.handled.logoutRequestedAt) before deleting the data anyway, e.g. 60s, 2m.
+    #[arg(long, env = "WA_LOGOUT_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub logout_timeout: Duration,
+
+    /// ConfigMap (in the session's namespace) with page-driver overrides, mounted read-only at
+    /// /etc/wa-driver and passed to agents as WA_DRIVER_DIR. Unset = none.
+    #[arg(long, env = "WA_DRIVER_CONFIGMAP")]
+    pub driver_configmap: Option<String>,
+
+    /// Run only while holding the Lease (safe with several replicas). `--leader-election=false` disables it.
+    #[arg(long, env = "LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+
+    /// Namespace of the leader-election Lease; defaults to POD_NAMESPACE, then the kubeconfig's namespace.
+    #[arg(long, env = "LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+
+    /// Name of the leader-election Lease.
+    #[arg(long, env = "LEASE_NAME", default_value = "whatsapp-operator")]
+    pub lease_name: String,
+
+    /// Seconds a Lease stays valid without renewal (how long a failover can take).
+    #[arg(long, env = "LEASE_DURATION_SECONDS", default_value_t = 15)]
+    pub lease_duration_seconds: u64,
+
+    /// Identity in the Lease; defaults to POD_NAME, then the hostname.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+
+    /// Maximum number of sessions reconciled at the same time (0 = unlimited).
+    #[arg(long, env = "WA_RECONCILE_CONCURRENCY", default_value_t = 16)]
+    pub concurrency: u16,
+}
+
+impl Config {
+    /// The watched namespace, `None` meaning all namespaces.
+    pub fn watch_namespace(&self) -> Option<&str> {
+        self.namespace.as_deref().filter(|ns| !ns.is_empty())
+    }
+}
+
+/// Parses `90`, `90s`, `2m`, `500ms`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let value: u64 = number.parse().map_err(|_| format!("not a duration: {text:?} (use e.g. 60s, 2m, 500ms)"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(value)),
+        "s" => Ok(Duration::from_secs(value)),
+        "m" => Ok(Duration::from_secs(value * 60)),
+        "h" => Ok(Duration::from_secs(value * 3600)),
+        _ => Err(format!("unknown duration unit in {text:?} (use ms, s, m or h)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("60"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn defaults_follow_design() {
+        let cfg = Config::try_parse_from(["wa-operator"]).expect("defaults parse");
+        assert_eq!(cfg.whatsapp_url, "https://web.whatsapp.com/");
+        assert!(cfg.session_image.starts_with("ghcr.io/leadmaster/wa-session:"));
+        assert_eq!(cfg.watch_namespace(), None);
+        assert!(cfg.leader_election);
+        let cfg = Config::try_parse_from(["wa-operator", "--leader-election=false", "--namespace", "x"]).expect("parse");
+        assert!(!cfg.leader_election);
+        assert_eq!(cfg.watch_namespace(), Some("x"));
+    }
+}

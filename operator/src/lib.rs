@@ -1,0 +1,10 @@
+//! wa-operator: reconciles `WhatsAppSession` resources (see DESIGN.md §2 and docs/operator.md).
+pub mod children;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod finalizer;
+pub mod leader;
+pub mod metrics;
+pub mod reconcile;
+pub mod status;

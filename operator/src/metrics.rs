@@ -1,0 +1,172 @@
+//! Prometheus metrics and the HTTP server for `/metrics` and `/healthz`.
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use crds::WhatsAppSession;
+use kube::core::DeserializeGuard;
+use kube::runtime::reflector::Store;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    pub status: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub reconciles: Family<ResultLabels, Counter>,
+    pub errors: Family<ErrorLabels, Counter>,
+    pub duration: Histogram,
+    pub sessions: Family<StatusLabels, Gauge>,
+    pub kube_requests: Counter,
+    pub leader: Gauge,
+    /// The controller's cache, read at scrape time for the sessions-by-status gauge.
+    store: OnceLock<Store<DeserializeGuard<WhatsAppSession>>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("wa_operator");
+        let reconciles = Family::<ResultLabels, Counter>::default();
+        let errors = Family::<ErrorLabels, Counter>::default();
+        let duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
+        let sessions = Family::<StatusLabels, Gauge>::default();
+        let kube_requests = Counter::default();
+        let leader = Gauge::default();
+        registry.register("reconciles", "Reconciliations of WhatsAppSessions by result", reconciles.clone());
+        registry.register("reconcile_errors", "Failed reconciliations by error kind", errors.clone());
+        registry.register("reconcile_duration_seconds", "Duration of one reconciliation", duration.clone());
+        registry.register("sessions", "WhatsAppSessions by status.status (unknown = not reported yet)", sessions.clone());
+        registry.register("kube_requests", "Requests sent to the Kubernetes API", kube_requests.clone());
+        registry.register("leader", "1 while this replica holds the leader Lease", leader.clone());
+        Metrics { registry, reconciles, errors, duration, sessions, kube_requests, leader, store: OnceLock::new() }
+    }
+}
+
+impl Metrics {
+    pub fn set_store(&self, store: Store<DeserializeGuard<WhatsAppSession>>) {
+        let _ = self.store.set(store);
+    }
+
+    pub fn observe_reconcile(&self, took: Duration, error: Option<&'static str>) {
+        self.duration.observe(took.as_secs_f64());
+        let result = if error.is_some() { "error" } else { "ok" };
+        self.reconciles.get_or_create(&ResultLabels { result }).inc();
+        if let Some(kind) = error {
+            self.errors.get_or_create(&ErrorLabels { kind }).inc();
+        }
+    }
+
+    fn refresh_sessions(&self) {
+        let Some(store) = self.store.get() else { return };
+        let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+        for obj in store.state() {
+            let status = match &obj.0 {
+                Ok(s) => s.status.as_ref().and_then(|st| st.status).map_or("unknown", |st| st.as_str()),
+                Err(_) => "invalid",
+            };
+            *counts.entry(status.to_string()).or_default() += 1;
+        }
+        self.sessions.clear();
+        for (status, n) in counts {
+            self.sessions.get_or_create(&StatusLabels { status }).set(n);
+        }
+    }
+
+    pub fn render(&self) -> Result<String, std::fmt::Error> {
+        self.refresh_sessions();
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+async fn metrics_handler(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+    match m.render() {
+        Ok(body) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+/// Serves `/metrics` and `/healthz` until the process ends. Started before leader election so a
+/// standby replica is live too.
+pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(metrics);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "metrics server listening");
+    axum::serve(listener, app).await
+}
+
+/// A tower layer for the kube client that counts API requests (for the per-session request
+/// figure of the scale benchmark).
+#[derive(Clone)]
+pub struct CountRequestsLayer(pub Counter);
+
+impl<S> tower::Layer<S> for CountRequestsLayer {
+    type Service = CountRequests<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        CountRequests { inner, counter: self.0.clone() }
+    }
+}
+
+#[derive(Clone)]
+pub struct CountRequests<S> {
+    inner: S,
+    counter: Counter,
+}
+
+impl<S: tower::Service<R>, R> tower::Service<R> for CountRequests<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+    fn call(&mut self, req: R) -> Self::Future {
+        self.counter.inc();
+        self.inner.call(req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters() {
+        let m = Metrics::default();
+        m.observe_reconcile(Duration::from_millis(3), None);
+        m.observe_reconcile(Duration::from_millis(3), Some("kube"));
+        let text = m.render().unwrap();
+        assert!(text.contains("wa_operator_reconciles_total{result=\"ok\"} 1"), "{text}");
+        assert!(text.contains("wa_operator_reconcile_errors_total{kind=\"kube\"} 1"), "{text}");
+        assert!(text.contains("wa_operator_reconcile_duration_seconds_count 2"), "{text}");
+    }
+}

@@ -1,0 +1,258 @@
+//! The controller: watches WhatsAppSessions (and the children they own) and reconciles each
+//! into its ServiceAccount, Role, RoleBinding, PVC and StatefulSet.
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crds::{WhatsAppSession, managers};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{Patch, PatchParams};
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::utils::Predicate;
+use kube::runtime::{WatchStreamExt, finalizer, predicates, reflector, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::children::{self, Settings};
+use crate::error::{Error, Result};
+use crate::events::Events;
+use crate::finalizer::{FINALIZER, cleanup, logout_gate};
+use crate::metrics::Metrics;
+use crate::status;
+
+/// Periodic re-check of every session (catches anything a watch might have missed).
+const RESYNC: Duration = Duration::from_secs(300);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+pub struct Context {
+    pub client: Client,
+    pub settings: Settings,
+    pub logout_timeout: Duration,
+    pub metrics: Arc<Metrics>,
+    pub events: Events,
+    /// Consecutive failures per session, for exponential back-off in `error_policy`.
+    failures: Mutex<HashMap<(String, String), u32>>,
+}
+
+impl Context {
+    pub fn new(client: Client, settings: Settings, logout_timeout: Duration, metrics: Arc<Metrics>, events: Events) -> Self {
+        Context { client, settings, logout_timeout, metrics, events, failures: Mutex::new(HashMap::new()) }
+    }
+
+    fn key<K: Resource>(obj: &K) -> (String, String) {
+        (obj.meta().namespace.clone().unwrap_or_default(), obj.meta().name.clone().unwrap_or_default())
+    }
+
+    fn reset_failures<K: Resource>(&self, obj: &K) {
+        if let Ok(mut f) = self.failures.lock() {
+            f.remove(&Self::key(obj));
+        }
+    }
+
+    /// 1s, 2s, 4s, ... up to 5 minutes, per session.
+    fn next_backoff<K: Resource>(&self, obj: &K) -> Duration {
+        let n = match self.failures.lock() {
+            Ok(mut f) => {
+                let n = f.entry(Self::key(obj)).or_insert(0);
+                *n = n.saturating_add(1);
+                *n
+            }
+            Err(_) => 1,
+        };
+        backoff_delay(n)
+    }
+}
+
+pub fn backoff_delay(failures: u32) -> Duration {
+    let secs = 1u64.checked_shl(failures.saturating_sub(1).min(16)).unwrap_or(u64::MAX);
+    Duration::from_secs(secs).min(MAX_BACKOFF)
+}
+
+type Guarded = DeserializeGuard<WhatsAppSession>;
+
+/// Runs the controller until shutdown is signalled.
+pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+    let client = ctx.client.clone();
+    fn api<K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>>(c: &Client, ns: Option<&str>) -> Api<K> {
+        match ns {
+            Some(ns) => Api::namespaced(c.clone(), ns),
+            None => Api::all(c.clone()),
+        }
+    }
+    let sessions: Api<Guarded> = api(&client, namespace);
+    let (reader, writer) = reflector::store();
+    // Only spec changes (generation; the deletion mark bumps it too) and finalizer changes
+    // trigger a reconcile from the CR itself: the agent patches status many times per minute
+    // (QR rotation), and none of those writes concern the operator. Pod readiness arrives
+    // through the owned StatefulSet's status, plus the periodic resync.
+    let trigger = watcher(sessions, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation::<Guarded>.combine(predicates::finalizers::<Guarded>), Default::default());
+    ctx.metrics.set_store(reader.clone());
+    let child_cfg = watcher::Config::default().labels(&format!(
+        "{}={}",
+        crds::labels::MANAGED_BY,
+        crds::labels::MANAGED_BY_VALUE
+    ));
+    Controller::for_stream(trigger, reader)
+        .with_config(ControllerConfig::default().concurrency(concurrency))
+        .owns(api::<StatefulSet>(&client, namespace), child_cfg.clone())
+        .owns(api::<PersistentVolumeClaim>(&client, namespace), child_cfg.clone())
+        .owns(api::<ServiceAccount>(&client, namespace), child_cfg.clone())
+        .owns(api::<Role>(&client, namespace), child_cfg.clone())
+        .owns(api::<RoleBinding>(&client, namespace), child_cfg)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((obj, _)) => tracing::debug!(session = %obj.name, namespace = ?obj.namespace, "reconciled"),
+                Err(error) => tracing::debug!(%error, "reconcile failed"),
+            }
+        })
+        .await;
+}
+
+pub async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    let result = reconcile_inner(&obj, &ctx).await;
+    ctx.metrics.observe_reconcile(started.elapsed(), result.as_ref().err().map(Error::metric_label));
+    if result.is_ok() {
+        ctx.reset_failures(&*obj);
+    }
+    result
+}
+
+async fn reconcile_inner(obj: &Guarded, ctx: &Context) -> Result<Action> {
+    let session = match &obj.0 {
+        Ok(s) => s,
+        Err(invalid) => {
+            // Reported and skipped until the object changes: one bad object must not stop the
+            // controller or spam retries.
+            tracing::warn!(session = ?invalid.metadata.name, namespace = ?invalid.metadata.namespace,
+                error = %invalid.error, "skipping malformed WhatsAppSession");
+            ctx.events
+                .warning(&obj.object_ref(&()), "InvalidObject", "Reconcile", format!("cannot read this object: {}", invalid.error))
+                .await;
+            return Ok(Action::await_change());
+        }
+    };
+    let ns = session.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let api: Api<WhatsAppSession> = Api::namespaced(ctx.client.clone(), &ns);
+    if session.meta().deletion_timestamp.is_some()
+        && session.finalizers().iter().any(|f| f == FINALIZER)
+        && let Some(wait) = logout_gate(session, ctx).await?
+    {
+        return Ok(wait);
+    }
+    finalizer(&api, FINALIZER, Arc::new(session.clone()), |event| async move {
+        match event {
+            finalizer::Event::Apply(s) => apply(&s, ctx).await,
+            finalizer::Event::Cleanup(s) => cleanup(&s, ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+fn ssa() -> PatchParams {
+    // force: the operator is the authority on its children; a hand edit to a field it sets is
+    // taken back (the conflict is resolved in its favour) rather than failing the reconcile.
+    PatchParams::apply(managers::OPERATOR).force()
+}
+
+async fn apply_child<K>(client: &Client, ns: &str, obj: &K) -> Result<K>
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope> + Serialize + DeserializeOwned + Clone + Debug,
+{
+    let name = obj.meta().name.clone().ok_or(Error::MissingField("metadata.name"))?;
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    // apiVersion/kind are required in an apply body; typed k8s-openapi objects don't serialize them.
+    let mut body = serde_json::to_value(obj)?;
+    body["apiVersion"] = json!(K::api_version(&()));
+    body["kind"] = json!(K::kind(&()));
+    Ok(api.patch(&name, &ssa(), &Patch::Apply(&body)).await?)
+}
+
+async fn apply(session: &WhatsAppSession, ctx: &Context) -> Result<Action> {
+    let ns = session.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let name = session.name_any();
+    let client = &ctx.client;
+    let oref = session.object_ref(&());
+
+    let (sa, role, rb) = (children::service_account(session)?, children::role(session)?, children::role_binding(session)?);
+    let pvc = children::pvc(session, &ctx.settings)?;
+    let (r1, r2, r3, r4) = tokio::join!(
+        apply_child(client, &ns, &sa),
+        apply_child(client, &ns, &role),
+        apply_child(client, &ns, &rb),
+        apply_child(client, &ns, &pvc),
+    );
+    r1?;
+    r2?;
+    r3?;
+    match r4 {
+        Ok(_) => {}
+        // Most of a PVC's spec is immutable (class, and size can only grow where the class
+        // allows it): report the rejected change instead of failing every reconcile.
+        Err(Error::Kube(kube::Error::Api(e))) if e.code == 422 => {
+            ctx.events.warning(&oref, "StorageChangeRejected", "Reconcile", format!("PersistentVolumeClaim not updated: {}", e.message)).await;
+        }
+        Err(e) => return Err(e),
+    }
+    let sts = apply_child(client, &ns, &children::statefulset(session, &ctx.settings)?).await?;
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let pod = pods.get_opt(&children::pod_name(&name)).await?;
+    let desired = status::desired(session, status::Observed { statefulset: Some(&sts), pod: pod.as_ref() }, status::now());
+    if status::needs_patch(session, &desired) {
+        let was_ready = session.status.as_ref().is_some_and(status::is_ready);
+        let api: Api<WhatsAppSession> = Api::namespaced(client.clone(), &ns);
+        let body = json!({
+            "apiVersion": WhatsAppSession::api_version(&()),
+            "kind": WhatsAppSession::kind(&()),
+            "status": desired,
+        });
+        api.patch_status(&name, &ssa(), &Patch::Apply(&body)).await?;
+        let ready = status::is_ready(&desired);
+        if ready && !was_ready {
+            ctx.events.normal(&oref, "SessionPodReady", "Reconcile", format!("pod {} is ready", children::pod_name(&name))).await;
+        } else if !ready && was_ready {
+            let why = desired
+                .conditions
+                .iter()
+                .find(|c| c.type_ == "Ready")
+                .map(|c| c.message.clone())
+                .unwrap_or_default();
+            ctx.events.warning(&oref, "SessionPodNotReady", "Reconcile", why).await;
+        }
+    }
+    Ok(Action::requeue(RESYNC))
+}
+
+pub fn error_policy(obj: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> Action {
+    let delay = ctx.next_backoff(&*obj);
+    tracing::warn!(session = ?obj.meta().name, namespace = ?obj.meta().namespace, %error, retry_in_secs = delay.as_secs(), "reconcile failed");
+    Action::requeue(delay)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        assert_eq!(backoff_delay(1), Duration::from_secs(1));
+        assert_eq!(backoff_delay(2), Duration::from_secs(2));
+        assert_eq!(backoff_delay(5), Duration::from_secs(16));
+        assert_eq!(backoff_delay(50), MAX_BACKOFF);
+    }
+}

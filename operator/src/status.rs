@@ -1,0 +1,241 @@
+//! The part of `status` the operator owns: conditions `Ready` and `Progressing`,
+//! `observedGeneration`, `podName`, `restarts`. Computed by a pure function from the CR and what
+//! the cluster shows, then compared with what is already there: the status patch is sent only
+//! when something changed, so re-running a reconcile (after an agent status write, a resync or a
+//! child event) costs no write and triggers no further event.
+use crds::{ConditionType, DesiredState, WhatsAppSession, WhatsAppSessionStatus, set_condition};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+
+/// What the operator saw of a session's workload.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Observed<'a> {
+    pub statefulset: Option<&'a StatefulSet>,
+    pub pod: Option<&'a Pod>,
+}
+
+/// Now, truncated to the second (the precision Kubernetes keeps), so a value we write compares
+/// equal to what we read back.
+pub fn now() -> Time {
+    let secs = Timestamp::now().as_second();
+    Time(Timestamp::from_second(secs).unwrap_or(Timestamp::UNIX_EPOCH))
+}
+
+fn pod_ready(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none()
+        && pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Why the pod is not ready, from its container states (e.g. ErrImagePull, CrashLoopBackOff).
+fn pod_waiting_reason(pod: &Pod) -> Option<String> {
+    let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+    statuses.iter().find_map(|cs| {
+        let waiting = cs.state.as_ref()?.waiting.as_ref()?;
+        let reason = waiting.reason.clone()?;
+        Some(match &waiting.message {
+            Some(m) if !m.is_empty() => format!("{reason}: {m}"),
+            _ => reason,
+        })
+    })
+}
+
+fn restarts(pod: &Pod) -> i32 {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .map(|cs| cs.iter().map(|c| c.restart_count).sum())
+        .unwrap_or(0)
+}
+
+/// (progressing, reason, message) from the StatefulSet's own bookkeeping.
+fn progressing(session: &WhatsAppSession, obs: Observed<'_>) -> (bool, &'static str, String) {
+    if session.spec.desired_state == DesiredState::Stopped {
+        return match obs.pod {
+            Some(p) => (true, "ScalingDown", format!("stopping pod {}", p.metadata.name.clone().unwrap_or_default())),
+            None => (false, "Stopped", "desiredState is Stopped".into()),
+        };
+    }
+    let Some(sts) = obs.statefulset else {
+        return (true, "Creating", "creating the StatefulSet".into());
+    };
+    let status = sts.status.clone().unwrap_or_default();
+    let want = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    if status.observed_generation.unwrap_or(0) < sts.metadata.generation.unwrap_or(0) {
+        return (true, "Updating", "the StatefulSet controller has not seen the latest change yet".into());
+    }
+    if let (Some(cur), Some(upd)) = (&status.current_revision, &status.update_revision)
+        && cur != upd
+    {
+        return (true, "RollingUpdate", format!("replacing the pod with revision {upd}"));
+    }
+    if status.ready_replicas.unwrap_or(0) < want {
+        return (true, "Starting", "waiting for the session pod to become ready".into());
+    }
+    (false, "Stable", "the session pod runs the current revision".into())
+}
+
+/// The operator's status fields as they should be, keeping `lastTransitionTime` of conditions
+/// whose status did not change (`crds::set_condition`).
+pub fn desired(session: &WhatsAppSession, obs: Observed<'_>, now: Time) -> WhatsAppSessionStatus {
+    let generation = session.metadata.generation;
+    let mut conditions = owned(session.status.as_ref()).conditions;
+    let stopped = session.spec.desired_state == DesiredState::Stopped;
+    let (ready, reason, message) = match obs.pod {
+        _ if stopped => (false, "Stopped", "desiredState is Stopped".to_string()),
+        None => (false, "PodMissing", "waiting for the session pod to be created".to_string()),
+        Some(p) if pod_ready(p) => (true, "PodReady", "the session pod is ready".to_string()),
+        Some(p) => (
+            false,
+            "PodNotReady",
+            pod_waiting_reason(p).unwrap_or_else(|| "the session pod is not ready yet".to_string()),
+        ),
+    };
+    set_condition(&mut conditions, ConditionType::Ready, ready, reason, &message, generation, now.clone());
+    let (prog, reason, message) = progressing(session, obs);
+    set_condition(&mut conditions, ConditionType::Progressing, prog, reason, &message, generation, now);
+    WhatsAppSessionStatus {
+        conditions,
+        observed_generation: generation,
+        pod_name: obs.pod.and_then(|p| p.metadata.name.clone()),
+        restarts: obs.pod.map(restarts),
+        ..Default::default()
+    }
+}
+
+/// Only the operator's fields of a status (conditions in a fixed order).
+pub fn owned(status: Option<&WhatsAppSessionStatus>) -> WhatsAppSessionStatus {
+    let Some(status) = status else { return WhatsAppSessionStatus::default() };
+    let pick = |kind: ConditionType| -> Option<Condition> {
+        status.conditions.iter().find(|c| c.type_ == kind.as_str()).cloned()
+    };
+    WhatsAppSessionStatus {
+        conditions: [pick(ConditionType::Ready), pick(ConditionType::Progressing)].into_iter().flatten().collect(),
+        observed_generation: status.observed_generation,
+        pod_name: status.pod_name.clone(),
+        restarts: status.restarts,
+        ..Default::default()
+    }
+}
+
+/// Whether the operator's part differs from what the CR shows.
+pub fn needs_patch(session: &WhatsAppSession, desired: &WhatsAppSessionStatus) -> bool {
+    owned(session.status.as_ref()) != *desired
+}
+
+/// True when the session's `Ready` condition is True.
+pub fn is_ready(status: &WhatsAppSessionStatus) -> bool {
+    status.conditions.iter().any(|c| c.type_ == ConditionType::Ready.as_str() && c.status == "True")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crds::WhatsAppSessionSpec;
+    use k8s_openapi::api::apps::v1::{StatefulSetSpec, StatefulSetStatus};
+    use k8s_openapi::api::core::v1::{ContainerStatus, PodCondition, PodStatus};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn at(s: i64) -> Time {
+        Time(Timestamp::from_second(s).unwrap())
+    }
+    fn session() -> WhatsAppSession {
+        let mut s = WhatsAppSession::new("s1", WhatsAppSessionSpec { tenant: "t".into(), ..Default::default() });
+        s.metadata.generation = Some(3);
+        s
+    }
+    fn pod(ready: bool, restarts: i32) -> Pod {
+        Pod {
+            metadata: ObjectMeta { name: Some("wa-s1-0".into()), ..Default::default() },
+            status: Some(PodStatus {
+                conditions: Some(vec![PodCondition {
+                    type_: "Ready".into(),
+                    status: if ready { "True" } else { "False" }.into(),
+                    ..Default::default()
+                }]),
+                container_statuses: Some(vec![ContainerStatus { restart_count: restarts, ..Default::default() }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+    fn sts(ready: i32) -> StatefulSet {
+        StatefulSet {
+            metadata: ObjectMeta { generation: Some(1), ..Default::default() },
+            spec: Some(StatefulSetSpec { replicas: Some(1), ..Default::default() }),
+            status: Some(StatefulSetStatus {
+                observed_generation: Some(1),
+                ready_replicas: Some(ready),
+                current_revision: Some("r1".into()),
+                update_revision: Some("r1".into()),
+                ..Default::default()
+            }),
+        }
+    }
+    fn cond(s: &WhatsAppSessionStatus, t: ConditionType) -> &Condition {
+        s.conditions.iter().find(|c| c.type_ == t.as_str()).unwrap()
+    }
+
+    #[test]
+    fn ready_pod_gives_ready_true_and_stable() {
+        let (p, st) = (pod(true, 2), sts(1));
+        let d = desired(&session(), Observed { statefulset: Some(&st), pod: Some(&p) }, at(10));
+        assert_eq!(cond(&d, ConditionType::Ready).status, "True");
+        assert_eq!(cond(&d, ConditionType::Progressing).status, "False");
+        assert_eq!(d.observed_generation, Some(3));
+        assert_eq!(d.pod_name.as_deref(), Some("wa-s1-0"));
+        assert_eq!(d.restarts, Some(2));
+        assert_eq!(cond(&d, ConditionType::Ready).observed_generation, Some(3));
+    }
+
+    #[test]
+    fn unchanged_facts_need_no_patch_and_keep_transition_time() {
+        let (p, st) = (pod(true, 0), sts(1));
+        let obs = Observed { statefulset: Some(&st), pod: Some(&p) };
+        let mut s = session();
+        let first = desired(&s, obs, at(10));
+        // The agent's fields and condition are kept apart and do not count as differences.
+        let mut full = first.clone();
+        full.status = Some(crds::SessionState::Connected);
+        set_condition(&mut full.conditions, ConditionType::Authenticated, true, "Linked", "", None, at(5));
+        s.status = Some(full);
+        let second = desired(&s, obs, at(99));
+        assert!(!needs_patch(&s, &second));
+        assert_eq!(cond(&second, ConditionType::Ready).last_transition_time, at(10));
+        // A real transition moves the time and needs a patch.
+        let p2 = pod(false, 1);
+        let third = desired(&s, Observed { statefulset: Some(&st), pod: Some(&p2) }, at(120));
+        assert!(needs_patch(&s, &third));
+        assert_eq!(cond(&third, ConditionType::Ready).last_transition_time, at(120));
+        assert_eq!(cond(&third, ConditionType::Ready).reason, "PodNotReady");
+    }
+
+    #[test]
+    fn creating_and_stopped() {
+        let d = desired(&session(), Observed::default(), at(1));
+        assert_eq!(cond(&d, ConditionType::Ready).reason, "PodMissing");
+        assert_eq!(cond(&d, ConditionType::Progressing).status, "True");
+        let mut s = session();
+        s.spec.desired_state = DesiredState::Stopped;
+        let st = sts(0);
+        let d = desired(&s, Observed { statefulset: Some(&st), pod: None }, at(1));
+        assert_eq!(cond(&d, ConditionType::Ready).reason, "Stopped");
+        assert_eq!(cond(&d, ConditionType::Progressing).status, "False");
+        assert_eq!(d.pod_name, None);
+        assert_eq!(d.restarts, None);
+    }
+
+    #[test]
+    fn rolling_update_is_progressing() {
+        let mut st = sts(1);
+        st.status.as_mut().unwrap().update_revision = Some("r2".into());
+        let p = pod(true, 0);
+        let d = desired(&session(), Observed { statefulset: Some(&st), pod: Some(&p) }, at(1));
+        assert_eq!(cond(&d, ConditionType::Progressing).reason, "RollingUpdate");
+    }
+}
