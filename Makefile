@@ -33,9 +33,10 @@ build: frontend
 frontend:
 	@if [ -f frontend/package.json ]; then cd frontend && npm ci --no-audit --no-fund && npm run build; fi
 
-## crds: regenerate crds/whatsappsession.yaml from the Rust types.
+## crds: regenerate crds/whatsappsession.yaml from the Rust types (and the Helm chart's copy).
 crds:
 	cargo run -q -p crds --bin crdgen > crds/whatsappsession.yaml
+	cp crds/whatsappsession.yaml charts/whatsapp-operator/crds/whatsappsession.yaml
 
 ## test: every test, from a fresh machine.
 test: deps control-plane build
