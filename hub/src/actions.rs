@@ -1,0 +1,147 @@
+//! Session operations shared by REST and socket.io: lookup with authorization, list, QR
+//! request and logout request (server-side apply of the hub's spec fields only).
+
+use std::sync::Arc;
+
+use crds::{DesiredState, WhatsAppSession, managers};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, ResourceExt};
+
+use crate::app::Hub;
+use crate::auth::Claims;
+use crate::error::ApiError;
+use crate::ids;
+use crate::snapshot::{self, Snapshot};
+
+/// A time with whole seconds: what RFC3339 in the CR keeps, so comparisons are stable.
+fn now_secs() -> Timestamp {
+    let now = Timestamp::now();
+    Timestamp::from_second(now.as_second()).unwrap_or(now)
+}
+
+impl Hub {
+    /// The session `id` (optionally in `namespace`) if `claims` may see it: 400 bad id,
+    /// 404 unknown, 409 ambiguous, 403 other tenant.
+    pub fn authorize(&self, claims: &Claims, id: &str, namespace: Option<&str>) -> Result<Arc<WhatsAppSession>, ApiError> {
+        ids::validate(id)?;
+        if let Some(ns) = namespace {
+            ids::validate_namespace(ns)?;
+        }
+        let s = self.view.find(id, namespace)?;
+        if !claims.may_access(&s.spec.tenant) {
+            return Err(ApiError::forbidden(format!("session {id} belongs to another tenant")));
+        }
+        Ok(s)
+    }
+
+    /// The sessions `claims` may see, sorted by namespace and name.
+    pub fn list(&self, claims: &Claims) -> Result<Vec<Snapshot>, ApiError> {
+        if !self.view.is_live() && self.view.all().is_empty() {
+            return Err(ApiError::unavailable("session view not synced yet"));
+        }
+        let mut out: Vec<Snapshot> = self
+            .view
+            .all()
+            .iter()
+            .filter(|s| claims.may_access(&s.spec.tenant))
+            .map(|s| Snapshot::of(s))
+            .collect();
+        out.sort_by(|a, b| (&a.namespace, &a.instance_id).cmp(&(&b.namespace, &b.instance_id)));
+        Ok(out)
+    }
+
+    /// Make sure the session runs and, unless a QR is valid or a recent request is still
+    /// pending, start a new QR round (at most one per session per interval → 429).
+    pub async fn request_qr(&self, claims: &Claims, id: &str, namespace: Option<&str>) -> Result<Snapshot, ApiError> {
+        let cached = self.authorize(claims, id, namespace)?;
+        let ns = cached.namespace().unwrap_or_default();
+        let api: Api<WhatsAppSession> = Api::namespaced(self.client.clone(), &ns);
+        // Decide on the current object, not the cache: another replica may have just acted.
+        let fresh = api.get(id).await?;
+        let snap = Snapshot::of(&fresh);
+        let now = now_secs();
+        let running = fresh.spec.desired_state == DesiredState::Running;
+        if snap.has_valid_qr(Timestamp::now()) && running {
+            return Ok(snap);
+        }
+        let requested = fresh.spec.qr_requested_at.as_ref().map(|t| t.0);
+        let handled = fresh.status.as_ref().and_then(|s| s.handled.as_ref()).and_then(|h| h.qr_requested_at.as_ref()).map(|t| t.0);
+        let interval = k8s_openapi::jiff::SignedDuration::try_from(self.config.qr_rate_limit()).unwrap_or_default();
+        let pending = requested.is_some_and(|r| handled != Some(r) && now.duration_since(r) < interval);
+        let room = snapshot::room(&ns, id);
+        let qr_at = if pending {
+            if running {
+                return Ok(snap);
+            }
+            requested
+        } else {
+            if let Err(wait) = self.limiter.check(&room, requested, now) {
+                return Err(ApiError::rate_limited(
+                    format!("a new QR was requested for {id} less than {}s ago", self.config.qr_rate_limit_secs),
+                    wait,
+                ));
+            }
+            Some(now)
+        };
+        let patch = hub_fields(&fresh, DesiredState::Running, qr_at, fresh.spec.logout_requested_at.as_ref().map(|t| t.0));
+        let patched = api.patch(id, &PatchParams::apply(managers::HUB).force(), &Patch::Apply(&patch)).await?;
+        if !pending {
+            self.limiter.record(&room, now);
+        }
+        tracing::info!(session = %id, namespace = %ns, user = %claims.sub, "QR round requested");
+        Ok(Snapshot::of(&patched))
+    }
+
+    /// Ask the agent to log out of WhatsApp and wipe the saved login.
+    pub async fn disconnect(&self, claims: &Claims, id: &str, namespace: Option<&str>) -> Result<(), ApiError> {
+        let cached = self.authorize(claims, id, namespace)?;
+        let ns = cached.namespace().unwrap_or_default();
+        let api: Api<WhatsAppSession> = Api::namespaced(self.client.clone(), &ns);
+        let fresh = api.get(id).await?;
+        let patch = hub_fields(&fresh, fresh.spec.desired_state, fresh.spec.qr_requested_at.as_ref().map(|t| t.0), Some(now_secs()));
+        api.patch(id, &PatchParams::apply(managers::HUB).force(), &Patch::Apply(&patch)).await?;
+        tracing::info!(session = %id, namespace = %ns, user = %claims.sub, "logout requested");
+        Ok(())
+    }
+}
+
+/// The hub's apply configuration: exactly the three spec fields it manages. All three are
+/// always sent with their intended values, because server-side apply removes a field the
+/// manager applied before and omits now.
+fn hub_fields(s: &WhatsAppSession, desired: DesiredState, qr: Option<Timestamp>, logout: Option<Timestamp>) -> serde_json::Value {
+    let mut spec = serde_json::Map::new();
+    spec.insert("desiredState".into(), serde_json::to_value(desired).unwrap_or_default());
+    if let Some(t) = qr {
+        spec.insert("qrRequestedAt".into(), serde_json::to_value(Time(t)).unwrap_or_default());
+    }
+    if let Some(t) = logout {
+        spec.insert("logoutRequestedAt".into(), serde_json::to_value(Time(t)).unwrap_or_default());
+    }
+    serde_json::json!({
+        "apiVersion": "whatsapp.leadmaster.io/v1alpha1",
+        "kind": "WhatsAppSession",
+        "metadata": {"name": s.name_any(), "namespace": s.namespace()},
+        "spec": spec,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crds::WhatsAppSessionSpec;
+
+    #[test]
+    fn apply_carries_only_hub_fields() {
+        let mut s = WhatsAppSession::new("s1", WhatsAppSessionSpec { tenant: "acme".into(), display_name: Some("x".into()), ..Default::default() });
+        s.metadata.namespace = Some("ns".into());
+        let t = Timestamp::from_second(1_700_000_000).unwrap();
+        let p = hub_fields(&s, DesiredState::Running, Some(t), None);
+        let spec = p["spec"].as_object().unwrap();
+        assert_eq!(spec.len(), 2);
+        assert_eq!(spec["desiredState"], "Running");
+        assert_eq!(spec["qrRequestedAt"], "2023-11-14T22:13:20Z");
+        assert_eq!(p["metadata"]["namespace"], "ns");
+    }
+}

@@ -1,0 +1,104 @@
+//! The hub's shared state and the HTTP server (REST + socket.io + static files on one port).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use socketioxide::SocketIo;
+use tokio::sync::mpsc;
+
+use crate::auth::jwt::Jwt;
+use crate::auth::throttle::Throttle;
+use crate::auth::users::Users;
+use crate::config::ServeArgs;
+use crate::metrics::Metrics;
+use crate::qr::QrRenderer;
+use crate::ratelimit::QrLimiter;
+use crate::view::View;
+
+pub struct Hub {
+    pub config: ServeArgs,
+    pub client: kube::Client,
+    pub view: View,
+    pub jwt: Jwt,
+    pub users: Option<Users>,
+    pub user_throttle: Throttle,
+    pub ip_throttle: Throttle,
+    pub qr: QrRenderer,
+    pub metrics: Arc<Metrics>,
+    pub limiter: QrLimiter,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Jwt(#[from] crate::auth::jwt::JwtError),
+    #[error(transparent)]
+    Users(#[from] crate::auth::users::UsersError),
+    #[error("Kubernetes client: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("listening on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("server: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Build the hub from configuration and serve until `shutdown` resolves.
+pub async fn run(config: ServeArgs, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
+    let jwt = Jwt::from_files(
+        config.jwt_secret_file.as_deref(),
+        config.jwt_public_key_file.as_deref(),
+        config.jwt_private_key_file.as_deref(),
+        config.jwt_issuer.clone(),
+        config.jwt_audience.clone(),
+    )?;
+    let users = match &config.users_file {
+        Some(p) => Some(Users::load(p)?),
+        None => None,
+    };
+    let client = kube::Client::try_default().await?;
+    let metrics = Arc::new(Metrics::new());
+    let (tx, rx) = mpsc::unbounded_channel();
+    let view = View::start(client.clone(), config.namespace.clone(), metrics.clone(), tx);
+    tracing::info!(
+        namespace = config.namespace.as_deref().unwrap_or("<all>"),
+        algorithm = ?jwt.algorithm(),
+        login = users.is_some() && jwt.can_issue(),
+        users = users.as_ref().map(|u| u.len()).unwrap_or(0),
+        "starting wa-hub"
+    );
+    let hub = Arc::new(Hub {
+        user_throttle: Throttle::new(config.login_max_failures, config.login_window()),
+        ip_throttle: Throttle::new(config.login_max_failures.saturating_mul(4), config.login_window()),
+        limiter: QrLimiter::new(config.qr_rate_limit()),
+        qr: QrRenderer::new(),
+        config,
+        client,
+        view,
+        jwt,
+        users,
+        metrics,
+    });
+
+    let (io_layer, io) = SocketIo::builder()
+        .with_state(hub.clone())
+        // Payloads are tiny JSON objects; anything large is abuse.
+        .max_payload(16 * 1024)
+        .ping_interval(Duration::from_secs(20))
+        .build_layer();
+    crate::socket::register(&io, hub.clone());
+    tokio::spawn(crate::socket::push::run(io.clone(), hub.clone(), rx));
+
+    let router = crate::routes::router(hub.clone()).layer(io_layer);
+    let addr = hub.config.listen;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
+    tracing::info!(%addr, "listening");
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // Open websockets would hold a graceful shutdown forever: close them first.
+            io.close().await;
+        })
+        .await
+        .map_err(StartError::Serve)
+}

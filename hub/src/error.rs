@@ -1,0 +1,140 @@
+//! The error type shared by REST and socket.io: one code vocabulary (DESIGN.md §3/§4), mapped
+//! to an HTTP status for REST and to a `connection-error` payload for socket.io.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// Error codes as they appear in `{"error": CODE}` and `connection-error {error: CODE}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Code {
+    BadRequest,
+    Unauthenticated,
+    Forbidden,
+    NotFound,
+    Conflict,
+    PayloadTooLarge,
+    RateLimited,
+    Timeout,
+    Unavailable,
+    Internal,
+}
+
+impl Code {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadRequest => "BAD_REQUEST",
+            Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::Forbidden => "FORBIDDEN",
+            Self::NotFound => "NOT_FOUND",
+            Self::Conflict => "CONFLICT",
+            Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            Self::RateLimited => "RATE_LIMITED",
+            Self::Timeout => "TIMEOUT",
+            Self::Unavailable => "UNAVAILABLE",
+            Self::Internal => "INTERNAL",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::BadRequest => StatusCode::BAD_REQUEST,
+            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Conflict => StatusCode::CONFLICT,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Self::Timeout => StatusCode::REQUEST_TIMEOUT,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// An error answered to a client. `message` is meant for humans and never contains secrets.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{code:?}: {message}")]
+pub struct ApiError {
+    pub code: Code,
+    pub message: String,
+    /// Seconds after which a retry may succeed (429 only).
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), retry_after: None }
+    }
+    pub fn bad_request(m: impl Into<String>) -> Self {
+        Self::new(Code::BadRequest, m)
+    }
+    pub fn unauthenticated(m: impl Into<String>) -> Self {
+        Self::new(Code::Unauthenticated, m)
+    }
+    pub fn forbidden(m: impl Into<String>) -> Self {
+        Self::new(Code::Forbidden, m)
+    }
+    pub fn not_found(m: impl Into<String>) -> Self {
+        Self::new(Code::NotFound, m)
+    }
+    pub fn unavailable(m: impl Into<String>) -> Self {
+        Self::new(Code::Unavailable, m)
+    }
+    pub fn internal(m: impl Into<String>) -> Self {
+        Self::new(Code::Internal, m)
+    }
+    pub fn rate_limited(m: impl Into<String>, retry_after: u64) -> Self {
+        Self { code: Code::RateLimited, message: m.into(), retry_after: Some(retry_after) }
+    }
+
+    /// The REST body `{"error": CODE, "message": text}`.
+    pub fn body(&self) -> serde_json::Value {
+        serde_json::json!({"error": self.code.as_str(), "message": self.message})
+    }
+
+    /// The socket.io `connection-error` payload.
+    pub fn socket_payload(&self, instance_id: Option<&str>) -> serde_json::Value {
+        let mut v = serde_json::json!({"error": self.code.as_str(), "message": self.message});
+        if let Some(id) = instance_id {
+            v["instance_id"] = serde_json::Value::String(id.to_owned());
+        }
+        if let Some(s) = self.retry_after {
+            v["retryAfter"] = s.into();
+        }
+        v
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut resp = (self.code.status(), axum::Json(self.body())).into_response();
+        if let Some(secs) = self.retry_after
+            && let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string())
+        {
+            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+        }
+        resp
+    }
+}
+
+/// Errors from the Kubernetes API become 503 when the API is unreachable, else 500.
+impl From<kube::Error> for ApiError {
+    fn from(e: kube::Error) -> Self {
+        match &e {
+            kube::Error::Api(s) if s.code == 404 => ApiError::not_found("session not found"),
+            kube::Error::Api(s) if s.code == 403 => {
+                tracing::error!(error = %e, "the hub's ServiceAccount may not patch sessions");
+                ApiError::internal("the hub is not allowed to update this session")
+            }
+            kube::Error::Api(s) if s.code == 422 || s.code == 400 => {
+                ApiError::bad_request(format!("rejected by Kubernetes: {}", s.message))
+            }
+            _ => {
+                tracing::warn!(error = %e, "Kubernetes API call failed");
+                ApiError::unavailable("Kubernetes API unreachable")
+            }
+        }
+    }
+}

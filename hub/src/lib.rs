@@ -1,0 +1,20 @@
+//! `wa-hub`: the browser-facing hub. It keeps a live view of the WhatsAppSession CRs (kube
+//! reflector), serves REST (DESIGN.md §3) and socket.io (§4) with JWT auth and tenant
+//! isolation, and writes requests (`qrRequestedAt`, `logoutRequestedAt`, `desiredState`) back
+//! into the CR spec with server-side apply. It keeps no state that matters across restarts, so
+//! several replicas can run behind one address.
+
+pub mod actions;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod ids;
+pub mod metrics;
+pub mod openapi;
+pub mod qr;
+pub mod ratelimit;
+pub mod routes;
+pub mod snapshot;
+pub mod socket;
+pub mod view;

@@ -1,0 +1,54 @@
+//! Extractors answering with the hub's error body: the caller's verified token and JSON
+//! bodies (malformed → 400, too large → 413).
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use crate::app::Hub;
+use crate::auth::Claims;
+use crate::error::{ApiError, Code};
+
+/// The verified claims of `Authorization: Bearer <JWT>`.
+pub struct Caller(pub Claims);
+
+impl FromRequestParts<Arc<Hub>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, hub: &Arc<Hub>) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or_else(|| ApiError::unauthenticated("missing Authorization: Bearer token"))?;
+        let value = header.to_str().map_err(|_| ApiError::unauthenticated("malformed Authorization header"))?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .ok_or_else(|| ApiError::unauthenticated("Authorization must be 'Bearer <token>'"))?;
+        hub.jwt.verify(token.trim()).map(Caller).map_err(ApiError::unauthenticated)
+    }
+}
+
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        use axum::extract::rejection::JsonRejection;
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(JsonBody(v)),
+            Err(rej) if rej.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(ApiError::new(Code::PayloadTooLarge, "request body too large"))
+            }
+            // Messages are generic on purpose: serde's text may quote the offending value
+            // (a password sent as a number, say), which must not be echoed or logged.
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::bad_request("expected Content-Type: application/json")),
+            Err(JsonRejection::JsonSyntaxError(_)) => Err(ApiError::bad_request("malformed JSON body")),
+            Err(JsonRejection::JsonDataError(_)) => Err(ApiError::bad_request("JSON body does not have the expected fields")),
+            Err(_) => Err(ApiError::bad_request("unreadable request body")),
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! `/health`, `/metrics`, `/api/openapi.json`, JSON 404s, and per-request metrics and logs.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::app::Hub;
+use crate::error::{ApiError, Code};
+use crate::metrics::HttpLabels;
+
+pub async fn health(State(hub): State<Arc<Hub>>) -> Response {
+    if hub.view.is_live() {
+        (StatusCode::OK, axum::Json(serde_json::json!({"status": "ok"}))).into_response()
+    } else {
+        ApiError::unavailable("watch of WhatsAppSessions is not live").into_response()
+    }
+}
+
+pub async fn metrics(State(hub): State<Arc<Hub>>) -> Response {
+    hub.metrics.sessions.set(hub.view.all().len() as i64);
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        hub.metrics.encode(),
+    )
+        .into_response()
+}
+
+pub async fn openapi() -> Response {
+    axum::Json(crate::openapi::document()).into_response()
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+/// Counts every request by route template and status, logs it (path template only: query
+/// strings and headers may carry tokens), and gives axum's body-less 405 the JSON error body.
+pub async fn observe(State(hub): State<Arc<Hub>>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| if req.uri().path().starts_with("/socket.io") { "/socket.io".into() } else { "<static>".into() });
+    let mut resp = next.run(req).await;
+    if resp.status() == StatusCode::METHOD_NOT_ALLOWED && resp.headers().get(header::CONTENT_TYPE).is_none() {
+        let allow = resp.headers().get(header::ALLOW).cloned();
+        resp = ApiError::new(Code::BadRequest, format!("method {method} not allowed here")).into_response();
+        *resp.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+        if let Some(a) = allow {
+            resp.headers_mut().insert(header::ALLOW, a);
+        }
+    }
+    let status = resp.status();
+    hub.metrics
+        .http_requests
+        .get_or_create(&HttpLabels { method: method.to_string(), route: route.clone(), status: status.as_u16().to_string() })
+        .inc();
+    let ms = start.elapsed().as_secs_f64() * 1000.0;
+    if status.is_server_error() && route != "/health" {
+        tracing::warn!(%method, %route, status = status.as_u16(), ms, "request");
+    } else {
+        tracing::debug!(%method, %route, status = status.as_u16(), ms, "request");
+    }
+    resp
+}

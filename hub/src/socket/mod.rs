@@ -1,0 +1,217 @@
+//! socket.io (DESIGN.md §4): authentication, per-session rooms, requests.
+//!
+//! A socket carries its verified claims in its extensions. Until then it may only
+//! `authenticate`; it is dropped after the configured timeout. A socket joins the room of a
+//! session only after the same authorization check as REST, so room broadcasts reach only
+//! authorized subscribers.
+
+pub mod push;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use socketioxide::SocketIo;
+use socketioxide::extract::{AckSender, Event, SocketRef, State, TryData};
+
+use crate::app::Hub;
+use crate::auth::Claims;
+use crate::error::ApiError;
+use crate::snapshot::{QR_EXPIRED_MESSAGE, Snapshot};
+
+/// The rooms a socket joined through `subscribe-session` (for the subscriptions gauge).
+#[derive(Clone, Default)]
+struct Subscriptions(Arc<Mutex<HashSet<String>>>);
+
+pub fn register(io: &SocketIo, _hub: Arc<Hub>) {
+    io.ns("/", on_connect);
+}
+
+async fn on_connect(socket: SocketRef, TryData(auth): TryData<Value>, State(hub): State<Arc<Hub>>) {
+    hub.metrics.sockets_connected.inc();
+    socket.extensions.insert(Subscriptions::default());
+    socket.on_disconnect(on_disconnect);
+    socket.on("authenticate", on_authenticate);
+    socket.on("subscribe-session", on_subscribe);
+    socket.on("unsubscribe-session", on_unsubscribe);
+    socket.on("request-qr", on_request_qr);
+    socket.on_fallback(on_unknown);
+
+    let handshake_token = auth.ok().as_ref().and_then(|a| a.get("token")).and_then(|t| t.as_str()).map(str::to_owned);
+    if let Some(token) = handshake_token {
+        authenticate(&socket, &hub, &token, None);
+    }
+    if socket.extensions.get::<Arc<Claims>>().is_none() {
+        let timeout = hub.config.auth_timeout();
+        let s = socket.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            if s.connected() && s.extensions.get::<Arc<Claims>>().is_none() {
+                let _ = s.emit("connection-error", &ApiError::new(crate::error::Code::Timeout, "not authenticated in time").socket_payload(None));
+                let _ = s.disconnect();
+            }
+        });
+    }
+}
+
+async fn on_disconnect(socket: SocketRef, State(hub): State<Arc<Hub>>) {
+    hub.metrics.sockets_connected.dec();
+    if let Some(subs) = socket.extensions.get::<Subscriptions>() {
+        let n = subs.0.lock().unwrap_or_else(|p| p.into_inner()).len();
+        hub.metrics.subscriptions.dec_by(n as i64);
+    }
+}
+
+fn authenticate(socket: &SocketRef, hub: &Hub, token: &str, ack: Option<AckSender>) {
+    match hub.jwt.verify(token) {
+        Ok(claims) => {
+            socket.extensions.insert(Arc::new(claims));
+            let _ = socket.emit("authenticated", &serde_json::json!({"success": true}));
+            if let Some(ack) = ack {
+                let _ = ack.send(&serde_json::json!({"success": true}));
+            }
+        }
+        Err(msg) => fail(socket, ack, &ApiError::unauthenticated(msg), None),
+    }
+}
+
+async fn on_authenticate(socket: SocketRef, TryData(data): TryData<Value>, ack: AckSender, State(hub): State<Arc<Hub>>) {
+    let token = data.ok().and_then(|d| match d {
+        Value::String(s) => Some(s),
+        Value::Object(m) => m.get("token").and_then(|t| t.as_str()).map(str::to_owned),
+        _ => None,
+    });
+    match token {
+        Some(t) => authenticate(&socket, &hub, &t, Some(ack)),
+        None => fail(&socket, Some(ack), &ApiError::bad_request("authenticate needs {token}"), None),
+    }
+}
+
+/// Emit `connection-error` (and answer the ack, when one was asked for).
+fn fail(socket: &SocketRef, ack: Option<AckSender>, err: &ApiError, id: Option<&str>) {
+    let payload = err.socket_payload(id);
+    let _ = socket.emit("connection-error", &payload);
+    if let Some(ack) = ack {
+        let _ = ack.send(&payload);
+    }
+}
+
+/// The claims of an authenticated socket whose token has not expired since.
+fn claims(socket: &SocketRef) -> Result<Arc<Claims>, ApiError> {
+    let c = socket.extensions.get::<Arc<Claims>>().ok_or_else(|| ApiError::unauthenticated("authenticate first"))?;
+    if c.exp <= jsonwebtoken::get_current_timestamp() {
+        socket.extensions.remove::<Arc<Claims>>();
+        return Err(ApiError::unauthenticated("token expired"));
+    }
+    Ok(c)
+}
+
+/// `{instance_id, namespace?}` (or a bare string id).
+fn target(data: Result<Value, impl std::fmt::Debug>) -> Result<(String, Option<String>), ApiError> {
+    let bad = || ApiError::bad_request("expected {instance_id}");
+    match data.map_err(|_| bad())? {
+        Value::String(s) => Ok((s, None)),
+        Value::Object(m) => {
+            let id = m.get("instance_id").and_then(|v| v.as_str()).ok_or_else(bad)?.to_owned();
+            let ns = match m.get("namespace") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(_) => return Err(bad()),
+            };
+            Ok((id, ns))
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// For error payloads: echo the id only when it is a plausible one (never 300 characters back).
+fn echo(id: &str) -> Option<&str> {
+    crate::ids::validate(id).ok().map(|()| id)
+}
+
+/// Emit the current state of one session to one socket (on subscribe and request-qr).
+fn emit_snapshot(socket: &SocketRef, hub: &Hub, snap: &Snapshot) {
+    let _ = socket.emit("session-status", &snap.status_event());
+    if snap.has_valid_qr(k8s_openapi::jiff::Timestamp::now()) {
+        if let Some(ev) = push::qr_event(hub, snap) {
+            let _ = socket.emit("qr-code", &ev);
+        }
+    } else if snap.qr_status == crds::QrStatus::Expired.as_str() {
+        let _ = socket.emit("qr-expired", &serde_json::json!({"instance_id": snap.instance_id, "message": QR_EXPIRED_MESSAGE}));
+    }
+}
+
+async fn on_subscribe(socket: SocketRef, TryData(data): TryData<Value>, ack: AckSender, State(hub): State<Arc<Hub>>) {
+    let (id, ns) = match target(data) {
+        Ok(t) => t,
+        Err(e) => return fail(&socket, Some(ack), &e, None),
+    };
+    let result = claims(&socket).and_then(|c| hub.authorize(&c, &id, ns.as_deref()));
+    match result {
+        Ok(session) => {
+            let snap = Snapshot::of(&session);
+            let room = snap.room();
+            if let Some(subs) = socket.extensions.get::<Subscriptions>()
+                && subs.0.lock().unwrap_or_else(|p| p.into_inner()).insert(room.clone())
+            {
+                hub.metrics.subscriptions.inc();
+            }
+            socket.join(room);
+            emit_snapshot(&socket, &hub, &snap);
+            let _ = ack.send(&serde_json::json!({"ok": true, "session": snap}));
+        }
+        Err(e) => fail(&socket, Some(ack), &e, echo(&id)),
+    }
+}
+
+async fn on_unsubscribe(socket: SocketRef, TryData(data): TryData<Value>, ack: AckSender, State(hub): State<Arc<Hub>>) {
+    let (id, ns) = match target(data) {
+        Ok(t) => t,
+        Err(e) => return fail(&socket, Some(ack), &e, None),
+    };
+    if let Err(e) = claims(&socket).and_then(|_| crate::ids::validate(&id)) {
+        return fail(&socket, Some(ack), &e, echo(&id));
+    }
+    // Leave whatever room of that name this socket is in (unknown or deleted sessions included).
+    let Some(subs) = socket.extensions.get::<Subscriptions>() else { return };
+    let left: Vec<String> = {
+        let mut set = subs.0.lock().unwrap_or_else(|p| p.into_inner());
+        let matching: Vec<String> = set
+            .iter()
+            .filter(|r| r.rsplit_once('/').is_some_and(|(rns, rid)| rid == id && ns.as_deref().is_none_or(|n| n == rns)))
+            .cloned()
+            .collect();
+        for r in &matching {
+            set.remove(r);
+        }
+        matching
+    };
+    hub.metrics.subscriptions.dec_by(left.len() as i64);
+    for r in left {
+        socket.leave(r);
+    }
+    let _ = ack.send(&serde_json::json!({"ok": true}));
+}
+
+async fn on_request_qr(socket: SocketRef, TryData(data): TryData<Value>, ack: AckSender, State(hub): State<Arc<Hub>>) {
+    let (id, ns) = match target(data) {
+        Ok(t) => t,
+        Err(e) => return fail(&socket, Some(ack), &e, None),
+    };
+    let c = match claims(&socket) {
+        Ok(c) => c,
+        Err(e) => return fail(&socket, Some(ack), &e, echo(&id)),
+    };
+    match hub.request_qr(&c, &id, ns.as_deref()).await {
+        Ok(snap) => {
+            emit_snapshot(&socket, &hub, &snap);
+            let _ = ack.send(&serde_json::json!({"ok": true, "session": snap}));
+        }
+        Err(e) => fail(&socket, Some(ack), &e, echo(&id)),
+    }
+}
+
+async fn on_unknown(socket: SocketRef, Event(event): Event, ack: AckSender) {
+    let shown: String = event.chars().take(64).collect();
+    fail(&socket, Some(ack), &ApiError::bad_request(format!("unknown event {shown:?}")), None);
+}

@@ -1,0 +1,179 @@
+//! The live view of WhatsAppSession CRs: a kube reflector (one namespace or all) whose events
+//! also feed the socket.io push task, plus a liveness flag for `/health`.
+//!
+//! Liveness: the view is live after the first complete list and stale after any watch error.
+//! The kube watcher resumes a broken watch from its last resourceVersion without emitting an
+//! event when nothing changed, so a stale view is declared live again by a probe (a cheap list
+//! of the same resources) succeeding; the watch itself is retried at most 2 s apart, so it is
+//! back within that time and delivers every change made meanwhile (or relists on 410 Gone).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crds::WhatsAppSession;
+use futures::StreamExt;
+use kube::api::ListParams;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use tokio::sync::mpsc;
+
+use crate::error::{ApiError, Code};
+use crate::metrics::Metrics;
+
+/// What the push side learns from the watch.
+#[derive(Debug)]
+pub enum ViewEvent {
+    /// An object was added or changed (`at`: when its watch event arrived).
+    Changed { obj: Arc<WhatsAppSession>, at: Instant },
+    /// An object is gone.
+    Deleted { namespace: String, name: String },
+    /// A full relist finished; objects not in the store are gone.
+    Relisted,
+}
+
+#[derive(Clone)]
+pub struct View {
+    store: Store<WhatsAppSession>,
+    live: Arc<AtomicBool>,
+    namespace: Option<String>,
+}
+
+const BACKOFF_MIN: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+impl View {
+    /// Start watching; events go to `events`. The returned view is not live until the first
+    /// list completes.
+    pub fn start(client: Client, namespace: Option<String>, metrics: Arc<Metrics>, events: mpsc::UnboundedSender<ViewEvent>) -> Self {
+        let api: Api<WhatsAppSession> = match &namespace {
+            Some(ns) => Api::namespaced(client, ns),
+            None => Api::all(client),
+        };
+        let (store, writer) = reflector::store();
+        let live = Arc::new(AtomicBool::new(false));
+        let view = View { store, live: live.clone(), namespace };
+        let stale_after_error = Arc::new(AtomicBool::new(false));
+
+        // The watch loop.
+        {
+            let api = api.clone();
+            let live = live.clone();
+            let stale = stale_after_error.clone();
+            let metrics = metrics.clone();
+            tokio::spawn(async move {
+                let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()));
+                futures::pin_mut!(stream);
+                let mut backoff = BACKOFF_MIN;
+                let mut synced_once = false;
+                let mut warned = false;
+                while let Some(ev) = stream.next().await {
+                    match ev {
+                        Ok(watcher::Event::Apply(obj)) | Ok(watcher::Event::InitApply(obj)) => {
+                            backoff = BACKOFF_MIN;
+                            let _ = events.send(ViewEvent::Changed { obj: Arc::new(obj), at: Instant::now() });
+                        }
+                        Ok(watcher::Event::Delete(obj)) => {
+                            backoff = BACKOFF_MIN;
+                            let _ = events.send(ViewEvent::Deleted {
+                                namespace: obj.metadata.namespace.clone().unwrap_or_default(),
+                                name: obj.metadata.name.clone().unwrap_or_default(),
+                            });
+                        }
+                        Ok(watcher::Event::Init) => {}
+                        Ok(watcher::Event::InitDone) => {
+                            backoff = BACKOFF_MIN;
+                            warned = false;
+                            stale.store(false, Ordering::SeqCst);
+                            live.store(true, Ordering::SeqCst);
+                            metrics.watch_live.set(1);
+                            if !synced_once {
+                                tracing::info!("session view synced");
+                            }
+                            synced_once = true;
+                            let _ = events.send(ViewEvent::Relisted);
+                        }
+                        Err(e) => {
+                            metrics.watch_errors.inc();
+                            let was_live = live.swap(false, Ordering::SeqCst);
+                            if was_live || !warned {
+                                tracing::warn!(error = %e, "session watch failed; view is stale");
+                                warned = true;
+                            } else {
+                                tracing::debug!(error = %e, "session watch still failing");
+                            }
+                            metrics.watch_live.set(0);
+                            stale.store(synced_once, Ordering::SeqCst);
+                            // The stream is lazy: delaying the next poll delays the retry.
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(BACKOFF_MAX);
+                        }
+                    }
+                }
+                tracing::error!("session watch stream ended");
+                live.store(false, Ordering::SeqCst);
+            });
+        }
+
+        // The probe: declares a stale (previously synced) view live again once the API answers.
+        {
+            let live = live.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(PROBE_EVERY);
+                loop {
+                    tick.tick().await;
+                    if !stale_after_error.load(Ordering::SeqCst) {
+                        continue;
+                    }
+                    if api.list_metadata(&ListParams::default().limit(1)).await.is_ok()
+                        && stale_after_error.swap(false, Ordering::SeqCst)
+                    {
+                        live.store(true, Ordering::SeqCst);
+                        metrics.watch_live.set(1);
+                        tracing::info!("Kubernetes API reachable again; session view live");
+                    }
+                }
+            });
+        }
+        view
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.live.load(Ordering::SeqCst)
+    }
+
+    pub fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref()
+    }
+
+    pub fn all(&self) -> Vec<Arc<WhatsAppSession>> {
+        self.store.state()
+    }
+
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<WhatsAppSession>> {
+        self.store.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    /// The session named `name` (in `namespace` when given): 404 when unknown, 409 when the
+    /// name exists in several namespaces, 503 before the first sync.
+    pub fn find(&self, name: &str, namespace: Option<&str>) -> Result<Arc<WhatsAppSession>, ApiError> {
+        if !self.is_live() && self.store.is_empty() {
+            return Err(ApiError::unavailable("session view not synced yet"));
+        }
+        let ns = namespace.or(self.namespace.as_deref());
+        if let Some(ns) = ns {
+            return self.get(ns, name).ok_or_else(|| ApiError::not_found(format!("session {name} not found")));
+        }
+        let mut found = self.store.state().into_iter().filter(|s| s.metadata.name.as_deref() == Some(name));
+        match (found.next(), found.next()) {
+            (Some(one), None) => Ok(one),
+            (None, _) => Err(ApiError::not_found(format!("session {name} not found"))),
+            (Some(_), Some(_)) => Err(ApiError::new(
+                Code::Conflict,
+                format!("session name {name} exists in several namespaces; add ?namespace="),
+            )),
+        }
+    }
+}

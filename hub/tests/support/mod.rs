@@ -1,0 +1,223 @@
+//! Test support: a `wa-hub` process on the devcluster, the Node bridge to the real
+//! socket.io-client, token minting, and kube helpers that play the agent.
+#![allow(dead_code)]
+
+pub mod bridge;
+pub mod proxy;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use crds::{WhatsAppSession, WhatsAppSessionSpec, managers};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+pub const SECRET: &str = "hub-test-secret-0123456789abcdef0123456789";
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Poll `f` until it returns Some, or panic after `timeout` naming `what`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Apply the CRD from crds/whatsappsession.yaml (server-side apply, idempotent) and wait until
+/// it is established.
+pub async fn apply_crd(client: &Client) {
+    let text = std::fs::read_to_string(manifest_dir().join("../crds/whatsappsession.yaml")).unwrap();
+    let crd: CustomResourceDefinition = serde_saphyr::from_str(&text).unwrap();
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let name = crd.metadata.name.clone().unwrap();
+    api.patch(&name, &PatchParams::apply("hub-tests").force(), &Patch::Apply(&crd)).await.unwrap();
+    eventually("CRD established", Duration::from_secs(30), || {
+        let api = api.clone();
+        let name = name.clone();
+        async move {
+            let c = api.get(&name).await.ok()?;
+            let est = c.status?.conditions?.iter().any(|c| c.type_ == "Established" && c.status == "True");
+            est.then_some(())
+        }
+    })
+    .await;
+    // The resource must also be served (discovery catches up right after Established).
+    let sessions: Api<WhatsAppSession> = Api::all(client.clone());
+    eventually("WhatsAppSession served", Duration::from_secs(30), || {
+        let s = sessions.clone();
+        async move { s.list(&Default::default()).await.ok().map(|_| ()) }
+    })
+    .await;
+}
+
+pub async fn create_session(client: &Client, ns: &str, name: &str, tenant: &str) -> WhatsAppSession {
+    let api: Api<WhatsAppSession> = Api::namespaced(client.clone(), ns);
+    let s = WhatsAppSession::new(name, WhatsAppSessionSpec { tenant: tenant.into(), ..Default::default() });
+    api.create(&PostParams::default(), &s).await.unwrap()
+}
+
+/// Write status fields as the session agent does (its own field manager).
+pub async fn agent_status(client: &Client, ns: &str, name: &str, status: Value) {
+    let api: Api<WhatsAppSession> = Api::namespaced(client.clone(), ns);
+    let patch = json!({"apiVersion": "whatsapp.leadmaster.io/v1alpha1", "kind": "WhatsAppSession", "status": status});
+    api.patch_status(name, &PatchParams::apply(managers::AGENT).force(), &Patch::Apply(&patch)).await.unwrap();
+}
+
+pub fn rfc3339_in(secs: i64) -> String {
+    let now = jsonwebtoken::get_current_timestamp() as i64 + secs;
+    k8s_openapi::jiff::Timestamp::from_second(now).unwrap().to_string()
+}
+
+pub fn token(sub: &str, tenants: &[&str], role: &str, exp_in: i64) -> String {
+    let exp = jsonwebtoken::get_current_timestamp() as i64 + exp_in;
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &json!({"sub": sub, "tenants": tenants, "role": role, "exp": exp}),
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Files a hub needs: secret, users (admin + one user per tenant a/b).
+pub struct HubFiles {
+    pub dir: tempfile::TempDir,
+}
+
+impl HubFiles {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("secret"), format!("{SECRET}\n")).unwrap();
+        let h = hub::auth::users::hash_password(PASSWORD).unwrap();
+        let users = format!(
+            "users:\n  - {{username: admin, passwordHash: '{h}', tenants: [], role: admin}}\n  - {{username: ana, passwordHash: '{h}', tenants: [a], role: user}}\n  - {{username: bob, passwordHash: '{h}', tenants: [b], role: user}}\n"
+        );
+        std::fs::write(dir.path().join("users.yaml"), users).unwrap();
+        Self { dir }
+    }
+    pub fn path(&self, f: &str) -> PathBuf {
+        self.dir.path().join(f)
+    }
+}
+
+pub struct HubProc {
+    pub child: tokio::process::Child,
+    pub port: u16,
+    pub url: String,
+    args: Vec<String>,
+    kubeconfig: PathBuf,
+}
+
+impl HubProc {
+    pub async fn start(kubeconfig: &Path, args: Vec<String>) -> Self {
+        Self::start_on(kubeconfig, free_port(), args).await
+    }
+
+    pub async fn start_on(kubeconfig: &Path, port: u16, args: Vec<String>) -> Self {
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wa-hub"))
+            .args(&args)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "info")
+            .env_remove("HUB_STATIC_DIR")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let hub = HubProc { child, port, url: format!("http://127.0.0.1:{port}"), args, kubeconfig: kubeconfig.to_owned() };
+        hub.wait_health(200).await;
+        hub
+    }
+
+    pub async fn wait_health(&self, want: u16) {
+        let url = format!("{}/health", self.url);
+        eventually(&format!("/health {want}"), Duration::from_secs(60), || {
+            let url = url.clone();
+            async move {
+                let r = reqwest::get(&url).await.ok()?;
+                (r.status().as_u16() == want).then_some(())
+            }
+        })
+        .await;
+    }
+
+    /// SIGTERM and wait for exit (graceful shutdown must not hang on open websockets).
+    pub async fn stop(&mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+        }
+        tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await.expect("wa-hub did not stop on SIGTERM").unwrap();
+    }
+
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let new = HubProc::start_on(&self.kubeconfig.clone(), self.port, self.args.clone()).await;
+        *self = new;
+    }
+}
+
+pub fn hs256_args(files: &HubFiles, ns: &str) -> Vec<String> {
+    vec![
+        "--namespace".into(),
+        ns.into(),
+        "--jwt-secret-file".into(),
+        files.path("secret").display().to_string(),
+        "--users-file".into(),
+        files.path("users.yaml").display().to_string(),
+    ]
+}
+
+/// HTTP helper returning (status, JSON body).
+pub async fn call(method: reqwest::Method, url: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    let c = reqwest::Client::new();
+    let mut rb = c.request(method, url);
+    if let Some(t) = token {
+        rb = rb.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    let r = rb.send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+pub async fn get(url: &str, token: Option<&str>) -> (u16, Value) {
+    call(reqwest::Method::GET, url, token, None).await
+}
+
+pub async fn post(url: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    call(reqwest::Method::POST, url, token, body).await
+}
+
+/// Assert an error response: status and `{"error": code, "message": text}`.
+#[track_caller]
+pub fn assert_err(resp: &(u16, Value), status: u16, code: &str) {
+    assert_eq!(resp.0, status, "status of {resp:?}");
+    assert_eq!(resp.1["error"], code, "error code of {resp:?}");
+    assert!(resp.1["message"].as_str().is_some_and(|m| !m.is_empty()), "message of {resp:?}");
+}

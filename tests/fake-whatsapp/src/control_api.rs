@@ -1,0 +1,112 @@
+//! The control API (DESIGN.md §7): the phone's side (scan, unlink, conflict, devices) plus test
+//! hooks (pages, hang, crash, pair by code).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::time::Instant;
+
+use crate::registry::{LinkError, PageSelector};
+use crate::server::AppState;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/_fake/scan", post(scan))
+        .route("/_fake/pair", post(pair))
+        .route("/_fake/unlink", post(unlink))
+        .route("/_fake/conflict", post(conflict))
+        .route("/_fake/devices", get(devices))
+        .route("/_fake/pages", get(pages))
+        .route("/_fake/hang", post(hang))
+        .route("/_fake/crash", post(crash))
+}
+
+fn link_error(e: LinkError) -> Response {
+    let (status, code) = match &e {
+        LinkError::BadRequest(_) => (StatusCode::BAD_REQUEST, "BAD_REQUEST"),
+        LinkError::NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND"),
+        LinkError::Expired => (StatusCode::GONE, "EXPIRED"),
+    };
+    (status, Json(json!({"error": code, "message": e.to_string()}))).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ScanBody {
+    qr: String,
+    phone: String,
+    push_name: Option<String>,
+}
+
+async fn scan(State(s): State<AppState>, Json(b): Json<ScanBody>) -> Response {
+    let result = s.registry().scan(&b.qr, &b.phone, b.push_name, Instant::now());
+    s.wake.notify_one();
+    match result {
+        Ok(page) => {
+            tracing::info!(%page, "QR scanned");
+            Json(json!({"ok": true, "page": page})).into_response()
+        }
+        Err(e) => link_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PairBody {
+    code: String,
+    push_name: Option<String>,
+}
+
+async fn pair(State(s): State<AppState>, Json(b): Json<PairBody>) -> Response {
+    let result = s.registry().pair_with_code(&b.code, b.push_name, Instant::now());
+    s.wake.notify_one();
+    match result {
+        Ok(page) => Json(json!({"ok": true, "page": page})).into_response(),
+        Err(e) => link_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct PhoneBody {
+    phone: String,
+}
+
+async fn unlink(State(s): State<AppState>, Json(b): Json<PhoneBody>) -> Response {
+    match s.registry().unlink(&b.phone) {
+        Ok(0) => link_error(LinkError::NotFound),
+        Ok(n) => Json(json!({"ok": true, "devices": n})).into_response(),
+        Err(e) => link_error(e),
+    }
+}
+
+async fn conflict(State(s): State<AppState>, Json(b): Json<PhoneBody>) -> Response {
+    match s.registry().conflict(&b.phone) {
+        Ok(0) => link_error(LinkError::NotFound),
+        Ok(n) => Json(json!({"ok": true, "pages": n})).into_response(),
+        Err(e) => link_error(e),
+    }
+}
+
+async fn devices(State(s): State<AppState>) -> Response {
+    Json(s.registry().devices(Instant::now())).into_response()
+}
+
+async fn pages(State(s): State<AppState>) -> Response {
+    Json(s.registry().pages(Instant::now())).into_response()
+}
+
+async fn hang(State(s): State<AppState>, body: Option<Json<PageSelector>>) -> Response {
+    let sel = body.map(|Json(b)| b).unwrap_or_default();
+    let n = s.registry().hang(&sel, Instant::now());
+    Json(json!({"ok": true, "pages": n})).into_response()
+}
+
+async fn crash(State(s): State<AppState>, body: Option<Json<PageSelector>>) -> Response {
+    let sel = body.map(|Json(b)| b).unwrap_or_default();
+    let n = s.registry().crash(&sel, Instant::now());
+    Json(json!({"ok": true, "pages": n})).into_response()
+}

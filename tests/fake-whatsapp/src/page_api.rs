@@ -1,0 +1,141 @@
+//! What the page itself talks to: the app HTML/JS and `/_page/*` (hello, long poll, actions).
+//! Not part of the control contract; the page script is the only client.
+
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::time::Instant;
+
+use crate::registry::{PageAction, PageError};
+use crate::server::AppState;
+
+const INDEX_HTML: &str = include_str!("assets/index.html");
+const APP_JS: &str = include_str!("assets/app.js");
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(index))
+        .route("/app.js", get(app_js))
+        .route("/_page/hello", post(hello))
+        .route("/_page/poll", get(poll))
+        .route("/_page/action", post(action))
+        .route("/_page/bye", post(bye))
+}
+
+async fn index() -> impl IntoResponse {
+    ([(header::CACHE_CONTROL, "no-store")], Html(INDEX_HTML))
+}
+
+async fn app_js() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "no-store")], APP_JS)
+}
+
+fn page_error(e: PageError) -> Response {
+    let status = match e {
+        PageError::UnknownPage => StatusCode::NOT_FOUND,
+        PageError::WrongState(_) => StatusCode::CONFLICT,
+        PageError::BadRequest(_) => StatusCode::BAD_REQUEST,
+    };
+    (status, Json(json!({"error": e.to_string()}))).into_response()
+}
+
+#[derive(Deserialize)]
+struct Hello {
+    credential: Option<String>,
+}
+
+async fn hello(State(s): State<AppState>, Json(body): Json<Hello>) -> Response {
+    let now = Instant::now();
+    let restoring = body.credential.is_some();
+    let mut reg = s.registry();
+    let id = reg.open_page(body.credential, now);
+    tracing::info!(page = %id, restoring, "page opened");
+    let snapshot = reg.snapshot(&id, 0);
+    drop(reg);
+    s.wake.notify_one();
+    match snapshot {
+        Ok(snap) => Json(json!({"page": id, "snapshot": snap})).into_response(),
+        Err(e) => page_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct PollQuery {
+    page: String,
+    since: u64,
+}
+
+/// Decrements the page's in-flight count even when the browser drops the request.
+struct InFlight {
+    shared: AppState,
+    page: String,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.shared.registry().poll_finished(&self.page, Instant::now());
+    }
+}
+
+async fn poll(State(s): State<AppState>, Query(q): Query<PollQuery>) -> Response {
+    let (mut rx, version, hold) = {
+        let mut reg = s.registry();
+        let version = match reg.poll_started(&q.page, Instant::now()) {
+            Ok(v) => v,
+            Err(e) => return page_error(e),
+        };
+        match reg.subscribe(&q.page) {
+            Ok(rx) => (rx, version, reg.timings().poll_hold),
+            Err(e) => return page_error(e),
+        }
+    };
+    let _guard = InFlight { shared: s.clone(), page: q.page.clone() };
+    if version <= q.since {
+        // Nothing new: hold the request until the page changes or the hold time passes.
+        let since = q.since;
+        let _ = tokio::time::timeout(hold, rx.wait_for(|v| *v > since)).await;
+    }
+    match s.registry().snapshot(&q.page, q.since) {
+        Ok(snap) => Json(snap).into_response(),
+        Err(e) => page_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct ActionBody {
+    page: String,
+    action: String,
+    phone: Option<String>,
+}
+
+async fn action(State(s): State<AppState>, Json(body): Json<ActionBody>) -> Response {
+    let action = match body.action.as_str() {
+        "refreshQR" => PageAction::RefreshQr,
+        "logout" => PageAction::Logout,
+        "takeover" => PageAction::Takeover,
+        "startAltLinkingFlow" => PageAction::AltLinking { phone: body.phone.unwrap_or_default() },
+        other => return page_error(PageError::BadRequest(format!("unknown action {other}"))),
+    };
+    tracing::info!(page = %body.page, action = %body.action, "page action");
+    let result = s.registry().page_action(&body.page, action, Instant::now());
+    s.wake.notify_one();
+    match result {
+        Ok(code) => Json(json!({"ok": true, "code": code})).into_response(),
+        Err(e) => page_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct ByeQuery {
+    page: String,
+}
+
+/// `navigator.sendBeacon` on `pagehide`: the tab is going away (reload, navigation, close).
+async fn bye(State(s): State<AppState>, Query(q): Query<ByeQuery>) -> StatusCode {
+    s.registry().close_page(&q.page);
+    StatusCode::NO_CONTENT
+}
