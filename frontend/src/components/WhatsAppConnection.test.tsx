@@ -203,3 +203,22 @@ describe('WhatsAppConnection', () => {
     expect(button('Conectar WhatsApp')).toBeInTheDocument();
   });
 });
+
+describe('WhatsAppConnection refused by the hub', () => {
+  afterEach(() => vi.unstubAllGlobals());
+  it('shows the FORBIDDEN message and no status or buttons', async () => {
+    sockets.length = 0;
+    reportReachable();
+    mockHub({ [`GET /api/session-manager/sessions/${ID}`]: () => ({ status: 403, body: { error: 'FORBIDDEN', message: 'other tenant' } }) });
+    render(
+      <I18nProvider lang="es">
+        <AuthContext.Provider value={{ auth, logout: vi.fn() }}>
+          <WhatsAppConnection instance_id={ID} />
+        </AuthContext.Provider>
+      </I18nProvider>,
+    );
+    expect(await screen.findByTestId('connection-error')).toHaveTextContent('No tiene permiso');
+    expect(screen.queryByTestId('session-status')).toBeNull();
+    expect(screen.queryByRole('button', { name: /Conectar|Desconectar|Regenerar/ })).toBeNull();
+  });
+});

@@ -81,7 +81,8 @@ export function WhatsAppConnection({ instance_id, onConnected, onDisconnected, o
       <h2 id={`session-${instance_id}`} className="connection__title">
         {live.displayName ?? instance_id}
       </h2>
-      <SessionStatusIndicator status={live.status} phoneNumber={live.phoneNumber} />
+      {/* Unknown until the hub answered: a refused (403/404) session shows no status at all. */}
+      {live.loaded && <SessionStatusIndicator status={live.status} phoneNumber={live.phoneNumber} />}
       {live.status === 'error' && live.lastError && (
         <p className="connection__last-error">{t('lastError', { message: live.lastError.message ?? live.lastError.code })}</p>
       )}
