@@ -1,0 +1,416 @@
+//! The operator against a real control plane (devcluster), run as the real `wa-operator`
+//! binary with the devcluster test program standing in for the session agent.
+mod support;
+
+use std::time::{Duration, Instant};
+
+use crds::WhatsAppSession;
+use devcluster::testing::{wait_for_named, wait_for_value};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, ServiceAccount};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
+use support::*;
+
+fn assert_child<K: Resource>(child: &K, session: &WhatsAppSession) {
+    let meta = child.meta();
+    let labels = meta.labels.clone().unwrap_or_default();
+    assert_eq!(labels.get("app.kubernetes.io/name").map(String::as_str), Some("whatsapp-session"), "{:?}", meta.name);
+    assert_eq!(labels.get("app.kubernetes.io/instance"), session.meta().name.as_ref());
+    assert_eq!(labels.get("app.kubernetes.io/managed-by").map(String::as_str), Some("whatsapp-operator"));
+    assert_eq!(labels.get("whatsapp.leadmaster.io/tenant"), Some(&session.spec.tenant));
+    let owners = meta.owner_references.clone().unwrap_or_default();
+    assert_eq!(owners.len(), 1, "{:?}", meta.name);
+    assert_eq!(owners[0].kind, "WhatsAppSession");
+    assert_eq!(Some(&owners[0].uid), session.meta().uid.as_ref());
+    assert_eq!(owners[0].controller, Some(true));
+}
+
+async fn get<K>(client: &Client, ns: &str, name: &str) -> Option<K>
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    Api::<K>::namespaced(client.clone(), ns).get_opt(name).await.ok().flatten()
+}
+
+async fn wait_child<K>(client: &Client, ns: &str, name: &str) -> K
+where
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    wait_for_value(&format!("{} {name}", K::kind(&())), READY_TIMEOUT, || get::<K>(client, ns, name)).await
+}
+
+#[tokio::test]
+async fn apply_gives_children_ready_pod_then_stop_and_start() {
+    let (cluster, client, ns) = setup("op-life").await;
+    let _op = Operator::start(cluster, &ns, &[]).await;
+    let api: Api<WhatsAppSession> = Api::namespaced(client.clone(), &ns);
+    let created = create_session(&api, "s1", json!({ "displayName": "Ventas" })).await;
+
+    assert_child(&wait_child::<ServiceAccount>(&client, &ns, "wa-s1").await, &created);
+    assert_child(&wait_child::<Role>(&client, &ns, "wa-s1").await, &created);
+    assert_child(&wait_child::<RoleBinding>(&client, &ns, "wa-s1").await, &created);
+    let pvc = wait_child::<PersistentVolumeClaim>(&client, &ns, "wa-s1-data").await;
+    assert_child(&pvc, &created);
+    let sts = wait_child::<StatefulSet>(&client, &ns, "wa-s1").await;
+    assert_child(&sts, &created);
+    assert_eq!(sts.spec.as_ref().and_then(|s| s.replicas), Some(1));
+
+    let ready = wait_ready(&api, "s1").await;
+    let status = ready.status.clone().expect("status");
+    assert_eq!(status.pod_name.as_deref(), Some("wa-s1-0"));
+    assert_eq!(status.observed_generation, ready.metadata.generation);
+    assert_eq!(condition(&ready, "Progressing").map(|c| c.0), Some("False".into()));
+
+    // The pod runs as uid 1000 under its own ServiceAccount, with the agent's environment, and
+    // can write its profile volume.
+    let pods = session_pods(&client, &ns, "s1").await;
+    assert_eq!(pods.len(), 1);
+    let pod = &pods[0];
+    assert_eq!(pod.spec.as_ref().and_then(|s| s.service_account_name.as_deref()), Some("wa-s1"));
+    let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).expect("pod ip");
+    let (code, env) = http_get(&ip, 8080, "/env").await.expect("GET /env from the pod");
+    assert_eq!(code, 200);
+    let env: serde_json::Value = serde_json::from_str(&env).expect("env json");
+    assert_eq!(env["WA_SESSION_NAME"], "s1");
+    assert_eq!(env["WA_SESSION_NAMESPACE"], ns.as_str());
+    assert_eq!(env["WA_DATA_DIR"], "/data");
+    assert_eq!(env["WA_URL"], "https://web.whatsapp.com/");
+    let (_, proc_status) = http_get(&ip, 8080, "/read?path=/proc/self/status").await.expect("read /proc/self/status");
+    let uid_line = proc_status.lines().find(|l| l.starts_with("Uid:")).expect("Uid line");
+    assert!(uid_line.split_whitespace().skip(1).all(|u| u == "1000"), "{uid_line}");
+    let (code, body) = http_get(&ip, 8080, "/write?path=/data/probe&data=profile").await.expect("write /data");
+    assert_eq!(code, 200, "{body}");
+
+    // kubectl get wa shows the contract's columns.
+    let out = cluster.kubectl(&["get", "wa", "-n", &ns]).await;
+    let header = String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or_default().to_string();
+    for col in ["NAME", "TENANT", "STATUS", "QR", "PHONE", "AGE"] {
+        assert!(header.contains(col), "kubectl get wa header {header:?} lacks {col}");
+    }
+
+    // Stopped: no pod, the data stays.
+    api.patch("s1", &PatchParams::default(), &Patch::Merge(json!({ "spec": { "desiredState": "Stopped" } })))
+        .await
+        .expect("stop");
+    wait_for_named("no pod for a Stopped session", READY_TIMEOUT, || async {
+        session_pods(&client, &ns, "s1").await.is_empty()
+    })
+    .await;
+    let stopped = wait_for_value("Ready=False/Stopped", READY_TIMEOUT, || async {
+        let s = api.get("s1").await.ok()?;
+        (condition(&s, "Ready") == Some(("False".into(), "Stopped".into()))).then_some(s)
+    })
+    .await;
+    assert_eq!(stopped.status.as_ref().and_then(|s| s.pod_name.clone()), None);
+    let sts = get::<StatefulSet>(&client, &ns, "wa-s1").await.expect("sts kept");
+    assert_eq!(sts.spec.and_then(|s| s.replicas), Some(0));
+    let kept = get::<PersistentVolumeClaim>(&client, &ns, "wa-s1-data").await.expect("PVC kept");
+    assert_eq!(kept.uid(), pvc.uid());
+
+    // Running again: the same PVC, the profile written before is still there.
+    api.patch("s1", &PatchParams::default(), &Patch::Merge(json!({ "spec": { "desiredState": "Running" } })))
+        .await
+        .expect("start");
+    wait_ready(&api, "s1").await;
+    let pods = session_pods(&client, &ns, "s1").await;
+    assert_eq!(pods.len(), 1);
+    let ip = pods[0].status.as_ref().and_then(|s| s.pod_ip.clone()).expect("pod ip");
+    let (code, body) = http_get(&ip, 8080, "/read?path=/data/probe").await.expect("read /data");
+    assert_eq!((code, body.as_str()), (200, "profile"));
+}
+
+#[tokio::test]
+async fn deleted_and_edited_children_are_restored() {
+    let (cluster, client, ns) = setup("op-restore").await;
+    let _op = Operator::start(cluster, &ns, &[]).await;
+    let api: Api<WhatsAppSession> = Api::namespaced(client.clone(), &ns);
+    let session = create_session(&api, "s2", json!({})).await;
+    wait_ready(&api, "s2").await;
+
+    let roles: Api<Role> = Api::namespaced(client.clone(), &ns);
+    let old = roles.get("wa-s2").await.expect("role");
+    roles.delete("wa-s2", &DeleteParams::default()).await.expect("delete role");
+    let new = wait_for_value("Role wa-s2 recreated", READY_TIMEOUT, || async {
+        roles.get_opt("wa-s2").await.ok().flatten().filter(|r| r.uid() != old.uid())
+    })
+    .await;
+    assert_child(&new, &session);
+
+    // A hand edit (another field manager) is taken back.
+    roles
+        .patch(
+            "wa-s2",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "rules": [{ "apiGroups": ["*"], "resources": ["*"], "verbs": ["*"] }] })),
+        )
+        .await
+        .expect("edit role");
+    wait_for_named("Role rules reverted", READY_TIMEOUT, || async {
+        roles.get("wa-s2").await.ok().and_then(|r| r.rules).is_some_and(|rules| {
+            rules.len() == 2 && rules.iter().all(|r| r.resource_names.as_deref() == Some(&["s2".to_string()][..]))
+        })
+    })
+    .await;
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
+    sas.patch(
+        "wa-s2",
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "metadata": { "labels": { "whatsapp.leadmaster.io/tenant": null } } })),
+    )
+    .await
+    .expect("edit sa labels");
+    wait_for_named("ServiceAccount label restored", READY_TIMEOUT, || async {
+        sas.get("wa-s2").await.ok().is_some_and(|sa| sa.labels().get("whatsapp.leadmaster.io/tenant").is_some())
+    })
+    .await;
+
+    let stss: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    stss.patch("wa-s2", &PatchParams::default(), &Patch::Merge(json!({ "spec": { "replicas": 3 } })))
+        .await
+        .expect("scale by hand");
+    wait_for_named("replicas reverted to 1", READY_TIMEOUT, || async {
+        stss.get("wa-s2").await.ok().and_then(|s| s.spec).and_then(|s| s.replicas) == Some(1)
+    })
+    .await;
+
+    let old = stss.get("wa-s2").await.expect("sts");
+    stss.delete("wa-s2", &DeleteParams::foreground()).await.expect("delete sts");
+    wait_for_value("StatefulSet wa-s2 recreated", READY_TIMEOUT, || async {
+        stss.get_opt("wa-s2").await.ok().flatten().filter(|s| s.uid() != old.uid())
+    })
+    .await;
+    wait_ready(&api, "s2").await;
+    wait_for_named("exactly one pod for s2", READY_TIMEOUT, || async {
+        let pods = session_pods(&client, &ns, "s2").await;
+        pods.len() == 1 && pods[0].metadata.deletion_timestamp.is_none()
+    })
+    .await;
+}
+
+async fn events_for(client: &Client, ns: &str, name: &str) -> Vec<Event> {
+    let events: Api<Event> = Api::namespaced(client.clone(), ns);
+    events
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .collect()
+}
+
+#[tokio::test]
+async fn deletion_policies() {
+    let (cluster, client, ns) = setup("op-delete").await;
+    let _op = Operator::start(cluster, &ns, &["--logout-timeout", "6s"]).await;
+    let api: Api<WhatsAppSession> = Api::namespaced(client.clone(), &ns);
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+    for (name, policy) in [("keep", "Retain"), ("wipe", "Delete"), ("bye", "Logout"), ("mute", "Logout")] {
+        create_session(&api, name, json!({ "deletionPolicy": policy })).await;
+    }
+    for name in ["keep", "wipe", "bye", "mute"] {
+        wait_ready(&api, name).await;
+    }
+    let started = Instant::now();
+    for name in ["keep", "wipe", "bye", "mute"] {
+        api.delete(name, &DeleteParams::default()).await.expect("delete session");
+    }
+
+    // Logout: the operator asks the agent (spec.logoutRequestedAt) and waits; the test plays
+    // the agent and confirms in status.handled.
+    let requested = wait_for_value("spec.logoutRequestedAt on bye", READY_TIMEOUT, || async {
+        api.get("bye").await.ok()?.spec.logout_requested_at
+    })
+    .await;
+    assert!(api.get_opt("bye").await.expect("get").is_some(), "the CR must wait for the agent");
+    let status = json!({
+        "apiVersion": "whatsapp.leadmaster.io/v1alpha1",
+        "kind": "WhatsAppSession",
+        "status": { "handled": { "logoutRequestedAt": requested } },
+    });
+    api.patch_status("bye", &PatchParams::apply(crds::managers::AGENT).force(), &Patch::Apply(&status))
+        .await
+        .expect("agent confirms logout");
+    wait_for_named("bye deleted", GONE_TIMEOUT, || async { matches!(api.get_opt("bye").await, Ok(None)) }).await;
+    wait_for_named("bye's PVC deleted", GONE_TIMEOUT, || async { matches!(pvcs.get_opt("wa-bye-data").await, Ok(None)) })
+        .await;
+    assert!(events_for(&client, &ns, "bye").await.iter().any(|e| e.reason.as_deref() == Some("LogoutRequested")));
+
+    // Logout without an answer: deleted after the timeout, with a Warning event.
+    wait_for_named("mute deleted", GONE_TIMEOUT, || async { matches!(api.get_opt("mute").await, Ok(None)) }).await;
+    assert!(started.elapsed() >= Duration::from_secs(5), "mute went before the logout timeout");
+    wait_for_named("mute's PVC deleted", GONE_TIMEOUT, || async { matches!(pvcs.get_opt("wa-mute-data").await, Ok(None)) })
+        .await;
+    assert!(events_for(&client, &ns, "mute").await.iter().any(|e| e.reason.as_deref() == Some("LogoutTimedOut")));
+
+    // Delete: the data goes.
+    wait_for_named("wipe deleted", GONE_TIMEOUT, || async { matches!(api.get_opt("wipe").await, Ok(None)) }).await;
+    wait_for_named("wipe's PVC deleted", GONE_TIMEOUT, || async { matches!(pvcs.get_opt("wa-wipe-data").await, Ok(None)) })
+        .await;
+
+    // Retain: the PVC stays, without an owner, while the rest is garbage collected.
+    wait_for_named("keep deleted", GONE_TIMEOUT, || async { matches!(api.get_opt("keep").await, Ok(None)) }).await;
+    let stss: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    wait_for_named("keep's StatefulSet collected", GONE_TIMEOUT, || async {
+        matches!(stss.get_opt("wa-keep").await, Ok(None))
+    })
+    .await;
+    let pvc = pvcs.get("wa-keep-data").await.expect("retained PVC");
+    assert!(pvc.metadata.deletion_timestamp.is_none());
+    assert!(pvc.owner_references().is_empty(), "{:?}", pvc.owner_references());
+}
+
+#[tokio::test]
+async fn invalid_sessions_are_refused_with_readable_messages() {
+    let (_cluster, client, ns) = setup("op-invalid").await;
+    let ar = ApiResource::erase::<WhatsAppSession>(&());
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &ar);
+    let try_create = |name: &str, spec: serde_json::Value| {
+        let api = api.clone();
+        let obj: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "whatsapp.leadmaster.io/v1alpha1",
+            "kind": "WhatsAppSession",
+            "metadata": { "name": name },
+            "spec": spec,
+        }))
+        .expect("object");
+        async move { api.create(&PostParams::default(), &obj).await }
+    };
+    let refused = |r: Result<DynamicObject, kube::Error>| match r {
+        Err(kube::Error::Api(e)) => {
+            assert_eq!(e.code, 422, "{e:?}");
+            e.message
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    let cases = [
+        ("no-tenant", json!({ "displayName": "x" }), "spec.tenant: Required value"),
+        ("bad-enum", json!({ "tenant": "acme", "desiredState": "Paused" }), "Unsupported value: \"Paused\""),
+        ("bad-policy", json!({ "tenant": "acme", "deletionPolicy": "Shred" }), "Unsupported value: \"Shred\""),
+        ("bad-phone", json!({ "tenant": "acme", "pairing": { "phoneNumber": "+54 9 11 2233" } }), "phoneNumber must be 8 to 15 digits"),
+        ("bad-size", json!({ "tenant": "acme", "storage": { "size": "lots" } }), "size must be a positive quantity"),
+        ("bad-tenant", json!({ "tenant": "Acme Corp" }), "tenant must be a DNS label"),
+        (&"n".repeat(53), json!({ "tenant": "acme" }), "metadata.name must be a DNS label of at most 52 characters"),
+    ];
+    for (name, spec, expected) in cases {
+        let message = refused(try_create(name, spec).await);
+        assert!(message.contains(expected), "{name}: {message:?} should contain {expected:?}");
+    }
+    try_create("ok", json!({ "tenant": "acme" })).await.expect("a valid session is accepted");
+    let message = refused(
+        api.patch("ok", &PatchParams::default(), &Patch::Merge(json!({ "spec": { "tenant": "other" } }))).await,
+    );
+    assert!(message.contains("tenant is immutable"), "{message:?}");
+}
+
+async fn can_i(cluster: &devcluster::testing::TestCluster, ns: &str, sa: &str, args: &[&str]) -> bool {
+    let who = format!("system:serviceaccount:{ns}:{sa}");
+    let mut full = vec!["auth", "can-i", "--as", &who, "-n", ns];
+    full.extend_from_slice(args);
+    let out = cluster.kubectl(&full).await;
+    let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(answer == "yes" || answer == "no", "kubectl {full:?}: {answer:?} {}", String::from_utf8_lossy(&out.stderr));
+    answer == "yes"
+}
+
+#[tokio::test]
+async fn session_service_account_has_least_privilege() {
+    let (cluster, client, ns) = setup("op-rbac").await;
+    let _op = Operator::start(cluster, &ns, &[]).await;
+    let api: Api<WhatsAppSession> = Api::namespaced(client.clone(), &ns);
+    create_session(&api, "one", json!({})).await;
+    create_session(&api, "two", json!({})).await;
+    wait_child::<RoleBinding>(&client, &ns, "wa-one").await;
+    wait_child::<RoleBinding>(&client, &ns, "wa-two").await;
+    let r = "whatsappsessions.whatsapp.leadmaster.io";
+    let sa = "wa-one";
+    assert!(can_i(cluster, &ns, sa, &["patch", &format!("{r}/one"), "--subresource=status"]).await);
+    assert!(can_i(cluster, &ns, sa, &["get", &format!("{r}/one")]).await);
+    assert!(can_i(cluster, &ns, sa, &["watch", &format!("{r}/one")]).await);
+    assert!(!can_i(cluster, &ns, sa, &["get", &format!("{r}/two")]).await);
+    assert!(!can_i(cluster, &ns, sa, &["patch", &format!("{r}/two"), "--subresource=status"]).await);
+    assert!(!can_i(cluster, &ns, sa, &["patch", &format!("{r}/one")]).await, "spec is the hub's, not the agent's");
+    assert!(!can_i(cluster, &ns, sa, &["delete", &format!("{r}/one")]).await);
+    assert!(!can_i(cluster, &ns, sa, &["get", "pods"]).await);
+    assert!(!can_i(cluster, &ns, sa, &["get", "secrets"]).await);
+    assert!(!can_i(cluster, &ns, sa, &["list", "secrets"]).await);
+
+    // And from inside the pod, with its projected token: its own CR yes, the other one no.
+    wait_ready(&api, "one").await;
+    let pod = session_pods(&client, &ns, "one").await.into_iter().next().expect("pod");
+    let ip = pod.status.and_then(|s| s.pod_ip).expect("ip");
+    let base = format!("/apis/whatsapp.leadmaster.io/v1alpha1/namespaces/{ns}/whatsappsessions");
+    let (code, body) = http_get(&ip, 8080, &format!("/kube?path={base}/one")).await.expect("kube get own");
+    assert_eq!(code, 200, "{body}");
+    let (code, _) = http_get(&ip, 8080, &format!("/kube?path={base}/two")).await.expect("kube get other");
+    assert_eq!(code, 403);
+    let (code, _) = http_get(&ip, 8080, &format!("/kube?path=/api/v1/namespaces/{ns}/secrets")).await.expect("secrets");
+    assert_eq!(code, 403);
+}
+
+#[tokio::test]
+async fn operator_killed_mid_reconcile_converges_without_duplicate_pods() {
+    let (cluster, client, ns) = setup("op-restart").await;
+    let mut op = Operator::start(cluster, &ns, &[]).await;
+    let api: Api<WhatsAppSession> = Api::namespaced(client.clone(), &ns);
+    let names = ["r1", "r2", "r3"];
+    for n in names {
+        create_session(&api, n, json!({})).await;
+    }
+    // Kill it as soon as it has started writing children.
+    wait_child::<ServiceAccount>(&client, &ns, "wa-r1").await;
+    op.kill().await;
+    let _op2 = Operator::start(cluster, &ns, &[]).await;
+    for n in names {
+        wait_ready(&api, n).await;
+    }
+    for n in names {
+        let pods = session_pods(&client, &ns, n).await;
+        assert_eq!(pods.len(), 1, "{n}: {:?}", pods.iter().map(|p| p.name_any()).collect::<Vec<_>>());
+        assert_eq!(pods[0].name_any(), format!("wa-{n}-0"));
+    }
+    let stss: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
+    assert_eq!(stss.list(&ListParams::default()).await.expect("list").items.len(), names.len());
+}
+
+#[tokio::test]
+async fn two_replicas_elect_one_leader_and_fail_over() {
+    let (cluster, client, ns) = setup("op-leader").await;
+    let flags = ["--leader-election=true", "--lease-namespace", &ns, "--lease-duration-seconds", "6"];
+    let mut a = Operator::start_as(cluster, &ns, "op-a", &flags).await;
+    let mut b = Operator::start_as(cluster, &ns, "op-b", &flags).await;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    let holder = wait_for_value("a Lease holder", READY_TIMEOUT, || async {
+        leases.get_opt("whatsapp-operator").await.ok().flatten()?.spec?.holder_identity
+    })
+    .await;
+    assert!(holder == "op-a" || holder == "op-b", "{holder}");
+    let (leader, standby) = if holder == "op-a" { (&mut a, &mut b) } else { (&mut b, &mut a) };
+    wait_for_named("leader metric on the holder", READY_TIMEOUT, || async { leader.metric("wa_operator_leader").await == Some(1.0) })
+        .await;
+    assert_eq!(standby.metric("wa_operator_leader").await, Some(0.0));
+
+    let api: Api<WhatsAppSession> = Api::namespaced(client.clone(), &ns);
+    create_session(&api, "c1", json!({})).await;
+    wait_ready(&api, "c1").await;
+    let standby_text = standby.metrics().await.expect("standby metrics");
+    assert!(!standby_text.contains("wa_operator_reconciles_total{"), "the standby reconciled: {standby_text}");
+
+    // The leader dies without releasing the Lease: the standby takes over after it expires.
+    leader.kill().await;
+    let new_holder = if holder == "op-a" { "op-b" } else { "op-a" };
+    wait_for_named("the standby to take the Lease", READY_TIMEOUT, || async {
+        leases.get_opt("whatsapp-operator").await.ok().flatten().and_then(|l| l.spec?.holder_identity).as_deref()
+            == Some(new_holder)
+    })
+    .await;
+    create_session(&api, "c2", json!({})).await;
+    wait_ready(&api, "c2").await;
+    assert_eq!(standby.metric("wa_operator_leader").await, Some(1.0));
+    assert_eq!(session_pods(&client, &ns, "c1").await.len(), 1);
+}

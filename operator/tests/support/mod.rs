@@ -1,0 +1,200 @@
+//! Shared helpers of the operator's devcluster tests: CRD install, the real `wa-operator` binary
+//! as a host process, small HTTP and wait helpers.
+#![allow(dead_code)]
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use crds::WhatsAppSession;
+use devcluster::testing::{TestCluster, wait_for_value};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub const STAND_IN_IMAGE: &str = "ghcr.io/leadmaster/test-pod:dev";
+pub const READY_TIMEOUT: Duration = Duration::from_secs(120);
+pub const GONE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Installs (server-side apply, force) the committed CRD and waits until it serves.
+pub async fn install_crd(client: &Client) {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/whatsappsession.yaml");
+    let yaml = std::fs::read_to_string(path).expect("read crds/whatsappsession.yaml");
+    let crd: CustomResourceDefinition = serde_saphyr::from_str(&yaml).expect("parse CRD yaml");
+    let mut body = serde_json::to_value(&crd).expect("crd json");
+    body["apiVersion"] = json!("apiextensions.k8s.io/v1");
+    body["kind"] = json!("CustomResourceDefinition");
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.patch(
+        "whatsappsessions.whatsapp.leadmaster.io",
+        &PatchParams::apply("whatsapp-tests").force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .expect("apply CRD");
+    let sessions: Api<WhatsAppSession> = Api::all(client.clone());
+    wait_for_value("the WhatsAppSession CRD to serve", Duration::from_secs(60), || async {
+        sessions.list(&ListParams::default().limit(1)).await.ok().map(|_| ())
+    })
+    .await;
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// The real `wa-operator`, run as a host process against the devcluster.
+pub struct Operator {
+    child: tokio::process::Child,
+    pub metrics_port: u16,
+    pub log: PathBuf,
+}
+
+impl Operator {
+    /// Starts the operator watching only `ns`, with the stand-in agent image and leader
+    /// election off unless `extra` says otherwise.
+    pub async fn start(cluster: &TestCluster, ns: &str, extra: &[&str]) -> Operator {
+        Self::start_as(cluster, ns, "op", extra).await
+    }
+
+    pub async fn start_as(cluster: &TestCluster, ns: &str, id: &str, extra: &[&str]) -> Operator {
+        let metrics_port = free_port();
+        let log = std::env::temp_dir().join(format!("wa-operator-{ns}-{id}-{metrics_port}.log"));
+        let file = std::fs::File::create(&log).expect("log file");
+        let mut args: Vec<String> = vec![
+            "--namespace".into(),
+            ns.into(),
+            "--session-image".into(),
+            STAND_IN_IMAGE.into(),
+            "--metrics-addr".into(),
+            format!("127.0.0.1:{metrics_port}"),
+            // No requests or limits: the stand-in needs next to nothing, and many test pods
+            // share a 2-core machine.
+            "--default-cpu-request=".into(),
+            "--default-memory-request=".into(),
+            "--default-cpu-limit=".into(),
+            "--default-memory-limit=".into(),
+        ];
+        if !extra.iter().any(|a| a.starts_with("--leader-election")) {
+            args.push("--leader-election=false".into());
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wa-operator"))
+            .args(&args)
+            .env("KUBECONFIG", cluster.kubeconfig())
+            .env("POD_NAME", id)
+            .env("RUST_LOG", "info,operator=debug,kube=warn")
+            .env_remove("WATCH_NAMESPACE")
+            .env_remove("WA_SESSION_IMAGE")
+            .stdout(file.try_clone().expect("dup log"))
+            .stderr(file)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn wa-operator");
+        eprintln!("wa-operator {id} for {ns}: log {}", log.display());
+        let op = Operator { child, metrics_port, log };
+        wait_for_value("the operator's /healthz", Duration::from_secs(30), || async {
+            http_get("127.0.0.1", op.metrics_port, "/healthz").await.filter(|(code, _)| *code == 200)
+        })
+        .await;
+        op
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// SIGKILL: no chance to clean up or release the Lease.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    pub async fn metrics(&self) -> Option<String> {
+        http_get("127.0.0.1", self.metrics_port, "/metrics").await.map(|(_, body)| body)
+    }
+
+    /// The value of an unlabelled sample, e.g. `wa_operator_leader`.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let text = self.metrics().await?;
+        metric_value(&text, name)
+    }
+}
+
+pub fn metric_value(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == name).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+/// A minimal HTTP/1.0 GET (status, body).
+pub async fn http_get(host: &str, port: u16, path: &str) -> Option<(u16, String)> {
+    let fut = async {
+        let mut stream = tokio::net::TcpStream::connect((host, port)).await.ok()?;
+        stream
+            .write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())
+            .await
+            .ok()?;
+        let mut buf = Vec::new();
+        stream.read_to_end(&mut buf).await.ok()?;
+        let text = String::from_utf8_lossy(&buf).to_string();
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        let code = head.split_whitespace().nth(1)?.parse().ok()?;
+        Some((code, body.to_string()))
+    };
+    tokio::time::timeout(Duration::from_secs(10), fut).await.ok().flatten()
+}
+
+/// Creates a session with `spec` merged over `{tenant: "acme"}`.
+pub async fn create_session(api: &Api<WhatsAppSession>, name: &str, spec: Value) -> WhatsAppSession {
+    let mut full = json!({ "tenant": "acme" });
+    if let (Some(base), Some(extra)) = (full.as_object_mut(), spec.as_object()) {
+        base.extend(extra.clone());
+    }
+    let obj: WhatsAppSession = serde_json::from_value(json!({
+        "apiVersion": "whatsapp.leadmaster.io/v1alpha1",
+        "kind": "WhatsAppSession",
+        "metadata": { "name": name },
+        "spec": full,
+    }))
+    .expect("session json");
+    api.create(&PostParams::default(), &obj).await.expect("create session")
+}
+
+pub fn condition(s: &WhatsAppSession, type_: &str) -> Option<(String, String)> {
+    s.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+pub async fn wait_ready(api: &Api<WhatsAppSession>, name: &str) -> WhatsAppSession {
+    wait_for_value(&format!("session {name} Ready=True"), READY_TIMEOUT, || async {
+        let s = api.get_opt(name).await.ok().flatten()?;
+        (condition(&s, "Ready")?.0 == "True").then_some(s)
+    })
+    .await
+}
+
+/// Pods of a session (by the instance label), not counting those already terminating.
+pub async fn session_pods(client: &Client, ns: &str, name: &str) -> Vec<Pod> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    pods.list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={name}")))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+}
+
+pub async fn setup(prefix: &str) -> (&'static TestCluster, Client, String) {
+    let cluster = devcluster::testing::cluster().await;
+    let client = cluster.client();
+    install_crd(&client).await;
+    let ns = cluster.namespace(prefix).await;
+    (cluster, client, ns)
+}
