@@ -90,7 +90,22 @@ pub fn spawn(launch: &Launch) -> Result<tokio::process::Child, NodeError> {
     let (uid, gid) = (launch.uid, launch.gid);
     let groups: Vec<Gid> = launch.groups.iter().map(|g| Gid::from_raw(*g)).collect();
 
-    let mut cmd = tokio::process::Command::new(program);
+    // A program given by path is opened here, as root, and executed through its descriptor:
+    // a non-root pod user could not reach binaries under e.g. /root/.cache, which
+    // /proc/self/fd links bypass (the descriptor closes itself at exec).
+    let program_file = if program.contains('/') {
+        Some(std::fs::File::open(program).map_err(|e| NodeError::Command { command: program.clone(), message: e.to_string() })?)
+    } else {
+        None
+    };
+    let mut cmd = match &program_file {
+        Some(f) => {
+            let mut c = tokio::process::Command::new(format!("/proc/self/fd/{}", f.as_raw_fd()));
+            c.arg0(program);
+            c
+        }
+        None => tokio::process::Command::new(program),
+    };
     cmd.args(&launch.argv[1..])
         .env_clear()
         .envs(launch.env.iter().map(|(k, v)| (k, v)))
@@ -135,6 +150,11 @@ pub fn spawn(launch: &Launch) -> Result<tokio::process::Child, NodeError> {
             }
             if let Some(u) = uid {
                 nix::unistd::setuid(Uid::from_raw(u)).map_err(sys)?;
+                // setuid cleared "dumpable", which hides /proc/self/fd from the process itself
+                // on some kernels; the exec through it needs it back.
+                if libc::prctl(libc::PR_SET_DUMPABLE, 1 as libc::c_ulong, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
             }
             if let Some(dir) = &workdir {
                 nix::unistd::chdir(dir.as_c_str()).map_err(sys)?;
@@ -144,6 +164,7 @@ pub fn spawn(launch: &Launch) -> Result<tokio::process::Child, NodeError> {
     }
     let child = cmd.spawn().map_err(|e| NodeError::Command { command: program.clone(), message: e.to_string() });
     drop(netns);
+    drop(program_file);
     child
 }
 
