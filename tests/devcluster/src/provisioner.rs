@@ -183,16 +183,13 @@ async fn reclaim(client: &Client, volumes_dir: &Path, pv: &PersistentVolume) -> 
 /// Retries `ensure_storage_class` briefly: right after `/readyz` the storage API may still
 /// be settling.
 pub async fn ensure_storage_class_with_retry(client: &Client) -> Result<(), ProvisionerError> {
-    let mut last = None;
-    for _ in 0..50 {
+    let mut attempts = 0;
+    loop {
         match ensure_storage_class(client).await {
             Ok(()) => return Ok(()),
-            Err(e) => last = Some(e),
+            Err(e) if attempts >= 50 => return Err(e),
+            Err(_) => attempts += 1,
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Err(last.unwrap_or(ProvisionerError::Io {
-        path: PathBuf::new(),
-        source: std::io::Error::other("unreachable"),
-    }))
 }
