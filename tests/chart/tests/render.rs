@@ -63,8 +63,18 @@ fn values_schema_rejects_invalid_values() {
         assert!(err.contains("schema") && err.contains(key), "--set {set}: error does not name {key}:\n{err}");
     }
     // And the good ones pass.
-    render(&helm, "wa-system", &["hub.service.type=NodePort", "hub.service.nodePort=30080", "operator.logoutTimeout=2m"], &[])
-        .unwrap();
+    let objs = render(
+        &helm,
+        "wa-system",
+        &["hub.service.type=NodePort", "hub.service.nodePort=30080", "operator.logoutTimeout=2m", "session.defaultResources.memoryLimit=2Gi"],
+        &[],
+    )
+    .unwrap();
+    let args = strings(&find(&objs, "Deployment", "-operator")["spec"]["template"]["spec"]["containers"][0]["args"]);
+    assert!(args.contains(&"--logout-timeout=2m".to_string()) && args.contains(&"--default-memory-limit=2Gi".to_string()), "{args:?}");
+    assert!(!args.iter().any(|a| a.starts_with("--default-cpu")), "unset defaults are the operator's: {args:?}");
+    let out = run(&helm, &template_args("wa-system", &["session.defaultResources.memoryLimit=lots"], &[]), &[]).unwrap();
+    assert!(!out.status.success());
 }
 
 #[test]
@@ -105,6 +115,8 @@ fn pods_are_restricted_and_use_the_image_entrypoint() {
         let pod = &dep["spec"]["template"]["spec"];
         assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{name}");
         assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault", "{name}");
+        // Non-root must still read its Secret volumes (mode 0440, group fsGroup).
+        assert_eq!(pod["securityContext"]["fsGroup"], pod["securityContext"]["runAsGroup"], "{name}");
         for c in pod["containers"].as_array().unwrap() {
             let sc = &c["securityContext"];
             assert_eq!(sc["allowPrivilegeEscalation"], false, "{name}");
@@ -180,6 +192,12 @@ fn rbac_is_least_privilege() {
         }
     }
     assert!(allows(&op, "", "persistentvolumeclaims", "delete"));
+    // Only PVCs are deleted by the operator (deletionPolicy); other children go by garbage
+    // collection, and everything is written by server-side apply (no update).
+    for (_, resources, verbs) in &op {
+        assert!(!verbs.iter().any(|v| v == "update") || resources == &vec!["whatsappsessions/finalizers".to_string()], "{resources:?}: {verbs:?}");
+        assert!(!verbs.iter().any(|v| v == "delete") || resources == &vec!["persistentvolumeclaims".to_string()], "{resources:?}: {verbs:?}");
+    }
     assert!(allows(&op, "events.k8s.io", "events", "create"));
 
     let hub = rules(find(&objs, "ClusterRole", "-hub"));

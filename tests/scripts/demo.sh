@@ -1,0 +1,207 @@
+#!/usr/bin/env bash
+# `make demo` (DESIGN.md §6): builds everything, starts a devcluster in .demo/cluster, installs
+# the Helm chart with the locally built binaries standing in for the images, creates tenant
+# `acme` with a user and a session, serves the UI through the hub's NodePort on 127.0.0.1,
+# writes .demo/demo.env and prints it, then stays in the foreground until Ctrl-C, which stops
+# everything. `demo.sh down` (`make demo-down`) removes what is left.
+#
+# Environment:
+#   DEMO_FAKE_WHATSAPP=1   start the bundled fake WhatsApp Web and point sessions at it (offline)
+#   DEMO_POD_EGRESS=0|1    NAT for pods so sessions reach the real WhatsApp Web
+#                          (default: 1 unless DEMO_FAKE_WHATSAPP=1)
+#   DEMO_HUB_PORT          NodePort of the hub on 127.0.0.1 (default 30080)
+#   DEMO_POD_CIDR          pod network of the demo cluster (default 10.244.99.0/24)
+#   DEMO_DETACH=1          return once ready, leaving everything running (tests, scripts)
+#   DEMO_SKIP_BUILD=1      use the binaries already in $CARGO_TARGET_DIR/release
+#   DEMO_DIR               where the demo keeps its state (default .demo, gitignored)
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$root"
+CACHE="${WA_CACHE_DIR:-$HOME/.cache/whatsapp-operator}"
+export WA_CACHE_DIR="$CACHE"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
+export npm_config_cache="${npm_config_cache:-$CACHE/npm}"
+export GOFLAGS="${GOFLAGS:--buildvcs=false}"
+bin="$CARGO_TARGET_DIR/release"
+export WA_BIN_DIR="$bin"
+demo="${DEMO_DIR:-$root/.demo}"
+state="$demo/cluster"
+logs="$demo/logs"
+hub_port="${DEMO_HUB_PORT:-30080}"
+pod_cidr="${DEMO_POD_CIDR:-10.244.99.0/24}"
+fake="${DEMO_FAKE_WHATSAPP:-0}"
+egress="${DEMO_POD_EGRESS:-$([[ $fake == 1 ]] && echo 0 || echo 1)}"
+release=wa
+system_ns=whatsapp-system
+tenant_ns=acme
+session=acme-ventas
+user=demo
+t0=$SECONDS
+
+log() { printf '[demo] %02d:%02d %s\n' $(((SECONDS - t0) / 60)) $(((SECONDS - t0) % 60)) "$*" >&2; }
+die() { log "FAILED: $*"; exit 1; }
+
+# step NAME CMD...: runs CMD with its output in .demo/logs/<n>.log, printing the step, a
+# heartbeat every 15 s and, on failure, the end of the log.
+nstep=0
+step() {
+  local name="$1"; shift
+  nstep=$((nstep + 1))
+  local file="$logs/$(printf '%02d' $nstep)-${name// /-}.log" s0=$SECONDS
+  log "$name"
+  "$@" >"$file" 2>&1 &
+  local pid=$!
+  step_pid=$pid
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 1
+    if (((SECONDS - s0) % 15 == 0)); then log "  … $name ($((SECONDS - s0)) s)"; fi
+  done
+  if ! wait "$pid"; then
+    tail -n 30 "$file" >&2
+    die "$name (log: $file)"
+  fi
+  log "  done: $name ($((SECONDS - s0)) s)"
+}
+
+devcluster_bin() { echo "$bin/devcluster"; }
+
+down() {
+  if [[ -f "$demo/fake.pid" ]]; then
+    kill "$(cat "$demo/fake.pid")" 2>/dev/null || true
+    rm -f "$demo/fake.pid"
+  fi
+  if [[ -f "$state/cluster.env" ]] && [[ -x "$(devcluster_bin)" ]]; then
+    "$(devcluster_bin)" down --state-dir "$state" >&2 || true
+  fi
+  rm -f "$demo/demo.env"
+}
+
+if [[ "${1:-up}" == down ]]; then
+  down
+  rm -rf "$state"
+  log "demo stopped and removed"
+  exit 0
+fi
+
+mkdir -p "$logs"
+rm -f "$demo/demo.env"
+# Ctrl-C while building or starting: stop the running step and whatever is already up.
+step_pid=
+trap 'echo >&2; log "interrupted"; [[ -n $step_pid ]] && kill "$step_pid" 2>/dev/null; down; exit 130' INT TERM
+
+# --- build --------------------------------------------------------------------------------
+step "install missing system packages" tests/scripts/install-deps.sh
+step "build control plane (etcd, kube-apiserver, ...; cold: tens of minutes)" \
+  tests/devcluster/control-plane/build.sh all
+step "build helm" tests/devcluster/control-plane/build.sh helm
+helm="$CACHE/helm-$(sed -n 's/^HELM_VERSION=//p' tests/devcluster/control-plane/versions.env)/helm"
+if [[ "${DEMO_SKIP_BUILD:-0}" != 1 ]]; then
+  if [[ -f frontend/package.json ]]; then
+    step "build frontend (npm ci && npm run build)" \
+      bash -c 'cd frontend && npm ci --no-audit --no-fund && npm run build'
+  fi
+  step "build Rust binaries (cargo build --release --workspace --bins)" \
+    cargo build --release --workspace --bins
+fi
+for b in devcluster wa-operator wa-hub wa-session; do
+  [[ -x "$bin/$b" ]] || die "$bin/$b missing (build failed?)"
+done
+
+# --- cluster ------------------------------------------------------------------------------
+# A previous demo still running is replaced: one demo cluster at a time.
+down
+tests/scripts/images-file.sh "$state/images.yaml"
+up_args=(up --state-dir "$state" --images "$state/images.yaml" --pod-cidr "$pod_cidr")
+[[ $egress == 1 ]] && up_args+=(--pod-egress)
+step "start devcluster in $state" "$bin/devcluster" "${up_args[@]}"
+# shellcheck disable=SC1091
+source "$state/cluster.env"
+export KUBECONFIG HOST_IP
+step_pid=
+
+stop_all() {
+  trap - INT TERM
+  echo >&2
+  log "stopping (Ctrl-C)"
+  down
+  log "stopped; \`make demo-down\` removes .demo/cluster"
+  exit 0
+}
+
+whatsapp_url=https://web.whatsapp.com/
+if [[ $fake == 1 ]]; then
+  [[ -x "$bin/fake-whatsapp" ]] || die "$bin/fake-whatsapp missing"
+  log "start fake WhatsApp Web on $HOST_IP"
+  "$bin/fake-whatsapp" --listen "$HOST_IP:0" >"$demo/fake.out" 2>"$logs/fake-whatsapp.log" &
+  echo $! >"$demo/fake.pid"
+  for _ in $(seq 100); do
+    grep -q '^FAKE_WHATSAPP_URL=' "$demo/fake.out" 2>/dev/null && break
+    sleep 0.1
+  done
+  whatsapp_url="$(sed -n 's/^FAKE_WHATSAPP_URL=//p' "$demo/fake.out")"
+  [[ -n $whatsapp_url ]] || die "fake-whatsapp did not start (log: $logs/fake-whatsapp.log)"
+fi
+
+# --- chart --------------------------------------------------------------------------------
+password="$(head -c 18 /dev/urandom | base64 | tr -d '/+=' | head -c 16)"
+hash="$(printf '%s' "$password" | "$bin/wa-hub" hash-password)"
+cat >"$demo/values.yaml" <<YAML
+# Values of the demo install (written by tests/scripts/demo.sh).
+session:
+  whatsappUrl: "$whatsapp_url"
+hub:
+  # The hub runs the locally built wa-hub, which reads the UI straight from the checkout.
+  staticDir: "$root/frontend/dist"
+  service:
+    type: NodePort
+    nodePort: $hub_port
+  auth:
+    users:
+      - username: $user
+        passwordHash: '$hash'
+        tenants: [$tenant_ns]
+        role: user
+sessionNamespaces:
+  create: true
+  names: [$tenant_ns]
+networkPolicy:
+  # Pods reach the fake (and the API server) on the bridge address.
+  extraEgress:
+    - to: [{ipBlock: {cidr: $HOST_IP/32}}]
+YAML
+kubectl create namespace "$system_ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+kubectl label namespace "$system_ns" --overwrite pod-security.kubernetes.io/enforce=restricted >/dev/null
+step "helm install (operator + hub)" "$helm" upgrade --install "$release" charts/whatsapp-operator \
+  --namespace "$system_ns" --values "$demo/values.yaml" --wait --timeout 5m
+
+step "create session $tenant_ns/$session" kubectl apply -n "$tenant_ns" -f examples/session.yaml
+hub_url="http://127.0.0.1:$hub_port/"
+log "wait for the hub at $hub_url"
+for _ in $(seq 120); do
+  curl -fsS "${hub_url}health" >/dev/null 2>&1 && break
+  sleep 1
+done
+curl -fsS "${hub_url}health" >/dev/null || die "hub not answering at ${hub_url}health"
+log "wait for the session's first QR"
+kubectl wait -n "$tenant_ns" --for=jsonpath='{.status.status}'=qr_required "wa/$session" --timeout=180s >/dev/null \
+  || log "  the session has no QR yet: kubectl describe wa -n $tenant_ns $session"
+
+{
+  echo "KUBECONFIG=$KUBECONFIG"
+  echo "HUB_URL=$hub_url"
+  echo "DEMO_USER=$user"
+  echo "DEMO_PASSWORD=$password"
+  echo "DEMO_NAMESPACE=$tenant_ns"
+  echo "DEMO_SESSION=$session"
+  [[ $fake == 1 ]] && echo "FAKE_WHATSAPP_URL=$whatsapp_url"
+} >"$demo/demo.env.tmp"
+mv "$demo/demo.env.tmp" "$demo/demo.env"
+log "ready in $((SECONDS - t0)) s: open $hub_url and log in as $user (written to .demo/demo.env)"
+cat "$demo/demo.env"
+
+if [[ "${DEMO_DETACH:-0}" == 1 ]]; then
+  exit 0
+fi
+trap stop_all INT TERM
+log "running; Ctrl-C stops everything"
+while true; do sleep 3600 & wait $! || true; done
