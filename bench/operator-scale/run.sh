@@ -28,8 +28,8 @@ for n in "${sizes[@]}"; do
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   log="/tmp/wa-operator-$ns.log"
   "$op_bin" --namespace "$ns" --leader-election=false --session-image ghcr.io/leadmaster/test-pod:bench \
-    --metrics-addr "127.0.0.1:$port" --default-cpu-request 1m --default-memory-request 8Mi \
-    --default-cpu-limit "" --default-memory-limit "" >"$log" 2>&1 &
+    --metrics-addr "127.0.0.1:$port" --default-cpu-request= --default-memory-request= \
+    --default-cpu-limit= --default-memory-limit= >"$log" 2>&1 &
   op_pid=$!
   trap 'kill $op_pid 2>/dev/null || true' EXIT
   until curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; do sleep 0.2; done
