@@ -719,7 +719,7 @@ fn compute_status(ctx: &PodCtx) -> Value {
         "startTime": Time(s.start_time),
         "conditions": conditions,
         "containerStatuses": s.containers.iter().map(ContainerState::to_json).collect::<Vec<_>>(),
-        "qosClass": "BestEffort",
+        // qosClass is left out: the API server computes it at creation and refuses changes.
     });
     if !s.init.is_empty() {
         status["initContainerStatuses"] = json!(s.init.iter().map(ContainerState::to_json).collect::<Vec<_>>());
