@@ -25,9 +25,10 @@ use crate::config::Config;
 use crate::driver::{NOTIFY_BINDING, Script};
 use crate::error::{Error, Result};
 
-/// Below this /dev/shm size Chromium's shared memory would run out (Docker's default is
-/// 64 MiB): then `--disable-dev-shm-usage` makes it use /tmp instead.
-const MIN_DEV_SHM: u64 = 512 * 1024 * 1024;
+/// Below this /dev/shm size Chromium's shared memory can run out (Docker's default is
+/// 64 MiB): then `--disable-dev-shm-usage` makes it use /tmp instead. The operator mounts a
+/// 256 MiB memory emptyDir, which one WhatsApp tab fits in.
+const MIN_DEV_SHM: u64 = 128 * 1024 * 1024;
 
 /// Resource types not needed to log in and keep the session: skipping them saves memory.
 const BLOCKED_TYPES: [ResourceType; 3] = [ResourceType::Image, ResourceType::Media, ResourceType::Font];
@@ -224,9 +225,19 @@ impl BrowserSession {
         self.stop_tasks();
     }
 
-    /// Kills Chromium at once (hung or crashed browser).
+    /// Kills Chromium at once (hung or crashed browser), with all its child processes: a
+    /// renderer stuck in JavaScript would not notice its browser process dying.
     pub async fn kill(&mut self) {
+        let children = self.pid.map(descendants).unwrap_or_default();
         let _ = self.browser.kill().await;
+        for pid in children {
+            // SAFETY: kill(2) with a PID we just read as a descendant of our own child; the
+            // worst case of a reused PID is a failed or misdirected signal within our own
+            // process tree's lifetime window, which is milliseconds.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGKILL);
+            }
+        }
         let _ = tokio::time::timeout(Duration::from_secs(5), self.browser.wait()).await;
         self.stop_tasks();
     }
@@ -342,4 +353,32 @@ async fn intercept(cfg: &Config, page: &Page, aux: &mut Aux) -> Result<()> {
     let enable = fetch::EnableParams::builder().patterns(patterns).handle_auth_requests(credentials.is_some()).build();
     page.execute(enable).await?;
     Ok(())
+}
+
+/// All descendants of `root` (from /proc/<pid>/stat parent links).
+fn descendants(root: u32) -> Vec<u32> {
+    let mut links: Vec<(u32, u32)> = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+            let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| {
+                // The command name is parenthesised and may contain spaces: parse after it.
+                s.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok()))
+            });
+            if let Some(ppid) = ppid {
+                links.push((pid, ppid));
+            }
+        }
+    }
+    let mut out = vec![];
+    let mut frontier = vec![root];
+    while let Some(parent) = frontier.pop() {
+        for (pid, ppid) in &links {
+            if *ppid == parent && !out.contains(pid) {
+                out.push(*pid);
+                frontier.push(*pid);
+            }
+        }
+    }
+    out
 }

@@ -74,7 +74,13 @@ async fn run(cfg: Config) -> Result<()> {
     health.beat();
     let shutdown = CancellationToken::new();
 
-    let http_task = tokio::spawn(http::serve(cfg.http_addr, health.clone(), registry, shutdown.clone()));
+    let http = http::serve(cfg.http_addr, health.clone(), registry, shutdown.clone());
+    let http_task = tokio::spawn(async move {
+        // Without probes the pod would be restarted anyway; say why right away.
+        if let Err(e) = http.await {
+            tracing::error!(error = %e, "health and metrics server failed");
+        }
+    });
     let requests = commands::watch_requests(api.clone(), &cfg.session_name, commands::Requests::of(&cr));
     let publisher = publisher::Publisher::spawn(api, cfg.session_name.clone(), Some(&cr), cfg.status_coalesce, metrics.clone());
     let initial = cr.status.as_ref().and_then(state::AgentStatus::from_cr).unwrap_or_default();
@@ -85,10 +91,7 @@ async fn run(cfg: Config) -> Result<()> {
     let agent = session::Agent { cfg, driver, profile, machine, publisher, requests, health, metrics, shutdown: shutdown.clone() };
     agent.run().await;
     shutdown.cancel();
-    match tokio::time::timeout(Duration::from_secs(2), http_task).await {
-        Ok(Ok(res)) => res?,
-        _ => {}
-    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), http_task).await;
     tracing::info!("wa-session stopped");
     Ok(())
 }
