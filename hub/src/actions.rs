@@ -21,7 +21,15 @@ fn now_secs() -> Timestamp {
     Timestamp::from_second(now.as_second()).unwrap_or(now)
 }
 
+/// How long a request waits for a starting hub's first list before answering 503.
+const SYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Hub {
+    /// Wait for the first complete list of sessions (bounded; see `View::wait_synced`).
+    pub async fn synced(&self) {
+        self.view.wait_synced(SYNC_WAIT).await;
+    }
+
     /// The session `id` (optionally in `namespace`) if `claims` may see it: 400 bad id,
     /// 404 unknown, 409 ambiguous, 403 other tenant.
     pub fn authorize(&self, claims: &Claims, id: &str, namespace: Option<&str>) -> Result<Arc<WhatsAppSession>, ApiError> {
@@ -55,6 +63,7 @@ impl Hub {
     /// Make sure the session runs and, unless a QR is valid or a recent request is still
     /// pending, start a new QR round (at most one per session per interval → 429).
     pub async fn request_qr(&self, claims: &Claims, id: &str, namespace: Option<&str>) -> Result<Snapshot, ApiError> {
+        self.synced().await;
         let cached = self.authorize(claims, id, namespace)?;
         let ns = cached.namespace().unwrap_or_default();
         let api: Api<WhatsAppSession> = Api::namespaced(self.client.clone(), &ns);
@@ -96,6 +105,7 @@ impl Hub {
 
     /// Ask the agent to log out of WhatsApp and wipe the saved login.
     pub async fn disconnect(&self, claims: &Claims, id: &str, namespace: Option<&str>) -> Result<(), ApiError> {
+        self.synced().await;
         let cached = self.authorize(claims, id, namespace)?;
         let ns = cached.namespace().unwrap_or_default();
         let api: Api<WhatsAppSession> = Api::namespaced(self.client.clone(), &ns);

@@ -37,6 +37,8 @@ pub enum ViewEvent {
 pub struct View {
     store: Store<WhatsAppSession>,
     live: Arc<AtomicBool>,
+    /// Turns true once, at the first complete list.
+    synced: tokio::sync::watch::Receiver<bool>,
     namespace: Option<String>,
 }
 
@@ -54,7 +56,8 @@ impl View {
         };
         let (store, writer) = reflector::store();
         let live = Arc::new(AtomicBool::new(false));
-        let view = View { store, live: live.clone(), namespace };
+        let (synced_tx, synced) = tokio::sync::watch::channel(false);
+        let view = View { store, live: live.clone(), synced, namespace };
         let stale_after_error = Arc::new(AtomicBool::new(false));
 
         // The watch loop.
@@ -91,6 +94,7 @@ impl View {
                             metrics.watch_live.set(1);
                             if !synced_once {
                                 tracing::info!("session view synced");
+                                let _ = synced_tx.send(true);
                             }
                             synced_once = true;
                             let _ = events.send(ViewEvent::Relisted);
@@ -138,6 +142,14 @@ impl View {
             });
         }
         view
+    }
+
+    /// Wait (at most `timeout`) for the first complete list: requests arriving while a
+    /// freshly started hub lists the CRs (reconnecting clients, typically) are answered from a
+    /// complete view instead of failing.
+    pub async fn wait_synced(&self, timeout: Duration) {
+        let mut rx = self.synced.clone();
+        let _ = tokio::time::timeout(timeout, rx.wait_for(|s| *s)).await;
     }
 
     pub fn is_live(&self) -> bool {

@@ -246,6 +246,19 @@ async fn tenant_isolation_matrix() {
     assert!(!b.seen.iter().any(|m| m["client"] == "late" && m["type"] == "disconnect"), "authenticated socket was dropped");
 }
 
+/// A request written by hand, so the path reaches the hub exactly as given.
+async fn raw_http(port: u16, method: &str, path: &str, token: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let req = format!("{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.unwrap();
+    let status: u16 = buf.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = buf.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned();
+    (status, body)
+}
+
 fn rs_keys(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let key = dir.join("rsa.pem");
     let public = dir.join("rsa.pub.pem");
@@ -319,7 +332,15 @@ async fn bad_input_gets_documented_errors_and_hub_keeps_serving() {
     // Bad ids: '/', '..', 300 characters, uppercase.
     let admin = token("root", &[], "admin", 600);
     assert_err(&get(&format!("{list}/a/b"), Some(&admin)).await, 404, "NOT_FOUND");
-    for id in ["a%2Fb", "%2E%2E", &"a".repeat(300), "A-ONE", "a_one"] {
+    // URL libraries resolve ".." (and %2E%2E) before sending; a raw request sends it as is.
+    for (method, path) in [("GET", "/api/session-manager/sessions/.."), ("POST", "/session-manager/sessions/../qr"), ("GET", "/api/session-manager/sessions/%2E%2E")] {
+        let (status, body) = raw_http(hub.port, method, path, &admin).await;
+        assert!(status == 400 || status == 404, "{path}: {status} {body}");
+        let v: Value = serde_json::from_str(&body).unwrap_or_else(|_| panic!("{path}: not JSON: {body}"));
+        assert!(v["error"] == "BAD_REQUEST" || v["error"] == "NOT_FOUND", "{path}: {v}");
+    }
+    assert_eq!(raw_http(hub.port, "GET", "/api/session-manager/sessions/..", &admin).await.0, 400);
+    for id in ["a%2Fb", &"a".repeat(300), "A-ONE", "a_one"] {
         assert_err(&get(&format!("{list}/{id}"), Some(&admin)).await, 400, "BAD_REQUEST");
         assert_err(&post(&format!("{list}/{id}/qr"), Some(&admin), None).await, 400, "BAD_REQUEST");
     }

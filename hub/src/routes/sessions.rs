@@ -27,10 +27,12 @@ fn ns(q: &Q) -> Result<Option<&str>, ApiError> {
 }
 
 pub async fn list(State(hub): State<Arc<Hub>>, Caller(c): Caller) -> Result<Json<Vec<Snapshot>>, ApiError> {
+    hub.synced().await;
     hub.list(&c).map(Json)
 }
 
 pub async fn get(State(hub): State<Arc<Hub>>, Caller(c): Caller, Path(id): Path<String>, q: Q) -> Result<Json<Snapshot>, ApiError> {
+    hub.synced().await;
     hub.authorize(&c, &id, ns(&q)?).map(|s| Json(Snapshot::of(&s)))
 }
 

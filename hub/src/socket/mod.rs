@@ -146,6 +146,7 @@ async fn on_subscribe(socket: SocketRef, TryData(data): TryData<Value>, ack: Ack
         Ok(t) => t,
         Err(e) => return fail(&socket, Some(ack), &e, None),
     };
+    hub.synced().await;
     let result = claims(&socket).and_then(|c| hub.authorize(&c, &id, ns.as_deref()));
     match result {
         Ok(session) => {
