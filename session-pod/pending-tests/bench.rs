@@ -1,0 +1,97 @@
+//! Figures for bench/agent/run.sh (ignored in normal test runs):
+//! start → first QR in the CR status (p50 of 10), start → connected when restoring a saved
+//! login (p50 of 10), and peak RSS of agent + Chromium while connected and idle.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use crds::SessionState;
+use support::*;
+
+const T: Duration = Duration::from_secs(60);
+
+fn p50(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+async fn poll_until(api: &kube::Api<crds::WhatsAppSession>, pred: impl Fn(&crds::WhatsAppSessionStatus) -> bool) {
+    let deadline = Instant::now() + T;
+    loop {
+        if let Ok(cr) = api.get("s1").await
+            && cr.status.as_ref().is_some_and(&pred)
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test]
+#[ignore = "benchmark: run bench/agent/run.sh"]
+async fn agent_figures() {
+    let c = cluster().await;
+    let runs: usize = std::env::var("BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
+    let fake = fake(Duration::from_secs(60), Duration::from_secs(20), 6).await;
+    let ns = c.namespace("agent-bench").await;
+
+    // 1. Start → first QR, each run with an empty profile and a new CR.
+    let mut first_qr = Vec::new();
+    for i in 0..runs {
+        let name = format!("q{i}");
+        let api = create_session(c, &ns, &name).await;
+        let tmp = tempfile::tempdir().expect("tmp");
+        let started = Instant::now();
+        let agent = Agent::start(AgentOpts { ns: &ns, name: &name, url: &fake.url(), data_dir: &tmp.path().join("data"), kubeconfig: c.kubeconfig(), extra_env: vec![] });
+        let deadline = Instant::now() + T;
+        loop {
+            if api.get(&name).await.ok().and_then(|cr| cr.status).is_some_and(|s| s.qr.is_some()) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no QR: {}", agent.log_text());
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        first_qr.push(started.elapsed());
+        agent.kill9().await;
+    }
+
+    // 2. Link once, then start → connected from the saved profile.
+    let api = create_session(c, &ns, "s1").await;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let opts = || AgentOpts { ns: &ns, name: "s1", url: &fake.url(), data_dir: &data, kubeconfig: c.kubeconfig(), extra_env: vec![] };
+    let mut agent = Agent::start(opts());
+    poll_until(&api, |s| s.qr.is_some()).await;
+    let qr = api.get("s1").await.expect("get").status.and_then(|s| s.qr).expect("qr");
+    scan(&fake.url(), &qr).await;
+    poll_until(&api, |s| s.status == Some(SessionState::Connected)).await;
+    let mut restore = Vec::new();
+    for _ in 0..runs {
+        agent.terminate(Duration::from_secs(25)).await;
+        // Mark the CR so that "connected" below is the new agent's doing.
+        reset_status(&api, "s1").await;
+        let started = Instant::now();
+        agent = Agent::start(opts());
+        poll_until(&api, |s| s.status == Some(SessionState::Connected)).await;
+        restore.push(started.elapsed());
+    }
+
+    // 3. Peak RSS of agent + Chromium while connected and idle (10 s after a settle period).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let agent_pid = agent.child.id().expect("running");
+    let mut peak = 0;
+    let until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < until {
+        let mut pids = agent.chromium_pids();
+        pids.push(agent_pid);
+        peak = peak.max(rss_kb(&pids));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let agent_only = rss_kb(&[agent_pid]);
+    println!("BENCH start_to_first_qr_p50_ms={} (runs={runs}, all={:?})", p50(first_qr.clone()).as_millis(), first_qr.iter().map(|d| d.as_millis()).collect::<Vec<_>>());
+    println!("BENCH start_to_connected_restore_p50_ms={} (runs={runs}, all={:?})", p50(restore.clone()).as_millis(), restore.iter().map(|d| d.as_millis()).collect::<Vec<_>>());
+    println!("BENCH peak_rss_connected_idle_mb={:.1} (agent alone {:.1} MB)", peak as f64 / 1024.0, agent_only as f64 / 1024.0);
+    agent.terminate(Duration::from_secs(25)).await;
+}

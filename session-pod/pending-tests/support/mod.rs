@@ -1,0 +1,224 @@
+//! Test harness: the real agent binary as a host process against the devcluster API, real
+//! Chromium, and the fake WhatsApp Web (in-process) with fast timings.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use crds::{WhatsAppSession, WhatsAppSessionSpec, WhatsAppSessionStatus};
+use devcluster::testing::{TestCluster, wait_for_value};
+use fake_whatsapp::{FakeWhatsApp, Timings};
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
+use tokio::process::{Child, Command};
+
+pub const PHONE: &str = "5491122334455";
+
+pub async fn cluster() -> &'static TestCluster {
+    let c = devcluster::testing::cluster().await;
+    install_crd(c).await;
+    c
+}
+
+async fn install_crd(c: &TestCluster) {
+    let crd = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/whatsappsession.yaml");
+    let out = c.kubectl(&["apply", "--server-side", "--force-conflicts", "--field-manager=session-pod-tests", "-f", crd]).await;
+    assert!(out.status.success(), "applying the CRD: {}", String::from_utf8_lossy(&out.stderr));
+    let out = c
+        .kubectl(&["wait", "--for=condition=Established", "--timeout=60s", "crd/whatsappsessions.whatsapp.leadmaster.io"])
+        .await;
+    assert!(out.status.success(), "CRD not established: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The fake with QRs of `first`/`next` and `max` per round.
+pub async fn fake(first: Duration, next: Duration, max: u32) -> FakeWhatsApp {
+    let mut t = Timings::fast(next, max);
+    t.first_qr = first;
+    FakeWhatsApp::start("127.0.0.1:0".parse().expect("addr"), t).await.expect("fake starts")
+}
+
+pub async fn create_session(c: &TestCluster, ns: &str, name: &str) -> Api<WhatsAppSession> {
+    let api: Api<WhatsAppSession> = Api::namespaced(c.client(), ns);
+    let cr = WhatsAppSession::new(name, WhatsAppSessionSpec { tenant: "acme".into(), ..Default::default() });
+    api.create(&PostParams::default(), &cr).await.expect("create CR");
+    api
+}
+
+pub async fn status(api: &Api<WhatsAppSession>, name: &str) -> WhatsAppSessionStatus {
+    api.get(name).await.expect("get CR").status.unwrap_or_default()
+}
+
+/// Waits until the CR status satisfies `pred`, returning it.
+pub async fn wait_status(
+    api: &Api<WhatsAppSession>,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    pred: impl Fn(&WhatsAppSessionStatus) -> bool,
+) -> WhatsAppSessionStatus {
+    wait_for_value(what, timeout, || async {
+        let s = api.get(name).await.ok()?.status?;
+        pred(&s).then_some(s)
+    })
+    .await
+}
+
+/// Sets `spec.<field>` to now and returns the value as stored.
+pub async fn request(api: &Api<WhatsAppSession>, name: &str, field: &str) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let patch = serde_json::json!({ "spec": { field: now } });
+    let cr = api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("patch spec");
+    let spec = serde_json::to_value(&cr.spec).expect("spec json");
+    serde_json::from_value(spec[field].clone()).expect("time")
+}
+
+/// Overwrites the agent's status with just `status: init` (as field manager wa-agent), so a
+/// test can tell that a new agent published what follows.
+pub async fn reset_status(api: &Api<WhatsAppSession>, name: &str) {
+    let patch = serde_json::json!({"apiVersion": "whatsapp.leadmaster.io/v1alpha1", "kind": "WhatsAppSession", "status": {"status": "init"}});
+    api.patch_status(name, &PatchParams::apply("wa-agent").force(), &Patch::Apply(&patch)).await.expect("reset status");
+}
+
+pub async fn fake_post(fake_url: &str, path: &str, body: serde_json::Value) -> reqwest::Response {
+    reqwest::Client::new().post(format!("{}{}", fake_url.trim_end_matches('/'), path)).json(&body).send().await.expect("fake control API")
+}
+
+pub async fn fake_devices(fake_url: &str) -> serde_json::Value {
+    reqwest::get(format!("{}/_fake/devices", fake_url.trim_end_matches('/'))).await.expect("devices").json().await.expect("json")
+}
+
+pub async fn scan(fake_url: &str, qr: &str) {
+    let r = fake_post(fake_url, "/_fake/scan", serde_json::json!({"qr": qr, "phone": PHONE, "pushName": "Ana"})).await;
+    assert!(r.status().is_success(), "scan: {} {}", r.status(), r.text().await.unwrap_or_default());
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// A running `wa-session` host process.
+pub struct Agent {
+    pub child: Child,
+    pub data_dir: PathBuf,
+    pub http: String,
+    pub log: PathBuf,
+}
+
+pub struct AgentOpts<'a> {
+    pub ns: &'a str,
+    pub name: &'a str,
+    pub url: &'a str,
+    pub data_dir: &'a Path,
+    pub kubeconfig: PathBuf,
+    pub extra_env: Vec<(&'a str, String)>,
+}
+
+impl Agent {
+    pub fn start(o: AgentOpts<'_>) -> Agent {
+        let port = free_port();
+        let log = o.data_dir.with_extension(format!("agent-{}.log", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)));
+        let file = std::fs::File::create(&log).expect("log file");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wa-session"));
+        cmd.env("WA_SESSION_NAME", o.name)
+            .env("WA_SESSION_NAMESPACE", o.ns)
+            .env("WA_URL", o.url)
+            .env("WA_DATA_DIR", o.data_dir)
+            .env("WA_HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("KUBECONFIG", &o.kubeconfig)
+            .env("WA_QR_FIRST_TTL", "3s")
+            .env("WA_QR_NEXT_TTL", "2s")
+            .env("WA_POLL_INTERVAL", "200ms")
+            .env("WA_TAKEOVER_DELAY", "2s")
+            .env("WA_CDP_TIMEOUT", "5s")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::from(file.try_clone().expect("dup")))
+            .stderr(Stdio::from(file))
+            .kill_on_drop(true);
+        if let Ok(p) = std::env::var("CHROMIUM_PATH") {
+            cmd.env("CHROMIUM_PATH", p);
+        }
+        for (k, v) in o.extra_env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn wa-session");
+        eprintln!("agent log: {}", log.display());
+        Agent { child, data_dir: o.data_dir.to_path_buf(), http: format!("http://127.0.0.1:{port}"), log }
+    }
+
+    pub fn profile(&self) -> PathBuf {
+        self.data_dir.join("profile")
+    }
+
+    /// PIDs of Chromium processes using this agent's profile.
+    pub fn chromium_pids(&self) -> Vec<u32> {
+        chromium_pids(&self.profile())
+    }
+
+    /// kill -9 the agent and its Chromium (as a node failure would).
+    pub async fn kill9(mut self) {
+        let pids = self.chromium_pids();
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
+        for pid in pids {
+            let _ = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+        devcluster::testing::wait_for_named("Chromium killed", Duration::from_secs(10), || {
+            let left = chromium_pids(&self.profile());
+            async move { left.is_empty() }
+        })
+        .await;
+    }
+
+    /// SIGTERM, then the exit status (panics if it takes longer than `within`).
+    pub async fn terminate(mut self, within: Duration) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("running");
+        let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        tokio::time::timeout(within, self.child.wait()).await.expect("agent exits in time").expect("wait")
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+pub fn chromium_pids(profile: &Path) -> Vec<u32> {
+    let needle = format!("--user-data-dir={}", profile.display());
+    let mut all: Vec<(u32, u32)> = Vec::new();
+    let mut pids = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return pids };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        // ppid is the 2nd field after the parenthesised command name.
+        let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1).and_then(|p| p.parse().ok())))
+            .unwrap_or(0);
+        all.push((pid, ppid));
+        if let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline"))
+            && cmdline.split(|b| *b == 0).any(|arg| arg == needle.as_bytes())
+        {
+            pids.push(pid);
+        }
+    }
+    // Children (renderers, utilities) whose command lines may not name the profile.
+    let mut i = 0;
+    while i < pids.len() {
+        let parent = pids[i];
+        for (pid, ppid) in &all {
+            if *ppid == parent && !pids.contains(pid) {
+                pids.push(*pid);
+            }
+        }
+        i += 1;
+    }
+    pids
+}
+
+/// Resident memory (kB) of the given processes.
+pub fn rss_kb(pids: &[u32]) -> u64 {
+    pids.iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
+        .filter_map(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+        .sum()
+}
