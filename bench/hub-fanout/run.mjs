@@ -114,7 +114,7 @@ async function runTarget(label, start, ns, names, secretFile, token) {
   const proc = start(port);
   await waitHealthy(url);
   log(`${label}: up on ${port}`);
-  const procs = Array.from({ length: CLIENT_PROCS }, () => fork(path.join(here, "clients.mjs"), [], { cwd: path.join(here, "peer") }));
+  const procs = Array.from({ length: CLIENT_PROCS }, () => fork(path.join(here, "peer/clients.mjs"), [], { cwd: path.join(here, "peer") }));
   const rows = [];
   let held = 0;
   let connected = 0;
