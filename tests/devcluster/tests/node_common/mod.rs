@@ -1,0 +1,81 @@
+//! Helpers shared by the node agent tests.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use devcluster::testing::wait_for_value;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub const TEST_IMAGE: &str = "ghcr.io/leadmaster/test-pod:dev";
+/// The user test pods run as (non-root, no /etc/passwd entry needed).
+pub const TEST_UID: i64 = 65534;
+
+/// A plain HTTP/1.1 GET: (status, body), or None when nothing answers.
+pub async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let fut = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.ok()?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.ok()?;
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n")?;
+        let status = head.lines().next()?.split_whitespace().nth(1)?.parse().ok()?;
+        // axum answers small bodies with Content-Length; chunked bodies are not expected here.
+        Some((status, body.to_string()))
+    };
+    tokio::time::timeout(Duration::from_secs(10), fut).await.ok().flatten()
+}
+
+/// The spec of a test-pod container listening on `port`, with a readiness probe.
+pub fn test_container(name: &str, port: u16) -> Value {
+    json!({
+        "name": name,
+        "image": TEST_IMAGE,
+        "env": [{"name": "PORT", "value": port.to_string()}],
+        "ports": [{"name": "http", "containerPort": port}],
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": port}, "periodSeconds": 1},
+        "securityContext": {"runAsNonRoot": true, "allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}},
+    })
+}
+
+/// A pod spec running one test-pod container as a non-root user.
+pub fn test_pod_spec(port: u16) -> Value {
+    json!({
+        "securityContext": {"runAsUser": TEST_UID, "runAsGroup": TEST_UID, "fsGroup": TEST_UID},
+        "terminationGracePeriodSeconds": 5,
+        "containers": [test_container("app", port)],
+    })
+}
+
+pub fn pod(name: &str, spec: Value) -> Pod {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": spec,
+    }))
+    .expect("valid pod")
+}
+
+pub fn is_ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Waits until the pod is Ready and returns it.
+pub async fn wait_ready(api: &Api<Pod>, name: &str) -> Pod {
+    wait_for_value(&format!("pod {name} Ready"), Duration::from_secs(90), || async {
+        api.get_opt(name).await.ok().flatten().filter(is_ready)
+    })
+    .await
+}
+
+pub fn pod_ip(p: &Pod) -> std::net::IpAddr {
+    p.status.as_ref().and_then(|s| s.pod_ip.as_deref()).expect("pod IP").parse().expect("IP")
+}
