@@ -86,8 +86,147 @@ async fn hub_address(cluster: &TestCluster, ns: &str) -> Vec<String> {
         .collect()
 }
 
+/// An argon2 hash of `password` from the hub binary itself (`wa-hub hash-password`).
+fn password_hash(hub: &Path, password: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new(hub)
+        .arg("hash-password")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(password.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// A hub login for `username`; returns the token.
+async fn login(http: &reqwest::Client, hub: &str, username: &str, password: &str) -> String {
+    let login: Value = http
+        .post(format!("{hub}/api/auth/login"))
+        .json(&json!({"username": username, "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    login["token"].as_str().expect("token").to_string()
+}
+
+/// Waits until, of what the chart or the operator creates in `ns`, only `expected` is left.
+async fn wait_left_only(cluster: &TestCluster, ns: &str, expected: Vec<String>) {
+    let kinds = "deployments,statefulsets,replicasets,pods,services,serviceaccounts,roles,rolebindings,secrets,networkpolicies,persistentvolumeclaims,leases,whatsappsessions";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let all = kubectl_json(cluster, &["get", kinds, "-n", ns]).await;
+        let left: Vec<String> = all["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| format!("{}/{}", o["kind"].as_str().unwrap_or(""), o["metadata"]["name"].as_str().unwrap_or("")))
+            // The namespace's own default ServiceAccount is not the chart's.
+            .filter(|o| o != "ServiceAccount/default")
+            .collect();
+        if left == expected {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "after uninstall, left behind: {left:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The chart installed, upgraded and uninstalled without any session: both Deployments become
+/// Available with pods running as non-root in a `restricted` namespace, the hub logs a user in,
+/// `helm upgrade` keeps the generated JWT key (a token issued before works on both new hubs),
+/// and `helm uninstall` leaves nothing of the release behind.
 #[tokio::test]
-#[ignore = "needs devcluster to run non-root pods (uid 65532/1000) from binaries under /root (EACCES today); run with --ignored once it does"]
+async fn helm_install_upgrade_and_uninstall() {
+    let test = "helm_install_upgrade_and_uninstall";
+    let Some(helm) = helm_or_skip(test) else { return };
+    let cluster = devcluster::testing::cluster().await;
+    let mut programs = Vec::new();
+    for image in ["ghcr.io/leadmaster/wa-operator", "ghcr.io/leadmaster/wa-hub"] {
+        match image_program(cluster, image) {
+            Some(p) => programs.push(p),
+            None => {
+                eprintln!("SKIP {test}: the cluster's images file has no built program for {image}");
+                return;
+            }
+        }
+    }
+    let ns = cluster.namespace("chart-upgrade").await;
+    kubectl_ok(cluster, &["label", "namespace", &ns, "pod-security.kubernetes.io/enforce=restricted"]).await;
+    let password = "chart-test-password";
+    let hash = password_hash(&programs[1], password);
+    let dir = tempfile::tempdir().unwrap();
+    let values = dir.path().join("values.yaml");
+    // Namespace-scoped so this operator never touches other tests' sessions.
+    std::fs::write(
+        &values,
+        format!(
+            "operator:\n  watchNamespace: {ns}\nhub:\n  watchNamespace: {ns}\n  staticDir: \"\"\n  \
+             auth:\n    users:\n      - {{username: acme, passwordHash: '{hash}', tenants: [acme], role: user}}\n"
+        ),
+    )
+    .unwrap();
+    let values = values.display().to_string();
+    let chart = chart_dir().display().to_string();
+    helm_cmd(&helm, cluster, &["install", "wa", &chart, "-n", &ns, "-f", &values, "--wait", "--timeout", "3m"]);
+    kubectl_ok(cluster, &["get", "crd", "whatsappsessions.whatsapp.leadmaster.io"]).await;
+    for d in ["wa-whatsapp-operator-operator", "wa-whatsapp-operator-hub"] {
+        kubectl_ok(cluster, &["wait", "-n", &ns, "--for=condition=Available", &format!("deploy/{d}"), "--timeout=60s"]).await;
+    }
+    // Non-root, as the restricted profile demands (the namespace would refuse anything else).
+    let pods = kubectl_json(cluster, &["get", "pods", "-n", &ns]).await;
+    for p in pods["items"].as_array().unwrap() {
+        let uid = p["spec"]["securityContext"]["runAsUser"].as_i64().or_else(|| p["spec"]["containers"][0]["securityContext"]["runAsUser"].as_i64());
+        assert!(uid.is_some_and(|u| u != 0), "pod {} runs as {uid:?}", p["metadata"]["name"]);
+    }
+
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let hub = wait_for_value("a ready hub pod", Duration::from_secs(60), || async { hub_address(cluster, &ns).await.into_iter().next() }).await;
+    let token = login(&http, &hub, "acme", password).await;
+    let list = |hub: String| {
+        let http = http.clone();
+        let token = token.clone();
+        async move {
+            let r = http.get(format!("{hub}/api/session-manager/sessions")).bearer_auth(&token).send().await.ok()?;
+            r.status().is_success().then_some(())
+        }
+    };
+    wait_for_value("the session list with the token", Duration::from_secs(30), || list(hub.clone())).await;
+    // Without the token: refused (so the check above means something).
+    let r = http.get(format!("{hub}/api/session-manager/sessions")).send().await.unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::UNAUTHORIZED);
+
+    let secret_before = kubectl_json(cluster, &["get", "secret", "-n", &ns, "wa-whatsapp-operator-hub-auth"]).await["data"]["jwt-secret"].clone();
+    assert!(secret_before.is_string(), "no generated jwt-secret");
+    helm_cmd(&helm, cluster, &["upgrade", "wa", &chart, "-n", &ns, "--reuse-values",
+        "--set", "hub.replicas=2", "--set", "operator.logLevel=debug", "--wait", "--timeout", "3m"]);
+    let secret_after = kubectl_json(cluster, &["get", "secret", "-n", &ns, "wa-whatsapp-operator-hub-auth"]).await["data"]["jwt-secret"].clone();
+    assert_eq!(secret_before, secret_after, "helm upgrade changed the generated JWT key");
+    let hubs = wait_for_value("two ready hubs", Duration::from_secs(90), || async {
+        let h = hub_address(cluster, &ns).await;
+        (h.len() == 2).then_some(h)
+    })
+    .await;
+    for h in hubs {
+        wait_for_value("the token accepted by each hub", Duration::from_secs(30), || list(h.clone())).await;
+    }
+
+    helm_cmd(&helm, cluster, &["uninstall", "wa", "-n", &ns, "--wait", "--timeout", "2m"]);
+    // The operator's leader-election Lease is created by the operator, not by helm, and
+    // outlives it (the operator does not delete it on shutdown).
+    wait_left_only(cluster, &ns, vec!["Lease/whatsapp-operator".into()]).await;
+}
+
+
+#[tokio::test]
+#[ignore = "the session pod's Chromium exits on devcluster (\"Missing X server or $DISPLAY\", BROWSER_CRASHED, 2026-11-28): session agent issue; run with --ignored once sessions reach a QR"]
 async fn helm_install_session_lifecycle_upgrade_and_uninstall() {
     let test = "helm_install_session_lifecycle_upgrade_and_uninstall";
     let Some(helm) = helm_or_skip(test) else { return };
