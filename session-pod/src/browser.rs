@@ -118,12 +118,21 @@ pub struct BrowserSession {
 
 impl BrowserSession {
     pub async fn launch(cfg: &Config, profile_dir: &Path) -> Result<Self> {
-        let config = BrowserConfig::builder()
+        let mut builder = BrowserConfig::builder()
             .chrome_executable(&cfg.chromium_path)
             .user_data_dir(profile_dir)
             .disable_default_args()
-            .with_head() // no chromiumoxide headless flags: --headless is in our own argument list
-            .args(chromium_args(cfg))
+            .with_head(); // no chromiumoxide headless flags: --headless is in our own argument list
+        // chromiumoxide prefixes every argument with "--" itself (and splits key=value), so
+        // "--no-sandbox" given as is would reach Chromium as "----no-sandbox" and be ignored.
+        for flag in chromium_args(cfg) {
+            let flag = flag.trim_start_matches("--");
+            builder = match flag.split_once('=') {
+                Some((key, value)) => builder.arg((key, value)),
+                None => builder.arg(flag),
+            };
+        }
+        let config = builder
             .launch_timeout(Duration::from_secs(30))
             .request_timeout(cfg.cdp_timeout)
             .viewport(None)

@@ -61,7 +61,8 @@ async fn agent_figures() {
     let api = create_session(c, &ns, "s1").await;
     let tmp = tempfile::tempdir().expect("tmp");
     let data = tmp.path().join("data");
-    let opts = || AgentOpts { ns: &ns, name: "s1", url: &fake.url(), data_dir: &data, kubeconfig: c.kubeconfig(), extra_env: vec![] };
+    let fake_url = fake.url();
+    let opts = || AgentOpts { ns: &ns, name: "s1", url: &fake_url, data_dir: &data, kubeconfig: c.kubeconfig(), extra_env: vec![] };
     let mut agent = Agent::start(opts());
     poll_until(&api, |s| s.qr.is_some()).await;
     let qr = api.get("s1").await.expect("get").status.and_then(|s| s.qr).expect("qr");
