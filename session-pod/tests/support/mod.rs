@@ -182,6 +182,18 @@ impl Agent {
     }
 }
 
+/// An agent killed by `kill_on_drop` (SIGKILL) leaves its Chromium behind on a host (in a pod
+/// the container's end takes it along), so a finished test kills that Chromium itself.
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        let pids: Vec<String> = self.chromium_pids().iter().map(u32::to_string).collect();
+        if !pids.is_empty() {
+            let _ = std::process::Command::new("kill").arg("-9").args(&pids).status();
+        }
+    }
+}
+
 pub fn chromium_pids(profile: &Path) -> Vec<u32> {
     let needle = format!("--user-data-dir={}", profile.display());
     let mut all: Vec<(u32, u32)> = Vec::new();
