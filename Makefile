@@ -8,7 +8,7 @@ export npm_config_cache ?= $(CACHE)/npm
 export GOFLAGS ?= -buildvcs=false
 BIN := $(CARGO_TARGET_DIR)/release
 # The devcluster used by `make test` (one cluster for the whole run, a namespace per test).
-TEST_STATE ?= $(CACHE)/state/test
+export TEST_STATE ?= $(CACHE)/state/test
 export WA_BIN_DIR := $(BIN)
 export DEVCLUSTER_BIN := $(BIN)/devcluster
 
