@@ -251,19 +251,7 @@ async fn helm_install_session_lifecycle_upgrade_and_uninstall() {
 
     // A login user for the hub (argon2 hash from the hub binary itself).
     let password = "chart-test-password";
-    let hash = {
-        use std::io::Write;
-        let mut child = std::process::Command::new(&programs[1])
-            .arg("hash-password")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(password.as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success());
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    };
+    let hash = password_hash(&programs[1], password);
     let dir = tempfile::tempdir().unwrap();
     let values = dir.path().join("values.yaml");
     // Namespace-scoped so this operator never touches other tests' sessions.
