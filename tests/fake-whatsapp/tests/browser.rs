@@ -27,7 +27,9 @@ impl Chrome {
             .user_data_dir(profile)
             .no_sandbox()
             .new_headless_mode()
-            .args(["--disable-dev-shm-usage", "--disable-gpu", "--no-first-run", "--no-default-browser-check"])
+            // chromiumoxide adds the leading `--` itself; a dashed name would reach Chromium as
+            // `----name` and be ignored.
+            .args(["disable-dev-shm-usage", "disable-gpu", "no-first-run", "no-default-browser-check"])
             .build()
             .expect("browser config");
         let (browser, mut handler) = Browser::launch(config).await.expect("launch chromium");
@@ -132,7 +134,6 @@ async fn start_fake(qr: Duration, max_qrs: u32) -> FakeWhatsApp {
 }
 
 #[tokio::test]
-#[ignore = "not yet run to green after a harness fix (build queue); run with --ignored"]
 async fn qr_rotates_expires_and_refresh_starts_a_new_round() {
     let fake = start_fake(Duration::from_millis(1000), 3).await;
     let profile = tempfile::tempdir().expect("tempdir");
@@ -200,7 +201,6 @@ async fn qr_rotates_expires_and_refresh_starts_a_new_round() {
 }
 
 #[tokio::test]
-#[ignore = "not yet run to green after a harness fix (build queue); run with --ignored"]
 async fn scan_connects_and_the_login_survives_reload_and_restart_until_unlinked() {
     let fake = start_fake(Duration::from_secs(5), 6).await;
     let profile = tempfile::tempdir().expect("tempdir");
@@ -271,7 +271,6 @@ async fn scan_connects_and_the_login_survives_reload_and_restart_until_unlinked(
 }
 
 #[tokio::test]
-#[ignore = "not yet run to green after a harness fix (build queue); run with --ignored"]
 async fn logout_conflict_takeover_and_hang() {
     let fake = start_fake(Duration::from_secs(5), 6).await;
     let profile = tempfile::tempdir().expect("tempdir");
