@@ -17,6 +17,8 @@ pub enum ChartError {
     Failed { program: String, args: String, status: String, stderr: String },
     #[error("rendered chart is not YAML: {0}")]
     Yaml(String),
+    #[error("hub login as {username} at {hub}: {reason}")]
+    Login { hub: String, username: String, reason: String },
 }
 
 /// The repository root (this crate lives in tests/chart).
@@ -134,4 +136,18 @@ pub fn find<'a>(objects: &'a [Value], kind: &str, suffix: &str) -> &'a Value {
         .collect();
     assert_eq!(found.len(), 1, "expected exactly one {kind} named *{suffix}, got {}", found.len());
     found[0]
+}
+
+/// Logs in at the hub (`POST {hub}/api/auth/login`, DESIGN.md §4) and returns the JWT.
+pub async fn hub_login(http: &reqwest::Client, hub: &str, username: &str, password: &str) -> Result<String, ChartError> {
+    let fail = |reason: String| ChartError::Login { hub: hub.to_string(), username: username.to_string(), reason };
+    let response = http
+        .post(format!("{}/api/auth/login", hub.trim_end_matches('/')))
+        .json(&serde_json::json!({"username": username, "password": password}))
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| fail(e.to_string()))?;
+    let body: Value = response.json().await.map_err(|e| fail(e.to_string()))?;
+    body["token"].as_str().map(String::from).ok_or_else(|| fail(format!("no token in {body}")))
 }

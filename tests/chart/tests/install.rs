@@ -101,43 +101,139 @@ fn password_hash(hub: &Path, password: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-/// A hub login for `username`; returns the token.
-async fn login(http: &reqwest::Client, hub: &str, username: &str, password: &str) -> String {
-    let login: Value = http
-        .post(format!("{hub}/api/auth/login"))
-        .json(&json!({"username": username, "password": password}))
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    login["token"].as_str().expect("token").to_string()
+/// The programs the cluster's images file runs for `images`, or a printed reason to skip.
+fn programs_or_skip(test: &str, cluster: &TestCluster, images: &[&str]) -> Option<Vec<PathBuf>> {
+    images
+        .iter()
+        .map(|image| {
+            let p = image_program(cluster, image);
+            if p.is_none() {
+                eprintln!("SKIP {test}: the cluster's images file has no built program for {image}");
+            }
+            p
+        })
+        .collect()
 }
 
-/// Waits until, of what the chart or the operator creates in `ns`, only `expected` is left.
-async fn wait_left_only(cluster: &TestCluster, ns: &str, expected: Vec<String>) {
-    let kinds = "deployments,statefulsets,replicasets,pods,services,serviceaccounts,roles,rolebindings,secrets,networkpolicies,persistentvolumeclaims,leases,whatsappsessions";
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    loop {
-        let all = kubectl_json(cluster, &["get", kinds, "-n", ns]).await;
-        let left: Vec<String> = all["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|o| format!("{}/{}", o["kind"].as_str().unwrap_or(""), o["metadata"]["name"].as_str().unwrap_or("")))
-            // The namespace's own default ServiceAccount is not the chart's.
-            .filter(|o| o != "ServiceAccount/default")
-            .collect();
-        if left == expected {
-            break;
+/// A release of the chart installed in its own namespace. Each test uses its own release name:
+/// the tests run in parallel and the CRD aside, nothing of two releases may share a name.
+struct Release<'a> {
+    cluster: &'a TestCluster,
+    helm: PathBuf,
+    name: &'static str,
+    ns: String,
+    /// The values file of the install, kept for the life of the release (for debugging).
+    _dir: tempfile::TempDir,
+}
+
+const PASSWORD: &str = "chart-test-password";
+
+impl<'a> Release<'a> {
+    /// `helm install NAME` into a fresh namespace labelled Pod Security `restricted`, scoped to
+    /// that namespace (so this operator never touches other tests' sessions), with a hub user
+    /// `acme` (password [`PASSWORD`]) and `extra_values` (YAML, top-level keys); returns once
+    /// both Deployments are Available.
+    async fn install(cluster: &'a TestCluster, helm: &Path, name: &'static str, hub: &Path, extra_values: &str) -> Self {
+        let ns = cluster.namespace(name).await;
+        kubectl_ok(cluster, &["label", "namespace", &ns, "pod-security.kubernetes.io/enforce=restricted"]).await;
+        let hash = password_hash(hub, PASSWORD);
+        let dir = tempfile::tempdir().unwrap();
+        let values = dir.path().join("values.yaml");
+        std::fs::write(
+            &values,
+            format!(
+                "{extra_values}operator:\n  watchNamespace: {ns}\nhub:\n  watchNamespace: {ns}\n  staticDir: \"\"\n  \
+                 auth:\n    users:\n      - {{username: acme, passwordHash: '{hash}', tenants: [acme], role: user}}\n"
+            ),
+        )
+        .unwrap();
+        let release = Release { cluster, helm: helm.to_path_buf(), name, ns, _dir: dir };
+        let chart = chart_dir().display().to_string();
+        release.helm(&["install", name, &chart, "-n", &release.ns, "-f", &values.display().to_string(), "--wait", "--timeout", "3m"]);
+        // The CRD came from the chart (or was already there) and both Deployments are available.
+        kubectl_ok(cluster, &["get", "crd", "whatsappsessions.whatsapp.leadmaster.io"]).await;
+        for d in [release.object("operator"), release.object("hub")] {
+            kubectl_ok(cluster, &["wait", "-n", &release.ns, "--for=condition=Available", &format!("deploy/{d}"), "--timeout=60s"]).await;
         }
-        assert!(tokio::time::Instant::now() < deadline, "after uninstall, left behind: {left:?}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        release
+    }
+
+    fn helm(&self, args: &[&str]) -> String {
+        helm_cmd(&self.helm, self.cluster, args)
+    }
+
+    /// The name the chart gives its object `suffix` (`<release>-whatsapp-operator-<suffix>`).
+    fn object(&self, suffix: &str) -> String {
+        format!("{}-whatsapp-operator-{suffix}", self.name)
+    }
+
+    /// A ready hub pod's address, and a token of user `acme` from it.
+    async fn login(&self, http: &reqwest::Client) -> (String, String) {
+        let hub = wait_for_value("a ready hub pod", Duration::from_secs(60), || async {
+            hub_address(self.cluster, &self.ns).await.into_iter().next()
+        })
+        .await;
+        let token = hub_login(http, &hub, "acme", PASSWORD).await.unwrap_or_else(|e| panic!("{e}"));
+        (hub, token)
+    }
+
+    /// `helm upgrade --reuse-values` to two hubs and debug logs: the generated JWT key must be
+    /// kept (so tokens issued before stay valid). Returns the two ready hubs' addresses.
+    async fn upgrade_to_two_hubs(&self) -> Vec<String> {
+        let secret = self.object("hub-auth");
+        let jwt_key = || async { kubectl_json(self.cluster, &["get", "secret", "-n", &self.ns, &secret]).await["data"]["jwt-secret"].clone() };
+        let before = jwt_key().await;
+        assert!(before.is_string(), "no generated jwt-secret");
+        let chart = chart_dir().display().to_string();
+        self.helm(&["upgrade", self.name, &chart, "-n", &self.ns, "--reuse-values",
+            "--set", "hub.replicas=2", "--set", "operator.logLevel=debug", "--wait", "--timeout", "3m"]);
+        assert_eq!(before, jwt_key().await, "helm upgrade changed the generated JWT key");
+        wait_for_value("two ready hubs", Duration::from_secs(90), || async {
+            let h = hub_address(self.cluster, &self.ns).await;
+            (h.len() == 2).then_some(h)
+        })
+        .await
+    }
+
+    /// `helm uninstall`, then waits until, of what the chart or the operator creates in the
+    /// namespace, only `expected` is left.
+    async fn uninstall_leaving_only(&self, mut expected: Vec<String>) {
+        expected.sort();
+        self.helm(&["uninstall", self.name, "-n", &self.ns, "--wait", "--timeout", "2m"]);
+        let kinds = "deployments,statefulsets,replicasets,pods,services,serviceaccounts,roles,rolebindings,secrets,networkpolicies,persistentvolumeclaims,leases,whatsappsessions";
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+        loop {
+            let all = kubectl_json(self.cluster, &["get", kinds, "-n", &self.ns]).await;
+            let mut left: Vec<String> = all["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|o| format!("{}/{}", o["kind"].as_str().unwrap_or(""), o["metadata"]["name"].as_str().unwrap_or("")))
+                // The namespace's own default ServiceAccount is not the chart's.
+                .filter(|o| o != "ServiceAccount/default")
+                .collect();
+            left.sort();
+            if left == expected {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "after uninstall, left behind: {left:?} (expected {expected:?})");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 }
+
+/// GET `path` of the hub's REST API with `token`: the JSON body when it answers 2xx.
+async fn hub_get(http: &reqwest::Client, hub: &str, token: &str, path: &str) -> Option<Value> {
+    let r = http.get(format!("{hub}/api/session-manager/{path}")).bearer_auth(token).send().await.ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    r.json::<Value>().await.ok()
+}
+
+/// The operator's leader-election Lease, created by the operator (not by helm). Until the
+/// operator deletes it on shutdown it outlives the release.
+const OPERATOR_LEASE: &str = "Lease/whatsapp-operator";
 
 /// The chart installed, upgraded and uninstalled without any session: both Deployments become
 /// Available with pods running as non-root in a `restricted` namespace, the hub logs a user in,
@@ -148,130 +244,46 @@ async fn helm_install_upgrade_and_uninstall() {
     let test = "helm_install_upgrade_and_uninstall";
     let Some(helm) = helm_or_skip(test) else { return };
     let cluster = devcluster::testing::cluster().await;
-    let mut programs = Vec::new();
-    for image in ["ghcr.io/leadmaster/wa-operator", "ghcr.io/leadmaster/wa-hub"] {
-        match image_program(cluster, image) {
-            Some(p) => programs.push(p),
-            None => {
-                eprintln!("SKIP {test}: the cluster's images file has no built program for {image}");
-                return;
-            }
-        }
-    }
-    let ns = cluster.namespace("chart-upgrade").await;
-    kubectl_ok(cluster, &["label", "namespace", &ns, "pod-security.kubernetes.io/enforce=restricted"]).await;
-    let password = "chart-test-password";
-    let hash = password_hash(&programs[1], password);
-    let dir = tempfile::tempdir().unwrap();
-    let values = dir.path().join("values.yaml");
-    // Namespace-scoped so this operator never touches other tests' sessions.
-    std::fs::write(
-        &values,
-        format!(
-            "operator:\n  watchNamespace: {ns}\nhub:\n  watchNamespace: {ns}\n  staticDir: \"\"\n  \
-             auth:\n    users:\n      - {{username: acme, passwordHash: '{hash}', tenants: [acme], role: user}}\n"
-        ),
-    )
-    .unwrap();
-    let values = values.display().to_string();
-    let chart = chart_dir().display().to_string();
-    helm_cmd(&helm, cluster, &["install", "wa", &chart, "-n", &ns, "-f", &values, "--wait", "--timeout", "3m"]);
-    kubectl_ok(cluster, &["get", "crd", "whatsappsessions.whatsapp.leadmaster.io"]).await;
-    for d in ["wa-whatsapp-operator-operator", "wa-whatsapp-operator-hub"] {
-        kubectl_ok(cluster, &["wait", "-n", &ns, "--for=condition=Available", &format!("deploy/{d}"), "--timeout=60s"]).await;
-    }
+    let Some(programs) = programs_or_skip(test, cluster, &["ghcr.io/leadmaster/wa-operator", "ghcr.io/leadmaster/wa-hub"]) else { return };
+    let release = Release::install(cluster, &helm, "wa-upgrade", &programs[1], "").await;
     // Non-root, as the restricted profile demands (the namespace would refuse anything else).
-    let pods = kubectl_json(cluster, &["get", "pods", "-n", &ns]).await;
+    let pods = kubectl_json(cluster, &["get", "pods", "-n", &release.ns]).await;
     for p in pods["items"].as_array().unwrap() {
         let uid = p["spec"]["securityContext"]["runAsUser"].as_i64().or_else(|| p["spec"]["containers"][0]["securityContext"]["runAsUser"].as_i64());
         assert!(uid.is_some_and(|u| u != 0), "pod {} runs as {uid:?}", p["metadata"]["name"]);
     }
 
     let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
-    let hub = wait_for_value("a ready hub pod", Duration::from_secs(60), || async { hub_address(cluster, &ns).await.into_iter().next() }).await;
-    let token = login(&http, &hub, "acme", password).await;
-    let list = |hub: String| {
-        let http = http.clone();
-        let token = token.clone();
-        async move {
-            let r = http.get(format!("{hub}/api/session-manager/sessions")).bearer_auth(&token).send().await.ok()?;
-            r.status().is_success().then_some(())
-        }
-    };
-    wait_for_value("the session list with the token", Duration::from_secs(30), || list(hub.clone())).await;
+    let (hub, token) = release.login(&http).await;
+    wait_for_value("the session list with the token", Duration::from_secs(30), || hub_get(&http, &hub, &token, "sessions")).await;
     // Without the token: refused (so the check above means something).
     let r = http.get(format!("{hub}/api/session-manager/sessions")).send().await.unwrap();
     assert_eq!(r.status(), reqwest::StatusCode::UNAUTHORIZED);
 
-    let secret_before = kubectl_json(cluster, &["get", "secret", "-n", &ns, "wa-whatsapp-operator-hub-auth"]).await["data"]["jwt-secret"].clone();
-    assert!(secret_before.is_string(), "no generated jwt-secret");
-    helm_cmd(&helm, cluster, &["upgrade", "wa", &chart, "-n", &ns, "--reuse-values",
-        "--set", "hub.replicas=2", "--set", "operator.logLevel=debug", "--wait", "--timeout", "3m"]);
-    let secret_after = kubectl_json(cluster, &["get", "secret", "-n", &ns, "wa-whatsapp-operator-hub-auth"]).await["data"]["jwt-secret"].clone();
-    assert_eq!(secret_before, secret_after, "helm upgrade changed the generated JWT key");
-    let hubs = wait_for_value("two ready hubs", Duration::from_secs(90), || async {
-        let h = hub_address(cluster, &ns).await;
-        (h.len() == 2).then_some(h)
-    })
-    .await;
-    for h in hubs {
-        wait_for_value("the token accepted by each hub", Duration::from_secs(30), || list(h.clone())).await;
+    for h in release.upgrade_to_two_hubs().await {
+        wait_for_value("the token accepted by each hub", Duration::from_secs(30), || hub_get(&http, &h, &token, "sessions")).await;
     }
-
-    helm_cmd(&helm, cluster, &["uninstall", "wa", "-n", &ns, "--wait", "--timeout", "2m"]);
-    // The operator's leader-election Lease is created by the operator, not by helm, and
-    // outlives it (the operator does not delete it on shutdown).
-    wait_left_only(cluster, &ns, vec!["Lease/whatsapp-operator".into()]).await;
+    release.uninstall_leaving_only(vec![OPERATOR_LEASE.into()]).await;
 }
 
-
+/// A session's whole lifecycle under the installed chart: created with `kubectl apply`, a QR
+/// through the hub, scanned on the fake WhatsApp Web → connected and `Authenticated`; `helm
+/// upgrade` keeps the session pod and its connection; deleted under `Retain`, then `helm
+/// uninstall` leaves only the session's PVC, no longer owned by anything.
 #[tokio::test]
-#[ignore = "the session pod's Chromium exits on devcluster (\"Missing X server or $DISPLAY\", BROWSER_CRASHED, 2026-11-28): session agent issue; run with --ignored once sessions reach a QR"]
 async fn helm_install_session_lifecycle_upgrade_and_uninstall() {
     let test = "helm_install_session_lifecycle_upgrade_and_uninstall";
     let Some(helm) = helm_or_skip(test) else { return };
     let cluster = devcluster::testing::cluster().await;
-    let mut programs = Vec::new();
-    for image in ["ghcr.io/leadmaster/wa-operator", "ghcr.io/leadmaster/wa-hub", "ghcr.io/leadmaster/wa-session"] {
-        match image_program(cluster, image) {
-            Some(p) => programs.push(p),
-            None => {
-                eprintln!("SKIP {test}: the cluster's images file has no built program for {image}");
-                return;
-            }
-        }
-    }
+    let images = ["ghcr.io/leadmaster/wa-operator", "ghcr.io/leadmaster/wa-hub", "ghcr.io/leadmaster/wa-session"];
+    let Some(programs) = programs_or_skip(test, cluster, &images) else { return };
     let Some(fake_bin) = programs[0].parent().map(|d| d.join("fake-whatsapp")).filter(|p| p.is_file()) else {
         eprintln!("SKIP {test}: fake-whatsapp is not built");
         return;
     };
     let fake = start_fake(&fake_bin, cluster.host_ip());
-    let ns = cluster.namespace("chart-install").await;
-    kubectl_ok(cluster, &["label", "namespace", &ns, "pod-security.kubernetes.io/enforce=restricted"]).await;
-
-    // A login user for the hub (argon2 hash from the hub binary itself).
-    let password = "chart-test-password";
-    let hash = password_hash(&programs[1], password);
-    let dir = tempfile::tempdir().unwrap();
-    let values = dir.path().join("values.yaml");
-    // Namespace-scoped so this operator never touches other tests' sessions.
-    std::fs::write(
-        &values,
-        format!(
-            "session:\n  whatsappUrl: \"{}/\"\noperator:\n  watchNamespace: {ns}\nhub:\n  watchNamespace: {ns}\n  staticDir: \"\"\n  \
-             auth:\n    users:\n      - {{username: acme, passwordHash: '{hash}', tenants: [acme], role: user}}\n",
-            fake.url
-        ),
-    )
-    .unwrap();
-    let values = values.display().to_string();
-    helm_cmd(&helm, cluster, &["install", "wa", &chart_dir().display().to_string(), "-n", &ns, "-f", &values, "--wait", "--timeout", "3m"]);
-
-    // The CRD came from the chart (or was already there) and both Deployments are available.
-    kubectl_ok(cluster, &["get", "crd", "whatsappsessions.whatsapp.leadmaster.io"]).await;
-    for d in ["wa-whatsapp-operator-operator", "wa-whatsapp-operator-hub"] {
-        kubectl_ok(cluster, &["wait", "-n", &ns, "--for=condition=Available", &format!("deploy/{d}"), "--timeout=60s"]).await;
-    }
+    let release = Release::install(cluster, &helm, "wa-lifecycle", &programs[1], &format!("session:\n  whatsappUrl: \"{}/\"\n", fake.url)).await;
+    let ns = &release.ns;
 
     // A session, as in examples/session.yaml, but kept on delete.
     let session = json!({
@@ -279,93 +291,42 @@ async fn helm_install_session_lifecycle_upgrade_and_uninstall() {
         "metadata": {"name": SESSION, "namespace": ns},
         "spec": {"tenant": "acme", "deletionPolicy": "Retain"}
     });
-    let file = dir.path().join("session.json");
-    std::fs::write(&file, session.to_string()).unwrap();
-    kubectl_ok(cluster, &["apply", "-f", &file.display().to_string()]).await;
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), session.to_string()).unwrap();
+    kubectl_ok(cluster, &["apply", "-f", &file.path().display().to_string()]).await;
 
     // Through the hub, as a user of tenant acme: the session shows a QR.
     let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
-    let hub = wait_for_value("a ready hub pod", Duration::from_secs(60), || async { hub_address(cluster, &ns).await.into_iter().next() }).await;
-    let login: Value = http
-        .post(format!("{hub}/api/auth/login"))
-        .json(&json!({"username": "acme", "password": password}))
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["token"].as_str().expect("token").to_string();
-    let snapshot = |hub: String| {
-        let http = http.clone();
-        let token = token.clone();
-        async move {
-            let r = http.get(format!("{hub}/api/session-manager/sessions/{SESSION}")).bearer_auth(&token).send().await.ok()?;
-            if !r.status().is_success() {
-                return None;
-            }
-            r.json::<Value>().await.ok()
-        }
-    };
-    let qr = wait_for_value("a QR through the hub", Duration::from_secs(120), || {
-        let s = snapshot(hub.clone());
-        async move { s.await.and_then(|v| v["qr_string"].as_str().map(String::from)) }
+    let (hub, token) = release.login(&http).await;
+    let path = format!("sessions/{SESSION}");
+    let qr = wait_for_value("a QR through the hub", Duration::from_secs(120), || async {
+        hub_get(&http, &hub, &token, &path).await.and_then(|v| v["qr_string"].as_str().map(String::from))
     })
     .await;
 
     // The phone scans it: connected, Authenticated.
     let r = http.post(format!("{}/_fake/scan", fake.url)).json(&json!({"qr": qr, "phone": PHONE})).send().await.unwrap();
     assert!(r.status().is_success(), "scan: {}", r.status());
-    kubectl_ok(cluster, &["wait", "-n", &ns, "--for=condition=Authenticated", &format!("wa/{SESSION}"), "--timeout=90s"]).await;
-    let cr = kubectl_json(cluster, &["get", "wa", "-n", &ns, SESSION]).await;
+    kubectl_ok(cluster, &["wait", "-n", ns, "--for=condition=Authenticated", &format!("wa/{SESSION}"), "--timeout=90s"]).await;
+    let cr = kubectl_json(cluster, &["get", "wa", "-n", ns, SESSION]).await;
     assert_eq!(cr["status"]["status"], "connected");
     assert!(cr["status"]["phoneNumber"].as_str().is_some_and(|p| p.contains(PHONE)), "{}", cr["status"]);
-    let session_pod = kubectl_json(cluster, &["get", "pod", "-n", &ns, &format!("wa-{SESSION}-0")]).await;
-    let session_pod_uid = session_pod["metadata"]["uid"].clone();
+    let session_pod = format!("wa-{SESSION}-0");
+    let session_pod_uid = kubectl_json(cluster, &["get", "pod", "-n", ns, &session_pod]).await["metadata"]["uid"].clone();
 
-    // helm upgrade (two hubs, debug logs): the generated JWT key is kept, so the token issued
-    // before still works on every hub; the session pod is not restarted and stays connected.
-    let secret_before = kubectl_json(cluster, &["get", "secret", "-n", &ns, "wa-whatsapp-operator-hub-auth"]).await["data"]["jwt-secret"].clone();
-    helm_cmd(&helm, cluster, &["upgrade", "wa", &chart_dir().display().to_string(), "-n", &ns, "--reuse-values",
-        "--set", "hub.replicas=2", "--set", "operator.logLevel=debug", "--wait", "--timeout", "3m"]);
-    let secret_after = kubectl_json(cluster, &["get", "secret", "-n", &ns, "wa-whatsapp-operator-hub-auth"]).await["data"]["jwt-secret"].clone();
-    assert_eq!(secret_before, secret_after, "helm upgrade changed the generated JWT key");
-    let hubs = wait_for_value("two ready hubs", Duration::from_secs(90), || async {
-        let h = hub_address(cluster, &ns).await;
-        (h.len() == 2).then_some(h)
-    })
-    .await;
-    for h in hubs {
-        let s = wait_for_value("the session through each hub", Duration::from_secs(30), || snapshot(h.clone())).await;
+    // helm upgrade: the token issued before still works on every hub, which shows the session
+    // connected; the session pod is not restarted.
+    for h in release.upgrade_to_two_hubs().await {
+        let s = wait_for_value("the session through each hub", Duration::from_secs(30), || hub_get(&http, &h, &token, &path)).await;
         assert_eq!(s["status"], "connected", "{s}");
     }
-    let session_pod = kubectl_json(cluster, &["get", "pod", "-n", &ns, &format!("wa-{SESSION}-0")]).await;
-    assert_eq!(session_pod["metadata"]["uid"], session_pod_uid, "the upgrade restarted the session pod");
+    let uid_after = kubectl_json(cluster, &["get", "pod", "-n", ns, &session_pod]).await["metadata"]["uid"].clone();
+    assert_eq!(uid_after, session_pod_uid, "the upgrade restarted the session pod");
 
     // Delete the session (Retain), then uninstall: only the PVC stays.
-    kubectl_ok(cluster, &["delete", "wa", "-n", &ns, SESSION, "--timeout=90s"]).await;
-    helm_cmd(&helm, cluster, &["uninstall", "wa", "-n", &ns, "--wait", "--timeout", "2m"]);
+    kubectl_ok(cluster, &["delete", "wa", "-n", ns, SESSION, "--timeout=90s"]).await;
     let pvc = format!("wa-{SESSION}-data");
-    let kinds = "deployments,statefulsets,replicasets,pods,services,serviceaccounts,roles,rolebindings,secrets,networkpolicies,persistentvolumeclaims,leases,whatsappsessions";
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    loop {
-        let all = kubectl_json(cluster, &["get", kinds, "-n", &ns]).await;
-        let left: Vec<String> = all["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|o| format!("{}/{}", o["kind"].as_str().unwrap_or(""), o["metadata"]["name"].as_str().unwrap_or("")))
-            // The namespace's own default ServiceAccount is not the chart's.
-            .filter(|o| o != "ServiceAccount/default")
-            .collect();
-        if left == vec![format!("PersistentVolumeClaim/{pvc}")] {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "after uninstall, left behind: {left:?}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let pvc = kubectl_json(cluster, &["get", "pvc", "-n", &ns, &pvc]).await;
+    release.uninstall_leaving_only(vec![OPERATOR_LEASE.into(), format!("PersistentVolumeClaim/{pvc}")]).await;
+    let pvc = kubectl_json(cluster, &["get", "pvc", "-n", ns, &pvc]).await;
     assert!(pvc["metadata"]["ownerReferences"].as_array().is_none_or(|o| o.is_empty()), "retained PVC still owned: {pvc}");
 }

@@ -92,18 +92,7 @@ async fn readme_quick_start_with_the_fake_whatsapp() {
     let index = http.get(format!("{hub}/")).send().await.unwrap();
     assert!(index.status().is_success(), "GET / → {}", index.status());
     assert!(index.text().await.unwrap().contains("<div id=\"root\""), "the UI is not served at HUB_URL");
-    let login: Value = http
-        .post(format!("{hub}/api/auth/login"))
-        .json(&json!({"username": env["DEMO_USER"], "password": env["DEMO_PASSWORD"]}))
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["token"].as_str().unwrap().to_string();
+    let token = hub_login(&http, hub, env["DEMO_USER"], env["DEMO_PASSWORD"]).await.unwrap_or_else(|e| panic!("{e}"));
 
     // "Conectar WhatsApp": POST .../qr returns the snapshot; the QR appears.
     let r = http.post(format!("{hub}/api/session-manager/sessions/{name}/qr")).bearer_auth(&token).send().await.unwrap();
