@@ -100,12 +100,6 @@ pub struct Config {
     pub shutdown_timeout: Duration,
 }
 
-impl Config {
-    pub fn profile_dir(&self) -> PathBuf {
-        self.data_dir.join("profile")
-    }
-}
-
 /// Parses `250ms`, `5s`, `2m` or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -141,7 +135,6 @@ mod tests {
         let c = Config::try_parse_from(["wa-session", "--session-name", "s", "--session-namespace", "n"])
             .expect("parses");
         assert_eq!(c.data_dir, PathBuf::from("/data"));
-        assert_eq!(c.profile_dir(), PathBuf::from("/data/profile"));
         assert_eq!(c.chromium_path, PathBuf::from("/usr/bin/chromium"));
         assert_eq!(c.http_addr.to_string(), "0.0.0.0:8080");
         assert!(!c.user_agent.contains("Headless"));

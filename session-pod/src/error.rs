@@ -5,6 +5,10 @@ pub enum Error {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
 
+    /// The API server refused this agent's credentials for its CR.
+    #[error("access to WhatsAppSession {namespace}/{name} refused (HTTP {code}): {message}")]
+    Refused { namespace: String, name: String, code: u16, message: String },
+
     #[error("Kubernetes client configuration: {0}")]
     KubeConfig(String),
 

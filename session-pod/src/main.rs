@@ -65,7 +65,7 @@ async fn run(cfg: Config) -> Result<()> {
     // In a pod: in-cluster config (the session's own ServiceAccount); outside: KUBECONFIG.
     let client = kube::Client::try_default().await.map_err(|e| Error::KubeConfig(e.to_string()))?;
     let api: Api<WhatsAppSession> = Api::namespaced(client, &cfg.session_namespace);
-    let cr = get_own_cr(&api, &cfg.session_name).await?;
+    let cr = get_own_cr(&api, &cfg.session_namespace, &cfg.session_name).await?;
 
     let metrics = metrics::Metrics::default();
     let mut registry = prometheus_client::registry::Registry::default();
@@ -97,12 +97,23 @@ async fn run(cfg: Config) -> Result<()> {
 }
 
 /// The CR must exist (the operator creates the pod for it); retry briefly for a fresh
-/// apiserver or RBAC still propagating.
-async fn get_own_cr(api: &Api<WhatsAppSession>, name: &str) -> Result<WhatsAppSession> {
+/// apiserver or RBAC still propagating. A refusal (401/403) that outlasts the RBAC grace
+/// period ends the agent with an error naming the CR: these credentials are not this
+/// session's (the operator's Role grants a session pod its own CR only), and retrying for
+/// longer would only hide that.
+async fn get_own_cr(api: &Api<WhatsAppSession>, namespace: &str, name: &str) -> Result<WhatsAppSession> {
     let mut last = None;
     for attempt in 0..10u64 {
         match api.get(name).await {
             Ok(cr) => return Ok(cr),
+            Err(kube::Error::Api(e)) if e.code == 401 || e.code == 403 => {
+                // `detail`, not `message`: that key is the event's own text in the JSON log.
+                tracing::warn!(code = e.code, reason = %e.reason, detail = %e.message, attempt, "reading the session CR was refused");
+                if attempt + 1 >= REFUSED_ATTEMPTS {
+                    return Err(Error::Refused { namespace: namespace.to_string(), name: name.to_string(), code: e.code, message: e.message });
+                }
+                tokio::time::sleep(Duration::from_millis(500 * (attempt + 1))).await;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, attempt, "reading the session CR failed");
                 last = Some(e);
@@ -112,6 +123,10 @@ async fn get_own_cr(api: &Api<WhatsAppSession>, name: &str) -> Result<WhatsAppSe
     }
     Err(last.map(Error::Kube).unwrap_or_else(|| Error::KubeConfig("no attempt made".into())))
 }
+
+/// Attempts (0.5 s + 1 s + 1.5 s apart) before a 401/403 is taken as final: the operator
+/// creates the Role and RoleBinding before the pod, so only authorizer cache lag is waited out.
+const REFUSED_ATTEMPTS: u64 = 4;
 
 async fn wait_for_signal(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};

@@ -18,48 +18,70 @@ fn authenticated(s: &crds::WhatsAppSessionStatus) -> Option<String> {
     s.conditions.iter().find(|c| c.type_ == ConditionType::Authenticated.as_str()).map(|c| c.status.clone())
 }
 
-/// Starts an agent for a new CR and links it by scanning the QR it published.
-async fn connected_session(prefix: &str, tmp: &tempfile::TempDir) -> (String, kube::Api<crds::WhatsAppSession>, fake_whatsapp::FakeWhatsApp, Agent) {
-    let c = cluster().await;
-    let ns = c.namespace(prefix).await;
-    let api = create_session(c, &ns, "s1").await;
-    let fake = fake(Duration::from_secs(20), Duration::from_secs(20), 6).await;
-    let agent = Agent::start(AgentOpts {
-        ns: &ns,
-        name: "s1",
-        url: &fake.url(),
-        data_dir: &tmp.path().join("data"),
-        kubeconfig: c.kubeconfig(),
-        extra_env: vec![],
-    });
-    let s = wait_status(&api, "s1", "first QR", T, |s| s.qr.is_some()).await;
-    scan(&fake.url(), s.qr.as_deref().expect("qr")).await;
-    let s = wait_status(&api, "s1", "connected", T, |s| s.status == Some(SessionState::Connected)).await;
-    assert_eq!(s.phone_number.as_deref(), Some(PHONE));
-    assert_eq!(s.push_name.as_deref(), Some("Ana"));
-    assert_eq!(s.qr_status, Some(QrStatus::Used));
-    assert_eq!(s.qr, None);
-    assert!(s.connected_at.is_some());
-    assert_eq!(authenticated(&s).as_deref(), Some("True"));
-    (ns, api, fake, agent)
+/// One test's world: a fresh namespace holding the CR `s1`, the fake WhatsApp Web, and a data
+/// directory for the agent's profile.
+struct Fixture {
+    c: &'static devcluster::testing::TestCluster,
+    ns: String,
+    api: kube::Api<crds::WhatsAppSession>,
+    fake: fake_whatsapp::FakeWhatsApp,
+    tmp: tempfile::TempDir,
+}
+
+impl Fixture {
+    /// QRs of 20 s (6 per round): long enough that the shown QR is still valid when scanned.
+    async fn new(prefix: &str) -> Self {
+        Self::with(prefix, fake(Duration::from_secs(20), Duration::from_secs(20), 6).await, crds::WhatsAppSessionSpec::default()).await
+    }
+
+    async fn with(prefix: &str, fake: fake_whatsapp::FakeWhatsApp, spec: crds::WhatsAppSessionSpec) -> Self {
+        let c = cluster().await;
+        let ns = c.namespace(prefix).await;
+        let api = create_session_with(c, &ns, "s1", spec).await;
+        let tmp = tempfile::tempdir().expect("tmp");
+        Self { c, ns, api, fake, tmp }
+    }
+
+    fn data(&self) -> std::path::PathBuf {
+        self.tmp.path().join("data")
+    }
+
+    /// Starts the agent for `s1` with the admin kubeconfig.
+    fn agent(&self) -> Agent {
+        let data = self.data();
+        Agent::start(AgentOpts {
+            ns: &self.ns,
+            name: "s1",
+            url: &self.fake.url(),
+            data_dir: &data,
+            kubeconfig: self.c.kubeconfig(),
+            extra_env: vec![],
+        })
+    }
+
+    /// Starts an agent and links it by scanning the QR it published.
+    async fn connected(prefix: &str) -> (Self, Agent) {
+        let f = Self::new(prefix).await;
+        let agent = f.agent();
+        let s = wait_status(&f.api, "s1", "first QR", T, |s| s.qr.is_some()).await;
+        scan(&f.fake.url(), s.qr.as_deref().expect("qr")).await;
+        let s = wait_status(&f.api, "s1", "connected", T, |s| s.status == Some(SessionState::Connected)).await;
+        assert_eq!(s.phone_number.as_deref(), Some(PHONE));
+        assert_eq!(s.push_name.as_deref(), Some("Ana"));
+        assert_eq!(s.qr_status, Some(QrStatus::Used));
+        assert_eq!(s.qr, None);
+        assert!(s.connected_at.is_some());
+        assert_eq!(authenticated(&s).as_deref(), Some("True"));
+        (f, agent)
+    }
 }
 
 #[tokio::test]
 async fn qr_rotates_expires_and_a_request_starts_a_fresh_round() {
-    let c = cluster().await;
-    let ns = c.namespace("agent-qr").await;
-    let api = create_session(c, &ns, "s1").await;
-    let fake = fake(Duration::from_secs(3), Duration::from_secs(2), 3).await;
-    let tmp = tempfile::tempdir().expect("tmp");
-    let _agent = Agent::start(AgentOpts {
-        ns: &ns,
-        name: "s1",
-        url: &fake.url(),
-        data_dir: &tmp.path().join("data"),
-        kubeconfig: c.kubeconfig(),
-        extra_env: vec![],
-    });
-    let first = wait_status(&api, "s1", "first QR", T, |s| s.qr.is_some()).await;
+    let f = Fixture::with("agent-qr", fake(Duration::from_secs(3), Duration::from_secs(2), 3).await, Default::default()).await;
+    let api = &f.api;
+    let _agent = f.agent();
+    let first = wait_status(api, "s1", "first QR", T, |s| s.qr.is_some()).await;
     assert_eq!(first.status, Some(SessionState::QrRequired));
     assert_eq!(first.qr_status, Some(QrStatus::Generated));
     assert_eq!(first.qr.as_deref().map(|q| q.split(',').count()), Some(5), "ref,noiseKey,identityKey,advSecret,platform");
@@ -68,17 +90,17 @@ async fn qr_rotates_expires_and_a_request_starts_a_fresh_round() {
     assert_eq!(exp_at.duration_since(gen_at).as_secs(), 3, "first QR announced with the first-QR lifetime");
     assert_eq!(authenticated(&first).as_deref(), Some("False"));
     let q1 = first.qr.clone();
-    let second = wait_status(&api, "s1", "second QR", T, |s| s.qr.is_some() && s.qr != q1).await;
+    let second = wait_status(api, "s1", "second QR", T, |s| s.qr.is_some() && s.qr != q1).await;
     let gen_at = second.qr_generated_at.clone().expect("generatedAt").0;
     let exp_at = second.qr_expires_at.clone().expect("expiresAt").0;
     assert_eq!(exp_at.duration_since(gen_at).as_secs(), 2, "next QRs use the shorter lifetime");
 
-    let expired = wait_status(&api, "s1", "expired", T, |s| s.qr_status == Some(QrStatus::Expired)).await;
+    let expired = wait_status(api, "s1", "expired", T, |s| s.qr_status == Some(QrStatus::Expired)).await;
     assert_eq!(expired.qr, None);
     assert_eq!(expired.qr_expires_at, None);
 
-    let requested = request(&api, "s1", "qrRequestedAt").await;
-    let fresh = wait_status(&api, "s1", "fresh QR round", T, |s| s.qr_status == Some(QrStatus::Generated) && s.qr.is_some()).await;
+    let requested = request(api, "s1", "qrRequestedAt").await;
+    let fresh = wait_status(api, "s1", "fresh QR round", T, |s| s.qr_status == Some(QrStatus::Generated) && s.qr.is_some()).await;
     assert_eq!(fresh.handled.as_ref().and_then(|h| h.qr_requested_at.clone()), Some(requested));
     assert!(fresh.qr != q1 && fresh.qr != second.qr);
     let gen_at = fresh.qr_generated_at.clone().expect("generatedAt").0;
@@ -88,28 +110,20 @@ async fn qr_rotates_expires_and_a_request_starts_a_fresh_round() {
 
 #[tokio::test]
 async fn scan_connects_and_kill9_restores_without_qr_ten_times() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let (ns, api, fake, mut agent) = connected_session("agent-restore", &tmp).await;
-    let c = cluster().await;
+    let (f, mut agent) = Fixture::connected("agent-restore").await;
+    let api = &f.api;
     let mut ok = 0;
     for round in 0..10 {
         agent.kill9().await;
         // Mark the status so that "connected" below is the new agent's doing.
-        reset_status(&api, "s1").await;
+        reset_status(api, "s1").await;
         let started = std::time::Instant::now();
-        agent = Agent::start(AgentOpts {
-            ns: &ns,
-            name: "s1",
-            url: &fake.url(),
-            data_dir: &tmp.path().join("data"),
-            kubeconfig: c.kubeconfig(),
-            extra_env: vec![],
-        });
+        agent = f.agent();
         // Every status seen until connected again: none may carry a QR.
         let mut saw_qr = false;
         let deadline = std::time::Instant::now() + T;
         let restored = loop {
-            let s = status(&api, "s1").await;
+            let s = status(api, "s1").await;
             saw_qr |= s.qr.is_some() || s.qr_status == Some(QrStatus::Generated);
             if s.status == Some(SessionState::Connected) {
                 break Some(s);
@@ -128,17 +142,18 @@ async fn scan_connects_and_kill9_restores_without_qr_ten_times() {
         }
     }
     assert_eq!(ok, 10, "restores without a QR: {ok}/10");
-    let devices = fake_devices(&fake.url()).await;
+    let devices = fake_devices(&f.fake.url()).await;
     assert_eq!(devices.as_array().map(|a| a.len()), Some(1), "one linked device, reused: {devices}");
 }
 
 #[tokio::test]
 async fn logout_request_logs_out_wipes_the_profile_and_idles() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let (_ns, api, fake, agent) = connected_session("agent-logout", &tmp).await;
+    let (f, agent) = Fixture::connected("agent-logout").await;
+    let api = &f.api;
+    let fake = &f.fake;
     assert!(agent.profile().is_dir());
-    let requested = request(&api, "s1", "logoutRequestedAt").await;
-    let s = wait_status(&api, "s1", "disconnected after logout", T, |s| {
+    let requested = request(api, "s1", "logoutRequestedAt").await;
+    let s = wait_status(api, "s1", "disconnected after logout", T, |s| {
         s.status == Some(SessionState::Disconnected) && s.handled.as_ref().and_then(|h| h.logout_requested_at.as_ref()) == Some(&requested)
     })
     .await;
@@ -154,26 +169,27 @@ async fn logout_request_logs_out_wipes_the_profile_and_idles() {
 
     // A second logout request with nothing logged in is still recorded (the operator's
     // finalizer waits for it).
-    let again = request(&api, "s1", "logoutRequestedAt").await;
-    wait_status(&api, "s1", "second logout handled", T, |s| {
+    let again = request(api, "s1", "logoutRequestedAt").await;
+    wait_status(api, "s1", "second logout handled", T, |s| {
         s.handled.as_ref().and_then(|h| h.logout_requested_at.as_ref()) == Some(&again)
     })
     .await;
-    assert_eq!(status(&api, "s1").await.qr, None, "idle: no QR until one is requested");
+    assert_eq!(status(api, "s1").await.qr, None, "idle: no QR until one is requested");
 
     // A QR request leaves the idle state.
-    let qr_req = request(&api, "s1", "qrRequestedAt").await;
-    let s = wait_status(&api, "s1", "QR after idle", T, |s| s.qr.is_some()).await;
+    let qr_req = request(api, "s1", "qrRequestedAt").await;
+    let s = wait_status(api, "s1", "QR after idle", T, |s| s.qr.is_some()).await;
     assert_eq!(s.handled.as_ref().and_then(|h| h.qr_requested_at.clone()), Some(qr_req));
 }
 
 #[tokio::test]
 async fn unlink_from_the_phone_is_logged_out_remotely() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let (_ns, api, fake, agent) = connected_session("agent-unlink", &tmp).await;
+    let (f, agent) = Fixture::connected("agent-unlink").await;
+    let api = &f.api;
+    let fake = &f.fake;
     let r = fake_post(&fake.url(), "/_fake/unlink", serde_json::json!({"phone": PHONE})).await;
     assert!(r.status().is_success());
-    let s = wait_status(&api, "s1", "LOGGED_OUT_REMOTELY", T, |s| s.status == Some(SessionState::Disconnected)).await;
+    let s = wait_status(api, "s1", "LOGGED_OUT_REMOTELY", T, |s| s.status == Some(SessionState::Disconnected)).await;
     assert_eq!(code(&s), Some(error_codes::LOGGED_OUT_REMOTELY));
     assert_eq!(s.phone_number, None);
     assert_eq!(authenticated(&s).as_deref(), Some("False"));
@@ -182,13 +198,14 @@ async fn unlink_from_the_phone_is_logged_out_remotely() {
 
 #[tokio::test]
 async fn conflict_is_taken_over() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let (_ns, api, fake, _agent) = connected_session("agent-conflict", &tmp).await;
+    let (f, _agent) = Fixture::connected("agent-conflict").await;
+    let api = &f.api;
+    let fake = &f.fake;
     let r = fake_post(&fake.url(), "/_fake/conflict", serde_json::json!({"phone": PHONE})).await;
     assert!(r.status().is_success());
     // The agent waits WA_TAKEOVER_DELAY (2 s) before taking over: CONFLICT is visible.
-    wait_status(&api, "s1", "CONFLICT", T, |s| code(s) == Some(error_codes::CONFLICT)).await;
-    let s = wait_status(&api, "s1", "connected after takeover", T, |s| {
+    wait_status(api, "s1", "CONFLICT", T, |s| code(s) == Some(error_codes::CONFLICT)).await;
+    let s = wait_status(api, "s1", "connected after takeover", T, |s| {
         s.status == Some(SessionState::Connected) && s.last_error.is_none()
     })
     .await;
@@ -197,16 +214,13 @@ async fn conflict_is_taken_over() {
 
 #[tokio::test]
 async fn corrupt_profile_is_moved_aside_and_a_fresh_login_starts() {
-    let c = cluster().await;
-    let ns = c.namespace("agent-corrupt").await;
-    let api = create_session(c, &ns, "s1").await;
-    let fake = fake(Duration::from_secs(20), Duration::from_secs(20), 6).await;
-    let tmp = tempfile::tempdir().expect("tmp");
-    let data = tmp.path().join("data");
+    let f = Fixture::new("agent-corrupt").await;
+    let api = &f.api;
+    let data = f.data();
     std::fs::create_dir_all(data.join("profile")).expect("mkdir");
     std::fs::write(data.join("profile/Default"), b"\x00garbage").expect("corrupt");
-    let _agent = Agent::start(AgentOpts { ns: &ns, name: "s1", url: &fake.url(), data_dir: &data, kubeconfig: c.kubeconfig(), extra_env: vec![] });
-    let s = wait_status(&api, "s1", "fresh QR after PROFILE_CORRUPT", T, |s| s.qr.is_some()).await;
+    let _agent = f.agent();
+    let s = wait_status(api, "s1", "fresh QR after PROFILE_CORRUPT", T, |s| s.qr.is_some()).await;
     assert_eq!(code(&s), Some(error_codes::PROFILE_CORRUPT));
     let aside: Vec<_> = std::fs::read_dir(&data)
         .expect("data dir")
@@ -220,8 +234,7 @@ async fn corrupt_profile_is_moved_aside_and_a_fresh_login_starts() {
 
 #[tokio::test]
 async fn sigterm_closes_chromium_and_exits() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let (_ns, _api, _fake, agent) = connected_session("agent-sigterm", &tmp).await;
+    let (_f, agent) = Fixture::connected("agent-sigterm").await;
     let profile = agent.profile();
     assert!(!agent.chromium_pids().is_empty());
     let exit = agent.terminate(Duration::from_secs(25)).await;
@@ -233,8 +246,7 @@ async fn sigterm_closes_chromium_and_exits() {
 
 #[tokio::test]
 async fn health_and_metrics_reflect_the_page() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let (_ns, _api, _fake, agent) = connected_session("agent-http", &tmp).await;
+    let (_f, agent) = Fixture::connected("agent-http").await;
     let get = |p: &str| reqwest::get(format!("{}{p}", agent.http));
     assert_eq!(get("/livez").await.expect("livez").status(), 200);
     assert_eq!(get("/readyz").await.expect("readyz").status(), 200);
@@ -246,15 +258,137 @@ async fn health_and_metrics_reflect_the_page() {
 
 #[tokio::test]
 async fn hung_page_is_relaunched_and_restored() {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let (_ns, api, fake, agent) = connected_session("agent-hang", &tmp).await;
+    let (f, agent) = Fixture::connected("agent-hang").await;
+    let api = &f.api;
+    let fake = &f.fake;
     let before = agent.chromium_pids();
     let r = fake_post(&fake.url(), "/_fake/hang", serde_json::json!({})).await;
     assert!(r.status().is_success());
     // Three unanswered polls (WA_CDP_TIMEOUT 5 s each) mark the page hung.
-    wait_status(&api, "s1", "TIMEOUT", T, |s| code(s) == Some(error_codes::TIMEOUT)).await;
-    let s = wait_status(&api, "s1", "connected after relaunch", T, |s| s.status == Some(SessionState::Connected)).await;
+    wait_status(api, "s1", "TIMEOUT", T, |s| code(s) == Some(error_codes::TIMEOUT)).await;
+    let s = wait_status(api, "s1", "connected after relaunch", T, |s| s.status == Some(SessionState::Connected)).await;
     assert_eq!(s.qr, None);
     let after = agent.chromium_pids();
     assert!(!after.is_empty() && after.iter().all(|p| !before.contains(p)), "a new Chromium: {before:?} -> {after:?}");
+}
+
+#[tokio::test]
+async fn pairing_code_is_published_and_entering_it_connects() {
+    let spec = crds::WhatsAppSessionSpec { pairing: Some(crds::PairingSpec { phone_number: PHONE.into() }), ..Default::default() };
+    let f = Fixture::with("agent-pairing", fake(Duration::from_secs(20), Duration::from_secs(20), 6).await, spec).await;
+    let _agent = f.agent();
+    let s = wait_status(&f.api, "s1", "pairing code", T, |s| s.pairing_code.is_some()).await;
+    let code = s.pairing_code.clone().expect("code");
+    assert_eq!(code.len(), 8, "an 8-character code: {code}");
+    assert_eq!(s.status, Some(SessionState::QrRequired));
+    // The code is the one the page got from WhatsApp for this phone.
+    let pages: serde_json::Value = reqwest::get(format!("{}_fake/pages", f.fake.url())).await.expect("pages").json().await.expect("json");
+    assert!(pages.as_array().into_iter().flatten().any(|p| p["pairingCode"] == code.as_str()), "{pages}");
+
+    // The phone enters it.
+    let r = fake_post(&f.fake.url(), "/_fake/pair", serde_json::json!({"code": code, "pushName": "Ana"})).await;
+    assert!(r.status().is_success(), "pair: {}", r.status());
+    let s = wait_status(&f.api, "s1", "connected by pairing code", T, |s| s.status == Some(SessionState::Connected)).await;
+    assert_eq!(s.phone_number.as_deref(), Some(PHONE));
+    assert_eq!(s.push_name.as_deref(), Some("Ana"));
+    assert_eq!(s.pairing_code, None, "a used code is no longer shown");
+    assert_eq!(authenticated(&s).as_deref(), Some("True"));
+}
+
+/// A kubeconfig for the devcluster API server that authenticates with `token` only.
+fn token_kubeconfig(admin: &std::path::Path, token: &str, ns: &str, out: &std::path::Path) {
+    let kc = kube::config::Kubeconfig::read_from(admin).expect("admin kubeconfig");
+    let cluster = kc.clusters.first().and_then(|c| c.cluster.clone()).expect("a cluster");
+    let doc = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "devcluster", "cluster": {
+            "server": cluster.server,
+            "certificate-authority-data": cluster.certificate_authority_data,
+        }}],
+        "users": [{"name": "session-sa", "user": {"token": token}}],
+        "contexts": [{"name": "session-sa", "context": {"cluster": "devcluster", "user": "session-sa", "namespace": ns}}],
+        "current-context": "session-sa",
+    });
+    // JSON is YAML: the agent's kube client reads it as a kubeconfig.
+    std::fs::write(out, serde_json::to_vec_pretty(&doc).expect("json")).expect("write kubeconfig");
+}
+
+#[tokio::test]
+async fn session_credentials_cannot_touch_another_sessions_cr() {
+    use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    use kube::api::PostParams;
+
+    let c = cluster().await;
+    let ns = c.namespace("agent-rbac").await;
+    let api = create_session(c, &ns, "a").await;
+    create_session(c, &ns, "b").await;
+    let a = api.get("a").await.expect("CR a");
+    let b_before = api.get("b").await.expect("CR b");
+
+    // Session A's ServiceAccount, Role and RoleBinding, built by the operator's own code.
+    let client = c.client();
+    let pp = PostParams::default();
+    let sa = operator::children::service_account(&a).expect("sa");
+    let sa_name = sa.metadata.name.clone().expect("name");
+    kube::Api::<ServiceAccount>::namespaced(client.clone(), &ns).create(&pp, &sa).await.expect("create SA");
+    kube::Api::<Role>::namespaced(client.clone(), &ns).create(&pp, &operator::children::role(&a).expect("role")).await.expect("create Role");
+    kube::Api::<RoleBinding>::namespaced(client.clone(), &ns)
+        .create(&pp, &operator::children::role_binding(&a).expect("binding"))
+        .await
+        .expect("create RoleBinding");
+    let req = TokenRequest { spec: TokenRequestSpec { expiration_seconds: Some(3600), ..Default::default() }, ..Default::default() };
+    let issued: TokenRequest =
+        kube::Api::<ServiceAccount>::namespaced(client, &ns).create_subresource("token", &sa_name, &pp, &req).await.expect("TokenRequest");
+    let token = issued.status.expect("token status").token;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let kubeconfig = tmp.path().join("session-a.kubeconfig");
+    token_kubeconfig(&c.kubeconfig(), &token, &ns, &kubeconfig);
+
+    let fake = fake(Duration::from_secs(20), Duration::from_secs(20), 6).await;
+    // A's credentials pointed at B: refused, reported, and B untouched.
+    let b_data = tmp.path().join("b");
+    let mut agent_b = Agent::start(AgentOpts { ns: &ns, name: "b", url: &fake.url(), data_dir: &b_data, kubeconfig: kubeconfig.clone(), extra_env: vec![] });
+    let exit = agent_b.exited(Duration::from_secs(30)).await;
+    let log = agent_b.log_text();
+    eprintln!("agent for B with A's credentials:\n{log}");
+    assert!(!exit.success(), "the agent must not run without access to its CR: {exit:?}\n{log}");
+    let refused = format!("access to WhatsAppSession {ns}/b refused (HTTP 403)");
+    assert!(log.contains(&refused), "the log says why ({refused}):\n{log}");
+    assert!(log.contains(&format!("system:serviceaccount:{ns}:{sa_name}")), "and as whom:\n{log}");
+    assert!(!b_data.join("profile").exists(), "no Chromium was started for B");
+    let b_after = api.get("b").await.expect("CR b");
+    assert_eq!(b_after.status, b_before.status, "B's status unchanged");
+    assert_eq!(b_after.metadata.resource_version, b_before.metadata.resource_version, "B not written at all");
+    let managers: Vec<_> = b_after.metadata.managed_fields.iter().flatten().filter_map(|m| m.manager.clone()).collect();
+    assert!(!managers.iter().any(|m| m == crds::managers::AGENT), "no wa-agent fields on B: {managers:?}");
+
+    // Not the agent's restraint only: the API server refuses these credentials a write to B.
+    let sa_config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(&kubeconfig).expect("read"),
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .expect("SA config");
+    let as_a = kube::Api::<crds::WhatsAppSession>::namespaced(kube::Client::try_from(sa_config).expect("SA client"), &ns);
+    let patch = serde_json::json!({"apiVersion": "whatsapp.leadmaster.io/v1alpha1", "kind": "WhatsAppSession", "status": {"status": "connected"}});
+    let pp = kube::api::PatchParams::apply(crds::managers::AGENT).force();
+    match as_a.patch_status("b", &pp, &kube::api::Patch::Apply(&patch)).await {
+        Err(kube::Error::Api(e)) => assert_eq!(e.code, 403, "{e:?}"),
+        other => panic!("A's credentials wrote B's status: {other:?}"),
+    }
+
+    // The same credentials do work for A (so the refusal above is about B, not a broken token).
+    let agent_a = Agent::start(AgentOpts { ns: &ns, name: "a", url: &fake.url(), data_dir: &tmp.path().join("a"), kubeconfig: kubeconfig.clone(), extra_env: vec![] });
+    let s = wait_status(&api, "a", "A's first QR published with A's credentials", T, |s| s.qr.is_some()).await;
+    assert_eq!(s.status, Some(SessionState::QrRequired));
+    let a_now = api.get("a").await.expect("CR a");
+    let agent_fields = a_now.metadata.managed_fields.iter().flatten().find(|m| m.manager.as_deref() == Some(crds::managers::AGENT));
+    assert_eq!(agent_fields.and_then(|m| m.subresource.as_deref()), Some("status"), "A's status written by wa-agent");
+    drop(agent_a);
+
+    // And while A's agent ran, B still was never written.
+    assert_eq!(api.get("b").await.expect("CR b").metadata.resource_version, b_before.metadata.resource_version);
 }

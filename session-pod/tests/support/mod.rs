@@ -39,9 +39,16 @@ pub async fn fake(first: Duration, next: Duration, max: u32) -> FakeWhatsApp {
 }
 
 pub async fn create_session(c: &TestCluster, ns: &str, name: &str) -> Api<WhatsAppSession> {
+    create_session_with(c, ns, name, WhatsAppSessionSpec::default()).await
+}
+
+/// Creates the CR with `spec` (tenant `acme` when empty).
+pub async fn create_session_with(c: &TestCluster, ns: &str, name: &str, mut spec: WhatsAppSessionSpec) -> Api<WhatsAppSession> {
     let api: Api<WhatsAppSession> = Api::namespaced(c.client(), ns);
-    let cr = WhatsAppSession::new(name, WhatsAppSessionSpec { tenant: "acme".into(), ..Default::default() });
-    api.create(&PostParams::default(), &cr).await.expect("create CR");
+    if spec.tenant.is_empty() {
+        spec.tenant = "acme".into();
+    }
+    api.create(&PostParams::default(), &WhatsAppSession::new(name, spec)).await.expect("create CR");
     api
 }
 
@@ -174,6 +181,11 @@ impl Agent {
     pub async fn terminate(mut self, within: Duration) -> std::process::ExitStatus {
         let pid = self.child.id().expect("running");
         let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        tokio::time::timeout(within, self.child.wait()).await.expect("agent exits in time").expect("wait")
+    }
+
+    /// Waits for the agent to exit on its own (panics if it takes longer than `within`).
+    pub async fn exited(&mut self, within: Duration) -> std::process::ExitStatus {
         tokio::time::timeout(within, self.child.wait()).await.expect("agent exits in time").expect("wait")
     }
 
