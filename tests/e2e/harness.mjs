@@ -20,6 +20,7 @@ import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
+import { restGet, restLogin } from './rest.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, '../..');
@@ -295,13 +296,12 @@ spec:
 
   // The hub sees the sessions once its watch has them.
   const ana = users[0];
-  const login = await (await fetch(`${hubUrl}/api/auth/login`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ username: ana.username, password: ana.password }) })).json();
+  const token = await restLogin(`${hubUrl}/`, ana.username, ana.password);
   await waitFor(
     'the hub to list the sessions',
     async () => {
-      const res = await fetch(`${hubUrl}/api/session-manager/sessions`, { headers: { Authorization: `Bearer ${login.token}` } });
-      const body = await res.json();
-      const list = Array.isArray(body) ? body : body.sessions;
+      const { body } = await restGet(`${hubUrl}/`, token, '/api/session-manager/sessions');
+      const list = Array.isArray(body) ? body : body?.sessions;
       return list?.length === 2;
     },
     30_000,

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import jsQR from 'jsqr';
 import { chromium } from 'playwright-core';
 import { PNG } from 'pngjs';
+import * as rest from '../rest.mjs';
 
 function need(name) {
   const v = process.env[name];
@@ -168,17 +169,9 @@ export async function waitUntil(what, fn, timeoutMs = 60_000, intervalMs = 250) 
 }
 
 export async function restLogin(username) {
-  const res = await fetch(new URL('api/auth/login', env.url), {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ username, password: env.password(username) }),
-  });
-  if (!res.ok) throw new Error(`login ${username}: ${res.status}`);
-  return (await res.json()).token;
+  return rest.restLogin(env.url, username, env.password(username));
 }
 
 export async function restGet(token, path) {
-  const res = await fetch(new URL(path.replace(/^\//, ''), env.url), { headers: { Authorization: `Bearer ${token}` } });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : null };
+  return rest.restGet(env.url, token, path);
 }
