@@ -47,7 +47,10 @@ nstep=0
 step() {
   local name="$1"; shift
   nstep=$((nstep + 1))
-  local file="$logs/$(printf '%02d' $nstep)-${name// /-}.log" s0=$SECONDS
+  # The log's name: the step's, reduced to a file-name-safe slug (names hold paths).
+  local slug="${name%% (*}"
+  slug="${slug//[^A-Za-z0-9]/-}"
+  local file="$logs/$(printf '%02d' $nstep)-${slug:0:40}.log" s0=$SECONDS
   log "$name"
   "$@" >"$file" 2>&1 &
   local pid=$!
@@ -83,6 +86,12 @@ if [[ "${1:-up}" == down ]]; then
   exit 0
 fi
 
+# devcluster bind-mounts pod volumes from the state dir inside each pod's mount namespace, after
+# the pod's own emptyDir at /tmp (the session pod has one): a state dir under /tmp is hidden by
+# it and the session pod cannot start ("No such file or directory").
+case "$state/" in
+  /tmp/*) die "the demo's state dir $state is under /tmp, which session pods mount over: set DEMO_DIR elsewhere" ;;
+esac
 mkdir -p "$logs"
 rm -f "$demo/demo.env"
 # Ctrl-C while building or starting: stop the running step and whatever is already up.
@@ -183,8 +192,14 @@ for _ in $(seq 120); do
 done
 curl -fsS "${hub_url}health" >/dev/null || die "hub not answering at ${hub_url}health"
 log "wait for the session's first QR"
-kubectl wait -n "$tenant_ns" --for=jsonpath='{.status.status}'=qr_required "wa/$session" --timeout=180s >/dev/null \
-  || log "  the session has no QR yet: kubectl describe wa -n $tenant_ns $session"
+if ! kubectl wait -n "$tenant_ns" --for=jsonpath='{.status.status}'=qr_required "wa/$session" --timeout=180s >/dev/null; then
+  # What the operator and the node agent say about the session and its pod.
+  kubectl get wa,pods -n "$tenant_ns" -o wide >&2 || true
+  kubectl get pod -n "$tenant_ns" "wa-$session-0" \
+    -o jsonpath='{range .status.containerStatuses[*]}{.name}: {.state}{"\n"}{end}' >&2 || true
+  "$bin/devcluster" logs --state-dir "$state" -n "$tenant_ns" "wa-$session-0" -c session 2>/dev/null | tail -n 20 >&2 || true
+  die "no QR for $tenant_ns/$session within 180 s (the cluster is left running: \`make demo-down\` removes it)"
+fi
 
 {
   echo "KUBECONFIG=$KUBECONFIG"

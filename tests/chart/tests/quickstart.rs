@@ -4,8 +4,9 @@
 //!
 //! `make demo` runs with DEMO_DETACH=1 (return once ready instead of waiting for Ctrl-C),
 //! DEMO_SKIP_BUILD=1 (`make test` has just built everything, and cargo's build lock is held
-//! while tests run) and its state in a temporary DEMO_DIR, so a demo of the developer's own is
-//! never touched. It starts its own devcluster (pod network 10.244.98.0/24).
+//! while tests run) and its state in a temporary DEMO_DIR under the cache's `state/` (not /tmp,
+//! which session pods mount over), so a demo of the developer's own is never touched. It starts
+//! its own devcluster (pod network 10.244.98.0/24, hub NodePort 31998), apart from make test's.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -52,7 +53,6 @@ impl Drop for DemoDown<'_> {
 }
 
 #[tokio::test]
-#[ignore = "make demo has not completed a run yet (its blockers are fixed, see docs/demo.md); run with --ignored and un-ignore once it passes"]
 async fn readme_quick_start_with_the_fake_whatsapp() {
     let test = "readme_quick_start_with_the_fake_whatsapp";
     if helm_or_skip(test).is_none() {
@@ -64,7 +64,12 @@ async fn readme_quick_start_with_the_fake_whatsapp() {
             return;
         }
     }
-    let dir = tempfile::tempdir().unwrap();
+    // Not under /tmp: session pods mount their own /tmp over it (see tests/scripts/demo.sh).
+    let cache = std::env::var_os("WA_CACHE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/whatsapp-operator"));
+    std::fs::create_dir_all(cache.join("state")).unwrap();
+    let dir = tempfile::Builder::new().prefix("quickstart-").tempdir_in(cache.join("state")).unwrap();
     let demo_dir = dir.path().join("demo");
     let _down = DemoDown(&demo_dir);
     let started = std::time::Instant::now();
