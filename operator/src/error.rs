@@ -14,9 +14,6 @@ pub enum Error {
 
     #[error("could not serialize an object: {0}")]
     Serialize(#[from] serde_json::Error),
-
-    #[error("leader election: {0}")]
-    Lease(#[from] kube_lease_manager::LeaseManagerError),
 }
 
 impl Error {
@@ -27,7 +24,38 @@ impl Error {
             Error::Finalizer(_) => "finalizer",
             Error::MissingField(_) => "missing_field",
             Error::Serialize(_) => "serialize",
-            Error::Lease(_) => "lease",
+        }
+    }
+}
+
+/// The API said the object — or its whole namespace — is gone or going: 404, or new content
+/// refused because the namespace is being terminated (cause `NamespaceTerminating`).
+pub fn kube_gone(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => {
+            s.is_not_found()
+                || (s.is_forbidden()
+                    && s.details.as_ref().is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating")))
+        }
+        _ => false,
+    }
+}
+
+impl Error {
+    /// Whether this reconcile failed only because the session (or its namespace) is gone or
+    /// going — nothing is left to do, and its next change (the deletion mark, or none at all)
+    /// is what matters. Not for cleanup failures: those keep the finalizer, and a cleanup
+    /// handles its own 404s (an already deleted PVC is a done cleanup).
+    pub fn is_gone(&self) -> bool {
+        use kube::runtime::finalizer::Error as F;
+        match self {
+            Error::Kube(e) => kube_gone(e),
+            Error::Finalizer(f) => match f.as_ref() {
+                F::ApplyFailed(e) => e.is_gone(),
+                F::AddFinalizer(e) | F::RemoveFinalizer(e) => kube_gone(e),
+                _ => false,
+            },
+            _ => false,
         }
     }
 }

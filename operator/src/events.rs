@@ -25,8 +25,13 @@ impl Events {
 
     async fn publish(&self, obj: &ObjectReference, type_: EventType, reason: &str, action: &str, note: String) {
         let event = Event { type_, reason: reason.into(), note: Some(note), action: action.into(), secondary: None };
-        if let Err(error) = self.recorder.publish(&event, obj).await {
-            tracing::warn!(%error, reason, object = ?obj.name, "could not publish event");
+        match self.recorder.publish(&event, obj).await {
+            Ok(()) => {}
+            // The namespace is being deleted: no new Events can go there, and nobody will read them.
+            Err(error) if crate::error::kube_gone(&error) => {
+                tracing::debug!(%error, reason, object = ?obj.name, "event not published: namespace going")
+            }
+            Err(error) => tracing::warn!(%error, reason, object = ?obj.name, "could not publish event"),
         }
     }
 }

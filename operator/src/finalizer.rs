@@ -125,7 +125,12 @@ pub async fn cleanup(session: &WhatsAppSession, ctx: &Context) -> Result<Action>
                         "resourceVersion": pvc.resource_version(),
                         "ownerReferences": if owners.is_empty() { serde_json::Value::Null } else { serde_json::to_value(&owners)? },
                     }});
-                    pvcs.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+                    match pvcs.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                        Ok(_) => {}
+                        // deleted meanwhile (its namespace is going): nothing left to retain
+                        Err(kube::Error::Api(e)) if e.is_not_found() => {}
+                        Err(e) => return Err(e.into()),
+                    }
                 }
             }
             ctx.events.normal(&oref, "DataRetained", "Delete", format!("kept PersistentVolumeClaim {name}")).await;

@@ -107,6 +107,7 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(reason, "controller stopped");
     if let Some(l) = leadership {
         l.release().await;
+        metrics.leader.set(0);
     }
     if reason == "lost leadership" {
         anyhow::bail!("lost leadership of the Lease; exiting so the pod restarts as a standby");

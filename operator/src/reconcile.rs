@@ -123,7 +123,17 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16, s
 
 pub async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
-    let result = reconcile_inner(&obj, &ctx).await;
+    let result = match reconcile_inner(&obj, &ctx).await {
+        // Typically the namespace is being deleted: the namespace controller deletes the
+        // session's children and the session itself, and removing our finalizer from a session
+        // already gone answers 404. Retrying that would only log errors about nothing.
+        Err(e) if e.is_gone() => {
+            tracing::debug!(session = ?obj.meta().name, namespace = ?obj.meta().namespace, error = %e,
+                "session or its namespace is gone; nothing left to do");
+            Ok(Action::await_change())
+        }
+        other => other,
+    };
     ctx.metrics.observe_reconcile(started.elapsed(), result.as_ref().err().map(Error::metric_label));
     if result.is_ok() {
         ctx.reset_failures(&*obj);

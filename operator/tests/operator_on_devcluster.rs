@@ -414,3 +414,68 @@ async fn two_replicas_elect_one_leader_and_fail_over() {
     assert_eq!(standby.metric("wa_operator_leader").await, Some(1.0));
     assert_eq!(session_pods(&client, &ns, "c1").await.len(), 1);
 }
+
+#[tokio::test]
+async fn sigterm_releases_the_lease_to_a_standby_and_the_last_replica_deletes_it() {
+    let (cluster, client, ns) = setup("op-release").await;
+    // A long lease: a take-over well within it can only come from the release, not from expiry.
+    let flags = ["--leader-election=true", "--lease-namespace", &ns, "--lease-duration-seconds", "60"];
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    let holder = || async { leases.get_opt("whatsapp-operator").await.ok().flatten().and_then(|l| l.spec?.holder_identity) };
+    let mut a = Operator::start_as(cluster, &ns, "op-a", &flags).await;
+    wait_for_named("op-a to hold the Lease", READY_TIMEOUT, || async { holder().await.as_deref() == Some("op-a") }).await;
+    let mut b = Operator::start_as(cluster, &ns, "op-b", &flags).await;
+    wait_for_named("op-b to stand by", READY_TIMEOUT, || async { b.log_text().contains("standing by") }).await;
+
+    let status = a.terminate().await;
+    assert!(status.success(), "the leader exits 0 on SIGTERM: {status}");
+    let released = Instant::now();
+    wait_for_named("op-b to take the released Lease (far sooner than its 60 s)", Duration::from_secs(20), || async {
+        holder().await.as_deref() == Some("op-b")
+    })
+    .await;
+    eprintln!("take-over {:.1} s after the leader exited", released.elapsed().as_secs_f64());
+    wait_for_named("leader metric on op-b", READY_TIMEOUT, || async { b.metric("wa_operator_leader").await == Some(1.0) }).await;
+    // The new leader works: it reconciles a session.
+    let api: Api<WhatsAppSession> = Api::namespaced(client.clone(), &ns);
+    create_session(&api, "after-release", json!({})).await;
+    wait_child::<ServiceAccount>(&client, &ns, "wa-after-release").await;
+
+    // The last replica leaves nothing behind (what `helm uninstall` needs).
+    let status = b.terminate().await;
+    assert!(status.success(), "{status}");
+    let lease = leases.get_opt("whatsapp-operator").await.expect("get lease");
+    assert!(lease.is_none(), "the Lease is left after the last replica stopped: {lease:?}");
+    assert!(b.log_text().contains("released and deleted the Lease"), "{}", b.log_text());
+}
+
+#[tokio::test]
+async fn deleting_the_namespace_of_sessions_is_quiet() {
+    let (cluster, client, ns) = setup("op-nsdel").await;
+    let op = Operator::start(cluster, &ns, &["--logout-timeout=3s"]).await;
+    let api: Api<WhatsAppSession> = Api::namespaced(client.clone(), &ns);
+    create_session(&api, "gone-logout", json!({})).await;
+    create_session(&api, "gone-delete", json!({ "deletionPolicy": "Delete" })).await;
+    create_session(&api, "gone-retain", json!({ "deletionPolicy": "Retain" })).await;
+    for n in ["gone-logout", "gone-delete", "gone-retain"] {
+        wait_ready(&api, n).await;
+    }
+    let errors_before = op.metric_sum("wa_operator_reconcile_errors_total").await.expect("metrics");
+
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    namespaces.delete(&ns, &DeleteParams::default()).await.expect("delete namespace");
+    // The namespace goes only after the operator removed its finalizers.
+    wait_for_named("the namespace to be gone", GONE_TIMEOUT, || async { namespaces.get_opt(&ns).await.ok().flatten().is_none() })
+        .await;
+    // The operator's cache has seen the sessions go, so every reconcile of them has run.
+    wait_for_named("the operator's cache to be empty", READY_TIMEOUT, || async {
+        op.metric_sum("wa_operator_sessions").await == Some(0.0)
+    })
+    .await;
+    let errors_after = op.metric_sum("wa_operator_reconcile_errors_total").await.expect("metrics");
+    let log = op.log_text();
+    let noisy: Vec<&str> =
+        log.lines().filter(|l| l.contains("\"level\":\"WARN\"") || l.contains("\"level\":\"ERROR\"")).collect();
+    assert_eq!(errors_after, errors_before, "reconcile errors while the namespace went: {noisy:#?}");
+    assert!(noisy.is_empty(), "warnings or errors while the namespace went: {noisy:#?}");
+}

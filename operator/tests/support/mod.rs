@@ -113,6 +113,33 @@ impl Operator {
         let _ = self.child.kill().await;
     }
 
+    /// SIGTERM, as the kubelet sends on pod deletion; waits for the process to exit.
+    pub async fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("operator still running");
+        let sent = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid}");
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("the operator exits within 30 s of SIGTERM")
+            .expect("wait for the operator")
+    }
+
+    /// Everything the operator has logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sum of all samples of a labelled counter family, e.g. `wa_operator_reconcile_errors_total`.
+    pub async fn metric_sum(&self, name: &str) -> Option<f64> {
+        let text = self.metrics().await?;
+        Some(
+            text.lines()
+                .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+                .filter_map(|l| l.rsplit_once(' ')?.1.trim().parse::<f64>().ok())
+                .sum(),
+        )
+    }
+
     pub async fn metrics(&self) -> Option<String> {
         http_get("127.0.0.1", self.metrics_port, "/metrics").await.map(|(_, body)| body)
     }
