@@ -10,7 +10,7 @@ bin="${DEVCLUSTER_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/whatsapp-operator/target
 state="${BENCH_STATE_DIR:-$HOME/.cache/whatsapp-operator/state/bench}"
 cidr="${BENCH_POD_CIDR:-10.244.250.0/24}"
 mkdir -p "$state"
-printf 'images:\n  busybox: {entrypoint: []}\n' > "$state/images.yaml"
+printf 'images:\n  busybox: {entrypoint: []}\n' > "$state/bench-images.yaml"
 "$bin" down --state-dir "$state" 2>/dev/null || true
 
 # the node agent names its bridge and netns `dc-<FNV-1a of the absolute state dir>`
@@ -28,7 +28,7 @@ before="$(snapshot)"
 export KUBECONFIG="$state/kubeconfig"
 for i in $(seq "$runs"); do
   start=$(date +%s.%N)
-  "$bin" up --state-dir "$state" --images "$state/images.yaml" --pod-cidr "$cidr" >/dev/null
+  "$bin" up --state-dir "$state" --images "$state/bench-images.yaml" --pod-cidr "$cidr" >/dev/null
   ready=$(date +%s.%N)
   kubectl get nodes --no-headers | grep -q ' Ready ' || { echo "node not Ready" >&2; exit 1; }
   # a running pod with a volume, so that down has a netns, mounts and a process to remove

@@ -78,6 +78,8 @@ pub async fn start(
     cp: &mut ControlPlane,
 ) -> Result<kube::Client, StartError> {
     let s = |p: &Path| p.display().to_string();
+    // phase timings in the daemon log, for tests/devcluster/bench/devcluster-start.sh
+    let t0 = std::time::Instant::now();
 
     // etcd: fresh data every time (tests always start from a clean cluster); fsync off
     // because the data is throwaway and fsync dominates start-up on slow disks.
@@ -101,6 +103,7 @@ pub async fn start(
     ];
     let mut etcd = spawn(layout, "etcd", &bins.etcd, &etcd_args)?;
     wait_etcd(&mut etcd, client_port).await?;
+    tracing::info!(secs = t0.elapsed().as_secs_f64(), "etcd healthy");
     cp.components.push(etcd);
 
     // kube-apiserver on loopback; it advertises the bridge address, where pods reach it
@@ -142,6 +145,7 @@ pub async fn start(
 
     let client = admin_client(&layout.kubeconfig()).await.map_err(|e| StartError::new("kube-apiserver", e))?;
     wait_readyz(&mut apiserver, &client).await?;
+    tracing::info!(secs = t0.elapsed().as_secs_f64(), "kube-apiserver ready");
     cp.components.push(apiserver);
 
     // Controllers needing a cloud provider or node CIDR allocation are off; everything else

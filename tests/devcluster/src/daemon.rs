@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Namespace, Node, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Node};
 use kube::{Api, Client};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
@@ -141,7 +141,9 @@ async fn start(
 /// Ready means: the `default` namespace and its ServiceAccount exist (so pods can be
 /// created) and the node is Ready (so they can run).
 async fn wait_ready(client: &Client, cp: &mut ControlPlane, node_task: &mut NodeTask) -> Result<(), StartError> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let t0 = tokio::time::Instant::now();
+    let deadline = t0 + Duration::from_secs(90);
+    let mut last_wait = "";
     loop {
         for c in cp.components.iter_mut() {
             if let Some(status) = c.exited() {
@@ -157,26 +159,26 @@ async fn wait_ready(client: &Client, cp: &mut ControlPlane, node_task: &mut Node
             return Err(StartError::new(DAEMON_COMPONENT, why));
         }
         let ns = Api::<Namespace>::all(client.clone()).get_opt("default").await.ok().flatten().is_some();
-        let sa = ns
-            && Api::<ServiceAccount>::namespaced(client.clone(), "default")
-                .get_opt("default")
-                .await
-                .ok()
-                .flatten()
-                .is_some();
+        // Created by us rather than waited for from kube-controller-manager (accounts.rs).
+        let sa = ns && crate::accounts::ensure_default(client, "default").await.is_ok();
         let node_ready = sa && node_is_ready(client).await;
         if node_ready {
+            tracing::info!(secs = t0.elapsed().as_secs_f64(), "namespace, ServiceAccount and node ready");
             return Ok(());
         }
         let waiting_for = if !ns {
             "the default namespace"
         } else if !sa {
-            "the default ServiceAccount (kube-controller-manager)"
+            "the default ServiceAccount"
         } else {
             "node devcluster-node to be Ready (node agent)"
         };
+        if waiting_for != last_wait {
+            tracing::info!(secs = t0.elapsed().as_secs_f64(), "waiting for {waiting_for}");
+            last_wait = waiting_for;
+        }
         if tokio::time::Instant::now() >= deadline {
-            let component = if !ns { "kube-apiserver" } else if !sa { "kube-controller-manager" } else { DAEMON_COMPONENT };
+            let component = if !ns || !sa { "kube-apiserver" } else { DAEMON_COMPONENT };
             return Err(StartError::new(component, format!("timed out waiting for {waiting_for}")));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -3,6 +3,7 @@
 //! that runs the pods bound to it as local processes, and a hostpath storage provisioner.
 //! See DESIGN.md §7 and docs/devcluster.md.
 
+pub mod accounts;
 pub mod binaries;
 pub mod control_plane;
 pub mod daemon;

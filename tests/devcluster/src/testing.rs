@@ -177,6 +177,11 @@ impl TestCluster {
             .create(&PostParams::default(), &ns)
             .await
             .unwrap_or_else(|e| panic!("creating namespace {name}: {e}"));
+        // Created here rather than waited for from kube-controller-manager (seconds on a
+        // loaded machine); if creating fails, the controller's account is waited for.
+        if let Err(e) = crate::accounts::ensure_default(&client, &name).await {
+            eprintln!("creating ServiceAccount {name}/default: {e}; waiting for the controller");
+        }
         let sas = Api::<ServiceAccount>::namespaced(client, &name);
         wait_for_named(&format!("ServiceAccount {name}/default"), Duration::from_secs(60), || async {
             matches!(sas.get_opt("default").await, Ok(Some(_)))
