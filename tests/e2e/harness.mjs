@@ -314,7 +314,10 @@ spec:
         await hub.stop();
         await waitFor('the hub port to close', async () => !(await httpOk(`${hubUrl}/health`).catch(() => false)), 15_000);
       } else if (req.method === 'POST' && req.url === '/hub/start') {
-        hub.start();
+        // "Make sure it runs": a test's cleanup calls this even when the hub is up. A second
+        // start would fail to bind while `hub` forgot the running child, which then outlived
+        // the harness (one orphaned wa-hub per run).
+        if (!hub.alive()) hub.start();
         await hubReady();
       } else {
         res.writeHead(404).end();
