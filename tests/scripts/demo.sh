@@ -130,6 +130,7 @@ step_pid=
 
 stop_all() {
   trap - INT TERM
+  [[ -n ${sleep_pid:-} ]] && kill "$sleep_pid" 2>/dev/null
   echo >&2
   log "stopping (Ctrl-C)"
   down
@@ -219,4 +220,9 @@ if [[ "${DEMO_DETACH:-0}" == 1 ]]; then
 fi
 trap stop_all INT TERM
 log "running; Ctrl-C stops everything"
-while true; do sleep 3600 & wait $! || true; done
+# A waited-for background sleep, so the trap runs at once (and kills it: no orphan sleep).
+while true; do
+  sleep 3600 &
+  sleep_pid=$!
+  wait "$sleep_pid" || true
+done
