@@ -126,6 +126,12 @@ pub async fn start(
         format!("--service-account-issuer={server}"),
         format!("--service-account-key-file={}", s(&pki.sa_pub)),
         format!("--service-account-signing-key-file={}", s(&pki.sa_key)),
+        // `kubectl logs`: the node agent's kubelet port, at the node's InternalIP, verified
+        // against the cluster CA (node/kubelet.rs)
+        format!("--kubelet-client-certificate={}", s(&pki.apiserver_kubelet_client.cert_path)),
+        format!("--kubelet-client-key={}", s(&pki.apiserver_kubelet_client.key_path)),
+        format!("--kubelet-certificate-authority={}", s(&pki.ca_crt)),
+        "--kubelet-preferred-address-types=InternalIP".into(),
         "--enable-priority-and-fairness=false".into(),
         "--profiling=false".into(),
         "--v=1".into(),

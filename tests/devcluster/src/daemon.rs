@@ -132,6 +132,8 @@ async fn start(
         host_ip,
         api_port: cp.api_port,
         ca_crt: pki.ca_crt.clone(),
+        kubelet_cert: pki.kubelet.cert_path.clone(),
+        kubelet_key: pki.kubelet.key_path.clone(),
     };
     let mut node_task = tokio::spawn(node::run(cfg, node_stop.clone()));
     wait_ready(&client, cp, &mut node_task).await?;

@@ -37,6 +37,10 @@ pub struct Pki {
     pub admin: CertPair,
     pub controller_manager: CertPair,
     pub scheduler: CertPair,
+    /// The node agent's kubelet port (`kubectl logs`): its serving certificate, and the client
+    /// certificate kube-apiserver presents there.
+    pub kubelet: CertPair,
+    pub apiserver_kubelet_client: CertPair,
     /// ServiceAccount token signing key (private, PKCS#8) and its public half.
     pub sa_key: PathBuf,
     pub sa_pub: PathBuf,
@@ -97,6 +101,19 @@ pub fn generate(dir: &Path, host_ip: Ipv4Addr) -> Result<Pki, PkiError> {
     let controller_manager =
         client(Identity { file: "controller-manager", cn: "system:kube-controller-manager", org: None })?;
     let scheduler = client(Identity { file: "scheduler", cn: "system:kube-scheduler", org: None })?;
+    let apiserver_kubelet_client =
+        client(Identity { file: "apiserver-kubelet-client", cn: "kube-apiserver-kubelet-client", org: None })?;
+
+    // The API server reaches the kubelet port at the node's InternalIP (the bridge address).
+    let mut kubelet_params = CertificateParams::default();
+    kubelet_params.distinguished_name = dn(crate::daemon::NODE_NAME, None);
+    kubelet_params.subject_alt_names = vec![SanType::IpAddress(IpAddr::V4(host_ip))];
+    if let Ok(name) = crate::daemon::NODE_NAME.try_into() {
+        kubelet_params.subject_alt_names.push(SanType::DnsName(name));
+    }
+    kubelet_params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    kubelet_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let kubelet = sign(dir, "kubelet", kubelet_params, &ca)?;
 
     let sa = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(gen_err("ServiceAccount key"))?;
     let sa_key = write(dir, "sa.key", &sa.serialize_pem())?;
@@ -110,6 +127,8 @@ pub fn generate(dir: &Path, host_ip: Ipv4Addr) -> Result<Pki, PkiError> {
         admin,
         controller_manager,
         scheduler,
+        kubelet,
+        apiserver_kubelet_client,
         sa_key,
         sa_pub,
     })

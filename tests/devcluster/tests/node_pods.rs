@@ -174,3 +174,59 @@ async fn memory_empty_dir_is_a_tmpfs_and_deletion_stops_the_pod() {
     wait_for_named("pod mem gone", Duration::from_secs(30), || async { matches!(pods.get_opt("mem").await, Ok(None)) }).await;
     assert!(http_get(addr, "/healthz").await.is_none(), "process stopped");
 }
+
+/// `kubectl logs` and `kubectl logs -f` through the API server and the node agent's kubelet port.
+#[tokio::test]
+async fn kubectl_logs_and_follow_read_the_container_output() {
+    let c = cluster().await;
+    let ns = c.namespace("node-logs").await;
+    let pods: Api<Pod> = Api::namespaced(c.client(), &ns);
+    // busybox maps to the host's own programs: a shell that prints a numbered line per second
+    let spec = json!({
+        "containers": [{
+            "name": "ticker", "image": "busybox",
+            "command": ["sh", "-c", "echo first; i=0; while true; do i=$((i+1)); echo tick $i; sleep 1; done"],
+        }],
+        "terminationGracePeriodSeconds": 1,
+    });
+    pods.create(&PostParams::default(), &pod("ticker", spec)).await.unwrap();
+    wait_for_named("ticker to print tick 2", Duration::from_secs(60), || async {
+        c.logs(&ns, "ticker", "ticker").contains("tick 2")
+    })
+    .await;
+
+    let out = c.kubectl(&["logs", "-n", &ns, "ticker"]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "kubectl logs failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.starts_with("first\ntick 1\n"), "{text}");
+
+    let out = c.kubectl(&["logs", "-n", &ns, "ticker", "--tail=1"]).await;
+    let last = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(last.lines().count(), 1, "{last:?}");
+    assert!(last.starts_with("tick "), "{last:?}");
+
+    // -f streams lines written after it started
+    let mut follow = tokio::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(c.kubeconfig())
+        .args(["logs", "-f", "-n", &ns, "ticker"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("kubectl logs -f");
+    let seen_before: u32 = c.logs(&ns, "ticker", "ticker").lines().count() as u32;
+    let wanted = format!("tick {}", seen_before + 2);
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(follow.stdout.take().unwrap()));
+    let found = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line == wanted {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(found, Ok(true), "kubectl logs -f never showed {wanted:?}");
+    let _ = follow.kill().await;
+    pods.delete("ticker", &Default::default()).await.unwrap();
+}

@@ -8,6 +8,7 @@ mod apiproxy;
 mod containers;
 mod env;
 mod images;
+mod kubelet;
 mod netns;
 mod nodeport;
 mod pod;
@@ -48,6 +49,9 @@ pub struct NodeConfig {
     pub api_port: u16,
     /// The cluster CA certificate (PEM) given to pods as `ca.crt`.
     pub ca_crt: PathBuf,
+    /// The kubelet port's serving certificate and key (PEM), for `kubectl logs`.
+    pub kubelet_cert: PathBuf,
+    pub kubelet_key: PathBuf,
 }
 
 /// Errors of the node agent.
@@ -79,12 +83,27 @@ pub async fn run(cfg: NodeConfig, shutdown: CancellationToken) -> Result<(), Nod
     std::fs::create_dir_all(cfg.state_dir.join("node").join("pods"))
         .map_err(|source| NodeError::Io { path: cfg.state_dir.join("node"), source })?;
 
-    registration::register(&cfg.client, &cfg.node_name, cfg.host_ip, &cfg.pod_cidr).await?;
+    let kubelet_listener = kubelet::bind(cfg.host_ip).await?;
+    let kubelet_port = kubelet_listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    registration::register(&cfg.client, &cfg.node_name, cfg.host_ip, &cfg.pod_cidr, kubelet_port).await?;
     registration::renew_lease(&cfg.client, &cfg.node_name).await?;
     tracing::info!(node = %cfg.node_name, "node registered");
 
     let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(registration::heartbeat(cfg.client.clone(), cfg.node_name.clone(), cfg.host_ip, shutdown.clone())));
+    tasks.push(tokio::spawn(registration::heartbeat(
+        cfg.client.clone(),
+        cfg.node_name.clone(),
+        cfg.host_ip,
+        kubelet_port,
+        shutdown.clone(),
+    )));
+    let tls = kubelet::KubeletTls { ca_crt: cfg.ca_crt.clone(), cert: cfg.kubelet_cert.clone(), key: cfg.kubelet_key.clone() };
+    let (client, dir, stop) = (cfg.client.clone(), cfg.state_dir.clone(), shutdown.clone());
+    tasks.push(tokio::spawn(async move {
+        if let Err(e) = kubelet::serve(kubelet_listener, tls, client, dir, stop).await {
+            tracing::warn!(error = %e, "kubelet port (kubectl logs) not served");
+        }
+    }));
     if let Some(listener) = apiproxy::bind(cfg.host_ip, cfg.api_port).await {
         let target = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, cfg.api_port));
         tasks.push(tokio::spawn(apiproxy::forward(listener, target, shutdown.clone())));

@@ -46,7 +46,13 @@ impl Capacity {
 }
 
 /// Creates the Node if missing and sets its status to Ready.
-pub async fn register(client: &kube::Client, node_name: &str, host_ip: Ipv4Addr, pod_cidr: &str) -> Result<(), NodeError> {
+pub async fn register(
+    client: &kube::Client,
+    node_name: &str,
+    host_ip: Ipv4Addr,
+    pod_cidr: &str,
+    kubelet_port: u16,
+) -> Result<(), NodeError> {
     let nodes: Api<Node> = Api::all(client.clone());
     let node: Node = serde_json::from_value(json!({
         "apiVersion": "v1",
@@ -67,12 +73,13 @@ pub async fn register(client: &kube::Client, node_name: &str, host_ip: Ipv4Addr,
         Err(kube::Error::Api(e)) if e.code == 409 => {}
         Err(e) => return Err(e.into()),
     }
-    update_status(client, node_name, host_ip).await
+    update_status(client, node_name, host_ip, kubelet_port).await
 }
 
 /// Writes the node's status: Ready plus the pressure conditions a kubelet reports, capacity,
 /// addresses, and the heartbeat time.
-pub async fn update_status(client: &kube::Client, node_name: &str, host_ip: Ipv4Addr) -> Result<(), NodeError> {
+/// `kubelet_port`: where kube-apiserver fetches container logs (node/kubelet.rs).
+pub async fn update_status(client: &kube::Client, node_name: &str, host_ip: Ipv4Addr, kubelet_port: u16) -> Result<(), NodeError> {
     let nodes: Api<Node> = Api::all(client.clone());
     let now = Time(Timestamp::now());
     let cap = Capacity::of_this_machine();
@@ -111,7 +118,7 @@ pub async fn update_status(client: &kube::Client, node_name: &str, host_ip: Ipv4
                 { "type": "InternalIP", "address": host_ip.to_string() },
                 { "type": "Hostname", "address": node_name },
             ],
-            "daemonEndpoints": { "kubeletEndpoint": { "Port": 0 } },
+            "daemonEndpoints": { "kubeletEndpoint": { "Port": kubelet_port } },
             "nodeInfo": {
                 "machineID": "devcluster", "systemUUID": "devcluster", "bootID": "devcluster",
                 "kernelVersion": kernel_version(), "osImage": "devcluster", "containerRuntimeVersion": "devcluster://local-process",
@@ -149,7 +156,7 @@ pub async fn renew_lease(client: &kube::Client, node_name: &str) -> Result<(), N
 
 /// Registers the node, then renews the Lease and refreshes the status until shutdown.
 /// Errors after registration are logged and retried: a slow API server must not stop the node.
-pub async fn heartbeat(client: kube::Client, node_name: String, host_ip: Ipv4Addr, shutdown: CancellationToken) {
+pub async fn heartbeat(client: kube::Client, node_name: String, host_ip: Ipv4Addr, kubelet_port: u16, shutdown: CancellationToken) {
     let mut tick = tokio::time::interval(HEARTBEAT);
     loop {
         tokio::select! {
@@ -159,7 +166,7 @@ pub async fn heartbeat(client: kube::Client, node_name: String, host_ip: Ipv4Add
         if let Err(e) = renew_lease(&client, &node_name).await {
             tracing::warn!(error = %e, "node lease renewal failed");
         }
-        if let Err(e) = update_status(&client, &node_name, host_ip).await {
+        if let Err(e) = update_status(&client, &node_name, host_ip, kubelet_port).await {
             tracing::warn!(error = %e, "node status update failed");
         }
     }
