@@ -423,3 +423,26 @@ async fn api_unreachable_health_503_then_recovery_delivers_missed_changes() {
     let (st, snap) = get(&format!("{}/a-one", sessions_url(&hub, true)), Some(&ana)).await;
     assert_eq!((st, snap["phone_number"].as_str()), (200, Some("5491111111111")));
 }
+
+/// Many clients emitting `subscribe-session` the moment they connect (what the frontend and
+/// socket.io-client's buffered emits do): every one gets its snapshot. socketioxide runs the
+/// connect handler in a task spawned after CONNECT is sent, so handlers registered there could
+/// miss such an event; the hub registers them in a connect middleware instead. That race is
+/// rare (1 of 5,000 subscriptions in bench/hub-fanout under load; this burst did not hit it on
+/// the old code in two runs), so this is a burst check of the contract, not a reproduction.
+#[tokio::test]
+async fn events_emitted_on_connect_are_never_lost() {
+    const CLIENTS: usize = 300;
+    let e = env("hub-burst").await;
+    create_session(&e.client, &e.ns, "a-burst", "a").await;
+    let hub = HubProc::start(&e.kubeconfig, hs256_args(&e.files, &e.ns)).await;
+    let ana = token("ana", &["a"], "user", 600);
+    let mut b = Bridge::start().await;
+    for i in 0..CLIENTS {
+        let on_connect = vec![("subscribe-session".into(), json!({"instance_id": "a-burst"}))];
+        b.connect(&format!("c{i}"), &hub.url, Some(json!({"token": ana})), on_connect).await;
+    }
+    for i in 0..CLIENTS {
+        b.event(&format!("c{i}"), "session-status", Some("a-burst")).await;
+    }
+}

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 use socketioxide::SocketIo;
 use socketioxide::extract::{AckSender, Event, SocketRef, State, TryData};
+use socketioxide::handler::ConnectHandler;
 
 use crate::app::Hub;
 use crate::auth::Claims;
@@ -24,10 +25,17 @@ use crate::snapshot::{QR_EXPIRED_MESSAGE, Snapshot};
 struct Subscriptions(Arc<Mutex<HashSet<String>>>);
 
 pub fn register(io: &SocketIo, _hub: Arc<Hub>) {
-    io.ns("/", on_connect);
+    // Handlers are registered in a connect *middleware*: socketioxide awaits middlewares before
+    // it sends the CONNECT packet, but runs the connect handler in a task spawned after it. A
+    // client emitting right on `connect` (as the frontend and socket.io-client's buffered emits
+    // do) could otherwise reach a socket with no handlers yet, and the event would be lost.
+    io.ns("/", on_connect.with(prepare));
 }
 
-async fn on_connect(socket: SocketRef, TryData(auth): TryData<Value>, State(hub): State<Arc<Hub>>) {
+/// Before CONNECT is sent: event handlers, bookkeeping, and the handshake token (so an event
+/// that follows CONNECT at once is already authorized). Never refuses a connection: a bad
+/// token is answered after CONNECT, in [`on_connect`], like the `authenticate` event.
+async fn prepare(socket: SocketRef, TryData(auth): TryData<Value>, State(hub): State<Arc<Hub>>) -> Result<(), std::convert::Infallible> {
     hub.metrics.sockets_connected.inc();
     socket.extensions.insert(Subscriptions::default());
     socket.on_disconnect(on_disconnect);
@@ -36,9 +44,25 @@ async fn on_connect(socket: SocketRef, TryData(auth): TryData<Value>, State(hub)
     socket.on("unsubscribe-session", on_unsubscribe);
     socket.on("request-qr", on_request_qr);
     socket.on_fallback(on_unknown);
+    if let Some(token) = handshake_token(auth)
+        && let Ok(claims) = hub.jwt.verify(&token)
+    {
+        socket.extensions.insert(Arc::new(claims));
+    }
+    Ok(())
+}
 
-    let handshake_token = auth.ok().as_ref().and_then(|a| a.get("token")).and_then(|t| t.as_str()).map(str::to_owned);
-    if let Some(token) = handshake_token {
+fn handshake_token(auth: Result<Value, impl std::fmt::Debug>) -> Option<String> {
+    auth.ok().as_ref().and_then(|a| a.get("token")).and_then(|t| t.as_str()).map(str::to_owned)
+}
+
+async fn on_connect(socket: SocketRef, TryData(auth): TryData<Value>, State(hub): State<Arc<Hub>>) {
+    if socket.extensions.get::<Arc<Claims>>().is_some() {
+        let _ = socket.emit("authenticated", &serde_json::json!({"success": true}));
+        return;
+    }
+    if let Some(token) = handshake_token(auth) {
+        // Refused in `prepare`: verify again to emit the reason.
         authenticate(&socket, &hub, &token, None);
     }
     if socket.extensions.get::<Arc<Claims>>().is_none() {
