@@ -12,8 +12,7 @@ export TEST_STATE ?= $(CACHE)/state/test
 export WA_BIN_DIR := $(BIN)
 export DEVCLUSTER_BIN := $(BIN)/devcluster
 
-.PHONY: all deps control-plane build frontend crds test test-unit test-integration test-frontend test-e2e \
-        cluster-up cluster-down demo demo-down bench clean
+.PHONY: all deps control-plane build frontend crds test cluster-up cluster-down demo demo-down clean
 
 all: build
 
