@@ -261,7 +261,7 @@ async fn follow<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         }
         idle_ticks += 1;
         // Nothing new for 2 s: is there still a container that could write?
-        if idle_ticks % 10 == 0 && container_done(&pods, req).await {
+        if idle_ticks.is_multiple_of(10) && container_done(&pods, req).await {
             return Ok(());
         }
     }
@@ -295,7 +295,7 @@ mod tests {
         assert_eq!((r.namespace.as_str(), r.pod.as_str(), r.container.as_str()), ("ns1", "web-0", "main"));
         assert!(r.follow);
         assert_eq!(r.tail_lines, Some(5));
-        assert_eq!(parse_target("/containerLogs/ns1/web-0/main").unwrap().follow, false);
+        assert!(!parse_target("/containerLogs/ns1/web-0/main").unwrap().follow);
         assert!(parse_target("/exec/ns1/web-0/main").is_none());
         assert!(parse_target("/containerLogs/ns1/web-0").is_none());
         assert!(parse_target("/containerLogs/ns1/../main").is_none());
