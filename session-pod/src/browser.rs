@@ -33,6 +33,20 @@ const MIN_DEV_SHM: u64 = 128 * 1024 * 1024;
 /// Resource types not needed to log in and keep the session: skipping them saves memory.
 const BLOCKED_TYPES: [ResourceType; 3] = [ResourceType::Image, ResourceType::Media, ResourceType::Font];
 
+/// Chromium features switched off (`--disable-features`).
+const DISABLED_FEATURES: [&str; 10] = [
+    "IsolateOrigins",
+    "site-per-process",
+    "SpareRendererForSitePerProcess",
+    "PreloadTopChromeWebUI",
+    "WebUIOmniboxPopup",
+    "WebUIOmniboxAimPopup",
+    "Translate",
+    "MediaRouter",
+    "OptimizationHints",
+    "AudioServiceOutOfProcess",
+];
+
 /// Chromium's command line. We pass our own list (chromiumoxide's defaults include
 /// `--enable-automation`, which sets `navigator.webdriver` and which WhatsApp Web can see).
 pub fn chromium_args(cfg: &Config) -> Vec<String> {
@@ -41,9 +55,19 @@ pub fn chromium_args(cfg: &Config) -> Vec<String> {
         format!("--user-agent={}", cfg.user_agent),
         // navigator.webdriver = false, as whatsapp-web.js does.
         "--disable-blink-features=AutomationControlled".into(),
-        // Memory: at most two renderers, no GPU process work, a tiny HTTP cache (0 would mean
-        // "default size" to Chromium; WhatsApp Web keeps its app in Cache Storage anyway).
-        "--renderer-process-limit=2".into(),
+        // Memory (see docs/session-agent.md for the measured effect of each):
+        // - one renderer: the agent drives one page of one site;
+        "--renderer-process-limit=1".into(),
+        // - no site isolation: the only site is WhatsApp Web and the pod is the security
+        //   boundary (the sandbox is off anyway), so cross-site frames need no processes of
+        //   their own;
+        "--disable-site-isolation-trials".into(),
+        // - the GPU and network services run inside the browser process instead of two
+        //   processes of their own (no GPU work is done: --disable-gpu);
+        "--in-process-gpu".into(),
+        "--enable-features=NetworkServiceInProcess2".into(),
+        // - a tiny HTTP cache (0 would mean "default size" to Chromium; WhatsApp Web keeps its
+        //   app in Cache Storage anyway);
         "--disk-cache-size=1048576".into(),
         "--disable-gpu".into(),
         "--disable-software-rasterizer".into(),
@@ -56,7 +80,14 @@ pub fn chromium_args(cfg: &Config) -> Vec<String> {
         "--disable-sync".into(),
         "--disable-default-apps".into(),
         "--disable-breakpad".into(),
-        "--disable-features=Translate,MediaRouter,OptimizationHints".into(),
+        "--disable-client-side-phishing-detection".into(),
+        "--disable-domain-reliability".into(),
+        // Features off: site isolation (above); the spare renderer Chromium keeps warm for the
+        // next navigation and the omnibox WebUI it preloads even when headless (each a
+        // renderer of ~170 MB RSS here); features the page does not need; and the audio
+        // service's own process (WhatsApp Web plays notification sounds: muted, they would
+        // still start it).
+        format!("--disable-features={}", DISABLED_FEATURES.join(",")),
         "--metrics-recording-only".into(),
         "--password-store=basic".into(),
         "--use-mock-keychain".into(),
@@ -75,6 +106,11 @@ pub fn chromium_args(cfg: &Config) -> Vec<String> {
         "--window-size=1280,800".into(),
     ]
     .into();
+    if cfg.js_heap_mb > 0 {
+        // A runaway page then crashes its renderer (the agent relaunches and restores from
+        // the profile) before the pod's memory limit kills everything.
+        args.push(format!("--js-flags=--max-old-space-size={}", cfg.js_heap_mb));
+    }
     if dev_shm_size().is_some_and(|size| size < MIN_DEV_SHM) {
         args.push("--disable-dev-shm-usage".into());
     }
@@ -138,7 +174,9 @@ impl BrowserSession {
             .viewport(None)
             .build()
             .map_err(Error::Launch)?;
+        let t0 = std::time::Instant::now();
         let (mut browser, mut handler) = Browser::launch(config).await.map_err(|e| Error::Launch(e.to_string()))?;
+        tracing::debug!(ms = t0.elapsed().as_millis() as u64, "Chromium launched (DevTools connected)");
         let pid = browser.get_mut_child().and_then(|c| c.as_mut_inner().id());
         let (gone_tx, gone) = watch::channel(false);
         let gone_tx = Arc::new(gone_tx);
@@ -152,7 +190,9 @@ impl BrowserSession {
             }
             let _ = gone_tx.send(true);
         });
-        match open_page(&browser, cfg, gone_tx2).await {
+        let opened = open_page(&browser, cfg, gone_tx2).await;
+        tracing::debug!(ms = t0.elapsed().as_millis() as u64, "page ready (bindings, listeners, interception)");
+        match opened {
             Ok((page, notifications, aux)) => Ok(Self {
                 browser,
                 page,
@@ -262,9 +302,11 @@ impl BrowserSession {
 type Aux = Vec<JoinHandle<()>>;
 
 async fn open_page(browser: &Browser, cfg: &Config, gone: Arc<watch::Sender<bool>>) -> Result<(Page, mpsc::Receiver<String>, Aux)> {
+    let t0 = std::time::Instant::now();
     let page = tokio::time::timeout(cfg.cdp_timeout, browser.new_page("about:blank"))
         .await
         .map_err(|_| Error::ScriptTimeout { script: "Target.createTarget", secs: cfg.cdp_timeout.as_secs_f64() })??;
+    tracing::debug!(ms = t0.elapsed().as_millis() as u64, "page target created");
     // The initial tab Chromium opens by itself would cost a renderer: close it.
     if let Ok(pages) = browser.pages().await {
         for other in pages {
@@ -273,6 +315,7 @@ async fn open_page(browser: &Browser, cfg: &Config, gone: Arc<watch::Sender<bool
             }
         }
     }
+    tracing::debug!(ms = t0.elapsed().as_millis() as u64, "initial tab closed");
     let mut aux = Vec::new();
     // Page -> agent wake-ups (Runtime.addBinding survives navigations).
     page.execute(AddBindingParams::new(NOTIFY_BINDING)).await?;

@@ -30,9 +30,14 @@ pub struct Config {
     #[arg(long, env = "WA_DATA_DIR", default_value = "/data")]
     pub data_dir: PathBuf,
 
-    /// Chromium executable.
-    #[arg(long, env = "CHROMIUM_PATH", default_value = "/usr/bin/chromium")]
+    /// Chromium executable. Default: Debian's real binary when present, else its launcher.
+    #[arg(long, env = "CHROMIUM_PATH", default_value_os_t = default_chromium())]
     pub chromium_path: PathBuf,
+
+    /// V8 old-space limit of the page's renderer in MiB (`--js-flags=--max-old-space-size`);
+    /// 0 leaves V8's default, which is sized from the host's memory, not the pod's limit.
+    #[arg(long, env = "WA_JS_HEAP_MB", default_value_t = 512)]
+    pub js_heap_mb: u32,
 
     /// Address of /livez, /readyz and /metrics.
     #[arg(long, env = "WA_HTTP_ADDR", default_value = "0.0.0.0:8080")]
@@ -100,6 +105,16 @@ pub struct Config {
     pub shutdown_timeout: Duration,
 }
 
+/// Debian's `/usr/bin/chromium` is a shell launcher that sources `/etc/chromium.d/*`, which
+/// adds flags of its own (`--enable-gpu-rasterization`, `--load-extension=…`,
+/// `--enable-remote-extensions`, …) and costs a shell; the binary it ends up running is
+/// `/usr/lib/chromium/chromium`. Launch that directly when it is there.
+const CHROMIUM_CANDIDATES: [&str; 2] = ["/usr/lib/chromium/chromium", "/usr/bin/chromium"];
+
+fn default_chromium() -> PathBuf {
+    CHROMIUM_CANDIDATES.iter().map(PathBuf::from).find(|p| p.is_file()).unwrap_or_else(|| PathBuf::from(CHROMIUM_CANDIDATES[1]))
+}
+
 /// Parses `250ms`, `5s`, `2m` or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -135,7 +150,8 @@ mod tests {
         let c = Config::try_parse_from(["wa-session", "--session-name", "s", "--session-namespace", "n"])
             .expect("parses");
         assert_eq!(c.data_dir, PathBuf::from("/data"));
-        assert_eq!(c.chromium_path, PathBuf::from("/usr/bin/chromium"));
+        assert!(CHROMIUM_CANDIDATES.iter().any(|p| c.chromium_path == PathBuf::from(p)), "{:?}", c.chromium_path);
+        assert_eq!(c.js_heap_mb, 512);
         assert_eq!(c.http_addr.to_string(), "0.0.0.0:8080");
         assert!(!c.user_agent.contains("Headless"));
     }

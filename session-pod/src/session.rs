@@ -29,6 +29,8 @@ const CORRUPT_AFTER_FAILED_LAUNCHES: u32 = 2;
 const STABLE_AFTER: Duration = Duration::from_secs(60);
 /// How long a logout may take on the page before the profile is wiped anyway.
 const LOGOUT_TIMEOUT: Duration = Duration::from_secs(20);
+/// Poll interval while the page loads (before its listeners are installed).
+const LOADING_POLL: Duration = Duration::from_millis(100);
 /// Beat of the loop while idle (keeps /livez honest).
 const IDLE_BEAT: Duration = Duration::from_secs(5);
 
@@ -223,7 +225,9 @@ impl Agent {
     /// Polls and drives the page until something ends this browser's life.
     async fn drive(&mut self, b: &mut BrowserSession) -> Outcome {
         let started = Instant::now();
-        let mut poll = tokio::time::interval(self.cfg.poll_interval);
+        // Until WhatsApp Web has booted the page's listeners (which wake the loop on every
+        // change) are not installed: poll quickly so a restore is not held up by the interval.
+        let mut poll = tokio::time::interval(self.cfg.poll_interval.min(LOADING_POLL));
         poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut hangs = 0u32;
         let mut loaded_once = false;
@@ -263,6 +267,11 @@ impl Agent {
                     Snapshot::default()
                 }
             };
+            if snap.loaded && !loaded_once && self.cfg.poll_interval > LOADING_POLL {
+                poll = tokio::time::interval(self.cfg.poll_interval);
+                poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                poll.reset();
+            }
             loaded_once |= snap.loaded;
             self.health.set_ready(snap.loaded);
             if !loaded_once && started.elapsed() > self.cfg.page_load_timeout {

@@ -82,7 +82,8 @@ impl AgentStatus {
 /// What the session loop must do after an observation.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Effects {
-    /// A new QR: publish without coalescing.
+    /// A new QR, or the session just became connected: publish without coalescing (the
+    /// first is time-limited, the second ends a login or a restore someone is waiting on).
     pub urgent: bool,
     /// The account was opened elsewhere: take over after the configured delay.
     pub conflict: bool,
@@ -208,6 +209,9 @@ impl Machine {
             }
             PageState::Connected => {
                 self.seen_connected = true;
+                if self.status.status != SessionState::Connected {
+                    fx.urgent = true;
+                }
                 if self.status.status != SessionState::Connected || self.status.connected_at.is_none() {
                     self.status.connected_at = Some(at.clone());
                 }
@@ -297,13 +301,13 @@ mod tests {
         let mut c = snap("CONNECTED", None);
         c.phone = Some("5491122334455".into());
         c.push_name = Some("Ana".into());
-        m.observe(&c, t(42));
+        assert!(m.observe(&c, t(42)).urgent, "becoming connected is published at once");
         assert_eq!(m.status.status, SessionState::Connected);
         assert_eq!(m.status.phone_number.as_deref(), Some("5491122334455"));
         assert_eq!(m.status.connected_at, Some(t(42)));
         assert!(m.status.authenticated());
         // connectedAt does not move while connected.
-        m.observe(&c, t(50));
+        assert!(!m.observe(&c, t(50)).urgent);
         assert_eq!(m.status.connected_at, Some(t(42)));
     }
 

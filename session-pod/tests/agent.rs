@@ -392,3 +392,48 @@ async fn session_credentials_cannot_touch_another_sessions_cr() {
     // And while A's agent ran, B still was never written.
     assert_eq!(api.get("b").await.expect("CR b").metadata.resource_version, b_before.metadata.resource_version);
 }
+
+#[tokio::test]
+async fn chromium_runs_the_real_binary_with_the_low_memory_flags() {
+    let f = Fixture::new("agent-flags").await;
+    let agent = f.agent();
+    wait_status(&f.api, "s1", "first QR", T, |s| s.qr.is_some()).await;
+    let pids = agent.chromium_pids();
+    let browser = pids.iter().copied().find(|p| chromium_kind(*p) == "browser").expect("the browser process");
+    let args = cmdline(browser);
+    // Debian's launcher script (/usr/bin/chromium) would add flags of its own from /etc/chromium.d.
+    let exe = std::fs::read_link(format!("/proc/{browser}/exe")).expect("exe");
+    if std::path::Path::new("/usr/lib/chromium/chromium").is_file() && std::env::var_os("CHROMIUM_PATH").is_none() {
+        assert_eq!(exe, std::path::PathBuf::from("/usr/lib/chromium/chromium"));
+        assert_eq!(args[0], "/usr/lib/chromium/chromium");
+    }
+    for wrapper_flag in ["--enable-gpu-rasterization", "--enable-remote-extensions", "--show-component-extension-options"] {
+        assert!(!args.iter().any(|a| a.starts_with(wrapper_flag)), "{wrapper_flag} from the launcher script: {args:?}");
+    }
+    // Each flag as Chromium sees it (chromiumoxide adds the dashes: "----x" would be ignored).
+    for flag in [
+        "--headless",
+        "--no-sandbox",
+        "--no-zygote",
+        "--renderer-process-limit=1",
+        "--disable-site-isolation-trials",
+        "--in-process-gpu",
+        "--enable-features=NetworkServiceInProcess2",
+        "--disable-gpu",
+        "--disable-extensions",
+        "--disable-background-networking",
+        "--js-flags=--max-old-space-size=512",
+        "--disable-blink-features=AutomationControlled",
+    ] {
+        assert!(args.iter().any(|a| a == flag), "{flag} missing: {args:?}");
+    }
+    let disabled = args.iter().find_map(|a| a.strip_prefix("--disable-features=")).expect("--disable-features");
+    for feature in ["IsolateOrigins", "site-per-process", "SpareRendererForSitePerProcess", "PreloadTopChromeWebUI", "WebUIOmniboxPopup", "WebUIOmniboxAimPopup"] {
+        assert!(disabled.split(',').any(|f| f == feature), "{feature} not disabled: {disabled}");
+    }
+    assert!(!args.iter().any(|a| a.starts_with("----")), "a flag passed with its dashes: {args:?}");
+    // What the flags are for: no GPU or network-service processes, one renderer.
+    let kinds: Vec<String> = pids.iter().map(|p| chromium_kind(*p)).collect();
+    assert!(!kinds.iter().any(|k| k == "gpu-process" || k.contains("NetworkService")), "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| *k == "renderer").count(), 1, "{kinds:?}");
+}

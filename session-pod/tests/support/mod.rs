@@ -239,6 +239,52 @@ pub fn chromium_pids(profile: &Path) -> Vec<u32> {
     pids
 }
 
+/// A `kB` field of `/proc/<pid>/smaps_rollup` (e.g. `Pss`), summed over `pids`.
+pub fn smaps_kb(pids: &[u32], field: &str) -> u64 {
+    let prefix = format!("{field}:");
+    pids.iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok())
+        .map(|s| {
+            s.lines()
+                .filter(|l| l.starts_with(&prefix))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .sum::<u64>()
+        })
+        .sum()
+}
+
+/// Proportional set size (kB): shared pages divided among the processes mapping them, so
+/// Chromium's binary, mapped by each of its processes, counts once across the tree (but also
+/// gets split with any other Chromium on the host).
+pub fn pss_kb(pids: &[u32]) -> u64 {
+    smaps_kb(pids, "Pss")
+}
+
+/// Unique set size (kB): pages only one process maps; what killing the tree would free.
+pub fn uss_kb(pids: &[u32]) -> u64 {
+    smaps_kb(pids, "Private_Clean") + smaps_kb(pids, "Private_Dirty")
+}
+
+/// The command line of a process, one argument per element.
+pub fn cmdline(pid: u32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| b.split(|c| *c == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect())
+        .unwrap_or_default()
+}
+
+/// What a Chromium process is: `browser`, or its `--type=` (`renderer`, `utility:<service>`,
+/// ...). Chromium's child processes rewrite their command line as one space-separated
+/// string, so this looks for the switches in the joined text.
+pub fn chromium_kind(pid: u32) -> String {
+    let text = cmdline(pid).join(" ");
+    let switch = |name: &str| text.split(' ').find_map(|a| a.strip_prefix(name)).map(str::to_string);
+    match (switch("--type="), switch("--utility-sub-type=")) {
+        (Some(t), Some(sub)) => format!("{t}:{sub}"),
+        (Some(t), None) => t,
+        (None, _) => "browser".into(),
+    }
+}
+
 /// Resident memory (kB) of the given processes.
 pub fn rss_kb(pids: &[u32]) -> u64 {
     pids.iter()
