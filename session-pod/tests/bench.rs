@@ -11,6 +11,12 @@ use support::*;
 
 const T: Duration = Duration::from_secs(60);
 
+/// The harness polls the page every 200 ms to keep tests short; the figures use the agent's
+/// default (1 s) so that they describe a real session pod.
+fn production_poll() -> Vec<(&'static str, String)> {
+    vec![("WA_POLL_INTERVAL", "1s".into())]
+}
+
 /// The `p`th percentile (nearest rank).
 fn pct(v: &[Duration], p: usize) -> Duration {
     let mut v = v.to_vec();
@@ -47,7 +53,7 @@ async fn agent_figures() {
         let api = create_session(c, &ns, &name).await;
         let tmp = tempfile::tempdir().expect("tmp");
         let started = Instant::now();
-        let agent = Agent::start(AgentOpts { ns: &ns, name: &name, url: &fake.url(), data_dir: &tmp.path().join("data"), kubeconfig: c.kubeconfig(), extra_env: vec![] });
+        let agent = Agent::start(AgentOpts { ns: &ns, name: &name, url: &fake.url(), data_dir: &tmp.path().join("data"), kubeconfig: c.kubeconfig(), extra_env: production_poll() });
         let deadline = Instant::now() + T;
         loop {
             if api.get(&name).await.ok().and_then(|cr| cr.status).is_some_and(|s| s.qr.is_some()) {
@@ -65,7 +71,7 @@ async fn agent_figures() {
     let tmp = tempfile::tempdir().expect("tmp");
     let data = tmp.path().join("data");
     let fake_url = fake.url();
-    let opts = || AgentOpts { ns: &ns, name: "s1", url: &fake_url, data_dir: &data, kubeconfig: c.kubeconfig(), extra_env: vec![] };
+    let opts = || AgentOpts { ns: &ns, name: "s1", url: &fake_url, data_dir: &data, kubeconfig: c.kubeconfig(), extra_env: production_poll() };
     let mut agent = Agent::start(opts());
     poll_until(&api, |s| s.qr.is_some()).await;
     let qr = api.get("s1").await.expect("get").status.and_then(|s| s.qr).expect("qr");
