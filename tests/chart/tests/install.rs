@@ -196,7 +196,7 @@ impl<'a> Release<'a> {
     }
 
     /// `helm uninstall`, then waits until, of what the chart or the operator creates in the
-    /// namespace, only `expected` is left.
+    /// namespace, only `expected` is left (besides the tolerated [`OPERATOR_LEASE`]).
     async fn uninstall_leaving_only(&self, mut expected: Vec<String>) {
         expected.sort();
         self.helm(&["uninstall", self.name, "-n", &self.ns, "--wait", "--timeout", "2m"]);
@@ -211,6 +211,9 @@ impl<'a> Release<'a> {
                 .map(|o| format!("{}/{}", o["kind"].as_str().unwrap_or(""), o["metadata"]["name"].as_str().unwrap_or("")))
                 // The namespace's own default ServiceAccount is not the chart's.
                 .filter(|o| o != "ServiceAccount/default")
+                // Whether the operator managed to delete its Lease depends on timing (see
+                // OPERATOR_LEASE): tolerated either way.
+                .filter(|o| o != OPERATOR_LEASE)
                 .collect();
             left.sort();
             if left == expected {
@@ -231,8 +234,12 @@ async fn hub_get(http: &reqwest::Client, hub: &str, token: &str, path: &str) -> 
     r.json::<Value>().await.ok()
 }
 
-/// The operator's leader-election Lease, created by the operator (not by helm). Until the
-/// operator deletes it on shutdown it outlives the release.
+/// The operator's leader-election Lease. The operator deletes it on SIGTERM (since 4a55760; the
+/// chart grants `delete`), which works on `helm upgrade`, but `helm uninstall` deletes the Role
+/// and RoleBinding right after the Deployment, before the garbage collector has deleted the
+/// operator pod: when the pod gets its SIGTERM it is refused (403 "cannot get resource leases",
+/// seen in the operator log) and the Lease stays. Tolerated until the Lease's lifetime no longer
+/// depends on that order (e.g. an ownerReference from the Lease to the operator's Pod).
 const OPERATOR_LEASE: &str = "Lease/whatsapp-operator";
 
 /// The chart installed, upgraded and uninstalled without any session: both Deployments become
@@ -263,7 +270,7 @@ async fn helm_install_upgrade_and_uninstall() {
     for h in release.upgrade_to_two_hubs().await {
         wait_for_value("the token accepted by each hub", Duration::from_secs(30), || hub_get(&http, &h, &token, "sessions")).await;
     }
-    release.uninstall_leaving_only(vec![OPERATOR_LEASE.into()]).await;
+    release.uninstall_leaving_only(vec![]).await;
 }
 
 /// A session's whole lifecycle under the installed chart: created with `kubectl apply`, a QR
@@ -326,7 +333,7 @@ async fn helm_install_session_lifecycle_upgrade_and_uninstall() {
     // Delete the session (Retain), then uninstall: only the PVC stays.
     kubectl_ok(cluster, &["delete", "wa", "-n", ns, SESSION, "--timeout=90s"]).await;
     let pvc = format!("wa-{SESSION}-data");
-    release.uninstall_leaving_only(vec![OPERATOR_LEASE.into(), format!("PersistentVolumeClaim/{pvc}")]).await;
+    release.uninstall_leaving_only(vec![format!("PersistentVolumeClaim/{pvc}")]).await;
     let pvc = kubectl_json(cluster, &["get", "pvc", "-n", ns, &pvc]).await;
     assert!(pvc["metadata"]["ownerReferences"].as_array().is_none_or(|o| o.is_empty()), "retained PVC still owned: {pvc}");
 }
