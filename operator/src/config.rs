@@ -83,6 +83,13 @@ pub struct Config {
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
 
+    /// UID of the operator's own Pod (downward API `metadata.uid`). With POD_NAME it makes the
+    /// Pod the owner of the Lease while this replica holds it, so the garbage collector removes
+    /// the Lease with the Pod even when the operator cannot (`helm uninstall` deletes the RBAC
+    /// before the Pod gets SIGTERM; SIGKILL).
+    #[arg(long, env = "POD_UID")]
+    pub pod_uid: Option<String>,
+
     /// Maximum number of sessions reconciled at the same time (0 = unlimited).
     #[arg(long, env = "WA_RECONCILE_CONCURRENCY", default_value_t = 16)]
     pub concurrency: u16,

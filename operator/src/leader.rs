@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, OwnerReference};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ObjectMeta, PostParams, Preconditions};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -35,6 +35,8 @@ pub struct LeaseLock {
     name: String,
     identity: String,
     duration: Duration,
+    /// The holder's Pod, set as the Lease's only owner while it holds it (see `--pod-uid`).
+    owner: Option<OwnerReference>,
 }
 
 /// What this replica last saw of the Lease and since when, for expiry (see the module doc).
@@ -98,8 +100,14 @@ fn conflict(e: &kube::Error) -> bool {
 }
 
 impl LeaseLock {
-    pub fn new(client: Client, namespace: &str, name: &str, identity: &str, duration: Duration) -> Self {
-        LeaseLock { api: Api::namespaced(client, namespace), name: name.into(), identity: identity.into(), duration }
+    pub fn new(client: Client, namespace: &str, name: &str, identity: &str, duration: Duration, owner: Option<OwnerReference>) -> Self {
+        LeaseLock { api: Api::namespaced(client, namespace), name: name.into(), identity: identity.into(), duration, owner }
+    }
+
+    /// The Lease's owners while we hold it: our Pod only (a previous holder's Pod must not take
+    /// our Lease with it), none without a Pod.
+    fn owners(&self) -> Option<Vec<OwnerReference>> {
+        self.owner.clone().map(|o| vec![o])
     }
 
     /// How often the holder renews and a standby re-checks: a third of the duration, ≥ 1 s.
@@ -126,7 +134,7 @@ impl LeaseLock {
         let retry = self.retry_period();
         let Some(mut lease) = self.api.get_opt(&self.name).await? else {
             let lease = Lease {
-                metadata: ObjectMeta { name: Some(self.name.clone()), ..Default::default() },
+                metadata: ObjectMeta { name: Some(self.name.clone()), owner_references: self.owners(), ..Default::default() },
                 spec: Some(LeaseSpec { lease_transitions: Some(0), ..self.held_spec(None) }),
             };
             return match self.api.create(&PostParams::default(), &lease).await {
@@ -141,6 +149,7 @@ impl LeaseLock {
             Decision::Renew | Decision::Take => {
                 // replace carries the resourceVersion read above: a concurrent writer makes it fail.
                 lease.spec = Some(self.held_spec(lease.spec.as_ref()));
+                lease.metadata.owner_references = self.owners();
                 match self.api.replace(&self.name, &PostParams::default(), &lease).await {
                     Ok(_) => Ok(Attempt::Held),
                     Err(e) if conflict(&e) => Ok(Attempt::NotHeld { holder: None, retry_in: Duration::ZERO }),
@@ -208,8 +217,15 @@ pub struct Leadership {
 }
 
 /// Joins the election; returns once this replica holds the Lease.
-pub async fn acquire(client: Client, namespace: &str, name: &str, identity: &str, duration_secs: u64) -> Result<Leadership> {
-    let lock = LeaseLock::new(client, namespace, name, identity, Duration::from_secs(duration_secs.max(1)));
+pub async fn acquire(
+    client: Client,
+    namespace: &str,
+    name: &str,
+    identity: &str,
+    duration_secs: u64,
+    owner: Option<OwnerReference>,
+) -> Result<Leadership> {
+    let lock = LeaseLock::new(client, namespace, name, identity, Duration::from_secs(duration_secs.max(1)), owner);
     tracing::info!(lease = name, namespace, identity, "waiting for leadership");
     let mut changes = lock.changes();
     let mut observed = Observed::default();

@@ -3,6 +3,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::client::ClientBuilder;
 use operator::children::Settings;
 use operator::config::Config;
@@ -63,8 +64,19 @@ async fn main() -> anyhow::Result<()> {
             .filter(|s| !s.is_empty())
             .or_else(|| std::env::var("POD_NAMESPACE").ok().filter(|s| !s.is_empty()))
             .unwrap_or(default_ns);
+        // Our Pod owns the Lease while we hold it (garbage-collected with the Pod).
+        let owner = match (cfg.identity.as_deref(), cfg.pod_uid.as_deref()) {
+            (Some(pod), Some(uid)) if !pod.is_empty() && !uid.is_empty() => Some(OwnerReference {
+                api_version: "v1".into(),
+                kind: "Pod".into(),
+                name: pod.into(),
+                uid: uid.into(),
+                ..Default::default()
+            }),
+            _ => None,
+        };
         let acquired = tokio::select! {
-            l = acquire(client.clone(), &lease_ns, &cfg.lease_name, &identity, cfg.lease_duration_seconds) => l?,
+            l = acquire(client.clone(), &lease_ns, &cfg.lease_name, &identity, cfg.lease_duration_seconds, owner) => l?,
             _ = shutdown_signal() => return Ok(()),
         };
         Some(acquired)

@@ -479,3 +479,40 @@ async fn deleting_the_namespace_of_sessions_is_quiet() {
     assert_eq!(errors_after, errors_before, "reconcile errors while the namespace went: {noisy:#?}");
     assert!(noisy.is_empty(), "warnings or errors while the namespace went: {noisy:#?}");
 }
+
+/// Whatever happens to the process, the Lease goes with the operator's Pod: `helm uninstall`
+/// deletes the operator's RBAC before its Pod gets SIGTERM, so only the garbage collector can.
+#[tokio::test]
+async fn the_lease_is_owned_by_the_holders_pod_and_goes_with_it() {
+    let (cluster, client, ns) = setup("op-leaseown").await;
+    // A Pod object standing for the operator's own (the operator runs as a host process here).
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), &ns);
+    let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": { "name": "wa-operator-0" },
+        "spec": { "containers": [{ "name": "operator", "image": STAND_IN_IMAGE }], "terminationGracePeriodSeconds": 1 },
+    }))
+    .expect("pod json");
+    let uid = pods.create(&PostParams::default(), &pod).await.expect("create pod").uid().expect("uid");
+    let flags = ["--leader-election=true", "--lease-namespace", &ns, "--lease-duration-seconds", "60"];
+    let mut op = Operator::start_with_env(cluster, &ns, "wa-operator-0", &flags, &[("POD_UID", &uid)]).await;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
+    let lease = wait_for_value("the Lease held by the operator", READY_TIMEOUT, || async {
+        let l = leases.get_opt("whatsapp-operator").await.ok().flatten()?;
+        (l.spec.as_ref()?.holder_identity.as_deref() == Some("wa-operator-0")).then_some(l)
+    })
+    .await;
+    let owners = lease.owner_references();
+    assert_eq!(owners.len(), 1, "{owners:?}");
+    assert_eq!((owners[0].kind.as_str(), owners[0].name.as_str(), owners[0].uid.as_str()), ("Pod", "wa-operator-0", uid.as_str()));
+
+    // No chance to release: the Lease is still there, held...
+    op.kill().await;
+    assert!(leases.get_opt("whatsapp-operator").await.expect("get").is_some());
+    // ...until its Pod is deleted.
+    pods.delete("wa-operator-0", &DeleteParams::default()).await.expect("delete pod");
+    wait_for_named("the garbage collector to delete the Lease with the Pod", GONE_TIMEOUT, || async {
+        matches!(leases.get_opt("whatsapp-operator").await, Ok(None))
+    })
+    .await;
+}

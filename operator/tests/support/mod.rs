@@ -61,6 +61,11 @@ impl Operator {
     }
 
     pub async fn start_as(cluster: &TestCluster, ns: &str, id: &str, extra: &[&str]) -> Operator {
+        Self::start_with_env(cluster, ns, id, extra, &[]).await
+    }
+
+    /// As [`Operator::start_as`], with extra environment variables (e.g. `POD_UID`).
+    pub async fn start_with_env(cluster: &TestCluster, ns: &str, id: &str, extra: &[&str], envs: &[(&str, &str)]) -> Operator {
         let metrics_port = free_port();
         let log = std::env::temp_dir().join(format!("wa-operator-{ns}-{id}-{metrics_port}.log"));
         let file = std::fs::File::create(&log).expect("log file");
@@ -89,6 +94,8 @@ impl Operator {
             .env("RUST_LOG", "info,operator=debug,kube=warn")
             .env_remove("WATCH_NAMESPACE")
             .env_remove("WA_SESSION_IMAGE")
+            .env_remove("POD_UID")
+            .envs(envs.iter().copied())
             .stdout(file.try_clone().expect("dup log"))
             .stderr(file)
             .stdin(Stdio::null())
