@@ -196,7 +196,11 @@ impl<'a> Release<'a> {
     }
 
     /// `helm uninstall`, then waits until, of what the chart or the operator creates in the
-    /// namespace, only `expected` is left (besides the tolerated [`OPERATOR_LEASE`]).
+    /// namespace, only `expected` is left. That includes the operator's leader-election Lease,
+    /// which the operator creates, not helm: the holder deletes it on SIGTERM (the chart grants
+    /// `delete`), and since `helm uninstall` deletes the Role before the operator Pod gets SIGTERM
+    /// (that delete is then refused), the holder's Pod also owns the Lease (`POD_UID`), so the
+    /// garbage collector removes it with the Pod.
     async fn uninstall_leaving_only(&self, mut expected: Vec<String>) {
         expected.sort();
         self.helm(&["uninstall", self.name, "-n", &self.ns, "--wait", "--timeout", "2m"]);
@@ -211,9 +215,6 @@ impl<'a> Release<'a> {
                 .map(|o| format!("{}/{}", o["kind"].as_str().unwrap_or(""), o["metadata"]["name"].as_str().unwrap_or("")))
                 // The namespace's own default ServiceAccount is not the chart's.
                 .filter(|o| o != "ServiceAccount/default")
-                // Whether the operator managed to delete its Lease depends on timing (see
-                // OPERATOR_LEASE): tolerated either way.
-                .filter(|o| o != OPERATOR_LEASE)
                 .collect();
             left.sort();
             if left == expected {
@@ -233,14 +234,6 @@ async fn hub_get(http: &reqwest::Client, hub: &str, token: &str, path: &str) -> 
     }
     r.json::<Value>().await.ok()
 }
-
-/// The operator's leader-election Lease. The operator deletes it on SIGTERM (since 4a55760; the
-/// chart grants `delete`), which works on `helm upgrade`, but `helm uninstall` deletes the Role
-/// and RoleBinding right after the Deployment, before the garbage collector has deleted the
-/// operator pod: when the pod gets its SIGTERM it is refused (403 "cannot get resource leases",
-/// seen in the operator log) and the Lease stays. Tolerated until the Lease's lifetime no longer
-/// depends on that order (e.g. an ownerReference from the Lease to the operator's Pod).
-const OPERATOR_LEASE: &str = "Lease/whatsapp-operator";
 
 /// The chart installed, upgraded and uninstalled without any session: both Deployments become
 /// Available with pods running as non-root in a `restricted` namespace, the hub logs a user in,
