@@ -151,22 +151,7 @@ export async function hubControl(action) {
   if (!res.ok) throw new Error(`hub ${action}: ${res.status} ${await res.text()}`);
 }
 
-export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-export async function waitUntil(what, fn, timeoutMs = 60_000, intervalMs = 250) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    await sleep(intervalMs);
-  }
-  throw new Error(`timed out waiting for ${what}${last ? ` (${last.message})` : ''}`);
-}
+export { sleep, waitUntil } from '../wait.mjs';
 
 export async function restLogin(username) {
   return rest.restLogin(env.url, username, env.password(username));
