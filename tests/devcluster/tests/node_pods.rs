@@ -67,7 +67,7 @@ async fn deployment_is_reachable_at_pod_ip_and_through_node_port() {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let pod = pods.list(&Default::default()).await.unwrap().items.into_iter().next().expect("a pod");
     let ip = pod_ip(&pod);
-    assert!(ip.to_string().starts_with(&c.host_ip().to_string().rsplit_once('.').unwrap().0), "pod IP {ip} in the pod CIDR");
+    assert!(ip.to_string().starts_with(c.host_ip().to_string().rsplit_once('.').unwrap().0), "pod IP {ip} in the pod CIDR");
     let status = pod.status.clone().unwrap();
     assert_eq!(status.phase.as_deref(), Some("Running"));
     assert_eq!(status.host_ip.as_deref(), Some(c.host_ip().to_string().as_str()));

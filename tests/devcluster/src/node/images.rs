@@ -27,10 +27,13 @@ struct ImageEntry {
     entrypoint: Vec<String>,
 }
 
+/// Image repository → entrypoint, as read from the images file.
+type ImageMap = BTreeMap<String, Vec<String>>;
+
 /// The image map, re-read whenever the file's modification time changes.
 pub struct Images {
     path: PathBuf,
-    cache: Mutex<Option<(SystemTime, BTreeMap<String, Vec<String>>)>>,
+    cache: Mutex<Option<(SystemTime, ImageMap)>>,
 }
 
 /// The repository part of an image reference: tag and digest removed
@@ -48,7 +51,7 @@ impl Images {
         Images { path, cache: Mutex::new(None) }
     }
 
-    fn load(&self) -> Result<BTreeMap<String, Vec<String>>, NodeError> {
+    fn load(&self) -> Result<ImageMap, NodeError> {
         let err = |message: String| NodeError::Images { path: self.path.clone(), message };
         let modified = std::fs::metadata(&self.path).and_then(|m| m.modified()).map_err(|e| err(e.to_string()))?;
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
@@ -60,7 +63,7 @@ impl Images {
         let text = std::fs::read_to_string(&self.path).map_err(|e| err(e.to_string()))?;
         let file: ImagesFile = serde_saphyr::from_str(&text).map_err(|e| err(e.to_string()))?;
         let base = self.path.parent().unwrap_or(Path::new("."));
-        let map: BTreeMap<String, Vec<String>> = file
+        let map: ImageMap = file
             .images
             .into_iter()
             .map(|(repo, entry)| {

@@ -407,8 +407,9 @@ async fn run_container(ctx: Arc<PodCtx>, kind: Kind, idx: usize) -> Option<i32> 
     }
 }
 
-fn now_term(code: i32, signal: Option<i32>, started: Timestamp, container_id: &str, stopped: bool) -> Terminated {
-    let reason = if code == 0 { "Completed" } else if stopped && signal.is_some() { "Error" } else { "Error" };
+fn now_term(code: i32, signal: Option<i32>, started: Timestamp, container_id: &str) -> Terminated {
+    // As the kubelet reports it: a container stopped by a signal is an "Error" too.
+    let reason = if code == 0 { "Completed" } else { "Error" };
     Terminated {
         exit_code: code,
         signal,
@@ -525,7 +526,7 @@ async fn run_once(ctx: &Arc<PodCtx>, kind: Kind, idx: usize) -> Outcome {
             // The leader exited; its children in the group go with it (a container ends with PID 1).
             spawn::signal_group(pid, Signal::SIGKILL);
             let (code, signal) = s.map(spawn::exit_code).unwrap_or((-1, None));
-            Outcome::Exited(now_term(code, signal, started, &container_id, false))
+            Outcome::Exited(now_term(code, signal, started, &container_id))
         }
         Err(stopping) => {
             let grace = if stopping {
@@ -534,7 +535,7 @@ async fn run_once(ctx: &Arc<PodCtx>, kind: Kind, idx: usize) -> Outcome {
                 ctx.pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30)
             };
             let (code, signal) = terminate(&mut child, pid, grace).await;
-            let mut t = now_term(code, signal, started, &container_id, true);
+            let mut t = now_term(code, signal, started, &container_id);
             if !stopping {
                 t.message = Some("container failed its liveness probe and was restarted".into());
                 Outcome::Exited(t)
@@ -788,10 +789,10 @@ mod tests {
         c.state = State::Running { started_at: Timestamp::now() };
         c.ever_ran = true;
         assert_eq!(phase(&state(vec![c.clone()]), "Always"), "Running");
-        c.state = State::Terminated(now_term(0, None, Timestamp::now(), "id", false));
+        c.state = State::Terminated(now_term(0, None, Timestamp::now(), "id"));
         c.finished = true;
         assert_eq!(phase(&state(vec![c.clone()]), "Never"), "Succeeded");
-        c.state = State::Terminated(now_term(3, None, Timestamp::now(), "id", false));
+        c.state = State::Terminated(now_term(3, None, Timestamp::now(), "id"));
         assert_eq!(phase(&state(vec![c.clone()]), "Never"), "Failed");
         let mut s = state(vec![c]);
         s.initialized = false;
