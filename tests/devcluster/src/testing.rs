@@ -10,7 +10,8 @@
 //!
 //! With `DEVCLUSTER_STATE_DIR` set (as `make test` does) the library connects to that
 //! running cluster. Without it, it starts one in `~/.cache/whatsapp-operator/state/cargo-test`
-//! (pod CIDR 10.244.0.0/24) or reuses it if it is already running, so a plain
+//! (pod CIDR 10.244.254.0/24, apart from `make test`'s 10.244.0.0/24 so both can run) or reuses
+//! it if it is already running, so a plain
 //! `cargo test --release -p <crate>` works too; `devcluster down --state-dir` that dir when done.
 
 use std::future::Future;
@@ -76,7 +77,7 @@ async fn start_default() -> (PathBuf, ClusterEnv) {
     let opts = UpOptions {
         state_dir: state_dir.clone(),
         images: Some(images),
-        pod_cidr: "10.244.0.0/24".into(),
+        pod_cidr: "10.244.254.0/24".into(),
         pod_egress: false,
         bin_dir: std::env::var_os("DEVCLUSTER_BIN_DIR").map(PathBuf::from),
         exe,
