@@ -99,6 +99,16 @@ fn conflict(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.is_conflict() || s.is_already_exists())
 }
 
+/// The outcome of a compare-and-swap write of the Lease: ours, or lost to a concurrent writer
+/// (try again at once, with what it wrote).
+fn written(result: kube::Result<Lease>) -> Result<Attempt> {
+    match result {
+        Ok(_) => Ok(Attempt::Held),
+        Err(e) if conflict(&e) => Ok(Attempt::NotHeld { holder: None, retry_in: Duration::ZERO }),
+        Err(e) => Err(e.into()),
+    }
+}
+
 impl LeaseLock {
     pub fn new(client: Client, namespace: &str, name: &str, identity: &str, duration: Duration, owner: Option<OwnerReference>) -> Self {
         LeaseLock { api: Api::namespaced(client, namespace), name: name.into(), identity: identity.into(), duration, owner }
@@ -137,11 +147,7 @@ impl LeaseLock {
                 metadata: ObjectMeta { name: Some(self.name.clone()), owner_references: self.owners(), ..Default::default() },
                 spec: Some(LeaseSpec { lease_transitions: Some(0), ..self.held_spec(None) }),
             };
-            return match self.api.create(&PostParams::default(), &lease).await {
-                Ok(_) => Ok(Attempt::Held),
-                Err(e) if conflict(&e) => Ok(Attempt::NotHeld { holder: None, retry_in: Duration::ZERO }),
-                Err(e) => Err(e.into()),
-            };
+            return written(self.api.create(&PostParams::default(), &lease).await);
         };
         let unchanged_for = observed.unchanged_for(&lease, Instant::now());
         match decide(lease.spec.as_ref(), &self.identity, unchanged_for, self.duration) {
@@ -150,11 +156,7 @@ impl LeaseLock {
                 // replace carries the resourceVersion read above: a concurrent writer makes it fail.
                 lease.spec = Some(self.held_spec(lease.spec.as_ref()));
                 lease.metadata.owner_references = self.owners();
-                match self.api.replace(&self.name, &PostParams::default(), &lease).await {
-                    Ok(_) => Ok(Attempt::Held),
-                    Err(e) if conflict(&e) => Ok(Attempt::NotHeld { holder: None, retry_in: Duration::ZERO }),
-                    Err(e) => Err(e.into()),
-                }
+                written(self.api.replace(&self.name, &PostParams::default(), &lease).await)
             }
         }
     }

@@ -272,13 +272,7 @@ async fn invalid_sessions_are_refused_with_readable_messages() {
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &ar);
     let try_create = |name: &str, spec: serde_json::Value| {
         let api = api.clone();
-        let obj: DynamicObject = serde_json::from_value(json!({
-            "apiVersion": "whatsapp.leadmaster.io/v1alpha1",
-            "kind": "WhatsAppSession",
-            "metadata": { "name": name },
-            "spec": spec,
-        }))
-        .expect("object");
+        let obj: DynamicObject = serde_json::from_value(session_manifest(name, spec)).expect("object");
         async move { api.create(&PostParams::default(), &obj).await }
     };
     let refused = |r: Result<DynamicObject, kube::Error>| match r {

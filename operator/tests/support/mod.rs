@@ -183,19 +183,24 @@ pub async fn http_get(host: &str, port: u16, path: &str) -> Option<(u16, String)
     tokio::time::timeout(Duration::from_secs(10), fut).await.ok().flatten()
 }
 
+/// A WhatsAppSession manifest named `name` with exactly `spec` (unvalidated: tests of the
+/// API server's refusals send it as a DynamicObject).
+pub fn session_manifest(name: &str, spec: Value) -> Value {
+    json!({
+        "apiVersion": "whatsapp.leadmaster.io/v1alpha1",
+        "kind": "WhatsAppSession",
+        "metadata": { "name": name },
+        "spec": spec,
+    })
+}
+
 /// Creates a session with `spec` merged over `{tenant: "acme"}`.
 pub async fn create_session(api: &Api<WhatsAppSession>, name: &str, spec: Value) -> WhatsAppSession {
     let mut full = json!({ "tenant": "acme" });
     if let (Some(base), Some(extra)) = (full.as_object_mut(), spec.as_object()) {
         base.extend(extra.clone());
     }
-    let obj: WhatsAppSession = serde_json::from_value(json!({
-        "apiVersion": "whatsapp.leadmaster.io/v1alpha1",
-        "kind": "WhatsAppSession",
-        "metadata": { "name": name },
-        "spec": full,
-    }))
-    .expect("session json");
+    let obj: WhatsAppSession = serde_json::from_value(session_manifest(name, full)).expect("session json");
     api.create(&PostParams::default(), &obj).await.expect("create session")
 }
 
