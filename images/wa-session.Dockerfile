@@ -4,8 +4,20 @@
 # Build context: the repository root. The compile step is the one `make build` runs
 # (cargo build --release), narrowed to this binary; `make test` runs the same agent against
 # Debian's Chromium, the package installed below.
+#
+# Build arguments (the defaults are the full build above):
+#   BINARIES      the stage the runtime copies /out from: `build` compiles here; `prebuilt`
+#                 takes the binary `make build` produced from the named context `staged`
+#                 (--build-context staged=DIR, DIR/wa-session), as tests/images/build.sh does
+#                 on machines with no Rust image. buildah/podman: always pass
+#                 --build-arg BINARIES=... (see docs/images.md).
+#   RUNTIME_BASE  the runtime base image.
+# The runtime stage (last) is the same whichever stage built the binary.
 
 ARG RUST_VERSION=1.94
+ARG RUNTIME_BASE=docker.io/library/debian:bookworm-slim
+ARG BINARIES=build
+
 FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS build
 WORKDIR /src
 COPY . .
@@ -14,7 +26,12 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked --bin wa-session \
  && install -D target/release/wa-session /out/wa-session
 
-FROM docker.io/library/debian:bookworm-slim
+FROM scratch AS prebuilt
+COPY --from=staged wa-session /out/wa-session
+
+FROM ${BINARIES} AS binaries
+
+FROM ${RUNTIME_BASE}
 # Chromium and fonts for WhatsApp Web's text and emoji (Noto covers Latin, CJK is optional:
 # add fonts-noto-cjk for such contacts' names); CA certificates for TLS; tini reaps
 # Chromium's helper processes, since the agent is PID 1's only child.
@@ -24,7 +41,8 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 1000 wa && useradd --uid 1000 --gid 1000 --home-dir /data --no-create-home wa \
  && mkdir -p /data && chown 1000:1000 /data
-COPY --from=build /out/wa-session /usr/local/bin/wa-session
+# The binary last: a change to the Rust code alone changes (and pushes) one layer.
+COPY --from=binaries /out/wa-session /usr/local/bin/wa-session
 # Debian's /usr/bin/chromium is a shell wrapper; pointing the agent at the real binary means
 # nothing in the running container needs a shell.
 ENV CHROMIUM_PATH=/usr/lib/chromium/chromium \

@@ -1,0 +1,3 @@
+module github.com/leadmaster/whatsapp-operator/tests/images/pause
+
+go 1.22
