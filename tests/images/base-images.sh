@@ -69,11 +69,11 @@ is_current() { # IMAGE KEY
 tmp=$(mktemp -d "${TMPDIR:-/var/tmp}/wa-base.XXXXXX")
 ctrs=()
 cleanup() {
-  for c in "${ctrs[@]}"; do buildah rm "$c" >/dev/null 2>&1 || true; done
+  for c in "${ctrs[@]}"; do [[ -n $c ]] && { buildah rm "$c" >/dev/null 2>&1 || true; }; done
   rm -rf "$tmp"
 }
 trap cleanup EXIT
-new_ctr() { local c; c=$(buildah from --pull-never "$@"); ctrs+=("$c"); echo "$c"; }
+new_ctr() { ctr=$(buildah from --pull-never "$@"); ctrs+=("$ctr"); } # → $ctr
 
 # ---------------------------------------------------------------------------- debian:bookworm-slim
 build_debian() {
@@ -132,7 +132,7 @@ EOF
   mkdir -p "$root/var/lib/apt/lists/partial"
 
   local c mnt
-  c=$(new_ctr scratch)
+  new_ctr scratch; c=$ctr
   mnt=$(buildah mount "$c")
   tar -C "$root" --numeric-owner --xattrs -cf - . | tar -C "$mnt" --numeric-owner --xattrs -xpf -
   buildah umount "$c" >/dev/null
@@ -147,7 +147,7 @@ EOF
 # --------------------------------------------------------------------------- distroless-cc:nonroot
 build_distroless() {
   local key=$1 src smnt c mnt list=$tmp/files
-  src=$(new_ctr "$DEBIAN_IMAGE")
+  new_ctr "$DEBIAN_IMAGE"; src=$ctr
   buildah run --network host "$src" -- sh -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
     apt-get install -y -qq --no-install-recommends ca-certificates ${DISTROLESS_PACKAGES[*]} >/dev/null" \
     >"$tmp/apt.log" 2>&1 || { tail -30 "$tmp/apt.log" >&2; return 1; }
@@ -164,7 +164,7 @@ build_distroless() {
   echo ./etc/ssl/certs/ca-certificates.crt >>"$list"
   echo ./usr/lib/os-release >>"$list"
 
-  c=$(new_ctr scratch)
+  new_ctr scratch; c=$ctr
   mnt=$(buildah mount "$c")
   mkdir -p "$mnt"/usr/{bin,sbin,lib,lib64} "$mnt"/etc/ssl/certs "$mnt"/var/lib "$mnt"/dev "$mnt"/proc "$mnt"/sys "$mnt"/run
   for d in bin sbin lib lib64; do ln -s "usr/$d" "$mnt/$d"; done
@@ -192,6 +192,7 @@ EOF
   done
   buildah umount "$c" >/dev/null
   buildah umount "$src" >/dev/null
+  buildah rm "$src" >/dev/null
   buildah config --user 65532:65532 --workingdir /home/nonroot \
     --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     --env SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
@@ -205,7 +206,7 @@ EOF
 build_pause() {
   local key=$1 c
   (cd "$here/pause" && CGO_ENABLED=0 GOFLAGS=-buildvcs=false go build -trimpath -ldflags='-s -w' -o "$tmp/pause" .)
-  c=$(new_ctr scratch)
+  new_ctr scratch; c=$ctr
   buildah copy -q --chmod 0755 "$c" "$tmp/pause" /pause >/dev/null
   buildah config --entrypoint '["/pause"]' --user 65535:65535 \
     --label "$LABEL=$key" --annotation "$LABEL=$key" --created-by "tests/images/base-images.sh: tests/images/pause" "$c"

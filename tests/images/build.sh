@@ -97,13 +97,18 @@ push() { # LOCAL_NAME REMOTE_REF → prints image=REMOTE_REF@DIGEST
   echo "image=$2@$(cat "$digestfile")"
   rm -f "$digestfile"
 }
+# buildah 1.28 leaves a working container behind for a stage that is only `FROM <stage>` (the
+# Dockerfiles' `binaries`): remove the containers a build created.
+containers() { buildah containers --quiet --notruncate | sort; }
 for name in "${images[@]}"; do
   local_name=localhost/leadmaster/$name:$tag
   t0=$SECONDS
+  containers >"$work/containers.before"
   run_logged "$logs/bud-$name.log" buildah bud --layers --pull-never --network host \
     --build-arg BINARIES=prebuilt --build-arg "RUNTIME_BASE=${runtime_base[$name]}" \
     --build-context "staged=$staged" \
     -f "$repo/images/$name.Dockerfile" -t "$local_name" "$repo"
+  comm -13 "$work/containers.before" <(containers) | xargs -r buildah rm >/dev/null
   t1=$SECONDS
   push "$local_name" "$registry/leadmaster/$name:$tag"
   log "$name: bud $((t1 - t0)) s, push $((SECONDS - t1)) s"
