@@ -116,3 +116,6 @@ done
 t0=$SECONDS
 push "$PAUSE_IMAGE" "$registry/wa-base/pause:3.10"
 log "pause: push $((SECONDS - t0)) s"
+# Images a rebuild replaced (untagged, unused) would pile up in the storage: remove them. The
+# --layers cache stays (its steps have children or names), as verified by identical digests.
+buildah rmi --prune >/dev/null 2>&1 || true

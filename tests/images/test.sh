@@ -42,9 +42,11 @@ check() { # DESCRIPTION CMD...
 }
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/wa-images-test.XXXXXX")
-reg_pid= ctrs=()
+reg_pid= ctrs=() pulled=()
 cleanup() {
   for c in "${ctrs[@]}"; do buildah rm "$c" >/dev/null 2>&1 || true; done
+  # the names the pulls added to buildah's storage (the images stay under their local names)
+  for r in "${pulled[@]}"; do buildah rmi "$r" >/dev/null 2>&1 || true; done
   [[ -n $reg_pid ]] && kill "$reg_pid" 2>/dev/null && wait "$reg_pid" 2>/dev/null
   rm -rf "$tmp"
 }
@@ -121,7 +123,7 @@ config() { skopeo inspect --config --tls-verify=false "docker://$1" | jq -c "$2"
 ctr_of() { # REF → a buildah container of the image pulled from the registry (name in $ctr)
   ctr=$(buildah from --pull=always --tls-verify=false "docker://$1" 2>"$tmp/from.log") ||
     { cat "$tmp/from.log" >&2; fail "pull $1"; return 1; }
-  ctrs+=("$ctr")
+  ctrs+=("$ctr") pulled+=("$1")
 }
 in_ctr() { timeout 120 buildah run --network none "$ctr" -- "$@"; }
 
