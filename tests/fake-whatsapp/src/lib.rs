@@ -11,5 +11,5 @@ mod page_api;
 pub mod registry;
 mod server;
 
-pub use config::Timings;
+pub use config::{Generation, PageConfig, Timings};
 pub use server::{FakeWhatsApp, StartError};

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use fake_whatsapp::{FakeWhatsApp, Timings};
+use fake_whatsapp::{FakeWhatsApp, Generation, PageConfig, Timings};
 
 /// A stand-in for WhatsApp Web for tests (the page modules automation reads, QR rotation,
 /// linked devices) with a control API under /_fake/. See docs/fake-whatsapp.md.
@@ -35,6 +35,14 @@ struct Args {
     /// CONNECTED → hasSynced, in seconds.
     #[arg(long, env = "FAKE_WHATSAPP_SYNC_SECS", default_value_t = 0.5)]
     sync_secs: f64,
+    /// Generation of WhatsApp Web's internals to serve: 2026-04 (as whatsapp-web.js 1.34.7
+    /// reads it) or 2026-03 (as 1.34.6 reads it). See docs/fake-whatsapp.md.
+    #[arg(long, env = "FAKE_WHATSAPP_GENERATION", default_value_t = Generation::default())]
+    generation: Generation,
+    /// Test hook: a module the page's loader does not know (repeatable; env: comma-separated),
+    /// as if WhatsApp had removed or renamed it.
+    #[arg(long = "without-module", env = "FAKE_WHATSAPP_WITHOUT_MODULES", value_delimiter = ',')]
+    without_modules: Vec<String>,
 }
 
 fn secs(name: &str, v: f64) -> Result<Duration, String> {
@@ -74,7 +82,12 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let fake = match FakeWhatsApp::start(args.listen, timings).await {
+    let fake = match FakeWhatsApp::start_with(
+        args.listen,
+        timings,
+        PageConfig { generation: args.generation, without_modules: args.without_modules.clone() },
+    )
+    .await {
         Ok(f) => f,
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
@@ -83,7 +96,7 @@ async fn main() -> ExitCode {
     };
     println!("FAKE_WHATSAPP_URL={}", fake.url());
     let _ = std::io::stdout().flush();
-    tracing::info!(url = %fake.url(), "listening");
+    tracing::info!(url = %fake.url(), generation = %args.generation, "listening");
     tokio::select! {
         _ = fake.wait() => {}
         _ = tokio::signal::ctrl_c() => {}

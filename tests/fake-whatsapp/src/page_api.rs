@@ -58,7 +58,13 @@ async fn hello(State(s): State<AppState>, Json(body): Json<Hello>) -> Response {
     drop(reg);
     s.wake.notify_one();
     match snapshot {
-        Ok(snap) => Json(json!({"page": id, "snapshot": snap})).into_response(),
+        Ok(snap) => Json(json!({
+            "page": id,
+            "generation": s.page.generation.as_str(),
+            "withoutModules": s.page.without_modules,
+            "snapshot": snap,
+        }))
+        .into_response(),
         Err(e) => page_error(e),
     }
 }

@@ -9,12 +9,14 @@ use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::config::Timings;
+use crate::config::{Generation, PageConfig, Timings};
 use crate::registry::Registry;
 use crate::{control_api, page_api};
 
 pub(crate) struct Shared {
     registry: Mutex<Registry>,
+    /// What every page of this server serves (generation, hidden modules).
+    pub(crate) page: PageConfig,
     /// Wakes the timer loop when a change may have moved the earliest deadline.
     pub(crate) wake: Notify,
 }
@@ -43,11 +45,22 @@ pub struct FakeWhatsApp {
 }
 
 impl FakeWhatsApp {
-    /// Binds `addr` (port 0 picks a free one) and serves until dropped or [`Self::stop`].
+    /// Binds `addr` (port 0 picks a free one) and serves the newest generation until dropped or
+    /// [`Self::stop`].
     pub async fn start(addr: SocketAddr, timings: Timings) -> Result<Self, StartError> {
+        Self::start_generation(addr, timings, Generation::default()).await
+    }
+
+    /// Like [`Self::start`], serving the given generation of WhatsApp Web.
+    pub async fn start_generation(addr: SocketAddr, timings: Timings, generation: Generation) -> Result<Self, StartError> {
+        Self::start_with(addr, timings, PageConfig { generation, ..PageConfig::default() }).await
+    }
+
+    /// Like [`Self::start`], with everything the page serves spelled out.
+    pub async fn start_with(addr: SocketAddr, timings: Timings, page: PageConfig) -> Result<Self, StartError> {
         let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
         let addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
-        let shared = Arc::new(Shared { registry: Mutex::new(Registry::new(timings)), wake: Notify::new() });
+        let shared = Arc::new(Shared { registry: Mutex::new(Registry::new(timings)), page, wake: Notify::new() });
         let app = router(shared.clone());
         let (tx, rx) = oneshot::channel::<()>();
         let timers = tokio::spawn(timer_loop(shared));

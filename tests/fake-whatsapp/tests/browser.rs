@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chromiumoxide::browser::{Browser, BrowserConfig};
 use chromiumoxide::page::Page;
-use fake_whatsapp::{FakeWhatsApp, Timings};
+use fake_whatsapp::{FakeWhatsApp, Generation, Timings};
 use futures::StreamExt as _;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -90,14 +90,15 @@ async fn until_state(page: &Page, state: &str) {
     until(page, state, &format!("({STATE}) === '{state}'")).await;
 }
 
-/// The QR exactly as whatsapp-web.js v1.34 builds it (src/Client.js inject()).
+/// The QR exactly as whatsapp-web.js 1.34.7 builds it on the newest generation (src/Client.js
+/// inject(), lines 246-272; AuthStore.js 12-19): the ADV secret from the synchronous
+/// `WAWebUserPrefsMultiDevice.getADVSecretKey()`.
 const WWJS_QR: &str = r#"(async () => {
     const AuthStore = {
         Conn: window.require('WAWebConnModel').Conn,
         Base64Tools: window.require('WABase64'),
         RegistrationUtils: {
             ...window.require('WAWebCompanionRegClientUtils'),
-            ...window.require('WAWebAdvSignatureApi'),
             ...window.require('WAWebUserPrefsInfoStore'),
             ...window.require('WAWebSignalStoreApi'),
         },
@@ -106,19 +107,40 @@ const WWJS_QR: &str = r#"(async () => {
     const noiseKeyPair = await AuthStore.RegistrationUtils.waNoiseInfo.get();
     const staticKeyB64 = AuthStore.Base64Tools.encodeB64(noiseKeyPair.staticKeyPair.pubKey);
     const identityKeyB64 = AuthStore.Base64Tools.encodeB64(registrationInfo.identityKeyPair.pubKey);
-    const advSecretKey = await AuthStore.RegistrationUtils.getADVSecretKey();
     const platform = AuthStore.RegistrationUtils.DEVICE_PLATFORM;
-    return AuthStore.Conn.ref + ',' + staticKeyB64 + ',' + identityKeyB64 + ',' + advSecretKey + ',' + platform;
+    return AuthStore.Conn.ref + ',' + staticKeyB64 + ',' + identityKeyB64 + ',' +
+        window.require('WAWebUserPrefsMultiDevice').getADVSecretKey() + ',' + platform;
+})()"#;
+
+/// The QR as whatsapp-web.js 1.34.6 builds it on the 2026-03 generation (src/Client.js:190-200):
+/// the ADV secret from the async `WAWebAdvSignatureApi.getADVSecretKey()`.
+const WWJS_1_34_6_QR: &str = r#"(async () => {
+    const RegistrationUtils = {
+        ...window.require('WAWebCompanionRegClientUtils'),
+        ...window.require('WAWebAdvSignatureApi'),
+        ...window.require('WAWebUserPrefsInfoStore'),
+        ...window.require('WAWebSignalStoreApi'),
+    };
+    const registrationInfo = await RegistrationUtils.waSignalStore.getRegistrationInfo();
+    const noiseKeyPair = await RegistrationUtils.waNoiseInfo.get();
+    const B64 = window.require('WABase64');
+    return window.require('WAWebConnModel').Conn.ref + ',' + B64.encodeB64(noiseKeyPair.staticKeyPair.pubKey) + ',' +
+        B64.encodeB64(registrationInfo.identityKeyPair.pubKey) + ',' + (await RegistrationUtils.getADVSecretKey()) + ',' +
+        RegistrationUtils.DEVICE_PLATFORM;
 })()"#;
 
 async fn wwjs_qr(page: &Page) -> String {
+    eval_async(page, WWJS_QR).await
+}
+
+async fn eval_async<T: DeserializeOwned>(page: &Page, expr: &str) -> T {
     let params = chromiumoxide::cdp::js_protocol::runtime::EvaluateParams::builder()
-        .expression(WWJS_QR)
+        .expression(expr)
         .await_promise(true)
         .return_by_value(true)
         .build()
         .expect("params");
-    page.evaluate_expression(params).await.expect("wwjs QR").into_value().expect("string")
+    page.evaluate_expression(params).await.expect("evaluate").into_value().expect("value")
 }
 
 async fn post(fake: &FakeWhatsApp, path: &str, body: Value) -> u16 {
@@ -131,6 +153,71 @@ async fn get(fake: &FakeWhatsApp, path: &str) -> Value {
 
 async fn start_fake(qr: Duration, max_qrs: u32) -> FakeWhatsApp {
     FakeWhatsApp::start("127.0.0.1:0".parse().expect("addr"), Timings::fast(qr, max_qrs)).await.expect("start fake")
+}
+
+/// Records, in the page, the events automation listens to: `change:state`, `change:hasSynced`,
+/// `change:ref` and every `Cmd` event with the offline progress at that moment. Kept in
+/// sessionStorage, which outlives the navigation a logout makes.
+const RECORD_EVENTS: &str = "const push = (e) => { const ev = JSON.parse(sessionStorage.getItem('ev') || '[]'); ev.push(e);\
+       sessionStorage.setItem('ev', JSON.stringify(ev)); };\
+     const S = window.require('WAWebSocketModel').Socket;\
+     S.on('change:state', (_, s) => push('state:' + s));\
+     S.on('change:hasSynced', (_, v) => push('hasSynced:' + v));\
+     window.require('WAWebConnModel').Conn.on('change:ref', (_, r) => push('ref:' + (r === undefined ? 'undefined' : 'new')));\
+     window.require('WAWebCmd').Cmd.on('all', (name) => push(name + ':' +\
+       window.require('WAWebOfflineHandler').OfflineMessageHandler.getOfflineDeliveryProgress()));\
+     null";
+const RECORDED: &str = "JSON.parse(sessionStorage.getItem('ev') || '[]')";
+
+/// Each generation serves its own shape of the moved parts and only that one, fires its own
+/// loading-progress event between CONNECTED and hasSynced, and neither fires what the real page
+/// does not (an undefined ref after a scan, hasSynced going false on logout).
+#[tokio::test]
+async fn each_generation_serves_its_own_modules_and_events() {
+    for g in Generation::ALL {
+        let fake = FakeWhatsApp::start_generation("127.0.0.1:0".parse().expect("addr"), Timings::fast(Duration::from_secs(5), 6), g)
+            .await
+            .expect("start fake");
+        let profile = tempfile::tempdir().expect("tempdir");
+        let chrome = Chrome::launch(profile.path()).await;
+        let page = chrome.open(&fake.url()).await;
+        until_state(&page, "UNPAIRED").await;
+        let has = |m: &str| format!("(() => {{ try {{ window.require('{m}'); return true }} catch (e) {{ return false }} }})()");
+        // Where the ADV secret is read from: only the generation's own place has it.
+        const ASYNC_ADV: &str = "typeof window.require('WAWebAdvSignatureApi').getADVSecretKey === 'function'";
+        const SYNC_ADV: &str = "(() => { try { return typeof window.require('WAWebUserPrefsMultiDevice').getADVSecretKey() === 'string' } catch (e) { return false } })()";
+        let (qr_formula, present, absent, progress) = match g {
+            Generation::G2026_03 => (WWJS_1_34_6_QR, ASYNC_ADV, SYNC_ADV, "offline_progress_update"),
+            Generation::G2026_04 => (WWJS_QR, SYNC_ADV, ASYNC_ADV, "offline_progress_update_from_bridge"),
+        };
+        assert!(eval::<bool>(&page, present).await, "{g}: {present}");
+        assert!(!eval::<bool>(&page, absent).await, "{g}: not {absent} (it moved)");
+        for m in ["WAWebAdvSignatureApi", "WAWebCollections", "WAWebSyncGatingUtils", "WAWebCallCollection"] {
+            assert!(eval::<bool>(&page, &has(m)).await, "{g}: {m} (read after login)");
+        }
+
+        run(&page, RECORD_EVENTS).await;
+        let qr: String = eval_async(&page, qr_formula).await;
+        let pages = get(&fake, "_fake/pages").await;
+        assert_eq!(pages[0]["qr"], qr.as_str(), "{g}: the library's formula gives the QR the fake shows");
+        assert_eq!(post(&fake, "_fake/scan", json!({"qr": qr, "phone": "5491100000013", "pushName": "Ana"})).await, 200);
+        until(&page, "hasSynced", "window.require('WAWebSocketModel').Socket.hasSynced").await;
+        let events: Vec<String> = eval(&page, RECORDED).await;
+        let at = |e: &str| events.iter().position(|x| x == e).unwrap_or_else(|| panic!("{g}: no {e} in {events:?}"));
+        assert!(at("state:CONNECTED") < at(&format!("{progress}:0")), "{g}: {events:?}");
+        assert!(at(&format!("{progress}:0")) < at(&format!("{progress}:100")), "{g}: {events:?}");
+        assert!(at(&format!("{progress}:100")) < at("hasSynced:true"), "{g}: {events:?}");
+        assert!(!events.iter().any(|e| e == "ref:undefined"), "{g}: no undefined ref after the scan: {events:?}");
+
+        assert_eq!(post(&fake, "_fake/unlink", json!({"phone": "5491100000013"})).await, 200);
+        until(&page, "the post-logout page", "location.search.includes('post_logout=1')").await;
+        let events: Vec<String> = eval(&page, RECORDED).await;
+        let logout = at("hasSynced:true") + 1;
+        assert!(events[logout..].iter().any(|e| e.starts_with("logout_from_bridge:")), "{g}: {events:?}");
+        assert!(!events[logout..].iter().any(|e| e.starts_with("hasSynced:")), "{g}: hasSynced stays until the page navigates: {events:?}");
+        chrome.close().await;
+        fake.stop().await;
+    }
 }
 
 #[tokio::test]

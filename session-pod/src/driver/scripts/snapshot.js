@@ -1,4 +1,4 @@
-// Reads the session state from WhatsApp Web's own modules, the way whatsapp-web.js 1.34 does
+// Reads the session state from WhatsApp Web's own modules, the way whatsapp-web.js 1.34.6/1.34.7 do
 // (src/Client.js inject(), src/util/Injected/AuthStore/AuthStore.js), and installs listeners
 // that wake the agent on every change. Falls back to the older `div[data-ref]` QR markup.
 // Called on every poll: must be cheap and idempotent. Returns a plain JSON object.
@@ -42,14 +42,16 @@ async () => {
   if (ref && (out.state === 'UNPAIRED' || out.state === 'UNPAIRED_IDLE')) {
     if (!agent.keys) {
       // The QR string is ref,noiseKey,identityKey,advSecret,platform (whatsapp-web.js getQR).
-      const R = Object.assign({},
-        window.require('WAWebCompanionRegClientUtils'), window.require('WAWebAdvSignatureApi'),
-        window.require('WAWebUserPrefsInfoStore'), window.require('WAWebSignalStoreApi'));
       const B64 = window.require('WABase64');
-      const reg = await R.waSignalStore.getRegistrationInfo();
-      const noise = await R.waNoiseInfo.get();
+      const reg = await window.require('WAWebSignalStoreApi').waSignalStore.getRegistrationInfo();
+      const noise = await window.require('WAWebUserPrefsInfoStore').waNoiseInfo.get();
+      // The ADV secret moved: synchronous WAWebUserPrefsMultiDevice (whatsapp-web.js 1.34.7),
+      // before that async WAWebAdvSignatureApi (1.34.6). Newest first, the other as fallback.
+      let adv;
+      try { adv = window.require('WAWebUserPrefsMultiDevice').getADVSecretKey(); }
+      catch (e) { adv = window.require('WAWebAdvSignatureApi').getADVSecretKey(); }
       agent.keys = [B64.encodeB64(noise.staticKeyPair.pubKey), B64.encodeB64(reg.identityKeyPair.pubKey),
-                    await R.getADVSecretKey(), R.DEVICE_PLATFORM].join(',');
+                    await adv, window.require('WAWebCompanionRegClientUtils').DEVICE_PLATFORM].join(',');
     }
     out.qr = ref + ',' + agent.keys;
   }

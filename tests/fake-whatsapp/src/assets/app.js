@@ -1,7 +1,8 @@
 // The fake WhatsApp Web app. It reproduces the shapes automation reads from the real page
-// (whatsapp-web.js v1.34.x: window.Debug.VERSION, window.require(...) modules, and the older
-// div[data-ref] markup) and gets its truth from the fake server by long polling, so that the
-// control API's scans, unlinks and conflicts reach the page live. See docs/fake-whatsapp.md.
+// (whatsapp-web.js 1.34.6 and 1.34.7: window.Debug.VERSION, window.require(...) modules, and the
+// older div[data-ref] markup) and gets its truth from the fake server by long polling, so that the
+// control API's scans, unlinks and conflicts reach the page live. The server says which generation
+// of the page's internals to serve (`--generation`). See docs/fake-whatsapp.md.
 (function () {
   'use strict';
 
@@ -83,6 +84,11 @@
   let appliedVersion = 0;
   let keys = null;
   let stored = null; // the device credential in the profile
+  // Set from the server's hello before window.Debug.VERSION exists (before anyone reads modules).
+  let generation = '2026-04';
+  let withoutModules = []; // test hook: modules this page pretends not to have
+  let offlineProgress = 0;
+  let progressStarted = false;
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
   async function action(name, extra) {
@@ -127,16 +133,26 @@
 
   let pairingType = null;
   let altLinkingReady = false;
-  const modules = {
+  // A collection (Msg, Chat, ...) as whatsapp-web.js' attachEventListeners touches it: events, and
+  // models in an internal Map (it hooks WAWebCallCollection's Map.set to see incoming calls).
+  class Collection extends Events {
+    constructor() { super(); this._index = new Map(); this.modelClass = Model; }
+    get(id) { return this._index.get(String(id && id._serialized ? id._serialized : id)); }
+    getModelsArray() { return Array.from(this._index.values()); }
+    find(id) { return Promise.resolve(this.get(id)); }
+    get length() { return this._index.size; }
+  }
+  const collections = { Msg: new Collection(), Chat: new Collection(), Contact: new Collection(), GroupMetadata: new Collection() };
+
+  const common = {
     WAWebSocketModel: { Socket },
     WAWebConnModel: { Conn },
     WAWebCmd: { Cmd },
-    WAWebOfflineHandler: { OfflineMessageHandler: { getOfflineDeliveryProgress: () => 100 } },
+    WAWebOfflineHandler: { OfflineMessageHandler: { getOfflineDeliveryProgress: () => offlineProgress } },
     WABase64: { encodeB64: bytesToB64, decodeB64: b64ToBytes },
     WAWebCompanionRegClientUtils: {
       get DEVICE_PLATFORM() { return needKeys().platform; },
     },
-    WAWebAdvSignatureApi: { getADVSecretKey: async () => needKeys().advSecretKey },
     WAWebUserPrefsInfoStore: {
       waNoiseInfo: { get: async () => ({ staticKeyPair: { pubKey: b64ToBytes(needKeys().noisePubKey), privKey: new Uint8Array(32) } }) },
     },
@@ -164,13 +180,47 @@
         const r = await action('startAltLinkingFlow', { phone: String(phone) });
         return r.code;
       },
+      initializeQRLinking: async () => { pairingType = null; },
+    },
+    // Touched by whatsapp-web.js after login (attachEventListeners); nothing is ever added here.
+    WAWebCollections: collections,
+    WAWebSyncGatingUtils: { isPlaceholderMessageResendEnabled: () => false },
+    WAWebCallCollection: new Collection(),
+  };
+  // What moved or changed shape between generations (docs/fake-whatsapp.md, "Generations").
+  const byGeneration = {
+    '2026-03': {
+      modules: {
+        WAWebAdvSignatureApi: { getADVSecretKey: async () => needKeys().advSecretKey },
+      },
+      progressEvent: 'offline_progress_update',
+    },
+    '2026-04': {
+      modules: {
+        // The function moved (and became synchronous); the old module is still there without it
+        // (whatsapp-web.js 1.34.7 still spreads it into AuthStore.RegistrationUtils).
+        WAWebAdvSignatureApi: {},
+        WAWebUserPrefsMultiDevice: { getADVSecretKey: () => needKeys().advSecretKey },
+        WAWebLaunchSocketUtils: { refreshQR: () => Cmd.refreshQR() },
+      },
+      progressEvent: 'offline_progress_update_from_bridge',
     },
   };
+  const gen = () => byGeneration[generation] || byGeneration['2026-04'];
   // The real loader throws for a module it does not know; so does this one.
   window.require = function (name) {
-    if (Object.prototype.hasOwnProperty.call(modules, name)) return modules[name];
+    if (withoutModules.includes(name)) throw new Error('Requiring unknown module "' + name + '"');
+    const own = gen().modules;
+    if (Object.prototype.hasOwnProperty.call(own, name)) return own[name];
+    if (Object.prototype.hasOwnProperty.call(common, name)) return common[name];
     throw new Error('Requiring unknown module "' + name + '"');
   };
+  // Loading progress of the messages received while offline, announced on Cmd as the page
+  // downloads them (between CONNECTED and hasSynced); getOfflineDeliveryProgress() reads it.
+  function setOfflineProgress(percent) {
+    offlineProgress = percent;
+    Cmd.trigger(gen().progressEvent);
+  }
 
   // ---- The device credential in the profile (IndexedDB, like the real page's keys) ----
   const DB = 'wawc', STORE = 'user', KEY = 'fake-device-credential';
@@ -314,8 +364,10 @@
     if (snap.me) localStorage.setItem('last-wid-md', JSON.stringify(snap.me.phone + ':1@c.us'));
     for (const ev of snap.events) Cmd.trigger(ev);
     // Conn first: listeners of change:state read Conn.ref / Conn.wid when the state moves.
+    // The ref stays once the server stops offering QRs (scanned, connected): the real page does
+    // not announce an undefined ref, which whatsapp-web.js would turn into a QR "undefined,...".
     Conn.set({
-      ref: snap.ref || undefined,
+      ref: snap.ref || Conn.ref,
       wid: snap.me ? wid(snap.me.phone, 'c.us') : undefined,
       pushname: snap.me ? snap.me.pushName : undefined,
       platform: snap.me ? 'android' : undefined,
@@ -324,7 +376,16 @@
     });
     Socket.set({ stream: snap.state === 'CONNECTED' ? 'CONNECTED' : 'DISCONNECTED' });
     Socket.set('state', snap.state);
-    Socket.set('hasSynced', snap.hasSynced);
+    if (snap.state === 'CONNECTED' && !snap.hasSynced && !Socket.hasSynced && !progressStarted) {
+      progressStarted = true;
+      setOfflineProgress(0);
+    }
+    // hasSynced only ever becomes true in a page's life: a logout navigates to a new page
+    // instead (flipping it back would fire change:hasSynced, which automation takes for a login).
+    if (snap.hasSynced && !Socket.hasSynced) {
+      setOfflineProgress(100);
+      Socket.set('hasSynced', true);
+    }
     render(snap);
     if (snap.navigate) {
       // Like the real page after a logout: reload to /?post_logout=1 once the listeners ran.
@@ -371,6 +432,8 @@
       await sleep(500);
     }
     pageId = hello.page;
+    if (hello.generation) generation = hello.generation;
+    if (Array.isArray(hello.withoutModules)) withoutModules = hello.withoutModules;
     keys = hello.snapshot.keys;
     window.addEventListener('pagehide', () => {
       navigator.sendBeacon('/_page/bye?page=' + encodeURIComponent(pageId));
