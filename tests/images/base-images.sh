@@ -77,10 +77,11 @@ new_ctr() { ctr=$(buildah from --pull-never "$@"); ctrs+=("$ctr"); } # → $ctr
 
 # ---------------------------------------------------------------------------- debian:bookworm-slim
 build_debian() {
-  local key=$1 root=$tmp/rootfs
+  local key=$1 root=$tmp/rootfs t=$SECONDS
   log "debootstrap --variant=minbase bookworm ($mirror)"
   debootstrap --variant=minbase --merged-usr bookworm "$root" "$mirror" >"$tmp/debootstrap.log" 2>&1 ||
     { tail -30 "$tmp/debootstrap.log" >&2; return 1; }
+  log "debootstrap: $((SECONDS - t)) s, $(du -sm "$root" | cut -f1) MB"; t=$SECONDS
   # The official image's settings (debuerreotype): keep images small, never cache .debs.
   cat >"$root/etc/dpkg/dpkg.cfg.d/docker" <<'EOF'
 # as in docker.io/library/debian:*-slim: no documentation, manual pages or translations
@@ -121,6 +122,7 @@ EOF
   cp /etc/resolv.conf "$root/etc/resolv.conf"
   chroot "$root" sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -y -qq upgrade' \
     >"$tmp/upgrade.log" 2>&1 || { tail -30 "$tmp/upgrade.log" >&2; return 1; }
+  log "apt-get upgrade (bookworm-updates, bookworm-security): $((SECONDS - t)) s"; t=$SECONDS
   # slimify what debootstrap installed, and leave nothing of this host or of the bootstrap
   find "$root/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete
   find "$root/usr/share/doc" -mindepth 1 -type d -empty -delete
@@ -141,6 +143,7 @@ EOF
     --created-by "tests/images/base-images.sh: debootstrap --variant=minbase bookworm" "$c"
   buildah commit -q --rm "$c" "$DEBIAN_IMAGE" >/dev/null
   ctrs=("${ctrs[@]/$c/}")
+  log "copy + commit: $((SECONDS - t)) s"
   rm -rf "$root"
 }
 
