@@ -98,8 +98,11 @@ push() { # LOCAL_NAME REMOTE_REF → prints image=REMOTE_REF@DIGEST
   rm -f "$digestfile"
 }
 # buildah 1.28 leaves a working container behind for a stage that is only `FROM <stage>` (the
-# Dockerfiles' `binaries`): remove the containers a build created.
-containers() { buildah containers --quiet --notruncate | sort; }
+# Dockerfiles' `binaries`, named <image id>-working-container): remove those a build created.
+containers() {
+  buildah containers --notruncate --format '{{.ContainerID}} {{.ContainerName}}' |
+    awk '$2 ~ /^[0-9a-f]+-working-container(-[0-9]+)?$/ {print $1}' | sort
+}
 for name in "${images[@]}"; do
   local_name=localhost/leadmaster/$name:$tag
   t0=$SECONDS
