@@ -11,9 +11,9 @@
 #
 # The images live in buildah's storage (/var/lib/containers/storage, as root). Each is rebuilt
 # only when its inputs change: the key of an image is a hash of this script (which holds the
-# package lists) plus its own inputs (debootstrap's version, the pause sources); it is kept in a
-# marker file under ${WA_CACHE_DIR:-$HOME/.cache/whatsapp-operator}/images/ and as the image's
-# label io.leadmaster.wa-base.key, and both must match for the image to be reused. --rebuild
+# package lists) plus its own inputs (debootstrap's version, the pause sources); it is kept as
+# the image's label io.leadmaster.wa-base.key, which must match for the image to be reused, and
+# in a marker file under ${WA_CACHE_DIR:-$HOME/.cache/whatsapp-operator}/images/. --rebuild
 # (or WA_BASE_REBUILD=1) rebuilds all three, e.g. to pick up Debian security updates.
 #
 #   debian:bookworm-slim  `debootstrap --variant=minbase bookworm` from ${WA_DEBIAN_MIRROR}, then
@@ -58,12 +58,13 @@ key_of() { # NAME INPUT... → sha256 of this script and the inputs (files or st
     sha256sum | cut -c1-32
 }
 marker() { echo "$cache/$(echo "$1" | tr '/:' '__').key"; }
-is_current() { # IMAGE KEY
+is_current() { # IMAGE KEY: the image in the storage carries the key (the marker is then rewritten,
+  # so a run with another WA_CACHE_DIR does not rebuild what the storage already has)
   [[ $rebuild == 1 ]] && return 1
-  [[ -f $(marker "$1") && $(cat "$(marker "$1")") == "$2" ]] || return 1
   local have
   have=$(buildah inspect --type image --format "{{index .OCIv1.Config.Labels \"$LABEL\"}}" "$1" 2>/dev/null) || return 1
-  [[ $have == *"$2"* ]]
+  [[ $have == "$2" ]] || return 1
+  [[ -f $(marker "$1") && $(cat "$(marker "$1")") == "$2" ]] || echo "$2" >"$(marker "$1")"
 }
 
 tmp=$(mktemp -d "${TMPDIR:-/var/tmp}/wa-base.XXXXXX")

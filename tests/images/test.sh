@@ -47,10 +47,10 @@ cleanup() {
   for c in "${ctrs[@]}"; do buildah rm "$c" >/dev/null 2>&1 || true; done
   # the names the pulls added to buildah's storage (the images stay under their local names)
   for r in "${pulled[@]}"; do buildah rmi "$r" >/dev/null 2>&1 || true; done
-  [[ -n $reg_pid ]] && kill "$reg_pid" 2>/dev/null && wait "$reg_pid" 2>/dev/null
+  if [[ -n $reg_pid ]]; then kill "$reg_pid" 2>/dev/null || true; wait "$reg_pid" 2>/dev/null || true; fi
   rm -rf "$tmp"
 }
-trap cleanup EXIT
+trap 'rc=$?; cleanup; exit $rc' EXIT
 
 start_registry() {
   local port
