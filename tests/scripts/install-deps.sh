@@ -6,6 +6,17 @@ command -v chromium >/dev/null || need+=(chromium)
 command -v ip >/dev/null || need+=(iproute2)
 fc-list 2>/dev/null | grep -qi noto || need+=(fonts-noto-core)
 command -v nsenter >/dev/null || need+=(util-linux)
+# The devcluster node: runc and the CNI plugins beside containerd (built from Go modules),
+# iptables/conntrack for kube-proxy, and the image tools (buildah, skopeo, debootstrap, the
+# distribution registry) for the images it runs.
+command -v runc >/dev/null || need+=(runc)
+[[ -x /usr/lib/cni/bridge ]] || need+=(containernetworking-plugins)
+command -v iptables >/dev/null || need+=(iptables)
+command -v conntrack >/dev/null || need+=(conntrack)
+command -v buildah >/dev/null || need+=(buildah)
+command -v skopeo >/dev/null || need+=(skopeo)
+command -v debootstrap >/dev/null || need+=(debootstrap)
+command -v docker-registry >/dev/null || need+=(docker-registry)
 if ((${#need[@]})); then
   echo "[deps] installing: ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

@@ -8,7 +8,9 @@ log() { echo "[test] $(date +%T) $*" >&2; }
 tests/scripts/images-file.sh "$state/images.yaml"
 log "starting devcluster in $state"
 "$DEVCLUSTER_BIN" up --state-dir "$state" --images "$state/images.yaml"
-trap '"$DEVCLUSTER_BIN" down --state-dir "$state" || true' EXIT
+# devcluster's kubelet-node tests start their own cluster (testing::kubelet_cluster)
+kubelet_state="${WA_CACHE_DIR:?}/state/kubelet-test"
+trap '"$DEVCLUSTER_BIN" down --state-dir "$state" || true; "$DEVCLUSTER_BIN" down --state-dir "$kubelet_state" || true' EXIT
 export DEVCLUSTER_STATE_DIR="$state"
 export KUBECONFIG="$state/kubeconfig"
 

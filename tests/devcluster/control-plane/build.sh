@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Builds etcd, kube-apiserver, kube-controller-manager and kube-scheduler (and helm) from the
-# official Go modules, through the Go module proxy, into a cache outside the checkout:
-#   ${WA_CACHE_DIR:-~/.cache/whatsapp-operator}/k8s-<ver>/{kube-apiserver,...}
+# Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler and the node's kubelet and
+# kube-proxy (one `go build`, so the packages they share compile once), containerd, CoreDNS
+# (and helm) from the official Go modules, through the Go module proxy, into a cache outside the
+# checkout:
+#   ${WA_CACHE_DIR:-~/.cache/whatsapp-operator}/k8s-<ver>/{kube-apiserver,...,kubelet,kube-proxy}
 #   ${WA_CACHE_DIR:-~/.cache/whatsapp-operator}/etcd-<ver>/etcd
+#   ${WA_CACHE_DIR:-~/.cache/whatsapp-operator}/containerd-<ver>/{containerd,containerd-shim-runc-v2,ctr}
+#   ${WA_CACHE_DIR:-~/.cache/whatsapp-operator}/coredns-<ver>/coredns
 #   ${WA_CACHE_DIR:-~/.cache/whatsapp-operator}/helm-<ver>/helm
 # Prints the directory of each. Already-built versions are reused (a `.complete` marker).
 set -euo pipefail
@@ -15,9 +19,12 @@ export CGO_ENABLED=0 GOFLAGS=-buildvcs=false GOPROXY="${GOPROXY:-https://proxy.g
 
 log() { echo "[control-plane] $*" >&2; }
 
+k8s_cmds=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
+
 build_k8s() {
   local out="$cache/k8s-$K8S_VERSION"
-  [[ -f "$out/.complete" ]] && { echo "$out"; return; }
+  # The marker names the binaries it covers, so a cache from a build of fewer is rebuilt.
+  [[ -f "$out/.complete" && "$(cat "$out/.complete")" == "${k8s_cmds[*]}" ]] && { echo "$out"; return; }
   local work="$cache/src/k8s-$K8S_VERSION"
   mkdir -p "$work" "$out"
   cd "$work"
@@ -45,22 +52,23 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubelet"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
 )
 GO
   log "resolving k8s.io/kubernetes $K8S_VERSION dependencies"
-  go get "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION" \
-    "k8s.io/kubernetes/cmd/kube-controller-manager@$K8S_VERSION" \
-    "k8s.io/kubernetes/cmd/kube-scheduler@$K8S_VERSION"
+  local c pkgs=()
+  for c in "${k8s_cmds[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
+  go get "${pkgs[@]/%/@$K8S_VERSION}"
   go mod tidy
   local minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
   local ld="-s -w"
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ld+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
   done
-  log "building kube-apiserver, kube-controller-manager, kube-scheduler $K8S_VERSION (cold: tens of minutes)"
-  go build -trimpath -tags selinux,notest,grpcnotrace -ldflags "$ld" -o "$out/" \
-    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler
-  touch "$out/.complete"
+  log "building ${k8s_cmds[*]} $K8S_VERSION (cold: tens of minutes)"
+  go build -trimpath -tags selinux,notest,grpcnotrace -ldflags "$ld" -o "$out/" "${pkgs[@]}"
+  echo "${k8s_cmds[*]}" > "$out/.complete"
   echo "$out"
 }
 
@@ -84,6 +92,30 @@ GOMOD
   echo "$out"
 }
 
+build_containerd() {
+  local out="$cache/containerd-$CONTAINERD_VERSION"
+  [[ -f "$out/.complete" ]] && { echo "$out"; return; }
+  mkdir -p "$out"
+  log "building containerd $CONTAINERD_VERSION"
+  local m=github.com/containerd/containerd/v2 pkg=github.com/containerd/containerd/v2/version
+  GOBIN="$out" go install -trimpath \
+    -ldflags "-s -w -X $pkg.Version=$CONTAINERD_VERSION -X $pkg.Package=$m" \
+    "$m/cmd/containerd@$CONTAINERD_VERSION" "$m/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION" \
+    "$m/cmd/ctr@$CONTAINERD_VERSION"
+  touch "$out/.complete"
+  echo "$out"
+}
+
+build_coredns() {
+  local out="$cache/coredns-$COREDNS_VERSION"
+  [[ -f "$out/.complete" ]] && { echo "$out"; return; }
+  mkdir -p "$out"
+  log "building coredns $COREDNS_VERSION"
+  GOBIN="$out" go install -trimpath -ldflags "-s -w" "github.com/coredns/coredns@$COREDNS_VERSION"
+  touch "$out/.complete"
+  echo "$out"
+}
+
 build_helm() {
   local out="$cache/helm-$HELM_VERSION"
   [[ -f "$out/.complete" ]] && { echo "$out"; return; }
@@ -100,6 +132,8 @@ case "$what" in
   etcd) build_etcd ;;
   k8s) build_k8s ;;
   helm) build_helm ;;
-  all) build_etcd; build_k8s ;;
-  *) echo "usage: $0 [all|etcd|k8s|helm]" >&2; exit 2 ;;
+  containerd) build_containerd ;;
+  coredns) build_coredns ;;
+  all) build_etcd; build_k8s; build_containerd; build_coredns ;;
+  *) echo "usage: $0 [all|etcd|k8s|containerd|coredns|helm]" >&2; exit 2 ;;
 esac

@@ -28,6 +28,30 @@ pub struct Binaries {
     pub kube_scheduler: PathBuf,
 }
 
+/// The programs of a kubelet node (realnode).
+#[derive(Debug, Clone)]
+pub struct NodeBinaries {
+    pub kubelet: PathBuf,
+    pub kube_proxy: PathBuf,
+    /// containerd, containerd-shim-runc-v2 (found by containerd on its PATH) and ctr.
+    pub containerd_dir: PathBuf,
+    pub coredns: PathBuf,
+}
+
+impl NodeBinaries {
+    pub fn containerd(&self) -> PathBuf {
+        self.containerd_dir.join("containerd")
+    }
+    pub fn ctr(&self) -> PathBuf {
+        self.containerd_dir.join("ctr")
+    }
+    pub fn first_missing(&self) -> Option<PathBuf> {
+        [self.kubelet.clone(), self.kube_proxy.clone(), self.containerd(), self.coredns.clone()]
+            .into_iter()
+            .find(|p| !p.is_file())
+    }
+}
+
 /// A value of `versions.env`.
 pub fn version(key: &'static str) -> Result<&'static str, BinariesError> {
     VERSIONS_ENV
@@ -64,6 +88,18 @@ impl Binaries {
         let k8s = cache.join(format!("k8s-{}", version("K8S_VERSION")?));
         let etcd = cache.join(format!("etcd-{}", version("ETCD_VERSION")?));
         Ok(Self { etcd: etcd.join("etcd"), ..Self::in_dir(&k8s) })
+    }
+
+    /// The node's programs, built by `build.sh all` with the control plane.
+    pub fn node_in_cache() -> Result<NodeBinaries, BinariesError> {
+        let cache = cache_dir();
+        let k8s = cache.join(format!("k8s-{}", version("K8S_VERSION")?));
+        Ok(NodeBinaries {
+            kubelet: k8s.join("kubelet"),
+            kube_proxy: k8s.join("kube-proxy"),
+            containerd_dir: cache.join(format!("containerd-{}", version("CONTAINERD_VERSION")?)),
+            coredns: cache.join(format!("coredns-{}", version("COREDNS_VERSION")?)).join("coredns"),
+        })
     }
 
     fn first_missing(&self) -> Option<&Path> {

@@ -12,7 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::binaries::Binaries;
 use crate::control_plane::{self, ControlPlane, StartError};
-use crate::state::{ClusterEnv, DaemonStatus, PodCidr, StateLayout};
+use crate::realnode::{self, RealNode, RealNodeConfig};
+use crate::state::{ClusterEnv, DaemonStatus, NodeKind, PodCidr, StateLayout};
 use crate::{egress, node, pki, provisioner};
 
 pub const NODE_NAME: &str = "devcluster-node";
@@ -25,6 +26,7 @@ pub struct DaemonOptions {
     pub pod_cidr: PodCidr,
     pub pod_egress: bool,
     pub bin_dir: Option<PathBuf>,
+    pub node: NodeKind,
 }
 
 /// Runs the supervisor to completion; returns the process exit code.
@@ -57,8 +59,13 @@ pub async fn run(opts: DaemonOptions) -> i32 {
         _ = stop.cancelled() => Err(StartError::new(DAEMON_COMPONENT, "stopped during start-up")),
     };
     let code = match started {
-        Ok(mut node_task) => {
-            let env = ClusterEnv { kubeconfig: layout.kubeconfig(), host_ip: opts.pod_cidr.host_ip() };
+        Ok((mut node_task, registry)) => {
+            let env = ClusterEnv {
+                kubeconfig: layout.kubeconfig(),
+                host_ip: opts.pod_cidr.host_ip(),
+                node_ip: (opts.node == NodeKind::Kubelet).then(|| opts.pod_cidr.node_plan().node_ip),
+                registry,
+            };
             let ready = std::fs::write(layout.cluster_env(), env.render()).and_then(|()| DaemonStatus::Ready.write(&layout));
             match ready {
                 Ok(()) => {
@@ -90,6 +97,7 @@ pub async fn run(opts: DaemonOptions) -> i32 {
     if let Err(e) = node::cleanup_leftovers(layout.root()) {
         tracing::warn!(error = %e, "node cleanup");
     }
+    realnode::cleanup_leftovers(&node::cluster_prefix(layout.root()));
     // a failed status stays for `up` to report; a clean stop leaves nothing behind
     if code == 0 {
         let _ = std::fs::remove_file(layout.status_file());
@@ -101,12 +109,14 @@ pub async fn run(opts: DaemonOptions) -> i32 {
 
 type NodeTask = tokio::task::JoinHandle<Result<(), node::NodeError>>;
 
+/// Starts the control plane and the node; returns the node's task and, for a kubelet node,
+/// the registry's address.
 async fn start(
     opts: &DaemonOptions,
     cp: &mut ControlPlane,
     node_stop: &CancellationToken,
     background: &mut Vec<tokio::task::JoinHandle<()>>,
-) -> Result<NodeTask, StartError> {
+) -> Result<(NodeTask, Option<String>), StartError> {
     let layout = &opts.layout;
     let daemon_err = |e: &dyn std::fmt::Display| StartError::new(DAEMON_COMPONENT, e);
     for dir in [layout.pids_dir(), layout.pki_dir(), layout.volumes_dir()] {
@@ -114,13 +124,55 @@ async fn start(
     }
     let bins = Binaries::locate_or_build(opts.bin_dir.as_deref()).map_err(|e| daemon_err(&e))?;
     let host_ip = opts.pod_cidr.host_ip();
-    let pki = pki::generate(&layout.pki_dir(), host_ip).map_err(|e| daemon_err(&e))?;
+    let plan = opts.pod_cidr.node_plan();
+    // the API server reaches the kubelet port at the Node's InternalIP
+    let kubelet_ip = match opts.node {
+        NodeKind::Process => host_ip,
+        NodeKind::Kubelet => plan.node_ip,
+    };
+    let pki = pki::generate(&layout.pki_dir(), host_ip, &[kubelet_ip]).map_err(|e| daemon_err(&e))?;
     let client = control_plane::start(layout, &bins, &pki, host_ip, cp).await?;
 
     provisioner::ensure_storage_class_with_retry(&client).await.map_err(|e| daemon_err(&e))?;
     background.push(tokio::spawn(provisioner::run(client.clone(), layout.volumes_dir(), node_stop.clone())));
     if opts.pod_egress {
         egress::enable(&opts.pod_cidr).map_err(|e| daemon_err(&e))?;
+    }
+
+    if opts.node == NodeKind::Kubelet {
+        let prefix = node::cluster_prefix(layout.root());
+        let node_bins = Binaries::node_in_cache().map_err(|e| daemon_err(&e))?;
+        if let Some(p) = node_bins.first_missing() {
+            return Err(daemon_err(&format!("{} missing: run tests/devcluster/control-plane/build.sh all", p.display())));
+        }
+        realnode::sandbox::create_network(&realnode::sandbox::Names::new(&prefix), &plan)
+            .map_err(|e| StartError::new(realnode::COMPONENT, e))?;
+        // pods and the node reach the API server (on loopback) at the host's link address
+        if let Some(listener) = node::apiproxy::bind(host_ip, cp.api_port).await {
+            let target = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, cp.api_port));
+            background.push(tokio::spawn(node::apiproxy::forward(listener, target, node_stop.clone())));
+        }
+        let cfg = RealNodeConfig {
+            layout,
+            plan,
+            prefix: prefix.clone(),
+            pki: &pki,
+            api_server: format!("https://{host_ip}:{}", cp.api_port),
+            pod_egress: opts.pod_egress,
+            bins: node_bins,
+        };
+        let mut started = Vec::new();
+        let registry = match RealNode::start(&cfg, &client, &mut started).await {
+            Ok(r) => r,
+            Err(e) => {
+                RealNode::new(started, &prefix, String::new()).stop().await;
+                return Err(e);
+            }
+        };
+        let real = RealNode::new(started, &prefix, registry.clone());
+        let mut node_task = tokio::spawn(run_real_node(real, node_stop.clone()));
+        wait_ready(&client, cp, &mut node_task).await?;
+        return Ok((node_task, Some(registry)));
     }
 
     let cfg = node::NodeConfig {
@@ -137,7 +189,29 @@ async fn start(
     };
     let mut node_task = tokio::spawn(node::run(cfg, node_stop.clone()));
     wait_ready(&client, cp, &mut node_task).await?;
-    Ok(node_task)
+    Ok((node_task, None))
+}
+
+/// Supervises a kubelet node's parts until a stop request or the first to die, then stops
+/// the node (its pods with it).
+async fn run_real_node(mut real: RealNode, stop: CancellationToken) -> Result<(), node::NodeError> {
+    let failure = {
+        let exits = futures::future::select_all(real.components.iter_mut().map(|c| {
+            Box::pin(async move {
+                let status = c.wait().await;
+                (c.name.clone(), status)
+            })
+        }));
+        tokio::select! {
+            _ = stop.cancelled() => None,
+            ((name, status), _, _) = exits => Some(format!("{name} exited unexpectedly ({status}); see logs/{name}.log")),
+        }
+    };
+    real.stop().await;
+    match failure {
+        None => Ok(()),
+        Some(m) => Err(node::NodeError::Part(m)),
+    }
 }
 
 /// Ready means: the `default` namespace and its ServiceAccount exist (so pods can be

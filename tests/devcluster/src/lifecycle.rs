@@ -14,7 +14,7 @@ use nix::unistd::Pid;
 
 use crate::binaries::{Binaries, BinariesError};
 use crate::process;
-use crate::state::{ClusterEnv, DaemonStatus, PodCidr, PodCidrError, StateLayout};
+use crate::state::{ClusterEnv, DaemonStatus, NodeKind, PodCidr, PodCidrError, StateLayout};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpError {
@@ -34,6 +34,8 @@ pub enum UpError {
     Lock(nix::Error),
     #[error("node cleanup: {0}")]
     Cleanup(#[from] crate::node::NodeError),
+    #[error("a kubelet node's state dir cannot be under {0}: the node mounts its own there")]
+    HiddenStateDir(&'static str),
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> UpError + '_ {
@@ -51,6 +53,7 @@ pub struct UpOptions {
     pub bin_dir: Option<PathBuf>,
     /// The `devcluster` executable that runs the supervisor (`devcluster daemon`).
     pub exe: PathBuf,
+    pub node: NodeKind,
     pub timeout: Duration,
 }
 
@@ -84,6 +87,12 @@ pub fn running_daemon(layout: &StateLayout) -> Option<u32> {
 pub async fn up(opts: &UpOptions) -> Result<ClusterEnv, UpError> {
     let pod_cidr = PodCidr::parse(&opts.pod_cidr)?;
     let root = absolute(&opts.state_dir)?;
+    if opts.node == NodeKind::Kubelet {
+        // the node's mount namespace has its own /run, /var/lib and /var/log (realnode/sandbox.rs)
+        if let Some(hidden) = ["/run", "/var/lib", "/var/log"].into_iter().find(|d| root.starts_with(d)) {
+            return Err(UpError::HiddenStateDir(hidden));
+        }
+    }
     let layout = StateLayout::new(&root);
     std::fs::create_dir_all(layout.logs_dir()).map_err(io(&layout.logs_dir()))?;
     let _lock = lock(&layout).await?;
@@ -100,6 +109,7 @@ pub async fn up(opts: &UpOptions) -> Result<ClusterEnv, UpError> {
         eprintln!("devcluster: removed leftovers of a previous run: {}", killed.join(", "));
     }
     crate::node::cleanup_leftovers(&root)?;
+    crate::realnode::cleanup_leftovers(&crate::node::cluster_prefix(&root));
     for f in [layout.cluster_env(), layout.status_file(), layout.daemon_pidfile()] {
         let _ = std::fs::remove_file(f);
     }
@@ -131,7 +141,9 @@ pub async fn up(opts: &UpOptions) -> Result<ClusterEnv, UpError> {
         .arg("--images")
         .arg(&images)
         .arg("--pod-cidr")
-        .arg(pod_cidr.to_string());
+        .arg(pod_cidr.to_string())
+        .arg("--node")
+        .arg(opts.node.as_str());
     if let Some(dir) = &bin_dir {
         cmd.arg("--bin-dir").arg(dir);
     }
@@ -211,6 +223,7 @@ pub async fn down(state_dir: &Path) -> Result<bool, UpError> {
     };
     process::kill_leftovers(&layout.pids_dir(), &root).await;
     crate::node::cleanup_leftovers(&root)?;
+    crate::realnode::cleanup_leftovers(&crate::node::cluster_prefix(&root));
     for f in [layout.cluster_env(), layout.status_file(), layout.daemon_pidfile()] {
         let _ = std::fs::remove_file(f);
     }

@@ -7,10 +7,10 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use devcluster::daemon::{self, DaemonOptions};
 use devcluster::lifecycle::{self, UpOptions};
-use devcluster::state::{PodCidr, StateLayout};
+use devcluster::state::{NodeKind, PodCidr, StateLayout};
 
 #[derive(Parser)]
-#[command(version, about = "A real local Kubernetes (etcd, kube-apiserver, kube-controller-manager, kube-scheduler) plus a node agent running pods as local processes")]
+#[command(version, about = "A real local Kubernetes (etcd, kube-apiserver, kube-controller-manager, kube-scheduler) plus a node: a real kubelet with containerd, or a node agent running pods as local processes")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -41,6 +41,11 @@ enum Command {
         /// Give up when not ready after this many seconds.
         #[arg(long, env = "DEVCLUSTER_UP_TIMEOUT", default_value_t = 180)]
         timeout_secs: u64,
+        /// The node: `kubelet` (containerd, kubelet, kube-proxy, CoreDNS and a local image
+        /// registry; pods are containers) or `process` (pods as local processes, images
+        /// mapped to programs by --images).
+        #[arg(long, env = "DEVCLUSTER_NODE", value_enum, default_value_t = NodeKind::Process)]
+        node: NodeKind,
     },
     /// Stop the cluster and remove its processes, mounts and network namespaces (idempotent).
     Down {
@@ -71,6 +76,8 @@ enum Command {
         pod_egress: bool,
         #[arg(long)]
         bin_dir: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = NodeKind::Process)]
+        node: NodeKind,
     },
 }
 
@@ -93,7 +100,7 @@ fn init_logs(json: bool) {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Up { state_dir, images, pod_cidr, pod_egress, bin_dir, timeout_secs } => {
+        Command::Up { state_dir, images, pod_cidr, pod_egress, bin_dir, timeout_secs, node } => {
             init_logs(false);
             let exe = match std::env::current_exe() {
                 Ok(e) => e,
@@ -109,6 +116,7 @@ async fn main() -> ExitCode {
                 pod_egress,
                 bin_dir,
                 exe,
+                node,
                 timeout: Duration::from_secs(timeout_secs),
             };
             match lifecycle::up(&opts).await {
@@ -151,7 +159,7 @@ async fn main() -> ExitCode {
                 }
             }
         }
-        Command::Daemon { state_dir, images, pod_cidr, pod_egress, bin_dir } => {
+        Command::Daemon { state_dir, images, pod_cidr, pod_egress, bin_dir, node } => {
             init_logs(true);
             let pod_cidr = match PodCidr::parse(&pod_cidr) {
                 Ok(c) => c,
@@ -166,6 +174,7 @@ async fn main() -> ExitCode {
                 pod_cidr,
                 pod_egress,
                 bin_dir,
+                node,
             };
             match daemon::run(opts).await {
                 0 => ExitCode::SUCCESS,

@@ -41,6 +41,11 @@ pub struct Pki {
     /// certificate kube-apiserver presents there.
     pub kubelet: CertPair,
     pub apiserver_kubelet_client: CertPair,
+    /// A kubelet node's identities: the kubelet (system:node:NAME in system:nodes, what the
+    /// Node authorizer and NodeRestriction expect), kube-proxy and CoreDNS.
+    pub node: CertPair,
+    pub kube_proxy: CertPair,
+    pub coredns: CertPair,
     /// ServiceAccount token signing key (private, PKCS#8) and its public half.
     pub sa_key: PathBuf,
     pub sa_pub: PathBuf,
@@ -53,7 +58,9 @@ struct Identity<'a> {
     org: Option<&'a str>,
 }
 
-pub fn generate(dir: &Path, host_ip: Ipv4Addr) -> Result<Pki, PkiError> {
+/// `kubelet_ips`: the addresses the API server reaches the kubelet port at (the Node's
+/// InternalIP), in the kubelet's serving certificate.
+pub fn generate(dir: &Path, host_ip: Ipv4Addr, kubelet_ips: &[Ipv4Addr]) -> Result<Pki, PkiError> {
     std::fs::create_dir_all(dir).map_err(|source| PkiError::Write { path: dir.into(), source })?;
     let gen_err = |what: &str| {
         let what = what.to_string();
@@ -103,11 +110,16 @@ pub fn generate(dir: &Path, host_ip: Ipv4Addr) -> Result<Pki, PkiError> {
     let scheduler = client(Identity { file: "scheduler", cn: "system:kube-scheduler", org: None })?;
     let apiserver_kubelet_client =
         client(Identity { file: "apiserver-kubelet-client", cn: "kube-apiserver-kubelet-client", org: None })?;
+    let node_cn = format!("system:node:{}", crate::daemon::NODE_NAME);
+    let node = client(Identity { file: "node", cn: &node_cn, org: Some("system:nodes") })?;
+    let kube_proxy = client(Identity { file: "kube-proxy", cn: "system:kube-proxy", org: None })?;
+    let coredns = client(Identity { file: "coredns", cn: "system:coredns", org: None })?;
 
     // The API server reaches the kubelet port at the node's InternalIP (the bridge address).
     let mut kubelet_params = CertificateParams::default();
     kubelet_params.distinguished_name = dn(crate::daemon::NODE_NAME, None);
-    kubelet_params.subject_alt_names = vec![SanType::IpAddress(IpAddr::V4(host_ip))];
+    kubelet_params.subject_alt_names =
+        kubelet_ips.iter().map(|ip| SanType::IpAddress(IpAddr::V4(*ip))).collect();
     if let Ok(name) = crate::daemon::NODE_NAME.try_into() {
         kubelet_params.subject_alt_names.push(SanType::DnsName(name));
     }
@@ -129,6 +141,9 @@ pub fn generate(dir: &Path, host_ip: Ipv4Addr) -> Result<Pki, PkiError> {
         scheduler,
         kubelet,
         apiserver_kubelet_client,
+        node,
+        kube_proxy,
+        coredns,
         sa_key,
         sa_pub,
     })
@@ -201,7 +216,7 @@ mod tests {
     #[test]
     fn generates_readable_pems() {
         let dir = std::env::temp_dir().join(format!("devcluster-pki-{}", std::process::id()));
-        let pki = generate(&dir, Ipv4Addr::new(10, 244, 9, 1)).unwrap();
+        let pki = generate(&dir, Ipv4Addr::new(10, 244, 9, 1), &[Ipv4Addr::new(10, 244, 9, 1)]).unwrap();
         assert!(pki.ca_pem.starts_with("-----BEGIN CERTIFICATE-----"));
         assert!(pki.admin.key_pem.contains("PRIVATE KEY"));
         assert!(std::fs::read_to_string(&pki.sa_pub).unwrap().contains("PUBLIC KEY"));

@@ -69,6 +69,11 @@ impl Component {
         Ok(Self { name: name.into(), child, pidfile: pidfile.into() })
     }
 
+    /// The process id while it runs.
+    pub fn pid(&mut self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// `Some(description)` when the process has exited.
     pub fn exited(&mut self) -> Option<String> {
         match self.child.try_wait() {

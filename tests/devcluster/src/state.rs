@@ -72,31 +72,65 @@ impl StateLayout {
     }
 }
 
-/// What a ready cluster tells its users (DESIGN.md §6): the admin kubeconfig and the host's
-/// address on the pod bridge.
+/// Which node runs the pods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum NodeKind {
+    /// The node agent: pods as local processes, images mapped to programs (the images file).
+    #[default]
+    Process,
+    /// A real kubelet with containerd: pods are containers from images in the local registry.
+    Kubelet,
+}
+
+impl NodeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Process => "process",
+            Self::Kubelet => "kubelet",
+        }
+    }
+}
+
+/// What a ready cluster tells its users (DESIGN.md §6): the admin kubeconfig, the host's
+/// address on the pod network and, on a kubelet node, the node's address and the registry
+/// its images come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterEnv {
     pub kubeconfig: PathBuf,
     pub host_ip: Ipv4Addr,
+    pub node_ip: Option<Ipv4Addr>,
+    /// `host:port` of the registry (plain HTTP).
+    pub registry: Option<String>,
 }
 
 impl ClusterEnv {
     /// The `cluster.env` text; also what `up` prints.
     pub fn render(&self) -> String {
-        format!("KUBECONFIG={}\nHOST_IP={}\n", self.kubeconfig.display(), self.host_ip)
+        let mut s = format!("KUBECONFIG={}\nHOST_IP={}\n", self.kubeconfig.display(), self.host_ip);
+        if let Some(ip) = self.node_ip {
+            s.push_str(&format!("NODE_IP={ip}\n"));
+        }
+        if let Some(r) = &self.registry {
+            s.push_str(&format!("REGISTRY={r}\n"));
+        }
+        s
     }
 
     pub fn parse(text: &str) -> Option<Self> {
         let mut kubeconfig = None;
         let mut host_ip = None;
+        let mut node_ip = None;
+        let mut registry = None;
         for line in text.lines() {
             match line.split_once('=') {
                 Some(("KUBECONFIG", v)) => kubeconfig = Some(PathBuf::from(v.trim())),
                 Some(("HOST_IP", v)) => host_ip = v.trim().parse().ok(),
+                Some(("NODE_IP", v)) => node_ip = v.trim().parse().ok(),
+                Some(("REGISTRY", v)) => registry = Some(v.trim().to_string()),
                 _ => {}
             }
         }
-        Some(Self { kubeconfig: kubeconfig?, host_ip: host_ip? })
+        Some(Self { kubeconfig: kubeconfig?, host_ip: host_ip?, node_ip, registry })
     }
 
     pub fn read(layout: &StateLayout) -> Option<Self> {
@@ -156,6 +190,30 @@ impl PodCidr {
     pub fn host_ip(&self) -> Ipv4Addr {
         Ipv4Addr::from(u32::from(self.network) + 1)
     }
+
+    /// The address plan of a kubelet node (realnode): the first /30 of the network links the
+    /// host (its first address, [`Self::host_ip`]) with the node's network namespace (the
+    /// second, the Node's InternalIP); pods get the upper half behind the node's CNI bridge.
+    pub fn node_plan(&self) -> NodePlan {
+        let base = u32::from(self.network);
+        let half = 1u32 << (32 - self.prefix - 1);
+        NodePlan {
+            host_ip: self.host_ip(),
+            node_ip: Ipv4Addr::from(base + 2),
+            link_prefix: 30,
+            pods: PodCidr { network: Ipv4Addr::from(base + half), prefix: self.prefix + 1 },
+        }
+    }
+}
+
+/// Where things are on a kubelet node's network (see [`PodCidr::node_plan`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodePlan {
+    pub host_ip: Ipv4Addr,
+    pub node_ip: Ipv4Addr,
+    pub link_prefix: u8,
+    /// The node's pod subnet (the CNI bridge's gateway is its first address).
+    pub pods: PodCidr,
 }
 
 impl std::fmt::Display for PodCidr {
@@ -178,10 +236,27 @@ mod tests {
     }
 
     #[test]
+    fn node_plan_splits_the_pod_cidr() {
+        let plan = PodCidr::parse("10.244.3.0/24").unwrap().node_plan();
+        assert_eq!(plan.host_ip, Ipv4Addr::new(10, 244, 3, 1));
+        assert_eq!(plan.node_ip, Ipv4Addr::new(10, 244, 3, 2));
+        assert_eq!(plan.pods.to_string(), "10.244.3.128/25");
+        assert_eq!(plan.pods.host_ip(), Ipv4Addr::new(10, 244, 3, 129));
+    }
+
+    #[test]
     fn cluster_env_round_trips() {
-        let env = ClusterEnv { kubeconfig: "/s/kubeconfig".into(), host_ip: Ipv4Addr::new(10, 244, 0, 1) };
+        let env = ClusterEnv {
+            kubeconfig: "/s/kubeconfig".into(),
+            host_ip: Ipv4Addr::new(10, 244, 0, 1),
+            node_ip: None,
+            registry: None,
+        };
         assert_eq!(env.render(), "KUBECONFIG=/s/kubeconfig\nHOST_IP=10.244.0.1\n");
-        assert_eq!(ClusterEnv::parse(&env.render()), Some(env));
+        assert_eq!(ClusterEnv::parse(&env.render()), Some(env.clone()));
+        let real = ClusterEnv { node_ip: Some(Ipv4Addr::new(10, 244, 0, 2)), registry: Some("10.244.0.1:5000".into()), ..env };
+        assert!(real.render().ends_with("NODE_IP=10.244.0.2\nREGISTRY=10.244.0.1:5000\n"));
+        assert_eq!(ClusterEnv::parse(&real.render()), Some(real));
     }
 
     #[test]

@@ -38,6 +38,19 @@ pub struct TestCluster {
 }
 
 static CLUSTER: OnceCell<TestCluster> = OnceCell::const_new();
+static KUBELET_CLUSTER: OnceCell<TestCluster> = OnceCell::const_new();
+
+/// A cluster whose node is a real kubelet with containerd (`--node kubelet`), started in
+/// `<cache>/state/kubelet-test` (pod CIDR 10.244.253.0/24) or reused when running. Stop it with
+/// `devcluster down --state-dir` that dir.
+pub async fn kubelet_cluster() -> &'static TestCluster {
+    KUBELET_CLUSTER
+        .get_or_init(|| async {
+            let (state_dir, env) = start("kubelet-test", "10.244.253.0/24", crate::state::NodeKind::Kubelet).await;
+            with_config(state_dir, env).await
+        })
+        .await
+}
 
 /// The cluster of this test run (see the module docs). Panics with the reason when there is
 /// none and none can be started.
@@ -58,17 +71,21 @@ async fn connect_or_start() -> TestCluster {
             });
             (dir, env)
         }
-        None => start_default().await,
+        None => start("cargo-test", "10.244.254.0/24", crate::state::NodeKind::Process).await,
     };
+    with_config(state_dir, env).await
+}
+
+async fn with_config(state_dir: PathBuf, env: ClusterEnv) -> TestCluster {
     let config = crate::control_plane::admin_config(&env.kubeconfig)
         .await
         .unwrap_or_else(|e| panic!("reading {}: {e}", env.kubeconfig.display()));
     TestCluster { state_dir, env, config }
 }
 
-/// Starts (or reuses) the cluster in `<cache>/state/cargo-test`.
-async fn start_default() -> (PathBuf, ClusterEnv) {
-    let state_dir = cache_dir().join("state").join("cargo-test");
+/// Starts (or reuses) the cluster in `<cache>/state/<name>`.
+async fn start(name: &str, pod_cidr: &str, node: crate::state::NodeKind) -> (PathBuf, ClusterEnv) {
+    let state_dir = cache_dir().join("state").join(name);
     let bin_dir = release_dir();
     let exe = devcluster_exe(&bin_dir);
     let images = state_dir.join("images.yaml");
@@ -77,10 +94,11 @@ async fn start_default() -> (PathBuf, ClusterEnv) {
     let opts = UpOptions {
         state_dir: state_dir.clone(),
         images: Some(images),
-        pod_cidr: "10.244.254.0/24".into(),
+        pod_cidr: pod_cidr.into(),
         pod_egress: false,
         bin_dir: std::env::var_os("DEVCLUSTER_BIN_DIR").map(PathBuf::from),
         exe,
+        node,
         timeout: Duration::from_secs(300),
     };
     match lifecycle::up(&opts).await {
@@ -154,6 +172,38 @@ impl TestCluster {
 
     pub fn state_dir(&self) -> PathBuf {
         self.state_dir.clone()
+    }
+
+    /// A kubelet node's address (the Node's InternalIP, where NodePorts are).
+    pub fn node_ip(&self) -> Option<Ipv4Addr> {
+        self.env.node_ip
+    }
+
+    /// `host:port` of a kubelet node's registry.
+    pub fn registry(&self) -> Option<&str> {
+        self.env.registry.as_deref()
+    }
+
+    /// Builds devcluster's own test images and pushes them to this cluster's registry
+    /// (`tests/devcluster/images/build.sh`); returns the test pod's image. Panics without a
+    /// registry (a process node).
+    pub async fn test_pod_image(&self) -> String {
+        let registry = self.registry().expect("a kubelet node's registry");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/images/build.sh");
+        let out = tokio::process::Command::new("bash")
+            .arg(script)
+            .args(["--registry", registry])
+            .env("WA_BIN_DIR", release_dir())
+            .output()
+            .await
+            .unwrap_or_else(|e| panic!("running {script}: {e}"));
+        assert!(out.status.success(), "{script} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines()
+            .filter_map(|l| l.strip_prefix("image="))
+            .find(|i| i.contains("/devcluster/testpod:"))
+            .unwrap_or_else(|| panic!("{script} printed no test pod image: {text}"))
+            .to_string()
     }
 
     /// Creates namespace `<prefix>-<6 random chars>` and waits until its `default`

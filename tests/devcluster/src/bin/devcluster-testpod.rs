@@ -9,6 +9,10 @@
 //!   API server's status code and body
 //! - `GET /exit?code=N` → exits with code N (after answering)
 //! - `GET /ready?value=true|false` → sets what `/readyz` answers
+//! - `GET /alloc?mb=N` → allocates and touches N MiB, kept until the process ends (memory
+//!   limits, OOM kills)
+//! - `GET /resolve?name=N` → the addresses N resolves to through the C library's resolver
+//!   (cluster DNS), one per line; 404 when it does not resolve
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -101,6 +105,32 @@ async fn set_ready(State(s): State<AppState>, Query(q): Query<BTreeMap<String, S
     if v { "ready" } else { "not ready" }
 }
 
+/// Memory `/alloc` keeps alive.
+static HELD: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+
+async fn alloc(Query(q): Query<BTreeMap<String, String>>) -> Response {
+    let Some(mb) = q.get("mb").and_then(|m| m.parse::<usize>().ok()) else {
+        return (StatusCode::BAD_REQUEST, "mb required").into_response();
+    };
+    let mut held = HELD.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    for _ in 0..mb {
+        // non-zero bytes: the pages are really touched, so they count against the limit
+        held.push(vec![1u8; 1 << 20]);
+    }
+    (StatusCode::OK, format!("holding {} MiB", held.len())).into_response()
+}
+
+async fn resolve(Query(q): Query<BTreeMap<String, String>>) -> Response {
+    let Some(name) = q.get("name").cloned() else { return (StatusCode::BAD_REQUEST, "name required").into_response() };
+    match tokio::net::lookup_host((name.as_str(), 0)).await {
+        Ok(addrs) => {
+            let text: Vec<String> = addrs.map(|a| a.ip().to_string()).collect();
+            (StatusCode::OK, text.join("\n")).into_response()
+        }
+        Err(e) => (StatusCode::NOT_FOUND, e.to_string()).into_response(),
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
@@ -115,6 +145,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/kube", get(kube_get))
         .route("/exit", get(exit))
         .route("/ready", get(set_ready))
+        .route("/alloc", get(alloc))
+        .route("/resolve", get(resolve))
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", args.port)).await?;
     eprintln!("devcluster-testpod listening on {}", listener.local_addr()?);

@@ -4,7 +4,7 @@
 //! Not enforced (accepted and ignored): capabilities, seccomp/AppArmor profiles, resource
 //! requests/limits, `privileged`, `readOnlyRootFilesystem`, image pull policy.
 
-mod apiproxy;
+pub(crate) mod apiproxy;
 mod containers;
 mod env;
 mod images;
@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
 
 pub use images::Images;
+pub use netns::cluster_prefix;
 pub use registration::Capacity;
 
 use std::collections::HashMap;
@@ -71,6 +72,9 @@ pub enum NodeError {
     PodCidr(String),
     #[error("system call: {0}")]
     Sys(#[from] nix::Error),
+    /// A part of a kubelet node (realnode) failed.
+    #[error("{0}")]
+    Part(String),
 }
 
 /// Runs the node agent until `shutdown` is cancelled: registers the node, then runs the pods

@@ -1,0 +1,277 @@
+//! A real node: containerd, the kubelet, kube-proxy and CoreDNS of the pinned releases
+//! (built from Go modules by `control-plane/build.sh`), runc and the CNI plugins from Debian,
+//! each in the node's own namespaces and cgroups on this machine (sandbox.rs), plus the
+//! distribution registry the node pulls images from. Pods are containers from images.
+//!
+//! Files under `STATE/realnode/`: `etc/` (every configuration file), `containerd/` (image
+//! content, kept between runs of the same state dir so a restart pulls nothing), `var-lib/`
+//! and `var-log/` (the node's `/var/lib` and `/var/log`, fresh each start).
+
+mod bootstrap;
+pub mod config;
+pub mod sandbox;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::binaries::{NodeBinaries, cache_dir};
+use crate::control_plane::{StartError, free_port};
+use crate::pki::{self, Pki};
+use crate::process::Component;
+use crate::state::{NodePlan, StateLayout};
+
+use sandbox::Names;
+
+/// The component name of the node's failures (its parts log to `logs/<part>.log`).
+pub const COMPONENT: &str = "node";
+/// The pause image's repository and tag in the registry (built by tests/images/build.sh).
+pub const PAUSE_IMAGE: &str = "wa-base/pause:3.10";
+
+pub struct RealNodeConfig<'a> {
+    pub layout: &'a StateLayout,
+    pub plan: NodePlan,
+    /// The cluster's name prefix (`dc-<hash of the state dir>`).
+    pub prefix: String,
+    pub pki: &'a Pki,
+    /// The API server as the node reaches it (the forwarder on the host's link address).
+    pub api_server: String,
+    pub pod_egress: bool,
+    pub bins: NodeBinaries,
+}
+
+/// The running node's processes, in start order.
+pub struct RealNode {
+    pub components: Vec<Component>,
+    names: Names,
+    /// `host:port` of the registry.
+    pub registry: String,
+}
+
+fn dir(layout: &StateLayout) -> PathBuf {
+    layout.root().join("realnode")
+}
+
+/// Where the machine's sysctls are recorded while any node runs (machine-wide, see sandbox).
+fn sysctl_record() -> PathBuf {
+    cache_dir().join("realnode-sysctls.orig")
+}
+
+fn err(e: impl std::fmt::Display) -> StartError {
+    StartError::new(COMPONENT, e)
+}
+
+fn write(path: &Path, text: &str) -> Result<(), StartError> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| err(format!("{}: {e}", parent.display())))?;
+    }
+    std::fs::write(path, text).map_err(|e| err(format!("{}: {e}", path.display())))
+}
+
+fn spawn(layout: &StateLayout, name: &str, program: &Path, args: &[String]) -> Result<Component, StartError> {
+    tracing::info!(component = name, program = %program.display(), "starting");
+    Ok(Component::spawn(name, program, args, &layout.log(name), &layout.pidfile(name))?)
+}
+
+/// A node part: `program args` inside the node's namespaces and its `node` cgroup.
+fn spawn_in_node(
+    layout: &StateLayout,
+    names: &Names,
+    holder: u32,
+    name: &str,
+    program: &Path,
+    args: &[String],
+) -> Result<Component, StartError> {
+    let args = sandbox::in_node(holder, program, args);
+    let mut c = spawn(layout, name, Path::new("nsenter"), &args)?;
+    if let Some(pid) = c.pid() {
+        sandbox::join_node_cgroup(names, pid).map_err(|e| StartError::new(name, e))?;
+    }
+    Ok(c)
+}
+
+impl RealNode {
+    /// Starts the registry and the node; returns once every part runs (the node's Ready
+    /// condition is the supervisor's to wait for). On error, what was started is in
+    /// `started` for the caller to stop.
+    pub async fn start(cfg: &RealNodeConfig<'_>, client: &kube::Client, started: &mut Vec<Component>) -> Result<String, StartError> {
+        let layout = cfg.layout;
+        let names = Names::new(&cfg.prefix);
+        let root = dir(layout);
+        let etc = root.join("etc");
+        for fresh in [root.join("var-lib"), root.join("var-log"), etc.clone()] {
+            if fresh.exists() {
+                std::fs::remove_dir_all(&fresh).map_err(|e| err(format!("{}: {e}", fresh.display())))?;
+            }
+        }
+        let plan = &cfg.plan;
+
+        // The registry, on the host's link address: reachable from the host (pushes) and
+        // from the node (pulls), nowhere else.
+        let registry = format!("{}:{}", plan.host_ip, free_port().map_err(err)?);
+        let storage = cache_dir().join("registry");
+        std::fs::create_dir_all(&storage).map_err(|e| err(format!("{}: {e}", storage.display())))?;
+        let reg_cfg = etc.join("registry.yml");
+        write(&reg_cfg, &config::registry_config(&registry, &storage))?;
+        started.push(spawn(layout, "registry", Path::new("docker-registry"), &["serve".into(), path(&reg_cfg)])?);
+        wait_http(&format!("http://{registry}/v2/"), "registry", started).await?;
+
+        bootstrap::apply_all(client, plan).await.map_err(|e| err(format!("bootstrap objects: {e}")))?;
+
+        // The holder of the node's namespaces, then its cgroups and mounts.
+        let (prog, args) = sandbox::holder_command(&names);
+        started.push(spawn(layout, "node-sandbox", &prog, &args)?);
+        let holder = started.last_mut().and_then(Component::pid).ok_or_else(|| err("node-sandbox exited at once"))?;
+        sandbox::create_cgroups(&names, holder).map_err(err)?;
+        sandbox::mount_node_paths(holder, &root).map_err(err)?;
+
+        // Configuration files.
+        let kc = |name: &str, user: &str, pair: &pki::CertPair| -> Result<PathBuf, StartError> {
+            let p = etc.join(format!("{name}.kubeconfig"));
+            pki::write_kubeconfig(&p, &pki::kubeconfig(&cfg.api_server, &cfg.pki.ca_pem, user, pair)).map_err(err)?;
+            Ok(p)
+        };
+        let kubelet_kc = kc("kubelet", "kubelet", &cfg.pki.node)?;
+        let proxy_kc = kc("kube-proxy", "kube-proxy", &cfg.pki.kube_proxy)?;
+        let coredns_kc = kc("coredns", "coredns", &cfg.pki.coredns)?;
+        let cni_dir = etc.join("cni");
+        write(&cni_dir.join("10-devcluster.conflist"), &config::cni_conflist(plan, &root.join("var-lib").join("cni")))?;
+        let certs_d = etc.join("certs.d");
+        write(&certs_d.join(&registry).join("hosts.toml"), &config::registry_hosts_toml(&registry))?;
+        let ctd_cfg = etc.join("containerd.toml");
+        let sandbox_image = format!("{registry}/{PAUSE_IMAGE}");
+        write(&ctd_cfg, &config::containerd_toml(&root.join("containerd"), &certs_d, &cni_dir, &sandbox_image))?;
+        let upstream = if cfg.pod_egress { sandbox::host_nameserver() } else { None };
+        // pods with dnsPolicy Default get the node's resolv.conf: the host's when they may
+        // leave the machine, else none
+        let resolv = etc.join("resolv.conf");
+        write(&resolv, &upstream.as_ref().map(|u| format!("nameserver {u}\n")).unwrap_or_default())?;
+        let kubelet_cfg = etc.join("kubelet.yaml");
+        let files = config::KubeletFiles {
+            ca_crt: &cfg.pki.ca_crt,
+            tls_cert: &cfg.pki.kubelet.cert_path,
+            tls_key: &cfg.pki.kubelet.key_path,
+            resolv_conf: &resolv,
+            volume_plugin_dir: &root.join("var-lib").join("volume-plugins"),
+            cgroup_root: &names.cgroup,
+        };
+        write(&kubelet_cfg, &config::kubelet_config(plan, &files))?;
+        let proxy_cfg = etc.join("kube-proxy.yaml");
+        write(&proxy_cfg, &config::kube_proxy_config(plan, &proxy_kc, crate::daemon::NODE_NAME))?;
+        let corefile = etc.join("Corefile");
+        write(&corefile, &config::corefile(plan, &coredns_kc, upstream.as_deref()))?;
+
+        // containerd (shims and runc found on its PATH), ready when its socket answers.
+        let path_env = format!("PATH={}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", cfg.bins.containerd_dir.display());
+        let ctd_args = vec![path_env, path(&cfg.bins.containerd()), "--config".into(), path(&ctd_cfg)];
+        started.push(spawn_in_node(layout, &names, holder, "containerd", Path::new("/usr/bin/env"), &ctd_args)?);
+        wait_containerd(holder, &cfg.bins, started).await?;
+
+        sandbox::record_sysctls(&names, &sysctl_record()).map_err(err)?;
+        let kubelet_args = vec![
+            format!("--config={}", path(&kubelet_cfg)),
+            format!("--kubeconfig={}", path(&kubelet_kc)),
+            format!("--hostname-override={}", crate::daemon::NODE_NAME),
+            format!("--node-ip={}", plan.node_ip),
+            "--v=1".into(),
+        ];
+        started.push(spawn_in_node(layout, &names, holder, "kubelet", &cfg.bins.kubelet, &kubelet_args)?);
+        let proxy_args = vec![format!("--config={}", path(&proxy_cfg)), "--v=1".into()];
+        started.push(spawn_in_node(layout, &names, holder, "kube-proxy", &cfg.bins.kube_proxy, &proxy_args)?);
+        started.push(spawn_in_node(layout, &names, holder, "coredns", &cfg.bins.coredns, &["-conf".into(), path(&corefile)])?);
+        tracing::info!(node = %sandbox::describe(plan), %registry, "node parts started");
+        Ok(registry)
+    }
+
+    pub fn new(components: Vec<Component>, prefix: &str, registry: String) -> Self {
+        Self { components, names: Names::new(prefix), registry }
+    }
+
+    /// Stops the node's parts (kubelet first), then everything left in its cgroups (pods,
+    /// shims), its network and mounts.
+    pub async fn stop(mut self) {
+        while let Some(mut c) = self.components.pop() {
+            tracing::info!(component = %c.name, "stopping");
+            c.stop(Duration::from_secs(10)).await;
+        }
+        let names = self.names.clone();
+        let _ = tokio::task::spawn_blocking(move || remove(&names)).await;
+    }
+}
+
+fn remove(names: &Names) {
+    let killed = sandbox::kill_and_remove_cgroups(names);
+    if killed > 0 {
+        tracing::info!(killed, "node processes killed");
+    }
+    sandbox::remove_network(names);
+    sandbox::restore_sysctls(names, &sysctl_record());
+}
+
+/// What a killed supervisor's node left (processes in its cgroups, namespace, link,
+/// sysctls); quiet when there is nothing.
+pub fn cleanup_leftovers(prefix: &str) {
+    remove(&Names::new(prefix));
+}
+
+fn path(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn check_alive(started: &mut [Component]) -> Result<(), StartError> {
+    for c in started.iter_mut() {
+        if let Some(status) = c.exited() {
+            return Err(StartError::new(&c.name, format!("exited during start-up ({status})")));
+        }
+    }
+    Ok(())
+}
+
+async fn wait_http(url: &str, component: &str, started: &mut [Component]) -> Result<(), StartError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let (host, rest) = url.trim_start_matches("http://").split_once('/').unwrap_or((url, ""));
+    loop {
+        check_alive(started)?;
+        if http_ok(host, rest).await {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(StartError::new(component, format!("{url} not answering after 30 s")));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A plain HTTP/1.0 GET answered with 200 (no HTTP client needed for one request).
+async fn http_ok(host: &str, path: &str) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let attempt = async {
+        let mut s = tokio::net::TcpStream::connect(host).await.ok()?;
+        s.write_all(format!("GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes()).await.ok()?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.ok()?;
+        Some(buf.starts_with(b"HTTP/1.0 200") || buf.starts_with(b"HTTP/1.1 200"))
+    };
+    matches!(tokio::time::timeout(Duration::from_secs(2), attempt).await, Ok(Some(true)))
+}
+
+async fn wait_containerd(holder: u32, bins: &NodeBinaries, started: &mut [Component]) -> Result<(), StartError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let args = sandbox::in_node(holder, &bins.ctr(), &["--address".into(), config::CONTAINERD_SOCKET.into(), "version".into()]);
+    loop {
+        check_alive(started)?;
+        let ok = tokio::process::Command::new("nsenter")
+            .args(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .await
+            .is_ok_and(|s| s.success());
+        if ok {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(StartError::new("containerd", "socket not answering after 30 s"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
