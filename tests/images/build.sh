@@ -107,11 +107,13 @@ for name in "${images[@]}"; do
   local_name=localhost/leadmaster/$name:$tag
   t0=$SECONDS
   containers >"$work/containers.before"
+  status=0
   run_logged "$logs/bud-$name.log" buildah bud --layers --pull-never --network host \
     --build-arg BINARIES=prebuilt --build-arg "RUNTIME_BASE=${runtime_base[$name]}" \
     --build-context "staged=$staged" \
-    -f "$repo/images/$name.Dockerfile" -t "$local_name" "$repo"
+    -f "$repo/images/$name.Dockerfile" -t "$local_name" "$repo" || status=$?
   comm -13 "$work/containers.before" <(containers) | xargs -r buildah rm >/dev/null
+  ((status == 0)) || exit "$status"
   t1=$SECONDS
   push "$local_name" "$registry/leadmaster/$name:$tag"
   log "$name: bud $((t1 - t0)) s, push $((SECONDS - t1)) s"
