@@ -19,6 +19,10 @@
 #                image; CA certificates; no shell anywhere in the image (and /bin/sh cannot run).
 #   wa-hub       the UI: /usr/share/wa-hub/static/index.html.
 #   pause        entrypoint /pause; keeps running, and exits 0 on SIGTERM.
+#   Dockerfiles  with BuildKit's own Dockerfile frontend (tests/images/buildkit-check, what
+#                `docker build` runs): the default build needs only the upstream images and not
+#                the `staged` context, BINARIES=prebuilt needs no builder image, both give the
+#                same image config.
 # Needs root (buildah's storage, runc).
 # Needs (Debian packages): buildah, skopeo, runc, docker-registry, curl, jq (+ build.sh's).
 set -euo pipefail
@@ -76,6 +80,17 @@ start_registry() {
 }
 
 layers() { skopeo inspect --raw --tls-verify=false "docker://$1" | jq -r '.layers[].digest'; }
+
+# ------------------------------------------------------------------ the Dockerfiles for BuildKit
+echo "# images/*.Dockerfile through BuildKit's Dockerfile frontend"
+checker=${WA_CACHE_DIR:-$HOME/.cache/whatsapp-operator}/images/buildkit-check
+if (cd "$here/buildkit-check" && GOFLAGS=-buildvcs=false go build -o "$checker" .) 2>"$tmp/checker.log"; then
+  out=$("$checker" "$here"/../../images/*.Dockerfile) || true
+  echo "$out" | sed "s|$here/../../||"
+  failures=$((failures + $(echo "$out" | grep -c '^FAIL' || true)))
+else
+  fail "build tests/images/buildkit-check: $(tail -3 "$tmp/checker.log")"
+fi
 
 if [[ -z $registry ]]; then
   start_registry
