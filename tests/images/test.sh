@@ -84,6 +84,7 @@ layers() { skopeo inspect --raw --tls-verify=false "docker://$1" | jq -r '.layer
 # ------------------------------------------------------------------ the Dockerfiles for BuildKit
 echo "# images/*.Dockerfile through BuildKit's Dockerfile frontend"
 checker=${WA_CACHE_DIR:-$HOME/.cache/whatsapp-operator}/images/buildkit-check
+mkdir -p "$(dirname "$checker")"
 if (cd "$here/buildkit-check" && GOFLAGS=-buildvcs=false go build -o "$checker" .) 2>"$tmp/checker.log"; then
   out=$("$checker" "$here"/../../images/*.Dockerfile) || true
   echo "$out" | sed "s|$here/../../||"
