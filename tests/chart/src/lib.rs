@@ -138,6 +138,54 @@ pub fn find<'a>(objects: &'a [Value], kind: &str, suffix: &str) -> &'a Value {
     found[0]
 }
 
+/// An image the project's build pushed to a registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushedImage {
+    /// `host:port/leadmaster/wa-hub`
+    pub repository: String,
+    pub tag: String,
+    /// `sha256:...`
+    pub digest: String,
+}
+
+/// The images of one `tests/images/build.sh` run.
+#[derive(Debug, Clone)]
+pub struct PushedImages {
+    pub operator: PushedImage,
+    pub hub: PushedImage,
+    pub session: PushedImage,
+}
+
+/// Parses `image=HOST:PORT/REPO:TAG@sha256:...` lines (build.sh's stdout).
+pub fn parse_pushed(stdout: &str) -> Vec<PushedImage> {
+    stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("image="))
+        .filter_map(|r| {
+            let (name, digest) = r.split_once('@')?;
+            // the tag follows the last ':' after the last '/' (the registry has a port)
+            let slash = name.rfind('/')?;
+            let colon = name[slash..].rfind(':')? + slash;
+            Some(PushedImage { repository: name[..colon].into(), tag: name[colon + 1..].into(), digest: digest.into() })
+        })
+        .collect()
+}
+
+/// Builds the project's three images from `images/*.Dockerfile` with buildah and pushes them
+/// to `registry` under `tag` (`tests/images/build.sh`; the release binaries must be built).
+pub fn build_and_push_images(registry: &str, tag: &str) -> Result<PushedImages, ChartError> {
+    let script = repo_root().join("tests/images/build.sh");
+    let args = vec![script.display().to_string(), "--registry".into(), registry.into(), "--tag".into(), tag.into()];
+    let stdout = run_ok(Path::new("bash"), &args, &[])?;
+    let pushed = parse_pushed(&stdout);
+    let find = |name: &str| {
+        pushed.iter().find(|i| i.repository.ends_with(&format!("/leadmaster/{name}"))).cloned().ok_or_else(|| {
+            ChartError::Failed { program: "tests/images/build.sh".into(), args: args.join(" "), status: "ok".into(), stderr: format!("no {name} in: {stdout}") }
+        })
+    };
+    Ok(PushedImages { operator: find("wa-operator")?, hub: find("wa-hub")?, session: find("wa-session")? })
+}
+
 /// Logs in at the hub (`POST {hub}/api/auth/login`, DESIGN.md §4) and returns the JWT.
 pub async fn hub_login(http: &reqwest::Client, hub: &str, username: &str, password: &str) -> Result<String, ChartError> {
     let fail = |reason: String| ChartError::Login { hub: hub.to_string(), username: username.to_string(), reason };
@@ -150,4 +198,18 @@ pub async fn hub_login(http: &reqwest::Client, hub: &str, username: &str, passwo
         .map_err(|e| fail(e.to_string()))?;
     let body: Value = response.json().await.map_err(|e| fail(e.to_string()))?;
     body["token"].as_str().map(String::from).ok_or_else(|| fail(format!("no token in {body}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pushed_image_lines_split_registry_port_tag_and_digest() {
+        let v = parse_pushed("noise\nimage=10.244.1.1:5000/leadmaster/wa-hub:0.1.0@sha256:ab\n");
+        assert_eq!(
+            v,
+            [PushedImage { repository: "10.244.1.1:5000/leadmaster/wa-hub".into(), tag: "0.1.0".into(), digest: "sha256:ab".into() }]
+        );
+    }
 }

@@ -1,7 +1,9 @@
-//! A real `helm install` on devcluster: the node agent runs the operator and hub pods from the
-//! locally built binaries (the images file maps ghcr.io/leadmaster/* to them), a session goes
-//! through its lifecycle against the fake WhatsApp Web, then `helm upgrade` keeps sessions
-//! and tokens, and `helm uninstall` leaves nothing behind but the retained PVC.
+//! A real `helm install` on devcluster's kubelet node: the three images are built from
+//! `images/*.Dockerfile` with buildah, pushed to the cluster's registry and pulled by the
+//! kubelet, the operator and hub run as containers under Pod Security `restricted`, a session
+//! goes through its lifecycle against the fake WhatsApp Web, then `helm upgrade` keeps sessions
+//! and tokens and a new session image tag replaces the session pod, which restores without a
+//! QR, and `helm uninstall` leaves nothing behind but the retained PVC.
 //!
 //! Skips with a printed reason when a needed binary is missing.
 
@@ -11,18 +13,72 @@ use std::time::Duration;
 use chart_tests::*;
 use devcluster::testing::{TestCluster, wait_for_value};
 use serde_json::{Value, json};
+use tokio::sync::OnceCell;
 
 const SESSION: &str = "acme-ventas";
 const PHONE: &str = "5491122334455";
+/// The tag of the images a release is installed with (the chart's appVersion is left to
+/// users; the tests name theirs).
+const TAG: &str = "0.1.0-test";
+/// A second tag of the same build, for `helm upgrade` to a new image.
+const NEXT_TAG: &str = "0.1.0-test-next";
 
-/// The program the cluster's images file runs for `image`, when it exists.
-fn image_program(cluster: &TestCluster, image: &str) -> Option<PathBuf> {
-    let text = std::fs::read_to_string(cluster.state_dir().join("images.yaml")).ok()?;
-    let line = text.lines().find(|l| l.trim_start().starts_with(&format!("{image}:")))?;
-    let start = line.find("[\"")? + 2;
-    let end = line[start..].find('"')? + start;
-    let p = PathBuf::from(&line[start..end]);
-    p.is_file().then_some(p)
+static IMAGES: OnceCell<(PushedImages, PushedImages)> = OnceCell::const_new();
+
+/// The project's images in the cluster's registry, built once per test run, under [`TAG`] and
+/// [`NEXT_TAG`].
+async fn images(cluster: &TestCluster) -> &'static (PushedImages, PushedImages) {
+    let registry = cluster.registry().expect("a kubelet node's registry").to_string();
+    IMAGES
+        .get_or_init(|| async move {
+            tokio::task::spawn_blocking(move || {
+                let build = |tag| build_and_push_images(&registry, tag).unwrap_or_else(|e| panic!("{e}"));
+                (build(TAG), build(NEXT_TAG))
+            })
+            .await
+            .expect("image build task")
+        })
+        .await
+}
+
+/// Chart values pointing the three images at the registry.
+fn image_values(i: &PushedImages) -> Value {
+    let v = |p: &PushedImage| json!({"repository": p.repository, "tag": p.tag});
+    json!({"operator": {"image": v(&i.operator)}, "hub": {"image": v(&i.hub)}, "session": {"image": v(&i.session)}})
+}
+
+/// `a` with `b`'s keys set over it, objects merged recursively.
+fn merge(a: &mut Value, b: &Value) {
+    match (a, b) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+        (a, b) => *a = b.clone(),
+    }
+}
+
+/// The release binaries (`make build`), for what the tests run on the host: the hub's
+/// `hash-password` and the fake WhatsApp Web.
+fn release_program(name: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("WA_BIN_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("CARGO_TARGET_DIR").map(|d| PathBuf::from(d).join("release")))?;
+    Some(dir.join(name)).filter(|p| p.is_file())
+}
+
+fn programs_or_skip(test: &str, names: &[&str]) -> Option<Vec<PathBuf>> {
+    names
+        .iter()
+        .map(|n| {
+            let p = release_program(n);
+            if p.is_none() {
+                eprintln!("SKIP {test}: {n} is not built (WA_BIN_DIR / CARGO_TARGET_DIR)");
+            }
+            p
+        })
+        .collect()
 }
 
 async fn kubectl_json(cluster: &TestCluster, args: &[&str]) -> Value {
@@ -101,20 +157,6 @@ fn password_hash(hub: &Path, password: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-/// The programs the cluster's images file runs for `images`, or a printed reason to skip.
-fn programs_or_skip(test: &str, cluster: &TestCluster, images: &[&str]) -> Option<Vec<PathBuf>> {
-    images
-        .iter()
-        .map(|image| {
-            let p = image_program(cluster, image);
-            if p.is_none() {
-                eprintln!("SKIP {test}: the cluster's images file has no built program for {image}");
-            }
-            p
-        })
-        .collect()
-}
-
 /// A release of the chart installed in its own namespace. Each test uses its own release name:
 /// the tests run in parallel and the CRD aside, nothing of two releases may share a name.
 struct Release<'a> {
@@ -130,23 +172,23 @@ const PASSWORD: &str = "chart-test-password";
 
 impl<'a> Release<'a> {
     /// `helm install NAME` into a fresh namespace labelled Pod Security `restricted`, scoped to
-    /// that namespace (so this operator never touches other tests' sessions), with a hub user
-    /// `acme` (password [`PASSWORD`]) and `extra_values` (YAML, top-level keys); returns once
-    /// both Deployments are Available.
-    async fn install(cluster: &'a TestCluster, helm: &Path, name: &'static str, hub: &Path, extra_values: &str) -> Self {
+    /// that namespace (so this operator never touches other tests' sessions), with the images
+    /// from the cluster's registry, a hub user `acme` (password [`PASSWORD`]) and
+    /// `extra_values` merged over that; returns once both Deployments are Available.
+    async fn install(cluster: &'a TestCluster, helm: &Path, name: &'static str, hub: &Path, extra_values: Value) -> Self {
         let ns = cluster.namespace(name).await;
         kubectl_ok(cluster, &["label", "namespace", &ns, "pod-security.kubernetes.io/enforce=restricted"]).await;
         let hash = password_hash(hub, PASSWORD);
         let dir = tempfile::tempdir().unwrap();
         let values = dir.path().join("values.yaml");
-        std::fs::write(
-            &values,
-            format!(
-                "{extra_values}operator:\n  watchNamespace: {ns}\nhub:\n  watchNamespace: {ns}\n  staticDir: \"\"\n  \
-                 auth:\n    users:\n      - {{username: acme, passwordHash: '{hash}', tenants: [acme], role: user}}\n"
-            ),
-        )
-        .unwrap();
+        let mut v = image_values(&images(cluster).await.0);
+        merge(&mut v, &json!({
+            "operator": {"watchNamespace": ns},
+            "hub": {"watchNamespace": ns, "auth": {"users": [{"username": "acme", "passwordHash": hash, "tenants": ["acme"], "role": "user"}]}},
+        }));
+        merge(&mut v, &extra_values);
+        // JSON is YAML: helm reads it as a values file
+        std::fs::write(&values, v.to_string()).unwrap();
         let release = Release { cluster, helm: helm.to_path_buf(), name, ns, _dir: dir };
         let chart = chart_dir().display().to_string();
         release.helm(&["install", name, &chart, "-n", &release.ns, "-f", &values.display().to_string(), "--wait", "--timeout", "3m"]);
@@ -226,6 +268,17 @@ impl<'a> Release<'a> {
     }
 }
 
+/// The fake's live pages connected as [`PHONE`] (`GET /_fake/pages`).
+async fn connected_pages(http: &reqwest::Client, fake: &str) -> Vec<Value> {
+    let Ok(r) = http.get(format!("{fake}/_fake/pages")).send().await else { return Vec::new() };
+    let pages: Vec<Value> = r.json().await.unwrap_or_default();
+    pages
+        .into_iter()
+        .filter(|p| p["alive"] == true && p["phone"].as_str().is_some_and(|ph| ph.contains(PHONE)))
+        .filter(|p| p["state"].as_str().is_some_and(|s| s.eq_ignore_ascii_case("connected")))
+        .collect()
+}
+
 /// GET `path` of the hub's REST API with `token`: the JSON body when it answers 2xx.
 async fn hub_get(http: &reqwest::Client, hub: &str, token: &str, path: &str) -> Option<Value> {
     let r = http.get(format!("{hub}/api/session-manager/{path}")).bearer_auth(token).send().await.ok()?;
@@ -243,9 +296,9 @@ async fn hub_get(http: &reqwest::Client, hub: &str, token: &str, path: &str) -> 
 async fn helm_install_upgrade_and_uninstall() {
     let test = "helm_install_upgrade_and_uninstall";
     let Some(helm) = helm_or_skip(test) else { return };
-    let cluster = devcluster::testing::cluster().await;
-    let Some(programs) = programs_or_skip(test, cluster, &["ghcr.io/leadmaster/wa-operator", "ghcr.io/leadmaster/wa-hub"]) else { return };
-    let release = Release::install(cluster, &helm, "wa-upgrade", &programs[1], "").await;
+    let cluster = devcluster::testing::kubelet_cluster().await;
+    let Some(programs) = programs_or_skip(test, &["wa-hub"]) else { return };
+    let release = Release::install(cluster, &helm, "wa-upgrade", &programs[0], json!({})).await;
     // Non-root, as the restricted profile demands (the namespace would refuse anything else).
     let pods = kubectl_json(cluster, &["get", "pods", "-n", &release.ns]).await;
     for p in pods["items"].as_array().unwrap() {
@@ -256,6 +309,10 @@ async fn helm_install_upgrade_and_uninstall() {
     let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
     let (hub, token) = release.login(&http).await;
     wait_for_value("the session list with the token", Duration::from_secs(30), || hub_get(&http, &hub, &token, "sessions")).await;
+    // The hub image carries the UI and serves it (values: hub.staticDir, the image's path).
+    let page = http.get(format!("{hub}/")).send().await.unwrap();
+    assert!(page.status().is_success(), "GET /: {}", page.status());
+    assert!(page.text().await.unwrap().contains("<div id=\"root\">"), "the UI's index.html");
     // Without the token: refused (so the check above means something).
     let r = http.get(format!("{hub}/api/session-manager/sessions")).send().await.unwrap();
     assert_eq!(r.status(), reqwest::StatusCode::UNAUTHORIZED);
@@ -274,15 +331,11 @@ async fn helm_install_upgrade_and_uninstall() {
 async fn helm_install_session_lifecycle_upgrade_and_uninstall() {
     let test = "helm_install_session_lifecycle_upgrade_and_uninstall";
     let Some(helm) = helm_or_skip(test) else { return };
-    let cluster = devcluster::testing::cluster().await;
-    let images = ["ghcr.io/leadmaster/wa-operator", "ghcr.io/leadmaster/wa-hub", "ghcr.io/leadmaster/wa-session"];
-    let Some(programs) = programs_or_skip(test, cluster, &images) else { return };
-    let Some(fake_bin) = programs[0].parent().map(|d| d.join("fake-whatsapp")).filter(|p| p.is_file()) else {
-        eprintln!("SKIP {test}: fake-whatsapp is not built");
-        return;
-    };
-    let fake = start_fake(&fake_bin, cluster.host_ip());
-    let release = Release::install(cluster, &helm, "wa-lifecycle", &programs[1], &format!("session:\n  whatsappUrl: \"{}/\"\n", fake.url)).await;
+    let cluster = devcluster::testing::kubelet_cluster().await;
+    let Some(programs) = programs_or_skip(test, &["wa-hub", "fake-whatsapp"]) else { return };
+    let fake = start_fake(&programs[1], cluster.host_ip());
+    let values = json!({"session": {"whatsappUrl": format!("{}/", fake.url)}});
+    let release = Release::install(cluster, &helm, "wa-lifecycle", &programs[0], values).await;
     let ns = &release.ns;
 
     // A session, as in examples/session.yaml, but kept on delete.
@@ -322,6 +375,34 @@ async fn helm_install_session_lifecycle_upgrade_and_uninstall() {
     }
     let uid_after = kubectl_json(cluster, &["get", "pod", "-n", ns, &session_pod]).await["metadata"]["uid"].clone();
     assert_eq!(uid_after, session_pod_uid, "the upgrade restarted the session pod");
+
+    // helm upgrade to a new session image tag: the operator rolls the session pod onto it, and
+    // the new pod restores the login from the volume — connected again, with no QR, as the
+    // fake sees it: a new page (the new pod's browser) holds the phone's session.
+    let pages_before: Vec<Value> = connected_pages(&http, &fake.url).await;
+    assert!(!pages_before.is_empty(), "before the upgrade, a browser holds the session");
+    let next = &images(cluster).await.1.session;
+    let chart = chart_dir().display().to_string();
+    release.helm(&["upgrade", release.name, &chart, "-n", ns, "--reuse-values",
+        "--set", &format!("session.image.tag={}", next.tag), "--wait", "--timeout", "3m"]);
+    let new_image = format!("{}:{}", next.repository, next.tag);
+    let pod = wait_for_value("the session pod on the new image", Duration::from_secs(120), || async {
+        let p = kubectl_json(cluster, &["get", "pod", "-n", ns, &session_pod]).await;
+        (p["metadata"]["uid"] != session_pod_uid && p["spec"]["containers"][0]["image"] == new_image.as_str()).then_some(p)
+    })
+    .await;
+    // the kubelet pulled the image by digest from the registry
+    let image_id = pod["status"]["containerStatuses"][0]["imageID"].as_str().unwrap_or("").to_string();
+    assert!(image_id.ends_with(&next.digest) || image_id.is_empty(), "{image_id} vs {}", next.digest);
+    wait_for_value("a new browser page connected with the saved login", Duration::from_secs(120), || async {
+        let now = connected_pages(&http, &fake.url).await;
+        now.iter().find(|p| !pages_before.iter().any(|b| b["id"] == p["id"])).cloned()
+    })
+    .await;
+    kubectl_ok(cluster, &["wait", "-n", ns, "--for=jsonpath={.status.status}=connected", &format!("wa/{SESSION}"), "--timeout=120s"]).await;
+    let cr = kubectl_json(cluster, &["get", "wa", "-n", ns, SESSION]).await;
+    assert!(cr["status"]["phoneNumber"].as_str().is_some_and(|p| p.contains(PHONE)), "{}", cr["status"]);
+    assert!(cr["status"]["qr"].is_null(), "a QR after the upgrade: {}", cr["status"]);
 
     // Delete the session (Retain), then uninstall: only the PVC stays.
     kubectl_ok(cluster, &["delete", "wa", "-n", ns, SESSION, "--timeout=90s"]).await;
