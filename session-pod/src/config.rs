@@ -11,7 +11,8 @@ use clap::Parser;
 #[command(
     name = "wa-session",
     version,
-    about = "Session agent: drives WhatsApp Web in Chromium over CDP and publishes the session's state to its WhatsAppSession"
+    about = "Session agent: drives WhatsApp Web in Chromium over CDP and publishes the session's state to its WhatsAppSession",
+    after_help = "`wa-session canary --help`: check WhatsApp Web against the page driver's assumptions, linking nothing."
 )]
 pub struct Config {
     /// Name of the WhatsAppSession this agent serves.

@@ -3,6 +3,7 @@
 //! CR's status (DESIGN.md §2, §6).
 
 mod browser;
+mod canary;
 mod commands;
 mod config;
 mod driver;
@@ -27,27 +28,66 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 
 fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "canary") {
+        return canary_main();
+    }
     let cfg = Config::parse();
-    tracing_subscriber::fmt()
-        .json()
-        .with_current_span(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,chromiumoxide=warn,kube=warn")),
-        )
-        .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the async runtime");
-            return ExitCode::FAILURE;
-        }
-    };
+    init_logs("info,chromiumoxide=warn,kube=warn", std::io::stdout);
+    let Some(runtime) = runtime() else { return ExitCode::FAILURE };
     match runtime.block_on(run(cfg)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "wa-session failed");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// JSON logs to `writer`, filtered by `RUST_LOG` (else `default`).
+fn init_logs<W>(default: &str, writer: W)
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    tracing_subscriber::fmt()
+        .json()
+        .with_current_span(false)
+        .with_writer(writer)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)))
+        .init();
+}
+
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            None
+        }
+    }
+}
+
+/// `wa-session canary [--url URL] [--driver-dir DIR] [--timeout 90s] [--json]`: the report on
+/// stdout; exit 0 when every assumption holds, 1 when some do not, 2 when it could not run.
+fn canary_main() -> ExitCode {
+    let args = canary::CanaryArgs::parse_from(std::iter::once("wa-session canary".into()).chain(std::env::args_os().skip(2)));
+    // Only problems on stderr: the report is the output.
+    init_logs("warn,chromiumoxide=error", std::io::stderr);
+    let Some(runtime) = runtime() else { return ExitCode::from(2) };
+    match runtime.block_on(canary::run(&args)) {
+        Ok(report) => {
+            let printed = if args.json { serde_json::to_string_pretty(&report).map(|j| j + "\n") } else { Ok(report.text()) };
+            match printed {
+                Ok(out) => print!("{out}"),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot print the report");
+                    return ExitCode::from(2);
+                }
+            }
+            if report.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "canary could not run");
+            ExitCode::from(2)
         }
     }
 }

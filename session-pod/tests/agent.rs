@@ -6,6 +6,7 @@ mod support;
 use std::time::Duration;
 
 use crds::{ConditionType, QrStatus, SessionState, error_codes};
+use fake_whatsapp::Generation;
 use support::*;
 
 const T: Duration = Duration::from_secs(60);
@@ -31,7 +32,13 @@ struct Fixture {
 impl Fixture {
     /// QRs of 20 s (6 per round): long enough that the shown QR is still valid when scanned.
     async fn new(prefix: &str) -> Self {
-        Self::with(prefix, fake(Duration::from_secs(20), Duration::from_secs(20), 6).await, crds::WhatsAppSessionSpec::default()).await
+        Self::new_in(prefix, Generation::default()).await
+    }
+
+    /// As [`Self::new`], the fake serving generation `g` of WhatsApp Web.
+    async fn new_in(prefix: &str, g: Generation) -> Self {
+        let fake = fake_in(g, Duration::from_secs(20), Duration::from_secs(20), 6).await;
+        Self::with(prefix, fake, crds::WhatsAppSessionSpec::default()).await
     }
 
     async fn with(prefix: &str, fake: fake_whatsapp::FakeWhatsApp, spec: crds::WhatsAppSessionSpec) -> Self {
@@ -61,7 +68,12 @@ impl Fixture {
 
     /// Starts an agent and links it by scanning the QR it published.
     async fn connected(prefix: &str) -> (Self, Agent) {
-        let f = Self::new(prefix).await;
+        Self::connected_in(prefix, Generation::default()).await
+    }
+
+    /// As [`Self::connected`], the fake serving generation `g` of WhatsApp Web.
+    async fn connected_in(prefix: &str, g: Generation) -> (Self, Agent) {
+        let f = Self::new_in(prefix, g).await;
         let agent = f.agent();
         let s = wait_status(&f.api, "s1", "first QR", T, |s| s.qr.is_some()).await;
         scan(&f.fake.url(), s.qr.as_deref().expect("qr")).await;
@@ -76,9 +88,36 @@ impl Fixture {
     }
 }
 
-#[tokio::test]
-async fn qr_rotates_expires_and_a_request_starts_a_fresh_round() {
-    let f = Fixture::with("agent-qr", fake(Duration::from_secs(3), Duration::from_secs(2), 3).await, Default::default()).await;
+/// The scenarios that exercise what the page driver reads (state, QR parts, phone, push name,
+/// logout, pairing code) run once per generation of WhatsApp Web the fake can serve
+/// (`generation_2026_03::…`, `generation_2026_04::…`); the others run on the newest.
+macro_rules! in_every_generation {
+    ($($scenario:ident),* $(,)?) => {
+        mod generation_2026_03 {
+            $(#[tokio::test]
+            async fn $scenario() {
+                super::$scenario(fake_whatsapp::Generation::G2026_03).await
+            })*
+        }
+        mod generation_2026_04 {
+            $(#[tokio::test]
+            async fn $scenario() {
+                super::$scenario(fake_whatsapp::Generation::G2026_04).await
+            })*
+        }
+    };
+}
+
+in_every_generation!(
+    qr_rotates_expires_and_a_request_starts_a_fresh_round,
+    logout_request_logs_out_wipes_the_profile_and_idles,
+    unlink_from_the_phone_is_logged_out_remotely,
+    conflict_is_taken_over,
+    pairing_code_is_published_and_entering_it_connects,
+);
+
+async fn qr_rotates_expires_and_a_request_starts_a_fresh_round(g: Generation) {
+    let f = Fixture::with("agent-qr", fake_in(g, Duration::from_secs(3), Duration::from_secs(2), 3).await, Default::default()).await;
     let api = &f.api;
     let _agent = f.agent();
     let first = wait_status(api, "s1", "first QR", T, |s| s.qr.is_some()).await;
@@ -146,9 +185,8 @@ async fn scan_connects_and_kill9_restores_without_qr_ten_times() {
     assert_eq!(devices.as_array().map(|a| a.len()), Some(1), "one linked device, reused: {devices}");
 }
 
-#[tokio::test]
-async fn logout_request_logs_out_wipes_the_profile_and_idles() {
-    let (f, agent) = Fixture::connected("agent-logout").await;
+async fn logout_request_logs_out_wipes_the_profile_and_idles(g: Generation) {
+    let (f, agent) = Fixture::connected_in("agent-logout", g).await;
     let api = &f.api;
     let fake = &f.fake;
     assert!(agent.profile().is_dir());
@@ -182,9 +220,8 @@ async fn logout_request_logs_out_wipes_the_profile_and_idles() {
     assert_eq!(s.handled.as_ref().and_then(|h| h.qr_requested_at.clone()), Some(qr_req));
 }
 
-#[tokio::test]
-async fn unlink_from_the_phone_is_logged_out_remotely() {
-    let (f, agent) = Fixture::connected("agent-unlink").await;
+async fn unlink_from_the_phone_is_logged_out_remotely(g: Generation) {
+    let (f, agent) = Fixture::connected_in("agent-unlink", g).await;
     let api = &f.api;
     let fake = &f.fake;
     let r = fake_post(&fake.url(), "/_fake/unlink", serde_json::json!({"phone": PHONE})).await;
@@ -196,9 +233,8 @@ async fn unlink_from_the_phone_is_logged_out_remotely() {
     assert!(!agent.profile().exists(), "the dead login is wiped");
 }
 
-#[tokio::test]
-async fn conflict_is_taken_over() {
-    let (f, _agent) = Fixture::connected("agent-conflict").await;
+async fn conflict_is_taken_over(g: Generation) {
+    let (f, _agent) = Fixture::connected_in("agent-conflict", g).await;
     let api = &f.api;
     let fake = &f.fake;
     let r = fake_post(&fake.url(), "/_fake/conflict", serde_json::json!({"phone": PHONE})).await;
@@ -272,10 +308,9 @@ async fn hung_page_is_relaunched_and_restored() {
     assert!(!after.is_empty() && after.iter().all(|p| !before.contains(p)), "a new Chromium: {before:?} -> {after:?}");
 }
 
-#[tokio::test]
-async fn pairing_code_is_published_and_entering_it_connects() {
+async fn pairing_code_is_published_and_entering_it_connects(g: Generation) {
     let spec = crds::WhatsAppSessionSpec { pairing: Some(crds::PairingSpec { phone_number: PHONE.into() }), ..Default::default() };
-    let f = Fixture::with("agent-pairing", fake(Duration::from_secs(20), Duration::from_secs(20), 6).await, spec).await;
+    let f = Fixture::with("agent-pairing", fake_in(g, Duration::from_secs(20), Duration::from_secs(20), 6).await, spec).await;
     let _agent = f.agent();
     let s = wait_status(&f.api, "s1", "pairing code", T, |s| s.pairing_code.is_some()).await;
     let code = s.pairing_code.clone().expect("code");

@@ -34,14 +34,17 @@ pub struct Driver {
     pub logout: Script,
     pub takeover: Script,
     pub pairing_code: Script,
+    /// Only for `wa-session canary`: checks the others' assumptions without changing anything.
+    pub canary: Script,
 }
 
-const BUILTIN: [(&str, &str); 5] = [
+const BUILTIN: [(&str, &str); 6] = [
     ("snapshot", include_str!("scripts/snapshot.js")),
     ("refresh_qr", include_str!("scripts/refresh_qr.js")),
     ("logout", include_str!("scripts/logout.js")),
     ("takeover", include_str!("scripts/takeover.js")),
     ("pairing_code", include_str!("scripts/pairing_code.js")),
+    ("canary", include_str!("scripts/canary.js")),
 ];
 
 impl Driver {
@@ -68,6 +71,7 @@ impl Driver {
             logout: get("logout")?,
             takeover: get("takeover")?,
             pairing_code: get("pairing_code")?,
+            canary: get("canary")?,
         })
     }
 }

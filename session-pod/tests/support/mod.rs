@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crds::{WhatsAppSession, WhatsAppSessionSpec, WhatsAppSessionStatus};
 use devcluster::testing::{TestCluster, wait_for_value};
-use fake_whatsapp::{FakeWhatsApp, Timings};
+use fake_whatsapp::{FakeWhatsApp, Generation, Timings};
 use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use tokio::process::{Child, Command};
@@ -31,11 +31,16 @@ async fn install_crd(c: &TestCluster) {
     assert!(out.status.success(), "CRD not established: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-/// The fake with QRs of `first`/`next` and `max` per round.
+/// The fake (newest generation) with QRs of `first`/`next` and `max` per round.
 pub async fn fake(first: Duration, next: Duration, max: u32) -> FakeWhatsApp {
+    fake_in(Generation::default(), first, next, max).await
+}
+
+/// The fake serving generation `g` of WhatsApp Web, with QRs of `first`/`next` and `max` per round.
+pub async fn fake_in(g: Generation, first: Duration, next: Duration, max: u32) -> FakeWhatsApp {
     let mut t = Timings::fast(next, max);
     t.first_qr = first;
-    FakeWhatsApp::start("127.0.0.1:0".parse().expect("addr"), t).await.expect("fake starts")
+    FakeWhatsApp::start_generation("127.0.0.1:0".parse().expect("addr"), t, g).await.expect("fake starts")
 }
 
 pub async fn create_session(c: &TestCluster, ns: &str, name: &str) -> Api<WhatsAppSession> {
