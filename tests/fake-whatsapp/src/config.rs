@@ -108,3 +108,18 @@ impl Timings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generations_are_named_by_month_and_the_newest_is_the_default() {
+        for g in Generation::ALL {
+            assert_eq!(g.as_str().parse::<Generation>().ok(), Some(g));
+        }
+        assert_eq!(Generation::default(), Generation::ALL[Generation::ALL.len() - 1]);
+        let unknown = "2025-01".parse::<Generation>().err().map(|e| e.to_string());
+        assert_eq!(unknown.as_deref(), Some("unknown generation \"2025-01\" (known: 2026-03, 2026-04)"));
+    }
+}
