@@ -181,6 +181,7 @@ describe(`whatsapp-web.js ${WWEBJS_VERSION} (npm, unmodified) against the fake W
     // The library closes the browser itself after a disconnection.
     await waitFor('Chromium closed', () => client.pupBrowser.process()?.exitCode !== null);
     assert.ok(['LOGOUT', 'UNPAIRED'].includes(gone.args[0]), `disconnected: ${gone.args[0]}`);
+    t.diagnostic(`disconnected: ${ev.of('disconnected').map((e) => e.args[0]).join(', ')}`);
     assert.equal(ev.of('authenticated').length, 1, 'no authenticated event while logging out');
   });
 
