@@ -50,6 +50,9 @@ DISTROLESS_PACKAGES=(libc6 libgcc-s1 libgomp1 libstdc++6 libssl3 netbase tzdata)
 LABEL=io.leadmaster.wa-base.key
 
 mkdir -p "$cache"
+# one run at a time (build.sh and other scripts call this one)
+exec 8>"$cache/base.lock"
+flock 8
 log() { echo "[base-images] $*" >&2; }
 
 key_of() { # NAME INPUT... → sha256 of this script and the inputs (files or strings)

@@ -99,6 +99,7 @@ push() { # LOCAL_NAME REMOTE_REF → prints image=REMOTE_REF@DIGEST
 }
 # buildah 1.28 leaves a working container behind for a stage that is only `FROM <stage>` (the
 # Dockerfiles' `binaries`, named <image id>-working-container): remove those a build created.
+all_images() { buildah images --all --quiet --no-trunc | sort -u; }
 containers() {
   buildah containers --notruncate --format '{{.ContainerID}} {{.ContainerName}}' |
     awk '$2 ~ /^[0-9a-f]+-working-container(-[0-9]+)?$/ {print $1}' | sort
@@ -107,12 +108,14 @@ for name in "${images[@]}"; do
   local_name=localhost/leadmaster/$name:$tag
   t0=$SECONDS
   containers >"$work/containers.before"
+  all_images >"$work/images.before"
   status=0
   run_logged "$logs/bud-$name.log" buildah bud --layers --pull-never --network host \
     --build-arg BINARIES=prebuilt --build-arg "RUNTIME_BASE=${runtime_base[$name]}" \
     --build-context "staged=$staged" \
     -f "$repo/images/$name.Dockerfile" -t "$local_name" "$repo" || status=$?
   comm -13 "$work/containers.before" <(containers) | xargs -r buildah rm >/dev/null
+  comm -13 "$work/images.before" <(all_images) >>"$work/images.created"
   ((status == 0)) || exit "$status"
   t1=$SECONDS
   push "$local_name" "$registry/leadmaster/$name:$tag"
@@ -121,6 +124,11 @@ done
 t0=$SECONDS
 push "$PAUSE_IMAGE" "$registry/wa-base/pause:3.10"
 log "pause: push $((SECONDS - t0)) s"
-# Images a rebuild replaced (untagged, unused) would pile up in the storage: remove them. The
-# --layers cache stays (its steps have children or names), as verified by identical digests.
-buildah rmi --prune >/dev/null 2>&1 || true
+# Images a rebuild replaced (now untagged, unused) would pile up in the storage: remove those
+# of our builds (not `buildah rmi --prune`: another script's build may be running). An image
+# with children or a name stays, so the --layers cache does (a later build gives the same digests).
+sort -u "$work/images.created" >"$work/images.created.new"
+comm -12 "$work/images.created.new" <(buildah images --all --quiet --no-trunc --filter dangling=true | sort -u) |
+  while read -r id; do buildah rmi "$id" >/dev/null 2>&1 || true; done
+comm -12 "$work/images.created.new" <(all_images) >"$work/images.created"
+rm -f "$work/images.created.new"
