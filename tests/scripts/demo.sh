@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# `make demo` (DESIGN.md §6): builds everything, starts a devcluster in .demo/cluster, installs
-# the Helm chart with the locally built binaries standing in for the images, creates tenant
-# `acme` with a user and a session, serves the UI through the hub's NodePort on 127.0.0.1,
-# writes .demo/demo.env and prints it, then stays in the foreground until Ctrl-C, which stops
+# `make demo` (DESIGN.md §6): builds everything, starts a devcluster with a real kubelet node in
+# .demo/cluster, builds the three images from images/*.Dockerfile with buildah and pushes them
+# to the cluster's registry, installs the Helm chart with them, creates tenant `acme` with a
+# user and a session, serves the UI through the hub's NodePort on the node's address, writes
+# .demo/demo.env and prints it, then stays in the foreground until Ctrl-C, which stops
 # everything. `demo.sh down` (`make demo-down`) removes what is left.
 #
 # Environment:
 #   DEMO_FAKE_WHATSAPP=1   start the bundled fake WhatsApp Web and point sessions at it (offline)
 #   DEMO_POD_EGRESS=0|1    NAT for pods so sessions reach the real WhatsApp Web
 #                          (default: 1 unless DEMO_FAKE_WHATSAPP=1)
-#   DEMO_HUB_PORT          NodePort of the hub on 127.0.0.1 (default 30080)
+#   DEMO_HUB_PORT          NodePort of the hub on the node's address (default 30080)
 #   DEMO_POD_CIDR          pod network of the demo cluster (default 10.244.99.0/24)
 #   DEMO_DETACH=1          return once ready, leaving everything running (tests, scripts)
-#   DEMO_SKIP_BUILD=1      use the binaries already in $CARGO_TARGET_DIR/release
+#   DEMO_SKIP_BUILD=1      use the binaries already in $CARGO_TARGET_DIR/release (the images
+#                          are still built from them: only what changed is rebuilt and pushed)
 #   DEMO_DIR               where the demo keeps its state (default .demo, gitignored)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -86,11 +88,9 @@ if [[ "${1:-up}" == down ]]; then
   exit 0
 fi
 
-# devcluster bind-mounts pod volumes from the state dir inside each pod's mount namespace, after
-# the pod's own emptyDir at /tmp (the session pod has one): a state dir under /tmp is hidden by
-# it and the session pod cannot start ("No such file or directory").
+# The kubelet node has its own /run, /var/lib and /var/log (devcluster refuses a state dir there).
 case "$state/" in
-  /tmp/*) die "the demo's state dir $state is under /tmp, which session pods mount over: set DEMO_DIR elsewhere" ;;
+  /run/* | /var/lib/* | /var/log/*) die "the demo's state dir $state is under a directory the node mounts over: set DEMO_DIR elsewhere" ;;
 esac
 mkdir -p "$logs"
 rm -f "$demo/demo.env"
@@ -119,13 +119,14 @@ done
 # --- cluster ------------------------------------------------------------------------------
 # A previous demo still running is replaced: one demo cluster at a time.
 down
-tests/scripts/images-file.sh "$state/images.yaml"
-up_args=(up --state-dir "$state" --images "$state/images.yaml" --pod-cidr "$pod_cidr")
+up_args=(up --state-dir "$state" --node kubelet --pod-cidr "$pod_cidr")
 [[ $egress == 1 ]] && up_args+=(--pod-egress)
 step "start devcluster in $state" "$bin/devcluster" "${up_args[@]}"
 # shellcheck disable=SC1091
 source "$state/cluster.env"
-export KUBECONFIG HOST_IP
+export KUBECONFIG HOST_IP NODE_IP REGISTRY
+step_pid=
+step "build images and push them to $REGISTRY (cold: minutes)" tests/images/build.sh --registry "$REGISTRY"
 step_pid=
 
 stop_all() {
@@ -142,6 +143,8 @@ whatsapp_url=https://web.whatsapp.com/
 if [[ $fake == 1 ]]; then
   [[ -x "$bin/fake-whatsapp" ]] || die "$bin/fake-whatsapp missing"
   log "start fake WhatsApp Web on $HOST_IP"
+  # a previous demo's output must not be matched below
+  rm -f "$demo/fake.out"
   "$bin/fake-whatsapp" --listen "$HOST_IP:0" >"$demo/fake.out" 2>"$logs/fake-whatsapp.log" &
   echo $! >"$demo/fake.pid"
   for _ in $(seq 100); do
@@ -159,9 +162,18 @@ cat >"$demo/values.yaml" <<YAML
 # Values of the demo install (written by tests/scripts/demo.sh).
 session:
   whatsappUrl: "$whatsapp_url"
+  image:
+    repository: $REGISTRY/leadmaster/wa-session
+    # the tag (appVersion) is rebuilt in place by every demo: pull what the registry has
+    pullPolicy: Always
+operator:
+  image:
+    repository: $REGISTRY/leadmaster/wa-operator
+    pullPolicy: Always
 hub:
-  # The hub runs the locally built wa-hub, which reads the UI straight from the checkout.
-  staticDir: "$root/frontend/dist"
+  image:
+    repository: $REGISTRY/leadmaster/wa-hub
+    pullPolicy: Always
   service:
     type: NodePort
     nodePort: $hub_port
@@ -175,7 +187,7 @@ sessionNamespaces:
   create: true
   names: [$tenant_ns]
 networkPolicy:
-  # Pods reach the fake (and the API server) on the bridge address.
+  # Pods reach the fake (and the API server) on the host's address.
   extraEgress:
     - to: [{ipBlock: {cidr: $HOST_IP/32}}]
 YAML
@@ -185,7 +197,7 @@ step "helm install (operator + hub)" "$helm" upgrade --install "$release" charts
   --namespace "$system_ns" --values "$demo/values.yaml" --wait --timeout 5m
 
 step "create session $tenant_ns/$session" kubectl apply -n "$tenant_ns" -f examples/session.yaml
-hub_url="http://127.0.0.1:$hub_port/"
+hub_url="http://$NODE_IP:$hub_port/"
 log "wait for the hub at $hub_url"
 for _ in $(seq 120); do
   curl -fsS "${hub_url}health" >/dev/null 2>&1 && break
@@ -194,11 +206,11 @@ done
 curl -fsS "${hub_url}health" >/dev/null || die "hub not answering at ${hub_url}health"
 log "wait for the session's first QR"
 if ! kubectl wait -n "$tenant_ns" --for=jsonpath='{.status.status}'=qr_required "wa/$session" --timeout=180s >/dev/null; then
-  # What the operator and the node agent say about the session and its pod.
+  # What the operator and the kubelet say about the session and its pod.
   kubectl get wa,pods -n "$tenant_ns" -o wide >&2 || true
   kubectl get pod -n "$tenant_ns" "wa-$session-0" \
     -o jsonpath='{range .status.containerStatuses[*]}{.name}: {.state}{"\n"}{end}' >&2 || true
-  "$bin/devcluster" logs --state-dir "$state" -n "$tenant_ns" "wa-$session-0" -c session 2>/dev/null | tail -n 20 >&2 || true
+  kubectl logs -n "$tenant_ns" "wa-$session-0" -c session --tail=20 >&2 || true
   die "no QR for $tenant_ns/$session within 180 s (the cluster is left running: \`make demo-down\` removes it)"
 fi
 

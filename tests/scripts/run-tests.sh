@@ -21,6 +21,10 @@ if [[ -f frontend/package.json ]]; then
   log "frontend unit tests"
   (cd frontend && npm test)
 fi
+if [[ -f tests/conformance/package.json ]]; then
+  log "whatsapp-web.js conformance against the fake WhatsApp Web"
+  (cd tests/conformance && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund && npm test)
+fi
 if [[ -f tests/e2e/package.json ]]; then
   log "end-to-end tests"
   (cd tests/e2e && npm ci --no-audit --no-fund && npm test)

@@ -43,7 +43,8 @@ async fn images(cluster: &TestCluster) -> &'static (PushedImages, PushedImages) 
 
 /// Chart values pointing the three images at the registry.
 fn image_values(i: &PushedImages) -> Value {
-    let v = |p: &PushedImage| json!({"repository": p.repository, "tag": p.tag});
+    // a test tag is rebuilt in place on every run: pull what the registry has
+    let v = |p: &PushedImage| json!({"repository": p.repository, "tag": p.tag, "pullPolicy": "Always"});
     json!({"operator": {"image": v(&i.operator)}, "hub": {"image": v(&i.hub)}, "session": {"image": v(&i.session)}})
 }
 
