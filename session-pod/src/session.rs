@@ -180,8 +180,16 @@ impl Agent {
                 }
             }
         }
-        self.health.set_ready(false);
+        self.stopping();
         self.publisher.flush(Duration::from_secs(3)).await;
+    }
+
+    /// SIGTERM: the status stops claiming a session this agent no longer holds (published at
+    /// once; the state change is [`Machine::agent_stopping`]).
+    fn stopping(&mut self) {
+        self.health.set_ready(false);
+        self.machine.agent_stopping();
+        self.publish(true);
     }
 
     fn profile_corrupt(&mut self, reason: &str) {
@@ -214,6 +222,10 @@ impl Agent {
             return Outcome::Failed { code: error_codes::BROWSER_CRASHED, message: e.to_string(), launch: true };
         }
         let outcome = self.drive(&mut b).await;
+        if matches!(outcome, Outcome::Shutdown) {
+            // Say so before the browser closes: from now on nothing holds the session.
+            self.stopping();
+        }
         match &outcome {
             Outcome::Failed { .. } => b.kill().await,
             _ => b.close(self.cfg.shutdown_timeout).await,

@@ -24,7 +24,15 @@ pub struct AgentStatus {
     pub connected_at: Option<Time>,
     pub last_error: Option<LastError>,
     pub handled: Handled,
+    /// The agent that held the session stopped (SIGTERM: pod deleted, rolling upgrade, node
+    /// drain, `desiredState: Stopped`) and no browser holds it until an agent runs again.
+    /// Shown as the `Authenticated` condition's reason [`AGENT_STOPPED`], which is how it is
+    /// read back from the CR.
+    pub agent_stopped: bool,
 }
+
+/// Condition reason of a session whose agent stopped (see [`AgentStatus::agent_stopped`]).
+pub const AGENT_STOPPED: &str = "AgentStopped";
 
 impl Default for AgentStatus {
     fn default() -> Self {
@@ -40,6 +48,7 @@ impl Default for AgentStatus {
             connected_at: None,
             last_error: None,
             handled: Handled::default(),
+            agent_stopped: false,
         }
     }
 }
@@ -59,6 +68,10 @@ impl AgentStatus {
             connected_at: s.connected_at.clone(),
             last_error: s.last_error.clone(),
             handled: s.handled.clone().unwrap_or_default(),
+            agent_stopped: s
+                .conditions
+                .iter()
+                .any(|c| c.type_ == crds::ConditionType::Authenticated.as_str() && c.reason == AGENT_STOPPED),
         })
     }
 
@@ -68,6 +81,9 @@ impl AgentStatus {
 
     /// Condition reason (CamelCase, as Kubernetes requires) and message for `Authenticated`.
     pub fn condition_reason(&self) -> (&'static str, &'static str) {
+        if self.agent_stopped {
+            return (AGENT_STOPPED, "the session agent stopped (pod deleted or replaced, or desiredState Stopped); the next agent restores the saved login");
+        }
         match self.status {
             SessionState::Init => ("Starting", "the session agent is starting WhatsApp Web"),
             SessionState::QrRequired => ("QrRequired", "waiting for a QR scan or pairing code"),
@@ -123,6 +139,8 @@ impl Machine {
     /// A browser is (re)launched: observations start over.
     pub fn browser_started(&mut self) {
         self.seen_connected = false;
+        // This agent holds the session from now on.
+        self.status.agent_stopped = false;
         self.qrs_in_round = 0;
         if matches!(self.status.status, SessionState::Disconnected | SessionState::Error) {
             self.status.status = SessionState::Init;
@@ -243,8 +261,30 @@ impl Machine {
         fx
     }
 
+    /// The agent stops (SIGTERM) and its browser closes: from now until the next agent has
+    /// restored the login, nothing holds the session. A linked (or restoring) session is
+    /// `connecting`, with the account kept (the saved login is still there) and no
+    /// `connectedAt`; a QR on screen can no longer be scanned and is withdrawn. A session
+    /// with nothing to hold (`init`, `disconnected`, `error`) is left as it is.
+    pub fn agent_stopping(&mut self) {
+        match self.status.status {
+            SessionState::Connected | SessionState::Connecting => {
+                self.status.status = SessionState::Connecting;
+                self.status.connected_at = None;
+            }
+            SessionState::QrRequired => {
+                self.clear_qr(QrStatus::None);
+                self.status.pairing_code = None;
+            }
+            SessionState::Init | SessionState::Disconnected | SessionState::Error => return,
+        }
+        self.seen_connected = false;
+        self.status.agent_stopped = true;
+    }
+
     /// Logged out (our request or from the phone): nothing linked, idle until a QR request.
     pub fn disconnected(&mut self, error: Option<(&str, &str)>, at: Time) {
+        self.status.agent_stopped = false;
         self.status.status = SessionState::Disconnected;
         self.clear_qr(QrStatus::None);
         self.status.qr_status = QrStatus::None;
@@ -369,5 +409,78 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(AgentStatus::from_cr(&cr), Some(m.status.clone()));
+    }
+
+    fn connected_machine() -> Machine {
+        let mut m = machine();
+        m.browser_started();
+        let mut c = snap("CONNECTED", None);
+        c.phone = Some("5491122334455".into());
+        c.push_name = Some("Ana".into());
+        m.observe(&c, t(0));
+        m
+    }
+
+    #[test]
+    fn a_stopping_agent_no_longer_reports_connected() {
+        let mut m = connected_machine();
+        m.agent_stopping();
+        assert_eq!(m.status.status, SessionState::Connecting);
+        assert!(!m.status.authenticated());
+        assert_eq!(m.status.condition_reason().0, AGENT_STOPPED);
+        assert_eq!(m.status.connected_at, None, "not connected since then any more");
+        assert_eq!(m.status.phone_number.as_deref(), Some("5491122334455"), "the account is still linked");
+        assert_eq!(m.status.qr_status, QrStatus::Used);
+        assert_eq!(m.status.last_error, None, "stopping is not an error");
+        // Stopping twice changes nothing.
+        let once = m.status.clone();
+        m.agent_stopping();
+        assert_eq!(m.status, once);
+    }
+
+    #[test]
+    fn the_next_agent_restores_from_agent_stopped() {
+        let mut m = connected_machine();
+        m.agent_stopping();
+        // What the next agent reads back from the CR (status and its Authenticated condition).
+        let (body, _) = crate::publisher::apply_body("s1", &m.status, None, t(1));
+        let cr: WhatsAppSessionStatus = serde_json::from_value(body["status"].clone()).expect("status");
+        let read = AgentStatus::from_cr(&cr).expect("agent fields");
+        assert_eq!(read, m.status, "agentStopped round-trips through the condition");
+        let mut next = Machine::new(read, Duration::from_secs(60), Duration::from_secs(20));
+        next.browser_started();
+        assert_eq!(next.status.status, SessionState::Connecting);
+        assert!(!next.status.agent_stopped, "the new agent holds the session");
+        assert_eq!(next.status.condition_reason().0, "Connecting");
+        next.observe(&snap("OPENING", None), t(2));
+        let fx = next.observe(&snap("CONNECTED", None), t(3));
+        assert!(fx.urgent);
+        assert_eq!(next.status.status, SessionState::Connected);
+        assert_eq!(next.status.connected_at, Some(t(3)));
+        assert_eq!(next.status.qr, None);
+    }
+
+    #[test]
+    fn stopping_withdraws_a_shown_qr_and_leaves_idle_states_alone() {
+        let mut m = machine();
+        m.browser_started();
+        m.observe(&snap("UNPAIRED", Some("r1,k")), t(1));
+        m.agent_stopping();
+        assert_eq!(m.status.status, SessionState::QrRequired);
+        assert_eq!(m.status.qr, None, "nobody can scan it any more");
+        assert_eq!(m.status.qr_status, QrStatus::None);
+        assert_eq!(m.status.qr_expires_at, None);
+        assert_eq!(m.status.condition_reason().0, AGENT_STOPPED);
+        m.browser_started();
+        assert_eq!(m.status.condition_reason().0, "QrRequired");
+
+        let mut idle = machine();
+        idle.disconnected(None, t(0));
+        let before = idle.status.clone();
+        idle.agent_stopping();
+        assert_eq!(idle.status, before, "logged out stays logged out");
+        let mut init = machine();
+        init.agent_stopping();
+        assert_eq!(init.status, AgentStatus::default());
     }
 }

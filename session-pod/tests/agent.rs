@@ -66,6 +66,19 @@ impl Fixture {
         })
     }
 
+    /// As [`Self::agent`], the agent in a process group of its own, as in a pod.
+    fn pod_agent(&self) -> Agent {
+        let data = self.data();
+        Agent::start_pod(AgentOpts {
+            ns: &self.ns,
+            name: "s1",
+            url: &self.fake.url(),
+            data_dir: &data,
+            kubeconfig: self.c.kubeconfig(),
+            extra_env: vec![],
+        })
+    }
+
     /// Starts an agent and links it by scanning the QR it published.
     async fn connected(prefix: &str) -> (Self, Agent) {
         Self::connected_in(prefix, Generation::default()).await
@@ -278,6 +291,66 @@ async fn sigterm_closes_chromium_and_exits() {
     assert!(chromium_pids(&profile).is_empty(), "Chromium closed with the agent");
     // A clean close leaves no single-instance lock behind.
     assert!(std::fs::symlink_metadata(profile.join("SingletonLock")).is_err());
+}
+
+/// What deleting the pod does (rolling upgrade, node drain, `helm upgrade` to a new image):
+/// SIGTERM to the container's whole process group, as the devcluster node and `tini -g` send
+/// it. Chromium, in a group of its own, is not signalled: the agent closes it over CDP, so the
+/// profile is written out and the next agent on it comes back connected without a QR. In
+/// between the CR says `connecting` (reason AgentStopped), not `connected`.
+#[tokio::test]
+async fn sigterm_to_the_pod_closes_chromium_cleanly_and_the_next_agent_restores() {
+    let f = Fixture::new("agent-sigterm-pod").await;
+    let api = &f.api;
+    let mut agent = f.pod_agent();
+    let s = wait_status(api, "s1", "first QR", T, |s| s.qr.is_some()).await;
+    scan(&f.fake.url(), s.qr.as_deref().expect("qr")).await;
+    wait_status(api, "s1", "connected", T, |s| s.status == Some(SessionState::Connected)).await;
+    for round in 0..3 {
+        let profile = agent.profile();
+        let log = agent.log.clone();
+        let started = std::time::Instant::now();
+        let exit = agent.terminate_group(Duration::from_secs(25)).await;
+        let stopped_in = started.elapsed();
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(exit.success(), "clean exit: {exit:?}\n{text}");
+        assert!(text.contains("\"Chromium closed\""), "Chromium closed in order, not killed:\n{text}");
+        assert!(!text.contains("did not close in time"), "{text}");
+        assert!(chromium_pids(&profile).is_empty(), "Chromium exited with the agent");
+        assert!(std::fs::symlink_metadata(profile.join("SingletonLock")).is_err(), "a clean close leaves no lock");
+        // Nothing holds the session now: the CR must not say connected.
+        let s = status(api, "s1").await;
+        assert_eq!(s.status, Some(SessionState::Connecting), "{s:?}");
+        assert_eq!(authenticated(&s).as_deref(), Some("False"));
+        let reason = s.conditions.iter().find(|c| c.type_ == ConditionType::Authenticated.as_str()).map(|c| c.reason.clone());
+        assert_eq!(reason.as_deref(), Some("AgentStopped"));
+        assert_eq!(s.phone_number.as_deref(), Some(PHONE), "the account is still linked");
+        assert_eq!(s.connected_at, None);
+
+        // The next agent on the same profile: connected again, never a QR on the way.
+        agent = f.pod_agent();
+        let mut saw_qr = false;
+        let deadline = std::time::Instant::now() + T;
+        let restored = loop {
+            let s = status(api, "s1").await;
+            saw_qr |= s.qr.is_some() || s.qr_status == Some(QrStatus::Generated);
+            if s.status == Some(SessionState::Connected) {
+                break s;
+            }
+            assert!(std::time::Instant::now() < deadline, "not restored: {s:?}\n{}", agent.log_text());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(!saw_qr, "a QR was shown: the profile did not keep the login");
+        assert_eq!(restored.phone_number.as_deref(), Some(PHONE));
+        assert!(restored.connected_at.is_some());
+        eprintln!(
+            "round {round}: SIGTERM -> agent exited in {} ms, -> next agent connected in {} ms",
+            stopped_in.as_millis(),
+            started.elapsed().as_millis()
+        );
+    }
+    let devices = fake_devices(&f.fake.url()).await;
+    assert_eq!(devices.as_array().map(|a| a.len()), Some(1), "one linked device, reused: {devices}");
 }
 
 #[tokio::test]

@@ -128,6 +128,17 @@ pub struct AgentOpts<'a> {
 
 impl Agent {
     pub fn start(o: AgentOpts<'_>) -> Agent {
+        Self::spawn(o, false)
+    }
+
+    /// As [`Self::start`], the agent leading a process group of its own, as a container's
+    /// process does: [`Self::terminate_group`] then signals the group like the devcluster node
+    /// (or `tini -g`) does when the pod is deleted.
+    pub fn start_pod(o: AgentOpts<'_>) -> Agent {
+        Self::spawn(o, true)
+    }
+
+    fn spawn(o: AgentOpts<'_>, own_group: bool) -> Agent {
         let port = free_port();
         let log = o.data_dir.with_extension(format!("agent-{}.log", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)));
         let file = std::fs::File::create(&log).expect("log file");
@@ -152,6 +163,9 @@ impl Agent {
         }
         for (k, v) in o.extra_env {
             cmd.env(k, v);
+        }
+        if own_group {
+            cmd.process_group(0);
         }
         let child = cmd.spawn().expect("spawn wa-session");
         eprintln!("agent log: {}", log.display());
@@ -186,6 +200,14 @@ impl Agent {
     pub async fn terminate(mut self, within: Duration) -> std::process::ExitStatus {
         let pid = self.child.id().expect("running");
         let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        tokio::time::timeout(within, self.child.wait()).await.expect("agent exits in time").expect("wait")
+    }
+
+    /// SIGTERM to the agent's whole process group (started with [`Self::start_pod`]), then the
+    /// exit status (panics if it takes longer than `within`).
+    pub async fn terminate_group(mut self, within: Duration) -> std::process::ExitStatus {
+        let pid = self.child.id().expect("running");
+        let _ = std::process::Command::new("kill").args(["-TERM", "--", &format!("-{pid}")]).status();
         tokio::time::timeout(within, self.child.wait()).await.expect("agent exits in time").expect("wait")
     }
 
