@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Session agent figures (issue 4): start → first QR in the CR status (p50 of 10), start →
-# connected when restoring a saved login (p50/p90 of 10; plan target < 3 s), and the memory of
-# the agent + Chromium process tree while connected and idle (plan budget 500 MB): peak RSS,
-# PSS and USS, and per process.
+# connected when restoring a saved login (p50/p90 of 10; plan target < 3 s), SIGTERM to the
+# agent's process group (a pod deletion) → agent exited and → next agent connected (issue 12),
+# and the memory of the agent + Chromium process tree while connected and idle (plan budget
+# 500 MB): peak RSS, PSS and USS, and per process.
 # Real Chromium, the fake WhatsApp Web, a devcluster API server.
 # Usage: bench/agent/run.sh   (DEVCLUSTER_STATE_DIR=<running cluster> to reuse one; BENCH_RUNS=N)
 set -euo pipefail

@@ -1,6 +1,7 @@
 //! Figures for bench/agent/run.sh (ignored in normal test runs):
 //! start → first QR in the CR status (p50 of 10), start → connected when restoring a saved
-//! login (p50 of 10), and the memory (RSS, PSS, USS) of agent + Chromium while connected and idle.
+//! login (p50 of 10), SIGTERM to the agent's process group (what a pod deletion sends) → the
+//! agent has exited and → the next agent on the profile is connected (p50 of 10), and the memory (RSS, PSS, USS) of agent + Chromium while connected and idle.
 
 mod support;
 
@@ -72,20 +73,24 @@ async fn agent_figures() {
     let data = tmp.path().join("data");
     let fake_url = fake.url();
     let opts = || AgentOpts { ns: &ns, name: "s1", url: &fake_url, data_dir: &data, kubeconfig: c.kubeconfig(), extra_env: production_poll() };
-    let mut agent = Agent::start(opts());
+    let mut agent = Agent::start_pod(opts());
     poll_until(&api, |s| s.qr.is_some()).await;
     let qr = api.get("s1").await.expect("get").status.and_then(|s| s.qr).expect("qr");
     scan(&fake.url(), &qr).await;
     poll_until(&api, |s| s.status == Some(SessionState::Connected)).await;
     let mut restore = Vec::new();
+    let (mut stop, mut handover) = (Vec::new(), Vec::new());
     for _ in 0..runs {
-        agent.terminate(Duration::from_secs(25)).await;
+        let sigterm = Instant::now();
+        agent.terminate_group(Duration::from_secs(25)).await;
+        stop.push(sigterm.elapsed());
         // Mark the CR so that "connected" below is the new agent's doing.
         reset_status(&api, "s1").await;
         let started = Instant::now();
-        agent = Agent::start(opts());
+        agent = Agent::start_pod(opts());
         poll_until(&api, |s| s.status == Some(SessionState::Connected)).await;
         restore.push(started.elapsed());
+        handover.push(sigterm.elapsed());
     }
 
     // 3. Memory of agent + Chromium while connected and idle (10 s after a settle period):
@@ -106,6 +111,8 @@ async fn agent_figures() {
     let mb = |kb: u64| kb as f64 / 1024.0;
     println!("BENCH start_to_first_qr_p50_ms={} p90_ms={} (runs={runs}, all={:?})", pct(&first_qr, 50).as_millis(), pct(&first_qr, 90).as_millis(), first_qr.iter().map(|d| d.as_millis()).collect::<Vec<_>>());
     println!("BENCH start_to_connected_restore_p50_ms={} p90_ms={} (runs={runs}, all={:?})", pct(&restore, 50).as_millis(), pct(&restore, 90).as_millis(), restore.iter().map(|d| d.as_millis()).collect::<Vec<_>>());
+    println!("BENCH sigterm_to_agent_exit_p50_ms={} p90_ms={} (runs={runs}, all={:?})", pct(&stop, 50).as_millis(), pct(&stop, 90).as_millis(), stop.iter().map(|d| d.as_millis()).collect::<Vec<_>>());
+    println!("BENCH sigterm_to_connected_next_agent_p50_ms={} p90_ms={} (runs={runs}, all={:?})", pct(&handover, 50).as_millis(), pct(&handover, 90).as_millis(), handover.iter().map(|d| d.as_millis()).collect::<Vec<_>>());
     println!(
         "BENCH connected_idle_mb peak_rss={:.1} rss={:.1} pss={:.1} uss={:.1} processes={} (agent alone rss={:.1} pss={:.1})",
         mb(peak),
@@ -120,5 +127,5 @@ async fn agent_figures() {
         let kind = if *pid == agent_pid { "wa-session".to_string() } else { chromium_kind(*pid) };
         println!("BENCH   pid={pid} {kind}: rss={:.1} pss={:.1} uss={:.1}", mb(rss_kb(&[*pid])), mb(pss_kb(&[*pid])), mb(uss_kb(&[*pid])));
     }
-    agent.terminate(Duration::from_secs(25)).await;
+    agent.terminate_group(Duration::from_secs(25)).await;
 }
