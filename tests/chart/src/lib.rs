@@ -9,6 +9,9 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+pub mod cluster;
+pub use cluster::*;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ChartError {
     #[error("could not run {program}: {source}")]

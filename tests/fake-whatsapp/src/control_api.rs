@@ -1,5 +1,5 @@
 //! The control API (DESIGN.md §7): the phone's side (scan, unlink, conflict, devices) plus test
-//! hooks (pages, hang, crash, pair by code).
+//! hooks (pages, hang, crash, bloat, pair by code).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -23,6 +23,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/_fake/pages", get(pages))
         .route("/_fake/hang", post(hang))
         .route("/_fake/crash", post(crash))
+        .route("/_fake/bloat", post(bloat))
 }
 
 fn link_error(e: LinkError) -> Response {
@@ -108,5 +109,17 @@ async fn hang(State(s): State<AppState>, body: Option<Json<PageSelector>>) -> Re
 async fn crash(State(s): State<AppState>, body: Option<Json<PageSelector>>) -> Response {
     let sel = body.map(|Json(b)| b).unwrap_or_default();
     let n = s.registry().crash(&sel, Instant::now());
+    Json(json!({"ok": true, "pages": n})).into_response()
+}
+
+#[derive(Deserialize)]
+struct BloatBody {
+    mb: u32,
+    #[serde(flatten)]
+    sel: PageSelector,
+}
+
+async fn bloat(State(s): State<AppState>, Json(b): Json<BloatBody>) -> Response {
+    let n = s.registry().bloat(&b.sel, b.mb, Instant::now());
     Json(json!({"ok": true, "pages": n})).into_response()
 }

@@ -79,6 +79,8 @@ pub struct Page {
     navigate: Option<String>,
     hang: bool,
     crash: bool,
+    /// Test hook: MiB the page script keeps allocated (`/_fake/bloat`).
+    bloat_mb: u32,
     pairing: Option<PairingCode>,
     last_poll: Instant,
     polls_in_flight: u32,
@@ -135,6 +137,8 @@ pub struct Snapshot {
     pub navigate: Option<String>,
     pub hang: bool,
     pub crash: bool,
+    /// MiB the page must hold allocated (ArrayBuffers, outside the V8 heap limit).
+    pub bloat_mb: u32,
     pub pairing_code: Option<String>,
 }
 
@@ -291,6 +295,7 @@ impl Registry {
             navigate: None,
             hang: false,
             crash: false,
+            bloat_mb: 0,
             pairing: None,
             last_poll: now,
             polls_in_flight: 0,
@@ -351,6 +356,7 @@ impl Registry {
             navigate: page.navigate.clone(),
             hang: page.hang,
             crash: page.crash,
+            bloat_mb: page.bloat_mb,
             pairing_code: page.pairing.as_ref().map(|p| p.code.clone()),
         })
     }
@@ -653,6 +659,18 @@ impl Registry {
         ids.len()
     }
 
+    /// Test hook: the selected pages allocate until they hold `mb` MiB (never less than before).
+    pub fn bloat(&mut self, sel: &PageSelector, mb: u32, now: Instant) -> usize {
+        let ids = self.selected(sel, now);
+        for id in &ids {
+            if let Some(p) = self.pages.get_mut(id) {
+                p.bloat_mb = p.bloat_mb.max(mb);
+                p.bump();
+            }
+        }
+        ids.len()
+    }
+
     pub fn pages(&self, now: Instant) -> Vec<PageInfo> {
         let mut out: Vec<PageInfo> = self
             .pages
@@ -761,6 +779,25 @@ mod tests {
         let s = r.snapshot(&id, 0).unwrap();
         assert_eq!(s.state, WaState::Unpaired);
         assert_eq!(r.pages(t)[0].qr_index, 1);
+    }
+
+    #[test]
+    fn bloat_reaches_the_selected_pages_and_never_shrinks() {
+        let (mut r, t0) = registry();
+        let a = r.open_page(None, t0);
+        let b = r.open_page(None, t0);
+        keep_alive(&mut r, &a, t0);
+        keep_alive(&mut r, &b, t0);
+        let v = r.snapshot(&a, 0).unwrap().v;
+        let only_a = PageSelector { page: Some(a.clone()), ..Default::default() };
+        assert_eq!(r.bloat(&only_a, 300, t0), 1);
+        let s = r.snapshot(&a, 0).unwrap();
+        assert_eq!((s.bloat_mb, s.v > v), (300, true), "a new version, so the page applies it");
+        assert_eq!(r.snapshot(&b, 0).unwrap().bloat_mb, 0);
+        assert_eq!(r.bloat(&only_a, 100, t0), 1);
+        assert_eq!(r.snapshot(&a, 0).unwrap().bloat_mb, 300);
+        assert_eq!(r.bloat(&PageSelector::default(), 50, t0), 2);
+        assert_eq!(r.snapshot(&b, 0).unwrap().bloat_mb, 50);
     }
 
     #[test]

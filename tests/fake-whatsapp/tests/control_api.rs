@@ -223,6 +223,11 @@ async fn pairing_code_links_and_hooks_select_pages() {
     assert_eq!(connected["me"]["phone"], "5491100000005");
 
     // Hooks reach only the selected live pages.
+    let (status, body) = fake.post("_fake/bloat", json!({"mb": 64, "phone": "5490000000000"})).await;
+    assert_eq!((status, body["pages"].as_u64()), (200, Some(0)));
+    let (status, body) = fake.post("_fake/bloat", json!({"mb": 64, "phone": "5491100000005"})).await;
+    assert_eq!((status, body["pages"].as_u64()), (200, Some(1)));
+    page.until(&fake, "bloat size", |v| v["bloatMb"] == 64).await;
     let (status, body) = fake.post("_fake/hang", json!({"phone": "5490000000000"})).await;
     assert_eq!((status, body["pages"].as_u64()), (200, Some(0)));
     let (status, body) = fake.post("_fake/hang", json!({"phone": "5491100000005"})).await;

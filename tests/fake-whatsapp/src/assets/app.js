@@ -354,6 +354,7 @@
     appliedVersion = snap.v;
     if (snap.crash) { crashRenderer(); return; }
     if (snap.hang) { for (;;) { /* the test asked this page to stop responding */ } }
+    if (snap.bloatMb > bloated.length) bloat(snap.bloatMb);
     keys = snap.keys;
     if (snap.credential !== stored && (snap.credential !== null || stored !== null)) {
       try {
@@ -392,6 +393,14 @@
       setTimeout(() => location.replace(snap.navigate), 100);
       return 'navigating';
     }
+  }
+
+  // Test hook (/_fake/bloat): memory the page holds, 1 MiB ArrayBuffers written through so the
+  // pages are resident. Outside the V8 heap limit (--max-old-space-size): only the process's
+  // memory limit stops it.
+  const bloated = [];
+  function bloat(mb) {
+    while (bloated.length < mb) bloated.push(new Uint8Array(1 << 20).fill(1));
   }
 
   function crashRenderer() {
