@@ -20,7 +20,8 @@ all: build
 deps:
 	@tests/scripts/install-deps.sh
 
-## control-plane: build etcd + kube-apiserver/controller-manager/scheduler (+ helm) from Go modules (cached).
+## control-plane: build etcd, the Kubernetes control plane and node (kubelet, kube-proxy),
+## containerd, CoreDNS (+ helm) from Go modules (cached).
 control-plane:
 	@tests/devcluster/control-plane/build.sh all >/dev/null
 	@tests/devcluster/control-plane/build.sh helm >/dev/null
@@ -37,8 +38,10 @@ crds:
 	cargo run -q -p crds --bin crdgen > crds/whatsappsession.yaml
 	cp crds/whatsappsession.yaml charts/whatsapp-operator/crds/whatsappsession.yaml
 
-## test: every test, from a fresh machine.
-test: deps control-plane build
+## test: every test, from a fresh machine. The Go and the Rust builds run side by side: on a
+## fresh machine each spends minutes downloading and linking, which the other fills.
+test: deps
+	@$(MAKE) --no-print-directory -j2 control-plane build
 	@tests/scripts/run-tests.sh
 
 ## cluster-up / cluster-down: a devcluster for development (KUBECONFIG printed).

@@ -481,10 +481,11 @@ async fn the_lease_is_owned_by_the_holders_pod_and_goes_with_it() {
     let (cluster, client, ns) = setup("op-leaseown").await;
     // A Pod object standing for the operator's own (the operator runs as a host process here).
     let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), &ns);
+    let image = stand_in_image(cluster).await;
     let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": { "name": "wa-operator-0" },
-        "spec": { "containers": [{ "name": "operator", "image": STAND_IN_IMAGE }], "terminationGracePeriodSeconds": 1 },
+        "spec": { "containers": [{ "name": "operator", "image": image }], "terminationGracePeriodSeconds": 1 },
     }))
     .expect("pod json");
     let uid = pods.create(&PostParams::default(), &pod).await.expect("create pod").uid().expect("uid");

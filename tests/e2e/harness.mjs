@@ -171,6 +171,22 @@ async function startSystem() {
   if (!cluster.KUBECONFIG || !cluster.HOST_IP) throw new Error('cluster.env lacks KUBECONFIG or HOST_IP');
   kubeEnv = { KUBECONFIG: cluster.KUBECONFIG };
   const hostIp = cluster.HOST_IP;
+  // On a kubelet node, session pods run the wa-session image from the cluster's registry, built
+  // from images/wa-session.Dockerfile with the binaries under test (pinned by digest: the tag
+  // is rebuilt in place on every run).
+  let sessionImage = null;
+  if (cluster.REGISTRY) {
+    log(`building the images and pushing them to ${cluster.REGISTRY}`);
+    const b = spawnSync('bash', [join(repo, 'tests/images/build.sh'), '--registry', cluster.REGISTRY, '--tag', 'e2e'], {
+      encoding: 'utf8',
+      env: { ...process.env, WA_BIN_DIR: binDir },
+      timeout: 900_000,
+    });
+    if (b.status !== 0) throw new Error(`tests/images/build.sh failed: ${b.stderr.slice(-2000)}`);
+    const line = b.stdout.split('\n').find((l) => l.includes('/leadmaster/wa-session:'));
+    if (!line) throw new Error(`tests/images/build.sh printed no wa-session image: ${b.stdout}`);
+    sessionImage = line.slice('image='.length);
+  }
 
   log('applying the CRD');
   kubectl(['apply', '--server-side', '--force-conflicts', '-f', join(repo, 'crds/whatsappsession.yaml')]);
@@ -248,6 +264,7 @@ spec:
     namespace,
     '--metrics-addr',
     `127.0.0.1:${opMetrics}`,
+    ...(sessionImage ? ['--session-image', sessionImage] : []),
     // Other suites may run their own operator on the same cluster: this one watches only its
     // namespace and must not wait for (or take) the shared leader Lease.
     ...(helpText('wa-operator').includes('--leader-election') ? ['--leader-election=false'] : []),

@@ -17,6 +17,11 @@ command -v buildah >/dev/null || need+=(buildah)
 command -v skopeo >/dev/null || need+=(skopeo)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v docker-registry >/dev/null || need+=(docker-registry)
+# the image scripts' helpers (present on most machines)
+command -v jq >/dev/null || need+=(jq)
+command -v curl >/dev/null || need+=(curl)
+command -v ps >/dev/null || need+=(procps)
+command -v bc >/dev/null || need+=(bc)
 if ((${#need[@]})); then
   echo "[deps] installing: ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# Runs every test suite against one devcluster (each test uses its own namespace).
+# Runs every test suite against one devcluster with a kubelet node (each test uses its own
+# namespace); the process node's own tests start a cluster of that kind beside it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 state="${TEST_STATE:?}"
 log() { echo "[test] $(date +%T) $*" >&2; }
 
-tests/scripts/images-file.sh "$state/images.yaml"
-log "starting devcluster in $state"
-"$DEVCLUSTER_BIN" up --state-dir "$state" --images "$state/images.yaml"
-# devcluster's kubelet-node tests start their own cluster (testing::kubelet_cluster)
-kubelet_state="${WA_CACHE_DIR:?}/state/kubelet-test"
-trap '"$DEVCLUSTER_BIN" down --state-dir "$state" || true; "$DEVCLUSTER_BIN" down --state-dir "$kubelet_state" || true' EXIT
+log "the images' contents (tests/images/test.sh: its own registry, two builds, 33 checks)"
+tests/images/test.sh
+
+log "starting devcluster (kubelet node) in $state"
+"$DEVCLUSTER_BIN" up --state-dir "$state" --node kubelet
+# the process node's own tests start theirs (testing::process_cluster)
+process_state="${WA_CACHE_DIR:?}/state/cargo-test"
+trap '"$DEVCLUSTER_BIN" down --state-dir "$state" || true; "$DEVCLUSTER_BIN" down --state-dir "$process_state" || true' EXIT
 export DEVCLUSTER_STATE_DIR="$state"
 export KUBECONFIG="$state/kubeconfig"
 

@@ -15,7 +15,11 @@ use kube::{Api, Client};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-pub const STAND_IN_IMAGE: &str = "ghcr.io/leadmaster/test-pod:dev";
+/// The stand-in for the agent's image: devcluster's test pod (an HTTP server answering the
+/// agent's probes), pushed to the cluster's registry.
+pub async fn stand_in_image(cluster: &TestCluster) -> String {
+    cluster.test_pod_image().await
+}
 pub const READY_TIMEOUT: Duration = Duration::from_secs(120);
 pub const GONE_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -73,7 +77,7 @@ impl Operator {
             "--namespace".into(),
             ns.into(),
             "--session-image".into(),
-            STAND_IN_IMAGE.into(),
+            stand_in_image(cluster).await,
             "--metrics-addr".into(),
             format!("127.0.0.1:{metrics_port}"),
             // No requests or limits: the stand-in needs next to nothing, and many test pods
@@ -231,7 +235,8 @@ pub async fn session_pods(client: &Client, ns: &str, name: &str) -> Vec<Pod> {
 }
 
 pub async fn setup(prefix: &str) -> (&'static TestCluster, Client, String) {
-    let cluster = devcluster::testing::cluster().await;
+    // session pods are containers on a kubelet node
+    let cluster = devcluster::testing::kubelet_cluster().await;
     let client = cluster.client();
     install_crd(&client).await;
     let ns = cluster.namespace(prefix).await;

@@ -92,40 +92,31 @@ GOMOD
   echo "$out"
 }
 
-build_containerd() {
-  local out="$cache/containerd-$CONTAINERD_VERSION"
+# go_install NAME VERSION LDFLAGS PACKAGE...: `go install` of PACKAGE@VERSION into
+# $cache/NAME-VERSION (reused when complete).
+go_install() {
+  local name=$1 version=$2 ldflags=$3; shift 3
+  local out="$cache/$name-$version"
   [[ -f "$out/.complete" ]] && { echo "$out"; return; }
   mkdir -p "$out"
-  log "building containerd $CONTAINERD_VERSION"
-  local m=github.com/containerd/containerd/v2 pkg=github.com/containerd/containerd/v2/version
-  GOBIN="$out" go install -trimpath \
-    -ldflags "-s -w -X $pkg.Version=$CONTAINERD_VERSION -X $pkg.Package=$m" \
-    "$m/cmd/containerd@$CONTAINERD_VERSION" "$m/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION" \
-    "$m/cmd/ctr@$CONTAINERD_VERSION"
+  log "building $name $version"
+  GOBIN="$out" go install -trimpath -ldflags "-s -w $ldflags" "${@/%/@$version}"
   touch "$out/.complete"
   echo "$out"
+}
+
+build_containerd() {
+  local m=github.com/containerd/containerd/v2
+  go_install containerd "$CONTAINERD_VERSION" "-X $m/version.Version=$CONTAINERD_VERSION -X $m/version.Package=$m" \
+    "$m/cmd/containerd" "$m/cmd/containerd-shim-runc-v2" "$m/cmd/ctr"
 }
 
 build_coredns() {
-  local out="$cache/coredns-$COREDNS_VERSION"
-  [[ -f "$out/.complete" ]] && { echo "$out"; return; }
-  mkdir -p "$out"
-  log "building coredns $COREDNS_VERSION"
-  GOBIN="$out" go install -trimpath -ldflags "-s -w" "github.com/coredns/coredns@$COREDNS_VERSION"
-  touch "$out/.complete"
-  echo "$out"
+  go_install coredns "$COREDNS_VERSION" "" github.com/coredns/coredns
 }
 
 build_helm() {
-  local out="$cache/helm-$HELM_VERSION"
-  [[ -f "$out/.complete" ]] && { echo "$out"; return; }
-  mkdir -p "$out"
-  log "building helm $HELM_VERSION"
-  GOBIN="$out" go install -trimpath \
-    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
-    "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
-  touch "$out/.complete"
-  echo "$out"
+  go_install helm "$HELM_VERSION" "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" helm.sh/helm/v3/cmd/helm
 }
 
 case "$what" in

@@ -35,21 +35,54 @@ pub struct TestCluster {
     state_dir: PathBuf,
     env: ClusterEnv,
     config: kube::Config,
+    /// The test pod image, once built and pushed (kubelet node).
+    test_image: OnceCell<String>,
 }
 
 static CLUSTER: OnceCell<TestCluster> = OnceCell::const_new();
 static KUBELET_CLUSTER: OnceCell<TestCluster> = OnceCell::const_new();
+static PROCESS_CLUSTER: OnceCell<TestCluster> = OnceCell::const_new();
 
-/// A cluster whose node is a real kubelet with containerd (`--node kubelet`), started in
-/// `<cache>/state/kubelet-test` (pod CIDR 10.244.253.0/24) or reused when running. Stop it with
-/// `devcluster down --state-dir` that dir.
+/// A cluster whose node is a real kubelet with containerd (`--node kubelet`): the run's cluster
+/// (`DEVCLUSTER_STATE_DIR`, as `make test` sets) when its node is one, else one started in
+/// `<cache>/state/kubelet-test` (pod CIDR 10.244.253.0/24) or reused when running. Stop that
+/// one with `devcluster down --state-dir` its dir.
 pub async fn kubelet_cluster() -> &'static TestCluster {
     KUBELET_CLUSTER
         .get_or_init(|| async {
-            let (state_dir, env) = start("kubelet-test", "10.244.253.0/24", crate::state::NodeKind::Kubelet).await;
+            let (state_dir, env) = match run_cluster().filter(|(_, env)| env.registry.is_some()) {
+                Some(found) => found,
+                None => start("kubelet-test", "10.244.253.0/24", crate::state::NodeKind::Kubelet).await,
+            };
             with_config(state_dir, env).await
         })
         .await
+}
+
+/// A cluster whose node is the process node agent (its own tests): the run's cluster when its
+/// node is one, else `<cache>/state/cargo-test` (pod CIDR 10.244.254.0/24).
+pub async fn process_cluster() -> &'static TestCluster {
+    PROCESS_CLUSTER
+        .get_or_init(|| async {
+            let (state_dir, env) = match run_cluster().filter(|(_, env)| env.registry.is_none()) {
+                Some(found) => found,
+                None => start("cargo-test", "10.244.254.0/24", crate::state::NodeKind::Process).await,
+            };
+            with_config(state_dir, env).await
+        })
+        .await
+}
+
+/// The cluster of `DEVCLUSTER_STATE_DIR`, when set (panics when it is set but not running).
+fn run_cluster() -> Option<(PathBuf, ClusterEnv)> {
+    let dir = PathBuf::from(std::env::var_os("DEVCLUSTER_STATE_DIR").filter(|v| !v.is_empty())?);
+    let env = ClusterEnv::read(&StateLayout::new(&dir)).unwrap_or_else(|| {
+        panic!(
+            "DEVCLUSTER_STATE_DIR={} has no cluster.env: is the cluster running? (devcluster up --state-dir {0})",
+            dir.display()
+        )
+    });
+    Some((dir, env))
 }
 
 /// The cluster of this test run (see the module docs). Panics with the reason when there is
@@ -59,18 +92,8 @@ pub async fn cluster() -> &'static TestCluster {
 }
 
 async fn connect_or_start() -> TestCluster {
-    let (state_dir, env) = match std::env::var_os("DEVCLUSTER_STATE_DIR").filter(|v| !v.is_empty()) {
-        Some(dir) => {
-            let dir = PathBuf::from(dir);
-            let env = ClusterEnv::read(&StateLayout::new(&dir)).unwrap_or_else(|| {
-                panic!(
-                    "DEVCLUSTER_STATE_DIR={} has no cluster.env: is the cluster running? \
-                     (devcluster up --state-dir {0})",
-                    dir.display()
-                )
-            });
-            (dir, env)
-        }
+    let (state_dir, env) = match run_cluster() {
+        Some(found) => found,
         None => start("cargo-test", "10.244.254.0/24", crate::state::NodeKind::Process).await,
     };
     with_config(state_dir, env).await
@@ -80,7 +103,7 @@ async fn with_config(state_dir: PathBuf, env: ClusterEnv) -> TestCluster {
     let config = crate::control_plane::admin_config(&env.kubeconfig)
         .await
         .unwrap_or_else(|e| panic!("reading {}: {e}", env.kubeconfig.display()));
-    TestCluster { state_dir, env, config }
+    TestCluster { state_dir, env, config, test_image: OnceCell::new() }
 }
 
 /// Starts (or reuses) the cluster in `<cache>/state/<name>`.
@@ -184,10 +207,14 @@ impl TestCluster {
         self.env.registry.as_deref()
     }
 
-    /// Builds devcluster's own test images and pushes them to this cluster's registry
-    /// (`tests/devcluster/images/build.sh`); returns the test pod's image. Panics without a
-    /// registry (a process node).
+    /// The test pod's image (`devcluster-testpod`) in this cluster's registry, built and pushed
+    /// once per test process (`tests/devcluster/images/build.sh`). Panics without a registry (a
+    /// process node).
     pub async fn test_pod_image(&self) -> String {
+        self.test_image.get_or_init(|| self.build_test_pod_image()).await.clone()
+    }
+
+    async fn build_test_pod_image(&self) -> String {
         let registry = self.registry().expect("a kubelet node's registry");
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/images/build.sh");
         let out = tokio::process::Command::new("bash")

@@ -11,8 +11,10 @@ use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use kube::Api;
 use kube::api::PostParams;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::OnceCell;
+
+mod node_common;
+use node_common::http_get;
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -20,22 +22,6 @@ static IMAGE: OnceCell<String> = OnceCell::const_new();
 
 async fn image(c: &TestCluster) -> &'static str {
     IMAGE.get_or_init(|| c.test_pod_image()).await
-}
-
-/// A plain HTTP/1.1 GET: (status, body), or None when nothing answers.
-async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let fut = async {
-        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        s.write_all(req.as_bytes()).await.ok()?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await.ok()?;
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n")?;
-        let status = head.lines().next()?.split_whitespace().nth(1)?.parse().ok()?;
-        Some((status, body.to_string()))
-    };
-    tokio::time::timeout(Duration::from_secs(10), fut).await.ok().flatten()
 }
 
 /// The restricted security context the chart gives session pods.

@@ -46,11 +46,16 @@ fn machine(prefix: &str, state_dir: &Path) -> Machine {
         .iter()
         .map(|k| format!("{k}={}", std::fs::read_to_string(Path::new("/proc/sys").join(k)).unwrap_or_default().trim()))
         .collect();
-    // every process whose command line names the state dir, or runs from the node's cgroup
+    // every live process whose command line names the state dir, or runs from the node's
+    // cgroup (a killed process waiting for its parent to reap it holds nothing but its pid)
     let mut processes = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
         if name.parse::<u32>().is_err() {
+            continue;
+        }
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        if stat.rsplit_once(") ").is_none_or(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')) {
             continue;
         }
         let cmd = std::fs::read(entry.path().join("cmdline")).map(|b| String::from_utf8_lossy(&b).replace('\0', " ")).unwrap_or_default();

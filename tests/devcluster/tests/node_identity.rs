@@ -6,7 +6,7 @@ mod node_common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use devcluster::testing::{cluster, wait_for_value};
+use devcluster::testing::{process_cluster, wait_for_value};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -21,7 +21,7 @@ fn create<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
 
 #[tokio::test]
 async fn pod_authenticates_as_its_service_account_and_rbac_applies() {
-    let c = cluster().await;
+    let c = process_cluster().await;
     let ns = c.namespace("node-sa").await;
     let client = c.client();
     let pp = PostParams::default();
@@ -100,7 +100,7 @@ async fn pod_authenticates_as_its_service_account_and_rbac_applies() {
 
 #[tokio::test]
 async fn statefulset_volume_keeps_a_file_across_pod_deletion() {
-    let c = cluster().await;
+    let c = process_cluster().await;
     let ns = c.namespace("node-sts").await;
     let client = c.client();
     let mut pod_spec = test_pod_spec(8080);

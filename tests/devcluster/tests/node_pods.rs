@@ -6,7 +6,7 @@ mod node_common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use devcluster::testing::{cluster, wait_for_named, wait_for_value};
+use devcluster::testing::{process_cluster, wait_for_named, wait_for_value};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use kube::Api;
@@ -16,7 +16,7 @@ use serde_json::json;
 
 #[tokio::test]
 async fn node_is_registered_ready_with_a_fresh_lease() {
-    let c = cluster().await;
+    let c = process_cluster().await;
     let client = c.client();
     let node = Api::<Node>::all(client.clone()).get("devcluster-node").await.expect("node exists");
     let status = node.status.expect("status");
@@ -35,7 +35,7 @@ async fn node_is_registered_ready_with_a_fresh_lease() {
 
 #[tokio::test]
 async fn deployment_is_reachable_at_pod_ip_and_through_node_port() {
-    let c = cluster().await;
+    let c = process_cluster().await;
     let ns = c.namespace("node-deploy").await;
     let client = c.client();
     let deploy: Deployment = serde_json::from_value(json!({
@@ -89,7 +89,7 @@ async fn deployment_is_reachable_at_pod_ip_and_through_node_port() {
 
 #[tokio::test]
 async fn two_pods_listen_on_the_same_port_without_collision() {
-    let c = cluster().await;
+    let c = process_cluster().await;
     let ns = c.namespace("node-ports").await;
     let pods: Api<Pod> = Api::namespaced(c.client(), &ns);
     for name in ["one", "two"] {
@@ -110,7 +110,7 @@ async fn two_pods_listen_on_the_same_port_without_collision() {
 
 #[tokio::test]
 async fn exited_container_is_restarted_with_restart_count_and_last_state() {
-    let c = cluster().await;
+    let c = process_cluster().await;
     let ns = c.namespace("node-restart").await;
     let pods: Api<Pod> = Api::namespaced(c.client(), &ns);
     pods.create(&PostParams::default(), &pod("crashy", test_pod_spec(8080))).await.unwrap();
@@ -133,7 +133,7 @@ async fn exited_container_is_restarted_with_restart_count_and_last_state() {
 
 #[tokio::test]
 async fn unknown_image_waits_with_err_image_pull_naming_the_image() {
-    let c = cluster().await;
+    let c = process_cluster().await;
     let ns = c.namespace("node-image").await;
     let pods: Api<Pod> = Api::namespaced(c.client(), &ns);
     let mut spec = test_pod_spec(8080);
@@ -153,7 +153,7 @@ async fn unknown_image_waits_with_err_image_pull_naming_the_image() {
 
 #[tokio::test]
 async fn memory_empty_dir_is_a_tmpfs_and_deletion_stops_the_pod() {
-    let c = cluster().await;
+    let c = process_cluster().await;
     let ns = c.namespace("node-tmpfs").await;
     let pods: Api<Pod> = Api::namespaced(c.client(), &ns);
     let mut spec = test_pod_spec(8080);
@@ -186,7 +186,7 @@ async fn memory_empty_dir_is_a_tmpfs_and_deletion_stops_the_pod() {
 /// `kubectl logs` and `kubectl logs -f` through the API server and the node agent's kubelet port.
 #[tokio::test]
 async fn kubectl_logs_and_follow_read_the_container_output() {
-    let c = cluster().await;
+    let c = process_cluster().await;
     let ns = c.namespace("node-logs").await;
     let pods: Api<Pod> = Api::namespaced(c.client(), &ns);
     // busybox maps to the host's own programs: a shell that prints a numbered line per second
