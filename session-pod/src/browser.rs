@@ -321,7 +321,7 @@ type Aux = Vec<JoinHandle<()>>;
 /// CDP events a newer Chromium sends in a shape chromiumoxide's protocol definitions
 /// (chromiumoxide_cdp 0.9.1) cannot parse, and that neither chromiumoxide nor the agent uses:
 /// dropping them loses nothing.
-/// - `Network.requestWillBeSentExtraInfo`: Chromium 14x+ sends `clientSecurityState` with
+/// - `Network.requestWillBeSentExtraInfo`: Chromium (156, Debian's, here) sends `clientSecurityState` with
 ///   `localNetworkAccessRequestPolicy` where the definitions require
 ///   `privateNetworkRequestPolicy`; one per network request (several a second while
 ///   WhatsApp Web loads or syncs). chromiumoxide enables the Network domain for its own
@@ -364,7 +364,8 @@ const LAUNCH_TIMEOUT: Duration = Duration::from_secs(30);
 /// ([`BrowserSession::close`]). In the agent's group, Chromium's renderer and storage
 /// service would get SIGTERM too and die at once, cutting the CDP connection and possibly
 /// the last writes to the profile. `PR_SET_PDEATHSIG` makes Chromium die with the agent's
-/// thread that started it (a tokio worker thread, which lives as long as the agent), so a
+/// thread that started it (a tokio worker thread, which lives as long as the runtime: nothing
+/// in the agent or its dependencies calls `block_in_place`, which would retire it), so a
 /// SIGKILLed agent does not leave a browser behind on the profile; in a pod the container's
 /// end takes the rest of the group along.
 fn spawn_chromium(cfg: &Config, profile_dir: &Path) -> Result<Child> {
