@@ -353,6 +353,26 @@ async fn sigterm_to_the_pod_closes_chromium_cleanly_and_the_next_agent_restores(
     assert_eq!(devices.as_array().map(|a| a.len()), Some(1), "one linked device, reused: {devices}");
 }
 
+/// Chromium signalled together with the agent (as it was when it shared the agent's process
+/// group): its CDP connection drops before `Browser.close` is answered. The agent waits for the
+/// process's own clean exit instead of waiting out `WA_SHUTDOWN_TIMEOUT` for an answer that
+/// cannot come and then killing it.
+#[tokio::test]
+async fn chromium_signalled_with_the_agent_is_waited_for_not_killed() {
+    let (_f, agent) = Fixture::connected("agent-sigterm-both").await;
+    let profile = agent.profile();
+    let log = agent.log.clone();
+    let browser = agent.chromium_pids().into_iter().find(|p| chromium_kind(*p) == "browser").expect("the browser process");
+    // Chromium leads its own process group: SIGTERM to all of it, then to the agent.
+    let _ = std::process::Command::new("kill").args(["-TERM", "--", &format!("-{browser}")]).status();
+    let exit = agent.terminate(Duration::from_secs(25)).await;
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(exit.success(), "clean exit: {exit:?}\n{text}");
+    assert!(text.contains("\"Chromium closed\""), "Chromium's own exit awaited:\n{text}");
+    assert!(!text.contains("did not close in time"), "{text}");
+    assert!(chromium_pids(&profile).is_empty(), "nothing left of Chromium");
+}
+
 #[tokio::test]
 async fn health_and_metrics_reflect_the_page() {
     let (_f, agent) = Fixture::connected("agent-http").await;
