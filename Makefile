@@ -44,10 +44,10 @@ test: deps
 	@$(MAKE) --no-print-directory -j2 control-plane build
 	@tests/scripts/run-tests.sh
 
-## cluster-up / cluster-down: a devcluster for development (KUBECONFIG printed).
+## cluster-up / cluster-down: a devcluster for development (KUBECONFIG, REGISTRY printed);
+## its images: tests/images/build.sh --registry $$REGISTRY.
 cluster-up: control-plane build
-	@tests/scripts/images-file.sh $(CACHE)/state/dev/images.yaml
-	$(DEVCLUSTER_BIN) up --state-dir $(CACHE)/state/dev --images $(CACHE)/state/dev/images.yaml
+	$(DEVCLUSTER_BIN) up --state-dir $(CACHE)/state/dev
 
 cluster-down:
 	$(DEVCLUSTER_BIN) down --state-dir $(CACHE)/state/dev

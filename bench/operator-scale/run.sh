@@ -3,9 +3,10 @@
 # Measures the time until all are Ready, the operator's peak RSS and CPU seconds (from /proc)
 # and the API requests it sent per session (its own wa_operator_kube_requests_total).
 #
-# Usage: KUBECONFIG=<devcluster kubeconfig> bench/operator-scale/run.sh [N ...]   (default: 100 500)
-# Needs the release binaries (wa-operator) in $WA_BIN_DIR or $CARGO_TARGET_DIR/release, and a
-# running devcluster whose images file maps ghcr.io/leadmaster/test-pod.
+# Usage: KUBECONFIG=<devcluster kubeconfig> REGISTRY=<its registry> bench/operator-scale/run.sh [N ...]
+#   (default: 100 500; both from the devcluster's cluster.env)
+# Needs the release binaries (wa-operator, devcluster-testpod) in $WA_BIN_DIR or
+# $CARGO_TARGET_DIR/release; the stand-in image is built and pushed to $REGISTRY.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 : "${KUBECONFIG:?point KUBECONFIG at a devcluster (devcluster up prints it)}"
@@ -15,6 +16,8 @@ op_bin="$bin/wa-operator"
 timeout_s="${BENCH_TIMEOUT:-1800}"
 sizes=("$@"); [[ ${#sizes[@]} -gt 0 ]] || sizes=(100 500)
 clk=$(getconf CLK_TCK)
+: "${REGISTRY:?set REGISTRY to the registry of the devcluster (cluster.env)}"
+stand_in=$(WA_BIN_DIR=$bin tests/devcluster/images/build.sh --registry "$REGISTRY" | sed -n 's/^image=\(.*testpod.*\)/\1/p')
 results=()
 
 kubectl apply --server-side --force-conflicts --field-manager=whatsapp-bench -f crds/whatsappsession.yaml >/dev/null
@@ -27,7 +30,7 @@ for n in "${sizes[@]}"; do
   kubectl create namespace "$ns" >/dev/null
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   log="/tmp/wa-operator-$ns.log"
-  "$op_bin" --namespace "$ns" --leader-election=false --session-image ghcr.io/leadmaster/test-pod:bench \
+  "$op_bin" --namespace "$ns" --leader-election=false --session-image "$stand_in" \
     --metrics-addr "127.0.0.1:$port" --default-cpu-request= --default-memory-request= \
     --default-cpu-limit= --default-memory-limit= >"$log" 2>&1 &
   op_pid=$!

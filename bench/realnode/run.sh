@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The kubelet node's costs, measured (issue 11): warm `devcluster up --node kubelet` → node
+# The kubelet node's costs, measured (issue 11): warm `devcluster up` → node
 # Ready, the image rebuild + push after a change to one binary, and the memory of a connected
 # session as the kubelet sees it (container working set from /stats/summary, the figure memory
 # limits and OOM decisions use), beside the operator's and the hub's. Prints the figures and
@@ -27,7 +27,7 @@ load() { cut -d' ' -f1 /proc/loadavg; }
 ups=() downs=()
 for i in $(seq "$runs"); do
   t0=$(now)
-  "$bin/devcluster" up --state-dir "$state" --node kubelet --pod-cidr 10.244.249.0/24 >/dev/null
+  "$bin/devcluster" up --state-dir "$state" --pod-cidr 10.244.249.0/24 >/dev/null
   t1=$(now)
   KUBECONFIG=$state/kubeconfig kubectl get node devcluster-node --no-headers | grep -q ' Ready ' || { log "node not Ready"; exit 1; }
   "$bin/devcluster" down --state-dir "$state" >/dev/null 2>&1
@@ -48,13 +48,14 @@ curl -fsS -X POST "${FAKE_WHATSAPP_URL}_fake/scan" -H 'content-type: application
   -d "{\"qr\":\"$qr\",\"phone\":\"5491100000000\"}" >/dev/null
 kubectl wait -n "$DEMO_NAMESPACE" --for=jsonpath='{.status.status}'=connected "wa/$DEMO_SESSION" --timeout=120s >/dev/null
 log "session connected; sampling working sets ($samples s)"
-summary() { kubectl get --raw /api/v1/nodes/devcluster-node/proxy/stats/summary; }
+# one compact JSON document per line
+summary() { kubectl get --raw /api/v1/nodes/devcluster-node/proxy/stats/summary | jq -c .; }
 sleep 5  # let the page settle after the link before sampling
 tmp=$(mktemp)
-for _ in $(seq "$samples"); do summary >>"$tmp"; echo >>"$tmp"; sleep 1; done
+for _ in $(seq "$samples"); do summary >>"$tmp"; sleep 1; done
 python3 - "$tmp" "$DEMO_NAMESPACE" <<'PY' >"$demo.mem.json"
 import json, sys
-text = open(sys.argv[1]).read().strip().split("\n\n")
+text = [l for l in open(sys.argv[1]).read().splitlines() if l.strip()]
 series = {}
 for doc in text:
     s = json.loads(doc)

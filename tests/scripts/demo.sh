@@ -119,7 +119,7 @@ done
 # --- cluster ------------------------------------------------------------------------------
 # A previous demo still running is replaced: one demo cluster at a time.
 down
-up_args=(up --state-dir "$state" --node kubelet --pod-cidr "$pod_cidr")
+up_args=(up --state-dir "$state" --pod-cidr "$pod_cidr")
 [[ $egress == 1 ]] && up_args+=(--pod-egress)
 step "start devcluster in $state" "$bin/devcluster" "${up_args[@]}"
 # shellcheck disable=SC1091

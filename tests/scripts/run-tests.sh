@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# Runs every test suite against one devcluster with a kubelet node (each test uses its own
-# namespace); the process node's own tests start a cluster of that kind beside it.
+# Runs every test suite against one devcluster (each test uses its own namespace).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 state="${TEST_STATE:?}"
@@ -9,11 +8,9 @@ log() { echo "[test] $(date +%T) $*" >&2; }
 log "the images' contents (tests/images/test.sh: its own registry, two builds, 33 checks)"
 tests/images/test.sh
 
-log "starting devcluster (kubelet node) in $state"
-"$DEVCLUSTER_BIN" up --state-dir "$state" --node kubelet
-# the process node's own tests start theirs (testing::process_cluster)
-process_state="${WA_CACHE_DIR:?}/state/cargo-test"
-trap '"$DEVCLUSTER_BIN" down --state-dir "$state" || true; "$DEVCLUSTER_BIN" down --state-dir "$process_state" || true' EXIT
+log "starting devcluster in $state"
+"$DEVCLUSTER_BIN" up --state-dir "$state"
+trap '"$DEVCLUSTER_BIN" down --state-dir "$state" || true' EXIT
 export DEVCLUSTER_STATE_DIR="$state"
 export KUBECONFIG="$state/kubeconfig"
 

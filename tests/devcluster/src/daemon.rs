@@ -1,6 +1,6 @@
 //! The supervisor (`devcluster daemon`), started detached by `up`: starts the control plane,
-//! the storage provisioner and the node agent, reports progress in `status.json`, and on
-//! SIGTERM (from `down`) stops everything in reverse order and cleans up.
+//! the storage provisioner and the node, reports progress in `status.json`, and on SIGTERM
+//! (from `down`) stops everything in reverse order and cleans up.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,21 +12,19 @@ use tokio_util::sync::CancellationToken;
 
 use crate::binaries::Binaries;
 use crate::control_plane::{self, ControlPlane, StartError};
-use crate::realnode::{self, RealNode, RealNodeConfig};
-use crate::state::{ClusterEnv, DaemonStatus, NodeKind, PodCidr, StateLayout};
-use crate::{egress, node, pki, provisioner};
+use crate::node::{self, RealNode, RealNodeConfig};
+use crate::state::{ClusterEnv, DaemonStatus, PodCidr, StateLayout};
+use crate::{egress, pki, provisioner};
 
 pub const NODE_NAME: &str = "devcluster-node";
-/// The log of the supervisor itself (and of the node agent and provisioner inside it).
+/// The log of the supervisor itself (and of the provisioner inside it).
 pub const DAEMON_COMPONENT: &str = "daemon";
 
 pub struct DaemonOptions {
     pub layout: StateLayout,
-    pub images_file: PathBuf,
     pub pod_cidr: PodCidr,
     pub pod_egress: bool,
     pub bin_dir: Option<PathBuf>,
-    pub node: NodeKind,
 }
 
 /// Runs the supervisor to completion; returns the process exit code.
@@ -63,8 +61,8 @@ pub async fn run(opts: DaemonOptions) -> i32 {
             let env = ClusterEnv {
                 kubeconfig: layout.kubeconfig(),
                 host_ip: opts.pod_cidr.host_ip(),
-                node_ip: (opts.node == NodeKind::Kubelet).then(|| opts.pod_cidr.node_plan().node_ip),
-                registry,
+                node_ip: Some(opts.pod_cidr.node_plan().node_ip),
+                registry: Some(registry),
             };
             let ready = std::fs::write(layout.cluster_env(), env.render()).and_then(|()| DaemonStatus::Ready.write(&layout));
             match ready {
@@ -94,10 +92,7 @@ pub async fn run(opts: DaemonOptions) -> i32 {
     if opts.pod_egress {
         egress::disable(&opts.pod_cidr);
     }
-    if let Err(e) = node::cleanup_leftovers(layout.root()) {
-        tracing::warn!(error = %e, "node cleanup");
-    }
-    realnode::cleanup_leftovers(&node::cluster_prefix(layout.root()));
+    node::cleanup_leftovers(layout.root());
     // a failed status stays for `up` to report; a clean stop leaves nothing behind
     if code == 0 {
         let _ = std::fs::remove_file(layout.status_file());
@@ -107,16 +102,16 @@ pub async fn run(opts: DaemonOptions) -> i32 {
     code
 }
 
-type NodeTask = tokio::task::JoinHandle<Result<(), node::NodeError>>;
+/// The node's supervision: ends with why a part died, or Ok on a stop request.
+type NodeTask = tokio::task::JoinHandle<Result<(), String>>;
 
-/// Starts the control plane and the node; returns the node's task and, for a kubelet node,
-/// the registry's address.
+/// Starts the control plane and the node; returns the node's task and the registry's address.
 async fn start(
     opts: &DaemonOptions,
     cp: &mut ControlPlane,
     node_stop: &CancellationToken,
     background: &mut Vec<tokio::task::JoinHandle<()>>,
-) -> Result<(NodeTask, Option<String>), StartError> {
+) -> Result<(NodeTask, String), StartError> {
     let layout = &opts.layout;
     let daemon_err = |e: &dyn std::fmt::Display| StartError::new(DAEMON_COMPONENT, e);
     for dir in [layout.pids_dir(), layout.pki_dir(), layout.volumes_dir()] {
@@ -126,11 +121,7 @@ async fn start(
     let host_ip = opts.pod_cidr.host_ip();
     let plan = opts.pod_cidr.node_plan();
     // the API server reaches the kubelet port at the Node's InternalIP
-    let kubelet_ip = match opts.node {
-        NodeKind::Process => host_ip,
-        NodeKind::Kubelet => plan.node_ip,
-    };
-    let pki = pki::generate(&layout.pki_dir(), host_ip, &[kubelet_ip]).map_err(|e| daemon_err(&e))?;
+    let pki = pki::generate(&layout.pki_dir(), host_ip, &[plan.node_ip]).map_err(|e| daemon_err(&e))?;
     let client = control_plane::start(layout, &bins, &pki, host_ip, cp).await?;
 
     provisioner::ensure_storage_class_with_retry(&client).await.map_err(|e| daemon_err(&e))?;
@@ -139,62 +130,43 @@ async fn start(
         egress::enable(&opts.pod_cidr).map_err(|e| daemon_err(&e))?;
     }
 
-    if opts.node == NodeKind::Kubelet {
-        let prefix = node::cluster_prefix(layout.root());
-        let node_bins = Binaries::node_in_cache().map_err(|e| daemon_err(&e))?;
-        if let Some(p) = node_bins.first_missing() {
-            return Err(daemon_err(&format!("{} missing: run tests/devcluster/control-plane/build.sh all", p.display())));
-        }
-        realnode::sandbox::create_network(&realnode::sandbox::Names::new(&prefix), &plan)
-            .map_err(|e| StartError::new(realnode::COMPONENT, e))?;
-        // pods and the node reach the API server (on loopback) at the host's link address
-        if let Some(listener) = node::apiproxy::bind(host_ip, cp.api_port).await {
-            let target = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, cp.api_port));
-            background.push(tokio::spawn(node::apiproxy::forward(listener, target, node_stop.clone())));
-        }
-        let cfg = RealNodeConfig {
-            layout,
-            plan,
-            prefix: prefix.clone(),
-            pki: &pki,
-            api_server: format!("https://{host_ip}:{}", cp.api_port),
-            pod_egress: opts.pod_egress,
-            bins: node_bins,
-        };
-        let mut started = Vec::new();
-        let registry = match RealNode::start(&cfg, &client, &mut started).await {
-            Ok(r) => r,
-            Err(e) => {
-                RealNode::new(started, &prefix, String::new()).stop().await;
-                return Err(e);
-            }
-        };
-        let real = RealNode::new(started, &prefix, registry.clone());
-        let mut node_task = tokio::spawn(run_real_node(real, node_stop.clone()));
-        wait_ready(&client, cp, &mut node_task).await?;
-        return Ok((node_task, Some(registry)));
+    let prefix = node::sandbox::cluster_prefix(layout.root());
+    let node_bins = Binaries::node_in_cache().map_err(|e| daemon_err(&e))?;
+    if let Some(p) = node_bins.first_missing() {
+        return Err(daemon_err(&format!("{} missing: run tests/devcluster/control-plane/build.sh all", p.display())));
     }
-
-    let cfg = node::NodeConfig {
-        client: client.clone(),
-        node_name: NODE_NAME.into(),
-        state_dir: layout.root().to_path_buf(),
-        images_file: opts.images_file.clone(),
-        pod_cidr: opts.pod_cidr.to_string(),
-        host_ip,
-        api_port: cp.api_port,
-        ca_crt: pki.ca_crt.clone(),
-        kubelet_cert: pki.kubelet.cert_path.clone(),
-        kubelet_key: pki.kubelet.key_path.clone(),
+    node::sandbox::create_network(&node::sandbox::Names::new(&prefix), &plan).map_err(|e| StartError::new(node::COMPONENT, e))?;
+    // the node and its pods reach the API server (on loopback) at the host's link address
+    if let Some(listener) = node::apiproxy::bind(host_ip, cp.api_port).await {
+        let target = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, cp.api_port));
+        background.push(tokio::spawn(node::apiproxy::forward(listener, target, node_stop.clone())));
+    }
+    let cfg = RealNodeConfig {
+        layout,
+        plan,
+        prefix: prefix.clone(),
+        pki: &pki,
+        api_server: format!("https://{host_ip}:{}", cp.api_port),
+        pod_egress: opts.pod_egress,
+        bins: node_bins,
     };
-    let mut node_task = tokio::spawn(node::run(cfg, node_stop.clone()));
+    let mut started = Vec::new();
+    let registry = match RealNode::start(&cfg, &client, &mut started).await {
+        Ok(r) => r,
+        Err(e) => {
+            RealNode::new(started, &prefix, String::new()).stop().await;
+            return Err(e);
+        }
+    };
+    let real = RealNode::new(started, &prefix, registry.clone());
+    let mut node_task = tokio::spawn(run_real_node(real, node_stop.clone()));
     wait_ready(&client, cp, &mut node_task).await?;
-    Ok((node_task, None))
+    Ok((node_task, registry))
 }
 
-/// Supervises a kubelet node's parts until a stop request or the first to die, then stops
-/// the node (its pods with it).
-async fn run_real_node(mut real: RealNode, stop: CancellationToken) -> Result<(), node::NodeError> {
+/// Supervises the node's parts until a stop request or the first to die, then stops the node
+/// (its pods with it).
+async fn run_real_node(mut real: RealNode, stop: CancellationToken) -> Result<(), String> {
     let failure = {
         let exits = futures::future::select_all(real.components.iter_mut().map(|c| {
             Box::pin(async move {
@@ -210,7 +182,7 @@ async fn run_real_node(mut real: RealNode, stop: CancellationToken) -> Result<()
     real.stop().await;
     match failure {
         None => Ok(()),
-        Some(m) => Err(node::NodeError::Part(m)),
+        Some(m) => Err(m),
     }
 }
 
@@ -228,9 +200,9 @@ async fn wait_ready(client: &Client, cp: &mut ControlPlane, node_task: &mut Node
         }
         if node_task.is_finished() {
             let why = match node_task.await {
-                Ok(Ok(())) => "node agent stopped during start-up".to_string(),
-                Ok(Err(e)) => format!("node agent failed: {e}"),
-                Err(e) => format!("node agent panicked: {e}"),
+                Ok(Ok(())) => "the node stopped during start-up".to_string(),
+                Ok(Err(e)) => format!("the node failed: {e}"),
+                Err(e) => format!("the node's supervision panicked: {e}"),
             };
             return Err(StartError::new(DAEMON_COMPONENT, why));
         }
@@ -247,7 +219,7 @@ async fn wait_ready(client: &Client, cp: &mut ControlPlane, node_task: &mut Node
         } else if !sa {
             "the default ServiceAccount"
         } else {
-            "node devcluster-node to be Ready (node agent)"
+            "node devcluster-node to be Ready (kubelet)"
         };
         if waiting_for != last_wait {
             tracing::info!(secs = t0.elapsed().as_secs_f64(), "waiting for {waiting_for}");
@@ -284,9 +256,9 @@ async fn supervise(stop: &CancellationToken, cp: &mut ControlPlane, node_task: &
             _ = stop.cancelled() => None,
             ((name, status), _, _) = exits => Some(layout_failed(&name, format!("exited unexpectedly ({status})"))),
             r = &mut *node_task => Some(layout_failed(DAEMON_COMPONENT, match r {
-                Ok(Ok(())) => "node agent stopped unexpectedly".into(),
-                Ok(Err(e)) => format!("node agent failed: {e}"),
-                Err(e) => format!("node agent panicked: {e}"),
+                Ok(Ok(())) => "the node stopped unexpectedly".into(),
+                Ok(Err(e)) => format!("the node failed: {e}"),
+                Err(e) => format!("the node's supervision panicked: {e}"),
             })),
         }
     };
@@ -299,8 +271,8 @@ async fn supervise(stop: &CancellationToken, cp: &mut ControlPlane, node_task: &
     }
 }
 
-/// Stops the node agent (its pods get SIGTERM and their grace period) before the control
-/// plane goes, so pod deletions are still observable.
+/// Stops the node (kubelet first, then everything left in its cgroups) before the control
+/// plane goes.
 async fn shutdown_node(node_stop: &CancellationToken, node_task: NodeTask) -> i32 {
     node_stop.cancel();
     if node_task.is_finished() {
@@ -309,15 +281,15 @@ async fn shutdown_node(node_stop: &CancellationToken, node_task: NodeTask) -> i3
     match tokio::time::timeout(Duration::from_secs(60), node_task).await {
         Ok(Ok(Ok(()))) => 0,
         Ok(Ok(Err(e))) => {
-            tracing::warn!(error = %e, "node agent stopped with an error");
+            tracing::warn!(error = %e, "the node stopped with an error");
             0
         }
         Ok(Err(e)) => {
-            tracing::warn!(error = %e, "node agent panicked");
+            tracing::warn!(error = %e, "the node's supervision panicked");
             0
         }
         Err(_) => {
-            tracing::warn!("node agent did not stop within 60 s");
+            tracing::warn!("the node did not stop within 60 s");
             0
         }
     }

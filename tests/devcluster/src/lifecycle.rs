@@ -14,7 +14,7 @@ use nix::unistd::Pid;
 
 use crate::binaries::{Binaries, BinariesError};
 use crate::process;
-use crate::state::{ClusterEnv, DaemonStatus, NodeKind, PodCidr, PodCidrError, StateLayout};
+use crate::state::{ClusterEnv, DaemonStatus, PodCidr, PodCidrError, StateLayout};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpError {
@@ -32,9 +32,7 @@ pub enum UpError {
     Timeout(Duration, PathBuf),
     #[error("locking the state dir: {0}")]
     Lock(nix::Error),
-    #[error("node cleanup: {0}")]
-    Cleanup(#[from] crate::node::NodeError),
-    #[error("a kubelet node's state dir cannot be under {0}: the node mounts its own there")]
+    #[error("the state dir cannot be under {0}: the node mounts its own there")]
     HiddenStateDir(&'static str),
 }
 
@@ -45,15 +43,12 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> UpError + '_ {
 #[derive(Debug, Clone)]
 pub struct UpOptions {
     pub state_dir: PathBuf,
-    /// The images file (DESIGN.md §7); none: every image is unknown.
-    pub images: Option<PathBuf>,
     pub pod_cidr: String,
     pub pod_egress: bool,
     /// Directory holding etcd and the kube-* binaries; none: the versioned build cache.
     pub bin_dir: Option<PathBuf>,
     /// The `devcluster` executable that runs the supervisor (`devcluster daemon`).
     pub exe: PathBuf,
-    pub node: NodeKind,
     pub timeout: Duration,
 }
 
@@ -87,11 +82,9 @@ pub fn running_daemon(layout: &StateLayout) -> Option<u32> {
 pub async fn up(opts: &UpOptions) -> Result<ClusterEnv, UpError> {
     let pod_cidr = PodCidr::parse(&opts.pod_cidr)?;
     let root = absolute(&opts.state_dir)?;
-    if opts.node == NodeKind::Kubelet {
-        // the node's mount namespace has its own /run, /var/lib and /var/log (realnode/sandbox.rs)
-        if let Some(hidden) = ["/run", "/var/lib", "/var/log"].into_iter().find(|d| root.starts_with(d)) {
-            return Err(UpError::HiddenStateDir(hidden));
-        }
+    // the node's mount namespace has its own /run, /var/lib and /var/log (node/sandbox.rs)
+    if let Some(hidden) = ["/run", "/var/lib", "/var/log"].into_iter().find(|d| root.starts_with(d)) {
+        return Err(UpError::HiddenStateDir(hidden));
     }
     let layout = StateLayout::new(&root);
     std::fs::create_dir_all(layout.logs_dir()).map_err(io(&layout.logs_dir()))?;
@@ -108,8 +101,7 @@ pub async fn up(opts: &UpOptions) -> Result<ClusterEnv, UpError> {
     if !killed.is_empty() {
         eprintln!("devcluster: removed leftovers of a previous run: {}", killed.join(", "));
     }
-    crate::node::cleanup_leftovers(&root)?;
-    crate::realnode::cleanup_leftovers(&crate::node::cluster_prefix(&root));
+    crate::node::cleanup_leftovers(&root);
     for f in [layout.cluster_env(), layout.status_file(), layout.daemon_pidfile()] {
         let _ = std::fs::remove_file(f);
     }
@@ -122,14 +114,6 @@ pub async fn up(opts: &UpOptions) -> Result<ClusterEnv, UpError> {
     // detached supervisor, so a user sees the build
     let bin_dir = opts.bin_dir.as_deref().map(absolute).transpose()?;
     Binaries::locate_or_build(bin_dir.as_deref())?;
-    let images = match &opts.images {
-        Some(f) => absolute(f)?,
-        None => {
-            let f = layout.default_images_file();
-            std::fs::write(&f, "images: {}\n").map_err(io(&f))?;
-            f
-        }
-    };
 
     let log_path = layout.log(crate::daemon::DAEMON_COMPONENT);
     let log = File::options().create(true).append(true).open(&log_path).map_err(io(&log_path))?;
@@ -138,12 +122,8 @@ pub async fn up(opts: &UpOptions) -> Result<ClusterEnv, UpError> {
     cmd.arg("daemon")
         .arg("--state-dir")
         .arg(&root)
-        .arg("--images")
-        .arg(&images)
         .arg("--pod-cidr")
-        .arg(pod_cidr.to_string())
-        .arg("--node")
-        .arg(opts.node.as_str());
+        .arg(pod_cidr.to_string());
     if let Some(dir) = &bin_dir {
         cmd.arg("--bin-dir").arg(dir);
     }
@@ -211,7 +191,7 @@ pub async fn down(state_dir: &Path) -> Result<bool, UpError> {
     let was_running = match running_daemon(&layout) {
         Some(pid) => {
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
-            // the node agent gives pods their grace period first
+            // the node stops its parts, then kills what is left in its cgroups
             if !process::wait_gone(pid, Duration::from_secs(90)).await {
                 tracing::warn!(pid, "supervisor did not stop; killing it");
                 let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
@@ -222,73 +202,9 @@ pub async fn down(state_dir: &Path) -> Result<bool, UpError> {
         None => false,
     };
     process::kill_leftovers(&layout.pids_dir(), &root).await;
-    crate::node::cleanup_leftovers(&root)?;
-    crate::realnode::cleanup_leftovers(&crate::node::cluster_prefix(&root));
+    crate::node::cleanup_leftovers(&root);
     for f in [layout.cluster_env(), layout.status_file(), layout.daemon_pidfile()] {
         let _ = std::fs::remove_file(f);
     }
     Ok(was_running)
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum LogsError {
-    #[error("no log of container {container:?} of pod {namespace}/{pod} under {dir}")]
-    NotFound { namespace: String, pod: String, container: String, dir: PathBuf },
-    #[error("pod {namespace}/{pod} has several containers ({names}); choose one with -c")]
-    Ambiguous { namespace: String, pod: String, names: String },
-    #[error("no logs of pod {namespace}/{pod} under {dir}")]
-    NoPod { namespace: String, pod: String, dir: PathBuf },
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-}
-
-/// The output of a container (the newest pod of that name), like `kubectl logs`.
-pub fn logs(state_dir: &Path, namespace: &str, pod: &str, container: Option<&str>) -> Result<String, LogsError> {
-    let pods_dir = state_dir.join("node").join("pods");
-    let container = match container {
-        Some(c) => c.to_string(),
-        None => {
-            let names = containers_with_logs(&pods_dir, namespace, pod);
-            match names.as_slice() {
-                [] => return Err(LogsError::NoPod { namespace: namespace.into(), pod: pod.into(), dir: pods_dir }),
-                [one] => one.clone(),
-                many => {
-                    return Err(LogsError::Ambiguous {
-                        namespace: namespace.into(),
-                        pod: pod.into(),
-                        names: many.join(", "),
-                    });
-                }
-            }
-        }
-    };
-    let path = crate::node::log_path(state_dir, namespace, pod, &container).ok_or_else(|| LogsError::NotFound {
-        namespace: namespace.into(),
-        pod: pod.into(),
-        container: container.clone(),
-        dir: pods_dir.clone(),
-    })?;
-    std::fs::read(&path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .map_err(|source| LogsError::Io { path, source })
-}
-
-/// Names of the containers with a log, over every pod dir of that namespace/name.
-fn containers_with_logs(pods_dir: &Path, namespace: &str, pod: &str) -> Vec<String> {
-    let prefix = format!("{namespace}_{pod}_");
-    let mut names = std::collections::BTreeSet::new();
-    for entry in std::fs::read_dir(pods_dir).into_iter().flatten().flatten() {
-        let name = entry.file_name().to_string_lossy().to_string();
-        let Some(uid) = name.strip_prefix(&prefix) else { continue };
-        if uid.contains('_') {
-            continue;
-        }
-        for f in std::fs::read_dir(entry.path()).into_iter().flatten().flatten() {
-            let f = f.file_name().to_string_lossy().to_string();
-            if let Some(c) = f.strip_suffix(".log") {
-                names.insert(c.to_string());
-            }
-        }
-    }
-    names.into_iter().collect()
 }

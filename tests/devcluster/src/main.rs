@@ -7,10 +7,10 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use devcluster::daemon::{self, DaemonOptions};
 use devcluster::lifecycle::{self, UpOptions};
-use devcluster::state::{NodeKind, PodCidr, StateLayout};
+use devcluster::state::{PodCidr, StateLayout};
 
 #[derive(Parser)]
-#[command(version, about = "A real local Kubernetes (etcd, kube-apiserver, kube-controller-manager, kube-scheduler) plus a node: a real kubelet with containerd, or a node agent running pods as local processes")]
+#[command(version, about = "A real local Kubernetes: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, and a node (kubelet, containerd, kube-proxy, CoreDNS) with a local image registry")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -19,16 +19,15 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Start the cluster in the background; returns once it is ready and prints
-    /// KUBECONFIG=... and HOST_IP=... (also written to STATE_DIR/cluster.env).
+    /// KUBECONFIG=..., HOST_IP=..., NODE_IP=... and REGISTRY=... (also written to
+    /// STATE_DIR/cluster.env).
     /// Already running: prints the same and returns.
     Up {
         /// Directory for everything the cluster keeps (certificates, etcd, logs, volumes).
         #[arg(long, env = "DEVCLUSTER_STATE_DIR")]
         state_dir: PathBuf,
-        /// Images file mapping container images to local programs (DESIGN.md §7).
-        #[arg(long, env = "DEVCLUSTER_IMAGES")]
-        images: Option<PathBuf>,
-        /// Pod network; the host's address on the pod bridge is its first address.
+        /// Pod network: its first /30 links the host (first address, HOST_IP) and the node
+        /// (second, NODE_IP); pods get its upper half.
         #[arg(long, env = "DEVCLUSTER_POD_CIDR", default_value = "10.244.0.0/24")]
         pod_cidr: String,
         /// NAT pod traffic to the outside world (needs iptables; tests never use it).
@@ -41,27 +40,11 @@ enum Command {
         /// Give up when not ready after this many seconds.
         #[arg(long, env = "DEVCLUSTER_UP_TIMEOUT", default_value_t = 180)]
         timeout_secs: u64,
-        /// The node: `kubelet` (containerd, kubelet, kube-proxy, CoreDNS and a local image
-        /// registry; pods are containers) or `process` (pods as local processes, images
-        /// mapped to programs by --images).
-        #[arg(long, env = "DEVCLUSTER_NODE", value_enum, default_value_t = NodeKind::Process)]
-        node: NodeKind,
     },
     /// Stop the cluster and remove its processes, mounts and network namespaces (idempotent).
     Down {
         #[arg(long, env = "DEVCLUSTER_STATE_DIR")]
         state_dir: PathBuf,
-    },
-    /// Print the output of a container of a pod.
-    Logs {
-        #[arg(long, env = "DEVCLUSTER_STATE_DIR")]
-        state_dir: PathBuf,
-        #[arg(short = 'n', long, default_value = "default")]
-        namespace: String,
-        pod: String,
-        /// Container name (optional when the pod has one container with output).
-        #[arg(short = 'c', long)]
-        container: Option<String>,
     },
     /// The supervisor `up` starts detached (internal).
     #[command(hide = true)]
@@ -69,15 +52,11 @@ enum Command {
         #[arg(long)]
         state_dir: PathBuf,
         #[arg(long)]
-        images: PathBuf,
-        #[arg(long)]
         pod_cidr: String,
         #[arg(long)]
         pod_egress: bool,
         #[arg(long)]
         bin_dir: Option<PathBuf>,
-        #[arg(long, value_enum, default_value_t = NodeKind::Process)]
-        node: NodeKind,
     },
 }
 
@@ -100,7 +79,7 @@ fn init_logs(json: bool) {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Up { state_dir, images, pod_cidr, pod_egress, bin_dir, timeout_secs, node } => {
+        Command::Up { state_dir, pod_cidr, pod_egress, bin_dir, timeout_secs } => {
             init_logs(false);
             let exe = match std::env::current_exe() {
                 Ok(e) => e,
@@ -111,12 +90,10 @@ async fn main() -> ExitCode {
             };
             let opts = UpOptions {
                 state_dir,
-                images,
                 pod_cidr,
                 pod_egress,
                 bin_dir,
                 exe,
-                node,
                 timeout: Duration::from_secs(timeout_secs),
             };
             match lifecycle::up(&opts).await {
@@ -147,19 +124,7 @@ async fn main() -> ExitCode {
                 }
             }
         }
-        Command::Logs { state_dir, namespace, pod, container } => {
-            match lifecycle::logs(&state_dir, &namespace, &pod, container.as_deref()) {
-                Ok(text) => {
-                    print!("{text}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("devcluster logs: {e}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
-        Command::Daemon { state_dir, images, pod_cidr, pod_egress, bin_dir, node } => {
+        Command::Daemon { state_dir, pod_cidr, pod_egress, bin_dir } => {
             init_logs(true);
             let pod_cidr = match PodCidr::parse(&pod_cidr) {
                 Ok(c) => c,
@@ -170,11 +135,9 @@ async fn main() -> ExitCode {
             };
             let opts = DaemonOptions {
                 layout: StateLayout::new(state_dir),
-                images_file: images,
                 pod_cidr,
                 pod_egress,
                 bin_dir,
-                node,
             };
             match daemon::run(opts).await {
                 0 => ExitCode::SUCCESS,

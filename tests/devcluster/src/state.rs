@@ -65,35 +65,10 @@ impl StateLayout {
     pub fn component_kubeconfig(&self, component: &str) -> PathBuf {
         self.pki_dir().join(format!("{component}.kubeconfig"))
     }
-    /// The images file used when `up` is given none: maps nothing, so every pod waits with
-    /// ErrImagePull, which is what a user without images would expect.
-    pub fn default_images_file(&self) -> PathBuf {
-        self.root.join("images.empty.yaml")
-    }
-}
-
-/// Which node runs the pods.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum NodeKind {
-    /// The node agent: pods as local processes, images mapped to programs (the images file).
-    #[default]
-    Process,
-    /// A real kubelet with containerd: pods are containers from images in the local registry.
-    Kubelet,
-}
-
-impl NodeKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Process => "process",
-            Self::Kubelet => "kubelet",
-        }
-    }
 }
 
 /// What a ready cluster tells its users (DESIGN.md §6): the admin kubeconfig, the host's
-/// address on the pod network and, on a kubelet node, the node's address and the registry
-/// its images come from.
+/// address on the pod network, the node's address and the registry its images come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterEnv {
     pub kubeconfig: PathBuf,

@@ -40,37 +40,17 @@ pub struct TestCluster {
 }
 
 static CLUSTER: OnceCell<TestCluster> = OnceCell::const_new();
-static KUBELET_CLUSTER: OnceCell<TestCluster> = OnceCell::const_new();
-static PROCESS_CLUSTER: OnceCell<TestCluster> = OnceCell::const_new();
 
-/// A cluster whose node is a real kubelet with containerd (`--node kubelet`): the run's cluster
-/// (`DEVCLUSTER_STATE_DIR`, as `make test` sets) when its node is one, else one started in
-/// `<cache>/state/kubelet-test` (pod CIDR 10.244.253.0/24) or reused when running. Stop that
-/// one with `devcluster down --state-dir` its dir.
-pub async fn kubelet_cluster() -> &'static TestCluster {
-    KUBELET_CLUSTER
-        .get_or_init(|| async {
-            let (state_dir, env) = match run_cluster().filter(|(_, env)| env.registry.is_some()) {
-                Some(found) => found,
-                None => start("kubelet-test", "10.244.253.0/24", crate::state::NodeKind::Kubelet).await,
-            };
-            with_config(state_dir, env).await
-        })
-        .await
+/// The cluster of this test run (see the module docs). Panics with the reason when there is
+/// none and none can be started.
+pub async fn cluster() -> &'static TestCluster {
+    CLUSTER.get_or_init(connect_or_start).await
 }
 
-/// A cluster whose node is the process node agent (its own tests): the run's cluster when its
-/// node is one, else `<cache>/state/cargo-test` (pod CIDR 10.244.254.0/24).
-pub async fn process_cluster() -> &'static TestCluster {
-    PROCESS_CLUSTER
-        .get_or_init(|| async {
-            let (state_dir, env) = match run_cluster().filter(|(_, env)| env.registry.is_none()) {
-                Some(found) => found,
-                None => start("cargo-test", "10.244.254.0/24", crate::state::NodeKind::Process).await,
-            };
-            with_config(state_dir, env).await
-        })
-        .await
+/// The same cluster as [`cluster`]: its node is a real kubelet with containerd (the name
+/// says so where a test relies on it).
+pub async fn kubelet_cluster() -> &'static TestCluster {
+    cluster().await
 }
 
 /// The cluster of `DEVCLUSTER_STATE_DIR`, when set (panics when it is set but not running).
@@ -85,16 +65,10 @@ fn run_cluster() -> Option<(PathBuf, ClusterEnv)> {
     Some((dir, env))
 }
 
-/// The cluster of this test run (see the module docs). Panics with the reason when there is
-/// none and none can be started.
-pub async fn cluster() -> &'static TestCluster {
-    CLUSTER.get_or_init(connect_or_start).await
-}
-
 async fn connect_or_start() -> TestCluster {
     let (state_dir, env) = match run_cluster() {
         Some(found) => found,
-        None => start("cargo-test", "10.244.254.0/24", crate::state::NodeKind::Process).await,
+        None => start("cargo-test", "10.244.254.0/24").await,
     };
     with_config(state_dir, env).await
 }
@@ -107,21 +81,17 @@ async fn with_config(state_dir: PathBuf, env: ClusterEnv) -> TestCluster {
 }
 
 /// Starts (or reuses) the cluster in `<cache>/state/<name>`.
-async fn start(name: &str, pod_cidr: &str, node: crate::state::NodeKind) -> (PathBuf, ClusterEnv) {
+async fn start(name: &str, pod_cidr: &str) -> (PathBuf, ClusterEnv) {
     let state_dir = cache_dir().join("state").join(name);
     let bin_dir = release_dir();
     let exe = devcluster_exe(&bin_dir);
-    let images = state_dir.join("images.yaml");
     std::fs::create_dir_all(&state_dir).unwrap_or_else(|e| panic!("creating {}: {e}", state_dir.display()));
-    std::fs::write(&images, images_file(&bin_dir)).unwrap_or_else(|e| panic!("writing {}: {e}", images.display()));
     let opts = UpOptions {
         state_dir: state_dir.clone(),
-        images: Some(images),
         pod_cidr: pod_cidr.into(),
         pod_egress: false,
         bin_dir: std::env::var_os("DEVCLUSTER_BIN_DIR").map(PathBuf::from),
         exe,
-        node,
         timeout: Duration::from_secs(300),
     };
     match lifecycle::up(&opts).await {
@@ -164,18 +134,6 @@ fn devcluster_exe(bin_dir: &Path) -> PathBuf {
     exe
 }
 
-/// The images file of `tests/scripts/images-file.sh`, for binaries in `bin`.
-pub fn images_file(bin: &Path) -> String {
-    let b = bin.display();
-    format!(
-        "images:\n  ghcr.io/leadmaster/wa-session: {{entrypoint: [\"{b}/wa-session\"]}}\n  \
-         ghcr.io/leadmaster/wa-operator: {{entrypoint: [\"{b}/wa-operator\"]}}\n  \
-         ghcr.io/leadmaster/wa-hub: {{entrypoint: [\"{b}/wa-hub\"]}}\n  \
-         ghcr.io/leadmaster/test-pod: {{entrypoint: [\"{b}/devcluster-testpod\"]}}\n  \
-         busybox: {{entrypoint: []}}\n"
-    )
-}
-
 impl TestCluster {
     /// A fresh client. Each call builds a new one because a client is tied to the tokio
     /// runtime it was created on, and every `#[tokio::test]` has its own runtime.
@@ -188,7 +146,7 @@ impl TestCluster {
         self.env.kubeconfig.clone()
     }
 
-    /// The host's address on the pod bridge: pods reach programs on the host there.
+    /// The host's address on the node link: pods reach programs on the host there.
     pub fn host_ip(&self) -> Ipv4Addr {
         self.env.host_ip
     }
@@ -197,25 +155,24 @@ impl TestCluster {
         self.state_dir.clone()
     }
 
-    /// A kubelet node's address (the Node's InternalIP, where NodePorts are).
+    /// The node's address (the Node's InternalIP, where NodePorts are).
     pub fn node_ip(&self) -> Option<Ipv4Addr> {
         self.env.node_ip
     }
 
-    /// `host:port` of a kubelet node's registry.
+    /// `host:port` of the cluster's registry.
     pub fn registry(&self) -> Option<&str> {
         self.env.registry.as_deref()
     }
 
     /// The test pod's image (`devcluster-testpod`) in this cluster's registry, built and pushed
-    /// once per test process (`tests/devcluster/images/build.sh`). Panics without a registry (a
-    /// process node).
+    /// once per test process (`tests/devcluster/images/build.sh`).
     pub async fn test_pod_image(&self) -> String {
         self.test_image.get_or_init(|| self.build_test_pod_image()).await.clone()
     }
 
     async fn build_test_pod_image(&self) -> String {
-        let registry = self.registry().expect("a kubelet node's registry");
+        let registry = self.registry().expect("the cluster's registry (cluster.env REGISTRY)");
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/images/build.sh");
         let out = tokio::process::Command::new("bash")
             .arg(script)
@@ -266,11 +223,6 @@ impl TestCluster {
         })
         .await;
         name
-    }
-
-    /// The output of a container so far (empty when it has none yet).
-    pub fn logs(&self, namespace: &str, pod: &str, container: &str) -> String {
-        lifecycle::logs(&self.state_dir, namespace, pod, Some(container)).unwrap_or_default()
     }
 
     /// Runs `kubectl` against this cluster.

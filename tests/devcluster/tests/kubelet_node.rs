@@ -1,4 +1,4 @@
-//! The kubelet node (`devcluster up --node kubelet`): the official kubelet with containerd,
+//! The node (`devcluster up`): the official kubelet with containerd,
 //! kube-proxy and CoreDNS, pods as containers pulled from the cluster's registry, limits and
 //! security contexts enforced by the kernel, `kubectl logs/exec` through the kubelet API.
 //! One cluster for the file (`testing::kubelet_cluster`), a namespace per test.

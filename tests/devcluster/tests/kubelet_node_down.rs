@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use devcluster::lifecycle::{self, UpOptions};
-use devcluster::state::NodeKind;
 use devcluster::testing::wait_for_value;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
@@ -85,20 +84,18 @@ async fn down_leaves_the_machine_as_found() {
         .expect("WA_BIN_DIR or CARGO_TARGET_DIR (the release binaries)");
     let _ = lifecycle::down(&state_dir).await;
     std::fs::create_dir_all(&state_dir).unwrap();
-    let prefix = devcluster::node::cluster_prefix(&state_dir);
+    let prefix = devcluster::node::sandbox::cluster_prefix(&state_dir);
     let before = machine(&prefix, &state_dir);
 
     let opts = UpOptions {
         state_dir: state_dir.clone(),
-        images: None,
         pod_cidr: "10.244.252.0/24".into(),
         pod_egress: false,
         bin_dir: None,
         exe: bin.join("devcluster"),
-        node: NodeKind::Kubelet,
         timeout: Duration::from_secs(180),
     };
-    let env = lifecycle::up(&opts).await.expect("devcluster up --node kubelet");
+    let env = lifecycle::up(&opts).await.expect("devcluster up");
     let config = devcluster::control_plane::admin_config(&env.kubeconfig).await.unwrap();
     let client = kube::Client::try_from(config).unwrap();
     assert!(Api::<Node>::all(client.clone()).get("devcluster-node").await.is_ok());

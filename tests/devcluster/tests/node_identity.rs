@@ -6,7 +6,7 @@ mod node_common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use devcluster::testing::{process_cluster, wait_for_value};
+use devcluster::testing::{cluster, wait_for_value};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -21,7 +21,8 @@ fn create<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
 
 #[tokio::test]
 async fn pod_authenticates_as_its_service_account_and_rbac_applies() {
-    let c = process_cluster().await;
+    let c = cluster().await;
+    let image = c.test_pod_image().await;
     let ns = c.namespace("node-sa").await;
     let client = c.client();
     let pp = PostParams::default();
@@ -50,7 +51,7 @@ async fn pod_authenticates_as_its_service_account_and_rbac_applies() {
         .await
         .unwrap();
 
-    let mut spec = test_pod_spec(8080);
+    let mut spec = test_pod_spec(&image, 8080);
     spec["serviceAccountName"] = json!("reader");
     spec["volumes"] = json!([
         {"name": "creds", "secret": {"secretName": "creds", "defaultMode": 0o440}},
@@ -100,10 +101,11 @@ async fn pod_authenticates_as_its_service_account_and_rbac_applies() {
 
 #[tokio::test]
 async fn statefulset_volume_keeps_a_file_across_pod_deletion() {
-    let c = process_cluster().await;
+    let c = cluster().await;
+    let image = c.test_pod_image().await;
     let ns = c.namespace("node-sts").await;
     let client = c.client();
-    let mut pod_spec = test_pod_spec(8080);
+    let mut pod_spec = test_pod_spec(&image, 8080);
     pod_spec["containers"][0]["volumeMounts"] = json!([{"name": "data", "mountPath": "/tmp/devcluster-test-data"}]);
     let sts: StatefulSet = create(json!({
         "apiVersion": "apps/v1", "kind": "StatefulSet",

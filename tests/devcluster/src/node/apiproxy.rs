@@ -1,5 +1,6 @@
-//! Pods reach the API server at `host_ip:api_port`: a TCP forwarder to `127.0.0.1:api_port`
-//! (the API server listens on loopback only). TLS passes through untouched.
+//! The node and its pods reach the API server at `host_ip:api_port`: a TCP forwarder to
+//! `127.0.0.1:api_port` (the API server listens on loopback only). TLS passes through
+//! untouched.
 
 use std::net::{Ipv4Addr, SocketAddr};
 

@@ -1,274 +1,278 @@
-//! The node agent: registers Node `devcluster-node` and runs the pods bound to it as local
-//! processes, each pod in its own network and mount namespace (DESIGN.md §7).
+//! The node: containerd, the kubelet, kube-proxy and CoreDNS of the pinned releases (built
+//! from Go modules by `control-plane/build.sh`), runc and the CNI plugins from Debian, each in
+//! the node's own namespaces and cgroups on this machine (sandbox.rs), plus the distribution
+//! registry the node pulls images from. Pods are containers from images.
 //!
-//! Not enforced (accepted and ignored): capabilities, seccomp/AppArmor profiles, resource
-//! requests/limits, `privileged`, `readOnlyRootFilesystem`, image pull policy.
+//! Files under `STATE/node/`: `etc/` (every configuration file), `containerd/` (image
+//! content, kept between runs of the same state dir so a restart pulls nothing), `var-lib/`
+//! and `var-log/` (the node's `/var/lib` and `/var/log`, fresh each start).
 
-pub(crate) mod apiproxy;
-mod containers;
-mod env;
-mod images;
-mod kubelet;
-mod netns;
-mod nodeport;
-mod pod;
-mod probes;
-mod registration;
-mod spawn;
-mod volumes;
+pub mod apiproxy;
+mod bootstrap;
+pub mod config;
+pub mod sandbox;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
+use crate::binaries::{NodeBinaries, cache_dir};
+use crate::control_plane::{StartError, free_port};
+use crate::pki::{self, Pki};
+use crate::process::Component;
+use crate::state::{NodePlan, StateLayout};
 
-pub use images::Images;
-pub use netns::cluster_prefix;
-pub use registration::Capacity;
+use sandbox::Names;
 
-use std::collections::HashMap;
-use std::sync::Arc;
+/// The component name of the node's failures (its parts log to `logs/<part>.log`).
+pub const COMPONENT: &str = "node";
+/// The pause image's repository and tag in the registry (built by tests/images/build.sh).
+pub const PAUSE_IMAGE: &str = "wa-base/pause:3.10";
 
-use futures::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::Api;
-use kube::runtime::{WatchStreamExt, watcher};
-use std::net::Ipv4Addr;
-
-/// Everything the node agent needs from the control-plane side.
-pub struct NodeConfig {
-    /// Admin client for the cluster.
-    pub client: kube::Client,
-    pub node_name: String,
-    /// devcluster state dir; the node agent keeps its files under `state_dir/node/`.
-    pub state_dir: PathBuf,
-    /// The images file (DESIGN.md §7 format).
-    pub images_file: PathBuf,
-    /// Pod CIDR, e.g. 10.244.0.0/24; the host side of the bridge is its first address.
-    pub pod_cidr: String,
-    pub host_ip: Ipv4Addr,
-    /// kube-apiserver's secure port on 127.0.0.1; pods reach it at `host_ip:api_port`.
-    pub api_port: u16,
-    /// The cluster CA certificate (PEM) given to pods as `ca.crt`.
-    pub ca_crt: PathBuf,
-    /// The kubelet port's serving certificate and key (PEM), for `kubectl logs`.
-    pub kubelet_cert: PathBuf,
-    pub kubelet_key: PathBuf,
+pub struct RealNodeConfig<'a> {
+    pub layout: &'a StateLayout,
+    pub plan: NodePlan,
+    /// The cluster's name prefix (`dc-<hash of the state dir>`).
+    pub prefix: String,
+    pub pki: &'a Pki,
+    /// The API server as the node reaches it (the forwarder on the host's link address).
+    pub api_server: String,
+    pub pod_egress: bool,
+    pub bins: NodeBinaries,
 }
 
-/// Errors of the node agent.
-#[derive(Debug, thiserror::Error)]
-pub enum NodeError {
-    #[error("kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
-    #[error("JSON: {0}")]
-    Json(#[from] serde_json::Error),
-    #[error("I/O on {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("command `{command}` failed: {message}")]
-    Command { command: String, message: String },
-    #[error("images file {path}: {message}")]
-    Images { path: PathBuf, message: String },
-    #[error("invalid pod CIDR {0:?}")]
-    PodCidr(String),
-    #[error("system call: {0}")]
-    Sys(#[from] nix::Error),
-    /// A part of a kubelet node (realnode) failed.
-    #[error("{0}")]
-    Part(String),
+/// The running node's processes, in start order.
+pub struct RealNode {
+    pub components: Vec<Component>,
+    names: Names,
+    /// `host:port` of the registry.
+    pub registry: String,
 }
 
-/// Runs the node agent until `shutdown` is cancelled: registers the node, then runs the pods
-/// bound to it. On shutdown every pod process is stopped and the agent's network and mounts
-/// are removed (the pod objects stay; a later agent starts them again).
-pub async fn run(cfg: NodeConfig, shutdown: CancellationToken) -> Result<(), NodeError> {
-    cleanup_leftovers(&cfg.state_dir)?;
-    let net = netns::PodNetwork::new(&cfg.state_dir, &cfg.pod_cidr, cfg.host_ip)?;
-    net.ensure_bridge()?;
-    std::fs::create_dir_all(cfg.state_dir.join("node").join("pods"))
-        .map_err(|source| NodeError::Io { path: cfg.state_dir.join("node"), source })?;
+fn dir(layout: &StateLayout) -> PathBuf {
+    layout.root().join("node")
+}
 
-    let kubelet_listener = kubelet::bind(cfg.host_ip).await?;
-    let kubelet_port = kubelet_listener.local_addr().map(|a| a.port()).unwrap_or(0);
-    registration::register(&cfg.client, &cfg.node_name, cfg.host_ip, &cfg.pod_cidr, kubelet_port).await?;
-    registration::renew_lease(&cfg.client, &cfg.node_name).await?;
-    tracing::info!(node = %cfg.node_name, "node registered");
+/// Where the machine's sysctls are recorded while any node runs (machine-wide, see sandbox).
+fn sysctl_record() -> PathBuf {
+    cache_dir().join("node-sysctls.orig")
+}
 
-    let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(registration::heartbeat(
-        cfg.client.clone(),
-        cfg.node_name.clone(),
-        cfg.host_ip,
-        kubelet_port,
-        shutdown.clone(),
-    )));
-    let tls = kubelet::KubeletTls { ca_crt: cfg.ca_crt.clone(), cert: cfg.kubelet_cert.clone(), key: cfg.kubelet_key.clone() };
-    let (client, dir, stop) = (cfg.client.clone(), cfg.state_dir.clone(), shutdown.clone());
-    tasks.push(tokio::spawn(async move {
-        if let Err(e) = kubelet::serve(kubelet_listener, tls, client, dir, stop).await {
-            tracing::warn!(error = %e, "kubelet port (kubectl logs) not served");
+fn err(e: impl std::fmt::Display) -> StartError {
+    StartError::new(COMPONENT, e)
+}
+
+fn write(path: &Path, text: &str) -> Result<(), StartError> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| err(format!("{}: {e}", parent.display())))?;
+    }
+    std::fs::write(path, text).map_err(|e| err(format!("{}: {e}", path.display())))
+}
+
+fn spawn(layout: &StateLayout, name: &str, program: &Path, args: &[String]) -> Result<Component, StartError> {
+    tracing::info!(component = name, program = %program.display(), "starting");
+    Ok(Component::spawn(name, program, args, &layout.log(name), &layout.pidfile(name))?)
+}
+
+/// A node part: `program args` inside the node's namespaces and its `node` cgroup.
+fn spawn_in_node(
+    layout: &StateLayout,
+    names: &Names,
+    holder: u32,
+    name: &str,
+    program: &Path,
+    args: &[String],
+) -> Result<Component, StartError> {
+    let args = sandbox::in_node(holder, program, args);
+    let mut c = spawn(layout, name, Path::new("nsenter"), &args)?;
+    if let Some(pid) = c.pid() {
+        sandbox::join_node_cgroup(names, pid).map_err(|e| StartError::new(name, e))?;
+    }
+    Ok(c)
+}
+
+impl RealNode {
+    /// Starts the registry and the node; returns once every part runs (the node's Ready
+    /// condition is the supervisor's to wait for). On error, what was started is in
+    /// `started` for the caller to stop.
+    pub async fn start(cfg: &RealNodeConfig<'_>, client: &kube::Client, started: &mut Vec<Component>) -> Result<String, StartError> {
+        let layout = cfg.layout;
+        let names = Names::new(&cfg.prefix);
+        let root = dir(layout);
+        let etc = root.join("etc");
+        for fresh in [root.join("var-lib"), root.join("var-log"), etc.clone()] {
+            if fresh.exists() {
+                std::fs::remove_dir_all(&fresh).map_err(|e| err(format!("{}: {e}", fresh.display())))?;
+            }
         }
-    }));
-    if let Some(listener) = apiproxy::bind(cfg.host_ip, cfg.api_port).await {
-        let target = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, cfg.api_port));
-        tasks.push(tokio::spawn(apiproxy::forward(listener, target, shutdown.clone())));
-    }
-    tasks.push(tokio::spawn(nodeport::run(cfg.client.clone(), shutdown.clone())));
+        let plan = &cfg.plan;
 
-    let agent = Arc::new(pod::Agent {
-        client: cfg.client.clone(),
-        node_name: cfg.node_name.clone(),
-        state_dir: cfg.state_dir.clone(),
-        host_ip: cfg.host_ip,
-        api: env::ApiEndpoint { host: cfg.host_ip.to_string(), port: cfg.api_port },
-        ca_crt: cfg.ca_crt.clone(),
-        images: Images::new(cfg.images_file.clone()),
-        images_file: cfg.images_file.clone(),
-        net,
-    });
-    watch_pods(agent.clone(), shutdown.clone()).await;
-    for t in tasks {
-        let _ = t.await;
+        // The registry, on the host's link address: reachable from the host (pushes) and
+        // from the node (pulls), nowhere else.
+        let registry = format!("{}:{}", plan.host_ip, free_port().map_err(err)?);
+        let storage = cache_dir().join("registry");
+        std::fs::create_dir_all(&storage).map_err(|e| err(format!("{}: {e}", storage.display())))?;
+        let reg_cfg = etc.join("registry.yml");
+        write(&reg_cfg, &config::registry_config(&registry, &storage))?;
+        started.push(spawn(layout, "registry", Path::new("docker-registry"), &["serve".into(), path(&reg_cfg)])?);
+        wait_http(&format!("http://{registry}/v2/"), "registry", started).await?;
+
+        bootstrap::apply_all(client, plan).await.map_err(|e| err(format!("bootstrap objects: {e}")))?;
+
+        // The holder of the node's namespaces, then its cgroups and mounts.
+        let (prog, args) = sandbox::holder_command(&names);
+        started.push(spawn(layout, "node-sandbox", &prog, &args)?);
+        let holder = started.last_mut().and_then(Component::pid).ok_or_else(|| err("node-sandbox exited at once"))?;
+        sandbox::create_cgroups(&names, holder).map_err(err)?;
+        sandbox::mount_node_paths(holder, &root).map_err(err)?;
+
+        // Configuration files.
+        let kc = |name: &str, user: &str, pair: &pki::CertPair| -> Result<PathBuf, StartError> {
+            let p = etc.join(format!("{name}.kubeconfig"));
+            pki::write_kubeconfig(&p, &pki::kubeconfig(&cfg.api_server, &cfg.pki.ca_pem, user, pair)).map_err(err)?;
+            Ok(p)
+        };
+        let kubelet_kc = kc("kubelet", "kubelet", &cfg.pki.node)?;
+        let proxy_kc = kc("kube-proxy", "kube-proxy", &cfg.pki.kube_proxy)?;
+        let coredns_kc = kc("coredns", "coredns", &cfg.pki.coredns)?;
+        let cni_dir = etc.join("cni");
+        write(&cni_dir.join("10-devcluster.conflist"), &config::cni_conflist(plan, &root.join("var-lib").join("cni")))?;
+        let certs_d = etc.join("certs.d");
+        write(&certs_d.join(&registry).join("hosts.toml"), &config::registry_hosts_toml(&registry))?;
+        let ctd_cfg = etc.join("containerd.toml");
+        let sandbox_image = format!("{registry}/{PAUSE_IMAGE}");
+        write(&ctd_cfg, &config::containerd_toml(&root.join("containerd"), &certs_d, &cni_dir, &sandbox_image))?;
+        let upstream = if cfg.pod_egress { sandbox::host_nameserver() } else { None };
+        // pods with dnsPolicy Default get the node's resolv.conf: the host's when they may
+        // leave the machine, else none
+        let resolv = etc.join("resolv.conf");
+        write(&resolv, &upstream.as_ref().map(|u| format!("nameserver {u}\n")).unwrap_or_default())?;
+        let kubelet_cfg = etc.join("kubelet.yaml");
+        let files = config::KubeletFiles {
+            ca_crt: &cfg.pki.ca_crt,
+            tls_cert: &cfg.pki.kubelet.cert_path,
+            tls_key: &cfg.pki.kubelet.key_path,
+            resolv_conf: &resolv,
+            volume_plugin_dir: &root.join("var-lib").join("volume-plugins"),
+            cgroup_root: &names.cgroup,
+        };
+        write(&kubelet_cfg, &config::kubelet_config(plan, &files))?;
+        let proxy_cfg = etc.join("kube-proxy.yaml");
+        write(&proxy_cfg, &config::kube_proxy_config(plan, &proxy_kc, crate::daemon::NODE_NAME))?;
+        let corefile = etc.join("Corefile");
+        write(&corefile, &config::corefile(plan, &coredns_kc, upstream.as_deref()))?;
+
+        // containerd (shims and runc found on its PATH), ready when its socket answers.
+        let path_env = format!("PATH={}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", cfg.bins.containerd_dir.display());
+        let ctd_args = vec![path_env, path(&cfg.bins.containerd()), "--config".into(), path(&ctd_cfg)];
+        started.push(spawn_in_node(layout, &names, holder, "containerd", Path::new("/usr/bin/env"), &ctd_args)?);
+        wait_containerd(holder, &cfg.bins, started).await?;
+
+        sandbox::record_sysctls(&names, &sysctl_record()).map_err(err)?;
+        let kubelet_args = vec![
+            format!("--config={}", path(&kubelet_cfg)),
+            format!("--kubeconfig={}", path(&kubelet_kc)),
+            format!("--hostname-override={}", crate::daemon::NODE_NAME),
+            format!("--node-ip={}", plan.node_ip),
+            "--v=1".into(),
+        ];
+        started.push(spawn_in_node(layout, &names, holder, "kubelet", &cfg.bins.kubelet, &kubelet_args)?);
+        let proxy_args = vec![format!("--config={}", path(&proxy_cfg)), "--v=1".into()];
+        started.push(spawn_in_node(layout, &names, holder, "kube-proxy", &cfg.bins.kube_proxy, &proxy_args)?);
+        started.push(spawn_in_node(layout, &names, holder, "coredns", &cfg.bins.coredns, &["-conf".into(), path(&corefile)])?);
+        tracing::info!(node = %sandbox::describe(plan), %registry, "node parts started");
+        Ok(registry)
     }
-    let _ = tokio::task::spawn_blocking({
-        let dir = cfg.state_dir.clone();
-        move || cleanup_leftovers(&dir)
-    })
-    .await;
+
+    pub fn new(components: Vec<Component>, prefix: &str, registry: String) -> Self {
+        Self { components, names: Names::new(prefix), registry }
+    }
+
+    /// Stops the node's parts (kubelet first), then everything left in its cgroups (pods,
+    /// shims), its network and mounts.
+    pub async fn stop(mut self) {
+        while let Some(mut c) = self.components.pop() {
+            tracing::info!(component = %c.name, "stopping");
+            c.stop(Duration::from_secs(10)).await;
+        }
+        let names = self.names.clone();
+        let _ = tokio::task::spawn_blocking(move || remove(&names)).await;
+    }
+}
+
+fn remove(names: &Names) {
+    let killed = sandbox::kill_and_remove_cgroups(names);
+    if killed > 0 {
+        tracing::info!(killed, "node processes killed");
+    }
+    sandbox::remove_network(names);
+    sandbox::restore_sysctls(names, &sysctl_record());
+}
+
+/// What a killed supervisor's node left (processes in its cgroups, namespace, link,
+/// sysctls); quiet when there is nothing.
+pub fn cleanup_leftovers(state_dir: &Path) {
+    remove(&Names::new(&sandbox::cluster_prefix(state_dir)));
+}
+
+fn path(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn check_alive(started: &mut [Component]) -> Result<(), StartError> {
+    for c in started.iter_mut() {
+        if let Some(status) = c.exited() {
+            return Err(StartError::new(&c.name, format!("exited during start-up ({status})")));
+        }
+    }
     Ok(())
 }
 
-struct Worker {
-    tx: tokio::sync::watch::Sender<Pod>,
-    gone: CancellationToken,
-    handle: tokio::task::JoinHandle<()>,
-}
-
-/// Starts a worker per pod bound to this node and feeds it the pod's updates.
-async fn watch_pods(agent: Arc<pod::Agent>, shutdown: CancellationToken) {
-    let api: Api<Pod> = Api::all(agent.client.clone());
-    let config = watcher::Config::default().fields(&format!("spec.nodeName={}", agent.node_name));
-    let mut stream = std::pin::pin!(watcher(api, config).default_backoff());
-    let mut workers: HashMap<String, Worker> = HashMap::new();
-    let mut seen_in_relist: Option<std::collections::HashSet<String>> = None;
+async fn wait_http(url: &str, component: &str, started: &mut [Component]) -> Result<(), StartError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let (host, rest) = url.trim_start_matches("http://").split_once('/').unwrap_or((url, ""));
     loop {
-        let event = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            e = stream.next() => e,
-        };
-        let Some(event) = event else { break };
-        let event = match event {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::warn!(error = %e, "pod watch failed; retrying");
-                continue;
-            }
-        };
-        workers.retain(|_, w| !w.handle.is_finished());
-        match event {
-            watcher::Event::Init => seen_in_relist = Some(Default::default()),
-            watcher::Event::InitApply(p) | watcher::Event::Apply(p) => {
-                let Some(uid) = p.metadata.uid.clone() else { continue };
-                if let Some(seen) = seen_in_relist.as_mut() {
-                    seen.insert(uid.clone());
-                }
-                if let Some(w) = workers.get(&uid) {
-                    let _ = w.tx.send(p);
-                    continue;
-                }
-                let phase = p.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("");
-                // Finished pods are not started again; but a terminating one is still cleaned up.
-                if matches!(phase, "Succeeded" | "Failed") && p.metadata.deletion_timestamp.is_none() {
-                    continue;
-                }
-                let (tx, rx) = tokio::sync::watch::channel(p);
-                let gone = CancellationToken::new();
-                let handle = tokio::spawn(pod::run_pod(agent.clone(), rx, gone.clone(), shutdown.clone()));
-                workers.insert(uid, Worker { tx, gone, handle });
-            }
-            watcher::Event::Delete(p) => {
-                if let Some(w) = p.metadata.uid.as_ref().and_then(|u| workers.get(u)) {
-                    w.gone.cancel();
-                }
-            }
-            watcher::Event::InitDone => {
-                // Pods that vanished while the watch was down.
-                if let Some(seen) = seen_in_relist.take() {
-                    for (uid, w) in &workers {
-                        if !seen.contains(uid) {
-                            w.gone.cancel();
-                        }
-                    }
-                }
-            }
+        check_alive(started)?;
+        if http_ok(host, rest).await {
+            return Ok(());
         }
-    }
-    for (_, w) in workers {
-        let _ = w.handle.await;
+        if tokio::time::Instant::now() >= deadline {
+            return Err(StartError::new(component, format!("{url} not answering after 30 s")));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
-/// Start time of a process (field 22 of /proc/PID/stat): identifies it against pid reuse.
-pub(crate) fn process_start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may contain spaces: count fields after its closing paren.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+/// A plain HTTP/1.0 GET answered with 200 (no HTTP client needed for one request).
+async fn http_ok(host: &str, path: &str) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let attempt = async {
+        let mut s = tokio::net::TcpStream::connect(host).await.ok()?;
+        s.write_all(format!("GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes()).await.ok()?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await.ok()?;
+        Some(buf.starts_with(b"HTTP/1.0 200") || buf.starts_with(b"HTTP/1.1 200"))
+    };
+    matches!(tokio::time::timeout(Duration::from_secs(2), attempt).await, Ok(Some(true)))
 }
 
-/// Removes whatever a previous (possibly killed) node agent of this state dir left behind:
-/// pod processes (from their pidfiles, and anything left in the cluster's network
-/// namespaces), mounts under `state_dir/node`, the network namespaces and the bridge.
-/// Idempotent.
-pub fn cleanup_leftovers(state_dir: &Path) -> Result<(), NodeError> {
-    let pods = state_dir.join("node").join("pods");
-    if let Ok(entries) = std::fs::read_dir(&pods) {
-        for dir in entries.flatten() {
-            let Ok(files) = std::fs::read_dir(dir.path()) else { continue };
-            for f in files.flatten() {
-                let path = f.path();
-                if path.extension().and_then(|e| e.to_str()) != Some("pid") {
-                    continue;
-                }
-                if let Ok(text) = std::fs::read_to_string(&path) {
-                    let mut it = text.split_whitespace();
-                    let pid = it.next().and_then(|p| p.parse::<u32>().ok());
-                    let start = it.next().and_then(|s| s.parse::<u64>().ok());
-                    // Only the very process we started: a reused pid has another start time.
-                    if let (Some(pid), Some(start)) = (pid, start)
-                        && process_start_time(pid) == Some(start)
-                    {
-                        spawn::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
-                    }
-                }
-                let _ = std::fs::remove_file(&path);
-            }
+async fn wait_containerd(holder: u32, bins: &NodeBinaries, started: &mut [Component]) -> Result<(), StartError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let args = sandbox::in_node(holder, &bins.ctr(), &["--address".into(), config::CONTAINERD_SOCKET.into(), "version".into()]);
+    loop {
+        check_alive(started)?;
+        let ok = tokio::process::Command::new("nsenter")
+            .args(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .await
+            .is_ok_and(|s| s.success());
+        if ok {
+            return Ok(());
         }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(StartError::new("containerd", "socket not answering after 30 s"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    netns::cleanup(state_dir);
-    volumes::unmount_under(&state_dir.join("node"));
-    Ok(())
-}
-
-/// The log file of a container, if it exists: `state_dir/node/pods/<ns>_<pod>_<uid>/<container>.log`
-/// (the newest pod of that name when several uids left logs).
-pub fn log_path(state_dir: &Path, namespace: &str, pod: &str, container: &str) -> Option<PathBuf> {
-    let dir = state_dir.join("node").join("pods");
-    let prefix = format!("{namespace}_{pod}_");
-    let mut best: Option<(std::time::SystemTime, PathBuf)> = None;
-    for entry in std::fs::read_dir(&dir).ok()?.flatten() {
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        // uids contain no '_', so the rest after the prefix must be the uid alone.
-        let Some(uid) = name.strip_prefix(&prefix) else { continue };
-        if uid.contains('_') {
-            continue;
-        }
-        let path = entry.path().join(format!("{container}.log"));
-        let Ok(meta) = std::fs::metadata(&path) else { continue };
-        let modified = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
-        if best.as_ref().is_none_or(|(t, _)| modified > *t) {
-            best = Some((modified, path));
-        }
-    }
-    best.map(|(_, p)| p)
 }

@@ -1,4 +1,4 @@
-//! Helpers shared by the node agent tests.
+//! Helpers shared by the node tests.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -10,7 +10,6 @@ use kube::Api;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-pub const TEST_IMAGE: &str = "ghcr.io/leadmaster/test-pod:dev";
 /// The user test pods run as (non-root, no /etc/passwd entry needed).
 pub const TEST_UID: i64 = 65534;
 
@@ -31,11 +30,12 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     tokio::time::timeout(Duration::from_secs(10), fut).await.ok().flatten()
 }
 
-/// The spec of a test-pod container listening on `port`, with a readiness probe.
-pub fn test_container(name: &str, port: u16) -> Value {
+/// The spec of a test-pod container (`image`: `TestCluster::test_pod_image`) listening on
+/// `port`, with a readiness probe.
+pub fn test_container(name: &str, image: &str, port: u16) -> Value {
     json!({
         "name": name,
-        "image": TEST_IMAGE,
+        "image": image,
         "env": [{"name": "PORT", "value": port.to_string()}],
         "ports": [{"name": "http", "containerPort": port}],
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": port}, "periodSeconds": 1},
@@ -44,11 +44,11 @@ pub fn test_container(name: &str, port: u16) -> Value {
 }
 
 /// A pod spec running one test-pod container as a non-root user.
-pub fn test_pod_spec(port: u16) -> Value {
+pub fn test_pod_spec(image: &str, port: u16) -> Value {
     json!({
         "securityContext": {"runAsUser": TEST_UID, "runAsGroup": TEST_UID, "fsGroup": TEST_UID},
         "terminationGracePeriodSeconds": 5,
-        "containers": [test_container("app", port)],
+        "containers": [test_container("app", image, port)],
     })
 }
 

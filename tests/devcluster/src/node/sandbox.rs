@@ -45,8 +45,18 @@ pub fn run(program: &str, args: &[&str]) -> Result<String, SandboxError> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// The names of one node's namespace, link and cgroup, from the cluster prefix (a hash of
-/// the state dir, as the process node uses).
+/// FNV-1a: a stable hash (std's hashers are not guaranteed stable across releases).
+fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193))
+}
+
+/// `dc-<8 hex>`: the prefix of a cluster's names on the machine, from its state dir.
+pub fn cluster_prefix(state_dir: &Path) -> String {
+    let abs = std::fs::canonicalize(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
+    format!("dc-{:08x}", fnv1a(abs.to_string_lossy().as_bytes()))
+}
+
+/// The names of one node's namespace, link and cgroup, from the cluster prefix.
 #[derive(Debug, Clone)]
 pub struct Names {
     pub netns: String,
@@ -335,6 +345,14 @@ pub fn host_nameserver() -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_prefix_is_a_stable_hash_of_the_state_dir() {
+        let p = cluster_prefix(Path::new("/nonexistent/state/test"));
+        assert_eq!(p.len(), 11);
+        assert_eq!(p, cluster_prefix(Path::new("/nonexistent/state/test")));
+        assert_ne!(p, cluster_prefix(Path::new("/nonexistent/state/other")));
+    }
 
     #[test]
     fn names_fit_linux_interface_names() {
