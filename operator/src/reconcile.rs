@@ -14,6 +14,7 @@ use kube::api::{Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::utils::Predicate;
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, finalizer, predicates, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -91,7 +92,9 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16, s
     // Only spec changes (generation; the deletion mark bumps it too) and finalizer changes
     // trigger a reconcile from the CR itself: the agent patches status many times per minute
     // (QR rotation), and none of those writes concern the operator. Pod readiness arrives
-    // through the owned StatefulSet's status, plus the periodic resync.
+    // through the owned StatefulSet's status; why a pod is not ready (ErrImagePull,
+    // CrashLoopBackOff, ...) changes only the pod, so the session pods are watched too
+    // (mapped by their instance label), plus the periodic resync.
     let trigger = watcher(sessions, watcher::Config::default().any_semantic())
         .default_backoff()
         .reflect(writer)
@@ -109,7 +112,8 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16, s
         .owns(api::<PersistentVolumeClaim>(&client, namespace), child_cfg.clone())
         .owns(api::<ServiceAccount>(&client, namespace), child_cfg.clone())
         .owns(api::<Role>(&client, namespace), child_cfg.clone())
-        .owns(api::<RoleBinding>(&client, namespace), child_cfg)
+        .owns(api::<RoleBinding>(&client, namespace), child_cfg.clone())
+        .watches(api::<Pod>(&client, namespace), child_cfg, session_of_pod)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
@@ -119,6 +123,13 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16, s
             }
         })
         .await;
+}
+
+/// The session a pod belongs to (its StatefulSet owns it, the session owns the StatefulSet):
+/// named by the pod's instance label, in the pod's namespace.
+fn session_of_pod(pod: Pod) -> Option<ObjectRef<Guarded>> {
+    let name = pod.metadata.labels.as_ref()?.get(crds::labels::INSTANCE)?.clone();
+    Some(ObjectRef::new(&name).within(pod.metadata.namespace.as_deref()?))
 }
 
 pub async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action> {

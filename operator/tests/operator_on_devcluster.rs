@@ -101,12 +101,14 @@ async fn apply_gives_children_ready_pod_then_stop_and_start() {
         session_pods(&client, &ns, "s1").await.is_empty()
     })
     .await;
-    let stopped = wait_for_value("Ready=False/Stopped", READY_TIMEOUT, || async {
+    // the session pods are watched: a reconcile may see the pod while it terminates, and the
+    // one after its deletion clears podName
+    wait_for_value("Ready=False/Stopped and no podName", READY_TIMEOUT, || async {
         let s = api.get("s1").await.ok()?;
-        (condition(&s, "Ready") == Some(("False".into(), "Stopped".into()))).then_some(s)
+        let no_pod = s.status.as_ref().is_some_and(|st| st.pod_name.is_none());
+        (condition(&s, "Ready") == Some(("False".into(), "Stopped".into())) && no_pod).then_some(s)
     })
     .await;
-    assert_eq!(stopped.status.as_ref().and_then(|s| s.pod_name.clone()), None);
     let sts = get::<StatefulSet>(&client, &ns, "wa-s1").await.expect("sts kept");
     assert_eq!(sts.spec.and_then(|s| s.replicas), Some(0));
     let kept = get::<PersistentVolumeClaim>(&client, &ns, "wa-s1-data").await.expect("PVC kept");
@@ -510,4 +512,25 @@ async fn the_lease_is_owned_by_the_holders_pod_and_goes_with_it() {
         matches!(leases.get_opt("whatsapp-operator").await, Ok(None))
     })
     .await;
+}
+
+/// A session image the node cannot pull (not in the registry) leaves the pod waiting with
+/// ErrImagePull/ImagePullBackOff, and the session's Ready condition says so, naming the image:
+/// what a user reads in `kubectl describe wa` or `kubectl get wa` instead of a silent "not ready".
+#[tokio::test]
+async fn a_session_image_missing_from_the_registry_shows_in_ready() {
+    let (cluster, client, ns) = setup("op-noimage").await;
+    let missing = format!("{}/leadmaster/wa-session:does-not-exist", cluster.registry().expect("registry"));
+    let _op = Operator::start(cluster, &ns, &["--session-image", &missing]).await;
+    let api: Api<WhatsAppSession> = Api::namespaced(client.clone(), &ns);
+    create_session(&api, "ghost", json!({})).await;
+    let (reason, message) = wait_for_value("Ready=False naming the image pull failure", READY_TIMEOUT, || async {
+        let s = api.get_opt("ghost").await.ok().flatten()?;
+        let c = s.status?.conditions.into_iter().find(|c| c.type_ == "Ready")?;
+        let pulling = c.message.contains("ErrImagePull") || c.message.contains("ImagePullBackOff");
+        (c.status == "False" && pulling).then_some((c.reason, c.message))
+    })
+    .await;
+    assert_eq!(reason, "PodNotReady");
+    assert!(message.contains("does-not-exist"), "{message}");
 }

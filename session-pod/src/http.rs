@@ -14,11 +14,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 
-// Declared here rather than in main.rs only to leave main.rs to a concurrent change; started
-// with the health server, once per agent (docs/session-agent.md, "Memory limit").
-#[path = "oom.rs"]
-mod oom;
-
 /// The session loop beats at least this often (idle included); a longer silence means it is
 /// stuck and the pod should be restarted.
 pub const MAX_SILENCE: Duration = Duration::from_secs(120);
@@ -55,7 +50,6 @@ struct AppState {
 }
 
 pub async fn serve(addr: std::net::SocketAddr, health: Arc<Health>, registry: Registry, shutdown: CancellationToken) -> Result<()> {
-    oom::watch_container();
     let state = Arc::new(AppState { health, registry });
     let app = Router::new()
         .route("/livez", get(livez))

@@ -10,6 +10,7 @@ mod driver;
 mod error;
 mod http;
 mod metrics;
+mod oom;
 mod profile;
 mod publisher;
 mod session;
@@ -113,6 +114,9 @@ async fn run(cfg: Config) -> Result<()> {
     let health = Arc::new(http::Health::default());
     health.beat();
     let shutdown = CancellationToken::new();
+    // an OOM kill in the container restarts the whole container (docs/session-agent.md,
+    // "Memory limit"), once per agent
+    oom::watch_container();
 
     let http = http::serve(cfg.http_addr, health.clone(), registry, shutdown.clone());
     let http_task = tokio::spawn(async move {

@@ -73,11 +73,12 @@ impl Operator {
         let metrics_port = free_port();
         let log = std::env::temp_dir().join(format!("wa-operator-{ns}-{id}-{metrics_port}.log"));
         let file = std::fs::File::create(&log).expect("log file");
-        let mut args: Vec<String> = vec![
-            "--namespace".into(),
-            ns.into(),
-            "--session-image".into(),
-            stand_in_image(cluster).await,
+        let mut args: Vec<String> = vec!["--namespace".into(), ns.into()];
+        // the stand-in, unless the test names the session image itself
+        if !extra.contains(&"--session-image") {
+            args.extend(["--session-image".into(), stand_in_image(cluster).await]);
+        }
+        args.extend([
             "--metrics-addr".into(),
             format!("127.0.0.1:{metrics_port}"),
             // No requests or limits: the stand-in needs next to nothing, and many test pods
@@ -86,7 +87,7 @@ impl Operator {
             "--default-memory-request=".into(),
             "--default-cpu-limit=".into(),
             "--default-memory-limit=".into(),
-        ];
+        ]);
         if !extra.iter().any(|a| a.starts_with("--leader-election")) {
             args.push("--leader-election=false".into());
         }
