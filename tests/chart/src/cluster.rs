@@ -101,3 +101,15 @@ pub fn start_fake(program: &Path, host_ip: std::net::Ipv4Addr) -> Fake {
     Fake { child, url }
 }
 
+
+/// The fake WhatsApp Web's live pages connected as `phone` (`GET /_fake/pages`): each is a
+/// browser holding the session, as the fake sees it.
+pub async fn connected_pages(http: &reqwest::Client, fake: &str, phone: &str) -> Vec<Value> {
+    let Ok(r) = http.get(format!("{fake}/_fake/pages")).send().await else { return Vec::new() };
+    let pages: Vec<Value> = r.json().await.unwrap_or_default();
+    pages
+        .into_iter()
+        .filter(|p| p["alive"] == true && p["phone"].as_str().is_some_and(|ph| ph.contains(phone)))
+        .filter(|p| p["state"].as_str().is_some_and(|s| s.eq_ignore_ascii_case("connected")))
+        .collect()
+}

@@ -178,17 +178,6 @@ impl<'a> Release<'a> {
     }
 }
 
-/// The fake's live pages connected as [`PHONE`] (`GET /_fake/pages`).
-async fn connected_pages(http: &reqwest::Client, fake: &str) -> Vec<Value> {
-    let Ok(r) = http.get(format!("{fake}/_fake/pages")).send().await else { return Vec::new() };
-    let pages: Vec<Value> = r.json().await.unwrap_or_default();
-    pages
-        .into_iter()
-        .filter(|p| p["alive"] == true && p["phone"].as_str().is_some_and(|ph| ph.contains(PHONE)))
-        .filter(|p| p["state"].as_str().is_some_and(|s| s.eq_ignore_ascii_case("connected")))
-        .collect()
-}
-
 /// GET `path` of the hub's REST API with `token`: the JSON body when it answers 2xx.
 async fn hub_get(http: &reqwest::Client, hub: &str, token: &str, path: &str) -> Option<Value> {
     let r = http.get(format!("{hub}/api/session-manager/{path}")).bearer_auth(token).send().await.ok()?;
@@ -289,7 +278,7 @@ async fn helm_install_session_lifecycle_upgrade_and_uninstall() {
     // helm upgrade to a new session image tag: the operator rolls the session pod onto it, and
     // the new pod restores the login from the volume — connected again, with no QR, as the
     // fake sees it: a new page (the new pod's browser) holds the phone's session.
-    let pages_before: Vec<Value> = connected_pages(&http, &fake.url).await;
+    let pages_before: Vec<Value> = connected_pages(&http, &fake.url, PHONE).await;
     assert!(!pages_before.is_empty(), "before the upgrade, a browser holds the session");
     let next = &images(cluster).await.1.session;
     let chart = chart_dir().display().to_string();
@@ -305,7 +294,7 @@ async fn helm_install_session_lifecycle_upgrade_and_uninstall() {
     let image_id = pod["status"]["containerStatuses"][0]["imageID"].as_str().unwrap_or("").to_string();
     assert!(image_id.ends_with(&next.digest) || image_id.is_empty(), "{image_id} vs {}", next.digest);
     wait_for_value("a new browser page connected with the saved login", Duration::from_secs(120), || async {
-        let now = connected_pages(&http, &fake.url).await;
+        let now = connected_pages(&http, &fake.url, PHONE).await;
         now.iter().find(|p| !pages_before.iter().any(|b| b["id"] == p["id"])).cloned()
     })
     .await;

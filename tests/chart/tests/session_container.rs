@@ -264,17 +264,6 @@ async fn security_context_read_from_the_running_session_container() {
     op.remove("secctx").await;
 }
 
-/// The fake's live pages connected as [`PHONE`].
-async fn connected_pages(http: &reqwest::Client, fake: &str) -> Vec<Value> {
-    let Ok(r) = http.get(format!("{fake}/_fake/pages")).send().await else { return Vec::new() };
-    let pages: Vec<Value> = r.json().await.unwrap_or_default();
-    pages
-        .into_iter()
-        .filter(|p| p["alive"] == true && p["phone"].as_str().is_some_and(|ph| ph.contains(PHONE)))
-        .filter(|p| p["state"].as_str().is_some_and(|s| s.eq_ignore_ascii_case("connected")))
-        .collect()
-}
-
 /// A QR from the CR's status, scanned on the fake → `connected`.
 async fn link(op: &Operator<'_>, http: &reqwest::Client, fake: &Fake, session: &str) {
     let qr = wait_for_value("a QR in the CR's status", Duration::from_secs(120), || async {
@@ -307,7 +296,7 @@ async fn exceeding_the_session_memory_limit_restarts_the_container_and_restores_
     assert_eq!(c["resources"]["limits"]["memory"], limit, "the operator passes spec.resources on");
     let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
     link(&op, &http, &fake, "oom").await;
-    let before = connected_pages(&http, &fake.url).await;
+    let before = connected_pages(&http, &fake.url, PHONE).await;
     assert_eq!(before.len(), 1, "one browser holds the session: {before:?}");
     assert_eq!(pod["status"]["containerStatuses"][0]["restartCount"], 0);
 
@@ -338,7 +327,7 @@ async fn exceeding_the_session_memory_limit_restarts_the_container_and_restores_
     // Connected again: a new page (the new container's browser) holds the phone's session, the
     // CR is connected with no QR.
     wait_for_value("a new browser page connected with the saved login", Duration::from_secs(120), || async {
-        let now = connected_pages(&http, &fake.url).await;
+        let now = connected_pages(&http, &fake.url, PHONE).await;
         now.iter().find(|p| !before.iter().any(|b| b["id"] == p["id"])).cloned()
     })
     .await;
