@@ -219,7 +219,8 @@ async fn wait_etcd(etcd: &mut Component, port: u16) -> Result<(), StartError> {
         if let Some(status) = etcd.exited() {
             return Err(StartError::new("etcd", format!("exited during start-up ({status})")));
         }
-        if etcd_healthy(port).await {
+        let health = plain_get(&format!("127.0.0.1:{port}"), "/health").await;
+        if health.is_some_and(|r| r.contains(r#""health":"true""#)) {
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
@@ -229,16 +230,17 @@ async fn wait_etcd(etcd: &mut Component, port: u16) -> Result<(), StartError> {
     }
 }
 
-/// etcd's `/health` over plain HTTP/1.0 (no HTTP client needed for one request).
-async fn etcd_healthy(port: u16) -> bool {
+/// The whole response (status line, headers, body) to a plain HTTP/1.0 GET of `path` at
+/// `host:port`, or None within 2 s (no HTTP client needed for a readiness probe).
+pub async fn plain_get(host: &str, path: &str) -> Option<String> {
     let attempt = async {
-        let mut s = tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await.ok()?;
-        s.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").await.ok()?;
+        let mut s = tokio::net::TcpStream::connect(host).await.ok()?;
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes()).await.ok()?;
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).await.ok()?;
-        Some(String::from_utf8_lossy(&buf).contains(r#""health":"true""#))
+        Some(String::from_utf8_lossy(&buf).into_owned())
     };
-    matches!(tokio::time::timeout(Duration::from_secs(2), attempt).await, Ok(Some(true)))
+    tokio::time::timeout(Duration::from_secs(2), attempt).await.ok().flatten()
 }
 
 async fn wait_readyz(apiserver: &mut Component, client: &kube::Client) -> Result<(), StartError> {

@@ -154,11 +154,11 @@ async fn start(
     let registry = match RealNode::start(&cfg, &client, &mut started).await {
         Ok(r) => r,
         Err(e) => {
-            RealNode::new(started, &prefix, String::new()).stop().await;
+            RealNode::new(started, &prefix).stop().await;
             return Err(e);
         }
     };
-    let real = RealNode::new(started, &prefix, registry.clone());
+    let real = RealNode::new(started, &prefix);
     let mut node_task = tokio::spawn(run_real_node(real, node_stop.clone()));
     wait_ready(&client, cp, &mut node_task).await?;
     Ok((node_task, registry))
@@ -167,17 +167,9 @@ async fn start(
 /// Supervises the node's parts until a stop request or the first to die, then stops the node
 /// (its pods with it).
 async fn run_real_node(mut real: RealNode, stop: CancellationToken) -> Result<(), String> {
-    let failure = {
-        let exits = futures::future::select_all(real.components.iter_mut().map(|c| {
-            Box::pin(async move {
-                let status = c.wait().await;
-                (c.name.clone(), status)
-            })
-        }));
-        tokio::select! {
-            _ = stop.cancelled() => None,
-            ((name, status), _, _) = exits => Some(format!("{name} exited unexpectedly ({status}); see logs/{name}.log")),
-        }
+    let failure = tokio::select! {
+        _ = stop.cancelled() => None,
+        (name, status) = crate::process::first_exit(&mut real.components) => Some(format!("{name} exited unexpectedly ({status}); see logs/{name}.log")),
     };
     real.stop().await;
     match failure {
@@ -246,15 +238,9 @@ pub async fn node_is_ready(client: &Client) -> bool {
 async fn supervise(stop: &CancellationToken, cp: &mut ControlPlane, node_task: &mut NodeTask) -> i32 {
     let layout_failed = |component: &str, message: String| (component.to_string(), message);
     let failure = {
-        let exits = futures::future::select_all(cp.components.iter_mut().map(|c| {
-            Box::pin(async move {
-                let status = c.wait().await;
-                (c.name.clone(), status)
-            })
-        }));
         tokio::select! {
             _ = stop.cancelled() => None,
-            ((name, status), _, _) = exits => Some(layout_failed(&name, format!("exited unexpectedly ({status})"))),
+            (name, status) = crate::process::first_exit(&mut cp.components) => Some(layout_failed(&name, format!("exited unexpectedly ({status})"))),
             r = &mut *node_task => Some(layout_failed(DAEMON_COMPONENT, match r {
                 Ok(Ok(())) => "the node stopped unexpectedly".into(),
                 Ok(Err(e)) => format!("the node failed: {e}"),

@@ -104,6 +104,18 @@ impl Component {
     }
 }
 
+/// The first of `components` to exit: its name and exit status (for supervision; the
+/// components are never empty there, and `select_all` needs at least one).
+pub async fn first_exit(components: &mut [Component]) -> (String, String) {
+    let exits = components.iter_mut().map(|c| {
+        Box::pin(async move {
+            let status = c.wait().await;
+            (c.name.clone(), status)
+        })
+    });
+    futures::future::select_all(exits).await.0
+}
+
 /// Whether `pid` is a live (non-zombie) process.
 pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {

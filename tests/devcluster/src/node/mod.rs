@@ -44,8 +44,6 @@ pub struct RealNodeConfig<'a> {
 pub struct RealNode {
     pub components: Vec<Component>,
     names: Names,
-    /// `host:port` of the registry.
-    pub registry: String,
 }
 
 fn dir(layout: &StateLayout) -> PathBuf {
@@ -114,7 +112,8 @@ impl RealNode {
         let reg_cfg = etc.join("registry.yml");
         write(&reg_cfg, &config::registry_config(&registry, &storage))?;
         started.push(spawn(layout, "registry", Path::new("docker-registry"), &["serve".into(), path(&reg_cfg)])?);
-        wait_http(&format!("http://{registry}/v2/"), "registry", started).await?;
+        let answers = || async { crate::control_plane::plain_get(&registry, "/v2/").await.is_some_and(|r| r.starts_with("HTTP/1.1 200") || r.starts_with("HTTP/1.0 200")) };
+        wait_started("registry", &format!("http://{registry}/v2/ not answering"), started, answers).await?;
 
         bootstrap::apply_all(client, plan).await.map_err(|e| err(format!("bootstrap objects: {e}")))?;
 
@@ -165,7 +164,7 @@ impl RealNode {
         let path_env = format!("PATH={}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", cfg.bins.containerd_dir.display());
         let ctd_args = vec![path_env, path(&cfg.bins.containerd()), "--config".into(), path(&ctd_cfg)];
         started.push(spawn_in_node(layout, &names, holder, "containerd", Path::new("/usr/bin/env"), &ctd_args)?);
-        wait_containerd(holder, &cfg.bins, started).await?;
+        wait_started("containerd", "socket not answering", started, || containerd_answers(holder, &cfg.bins)).await?;
 
         sandbox::record_sysctls(&names, &sysctl_record()).map_err(err)?;
         let kubelet_args = vec![
@@ -183,8 +182,8 @@ impl RealNode {
         Ok(registry)
     }
 
-    pub fn new(components: Vec<Component>, prefix: &str, registry: String) -> Self {
-        Self { components, names: Names::new(prefix), registry }
+    pub fn new(components: Vec<Component>, prefix: &str) -> Self {
+        Self { components, names: Names::new(prefix) }
     }
 
     /// Stops the node's parts (kubelet first), then everything left in its cgroups (pods,
@@ -227,52 +226,34 @@ fn check_alive(started: &mut [Component]) -> Result<(), StartError> {
     Ok(())
 }
 
-async fn wait_http(url: &str, component: &str, started: &mut [Component]) -> Result<(), StartError> {
+/// Polls `probe` every 100 ms until it holds, failing when a part started so far exits or
+/// after 30 s (`what` names it then).
+async fn wait_started<F, Fut>(component: &str, what: &str, started: &mut [Component], mut probe: F) -> Result<(), StartError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let (host, rest) = url.trim_start_matches("http://").split_once('/').unwrap_or((url, ""));
     loop {
         check_alive(started)?;
-        if http_ok(host, rest).await {
+        if probe().await {
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(StartError::new(component, format!("{url} not answering after 30 s")));
+            return Err(StartError::new(component, format!("{what} after 30 s")));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
-/// A plain HTTP/1.0 GET answered with 200 (no HTTP client needed for one request).
-async fn http_ok(host: &str, path: &str) -> bool {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let attempt = async {
-        let mut s = tokio::net::TcpStream::connect(host).await.ok()?;
-        s.write_all(format!("GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes()).await.ok()?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await.ok()?;
-        Some(buf.starts_with(b"HTTP/1.0 200") || buf.starts_with(b"HTTP/1.1 200"))
-    };
-    matches!(tokio::time::timeout(Duration::from_secs(2), attempt).await, Ok(Some(true)))
-}
-
-async fn wait_containerd(holder: u32, bins: &NodeBinaries, started: &mut [Component]) -> Result<(), StartError> {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+/// containerd answers on its socket (`ctr version` inside the node).
+async fn containerd_answers(holder: u32, bins: &NodeBinaries) -> bool {
     let args = sandbox::in_node(holder, &bins.ctr(), &["--address".into(), config::CONTAINERD_SOCKET.into(), "version".into()]);
-    loop {
-        check_alive(started)?;
-        let ok = tokio::process::Command::new("nsenter")
-            .args(&args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .await
-            .is_ok_and(|s| s.success());
-        if ok {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(StartError::new("containerd", "socket not answering after 30 s"));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    tokio::process::Command::new("nsenter")
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .await
+        .is_ok_and(|s| s.success())
 }
