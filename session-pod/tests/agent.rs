@@ -53,10 +53,11 @@ impl Fixture {
         self.tmp.path().join("data")
     }
 
-    /// Starts the agent for `s1` with the admin kubeconfig.
-    fn agent(&self) -> Agent {
+    /// Starts the agent for `s1` with the admin kubeconfig, by `start` (`Agent::start` or
+    /// `Agent::start_pod`).
+    fn start_with(&self, start: fn(AgentOpts<'_>) -> Agent) -> Agent {
         let data = self.data();
-        Agent::start(AgentOpts {
+        start(AgentOpts {
             ns: &self.ns,
             name: "s1",
             url: &self.fake.url(),
@@ -66,17 +67,14 @@ impl Fixture {
         })
     }
 
+    /// Starts the agent for `s1` with the admin kubeconfig.
+    fn agent(&self) -> Agent {
+        self.start_with(Agent::start)
+    }
+
     /// As [`Self::agent`], the agent in a process group of its own, as in a pod.
     fn pod_agent(&self) -> Agent {
-        let data = self.data();
-        Agent::start_pod(AgentOpts {
-            ns: &self.ns,
-            name: "s1",
-            url: &self.fake.url(),
-            data_dir: &data,
-            kubeconfig: self.c.kubeconfig(),
-            extra_env: vec![],
-        })
+        self.start_with(Agent::start_pod)
     }
 
     /// Starts an agent and links it by scanning the QR it published.

@@ -237,7 +237,7 @@ pub async fn session_pods(client: &Client, ns: &str, name: &str) -> Vec<Pod> {
 
 pub async fn setup(prefix: &str) -> (&'static TestCluster, Client, String) {
     // session pods are containers on a kubelet node
-    let cluster = devcluster::testing::kubelet_cluster().await;
+    let cluster = devcluster::testing::cluster().await;
     let client = cluster.client();
     install_crd(&client).await;
     let ns = cluster.namespace(prefix).await;

@@ -195,7 +195,7 @@ async fn hub_get(http: &reqwest::Client, hub: &str, token: &str, path: &str) -> 
 async fn helm_install_upgrade_and_uninstall() {
     let test = "helm_install_upgrade_and_uninstall";
     let Some(helm) = helm_or_skip(test) else { return };
-    let cluster = devcluster::testing::kubelet_cluster().await;
+    let cluster = devcluster::testing::cluster().await;
     let Some(programs) = programs_or_skip(test, &["wa-hub"]) else { return };
     let release = Release::install(cluster, &helm, "wa-upgrade", &programs[0], json!({})).await;
     // Non-root, as the restricted profile demands (the namespace would refuse anything else).
@@ -230,7 +230,7 @@ async fn helm_install_upgrade_and_uninstall() {
 async fn helm_install_session_lifecycle_upgrade_and_uninstall() {
     let test = "helm_install_session_lifecycle_upgrade_and_uninstall";
     let Some(helm) = helm_or_skip(test) else { return };
-    let cluster = devcluster::testing::kubelet_cluster().await;
+    let cluster = devcluster::testing::cluster().await;
     let Some(programs) = programs_or_skip(test, &["wa-hub", "fake-whatsapp"]) else { return };
     let fake = start_fake(&programs[1], cluster.host_ip());
     let values = json!({"session": {"whatsappUrl": format!("{}/", fake.url)}});

@@ -191,7 +191,7 @@ fn capability_mask(names: &[Value]) -> u64 {
 async fn security_context_read_from_the_running_session_container() {
     let test = "security_context_read_from_the_running_session_container";
     let Some(helm) = helm_or_skip(test) else { return };
-    let cluster = devcluster::testing::kubelet_cluster().await;
+    let cluster = devcluster::testing::cluster().await;
     let Some(programs) = programs_or_skip(test, &["fake-whatsapp"]) else { return };
     let fake = start_fake(&programs[0], cluster.host_ip());
     let op = Operator::install(cluster, &helm, "wa-secctx", &fake).await;
@@ -284,7 +284,7 @@ async fn link(op: &Operator<'_>, http: &reqwest::Client, fake: &Fake, session: &
 async fn exceeding_the_session_memory_limit_restarts_the_container_and_restores_without_qr() {
     let test = "exceeding_the_session_memory_limit_restarts_the_container_and_restores_without_qr";
     let Some(helm) = helm_or_skip(test) else { return };
-    let cluster = devcluster::testing::kubelet_cluster().await;
+    let cluster = devcluster::testing::cluster().await;
     let Some(programs) = programs_or_skip(test, &["fake-whatsapp"]) else { return };
     let fake = start_fake(&programs[0], cluster.host_ip());
     let op = Operator::install(cluster, &helm, "wa-oom", &fake).await;
@@ -351,7 +351,7 @@ fn tail(text: &str, n: usize) -> String {
 async fn kubectl_logs_and_port_forward_reach_the_session_agent() {
     let test = "kubectl_logs_and_port_forward_reach_the_session_agent";
     let Some(helm) = helm_or_skip(test) else { return };
-    let cluster = devcluster::testing::kubelet_cluster().await;
+    let cluster = devcluster::testing::cluster().await;
     let Some(programs) = programs_or_skip(test, &["fake-whatsapp"]) else { return };
     let fake = start_fake(&programs[0], cluster.host_ip());
     let op = Operator::install(cluster, &helm, "wa-kubelet-api", &fake).await;

@@ -47,12 +47,6 @@ pub async fn cluster() -> &'static TestCluster {
     CLUSTER.get_or_init(connect_or_start).await
 }
 
-/// The same cluster as [`cluster`]: its node is a real kubelet with containerd (the name
-/// says so where a test relies on it).
-pub async fn kubelet_cluster() -> &'static TestCluster {
-    cluster().await
-}
-
 /// The cluster of `DEVCLUSTER_STATE_DIR`, when set (panics when it is set but not running).
 fn run_cluster() -> Option<(PathBuf, ClusterEnv)> {
     let dir = PathBuf::from(std::env::var_os("DEVCLUSTER_STATE_DIR").filter(|v| !v.is_empty())?);

@@ -1,12 +1,12 @@
 //! The node (`devcluster up`): the official kubelet with containerd,
 //! kube-proxy and CoreDNS, pods as containers pulled from the cluster's registry, limits and
 //! security contexts enforced by the kernel, `kubectl logs/exec` through the kubelet API.
-//! One cluster for the file (`testing::kubelet_cluster`), a namespace per test.
+//! One cluster for the file (`testing::cluster`), a namespace per test.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use devcluster::testing::{TestCluster, kubelet_cluster, wait_for_value};
+use devcluster::testing::{TestCluster, cluster, wait_for_value};
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use kube::Api;
 use kube::api::PostParams;
@@ -69,7 +69,7 @@ async fn run_pod(pods: &Api<Pod>, pod: Pod) -> SocketAddr {
 
 #[tokio::test]
 async fn node_is_the_pinned_kubelet_on_containerd_with_its_own_identity() {
-    let c = kubelet_cluster().await;
+    let c = cluster().await;
     let node = Api::<Node>::all(c.client()).get("devcluster-node").await.expect("node");
     let status = node.status.expect("status");
     let info = status.node_info.expect("nodeInfo");
@@ -87,7 +87,7 @@ async fn node_is_the_pinned_kubelet_on_containerd_with_its_own_identity() {
 
 #[tokio::test]
 async fn a_pod_runs_its_image_under_the_security_context_the_kernel_enforces() {
-    let c = kubelet_cluster().await;
+    let c = cluster().await;
     let ns = c.namespace("secctx").await;
     let pods: Api<Pod> = Api::namespaced(c.client(), &ns);
     let addr = run_pod(&pods, test_pod("restricted", image(c).await, json!({}))).await;
@@ -122,7 +122,7 @@ async fn a_pod_runs_its_image_under_the_security_context_the_kernel_enforces() {
 
 #[tokio::test]
 async fn pods_reach_services_by_cluster_ip_and_dns_names() {
-    let c = kubelet_cluster().await;
+    let c = cluster().await;
     let ns = c.namespace("svc").await;
     let client = c.client();
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
@@ -154,7 +154,7 @@ async fn pods_reach_services_by_cluster_ip_and_dns_names() {
 
 #[tokio::test]
 async fn exceeding_the_memory_limit_is_an_oom_kill_and_the_kubelet_restarts_the_container() {
-    let c = kubelet_cluster().await;
+    let c = cluster().await;
     let ns = c.namespace("oom").await;
     let pods: Api<Pod> = Api::namespaced(c.client(), &ns);
     let limits = json!({"resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "64Mi"}}});
@@ -176,7 +176,7 @@ async fn exceeding_the_memory_limit_is_an_oom_kill_and_the_kubelet_restarts_the_
 
 #[tokio::test]
 async fn an_image_missing_from_the_registry_is_errimagepull() {
-    let c = kubelet_cluster().await;
+    let c = cluster().await;
     let ns = c.namespace("noimage").await;
     let pods: Api<Pod> = Api::namespaced(c.client(), &ns);
     let missing = format!("{}/devcluster/does-not-exist:1", c.registry().expect("registry"));
