@@ -63,13 +63,37 @@ mod tests {
     #[test]
     fn transition_time_moves_only_when_status_changes() {
         let mut conds = Vec::new();
-        set_condition(&mut conds, ConditionType::Ready, false, "PodPending", "waiting", Some(1), at(10));
-        set_condition(&mut conds, ConditionType::Ready, false, "PodPending", "still waiting", Some(2), at(20));
+        set_condition(
+            &mut conds,
+            ConditionType::Ready,
+            false,
+            "PodPending",
+            "waiting",
+            Some(1),
+            at(10),
+        );
+        set_condition(
+            &mut conds,
+            ConditionType::Ready,
+            false,
+            "PodPending",
+            "still waiting",
+            Some(2),
+            at(20),
+        );
         assert_eq!(conds.len(), 1);
         assert_eq!(conds[0].last_transition_time, at(10));
         assert_eq!(conds[0].message, "still waiting");
         assert_eq!(conds[0].observed_generation, Some(2));
-        set_condition(&mut conds, ConditionType::Ready, true, "PodReady", "ok", Some(2), at(30));
+        set_condition(
+            &mut conds,
+            ConditionType::Ready,
+            true,
+            "PodReady",
+            "ok",
+            Some(2),
+            at(30),
+        );
         assert_eq!(conds[0].last_transition_time, at(30));
         assert_eq!(conds[0].status, "True");
     }
@@ -78,7 +102,15 @@ mod tests {
     fn conditions_are_keyed_by_type() {
         let mut conds = Vec::new();
         set_condition(&mut conds, ConditionType::Ready, true, "A", "", None, at(1));
-        set_condition(&mut conds, ConditionType::Progressing, false, "B", "", None, at(1));
+        set_condition(
+            &mut conds,
+            ConditionType::Progressing,
+            false,
+            "B",
+            "",
+            None,
+            at(1),
+        );
         set_condition(&mut conds, ConditionType::Ready, true, "A", "", None, at(2));
         assert_eq!(conds.len(), 2);
     }

@@ -18,7 +18,10 @@ fn crd_has_contract_names_and_columns() {
     let crd = crds::WhatsAppSession::crd();
     assert_eq!(crd.spec.group, "whatsapp.leadmaster.io");
     assert_eq!(crd.spec.names.plural, "whatsappsessions");
-    assert_eq!(crd.spec.names.short_names.as_deref(), Some(&["wa".to_string()][..]));
+    assert_eq!(
+        crd.spec.names.short_names.as_deref(),
+        Some(&["wa".to_string()][..])
+    );
     let version = &crd.spec.versions[0];
     assert_eq!(version.name, "v1alpha1");
     let columns: Vec<_> = version
@@ -29,5 +32,11 @@ fn crd_has_contract_names_and_columns() {
         .map(|c| c.name.as_str())
         .collect();
     assert_eq!(columns, ["Tenant", "Status", "QR", "Phone", "Age"]);
-    assert!(version.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
+    assert!(
+        version
+            .subresources
+            .as_ref()
+            .and_then(|s| s.status.as_ref())
+            .is_some()
+    );
 }

@@ -32,14 +32,21 @@ impl Hub {
 
     /// The session `id` (optionally in `namespace`) if `claims` may see it: 400 bad id,
     /// 404 unknown, 409 ambiguous, 403 other tenant.
-    pub fn authorize(&self, claims: &Claims, id: &str, namespace: Option<&str>) -> Result<Arc<WhatsAppSession>, ApiError> {
+    pub fn authorize(
+        &self,
+        claims: &Claims,
+        id: &str,
+        namespace: Option<&str>,
+    ) -> Result<Arc<WhatsAppSession>, ApiError> {
         ids::validate(id)?;
         if let Some(ns) = namespace {
             ids::validate_namespace(ns)?;
         }
         let s = self.view.find(id, namespace)?;
         if !claims.may_access(&s.spec.tenant) {
-            return Err(ApiError::forbidden(format!("session {id} belongs to another tenant")));
+            return Err(ApiError::forbidden(format!(
+                "session {id} belongs to another tenant"
+            )));
         }
         Ok(s)
     }
@@ -62,7 +69,12 @@ impl Hub {
 
     /// Make sure the session runs and, unless a QR is valid or a recent request is still
     /// pending, start a new QR round (at most one per session per interval → 429).
-    pub async fn request_qr(&self, claims: &Claims, id: &str, namespace: Option<&str>) -> Result<Snapshot, ApiError> {
+    pub async fn request_qr(
+        &self,
+        claims: &Claims,
+        id: &str,
+        namespace: Option<&str>,
+    ) -> Result<Snapshot, ApiError> {
         self.synced().await;
         let cached = self.authorize(claims, id, namespace)?;
         let ns = cached.namespace().unwrap_or_default();
@@ -76,9 +88,16 @@ impl Hub {
             return Ok(snap);
         }
         let requested = fresh.spec.qr_requested_at.as_ref().map(|t| t.0);
-        let handled = fresh.status.as_ref().and_then(|s| s.handled.as_ref()).and_then(|h| h.qr_requested_at.as_ref()).map(|t| t.0);
-        let interval = k8s_openapi::jiff::SignedDuration::try_from(self.config.qr_rate_limit()).unwrap_or_default();
-        let pending = requested.is_some_and(|r| handled != Some(r) && now.duration_since(r) < interval);
+        let handled = fresh
+            .status
+            .as_ref()
+            .and_then(|s| s.handled.as_ref())
+            .and_then(|h| h.qr_requested_at.as_ref())
+            .map(|t| t.0);
+        let interval = k8s_openapi::jiff::SignedDuration::try_from(self.config.qr_rate_limit())
+            .unwrap_or_default();
+        let pending =
+            requested.is_some_and(|r| handled != Some(r) && now.duration_since(r) < interval);
         let room = snapshot::room(&ns, id);
         let qr_at = if pending {
             if running {
@@ -88,14 +107,28 @@ impl Hub {
         } else {
             if let Err(wait) = self.limiter.check(&room, requested, now) {
                 return Err(ApiError::rate_limited(
-                    format!("a new QR was requested for {id} less than {}s ago", self.config.qr_rate_limit_secs),
+                    format!(
+                        "a new QR was requested for {id} less than {}s ago",
+                        self.config.qr_rate_limit_secs
+                    ),
                     wait,
                 ));
             }
             Some(now)
         };
-        let patch = hub_fields(&fresh, DesiredState::Running, qr_at, fresh.spec.logout_requested_at.as_ref().map(|t| t.0));
-        let patched = api.patch(id, &PatchParams::apply(managers::HUB).force(), &Patch::Apply(&patch)).await?;
+        let patch = hub_fields(
+            &fresh,
+            DesiredState::Running,
+            qr_at,
+            fresh.spec.logout_requested_at.as_ref().map(|t| t.0),
+        );
+        let patched = api
+            .patch(
+                id,
+                &PatchParams::apply(managers::HUB).force(),
+                &Patch::Apply(&patch),
+            )
+            .await?;
         if !pending {
             self.limiter.record(&room, now);
         }
@@ -104,14 +137,29 @@ impl Hub {
     }
 
     /// Ask the agent to log out of WhatsApp and wipe the saved login.
-    pub async fn disconnect(&self, claims: &Claims, id: &str, namespace: Option<&str>) -> Result<(), ApiError> {
+    pub async fn disconnect(
+        &self,
+        claims: &Claims,
+        id: &str,
+        namespace: Option<&str>,
+    ) -> Result<(), ApiError> {
         self.synced().await;
         let cached = self.authorize(claims, id, namespace)?;
         let ns = cached.namespace().unwrap_or_default();
         let api: Api<WhatsAppSession> = Api::namespaced(self.client.clone(), &ns);
         let fresh = api.get(id).await?;
-        let patch = hub_fields(&fresh, fresh.spec.desired_state, fresh.spec.qr_requested_at.as_ref().map(|t| t.0), Some(now_secs()));
-        api.patch(id, &PatchParams::apply(managers::HUB).force(), &Patch::Apply(&patch)).await?;
+        let patch = hub_fields(
+            &fresh,
+            fresh.spec.desired_state,
+            fresh.spec.qr_requested_at.as_ref().map(|t| t.0),
+            Some(now_secs()),
+        );
+        api.patch(
+            id,
+            &PatchParams::apply(managers::HUB).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
         tracing::info!(session = %id, namespace = %ns, user = %claims.sub, "logout requested");
         Ok(())
     }
@@ -120,14 +168,28 @@ impl Hub {
 /// The hub's apply configuration: exactly the three spec fields it manages. All three are
 /// always sent with their intended values, because server-side apply removes a field the
 /// manager applied before and omits now.
-fn hub_fields(s: &WhatsAppSession, desired: DesiredState, qr: Option<Timestamp>, logout: Option<Timestamp>) -> serde_json::Value {
+fn hub_fields(
+    s: &WhatsAppSession,
+    desired: DesiredState,
+    qr: Option<Timestamp>,
+    logout: Option<Timestamp>,
+) -> serde_json::Value {
     let mut spec = serde_json::Map::new();
-    spec.insert("desiredState".into(), serde_json::to_value(desired).unwrap_or_default());
+    spec.insert(
+        "desiredState".into(),
+        serde_json::to_value(desired).unwrap_or_default(),
+    );
     if let Some(t) = qr {
-        spec.insert("qrRequestedAt".into(), serde_json::to_value(Time(t)).unwrap_or_default());
+        spec.insert(
+            "qrRequestedAt".into(),
+            serde_json::to_value(Time(t)).unwrap_or_default(),
+        );
     }
     if let Some(t) = logout {
-        spec.insert("logoutRequestedAt".into(), serde_json::to_value(Time(t)).unwrap_or_default());
+        spec.insert(
+            "logoutRequestedAt".into(),
+            serde_json::to_value(Time(t)).unwrap_or_default(),
+        );
     }
     serde_json::json!({
         "apiVersion": "whatsapp.leadmaster.io/v1alpha1",
@@ -144,7 +206,14 @@ mod tests {
 
     #[test]
     fn apply_carries_only_hub_fields() {
-        let mut s = WhatsAppSession::new("s1", WhatsAppSessionSpec { tenant: "acme".into(), display_name: Some("x".into()), ..Default::default() });
+        let mut s = WhatsAppSession::new(
+            "s1",
+            WhatsAppSessionSpec {
+                tenant: "acme".into(),
+                display_name: Some("x".into()),
+                ..Default::default()
+            },
+        );
         s.metadata.namespace = Some("ns".into());
         let t = Timestamp::from_second(1_700_000_000).unwrap();
         let p = hub_fields(&s, DesiredState::Running, Some(t), None);

@@ -38,13 +38,19 @@ pub enum StartError {
     #[error("Kubernetes client: {0}")]
     Kube(#[from] kube::Error),
     #[error("listening on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("server: {0}")]
     Serve(std::io::Error),
 }
 
 /// Build the hub from configuration and serve until `shutdown` resolves.
-pub async fn run(config: ServeArgs, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
+pub async fn run(
+    config: ServeArgs,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
     let jwt = Jwt::from_files(
         config.jwt_secret_file.as_deref(),
         config.jwt_public_key_file.as_deref(),
@@ -59,7 +65,12 @@ pub async fn run(config: ServeArgs, shutdown: impl std::future::Future<Output = 
     let client = kube::Client::try_default().await?;
     let metrics = Arc::new(Metrics::new());
     let (tx, rx) = mpsc::unbounded_channel();
-    let view = View::start(client.clone(), config.namespace.clone(), metrics.clone(), tx);
+    let view = View::start(
+        client.clone(),
+        config.namespace.clone(),
+        metrics.clone(),
+        tx,
+    );
     tracing::info!(
         namespace = config.namespace.as_deref().unwrap_or("<all>"),
         algorithm = ?jwt.algorithm(),
@@ -69,7 +80,10 @@ pub async fn run(config: ServeArgs, shutdown: impl std::future::Future<Output = 
     );
     let hub = Arc::new(Hub {
         user_throttle: Throttle::new(config.login_max_failures, config.login_window()),
-        ip_throttle: Throttle::new(config.login_max_failures.saturating_mul(4), config.login_window()),
+        ip_throttle: Throttle::new(
+            config.login_max_failures.saturating_mul(4),
+            config.login_window(),
+        ),
         limiter: QrLimiter::new(config.qr_rate_limit()),
         qr: QrRenderer::new(),
         config,
@@ -91,14 +105,19 @@ pub async fn run(config: ServeArgs, shutdown: impl std::future::Future<Output = 
 
     let router = crate::routes::router(hub.clone()).layer(io_layer);
     let addr = hub.config.listen;
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
-    tracing::info!(%addr, "listening");
-    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            // Open websockets would hold a graceful shutdown forever: close them first.
-            io.close().await;
-        })
+    let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(StartError::Serve)
+        .map_err(|source| StartError::Listen { addr, source })?;
+    tracing::info!(%addr, "listening");
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        // Open websockets would hold a graceful shutdown forever: close them first.
+        io.close().await;
+    })
+    .await
+    .map_err(StartError::Serve)
 }

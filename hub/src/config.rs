@@ -38,7 +38,11 @@ pub struct ServeArgs {
     pub users_file: Option<PathBuf>,
 
     /// File holding the HS256 secret (pins the algorithm to HS256).
-    #[arg(long, env = "HUB_JWT_SECRET_FILE", conflicts_with = "jwt_public_key_file")]
+    #[arg(
+        long,
+        env = "HUB_JWT_SECRET_FILE",
+        conflicts_with = "jwt_public_key_file"
+    )]
     pub jwt_secret_file: Option<PathBuf>,
 
     /// PEM RSA public key verifying tokens (pins the algorithm to RS256).
@@ -47,7 +51,11 @@ pub struct ServeArgs {
 
     /// PEM RSA private key used to issue RS256 tokens from /api/auth/login (without it, login
     /// is disabled in RS256 mode and tokens come from an external issuer).
-    #[arg(long, env = "HUB_JWT_PRIVATE_KEY_FILE", requires = "jwt_public_key_file")]
+    #[arg(
+        long,
+        env = "HUB_JWT_PRIVATE_KEY_FILE",
+        requires = "jwt_public_key_file"
+    )]
     pub jwt_private_key_file: Option<PathBuf>,
 
     /// Required `iss` claim (also written into issued tokens).

@@ -65,7 +65,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: Code, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), retry_after: None }
+        Self {
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
     }
     pub fn bad_request(m: impl Into<String>) -> Self {
         Self::new(Code::BadRequest, m)
@@ -86,7 +90,11 @@ impl ApiError {
         Self::new(Code::Internal, m)
     }
     pub fn rate_limited(m: impl Into<String>, retry_after: u64) -> Self {
-        Self { code: Code::RateLimited, message: m.into(), retry_after: Some(retry_after) }
+        Self {
+            code: Code::RateLimited,
+            message: m.into(),
+            retry_after: Some(retry_after),
+        }
     }
 
     /// The REST body `{"error": CODE, "message": text}`.
@@ -113,7 +121,8 @@ impl IntoResponse for ApiError {
         if let Some(secs) = self.retry_after
             && let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string())
         {
-            resp.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, v);
         }
         resp
     }

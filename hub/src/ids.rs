@@ -11,7 +11,9 @@ pub fn validate(id: &str) -> Result<(), ApiError> {
         return Err(ApiError::bad_request("instance_id is required"));
     }
     if id.len() > MAX_LEN {
-        return Err(ApiError::bad_request(format!("instance_id longer than {MAX_LEN} characters")));
+        return Err(ApiError::bad_request(format!(
+            "instance_id longer than {MAX_LEN} characters"
+        )));
     }
     let bytes = id.as_bytes();
     let ok_char = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-';
@@ -29,10 +31,16 @@ pub fn validate_namespace(ns: &str) -> Result<(), ApiError> {
     let bytes = ns.as_bytes();
     let ok = !ns.is_empty()
         && ns.len() <= 63
-        && bytes.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && bytes
+            .iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && bytes[0] != b'-'
         && bytes[bytes.len() - 1] != b'-';
-    if ok { Ok(()) } else { Err(ApiError::bad_request("invalid namespace")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request("invalid namespace"))
+    }
 }
 
 #[cfg(test)]
@@ -48,7 +56,21 @@ mod tests {
 
     #[test]
     fn rejects_bad_ids() {
-        for id in ["", "..", "a/b", "../x", "A", "-a", "a-", "a_b", "a.b", "a b", &"a".repeat(53), &"a".repeat(300), "ñ"] {
+        for id in [
+            "",
+            "..",
+            "a/b",
+            "../x",
+            "A",
+            "-a",
+            "a-",
+            "a_b",
+            "a.b",
+            "a b",
+            &"a".repeat(53),
+            &"a".repeat(300),
+            "ñ",
+        ] {
             assert!(validate(id).is_err(), "{id:?}");
         }
     }

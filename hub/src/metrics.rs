@@ -45,25 +45,55 @@ impl Metrics {
         let sockets_connected = Gauge::default();
         let subscriptions = Gauge::default();
         let events_pushed = Family::<EventLabels, Counter>::default();
-        let push_latency = Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]);
+        let push_latency = Histogram::new([
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+        ]);
         let http_requests = Family::<HttpLabels, Counter>::default();
         let watch_live = Gauge::default();
         let watch_errors = Counter::default();
         let sessions = Gauge::default();
         let qr_renders = Counter::default();
-        registry.register("sockets_connected", "Connected socket.io clients", sockets_connected.clone());
-        registry.register("subscriptions", "Active session subscriptions over all sockets", subscriptions.clone());
-        registry.register("events_pushed", "Events emitted to session rooms, by event", events_pushed.clone());
+        registry.register(
+            "sockets_connected",
+            "Connected socket.io clients",
+            sockets_connected.clone(),
+        );
+        registry.register(
+            "subscriptions",
+            "Active session subscriptions over all sockets",
+            subscriptions.clone(),
+        );
+        registry.register(
+            "events_pushed",
+            "Events emitted to session rooms, by event",
+            events_pushed.clone(),
+        );
         registry.register(
             "push_latency_seconds",
             "Time from a CR change arriving on the watch to its emit to the session room",
             push_latency.clone(),
         );
-        registry.register("http_requests", "HTTP requests by method, route and status", http_requests.clone());
-        registry.register("watch_live", "1 while the watch of WhatsAppSessions is live", watch_live.clone());
-        registry.register("watch_errors", "Errors on the watch of WhatsAppSessions", watch_errors.clone());
+        registry.register(
+            "http_requests",
+            "HTTP requests by method, route and status",
+            http_requests.clone(),
+        );
+        registry.register(
+            "watch_live",
+            "1 while the watch of WhatsAppSessions is live",
+            watch_live.clone(),
+        );
+        registry.register(
+            "watch_errors",
+            "Errors on the watch of WhatsAppSessions",
+            watch_errors.clone(),
+        );
         registry.register("sessions", "WhatsAppSessions in the view", sessions.clone());
-        registry.register("qr_renders", "QR strings rendered to PNG (cache misses)", qr_renders.clone());
+        registry.register(
+            "qr_renders",
+            "QR strings rendered to PNG (cache misses)",
+            qr_renders.clone(),
+        );
         Self {
             registry,
             sockets_connected,
@@ -79,7 +109,11 @@ impl Metrics {
     }
 
     pub fn pushed(&self, event: &str) {
-        self.events_pushed.get_or_create(&EventLabels { event: event.to_owned() }).inc();
+        self.events_pushed
+            .get_or_create(&EventLabels {
+                event: event.to_owned(),
+            })
+            .inc();
     }
 
     pub fn encode(&self) -> String {

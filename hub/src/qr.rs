@@ -41,7 +41,8 @@ impl QrRenderer {
             return Ok(hit.clone());
         }
         let url: Arc<str> = render(qr)?.into();
-        self.renders.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.renders
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= CACHE_MAX {
             // Old QRs are useless (each expires within a minute): start over rather than track age.
@@ -54,12 +55,24 @@ impl QrRenderer {
 
 fn render(qr: &str) -> Result<String, QrError> {
     let code = QrCode::new(qr.as_bytes()).map_err(|e| QrError::Encode(e.to_string()))?;
-    let img = code.render::<Luma<u8>>().min_dimensions(264, 264).quiet_zone(true).build();
+    let img = code
+        .render::<Luma<u8>>()
+        .min_dimensions(264, 264)
+        .quiet_zone(true)
+        .build();
     let mut png = Vec::with_capacity(4096);
     image::codecs::png::PngEncoder::new(&mut png)
-        .write_image(img.as_raw(), img.width(), img.height(), image::ExtendedColorType::L8)
+        .write_image(
+            img.as_raw(),
+            img.width(),
+            img.height(),
+            image::ExtendedColorType::L8,
+        )
         .map_err(|e| QrError::Png(e.to_string()))?;
-    Ok(format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(png)))
+    Ok(format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(png)
+    ))
 }
 
 #[cfg(test)]
@@ -71,7 +84,9 @@ mod tests {
         let r = QrRenderer::new();
         let a = r.data_url("2@abc,def,ghi").unwrap();
         assert!(a.starts_with("data:image/png;base64,"));
-        let png = base64::engine::general_purpose::STANDARD.decode(&a["data:image/png;base64,".len()..]).unwrap();
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(&a["data:image/png;base64,".len()..])
+            .unwrap();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
         let b = r.data_url("2@abc,def,ghi").unwrap();
         assert!(Arc::ptr_eq(&a, &b));

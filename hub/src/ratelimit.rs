@@ -15,20 +15,34 @@ pub struct QrLimiter {
 
 impl QrLimiter {
     pub fn new(interval: Duration) -> Self {
-        Self { interval, recent: Mutex::new(HashMap::new()) }
+        Self {
+            interval,
+            recent: Mutex::new(HashMap::new()),
+        }
     }
 
     /// `Err(retry_after_secs)` when a round was started for `room` less than the interval before
     /// `now`, either as recorded in the CR (`last_requested`) or by this replica.
-    pub fn check(&self, room: &str, last_requested: Option<Timestamp>, now: Timestamp) -> Result<(), u64> {
-        let local = self.recent.lock().unwrap_or_else(|p| p.into_inner()).get(room).copied();
+    pub fn check(
+        &self,
+        room: &str,
+        last_requested: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<(), u64> {
+        let local = self
+            .recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(room)
+            .copied();
         let last = match (last_requested, local) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         };
         let Some(last) = last else { return Ok(()) };
         let elapsed = now.duration_since(last);
-        let interval = k8s_openapi::jiff::SignedDuration::try_from(self.interval).unwrap_or(k8s_openapi::jiff::SignedDuration::MAX);
+        let interval = k8s_openapi::jiff::SignedDuration::try_from(self.interval)
+            .unwrap_or(k8s_openapi::jiff::SignedDuration::MAX);
         if elapsed < interval {
             let wait = (interval - elapsed).as_secs().max(1);
             return Err(wait as u64);

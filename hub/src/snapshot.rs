@@ -68,7 +68,10 @@ impl Snapshot {
             return false;
         }
         match &self.qr_expires_at {
-            Some(exp) => exp.parse::<k8s_openapi::jiff::Timestamp>().map(|e| e > now).unwrap_or(true),
+            Some(exp) => exp
+                .parse::<k8s_openapi::jiff::Timestamp>()
+                .map(|e| e > now)
+                .unwrap_or(true),
             None => true,
         }
     }
@@ -119,7 +122,11 @@ pub struct Pushes {
 
 pub fn diff(old: Option<&Snapshot>, new: &Snapshot, now: k8s_openapi::jiff::Timestamp) -> Pushes {
     match old {
-        None => Pushes { status: true, qr: new.has_valid_qr(now), expired: false },
+        None => Pushes {
+            status: true,
+            qr: new.has_valid_qr(now),
+            expired: false,
+        },
         Some(old) => Pushes {
             status: new.status_changed(old),
             qr: new.has_valid_qr(now) && new.qr_string != old.qr_string,
@@ -137,7 +144,10 @@ mod tests {
     fn session(status: Option<WhatsAppSessionStatus>) -> WhatsAppSession {
         let mut s = WhatsAppSession::new(
             "s1",
-            WhatsAppSessionSpec { tenant: "acme".into(), ..Default::default() },
+            WhatsAppSessionSpec {
+                tenant: "acme".into(),
+                ..Default::default()
+            },
         );
         s.metadata.namespace = Some("ns".into());
         s.status = status;
@@ -151,7 +161,18 @@ mod tests {
         assert_eq!(snap.qr_status, "none");
         assert_eq!(snap.room(), "ns/s1");
         let v = serde_json::to_value(&snap).unwrap();
-        for k in ["instance_id", "tenant", "status", "qr_status", "qr_string", "qr_expires_at", "phone_number", "connected_at", "updated_at", "last_error"] {
+        for k in [
+            "instance_id",
+            "tenant",
+            "status",
+            "qr_status",
+            "qr_string",
+            "qr_expires_at",
+            "phone_number",
+            "connected_at",
+            "updated_at",
+            "last_error",
+        ] {
             assert!(v.get(k).is_some(), "missing {k}");
         }
     }
@@ -169,16 +190,37 @@ mod tests {
         let a = Snapshot::of(&session(Some(st.clone())));
         assert!(a.has_valid_qr(now));
         assert!(!a.has_valid_qr(now + 30.seconds()));
-        assert_eq!(diff(None, &a, now), Pushes { status: true, qr: true, expired: false });
+        assert_eq!(
+            diff(None, &a, now),
+            Pushes {
+                status: true,
+                qr: true,
+                expired: false
+            }
+        );
         assert_eq!(diff(Some(&a), &a, now), Pushes::default());
         let mut st2 = st.clone();
         st2.qr = Some("ref2,abc".into());
         let b = Snapshot::of(&session(Some(st2)));
-        assert_eq!(diff(Some(&a), &b, now), Pushes { status: false, qr: true, expired: false });
+        assert_eq!(
+            diff(Some(&a), &b, now),
+            Pushes {
+                status: false,
+                qr: true,
+                expired: false
+            }
+        );
         let mut st3 = st;
         st3.qr_status = Some(QrStatus::Expired);
         st3.qr = None;
         let c = Snapshot::of(&session(Some(st3)));
-        assert_eq!(diff(Some(&b), &c, now), Pushes { status: true, qr: false, expired: true });
+        assert_eq!(
+            diff(Some(&b), &c, now),
+            Pushes {
+                status: true,
+                qr: false,
+                expired: true
+            }
+        );
     }
 }

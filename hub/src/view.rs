@@ -26,7 +26,10 @@ use crate::metrics::Metrics;
 #[derive(Debug)]
 pub enum ViewEvent {
     /// An object was added or changed (`at`: when its watch event arrived).
-    Changed { obj: Arc<WhatsAppSession>, at: Instant },
+    Changed {
+        obj: Arc<WhatsAppSession>,
+        at: Instant,
+    },
     /// An object is gone.
     Deleted { namespace: String, name: String },
     /// A full relist finished; objects not in the store are gone.
@@ -49,7 +52,12 @@ const PROBE_EVERY: Duration = Duration::from_secs(1);
 impl View {
     /// Start watching; events go to `events`. The returned view is not live until the first
     /// list completes.
-    pub fn start(client: Client, namespace: Option<String>, metrics: Arc<Metrics>, events: mpsc::UnboundedSender<ViewEvent>) -> Self {
+    pub fn start(
+        client: Client,
+        namespace: Option<String>,
+        metrics: Arc<Metrics>,
+        events: mpsc::UnboundedSender<ViewEvent>,
+    ) -> Self {
         let api: Api<WhatsAppSession> = match &namespace {
             Some(ns) => Api::namespaced(client, ns),
             None => Api::all(client),
@@ -57,7 +65,12 @@ impl View {
         let (store, writer) = reflector::store();
         let live = Arc::new(AtomicBool::new(false));
         let (synced_tx, synced) = tokio::sync::watch::channel(false);
-        let view = View { store, live: live.clone(), synced, namespace };
+        let view = View {
+            store,
+            live: live.clone(),
+            synced,
+            namespace,
+        };
         let stale_after_error = Arc::new(AtomicBool::new(false));
 
         // The watch loop.
@@ -76,7 +89,10 @@ impl View {
                     match ev {
                         Ok(watcher::Event::Apply(obj)) | Ok(watcher::Event::InitApply(obj)) => {
                             backoff = BACKOFF_MIN;
-                            let _ = events.send(ViewEvent::Changed { obj: Arc::new(obj), at: Instant::now() });
+                            let _ = events.send(ViewEvent::Changed {
+                                obj: Arc::new(obj),
+                                at: Instant::now(),
+                            });
                         }
                         Ok(watcher::Event::Delete(obj)) => {
                             backoff = BACKOFF_MIN;
@@ -131,7 +147,10 @@ impl View {
                     if !stale_after_error.load(Ordering::SeqCst) {
                         continue;
                     }
-                    if api.list_metadata(&ListParams::default().limit(1)).await.is_ok()
+                    if api
+                        .list_metadata(&ListParams::default().limit(1))
+                        .await
+                        .is_ok()
                         && stale_after_error.swap(false, Ordering::SeqCst)
                     {
                         live.store(true, Ordering::SeqCst);
@@ -170,15 +189,25 @@ impl View {
 
     /// The session named `name` (in `namespace` when given): 404 when unknown, 409 when the
     /// name exists in several namespaces, 503 before the first sync.
-    pub fn find(&self, name: &str, namespace: Option<&str>) -> Result<Arc<WhatsAppSession>, ApiError> {
+    pub fn find(
+        &self,
+        name: &str,
+        namespace: Option<&str>,
+    ) -> Result<Arc<WhatsAppSession>, ApiError> {
         if !self.is_live() && self.store.is_empty() {
             return Err(ApiError::unavailable("session view not synced yet"));
         }
         let ns = namespace.or(self.namespace.as_deref());
         if let Some(ns) = ns {
-            return self.get(ns, name).ok_or_else(|| ApiError::not_found(format!("session {name} not found")));
+            return self
+                .get(ns, name)
+                .ok_or_else(|| ApiError::not_found(format!("session {name} not found")));
         }
-        let mut found = self.store.state().into_iter().filter(|s| s.metadata.name.as_deref() == Some(name));
+        let mut found = self
+            .store
+            .state()
+            .into_iter()
+            .filter(|s| s.metadata.name.as_deref() == Some(name));
         match (found.next(), found.next()) {
             (Some(one), None) => Ok(one),
             (None, _) => Err(ApiError::not_found(format!("session {name} not found"))),

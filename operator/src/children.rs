@@ -9,8 +9,8 @@ use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
     EnvVarSource, HTTPGetAction, PersistentVolumeClaim, PersistentVolumeClaimSpec,
     PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, ServiceAccount, Volume,
-    VolumeMount, VolumeResourceRequirements,
+    ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, ServiceAccount,
+    Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -58,12 +58,21 @@ impl Settings {
         };
         Settings {
             image: cfg.session_image.clone(),
-            image_pull_policy: cfg.session_image_pull_policy.clone().filter(|p| !p.is_empty()),
+            image_pull_policy: cfg
+                .session_image_pull_policy
+                .clone()
+                .filter(|p| !p.is_empty()),
             whatsapp_url: cfg.whatsapp_url.clone(),
             default_storage_class: cfg.default_storage_class.clone().filter(|c| !c.is_empty()),
             default_resources: ResourceRequirements {
-                requests: quantities([("cpu", &cfg.default_cpu_request), ("memory", &cfg.default_memory_request)]),
-                limits: quantities([("cpu", &cfg.default_cpu_limit), ("memory", &cfg.default_memory_limit)]),
+                requests: quantities([
+                    ("cpu", &cfg.default_cpu_request),
+                    ("memory", &cfg.default_memory_request),
+                ]),
+                limits: quantities([
+                    ("cpu", &cfg.default_cpu_limit),
+                    ("memory", &cfg.default_memory_limit),
+                ]),
                 ..Default::default()
             },
             driver_configmap: cfg.driver_configmap.clone().filter(|c| !c.is_empty()),
@@ -103,7 +112,9 @@ pub fn selector_labels(session: &WhatsAppSession) -> BTreeMap<String, String> {
 fn owner_ref(session: &WhatsAppSession) -> Result<OwnerReference> {
     // controller: true is what makes `.owns()` map child events back to the session and lets
     // the garbage collector delete the children with it.
-    session.controller_owner_ref(&()).ok_or(Error::MissingField("metadata.uid"))
+    session
+        .controller_owner_ref(&())
+        .ok_or(Error::MissingField("metadata.uid"))
 }
 
 fn meta(session: &WhatsAppSession, name: String) -> Result<ObjectMeta> {
@@ -152,7 +163,11 @@ pub fn role_binding(session: &WhatsAppSession) -> Result<RoleBinding> {
     let name = object_name(&session.name_any());
     Ok(RoleBinding {
         metadata: meta(session, name.clone())?,
-        role_ref: RoleRef { api_group: "rbac.authorization.k8s.io".into(), kind: "Role".into(), name: name.clone() },
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "Role".into(),
+            name: name.clone(),
+        },
         subjects: Some(vec![Subject {
             kind: "ServiceAccount".into(),
             name,
@@ -164,12 +179,16 @@ pub fn role_binding(session: &WhatsAppSession) -> Result<RoleBinding> {
 
 pub fn pvc(session: &WhatsAppSession, settings: &Settings) -> Result<PersistentVolumeClaim> {
     let storage = session.spec.storage.clone().unwrap_or_default();
-    let size = storage.size.unwrap_or_else(|| DEFAULT_STORAGE_SIZE.to_string());
+    let size = storage
+        .size
+        .unwrap_or_else(|| DEFAULT_STORAGE_SIZE.to_string());
     Ok(PersistentVolumeClaim {
         metadata: meta(session, pvc_name(&session.name_any()))?,
         spec: Some(PersistentVolumeClaimSpec {
             access_modes: Some(vec!["ReadWriteOnce".into()]),
-            storage_class_name: storage.storage_class_name.or_else(|| settings.default_storage_class.clone()),
+            storage_class_name: storage
+                .storage_class_name
+                .or_else(|| settings.default_storage_class.clone()),
             resources: Some(VolumeResourceRequirements {
                 requests: Some(BTreeMap::from([("storage".to_string(), Quantity(size))])),
                 ..Default::default()
@@ -181,7 +200,11 @@ pub fn pvc(session: &WhatsAppSession, settings: &Settings) -> Result<PersistentV
 }
 
 fn env(name: &str, value: impl Into<String>) -> EnvVar {
-    EnvVar { name: name.into(), value: Some(value.into()), ..Default::default() }
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        ..Default::default()
+    }
 }
 
 fn env_from_field(name: &str, path: &str) -> EnvVar {
@@ -202,7 +225,11 @@ fn env_from_secret(name: &str, secret: &str, key: &str) -> EnvVar {
     EnvVar {
         name: name.into(),
         value_from: Some(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector { name: secret.into(), key: key.into(), optional: Some(false) }),
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.into(),
+                key: key.into(),
+                optional: Some(false),
+            }),
             ..Default::default()
         }),
         ..Default::default()
@@ -227,15 +254,27 @@ pub fn session_env(session: &WhatsAppSession, settings: &Settings) -> Vec<EnvVar
     if let Some(proxy) = &session.spec.proxy {
         vars.push(env("WA_PROXY_URL", proxy.url.clone()));
         if let Some(secret) = &proxy.credentials_secret_ref {
-            vars.push(env_from_secret("WA_PROXY_USERNAME", &secret.name, "username"));
-            vars.push(env_from_secret("WA_PROXY_PASSWORD", &secret.name, "password"));
+            vars.push(env_from_secret(
+                "WA_PROXY_USERNAME",
+                &secret.name,
+                "username",
+            ));
+            vars.push(env_from_secret(
+                "WA_PROXY_PASSWORD",
+                &secret.name,
+                "password",
+            ));
         }
     }
     vars
 }
 
 fn http_probe(path: &str) -> HTTPGetAction {
-    HTTPGetAction { path: Some(path.into()), port: IntOrString::String("http".into()), ..Default::default() }
+    HTTPGetAction {
+        path: Some(path.into()),
+        port: IntOrString::String("http".into()),
+        ..Default::default()
+    }
 }
 
 fn quantity(text: &str) -> Quantity {
@@ -262,24 +301,46 @@ pub fn statefulset(session: &WhatsAppSession, settings: &Settings) -> Result<Sta
         Volume {
             // Chromium's shared memory; the container default (64Mi) makes tabs crash.
             name: "dshm".into(),
-            empty_dir: Some(EmptyDirVolumeSource { medium: Some("Memory".into()), size_limit: Some(quantity("256Mi")) }),
+            empty_dir: Some(EmptyDirVolumeSource {
+                medium: Some("Memory".into()),
+                size_limit: Some(quantity("256Mi")),
+            }),
             ..Default::default()
         },
         Volume {
             name: "tmp".into(),
-            empty_dir: Some(EmptyDirVolumeSource { medium: None, size_limit: Some(quantity("512Mi")) }),
+            empty_dir: Some(EmptyDirVolumeSource {
+                medium: None,
+                size_limit: Some(quantity("512Mi")),
+            }),
             ..Default::default()
         },
     ];
     let mut mounts = vec![
-        VolumeMount { name: "data".into(), mount_path: DATA_DIR.into(), ..Default::default() },
-        VolumeMount { name: "dshm".into(), mount_path: "/dev/shm".into(), ..Default::default() },
-        VolumeMount { name: "tmp".into(), mount_path: "/tmp".into(), ..Default::default() },
+        VolumeMount {
+            name: "data".into(),
+            mount_path: DATA_DIR.into(),
+            ..Default::default()
+        },
+        VolumeMount {
+            name: "dshm".into(),
+            mount_path: "/dev/shm".into(),
+            ..Default::default()
+        },
+        VolumeMount {
+            name: "tmp".into(),
+            mount_path: "/tmp".into(),
+            ..Default::default()
+        },
     ];
     if let Some(cm) = &settings.driver_configmap {
         volumes.push(Volume {
             name: "driver".into(),
-            config_map: Some(ConfigMapVolumeSource { name: cm.clone(), optional: Some(true), ..Default::default() }),
+            config_map: Some(ConfigMapVolumeSource {
+                name: cm.clone(),
+                optional: Some(true),
+                ..Default::default()
+            }),
             ..Default::default()
         });
         mounts.push(VolumeMount {
@@ -317,10 +378,19 @@ pub fn statefulset(session: &WhatsAppSession, settings: &Settings) -> Result<Sta
             failure_threshold: Some(6),
             ..Default::default()
         }),
-        resources: Some(session.spec.resources.clone().unwrap_or_else(|| settings.default_resources.clone())),
+        resources: Some(
+            session
+                .spec
+                .resources
+                .clone()
+                .unwrap_or_else(|| settings.default_resources.clone()),
+        ),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
-            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), add: None }),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                add: None,
+            }),
             read_only_root_filesystem: Some(true),
             run_as_non_root: Some(true),
             ..Default::default()
@@ -338,10 +408,19 @@ pub fn statefulset(session: &WhatsAppSession, settings: &Settings) -> Result<Sta
             // (terminated, not just terminating), and with OrderedReady it never runs pods in
             // parallel; a Deployment, by contrast, surges a new pod while the old one still runs.
             pod_management_policy: Some("OrderedReady".into()),
-            update_strategy: Some(StatefulSetUpdateStrategy { type_: Some("RollingUpdate".into()), rolling_update: None }),
-            selector: LabelSelector { match_labels: Some(selector_labels(session)), match_expressions: None },
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: None,
+            }),
+            selector: LabelSelector {
+                match_labels: Some(selector_labels(session)),
+                match_expressions: None,
+            },
             template: PodTemplateSpec {
-                metadata: Some(ObjectMeta { labels: Some(pod_labels), ..Default::default() }),
+                metadata: Some(ObjectMeta {
+                    labels: Some(pod_labels),
+                    ..Default::default()
+                }),
                 spec: Some(PodSpec {
                     service_account_name: Some(object_name(&name)),
                     // The account has automount off; this pod opts in and gets the projected,
@@ -354,7 +433,10 @@ pub fn statefulset(session: &WhatsAppSession, settings: &Settings) -> Result<Sta
                         run_as_user: Some(SESSION_UID),
                         run_as_group: Some(SESSION_UID),
                         fs_group: Some(SESSION_UID),
-                        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), localhost_profile: None }),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            localhost_profile: None,
+                        }),
                         ..Default::default()
                     }),
                     containers: vec![container],
@@ -375,11 +457,19 @@ mod tests {
 
     fn settings() -> Settings {
         use clap::Parser;
-        Settings::from_config(&Config::try_parse_from(["wa-operator", "--session-image", "img:1"]).expect("cfg"))
+        Settings::from_config(
+            &Config::try_parse_from(["wa-operator", "--session-image", "img:1"]).expect("cfg"),
+        )
     }
 
     fn session(name: &str) -> WhatsAppSession {
-        let mut s = WhatsAppSession::new(name, WhatsAppSessionSpec { tenant: "acme".into(), ..Default::default() });
+        let mut s = WhatsAppSession::new(
+            name,
+            WhatsAppSessionSpec {
+                tenant: "acme".into(),
+                ..Default::default()
+            },
+        );
         s.metadata.namespace = Some("ns1".into());
         s.metadata.uid = Some("uid-1".into());
         s
@@ -423,17 +513,39 @@ mod tests {
         let rules = r.rules.unwrap();
         assert_eq!(rules.len(), 2);
         for rule in &rules {
-            assert_eq!(rule.resource_names.as_deref(), Some(&["s1".to_string()][..]));
-            assert_eq!(rule.api_groups.as_deref(), Some(&["whatsapp.leadmaster.io".to_string()][..]));
-            assert!(!rule.verbs.iter().any(|v| v == "*" || v == "update" || v == "delete"));
+            assert_eq!(
+                rule.resource_names.as_deref(),
+                Some(&["s1".to_string()][..])
+            );
+            assert_eq!(
+                rule.api_groups.as_deref(),
+                Some(&["whatsapp.leadmaster.io".to_string()][..])
+            );
+            assert!(
+                !rule
+                    .verbs
+                    .iter()
+                    .any(|v| v == "*" || v == "update" || v == "delete")
+            );
         }
-        assert_eq!(rules[0].resources.as_deref(), Some(&["whatsappsessions".to_string()][..]));
-        assert_eq!(rules[1].resources.as_deref(), Some(&["whatsappsessions/status".to_string()][..]));
+        assert_eq!(
+            rules[0].resources.as_deref(),
+            Some(&["whatsappsessions".to_string()][..])
+        );
+        assert_eq!(
+            rules[1].resources.as_deref(),
+            Some(&["whatsappsessions/status".to_string()][..])
+        );
         assert_eq!(rules[1].verbs, ["get", "patch"]);
         let rb = role_binding(&session("s1")).unwrap();
         assert_eq!(rb.role_ref.name, "wa-s1");
         assert_eq!(rb.subjects.unwrap()[0].name, "wa-s1");
-        assert_eq!(service_account(&session("s1")).unwrap().automount_service_account_token, Some(false));
+        assert_eq!(
+            service_account(&session("s1"))
+                .unwrap()
+                .automount_service_account_token,
+            Some(false)
+        );
     }
 
     #[test]
@@ -441,17 +553,34 @@ mod tests {
         let s = session("s1");
         let mut st = settings();
         let p = pvc(&s, &st).unwrap().spec.unwrap();
-        assert_eq!(p.resources.unwrap().requests.unwrap()["storage"], quantity("1Gi"));
+        assert_eq!(
+            p.resources.unwrap().requests.unwrap()["storage"],
+            quantity("1Gi")
+        );
         assert_eq!(p.storage_class_name, None);
         st.default_storage_class = Some("fast".into());
-        assert_eq!(pvc(&s, &st).unwrap().spec.unwrap().storage_class_name.as_deref(), Some("fast"));
+        assert_eq!(
+            pvc(&s, &st)
+                .unwrap()
+                .spec
+                .unwrap()
+                .storage_class_name
+                .as_deref(),
+            Some("fast")
+        );
         let mut s2 = session("s1");
-        s2.spec.storage = Some(StorageSpec { size: Some("5Gi".into()), storage_class_name: Some("slow".into()) });
+        s2.spec.storage = Some(StorageSpec {
+            size: Some("5Gi".into()),
+            storage_class_name: Some("slow".into()),
+        });
         let p = pvc(&s2, &st).unwrap();
         assert_eq!(p.metadata.name.as_deref(), Some("wa-s1-data"));
         let p = p.spec.unwrap();
         assert_eq!(p.storage_class_name.as_deref(), Some("slow"));
-        assert_eq!(p.resources.unwrap().requests.unwrap()["storage"], quantity("5Gi"));
+        assert_eq!(
+            p.resources.unwrap().requests.unwrap()["storage"],
+            quantity("5Gi")
+        );
     }
 
     #[test]
@@ -467,7 +596,10 @@ mod tests {
         assert_eq!(pod.service_account_name.as_deref(), Some("wa-s1"));
         assert!(pod.termination_grace_period_seconds.unwrap() >= 30);
         let psc = pod.security_context.unwrap();
-        assert_eq!((psc.run_as_user, psc.run_as_group, psc.fs_group), (Some(1000), Some(1000), Some(1000)));
+        assert_eq!(
+            (psc.run_as_user, psc.run_as_group, psc.fs_group),
+            (Some(1000), Some(1000), Some(1000))
+        );
         assert_eq!(psc.run_as_non_root, Some(true));
         assert_eq!(psc.seccomp_profile.unwrap().type_, "RuntimeDefault");
         let c = &pod.containers[0];
@@ -475,31 +607,79 @@ mod tests {
         let csc = c.security_context.clone().unwrap();
         assert_eq!(csc.allow_privilege_escalation, Some(false));
         assert_eq!(csc.capabilities.unwrap().drop.unwrap(), ["ALL"]);
-        assert_eq!(c.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/readyz"));
-        assert_eq!(c.liveness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/livez"));
+        assert_eq!(
+            c.readiness_probe
+                .as_ref()
+                .unwrap()
+                .http_get
+                .as_ref()
+                .unwrap()
+                .path
+                .as_deref(),
+            Some("/readyz")
+        );
+        assert_eq!(
+            c.liveness_probe
+                .as_ref()
+                .unwrap()
+                .http_get
+                .as_ref()
+                .unwrap()
+                .path
+                .as_deref(),
+            Some("/livez")
+        );
         assert_eq!(c.ports.as_ref().unwrap()[0].container_port, 8080);
         let mounts = c.volume_mounts.as_ref().unwrap();
         let data = mounts.iter().find(|m| m.mount_path == "/data").unwrap();
         let vols = pod.volumes.unwrap();
         let data_vol = vols.iter().find(|v| v.name == data.name).unwrap();
-        assert_eq!(data_vol.persistent_volume_claim.as_ref().unwrap().claim_name, "wa-s1-data");
+        assert_eq!(
+            data_vol
+                .persistent_volume_claim
+                .as_ref()
+                .unwrap()
+                .claim_name,
+            "wa-s1-data"
+        );
         let shm = mounts.iter().find(|m| m.mount_path == "/dev/shm").unwrap();
-        let shm_vol = vols.iter().find(|v| v.name == shm.name).unwrap().empty_dir.clone().unwrap();
+        let shm_vol = vols
+            .iter()
+            .find(|v| v.name == shm.name)
+            .unwrap()
+            .empty_dir
+            .clone()
+            .unwrap();
         assert_eq!(shm_vol.medium.as_deref(), Some("Memory"));
-        let env: BTreeMap<_, _> = c.env.clone().unwrap().into_iter().map(|e| (e.name.clone(), e)).collect();
+        let env: BTreeMap<_, _> = c
+            .env
+            .clone()
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.name.clone(), e))
+            .collect();
         assert_eq!(env["WA_SESSION_NAME"].value.as_deref(), Some("s1"));
-        assert_eq!(env["WA_URL"].value.as_deref(), Some("https://web.whatsapp.com/"));
+        assert_eq!(
+            env["WA_URL"].value.as_deref(),
+            Some("https://web.whatsapp.com/")
+        );
         assert_eq!(env["WA_DATA_DIR"].value.as_deref(), Some("/data"));
         assert!(env["WA_SESSION_NAMESPACE"].value_from.is_some());
         assert!(!env.contains_key("WA_DRIVER_DIR"));
-        assert_eq!(c.resources.as_ref().unwrap().requests.as_ref().unwrap()["memory"], quantity("256Mi"));
+        assert_eq!(
+            c.resources.as_ref().unwrap().requests.as_ref().unwrap()["memory"],
+            quantity("256Mi")
+        );
     }
 
     #[test]
     fn stopped_means_zero_replicas() {
         let mut s = session("s1");
         s.spec.desired_state = DesiredState::Stopped;
-        assert_eq!(statefulset(&s, &settings()).unwrap().spec.unwrap().replicas, Some(0));
+        assert_eq!(
+            statefulset(&s, &settings()).unwrap().spec.unwrap().replicas,
+            Some(0)
+        );
     }
 
     #[test]
@@ -507,14 +687,26 @@ mod tests {
         let mut s = session("s1");
         s.spec.proxy = Some(ProxySpec {
             url: "http://proxy:3128".into(),
-            credentials_secret_ref: Some(SecretRef { name: "creds".into() }),
+            credentials_secret_ref: Some(SecretRef {
+                name: "creds".into(),
+            }),
         });
         let env = session_env(&s, &settings());
         let user = env.iter().find(|e| e.name == "WA_PROXY_USERNAME").unwrap();
         assert!(user.value.is_none());
-        let sel = user.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
+        let sel = user
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap();
         assert_eq!((sel.name.as_str(), sel.key.as_str()), ("creds", "username"));
-        assert!(env.iter().any(|e| e.name == "WA_PROXY_URL" && e.value.as_deref() == Some("http://proxy:3128")));
+        assert!(
+            env.iter().any(
+                |e| e.name == "WA_PROXY_URL" && e.value.as_deref() == Some("http://proxy:3128")
+            )
+        );
     }
 
     #[test]
@@ -523,9 +715,17 @@ mod tests {
         st.driver_configmap = Some("drv".into());
         let sts = statefulset(&session("s1"), &st).unwrap();
         let pod = sts.spec.unwrap().template.spec.unwrap();
-        assert!(pod.volumes.unwrap().iter().any(|v| v.config_map.as_ref().is_some_and(|c| c.name == "drv")));
+        assert!(
+            pod.volumes
+                .unwrap()
+                .iter()
+                .any(|v| v.config_map.as_ref().is_some_and(|c| c.name == "drv"))
+        );
         let env = pod.containers[0].env.clone().unwrap();
-        assert!(env.iter().any(|e| e.name == "WA_DRIVER_DIR" && e.value.as_deref() == Some(DRIVER_DIR)));
+        assert!(
+            env.iter()
+                .any(|e| e.name == "WA_DRIVER_DIR" && e.value.as_deref() == Some(DRIVER_DIR))
+        );
     }
 
     #[test]

@@ -5,7 +5,8 @@ use std::time::Duration;
 use clap::Parser;
 
 /// The session agent image matching this operator release.
-pub const DEFAULT_SESSION_IMAGE: &str = concat!("ghcr.io/leadmaster/wa-session:", env!("CARGO_PKG_VERSION"));
+pub const DEFAULT_SESSION_IMAGE: &str =
+    concat!("ghcr.io/leadmaster/wa-session:", env!("CARGO_PKG_VERSION"));
 
 /// wa-operator: runs one WhatsApp Web session pod per WhatsAppSession resource.
 ///
@@ -109,13 +110,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         Some(i) => text.split_at(i),
         None => (text, "s"),
     };
-    let value: u64 = number.parse().map_err(|_| format!("not a duration: {text:?} (use e.g. 60s, 2m, 500ms)"))?;
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("not a duration: {text:?} (use e.g. 60s, 2m, 500ms)"))?;
     match unit {
         "ms" => Ok(Duration::from_millis(value)),
         "s" => Ok(Duration::from_secs(value)),
         "m" => Ok(Duration::from_secs(value * 60)),
         "h" => Ok(Duration::from_secs(value * 3600)),
-        _ => Err(format!("unknown duration unit in {text:?} (use ms, s, m or h)")),
+        _ => Err(format!(
+            "unknown duration unit in {text:?} (use ms, s, m or h)"
+        )),
     }
 }
 
@@ -136,10 +141,15 @@ mod tests {
     fn defaults_follow_design() {
         let cfg = Config::try_parse_from(["wa-operator"]).expect("defaults parse");
         assert_eq!(cfg.whatsapp_url, "https://web.whatsapp.com/");
-        assert!(cfg.session_image.starts_with("ghcr.io/leadmaster/wa-session:"));
+        assert!(
+            cfg.session_image
+                .starts_with("ghcr.io/leadmaster/wa-session:")
+        );
         assert_eq!(cfg.watch_namespace(), None);
         assert!(cfg.leader_election);
-        let cfg = Config::try_parse_from(["wa-operator", "--leader-election=false", "--namespace", "x"]).expect("parse");
+        let cfg =
+            Config::try_parse_from(["wa-operator", "--leader-election=false", "--namespace", "x"])
+                .expect("parse");
         assert!(!cfg.leader_election);
         assert_eq!(cfg.watch_namespace(), Some("x"));
     }

@@ -35,7 +35,9 @@ pub fn kube_gone(e: &kube::Error) -> bool {
         kube::Error::Api(s) => {
             s.is_not_found()
                 || (s.is_forbidden()
-                    && s.details.as_ref().is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating")))
+                    && s.details.as_ref().is_some_and(|d| {
+                        d.causes.iter().any(|c| c.reason == "NamespaceTerminating")
+                    }))
         }
         _ => false,
     }

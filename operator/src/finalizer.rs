@@ -47,13 +47,23 @@ pub enum Gate {
 
 /// Pure decision for a deleting session under `Logout`.
 pub fn logout_decision(session: &WhatsAppSession, now_secs: i64, timeout: Duration) -> Gate {
-    if session.spec.deletion_policy != DeletionPolicy::Logout || session.spec.desired_state == DesiredState::Stopped {
+    if session.spec.deletion_policy != DeletionPolicy::Logout
+        || session.spec.desired_state == DesiredState::Stopped
+    {
         // Nothing runs that could log out a Stopped session; its data is deleted directly.
         return Gate::Proceed;
     }
     let requested = session.spec.logout_requested_at.as_ref();
-    let handled = session.status.as_ref().and_then(|s| s.handled.as_ref()).and_then(|h| h.logout_requested_at.as_ref());
-    let deleting_since = session.metadata.deletion_timestamp.as_ref().map(|t| t.0.as_second());
+    let handled = session
+        .status
+        .as_ref()
+        .and_then(|s| s.handled.as_ref())
+        .and_then(|h| h.logout_requested_at.as_ref());
+    let deleting_since = session
+        .metadata
+        .deletion_timestamp
+        .as_ref()
+        .map(|t| t.0.as_second());
     match requested {
         Some(req) if Some(req) == handled => Gate::Proceed,
         Some(req) if deleting_since.is_none_or(|d| req.0.as_second() >= d) => {
@@ -71,7 +81,9 @@ pub fn logout_decision(session: &WhatsAppSession, now_secs: i64, timeout: Durati
 /// Runs before the finalizer cleanup. `Some(action)` = keep the finalizer and come back later.
 pub async fn logout_gate(session: &WhatsAppSession, ctx: &Context) -> Result<Option<Action>> {
     let oref = session.object_ref(&());
-    let ns = session.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let ns = session
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
     let now = now();
     match logout_decision(session, now.0.as_second(), ctx.logout_timeout) {
         Gate::Proceed => Ok(None),
@@ -82,9 +94,19 @@ pub async fn logout_gate(session: &WhatsAppSession, ctx: &Context) -> Result<Opt
                 "kind": WhatsAppSession::kind(&()),
                 "spec": { "logoutRequestedAt": now },
             });
-            api.patch(&session.name_any(), &PatchParams::apply(FINALIZER_MANAGER).force(), &Patch::Apply(&patch)).await?;
+            api.patch(
+                &session.name_any(),
+                &PatchParams::apply(FINALIZER_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await?;
             ctx.events
-                .normal(&oref, "LogoutRequested", "Delete", "asked the session agent to log out before deleting its data".into())
+                .normal(
+                    &oref,
+                    "LogoutRequested",
+                    "Delete",
+                    "asked the session agent to log out before deleting its data".into(),
+                )
                 .await;
             Ok(Some(Action::requeue(LOGOUT_POLL)))
         }
@@ -108,7 +130,9 @@ pub async fn logout_gate(session: &WhatsAppSession, ctx: &Context) -> Result<Opt
 
 /// The cleanup itself; when it returns Ok the finalizer is removed.
 pub async fn cleanup(session: &WhatsAppSession, ctx: &Context) -> Result<Action> {
-    let ns = session.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let ns = session
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
     let name = pvc_name(&session.name_any());
     let oref = session.object_ref(&());
@@ -116,8 +140,12 @@ pub async fn cleanup(session: &WhatsAppSession, ctx: &Context) -> Result<Action>
         DeletionPolicy::Retain => {
             if let Some(pvc) = pvcs.get_opt(&name).await? {
                 let uid = session.uid();
-                let owners: Vec<_> =
-                    pvc.owner_references().iter().filter(|o| Some(&o.uid) != uid.as_ref()).cloned().collect();
+                let owners: Vec<_> = pvc
+                    .owner_references()
+                    .iter()
+                    .filter(|o| Some(&o.uid) != uid.as_ref())
+                    .cloned()
+                    .collect();
                 if owners.len() != pvc.owner_references().len() {
                     // resourceVersion makes this a compare-and-swap: a concurrent change makes it
                     // fail (and retry) instead of dropping someone else's edit.
@@ -125,7 +153,10 @@ pub async fn cleanup(session: &WhatsAppSession, ctx: &Context) -> Result<Action>
                         "resourceVersion": pvc.resource_version(),
                         "ownerReferences": if owners.is_empty() { serde_json::Value::Null } else { serde_json::to_value(&owners)? },
                     }});
-                    match pvcs.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                    match pvcs
+                        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                    {
                         Ok(_) => {}
                         // deleted meanwhile (its namespace is going): nothing left to retain
                         Err(kube::Error::Api(e)) if e.is_not_found() => {}
@@ -133,7 +164,14 @@ pub async fn cleanup(session: &WhatsAppSession, ctx: &Context) -> Result<Action>
                     }
                 }
             }
-            ctx.events.normal(&oref, "DataRetained", "Delete", format!("kept PersistentVolumeClaim {name}")).await;
+            ctx.events
+                .normal(
+                    &oref,
+                    "DataRetained",
+                    "Delete",
+                    format!("kept PersistentVolumeClaim {name}"),
+                )
+                .await;
         }
         DeletionPolicy::Delete | DeletionPolicy::Logout => {
             match pvcs.delete(&name, &DeleteParams::background()).await {
@@ -141,7 +179,14 @@ pub async fn cleanup(session: &WhatsAppSession, ctx: &Context) -> Result<Action>
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
                 Err(e) => return Err(e.into()),
             }
-            ctx.events.normal(&oref, "DataDeleted", "Delete", format!("deleted PersistentVolumeClaim {name}")).await;
+            ctx.events
+                .normal(
+                    &oref,
+                    "DataDeleted",
+                    "Delete",
+                    format!("deleted PersistentVolumeClaim {name}"),
+                )
+                .await;
         }
     }
     Ok(Action::await_change())
@@ -158,7 +203,13 @@ mod tests {
         Time(Timestamp::from_second(s).unwrap())
     }
     fn deleting(at: i64) -> WhatsAppSession {
-        let mut s = WhatsAppSession::new("s", WhatsAppSessionSpec { tenant: "t".into(), ..Default::default() });
+        let mut s = WhatsAppSession::new(
+            "s",
+            WhatsAppSessionSpec {
+                tenant: "t".into(),
+                ..Default::default()
+            },
+        );
         s.metadata.deletion_timestamp = Some(t(at));
         s
     }
@@ -171,7 +222,10 @@ mod tests {
         s.spec.logout_requested_at = Some(t(101));
         assert_eq!(logout_decision(&s, 110, TIMEOUT), Gate::Wait);
         s.status = Some(WhatsAppSessionStatus {
-            handled: Some(Handled { logout_requested_at: Some(t(101)), qr_requested_at: None }),
+            handled: Some(Handled {
+                logout_requested_at: Some(t(101)),
+                qr_requested_at: None,
+            }),
             ..Default::default()
         });
         assert_eq!(logout_decision(&s, 111, TIMEOUT), Gate::Proceed);

@@ -53,7 +53,8 @@ impl Observed {
             self.resource_version = lease.metadata.resource_version.clone();
             self.since = Some(now);
         }
-        self.since.map_or(Duration::ZERO, |s| now.saturating_duration_since(s))
+        self.since
+            .map_or(Duration::ZERO, |s| now.saturating_duration_since(s))
     }
 }
 
@@ -65,12 +66,22 @@ pub enum Decision {
     /// Nobody holds it, or the holder let it expire: take it.
     Take,
     /// Someone else holds it; it expires in this long at the earliest.
-    Wait { holder: String, expires_in: Duration },
+    Wait {
+        holder: String,
+        expires_in: Duration,
+    },
 }
 
 /// `spec` of an existing Lease, as `me`, that has stayed unchanged for `unchanged_for`.
-pub fn decide(spec: Option<&LeaseSpec>, me: &str, unchanged_for: Duration, default_duration: Duration) -> Decision {
-    let holder = spec.and_then(|s| s.holder_identity.clone()).filter(|h| !h.is_empty());
+pub fn decide(
+    spec: Option<&LeaseSpec>,
+    me: &str,
+    unchanged_for: Duration,
+    default_duration: Duration,
+) -> Decision {
+    let holder = spec
+        .and_then(|s| s.holder_identity.clone())
+        .filter(|h| !h.is_empty());
     match holder {
         None => Decision::Take,
         Some(h) if h == me => Decision::Renew,
@@ -82,7 +93,10 @@ pub fn decide(spec: Option<&LeaseSpec>, me: &str, unchanged_for: Duration, defau
             if unchanged_for >= duration {
                 Decision::Take
             } else {
-                Decision::Wait { holder, expires_in: duration - unchanged_for }
+                Decision::Wait {
+                    holder,
+                    expires_in: duration - unchanged_for,
+                }
             }
         }
     }
@@ -92,7 +106,10 @@ pub fn decide(spec: Option<&LeaseSpec>, me: &str, unchanged_for: Duration, defau
 enum Attempt {
     Held,
     /// Held by `holder` (None: a write lost a race); try again in at most `retry_in`.
-    NotHeld { holder: Option<String>, retry_in: Duration },
+    NotHeld {
+        holder: Option<String>,
+        retry_in: Duration,
+    },
 }
 
 fn conflict(e: &kube::Error) -> bool {
@@ -104,14 +121,30 @@ fn conflict(e: &kube::Error) -> bool {
 fn written(result: kube::Result<Lease>) -> Result<Attempt> {
     match result {
         Ok(_) => Ok(Attempt::Held),
-        Err(e) if conflict(&e) => Ok(Attempt::NotHeld { holder: None, retry_in: Duration::ZERO }),
+        Err(e) if conflict(&e) => Ok(Attempt::NotHeld {
+            holder: None,
+            retry_in: Duration::ZERO,
+        }),
         Err(e) => Err(e.into()),
     }
 }
 
 impl LeaseLock {
-    pub fn new(client: Client, namespace: &str, name: &str, identity: &str, duration: Duration, owner: Option<OwnerReference>) -> Self {
-        LeaseLock { api: Api::namespaced(client, namespace), name: name.into(), identity: identity.into(), duration, owner }
+    pub fn new(
+        client: Client,
+        namespace: &str,
+        name: &str,
+        identity: &str,
+        duration: Duration,
+        owner: Option<OwnerReference>,
+    ) -> Self {
+        LeaseLock {
+            api: Api::namespaced(client, namespace),
+            name: name.into(),
+            identity: identity.into(),
+            duration,
+            owner,
+        }
     }
 
     /// The Lease's owners while we hold it: our Pod only (a previous holder's Pod must not take
@@ -128,11 +161,16 @@ impl LeaseLock {
     fn held_spec(&self, previous: Option<&LeaseSpec>) -> LeaseSpec {
         let now = MicroTime(Timestamp::now());
         let transitions = previous.and_then(|s| s.lease_transitions).unwrap_or(0);
-        let ours = previous.and_then(|s| s.holder_identity.as_deref()) == Some(self.identity.as_str());
+        let ours =
+            previous.and_then(|s| s.holder_identity.as_deref()) == Some(self.identity.as_str());
         LeaseSpec {
             holder_identity: Some(self.identity.clone()),
             lease_duration_seconds: i32::try_from(self.duration.as_secs()).ok(),
-            acquire_time: if ours { previous.and_then(|s| s.acquire_time.clone()) } else { Some(now.clone()) },
+            acquire_time: if ours {
+                previous.and_then(|s| s.acquire_time.clone())
+            } else {
+                Some(now.clone())
+            },
             renew_time: Some(now),
             lease_transitions: Some(if ours { transitions } else { transitions + 1 }),
             ..previous.cloned().unwrap_or_default()
@@ -144,19 +182,38 @@ impl LeaseLock {
         let retry = self.retry_period();
         let Some(mut lease) = self.api.get_opt(&self.name).await? else {
             let lease = Lease {
-                metadata: ObjectMeta { name: Some(self.name.clone()), owner_references: self.owners(), ..Default::default() },
-                spec: Some(LeaseSpec { lease_transitions: Some(0), ..self.held_spec(None) }),
+                metadata: ObjectMeta {
+                    name: Some(self.name.clone()),
+                    owner_references: self.owners(),
+                    ..Default::default()
+                },
+                spec: Some(LeaseSpec {
+                    lease_transitions: Some(0),
+                    ..self.held_spec(None)
+                }),
             };
             return written(self.api.create(&PostParams::default(), &lease).await);
         };
         let unchanged_for = observed.unchanged_for(&lease, Instant::now());
-        match decide(lease.spec.as_ref(), &self.identity, unchanged_for, self.duration) {
-            Decision::Wait { holder, expires_in } => Ok(Attempt::NotHeld { holder: Some(holder), retry_in: expires_in.min(retry) }),
+        match decide(
+            lease.spec.as_ref(),
+            &self.identity,
+            unchanged_for,
+            self.duration,
+        ) {
+            Decision::Wait { holder, expires_in } => Ok(Attempt::NotHeld {
+                holder: Some(holder),
+                retry_in: expires_in.min(retry),
+            }),
             Decision::Renew | Decision::Take => {
                 // replace carries the resourceVersion read above: a concurrent writer makes it fail.
                 lease.spec = Some(self.held_spec(lease.spec.as_ref()));
                 lease.metadata.owner_references = self.owners();
-                written(self.api.replace(&self.name, &PostParams::default(), &lease).await)
+                written(
+                    self.api
+                        .replace(&self.name, &PostParams::default(), &lease)
+                        .await,
+                )
             }
         }
     }
@@ -169,8 +226,15 @@ impl LeaseLock {
 
     /// Gives the Lease up if we hold it, then deletes it unless someone took it meanwhile.
     async fn release(&self) -> Result<Released> {
-        let Some(mut lease) = self.api.get_opt(&self.name).await? else { return Ok(Released::Gone) };
-        if lease.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) != Some(self.identity.as_str()) {
+        let Some(mut lease) = self.api.get_opt(&self.name).await? else {
+            return Ok(Released::Gone);
+        };
+        if lease
+            .spec
+            .as_ref()
+            .and_then(|s| s.holder_identity.as_deref())
+            != Some(self.identity.as_str())
+        {
             return Ok(Released::NotOurs);
         }
         // As client-go's ReleaseOnCancel: no holder, 1 s duration, renewed now.
@@ -181,13 +245,20 @@ impl LeaseLock {
             acquire_time: None,
             ..lease.spec.unwrap_or_default()
         });
-        let released = match self.api.replace(&self.name, &PostParams::default(), &lease).await {
+        let released = match self
+            .api
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+        {
             Ok(l) => l,
             Err(e) if conflict(&e) => return Ok(Released::NotOurs),
             Err(e) => return Err(e.into()),
         };
         let dp = DeleteParams {
-            preconditions: Some(Preconditions { resource_version: released.resource_version(), uid: released.uid() }),
+            preconditions: Some(Preconditions {
+                resource_version: released.resource_version(),
+                uid: released.uid(),
+            }),
             ..DeleteParams::default()
         };
         match self.api.delete(&self.name, &dp).await {
@@ -227,7 +298,14 @@ pub async fn acquire(
     duration_secs: u64,
     owner: Option<OwnerReference>,
 ) -> Result<Leadership> {
-    let lock = LeaseLock::new(client, namespace, name, identity, Duration::from_secs(duration_secs.max(1)), owner);
+    let lock = LeaseLock::new(
+        client,
+        namespace,
+        name,
+        identity,
+        Duration::from_secs(duration_secs.max(1)),
+        owner,
+    );
     tracing::info!(lease = name, namespace, identity, "waiting for leadership");
     let mut changes = lock.changes();
     let mut observed = Observed::default();
@@ -258,7 +336,11 @@ pub async fn acquire(
     tracing::info!(lease = name, namespace, identity, "acquired leadership");
     let (tx, rx) = watch::channel(true);
     let renew = tokio::spawn(keep(lock.clone(), observed, tx));
-    Ok(Leadership { changes: rx, lock, renew })
+    Ok(Leadership {
+        changes: rx,
+        lock,
+        renew,
+    })
 }
 
 /// Renews every retry period; reports loss when another replica holds the Lease or no renewal
@@ -273,15 +355,23 @@ async fn keep(lock: LeaseLock, mut observed: Observed, held: watch::Sender<bool>
                 last_renewed = Instant::now();
                 continue;
             }
-            Ok(Attempt::NotHeld { holder: Some(holder), .. }) => {
+            Ok(Attempt::NotHeld {
+                holder: Some(holder),
+                ..
+            }) => {
                 tracing::error!(%holder, "the Lease was taken by another replica");
                 break;
             }
-            Ok(Attempt::NotHeld { holder: None, .. }) => tracing::warn!("renewing the Lease lost a race; retrying"),
+            Ok(Attempt::NotHeld { holder: None, .. }) => {
+                tracing::warn!("renewing the Lease lost a race; retrying")
+            }
             Err(e) => tracing::warn!(error = %e, "renewing the Lease failed"),
         }
         if last_renewed.elapsed() >= renew_deadline {
-            tracing::error!(deadline_secs = renew_deadline.as_secs_f64(), "could not renew the Lease in time");
+            tracing::error!(
+                deadline_secs = renew_deadline.as_secs_f64(),
+                "could not renew the Lease in time"
+            );
             break;
         }
     }
@@ -308,11 +398,17 @@ impl Leadership {
         let _ = self.renew.await;
         match tokio::time::timeout(Duration::from_secs(5), self.lock.release()).await {
             Ok(Ok(Released::Deleted)) => tracing::info!("released and deleted the Lease"),
-            Ok(Ok(Released::TakenOver)) => tracing::info!("released the Lease; another replica took it over"),
-            Ok(Ok(Released::KeptForbidden)) => {
-                tracing::info!("released the Lease; not allowed to delete it (RBAC lacks delete on leases)")
+            Ok(Ok(Released::TakenOver)) => {
+                tracing::info!("released the Lease; another replica took it over")
             }
-            Ok(Ok(Released::NotOurs)) => tracing::info!("the Lease was no longer ours; nothing to release"),
+            Ok(Ok(Released::KeptForbidden)) => {
+                tracing::info!(
+                    "released the Lease; not allowed to delete it (RBAC lacks delete on leases)"
+                )
+            }
+            Ok(Ok(Released::NotOurs)) => {
+                tracing::info!("the Lease was no longer ours; nothing to release")
+            }
             Ok(Ok(Released::Gone)) => tracing::info!("the Lease was already gone"),
             Ok(Err(e)) => tracing::warn!(error = %e, "could not release the Lease"),
             Err(_) => tracing::warn!("timed out releasing the Lease"),
@@ -327,15 +423,28 @@ mod tests {
     const D: Duration = Duration::from_secs(15);
 
     fn held_by(h: &str, secs: i32) -> LeaseSpec {
-        LeaseSpec { holder_identity: Some(h.into()), lease_duration_seconds: Some(secs), ..Default::default() }
+        LeaseSpec {
+            holder_identity: Some(h.into()),
+            lease_duration_seconds: Some(secs),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn free_lease_is_taken_and_own_lease_renewed() {
         assert_eq!(decide(None, "me", Duration::ZERO, D), Decision::Take);
-        let empty = LeaseSpec { holder_identity: Some(String::new()), ..Default::default() };
-        assert_eq!(decide(Some(&empty), "me", Duration::ZERO, D), Decision::Take);
-        assert_eq!(decide(Some(&held_by("me", 15)), "me", Duration::ZERO, D), Decision::Renew);
+        let empty = LeaseSpec {
+            holder_identity: Some(String::new()),
+            ..Default::default()
+        };
+        assert_eq!(
+            decide(Some(&empty), "me", Duration::ZERO, D),
+            Decision::Take
+        );
+        assert_eq!(
+            decide(Some(&held_by("me", 15)), "me", Duration::ZERO, D),
+            Decision::Renew
+        );
     }
 
     #[test]
@@ -343,22 +452,46 @@ mod tests {
         let other = held_by("other", 6);
         assert_eq!(
             decide(Some(&other), "me", Duration::from_secs(2), D),
-            Decision::Wait { holder: "other".into(), expires_in: Duration::from_secs(4) }
+            Decision::Wait {
+                holder: "other".into(),
+                expires_in: Duration::from_secs(4)
+            }
         );
-        assert_eq!(decide(Some(&other), "me", Duration::from_secs(6), D), Decision::Take);
+        assert_eq!(
+            decide(Some(&other), "me", Duration::from_secs(6), D),
+            Decision::Take
+        );
         // no duration on the Lease: ours applies
-        let bare = LeaseSpec { holder_identity: Some("other".into()), ..Default::default() };
-        assert!(matches!(decide(Some(&bare), "me", Duration::from_secs(14), D), Decision::Wait { .. }));
+        let bare = LeaseSpec {
+            holder_identity: Some("other".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            decide(Some(&bare), "me", Duration::from_secs(14), D),
+            Decision::Wait { .. }
+        ));
     }
 
     #[test]
     fn observation_restarts_when_the_lease_changes() {
         let mut o = Observed::default();
         let t0 = Instant::now();
-        let mut l = Lease { metadata: ObjectMeta { resource_version: Some("1".into()), ..Default::default() }, spec: None };
+        let mut l = Lease {
+            metadata: ObjectMeta {
+                resource_version: Some("1".into()),
+                ..Default::default()
+            },
+            spec: None,
+        };
         assert_eq!(o.unchanged_for(&l, t0), Duration::ZERO);
-        assert_eq!(o.unchanged_for(&l, t0 + Duration::from_secs(3)), Duration::from_secs(3));
+        assert_eq!(
+            o.unchanged_for(&l, t0 + Duration::from_secs(3)),
+            Duration::from_secs(3)
+        );
         l.metadata.resource_version = Some("2".into());
-        assert_eq!(o.unchanged_for(&l, t0 + Duration::from_secs(4)), Duration::ZERO);
+        assert_eq!(
+            o.unchanged_for(&l, t0 + Duration::from_secs(4)),
+            Duration::ZERO
+        );
     }
 }

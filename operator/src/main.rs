@@ -17,7 +17,11 @@ fn identity(cfg: &Config) -> String {
     cfg.identity
         .clone()
         .filter(|s| !s.is_empty())
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_string()))
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| format!("wa-operator-{}", std::process::id()))
 }
@@ -41,11 +45,15 @@ async fn main() -> anyhow::Result<()> {
         .json()
         .flatten_event(true)
         .with_current_span(false)
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn")),
+        )
         .init();
 
     let metrics = Arc::new(Metrics::default());
-    let kube_config = kube::Config::infer().await.context("loading Kubernetes configuration")?;
+    let kube_config = kube::Config::infer()
+        .await
+        .context("loading Kubernetes configuration")?;
     let default_ns = kube_config.default_namespace.clone();
     let client = ClientBuilder::try_from(kube_config)
         .context("building the Kubernetes client")?
@@ -62,7 +70,11 @@ async fn main() -> anyhow::Result<()> {
             .lease_namespace
             .clone()
             .filter(|s| !s.is_empty())
-            .or_else(|| std::env::var("POD_NAMESPACE").ok().filter(|s| !s.is_empty()))
+            .or_else(|| {
+                std::env::var("POD_NAMESPACE")
+                    .ok()
+                    .filter(|s| !s.is_empty())
+            })
             .unwrap_or(default_ns);
         // Our Pod owns the Lease while we hold it (garbage-collected with the Pod).
         let owner = match (cfg.identity.as_deref(), cfg.pod_uid.as_deref()) {

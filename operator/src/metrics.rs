@@ -56,13 +56,46 @@ impl Default for Metrics {
         let sessions = Family::<StatusLabels, Gauge>::default();
         let kube_requests = Counter::default();
         let leader = Gauge::default();
-        registry.register("reconciles", "Reconciliations of WhatsAppSessions by result", reconciles.clone());
-        registry.register("reconcile_errors", "Failed reconciliations by error kind", errors.clone());
-        registry.register("reconcile_duration_seconds", "Duration of one reconciliation", duration.clone());
-        registry.register("sessions", "WhatsAppSessions by status.status (unknown = not reported yet)", sessions.clone());
-        registry.register("kube_requests", "Requests sent to the Kubernetes API", kube_requests.clone());
-        registry.register("leader", "1 while this replica holds the leader Lease", leader.clone());
-        Metrics { registry, reconciles, errors, duration, sessions, kube_requests, leader, store: OnceLock::new() }
+        registry.register(
+            "reconciles",
+            "Reconciliations of WhatsAppSessions by result",
+            reconciles.clone(),
+        );
+        registry.register(
+            "reconcile_errors",
+            "Failed reconciliations by error kind",
+            errors.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Duration of one reconciliation",
+            duration.clone(),
+        );
+        registry.register(
+            "sessions",
+            "WhatsAppSessions by status.status (unknown = not reported yet)",
+            sessions.clone(),
+        );
+        registry.register(
+            "kube_requests",
+            "Requests sent to the Kubernetes API",
+            kube_requests.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader Lease",
+            leader.clone(),
+        );
+        Metrics {
+            registry,
+            reconciles,
+            errors,
+            duration,
+            sessions,
+            kube_requests,
+            leader,
+            store: OnceLock::new(),
+        }
     }
 }
 
@@ -74,18 +107,26 @@ impl Metrics {
     pub fn observe_reconcile(&self, took: Duration, error: Option<&'static str>) {
         self.duration.observe(took.as_secs_f64());
         let result = if error.is_some() { "error" } else { "ok" };
-        self.reconciles.get_or_create(&ResultLabels { result }).inc();
+        self.reconciles
+            .get_or_create(&ResultLabels { result })
+            .inc();
         if let Some(kind) = error {
             self.errors.get_or_create(&ErrorLabels { kind }).inc();
         }
     }
 
     fn refresh_sessions(&self) {
-        let Some(store) = self.store.get() else { return };
+        let Some(store) = self.store.get() else {
+            return;
+        };
         let mut counts: BTreeMap<String, i64> = BTreeMap::new();
         for obj in store.state() {
             let status = match &obj.0 {
-                Ok(s) => s.status.as_ref().and_then(|st| st.status).map_or("unknown", |st| st.as_str()),
+                Ok(s) => s
+                    .status
+                    .as_ref()
+                    .and_then(|st| st.status)
+                    .map_or("unknown", |st| st.as_str()),
                 Err(_) => "invalid",
             };
             *counts.entry(status.to_string()).or_default() += 1;
@@ -106,7 +147,14 @@ impl Metrics {
 
 async fn metrics_handler(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
     match m.render() {
-        Ok(body) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
+        Ok(body) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            body,
+        )
             .into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
@@ -132,7 +180,10 @@ pub struct CountRequestsLayer(pub Counter);
 impl<S> tower::Layer<S> for CountRequestsLayer {
     type Service = CountRequests<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        CountRequests { inner, counter: self.0.clone() }
+        CountRequests {
+            inner,
+            counter: self.0.clone(),
+        }
     }
 }
 
@@ -165,8 +216,17 @@ mod tests {
         m.observe_reconcile(Duration::from_millis(3), None);
         m.observe_reconcile(Duration::from_millis(3), Some("kube"));
         let text = m.render().unwrap();
-        assert!(text.contains("wa_operator_reconciles_total{result=\"ok\"} 1"), "{text}");
-        assert!(text.contains("wa_operator_reconcile_errors_total{kind=\"kube\"} 1"), "{text}");
-        assert!(text.contains("wa_operator_reconcile_duration_seconds_count 2"), "{text}");
+        assert!(
+            text.contains("wa_operator_reconciles_total{result=\"ok\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("wa_operator_reconcile_errors_total{kind=\"kube\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("wa_operator_reconcile_duration_seconds_count 2"),
+            "{text}"
+        );
     }
 }

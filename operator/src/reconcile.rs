@@ -13,8 +13,8 @@ use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::utils::Predicate;
 use kube::runtime::reflector::ObjectRef;
+use kube::runtime::utils::Predicate;
 use kube::runtime::{WatchStreamExt, finalizer, predicates, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -43,12 +43,28 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(client: Client, settings: Settings, logout_timeout: Duration, metrics: Arc<Metrics>, events: Events) -> Self {
-        Context { client, settings, logout_timeout, metrics, events, failures: Mutex::new(HashMap::new()) }
+    pub fn new(
+        client: Client,
+        settings: Settings,
+        logout_timeout: Duration,
+        metrics: Arc<Metrics>,
+        events: Events,
+    ) -> Self {
+        Context {
+            client,
+            settings,
+            logout_timeout,
+            metrics,
+            events,
+            failures: Mutex::new(HashMap::new()),
+        }
     }
 
     fn key<K: Resource>(obj: &K) -> (String, String) {
-        (obj.meta().namespace.clone().unwrap_or_default(), obj.meta().name.clone().unwrap_or_default())
+        (
+            obj.meta().namespace.clone().unwrap_or_default(),
+            obj.meta().name.clone().unwrap_or_default(),
+        )
     }
 
     fn reset_failures<K: Resource>(&self, obj: &K) {
@@ -72,16 +88,26 @@ impl Context {
 }
 
 pub fn backoff_delay(failures: u32) -> Duration {
-    let secs = 1u64.checked_shl(failures.saturating_sub(1).min(16)).unwrap_or(u64::MAX);
+    let secs = 1u64
+        .checked_shl(failures.saturating_sub(1).min(16))
+        .unwrap_or(u64::MAX);
     Duration::from_secs(secs).min(MAX_BACKOFF)
 }
 
 type Guarded = DeserializeGuard<WhatsAppSession>;
 
 /// Runs the controller until shutdown is signalled.
-pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16, shutdown: impl Future<Output = ()> + Send + Sync + 'static) {
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<&str>,
+    concurrency: u16,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
     let client = ctx.client.clone();
-    fn api<K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>>(c: &Client, ns: Option<&str>) -> Api<K> {
+    fn api<K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>>(
+        c: &Client,
+        ns: Option<&str>,
+    ) -> Api<K> {
         match ns {
             Some(ns) => Api::namespaced(c.clone(), ns),
             None => Api::all(c.clone()),
@@ -99,7 +125,10 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16, s
         .default_backoff()
         .reflect(writer)
         .applied_objects()
-        .predicate_filter(predicates::generation::<Guarded>.combine(predicates::finalizers::<Guarded>), Default::default());
+        .predicate_filter(
+            predicates::generation::<Guarded>.combine(predicates::finalizers::<Guarded>),
+            Default::default(),
+        );
     ctx.metrics.set_store(reader.clone());
     let child_cfg = watcher::Config::default().labels(&format!(
         "{}={}",
@@ -109,7 +138,10 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16, s
     Controller::for_stream(trigger, reader)
         .with_config(ControllerConfig::default().concurrency(concurrency))
         .owns(api::<StatefulSet>(&client, namespace), child_cfg.clone())
-        .owns(api::<PersistentVolumeClaim>(&client, namespace), child_cfg.clone())
+        .owns(
+            api::<PersistentVolumeClaim>(&client, namespace),
+            child_cfg.clone(),
+        )
         .owns(api::<ServiceAccount>(&client, namespace), child_cfg.clone())
         .owns(api::<Role>(&client, namespace), child_cfg.clone())
         .owns(api::<RoleBinding>(&client, namespace), child_cfg.clone())
@@ -118,7 +150,9 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16, s
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             match result {
-                Ok((obj, _)) => tracing::debug!(session = %obj.name, namespace = ?obj.namespace, "reconciled"),
+                Ok((obj, _)) => {
+                    tracing::debug!(session = %obj.name, namespace = ?obj.namespace, "reconciled")
+                }
                 Err(error) => tracing::debug!(%error, "reconcile failed"),
             }
         })
@@ -128,7 +162,12 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>, concurrency: u16, s
 /// The session a pod belongs to (its StatefulSet owns it, the session owns the StatefulSet):
 /// named by the pod's instance label, in the pod's namespace.
 fn session_of_pod(pod: Pod) -> Option<ObjectRef<Guarded>> {
-    let name = pod.metadata.labels.as_ref()?.get(crds::labels::INSTANCE)?.clone();
+    let name = pod
+        .metadata
+        .labels
+        .as_ref()?
+        .get(crds::labels::INSTANCE)?
+        .clone();
     Some(ObjectRef::new(&name).within(pod.metadata.namespace.as_deref()?))
 }
 
@@ -145,7 +184,10 @@ pub async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action> {
         }
         other => other,
     };
-    ctx.metrics.observe_reconcile(started.elapsed(), result.as_ref().err().map(Error::metric_label));
+    ctx.metrics.observe_reconcile(
+        started.elapsed(),
+        result.as_ref().err().map(Error::metric_label),
+    );
     if result.is_ok() {
         ctx.reset_failures(&*obj);
     }
@@ -161,12 +203,19 @@ async fn reconcile_inner(obj: &Guarded, ctx: &Context) -> Result<Action> {
             tracing::warn!(session = ?invalid.metadata.name, namespace = ?invalid.metadata.namespace,
                 error = %invalid.error, "skipping malformed WhatsAppSession");
             ctx.events
-                .warning(&obj.object_ref(&()), "InvalidObject", "Reconcile", format!("cannot read this object: {}", invalid.error))
+                .warning(
+                    &obj.object_ref(&()),
+                    "InvalidObject",
+                    "Reconcile",
+                    format!("cannot read this object: {}", invalid.error),
+                )
                 .await;
             return Ok(Action::await_change());
         }
     };
-    let ns = session.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let ns = session
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
     let api: Api<WhatsAppSession> = Api::namespaced(ctx.client.clone(), &ns);
     if session.meta().deletion_timestamp.is_some()
         && session.finalizers().iter().any(|f| f == FINALIZER)
@@ -174,12 +223,17 @@ async fn reconcile_inner(obj: &Guarded, ctx: &Context) -> Result<Action> {
     {
         return Ok(wait);
     }
-    finalizer(&api, FINALIZER, Arc::new(session.clone()), |event| async move {
-        match event {
-            finalizer::Event::Apply(s) => apply(&s, ctx).await,
-            finalizer::Event::Cleanup(s) => cleanup(&s, ctx).await,
-        }
-    })
+    finalizer(
+        &api,
+        FINALIZER,
+        Arc::new(session.clone()),
+        |event| async move {
+            match event {
+                finalizer::Event::Apply(s) => apply(&s, ctx).await,
+                finalizer::Event::Cleanup(s) => cleanup(&s, ctx).await,
+            }
+        },
+    )
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)))
 }
@@ -192,9 +246,17 @@ fn ssa() -> PatchParams {
 
 async fn apply_child<K>(client: &Client, ns: &str, obj: &K) -> Result<K>
 where
-    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope> + Serialize + DeserializeOwned + Clone + Debug,
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + Debug,
 {
-    let name = obj.meta().name.clone().ok_or(Error::MissingField("metadata.name"))?;
+    let name = obj
+        .meta()
+        .name
+        .clone()
+        .ok_or(Error::MissingField("metadata.name"))?;
     let api: Api<K> = Api::namespaced(client.clone(), ns);
     // apiVersion/kind are required in an apply body; typed k8s-openapi objects don't serialize them.
     let mut body = serde_json::to_value(obj)?;
@@ -204,12 +266,18 @@ where
 }
 
 async fn apply(session: &WhatsAppSession, ctx: &Context) -> Result<Action> {
-    let ns = session.namespace().ok_or(Error::MissingField("metadata.namespace"))?;
+    let ns = session
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
     let name = session.name_any();
     let client = &ctx.client;
     let oref = session.object_ref(&());
 
-    let (sa, role, rb) = (children::service_account(session)?, children::role(session)?, children::role_binding(session)?);
+    let (sa, role, rb) = (
+        children::service_account(session)?,
+        children::role(session)?,
+        children::role_binding(session)?,
+    );
     let pvc = children::pvc(session, &ctx.settings)?;
     let (r1, r2, r3, r4) = tokio::join!(
         apply_child(client, &ns, &sa),
@@ -225,7 +293,14 @@ async fn apply(session: &WhatsAppSession, ctx: &Context) -> Result<Action> {
         // Most of a PVC's spec is immutable (class, and size can only grow where the class
         // allows it): report the rejected change instead of failing every reconcile.
         Err(Error::Kube(kube::Error::Api(e))) if e.code == 422 => {
-            ctx.events.warning(&oref, "StorageChangeRejected", "Reconcile", format!("PersistentVolumeClaim not updated: {}", e.message)).await;
+            ctx.events
+                .warning(
+                    &oref,
+                    "StorageChangeRejected",
+                    "Reconcile",
+                    format!("PersistentVolumeClaim not updated: {}", e.message),
+                )
+                .await;
         }
         Err(e) => return Err(e),
     }
@@ -233,7 +308,14 @@ async fn apply(session: &WhatsAppSession, ctx: &Context) -> Result<Action> {
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let pod = pods.get_opt(&children::pod_name(&name)).await?;
-    let desired = status::desired(session, status::Observed { statefulset: Some(&sts), pod: pod.as_ref() }, status::now());
+    let desired = status::desired(
+        session,
+        status::Observed {
+            statefulset: Some(&sts),
+            pod: pod.as_ref(),
+        },
+        status::now(),
+    );
     if status::needs_patch(session, &desired) {
         let was_ready = session.status.as_ref().is_some_and(status::is_ready);
         let api: Api<WhatsAppSession> = Api::namespaced(client.clone(), &ns);
@@ -242,10 +324,18 @@ async fn apply(session: &WhatsAppSession, ctx: &Context) -> Result<Action> {
             "kind": WhatsAppSession::kind(&()),
             "status": desired,
         });
-        api.patch_status(&name, &ssa(), &Patch::Apply(&body)).await?;
+        api.patch_status(&name, &ssa(), &Patch::Apply(&body))
+            .await?;
         let ready = status::is_ready(&desired);
         if ready && !was_ready {
-            ctx.events.normal(&oref, "SessionPodReady", "Reconcile", format!("pod {} is ready", children::pod_name(&name))).await;
+            ctx.events
+                .normal(
+                    &oref,
+                    "SessionPodReady",
+                    "Reconcile",
+                    format!("pod {} is ready", children::pod_name(&name)),
+                )
+                .await;
         } else if !ready && was_ready {
             let why = desired
                 .conditions
@@ -253,7 +343,9 @@ async fn apply(session: &WhatsAppSession, ctx: &Context) -> Result<Action> {
                 .find(|c| c.type_ == "Ready")
                 .map(|c| c.message.clone())
                 .unwrap_or_default();
-            ctx.events.warning(&oref, "SessionPodNotReady", "Reconcile", why).await;
+            ctx.events
+                .warning(&oref, "SessionPodNotReady", "Reconcile", why)
+                .await;
         }
     }
     Ok(Action::requeue(RESYNC))

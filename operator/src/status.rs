@@ -57,7 +57,14 @@ fn restarts(pod: &Pod) -> i32 {
 fn progressing(session: &WhatsAppSession, obs: Observed<'_>) -> (bool, &'static str, String) {
     if session.spec.desired_state == DesiredState::Stopped {
         return match obs.pod {
-            Some(p) => (true, "ScalingDown", format!("stopping pod {}", p.metadata.name.clone().unwrap_or_default())),
+            Some(p) => (
+                true,
+                "ScalingDown",
+                format!(
+                    "stopping pod {}",
+                    p.metadata.name.clone().unwrap_or_default()
+                ),
+            ),
             None => (false, "Stopped", "desiredState is Stopped".into()),
         };
     }
@@ -67,17 +74,33 @@ fn progressing(session: &WhatsAppSession, obs: Observed<'_>) -> (bool, &'static 
     let status = sts.status.clone().unwrap_or_default();
     let want = sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
     if status.observed_generation.unwrap_or(0) < sts.metadata.generation.unwrap_or(0) {
-        return (true, "Updating", "the StatefulSet controller has not seen the latest change yet".into());
+        return (
+            true,
+            "Updating",
+            "the StatefulSet controller has not seen the latest change yet".into(),
+        );
     }
     if let (Some(cur), Some(upd)) = (&status.current_revision, &status.update_revision)
         && cur != upd
     {
-        return (true, "RollingUpdate", format!("replacing the pod with revision {upd}"));
+        return (
+            true,
+            "RollingUpdate",
+            format!("replacing the pod with revision {upd}"),
+        );
     }
     if status.ready_replicas.unwrap_or(0) < want {
-        return (true, "Starting", "waiting for the session pod to become ready".into());
+        return (
+            true,
+            "Starting",
+            "waiting for the session pod to become ready".into(),
+        );
     }
-    (false, "Stable", "the session pod runs the current revision".into())
+    (
+        false,
+        "Stable",
+        "the session pod runs the current revision".into(),
+    )
 }
 
 /// The operator's status fields as they should be, keeping `lastTransitionTime` of conditions
@@ -88,7 +111,11 @@ pub fn desired(session: &WhatsAppSession, obs: Observed<'_>, now: Time) -> Whats
     let stopped = session.spec.desired_state == DesiredState::Stopped;
     let (ready, reason, message) = match obs.pod {
         _ if stopped => (false, "Stopped", "desiredState is Stopped".to_string()),
-        None => (false, "PodMissing", "waiting for the session pod to be created".to_string()),
+        None => (
+            false,
+            "PodMissing",
+            "waiting for the session pod to be created".to_string(),
+        ),
         Some(p) if pod_ready(p) => (true, "PodReady", "the session pod is ready".to_string()),
         Some(p) => (
             false,
@@ -96,9 +123,25 @@ pub fn desired(session: &WhatsAppSession, obs: Observed<'_>, now: Time) -> Whats
             pod_waiting_reason(p).unwrap_or_else(|| "the session pod is not ready yet".to_string()),
         ),
     };
-    set_condition(&mut conditions, ConditionType::Ready, ready, reason, &message, generation, now.clone());
+    set_condition(
+        &mut conditions,
+        ConditionType::Ready,
+        ready,
+        reason,
+        &message,
+        generation,
+        now.clone(),
+    );
     let (prog, reason, message) = progressing(session, obs);
-    set_condition(&mut conditions, ConditionType::Progressing, prog, reason, &message, generation, now);
+    set_condition(
+        &mut conditions,
+        ConditionType::Progressing,
+        prog,
+        reason,
+        &message,
+        generation,
+        now,
+    );
     WhatsAppSessionStatus {
         conditions,
         observed_generation: generation,
@@ -110,12 +153,21 @@ pub fn desired(session: &WhatsAppSession, obs: Observed<'_>, now: Time) -> Whats
 
 /// Only the operator's fields of a status (conditions in a fixed order).
 pub fn owned(status: Option<&WhatsAppSessionStatus>) -> WhatsAppSessionStatus {
-    let Some(status) = status else { return WhatsAppSessionStatus::default() };
+    let Some(status) = status else {
+        return WhatsAppSessionStatus::default();
+    };
     let pick = |kind: ConditionType| -> Option<Condition> {
-        status.conditions.iter().find(|c| c.type_ == kind.as_str()).cloned()
+        status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == kind.as_str())
+            .cloned()
     };
     WhatsAppSessionStatus {
-        conditions: [pick(ConditionType::Ready), pick(ConditionType::Progressing)].into_iter().flatten().collect(),
+        conditions: [pick(ConditionType::Ready), pick(ConditionType::Progressing)]
+            .into_iter()
+            .flatten()
+            .collect(),
         observed_generation: status.observed_generation,
         pod_name: status.pod_name.clone(),
         restarts: status.restarts,
@@ -130,7 +182,10 @@ pub fn needs_patch(session: &WhatsAppSession, desired: &WhatsAppSessionStatus) -
 
 /// True when the session's `Ready` condition is True.
 pub fn is_ready(status: &WhatsAppSessionStatus) -> bool {
-    status.conditions.iter().any(|c| c.type_ == ConditionType::Ready.as_str() && c.status == "True")
+    status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == ConditionType::Ready.as_str() && c.status == "True")
 }
 
 #[cfg(test)]
@@ -145,20 +200,32 @@ mod tests {
         Time(Timestamp::from_second(s).unwrap())
     }
     fn session() -> WhatsAppSession {
-        let mut s = WhatsAppSession::new("s1", WhatsAppSessionSpec { tenant: "t".into(), ..Default::default() });
+        let mut s = WhatsAppSession::new(
+            "s1",
+            WhatsAppSessionSpec {
+                tenant: "t".into(),
+                ..Default::default()
+            },
+        );
         s.metadata.generation = Some(3);
         s
     }
     fn pod(ready: bool, restarts: i32) -> Pod {
         Pod {
-            metadata: ObjectMeta { name: Some("wa-s1-0".into()), ..Default::default() },
+            metadata: ObjectMeta {
+                name: Some("wa-s1-0".into()),
+                ..Default::default()
+            },
             status: Some(PodStatus {
                 conditions: Some(vec![PodCondition {
                     type_: "Ready".into(),
                     status: if ready { "True" } else { "False" }.into(),
                     ..Default::default()
                 }]),
-                container_statuses: Some(vec![ContainerStatus { restart_count: restarts, ..Default::default() }]),
+                container_statuses: Some(vec![ContainerStatus {
+                    restart_count: restarts,
+                    ..Default::default()
+                }]),
                 ..Default::default()
             }),
             ..Default::default()
@@ -166,8 +233,14 @@ mod tests {
     }
     fn sts(ready: i32) -> StatefulSet {
         StatefulSet {
-            metadata: ObjectMeta { generation: Some(1), ..Default::default() },
-            spec: Some(StatefulSetSpec { replicas: Some(1), ..Default::default() }),
+            metadata: ObjectMeta {
+                generation: Some(1),
+                ..Default::default()
+            },
+            spec: Some(StatefulSetSpec {
+                replicas: Some(1),
+                ..Default::default()
+            }),
             status: Some(StatefulSetStatus {
                 observed_generation: Some(1),
                 ready_replicas: Some(ready),
@@ -184,7 +257,14 @@ mod tests {
     #[test]
     fn ready_pod_gives_ready_true_and_stable() {
         let (p, st) = (pod(true, 2), sts(1));
-        let d = desired(&session(), Observed { statefulset: Some(&st), pod: Some(&p) }, at(10));
+        let d = desired(
+            &session(),
+            Observed {
+                statefulset: Some(&st),
+                pod: Some(&p),
+            },
+            at(10),
+        );
         assert_eq!(cond(&d, ConditionType::Ready).status, "True");
         assert_eq!(cond(&d, ConditionType::Progressing).status, "False");
         assert_eq!(d.observed_generation, Some(3));
@@ -196,22 +276,46 @@ mod tests {
     #[test]
     fn unchanged_facts_need_no_patch_and_keep_transition_time() {
         let (p, st) = (pod(true, 0), sts(1));
-        let obs = Observed { statefulset: Some(&st), pod: Some(&p) };
+        let obs = Observed {
+            statefulset: Some(&st),
+            pod: Some(&p),
+        };
         let mut s = session();
         let first = desired(&s, obs, at(10));
         // The agent's fields and condition are kept apart and do not count as differences.
         let mut full = first.clone();
         full.status = Some(crds::SessionState::Connected);
-        set_condition(&mut full.conditions, ConditionType::Authenticated, true, "Linked", "", None, at(5));
+        set_condition(
+            &mut full.conditions,
+            ConditionType::Authenticated,
+            true,
+            "Linked",
+            "",
+            None,
+            at(5),
+        );
         s.status = Some(full);
         let second = desired(&s, obs, at(99));
         assert!(!needs_patch(&s, &second));
-        assert_eq!(cond(&second, ConditionType::Ready).last_transition_time, at(10));
+        assert_eq!(
+            cond(&second, ConditionType::Ready).last_transition_time,
+            at(10)
+        );
         // A real transition moves the time and needs a patch.
         let p2 = pod(false, 1);
-        let third = desired(&s, Observed { statefulset: Some(&st), pod: Some(&p2) }, at(120));
+        let third = desired(
+            &s,
+            Observed {
+                statefulset: Some(&st),
+                pod: Some(&p2),
+            },
+            at(120),
+        );
         assert!(needs_patch(&s, &third));
-        assert_eq!(cond(&third, ConditionType::Ready).last_transition_time, at(120));
+        assert_eq!(
+            cond(&third, ConditionType::Ready).last_transition_time,
+            at(120)
+        );
         assert_eq!(cond(&third, ConditionType::Ready).reason, "PodNotReady");
     }
 
@@ -223,7 +327,14 @@ mod tests {
         let mut s = session();
         s.spec.desired_state = DesiredState::Stopped;
         let st = sts(0);
-        let d = desired(&s, Observed { statefulset: Some(&st), pod: None }, at(1));
+        let d = desired(
+            &s,
+            Observed {
+                statefulset: Some(&st),
+                pod: None,
+            },
+            at(1),
+        );
         assert_eq!(cond(&d, ConditionType::Ready).reason, "Stopped");
         assert_eq!(cond(&d, ConditionType::Progressing).status, "False");
         assert_eq!(d.pod_name, None);
@@ -235,7 +346,14 @@ mod tests {
         let mut st = sts(1);
         st.status.as_mut().unwrap().update_revision = Some("r2".into());
         let p = pod(true, 0);
-        let d = desired(&session(), Observed { statefulset: Some(&st), pod: Some(&p) }, at(1));
+        let d = desired(
+            &session(),
+            Observed {
+                statefulset: Some(&st),
+                pod: Some(&p),
+            },
+            at(1),
+        );
         assert_eq!(cond(&d, ConditionType::Progressing).reason, "RollingUpdate");
     }
 }

@@ -11,7 +11,9 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, ServiceAccount};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
+};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use support::*;
@@ -19,10 +21,26 @@ use support::*;
 fn assert_child<K: Resource>(child: &K, session: &WhatsAppSession) {
     let meta = child.meta();
     let labels = meta.labels.clone().unwrap_or_default();
-    assert_eq!(labels.get("app.kubernetes.io/name").map(String::as_str), Some("whatsapp-session"), "{:?}", meta.name);
-    assert_eq!(labels.get("app.kubernetes.io/instance"), session.meta().name.as_ref());
-    assert_eq!(labels.get("app.kubernetes.io/managed-by").map(String::as_str), Some("whatsapp-operator"));
-    assert_eq!(labels.get("whatsapp.leadmaster.io/tenant"), Some(&session.spec.tenant));
+    assert_eq!(
+        labels.get("app.kubernetes.io/name").map(String::as_str),
+        Some("whatsapp-session"),
+        "{:?}",
+        meta.name
+    );
+    assert_eq!(
+        labels.get("app.kubernetes.io/instance"),
+        session.meta().name.as_ref()
+    );
+    assert_eq!(
+        labels
+            .get("app.kubernetes.io/managed-by")
+            .map(String::as_str),
+        Some("whatsapp-operator")
+    );
+    assert_eq!(
+        labels.get("whatsapp.leadmaster.io/tenant"),
+        Some(&session.spec.tenant)
+    );
     let owners = meta.owner_references.clone().unwrap_or_default();
     assert_eq!(owners.len(), 1, "{:?}", meta.name);
     assert_eq!(owners[0].kind, "WhatsAppSession");
@@ -32,16 +50,29 @@ fn assert_child<K: Resource>(child: &K, session: &WhatsAppSession) {
 
 async fn get<K>(client: &Client, ns: &str, name: &str) -> Option<K>
 where
-    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
 {
-    Api::<K>::namespaced(client.clone(), ns).get_opt(name).await.ok().flatten()
+    Api::<K>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .ok()
+        .flatten()
 }
 
 async fn wait_child<K>(client: &Client, ns: &str, name: &str) -> K
 where
-    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
 {
-    wait_for_value(&format!("{} {name}", K::kind(&())), READY_TIMEOUT, || get::<K>(client, ns, name)).await
+    wait_for_value(&format!("{} {name}", K::kind(&())), READY_TIMEOUT, || {
+        get::<K>(client, ns, name)
+    })
+    .await
 }
 
 #[tokio::test]
@@ -51,9 +82,15 @@ async fn apply_gives_children_ready_pod_then_stop_and_start() {
     let api: Api<WhatsAppSession> = Api::namespaced(client.clone(), &ns);
     let created = create_session(&api, "s1", json!({ "displayName": "Ventas" })).await;
 
-    assert_child(&wait_child::<ServiceAccount>(&client, &ns, "wa-s1").await, &created);
+    assert_child(
+        &wait_child::<ServiceAccount>(&client, &ns, "wa-s1").await,
+        &created,
+    );
     assert_child(&wait_child::<Role>(&client, &ns, "wa-s1").await, &created);
-    assert_child(&wait_child::<RoleBinding>(&client, &ns, "wa-s1").await, &created);
+    assert_child(
+        &wait_child::<RoleBinding>(&client, &ns, "wa-s1").await,
+        &created,
+    );
     let pvc = wait_child::<PersistentVolumeClaim>(&client, &ns, "wa-s1-data").await;
     assert_child(&pvc, &created);
     let sts = wait_child::<StatefulSet>(&client, &ns, "wa-s1").await;
@@ -64,65 +101,119 @@ async fn apply_gives_children_ready_pod_then_stop_and_start() {
     let status = ready.status.clone().expect("status");
     assert_eq!(status.pod_name.as_deref(), Some("wa-s1-0"));
     assert_eq!(status.observed_generation, ready.metadata.generation);
-    assert_eq!(condition(&ready, "Progressing").map(|c| c.0), Some("False".into()));
+    assert_eq!(
+        condition(&ready, "Progressing").map(|c| c.0),
+        Some("False".into())
+    );
 
     // The pod runs as uid 1000 under its own ServiceAccount, with the agent's environment, and
     // can write its profile volume.
     let pods = session_pods(&client, &ns, "s1").await;
     assert_eq!(pods.len(), 1);
     let pod = &pods[0];
-    assert_eq!(pod.spec.as_ref().and_then(|s| s.service_account_name.as_deref()), Some("wa-s1"));
-    let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).expect("pod ip");
-    let (code, env) = http_get(&ip, 8080, "/env").await.expect("GET /env from the pod");
+    assert_eq!(
+        pod.spec
+            .as_ref()
+            .and_then(|s| s.service_account_name.as_deref()),
+        Some("wa-s1")
+    );
+    let ip = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .expect("pod ip");
+    let (code, env) = http_get(&ip, 8080, "/env")
+        .await
+        .expect("GET /env from the pod");
     assert_eq!(code, 200);
     let env: serde_json::Value = serde_json::from_str(&env).expect("env json");
     assert_eq!(env["WA_SESSION_NAME"], "s1");
     assert_eq!(env["WA_SESSION_NAMESPACE"], ns.as_str());
     assert_eq!(env["WA_DATA_DIR"], "/data");
     assert_eq!(env["WA_URL"], "https://web.whatsapp.com/");
-    let (_, proc_status) = http_get(&ip, 8080, "/read?path=/proc/self/status").await.expect("read /proc/self/status");
-    let uid_line = proc_status.lines().find(|l| l.starts_with("Uid:")).expect("Uid line");
-    assert!(uid_line.split_whitespace().skip(1).all(|u| u == "1000"), "{uid_line}");
-    let (code, body) = http_get(&ip, 8080, "/write?path=/data/probe&data=profile").await.expect("write /data");
+    let (_, proc_status) = http_get(&ip, 8080, "/read?path=/proc/self/status")
+        .await
+        .expect("read /proc/self/status");
+    let uid_line = proc_status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .expect("Uid line");
+    assert!(
+        uid_line.split_whitespace().skip(1).all(|u| u == "1000"),
+        "{uid_line}"
+    );
+    let (code, body) = http_get(&ip, 8080, "/write?path=/data/probe&data=profile")
+        .await
+        .expect("write /data");
     assert_eq!(code, 200, "{body}");
 
     // kubectl get wa shows the contract's columns.
     let out = cluster.kubectl(&["get", "wa", "-n", &ns]).await;
-    let header = String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or_default().to_string();
+    let header = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
     for col in ["NAME", "TENANT", "STATUS", "QR", "PHONE", "AGE"] {
-        assert!(header.contains(col), "kubectl get wa header {header:?} lacks {col}");
+        assert!(
+            header.contains(col),
+            "kubectl get wa header {header:?} lacks {col}"
+        );
     }
 
     // Stopped: no pod, the data stays.
-    api.patch("s1", &PatchParams::default(), &Patch::Merge(json!({ "spec": { "desiredState": "Stopped" } })))
-        .await
-        .expect("stop");
+    api.patch(
+        "s1",
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "spec": { "desiredState": "Stopped" } })),
+    )
+    .await
+    .expect("stop");
     wait_for_named("no pod for a Stopped session", READY_TIMEOUT, || async {
         session_pods(&client, &ns, "s1").await.is_empty()
     })
     .await;
     // the session pods are watched: a reconcile may see the pod while it terminates, and the
     // one after its deletion clears podName
-    wait_for_value("Ready=False/Stopped and no podName", READY_TIMEOUT, || async {
-        let s = api.get("s1").await.ok()?;
-        let no_pod = s.status.as_ref().is_some_and(|st| st.pod_name.is_none());
-        (condition(&s, "Ready") == Some(("False".into(), "Stopped".into())) && no_pod).then_some(s)
-    })
+    wait_for_value(
+        "Ready=False/Stopped and no podName",
+        READY_TIMEOUT,
+        || async {
+            let s = api.get("s1").await.ok()?;
+            let no_pod = s.status.as_ref().is_some_and(|st| st.pod_name.is_none());
+            (condition(&s, "Ready") == Some(("False".into(), "Stopped".into())) && no_pod)
+                .then_some(s)
+        },
+    )
     .await;
-    let sts = get::<StatefulSet>(&client, &ns, "wa-s1").await.expect("sts kept");
+    let sts = get::<StatefulSet>(&client, &ns, "wa-s1")
+        .await
+        .expect("sts kept");
     assert_eq!(sts.spec.and_then(|s| s.replicas), Some(0));
-    let kept = get::<PersistentVolumeClaim>(&client, &ns, "wa-s1-data").await.expect("PVC kept");
+    let kept = get::<PersistentVolumeClaim>(&client, &ns, "wa-s1-data")
+        .await
+        .expect("PVC kept");
     assert_eq!(kept.uid(), pvc.uid());
 
     // Running again: the same PVC, the profile written before is still there.
-    api.patch("s1", &PatchParams::default(), &Patch::Merge(json!({ "spec": { "desiredState": "Running" } })))
-        .await
-        .expect("start");
+    api.patch(
+        "s1",
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "spec": { "desiredState": "Running" } })),
+    )
+    .await
+    .expect("start");
     wait_ready(&api, "s1").await;
     let pods = session_pods(&client, &ns, "s1").await;
     assert_eq!(pods.len(), 1);
-    let ip = pods[0].status.as_ref().and_then(|s| s.pod_ip.clone()).expect("pod ip");
-    let (code, body) = http_get(&ip, 8080, "/read?path=/data/probe").await.expect("read /data");
+    let ip = pods[0]
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .expect("pod ip");
+    let (code, body) = http_get(&ip, 8080, "/read?path=/data/probe")
+        .await
+        .expect("read /data");
     assert_eq!((code, body.as_str()), (200, "profile"));
 }
 
@@ -136,9 +227,17 @@ async fn deleted_and_edited_children_are_restored() {
 
     let roles: Api<Role> = Api::namespaced(client.clone(), &ns);
     let old = roles.get("wa-s2").await.expect("role");
-    roles.delete("wa-s2", &DeleteParams::default()).await.expect("delete role");
+    roles
+        .delete("wa-s2", &DeleteParams::default())
+        .await
+        .expect("delete role");
     let new = wait_for_value("Role wa-s2 recreated", READY_TIMEOUT, || async {
-        roles.get_opt("wa-s2").await.ok().flatten().filter(|r| r.uid() != old.uid())
+        roles
+            .get_opt("wa-s2")
+            .await
+            .ok()
+            .flatten()
+            .filter(|r| r.uid() != old.uid())
     })
     .await;
     assert_child(&new, &session);
@@ -148,42 +247,72 @@ async fn deleted_and_edited_children_are_restored() {
         .patch(
             "wa-s2",
             &PatchParams::default(),
-            &Patch::Merge(json!({ "rules": [{ "apiGroups": ["*"], "resources": ["*"], "verbs": ["*"] }] })),
+            &Patch::Merge(
+                json!({ "rules": [{ "apiGroups": ["*"], "resources": ["*"], "verbs": ["*"] }] }),
+            ),
         )
         .await
         .expect("edit role");
     wait_for_named("Role rules reverted", READY_TIMEOUT, || async {
-        roles.get("wa-s2").await.ok().and_then(|r| r.rules).is_some_and(|rules| {
-            rules.len() == 2 && rules.iter().all(|r| r.resource_names.as_deref() == Some(&["s2".to_string()][..]))
-        })
+        roles
+            .get("wa-s2")
+            .await
+            .ok()
+            .and_then(|r| r.rules)
+            .is_some_and(|rules| {
+                rules.len() == 2
+                    && rules
+                        .iter()
+                        .all(|r| r.resource_names.as_deref() == Some(&["s2".to_string()][..]))
+            })
     })
     .await;
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
     sas.patch(
         "wa-s2",
         &PatchParams::default(),
-        &Patch::Merge(json!({ "metadata": { "labels": { "whatsapp.leadmaster.io/tenant": null } } })),
+        &Patch::Merge(
+            json!({ "metadata": { "labels": { "whatsapp.leadmaster.io/tenant": null } } }),
+        ),
     )
     .await
     .expect("edit sa labels");
     wait_for_named("ServiceAccount label restored", READY_TIMEOUT, || async {
-        sas.get("wa-s2").await.ok().is_some_and(|sa| sa.labels().get("whatsapp.leadmaster.io/tenant").is_some())
+        sas.get("wa-s2")
+            .await
+            .ok()
+            .is_some_and(|sa| sa.labels().get("whatsapp.leadmaster.io/tenant").is_some())
     })
     .await;
 
     let stss: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
-    stss.patch("wa-s2", &PatchParams::default(), &Patch::Merge(json!({ "spec": { "replicas": 3 } })))
-        .await
-        .expect("scale by hand");
+    stss.patch(
+        "wa-s2",
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "spec": { "replicas": 3 } })),
+    )
+    .await
+    .expect("scale by hand");
     wait_for_named("replicas reverted to 1", READY_TIMEOUT, || async {
-        stss.get("wa-s2").await.ok().and_then(|s| s.spec).and_then(|s| s.replicas) == Some(1)
+        stss.get("wa-s2")
+            .await
+            .ok()
+            .and_then(|s| s.spec)
+            .and_then(|s| s.replicas)
+            == Some(1)
     })
     .await;
 
     let old = stss.get("wa-s2").await.expect("sts");
-    stss.delete("wa-s2", &DeleteParams::foreground()).await.expect("delete sts");
+    stss.delete("wa-s2", &DeleteParams::foreground())
+        .await
+        .expect("delete sts");
     wait_for_value("StatefulSet wa-s2 recreated", READY_TIMEOUT, || async {
-        stss.get_opt("wa-s2").await.ok().flatten().filter(|s| s.uid() != old.uid())
+        stss.get_opt("wa-s2")
+            .await
+            .ok()
+            .flatten()
+            .filter(|s| s.uid() != old.uid())
     })
     .await;
     wait_ready(&api, "s2").await;
@@ -212,7 +341,12 @@ async fn deletion_policies() {
     let _op = Operator::start(cluster, &ns, &["--logout-timeout", "6s"]).await;
     let api: Api<WhatsAppSession> = Api::namespaced(client.clone(), &ns);
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
-    for (name, policy) in [("keep", "Retain"), ("wipe", "Delete"), ("bye", "Logout"), ("mute", "Logout")] {
+    for (name, policy) in [
+        ("keep", "Retain"),
+        ("wipe", "Delete"),
+        ("bye", "Logout"),
+        ("mute", "Logout"),
+    ] {
         create_session(&api, name, json!({ "deletionPolicy": policy })).await;
     }
     for name in ["keep", "wipe", "bye", "mute"] {
@@ -220,7 +354,9 @@ async fn deletion_policies() {
     }
     let started = Instant::now();
     for name in ["keep", "wipe", "bye", "mute"] {
-        api.delete(name, &DeleteParams::default()).await.expect("delete session");
+        api.delete(name, &DeleteParams::default())
+            .await
+            .expect("delete session");
     }
 
     // Logout: the operator asks the agent (spec.logoutRequestedAt) and waits; the test plays
@@ -229,34 +365,72 @@ async fn deletion_policies() {
         api.get("bye").await.ok()?.spec.logout_requested_at
     })
     .await;
-    assert!(api.get_opt("bye").await.expect("get").is_some(), "the CR must wait for the agent");
+    assert!(
+        api.get_opt("bye").await.expect("get").is_some(),
+        "the CR must wait for the agent"
+    );
     let status = json!({
         "apiVersion": "whatsapp.leadmaster.io/v1alpha1",
         "kind": "WhatsAppSession",
         "status": { "handled": { "logoutRequestedAt": requested } },
     });
-    api.patch_status("bye", &PatchParams::apply(crds::managers::AGENT).force(), &Patch::Apply(&status))
-        .await
-        .expect("agent confirms logout");
-    wait_for_named("bye deleted", GONE_TIMEOUT, || async { matches!(api.get_opt("bye").await, Ok(None)) }).await;
-    wait_for_named("bye's PVC deleted", GONE_TIMEOUT, || async { matches!(pvcs.get_opt("wa-bye-data").await, Ok(None)) })
-        .await;
-    assert!(events_for(&client, &ns, "bye").await.iter().any(|e| e.reason.as_deref() == Some("LogoutRequested")));
+    api.patch_status(
+        "bye",
+        &PatchParams::apply(crds::managers::AGENT).force(),
+        &Patch::Apply(&status),
+    )
+    .await
+    .expect("agent confirms logout");
+    wait_for_named("bye deleted", GONE_TIMEOUT, || async {
+        matches!(api.get_opt("bye").await, Ok(None))
+    })
+    .await;
+    wait_for_named("bye's PVC deleted", GONE_TIMEOUT, || async {
+        matches!(pvcs.get_opt("wa-bye-data").await, Ok(None))
+    })
+    .await;
+    assert!(
+        events_for(&client, &ns, "bye")
+            .await
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("LogoutRequested"))
+    );
 
     // Logout without an answer: deleted after the timeout, with a Warning event.
-    wait_for_named("mute deleted", GONE_TIMEOUT, || async { matches!(api.get_opt("mute").await, Ok(None)) }).await;
-    assert!(started.elapsed() >= Duration::from_secs(5), "mute went before the logout timeout");
-    wait_for_named("mute's PVC deleted", GONE_TIMEOUT, || async { matches!(pvcs.get_opt("wa-mute-data").await, Ok(None)) })
-        .await;
-    assert!(events_for(&client, &ns, "mute").await.iter().any(|e| e.reason.as_deref() == Some("LogoutTimedOut")));
+    wait_for_named("mute deleted", GONE_TIMEOUT, || async {
+        matches!(api.get_opt("mute").await, Ok(None))
+    })
+    .await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "mute went before the logout timeout"
+    );
+    wait_for_named("mute's PVC deleted", GONE_TIMEOUT, || async {
+        matches!(pvcs.get_opt("wa-mute-data").await, Ok(None))
+    })
+    .await;
+    assert!(
+        events_for(&client, &ns, "mute")
+            .await
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("LogoutTimedOut"))
+    );
 
     // Delete: the data goes.
-    wait_for_named("wipe deleted", GONE_TIMEOUT, || async { matches!(api.get_opt("wipe").await, Ok(None)) }).await;
-    wait_for_named("wipe's PVC deleted", GONE_TIMEOUT, || async { matches!(pvcs.get_opt("wa-wipe-data").await, Ok(None)) })
-        .await;
+    wait_for_named("wipe deleted", GONE_TIMEOUT, || async {
+        matches!(api.get_opt("wipe").await, Ok(None))
+    })
+    .await;
+    wait_for_named("wipe's PVC deleted", GONE_TIMEOUT, || async {
+        matches!(pvcs.get_opt("wa-wipe-data").await, Ok(None))
+    })
+    .await;
 
     // Retain: the PVC stays, without an owner, while the rest is garbage collected.
-    wait_for_named("keep deleted", GONE_TIMEOUT, || async { matches!(api.get_opt("keep").await, Ok(None)) }).await;
+    wait_for_named("keep deleted", GONE_TIMEOUT, || async {
+        matches!(api.get_opt("keep").await, Ok(None))
+    })
+    .await;
     let stss: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
     wait_for_named("keep's StatefulSet collected", GONE_TIMEOUT, || async {
         matches!(stss.get_opt("wa-keep").await, Ok(None))
@@ -264,7 +438,11 @@ async fn deletion_policies() {
     .await;
     let pvc = pvcs.get("wa-keep-data").await.expect("retained PVC");
     assert!(pvc.metadata.deletion_timestamp.is_none());
-    assert!(pvc.owner_references().is_empty(), "{:?}", pvc.owner_references());
+    assert!(
+        pvc.owner_references().is_empty(),
+        "{:?}",
+        pvc.owner_references()
+    );
 }
 
 #[tokio::test]
@@ -274,7 +452,8 @@ async fn invalid_sessions_are_refused_with_readable_messages() {
     let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &ar);
     let try_create = |name: &str, spec: serde_json::Value| {
         let api = api.clone();
-        let obj: DynamicObject = serde_json::from_value(session_manifest(name, spec)).expect("object");
+        let obj: DynamicObject =
+            serde_json::from_value(session_manifest(name, spec)).expect("object");
         async move { api.create(&PostParams::default(), &obj).await }
     };
     let refused = |r: Result<DynamicObject, kube::Error>| match r {
@@ -285,32 +464,79 @@ async fn invalid_sessions_are_refused_with_readable_messages() {
         other => panic!("expected a refusal, got {other:?}"),
     };
     let cases = [
-        ("no-tenant", json!({ "displayName": "x" }), "spec.tenant: Required value"),
-        ("bad-enum", json!({ "tenant": "acme", "desiredState": "Paused" }), "Unsupported value: \"Paused\""),
-        ("bad-policy", json!({ "tenant": "acme", "deletionPolicy": "Shred" }), "Unsupported value: \"Shred\""),
-        ("bad-phone", json!({ "tenant": "acme", "pairing": { "phoneNumber": "+54 9 11 2233" } }), "phoneNumber must be 8 to 15 digits"),
-        ("bad-size", json!({ "tenant": "acme", "storage": { "size": "lots" } }), "size must be a positive quantity"),
-        ("bad-tenant", json!({ "tenant": "Acme Corp" }), "tenant must be a DNS label"),
-        (&"n".repeat(53), json!({ "tenant": "acme" }), "metadata.name must be a DNS label of at most 52 characters"),
+        (
+            "no-tenant",
+            json!({ "displayName": "x" }),
+            "spec.tenant: Required value",
+        ),
+        (
+            "bad-enum",
+            json!({ "tenant": "acme", "desiredState": "Paused" }),
+            "Unsupported value: \"Paused\"",
+        ),
+        (
+            "bad-policy",
+            json!({ "tenant": "acme", "deletionPolicy": "Shred" }),
+            "Unsupported value: \"Shred\"",
+        ),
+        (
+            "bad-phone",
+            json!({ "tenant": "acme", "pairing": { "phoneNumber": "+54 9 11 2233" } }),
+            "phoneNumber must be 8 to 15 digits",
+        ),
+        (
+            "bad-size",
+            json!({ "tenant": "acme", "storage": { "size": "lots" } }),
+            "size must be a positive quantity",
+        ),
+        (
+            "bad-tenant",
+            json!({ "tenant": "Acme Corp" }),
+            "tenant must be a DNS label",
+        ),
+        (
+            &"n".repeat(53),
+            json!({ "tenant": "acme" }),
+            "metadata.name must be a DNS label of at most 52 characters",
+        ),
     ];
     for (name, spec, expected) in cases {
         let message = refused(try_create(name, spec).await);
-        assert!(message.contains(expected), "{name}: {message:?} should contain {expected:?}");
+        assert!(
+            message.contains(expected),
+            "{name}: {message:?} should contain {expected:?}"
+        );
     }
-    try_create("ok", json!({ "tenant": "acme" })).await.expect("a valid session is accepted");
+    try_create("ok", json!({ "tenant": "acme" }))
+        .await
+        .expect("a valid session is accepted");
     let message = refused(
-        api.patch("ok", &PatchParams::default(), &Patch::Merge(json!({ "spec": { "tenant": "other" } }))).await,
+        api.patch(
+            "ok",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "tenant": "other" } })),
+        )
+        .await,
     );
     assert!(message.contains("tenant is immutable"), "{message:?}");
 }
 
-async fn can_i(cluster: &devcluster::testing::TestCluster, ns: &str, sa: &str, args: &[&str]) -> bool {
+async fn can_i(
+    cluster: &devcluster::testing::TestCluster,
+    ns: &str,
+    sa: &str,
+    args: &[&str],
+) -> bool {
     let who = format!("system:serviceaccount:{ns}:{sa}");
     let mut full = vec!["auth", "can-i", "--as", &who, "-n", ns];
     full.extend_from_slice(args);
     let out = cluster.kubectl(&full).await;
     let answer = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    assert!(answer == "yes" || answer == "no", "kubectl {full:?}: {answer:?} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        answer == "yes" || answer == "no",
+        "kubectl {full:?}: {answer:?} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     answer == "yes"
 }
 
@@ -325,12 +551,31 @@ async fn session_service_account_has_least_privilege() {
     wait_child::<RoleBinding>(&client, &ns, "wa-two").await;
     let r = "whatsappsessions.whatsapp.leadmaster.io";
     let sa = "wa-one";
-    assert!(can_i(cluster, &ns, sa, &["patch", &format!("{r}/one"), "--subresource=status"]).await);
+    assert!(
+        can_i(
+            cluster,
+            &ns,
+            sa,
+            &["patch", &format!("{r}/one"), "--subresource=status"]
+        )
+        .await
+    );
     assert!(can_i(cluster, &ns, sa, &["get", &format!("{r}/one")]).await);
     assert!(can_i(cluster, &ns, sa, &["watch", &format!("{r}/one")]).await);
     assert!(!can_i(cluster, &ns, sa, &["get", &format!("{r}/two")]).await);
-    assert!(!can_i(cluster, &ns, sa, &["patch", &format!("{r}/two"), "--subresource=status"]).await);
-    assert!(!can_i(cluster, &ns, sa, &["patch", &format!("{r}/one")]).await, "spec is the hub's, not the agent's");
+    assert!(
+        !can_i(
+            cluster,
+            &ns,
+            sa,
+            &["patch", &format!("{r}/two"), "--subresource=status"]
+        )
+        .await
+    );
+    assert!(
+        !can_i(cluster, &ns, sa, &["patch", &format!("{r}/one")]).await,
+        "spec is the hub's, not the agent's"
+    );
     assert!(!can_i(cluster, &ns, sa, &["delete", &format!("{r}/one")]).await);
     assert!(!can_i(cluster, &ns, sa, &["get", "pods"]).await);
     assert!(!can_i(cluster, &ns, sa, &["get", "secrets"]).await);
@@ -338,14 +583,28 @@ async fn session_service_account_has_least_privilege() {
 
     // And from inside the pod, with its projected token: its own CR yes, the other one no.
     wait_ready(&api, "one").await;
-    let pod = session_pods(&client, &ns, "one").await.into_iter().next().expect("pod");
+    let pod = session_pods(&client, &ns, "one")
+        .await
+        .into_iter()
+        .next()
+        .expect("pod");
     let ip = pod.status.and_then(|s| s.pod_ip).expect("ip");
     let base = format!("/apis/whatsapp.leadmaster.io/v1alpha1/namespaces/{ns}/whatsappsessions");
-    let (code, body) = http_get(&ip, 8080, &format!("/kube?path={base}/one")).await.expect("kube get own");
+    let (code, body) = http_get(&ip, 8080, &format!("/kube?path={base}/one"))
+        .await
+        .expect("kube get own");
     assert_eq!(code, 200, "{body}");
-    let (code, _) = http_get(&ip, 8080, &format!("/kube?path={base}/two")).await.expect("kube get other");
+    let (code, _) = http_get(&ip, 8080, &format!("/kube?path={base}/two"))
+        .await
+        .expect("kube get other");
     assert_eq!(code, 403);
-    let (code, _) = http_get(&ip, 8080, &format!("/kube?path=/api/v1/namespaces/{ns}/secrets")).await.expect("secrets");
+    let (code, _) = http_get(
+        &ip,
+        8080,
+        &format!("/kube?path=/api/v1/namespaces/{ns}/secrets"),
+    )
+    .await
+    .expect("secrets");
     assert_eq!(code, 403);
 }
 
@@ -367,41 +626,80 @@ async fn operator_killed_mid_reconcile_converges_without_duplicate_pods() {
     }
     for n in names {
         let pods = session_pods(&client, &ns, n).await;
-        assert_eq!(pods.len(), 1, "{n}: {:?}", pods.iter().map(|p| p.name_any()).collect::<Vec<_>>());
+        assert_eq!(
+            pods.len(),
+            1,
+            "{n}: {:?}",
+            pods.iter().map(|p| p.name_any()).collect::<Vec<_>>()
+        );
         assert_eq!(pods[0].name_any(), format!("wa-{n}-0"));
     }
     let stss: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
-    assert_eq!(stss.list(&ListParams::default()).await.expect("list").items.len(), names.len());
+    assert_eq!(
+        stss.list(&ListParams::default())
+            .await
+            .expect("list")
+            .items
+            .len(),
+        names.len()
+    );
 }
 
 #[tokio::test]
 async fn two_replicas_elect_one_leader_and_fail_over() {
     let (cluster, client, ns) = setup("op-leader").await;
-    let flags = ["--leader-election=true", "--lease-namespace", &ns, "--lease-duration-seconds", "6"];
+    let flags = [
+        "--leader-election=true",
+        "--lease-namespace",
+        &ns,
+        "--lease-duration-seconds",
+        "6",
+    ];
     let mut a = Operator::start_as(cluster, &ns, "op-a", &flags).await;
     let mut b = Operator::start_as(cluster, &ns, "op-b", &flags).await;
     let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
     let holder = wait_for_value("a Lease holder", READY_TIMEOUT, || async {
-        leases.get_opt("whatsapp-operator").await.ok().flatten()?.spec?.holder_identity
+        leases
+            .get_opt("whatsapp-operator")
+            .await
+            .ok()
+            .flatten()?
+            .spec?
+            .holder_identity
     })
     .await;
     assert!(holder == "op-a" || holder == "op-b", "{holder}");
-    let (leader, standby) = if holder == "op-a" { (&mut a, &mut b) } else { (&mut b, &mut a) };
-    wait_for_named("leader metric on the holder", READY_TIMEOUT, || async { leader.metric("wa_operator_leader").await == Some(1.0) })
-        .await;
+    let (leader, standby) = if holder == "op-a" {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
+    wait_for_named("leader metric on the holder", READY_TIMEOUT, || async {
+        leader.metric("wa_operator_leader").await == Some(1.0)
+    })
+    .await;
     assert_eq!(standby.metric("wa_operator_leader").await, Some(0.0));
 
     let api: Api<WhatsAppSession> = Api::namespaced(client.clone(), &ns);
     create_session(&api, "c1", json!({})).await;
     wait_ready(&api, "c1").await;
     let standby_text = standby.metrics().await.expect("standby metrics");
-    assert!(!standby_text.contains("wa_operator_reconciles_total{"), "the standby reconciled: {standby_text}");
+    assert!(
+        !standby_text.contains("wa_operator_reconciles_total{"),
+        "the standby reconciled: {standby_text}"
+    );
 
     // The leader dies without releasing the Lease: the standby takes over after it expires.
     leader.kill().await;
     let new_holder = if holder == "op-a" { "op-b" } else { "op-a" };
     wait_for_named("the standby to take the Lease", READY_TIMEOUT, || async {
-        leases.get_opt("whatsapp-operator").await.ok().flatten().and_then(|l| l.spec?.holder_identity).as_deref()
+        leases
+            .get_opt("whatsapp-operator")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|l| l.spec?.holder_identity)
+            .as_deref()
             == Some(new_holder)
     })
     .await;
@@ -415,23 +713,50 @@ async fn two_replicas_elect_one_leader_and_fail_over() {
 async fn sigterm_releases_the_lease_to_a_standby_and_the_last_replica_deletes_it() {
     let (cluster, client, ns) = setup("op-release").await;
     // A long lease: a take-over well within it can only come from the release, not from expiry.
-    let flags = ["--leader-election=true", "--lease-namespace", &ns, "--lease-duration-seconds", "60"];
+    let flags = [
+        "--leader-election=true",
+        "--lease-namespace",
+        &ns,
+        "--lease-duration-seconds",
+        "60",
+    ];
     let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
-    let holder = || async { leases.get_opt("whatsapp-operator").await.ok().flatten().and_then(|l| l.spec?.holder_identity) };
+    let holder = || async {
+        leases
+            .get_opt("whatsapp-operator")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|l| l.spec?.holder_identity)
+    };
     let mut a = Operator::start_as(cluster, &ns, "op-a", &flags).await;
-    wait_for_named("op-a to hold the Lease", READY_TIMEOUT, || async { holder().await.as_deref() == Some("op-a") }).await;
+    wait_for_named("op-a to hold the Lease", READY_TIMEOUT, || async {
+        holder().await.as_deref() == Some("op-a")
+    })
+    .await;
     let mut b = Operator::start_as(cluster, &ns, "op-b", &flags).await;
-    wait_for_named("op-b to stand by", READY_TIMEOUT, || async { b.log_text().contains("standing by") }).await;
+    wait_for_named("op-b to stand by", READY_TIMEOUT, || async {
+        b.log_text().contains("standing by")
+    })
+    .await;
 
     let status = a.terminate().await;
     assert!(status.success(), "the leader exits 0 on SIGTERM: {status}");
     let released = Instant::now();
-    wait_for_named("op-b to take the released Lease (far sooner than its 60 s)", Duration::from_secs(20), || async {
-        holder().await.as_deref() == Some("op-b")
+    wait_for_named(
+        "op-b to take the released Lease (far sooner than its 60 s)",
+        Duration::from_secs(20),
+        || async { holder().await.as_deref() == Some("op-b") },
+    )
+    .await;
+    eprintln!(
+        "take-over {:.1} s after the leader exited",
+        released.elapsed().as_secs_f64()
+    );
+    wait_for_named("leader metric on op-b", READY_TIMEOUT, || async {
+        b.metric("wa_operator_leader").await == Some(1.0)
     })
     .await;
-    eprintln!("take-over {:.1} s after the leader exited", released.elapsed().as_secs_f64());
-    wait_for_named("leader metric on op-b", READY_TIMEOUT, || async { b.metric("wa_operator_leader").await == Some(1.0) }).await;
     // The new leader works: it reconciles a session.
     let api: Api<WhatsAppSession> = Api::namespaced(client.clone(), &ns);
     create_session(&api, "after-release", json!({})).await;
@@ -440,9 +765,19 @@ async fn sigterm_releases_the_lease_to_a_standby_and_the_last_replica_deletes_it
     // The last replica leaves nothing behind (what `helm uninstall` needs).
     let status = b.terminate().await;
     assert!(status.success(), "{status}");
-    let lease = leases.get_opt("whatsapp-operator").await.expect("get lease");
-    assert!(lease.is_none(), "the Lease is left after the last replica stopped: {lease:?}");
-    assert!(b.log_text().contains("released and deleted the Lease"), "{}", b.log_text());
+    let lease = leases
+        .get_opt("whatsapp-operator")
+        .await
+        .expect("get lease");
+    assert!(
+        lease.is_none(),
+        "the Lease is left after the last replica stopped: {lease:?}"
+    );
+    assert!(
+        b.log_text().contains("released and deleted the Lease"),
+        "{}",
+        b.log_text()
+    );
 }
 
 #[tokio::test]
@@ -456,24 +791,45 @@ async fn deleting_the_namespace_of_sessions_is_quiet() {
     for n in ["gone-logout", "gone-delete", "gone-retain"] {
         wait_ready(&api, n).await;
     }
-    let errors_before = op.metric_sum("wa_operator_reconcile_errors_total").await.expect("metrics");
+    let errors_before = op
+        .metric_sum("wa_operator_reconcile_errors_total")
+        .await
+        .expect("metrics");
 
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-    namespaces.delete(&ns, &DeleteParams::default()).await.expect("delete namespace");
+    namespaces
+        .delete(&ns, &DeleteParams::default())
+        .await
+        .expect("delete namespace");
     // The namespace goes only after the operator removed its finalizers.
-    wait_for_named("the namespace to be gone", GONE_TIMEOUT, || async { namespaces.get_opt(&ns).await.ok().flatten().is_none() })
-        .await;
-    // The operator's cache has seen the sessions go, so every reconcile of them has run.
-    wait_for_named("the operator's cache to be empty", READY_TIMEOUT, || async {
-        op.metric_sum("wa_operator_sessions").await == Some(0.0)
+    wait_for_named("the namespace to be gone", GONE_TIMEOUT, || async {
+        namespaces.get_opt(&ns).await.ok().flatten().is_none()
     })
     .await;
-    let errors_after = op.metric_sum("wa_operator_reconcile_errors_total").await.expect("metrics");
+    // The operator's cache has seen the sessions go, so every reconcile of them has run.
+    wait_for_named(
+        "the operator's cache to be empty",
+        READY_TIMEOUT,
+        || async { op.metric_sum("wa_operator_sessions").await == Some(0.0) },
+    )
+    .await;
+    let errors_after = op
+        .metric_sum("wa_operator_reconcile_errors_total")
+        .await
+        .expect("metrics");
     let log = op.log_text();
-    let noisy: Vec<&str> =
-        log.lines().filter(|l| l.contains("\"level\":\"WARN\"") || l.contains("\"level\":\"ERROR\"")).collect();
-    assert_eq!(errors_after, errors_before, "reconcile errors while the namespace went: {noisy:#?}");
-    assert!(noisy.is_empty(), "warnings or errors while the namespace went: {noisy:#?}");
+    let noisy: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("\"level\":\"WARN\"") || l.contains("\"level\":\"ERROR\""))
+        .collect();
+    assert_eq!(
+        errors_after, errors_before,
+        "reconcile errors while the namespace went: {noisy:#?}"
+    );
+    assert!(
+        noisy.is_empty(),
+        "warnings or errors while the namespace went: {noisy:#?}"
+    );
 }
 
 /// Whatever happens to the process, the Lease goes with the operator's Pod: `helm uninstall`
@@ -490,9 +846,21 @@ async fn the_lease_is_owned_by_the_holders_pod_and_goes_with_it() {
         "spec": { "containers": [{ "name": "operator", "image": image }], "terminationGracePeriodSeconds": 1 },
     }))
     .expect("pod json");
-    let uid = pods.create(&PostParams::default(), &pod).await.expect("create pod").uid().expect("uid");
-    let flags = ["--leader-election=true", "--lease-namespace", &ns, "--lease-duration-seconds", "60"];
-    let mut op = Operator::start_with_env(cluster, &ns, "wa-operator-0", &flags, &[("POD_UID", &uid)]).await;
+    let uid = pods
+        .create(&PostParams::default(), &pod)
+        .await
+        .expect("create pod")
+        .uid()
+        .expect("uid");
+    let flags = [
+        "--leader-election=true",
+        "--lease-namespace",
+        &ns,
+        "--lease-duration-seconds",
+        "60",
+    ];
+    let mut op =
+        Operator::start_with_env(cluster, &ns, "wa-operator-0", &flags, &[("POD_UID", &uid)]).await;
     let leases: Api<Lease> = Api::namespaced(client.clone(), &ns);
     let lease = wait_for_value("the Lease held by the operator", READY_TIMEOUT, || async {
         let l = leases.get_opt("whatsapp-operator").await.ok().flatten()?;
@@ -501,16 +869,33 @@ async fn the_lease_is_owned_by_the_holders_pod_and_goes_with_it() {
     .await;
     let owners = lease.owner_references();
     assert_eq!(owners.len(), 1, "{owners:?}");
-    assert_eq!((owners[0].kind.as_str(), owners[0].name.as_str(), owners[0].uid.as_str()), ("Pod", "wa-operator-0", uid.as_str()));
+    assert_eq!(
+        (
+            owners[0].kind.as_str(),
+            owners[0].name.as_str(),
+            owners[0].uid.as_str()
+        ),
+        ("Pod", "wa-operator-0", uid.as_str())
+    );
 
     // No chance to release: the Lease is still there, held...
     op.kill().await;
-    assert!(leases.get_opt("whatsapp-operator").await.expect("get").is_some());
+    assert!(
+        leases
+            .get_opt("whatsapp-operator")
+            .await
+            .expect("get")
+            .is_some()
+    );
     // ...until its Pod is deleted.
-    pods.delete("wa-operator-0", &DeleteParams::default()).await.expect("delete pod");
-    wait_for_named("the garbage collector to delete the Lease with the Pod", GONE_TIMEOUT, || async {
-        matches!(leases.get_opt("whatsapp-operator").await, Ok(None))
-    })
+    pods.delete("wa-operator-0", &DeleteParams::default())
+        .await
+        .expect("delete pod");
+    wait_for_named(
+        "the garbage collector to delete the Lease with the Pod",
+        GONE_TIMEOUT,
+        || async { matches!(leases.get_opt("whatsapp-operator").await, Ok(None)) },
+    )
     .await;
 }
 
@@ -520,16 +905,28 @@ async fn the_lease_is_owned_by_the_holders_pod_and_goes_with_it() {
 #[tokio::test]
 async fn a_session_image_missing_from_the_registry_shows_in_ready() {
     let (cluster, client, ns) = setup("op-noimage").await;
-    let missing = format!("{}/leadmaster/wa-session:does-not-exist", cluster.registry().expect("registry"));
+    let missing = format!(
+        "{}/leadmaster/wa-session:does-not-exist",
+        cluster.registry().expect("registry")
+    );
     let _op = Operator::start(cluster, &ns, &["--session-image", &missing]).await;
     let api: Api<WhatsAppSession> = Api::namespaced(client.clone(), &ns);
     create_session(&api, "ghost", json!({})).await;
-    let (reason, message) = wait_for_value("Ready=False naming the image pull failure", READY_TIMEOUT, || async {
-        let s = api.get_opt("ghost").await.ok().flatten()?;
-        let c = s.status?.conditions.into_iter().find(|c| c.type_ == "Ready")?;
-        let pulling = c.message.contains("ErrImagePull") || c.message.contains("ImagePullBackOff");
-        (c.status == "False" && pulling).then_some((c.reason, c.message))
-    })
+    let (reason, message) = wait_for_value(
+        "Ready=False naming the image pull failure",
+        READY_TIMEOUT,
+        || async {
+            let s = api.get_opt("ghost").await.ok().flatten()?;
+            let c = s
+                .status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "Ready")?;
+            let pulling =
+                c.message.contains("ErrImagePull") || c.message.contains("ImagePullBackOff");
+            (c.status == "False" && pulling).then_some((c.reason, c.message))
+        },
+    )
     .await;
     assert_eq!(reason, "PodNotReady");
     assert!(message.contains("does-not-exist"), "{message}");

@@ -7,9 +7,8 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chromiumoxide::Page;
 use chromiumoxide::browser::Browser;
-use chromiumoxide::error::CdpError;
-use chromiumoxide::handler::HandlerConfig;
 use chromiumoxide::cdp::browser_protocol::fetch::{
     self, AuthChallengeResponse, AuthChallengeResponseResponse, AuthChallengeSource,
     ContinueRequestParams, ContinueWithAuthParams, EventAuthRequired, EventRequestPaused,
@@ -18,8 +17,11 @@ use chromiumoxide::cdp::browser_protocol::fetch::{
 use chromiumoxide::cdp::browser_protocol::inspector::EventTargetCrashed;
 use chromiumoxide::cdp::browser_protocol::network::{ErrorReason, ResourceType};
 use chromiumoxide::cdp::browser_protocol::page::NavigateParams;
-use chromiumoxide::cdp::js_protocol::runtime::{AddBindingParams, EvaluateParams, EventBindingCalled};
-use chromiumoxide::Page;
+use chromiumoxide::cdp::js_protocol::runtime::{
+    AddBindingParams, EvaluateParams, EventBindingCalled,
+};
+use chromiumoxide::error::CdpError;
+use chromiumoxide::handler::HandlerConfig;
 use futures::StreamExt;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -36,7 +38,8 @@ use crate::error::{Error, Result};
 const MIN_DEV_SHM: u64 = 128 * 1024 * 1024;
 
 /// Resource types not needed to log in and keep the session: skipping them saves memory.
-const BLOCKED_TYPES: [ResourceType; 3] = [ResourceType::Image, ResourceType::Media, ResourceType::Font];
+const BLOCKED_TYPES: [ResourceType; 3] =
+    [ResourceType::Image, ResourceType::Media, ResourceType::Font];
 
 /// Chromium features switched off (`--disable-features`).
 const DISABLED_FEATURES: [&str; 10] = [
@@ -114,7 +117,10 @@ pub fn chromium_args(cfg: &Config) -> Vec<String> {
     if cfg.js_heap_mb > 0 {
         // A runaway page then crashes its renderer (the agent relaunches and restores from
         // the profile) before the pod's memory limit kills everything.
-        args.push(format!("--js-flags=--max-old-space-size={}", cfg.js_heap_mb));
+        args.push(format!(
+            "--js-flags=--max-old-space-size={}",
+            cfg.js_heap_mb
+        ));
     }
     if dev_shm_size().is_some_and(|size| size < MIN_DEV_SHM) {
         args.push("--disable-dev-shm-usage".into());
@@ -131,7 +137,9 @@ pub fn chromium_args(cfg: &Config) -> Vec<String> {
 /// Size of /dev/shm from /proc/self/mountinfo (`size=` of the tmpfs), if it is limited.
 fn dev_shm_size() -> Option<u64> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let line = info.lines().find(|l| l.split(' ').nth(4) == Some("/dev/shm"))?;
+    let line = info
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some("/dev/shm"))?;
     let opts = line.rsplit(' ').next()?;
     let size = opts.split(',').find_map(|o| o.strip_prefix("size="))?;
     let (num, mult) = match size.chars().last()? {
@@ -179,14 +187,20 @@ impl BrowserSession {
             ignore_invalid_messages: false,
             ..HandlerConfig::default()
         };
-        let (browser, mut handler) = match Browser::connect_with_config(ws_url, handler_config).await {
-            Ok(connected) => connected,
-            Err(e) => {
-                kill_group(&mut child).await;
-                return Err(Error::Launch(format!("connecting to Chromium's DevTools: {e}")));
-            }
-        };
-        tracing::debug!(ms = t0.elapsed().as_millis() as u64, "Chromium launched (DevTools connected)");
+        let (browser, mut handler) =
+            match Browser::connect_with_config(ws_url, handler_config).await {
+                Ok(connected) => connected,
+                Err(e) => {
+                    kill_group(&mut child).await;
+                    return Err(Error::Launch(format!(
+                        "connecting to Chromium's DevTools: {e}"
+                    )));
+                }
+            };
+        tracing::debug!(
+            ms = t0.elapsed().as_millis() as u64,
+            "Chromium launched (DevTools connected)"
+        );
         let (gone_tx, gone) = watch::channel(false);
         let gone_tx = Arc::new(gone_tx);
         let gone_tx2 = gone_tx.clone();
@@ -204,11 +218,24 @@ impl BrowserSession {
             let _ = gone_tx.send(true);
         });
         let opened = open_page(&browser, cfg, gone_tx2).await;
-        tracing::debug!(ms = t0.elapsed().as_millis() as u64, "page ready (bindings, listeners, interception)");
+        tracing::debug!(
+            ms = t0.elapsed().as_millis() as u64,
+            "page ready (bindings, listeners, interception)"
+        );
         match opened {
             Ok((page, notifications, mut aux)) => {
                 aux.push(stderr);
-                Ok(Self { browser, child, page, handler, aux, gone, notifications, cdp_timeout: cfg.cdp_timeout, pid })
+                Ok(Self {
+                    browser,
+                    child,
+                    page,
+                    handler,
+                    aux,
+                    gone,
+                    notifications,
+                    cdp_timeout: cfg.cdp_timeout,
+                    pid,
+                })
             }
             Err(e) => {
                 kill_group(&mut child).await;
@@ -221,37 +248,73 @@ impl BrowserSession {
 
     /// Starts loading `url` (does not wait for the load: the agent polls the page).
     pub async fn navigate(&self, url: &str) -> Result<()> {
-        let params = NavigateParams::builder().url(url).referrer("https://whatsapp.com/").build().map_err(Error::Launch)?;
+        let params = NavigateParams::builder()
+            .url(url)
+            .referrer("https://whatsapp.com/")
+            .build()
+            .map_err(Error::Launch)?;
         tokio::time::timeout(self.cdp_timeout, self.page.execute(params))
             .await
-            .map_err(|_| Error::ScriptTimeout { script: "Page.navigate", secs: self.cdp_timeout.as_secs_f64() })??;
+            .map_err(|_| Error::ScriptTimeout {
+                script: "Page.navigate",
+                secs: self.cdp_timeout.as_secs_f64(),
+            })??;
         Ok(())
     }
 
     pub async fn reload(&self) -> Result<()> {
-        tokio::time::timeout(self.cdp_timeout, self.page.execute(chromiumoxide::cdp::browser_protocol::page::ReloadParams::default()))
-            .await
-            .map_err(|_| Error::ScriptTimeout { script: "Page.reload", secs: self.cdp_timeout.as_secs_f64() })??;
+        tokio::time::timeout(
+            self.cdp_timeout,
+            self.page
+                .execute(chromiumoxide::cdp::browser_protocol::page::ReloadParams::default()),
+        )
+        .await
+        .map_err(|_| Error::ScriptTimeout {
+            script: "Page.reload",
+            secs: self.cdp_timeout.as_secs_f64(),
+        })??;
         Ok(())
     }
 
     /// Runs a driver script and returns its JSON result. A script not answering within the
     /// CDP timeout is reported as such (the page is hung or Chromium is gone).
-    pub async fn run(&self, script: &Script, args: &[serde_json::Value]) -> Result<serde_json::Value> {
+    pub async fn run(
+        &self,
+        script: &Script,
+        args: &[serde_json::Value],
+    ) -> Result<serde_json::Value> {
         let params = EvaluateParams::builder()
             .expression(script.call(args))
             .await_promise(true)
             .return_by_value(true)
             .build()
-            .map_err(|message| Error::Script { script: script.name, message })?;
+            .map_err(|message| Error::Script {
+                script: script.name,
+                message,
+            })?;
         let res = tokio::time::timeout(self.cdp_timeout, self.page.execute(params))
             .await
-            .map_err(|_| Error::ScriptTimeout { script: script.name, secs: self.cdp_timeout.as_secs_f64() })??;
+            .map_err(|_| Error::ScriptTimeout {
+                script: script.name,
+                secs: self.cdp_timeout.as_secs_f64(),
+            })??;
         if let Some(ex) = &res.result.exception_details {
-            let message = ex.exception.as_ref().and_then(|e| e.description.clone()).unwrap_or_else(|| ex.text.clone());
-            return Err(Error::Script { script: script.name, message });
+            let message = ex
+                .exception
+                .as_ref()
+                .and_then(|e| e.description.clone())
+                .unwrap_or_else(|| ex.text.clone());
+            return Err(Error::Script {
+                script: script.name,
+                message,
+            });
         }
-        Ok(res.result.result.value.clone().unwrap_or(serde_json::Value::Null))
+        Ok(res
+            .result
+            .result
+            .value
+            .clone()
+            .unwrap_or(serde_json::Value::Null))
     }
 
     /// True once Chromium's CDP connection is gone.
@@ -275,7 +338,11 @@ impl BrowserSession {
         let (cdp_timeout, pid, gone) = (self.cdp_timeout, self.pid, self.is_gone());
         let Self { browser, child, .. } = &mut self;
         let ask = async {
-            let answered = !gone && matches!(tokio::time::timeout(cdp_timeout, browser.close()).await, Ok(Ok(_)));
+            let answered = !gone
+                && matches!(
+                    tokio::time::timeout(cdp_timeout, browser.close()).await,
+                    Ok(Ok(_))
+                );
             if !answered {
                 tracing::info!("Browser.close not answered; sending Chromium SIGTERM");
                 signal(pid, libc::SIGTERM, false);
@@ -290,9 +357,14 @@ impl BrowserSession {
         })
         .await;
         match exited {
-            Ok(Ok(status)) => tracing::info!(ms = t0.elapsed().as_millis() as u64, %status, "Chromium closed"),
+            Ok(Ok(status)) => {
+                tracing::info!(ms = t0.elapsed().as_millis() as u64, %status, "Chromium closed")
+            }
             _ => {
-                tracing::warn!(ms = t0.elapsed().as_millis() as u64, "Chromium did not close in time; killing it");
+                tracing::warn!(
+                    ms = t0.elapsed().as_millis() as u64,
+                    "Chromium did not close in time; killing it"
+                );
                 kill_group(&mut self.child).await;
             }
         }
@@ -349,7 +421,10 @@ fn classify_unparsable(raw: &str) -> (String, bool) {
     struct Head {
         method: Option<String>,
     }
-    let method = serde_json::from_str::<Head>(raw).ok().and_then(|h| h.method).unwrap_or_else(|| "(no method)".into());
+    let method = serde_json::from_str::<Head>(raw)
+        .ok()
+        .and_then(|h| h.method)
+        .unwrap_or_else(|| "(no method)".into());
     let expected = UNUSED_UNPARSABLE_EVENTS.contains(&method.as_str());
     (method, expected)
 }
@@ -381,20 +456,31 @@ fn spawn_chromium(cfg: &Config, profile_dir: &Path) -> Result<Child> {
     // SAFETY: prctl(2) is async-signal-safe and touches no memory of the parent.
     unsafe {
         cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
         });
     }
-    cmd.spawn().map_err(|e| Error::Launch(format!("{}: {e}", cfg.chromium_path.display())))
+    cmd.spawn()
+        .map_err(|e| Error::Launch(format!("{}: {e}", cfg.chromium_path.display())))
 }
 
 /// Reads Chromium's stderr until it prints `DevTools listening on ws://…`; then keeps draining
 /// it (at debug level, target `chromium`) in the returned task so Chromium never writes into
 /// a full or closed pipe.
 async fn devtools_url(child: &mut Child, timeout: Duration) -> Result<(String, JoinHandle<()>)> {
-    let stderr = child.stderr.take().ok_or_else(|| Error::Launch("Chromium's stderr is not piped".into()))?;
+    let stderr = child
+        .stderr
+        .take()
+        .ok_or_else(|| Error::Launch("Chromium's stderr is not piped".into()))?;
     let mut lines = BufReader::new(stderr).lines();
     let mut tail: VecDeque<String> = VecDeque::new();
     let found = tokio::time::timeout(timeout, async {
@@ -421,10 +507,23 @@ async fn devtools_url(child: &mut Child, timeout: Duration) -> Result<(String, J
     let url = match found {
         Ok(Ok(url)) => url,
         Ok(Err(why)) => {
-            let status = child.try_wait().ok().flatten().map(|s| format!(" ({s})")).unwrap_or_default();
-            return Err(Error::Launch(format!("{why}{status}: {}", Vec::from(tail).join("\n"))));
+            let status = child
+                .try_wait()
+                .ok()
+                .flatten()
+                .map(|s| format!(" ({s})"))
+                .unwrap_or_default();
+            return Err(Error::Launch(format!(
+                "{why}{status}: {}",
+                Vec::from(tail).join("\n")
+            )));
         }
-        Err(_) => return Err(Error::Launch(format!("Chromium did not open DevTools within {timeout:?}: {}", Vec::from(tail).join("\n")))),
+        Err(_) => {
+            return Err(Error::Launch(format!(
+                "Chromium did not open DevTools within {timeout:?}: {}",
+                Vec::from(tail).join("\n")
+            )));
+        }
     };
     let drain = tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {
@@ -437,7 +536,9 @@ async fn devtools_url(child: &mut Child, timeout: Duration) -> Result<(String, J
 /// Sends `sig` to Chromium's browser process, or with `group` to its whole process group
 /// (Chromium leads its own group: [`spawn_chromium`]).
 fn signal(pid: Option<u32>, sig: libc::c_int, group: bool) {
-    let Some(pid) = pid.and_then(|p| libc::pid_t::try_from(p).ok()) else { return };
+    let Some(pid) = pid.and_then(|p| libc::pid_t::try_from(p).ok()) else {
+        return;
+    };
     // SAFETY: kill(2) on our own child (not reaped yet, so the PID is still ours) or on the
     // process group it leads.
     unsafe {
@@ -453,11 +554,18 @@ async fn kill_group(child: &mut Child) {
     let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
 }
 
-async fn open_page(browser: &Browser, cfg: &Config, gone: Arc<watch::Sender<bool>>) -> Result<(Page, mpsc::Receiver<String>, Aux)> {
+async fn open_page(
+    browser: &Browser,
+    cfg: &Config,
+    gone: Arc<watch::Sender<bool>>,
+) -> Result<(Page, mpsc::Receiver<String>, Aux)> {
     let t0 = std::time::Instant::now();
     let page = tokio::time::timeout(cfg.cdp_timeout, browser.new_page("about:blank"))
         .await
-        .map_err(|_| Error::ScriptTimeout { script: "Target.createTarget", secs: cfg.cdp_timeout.as_secs_f64() })??;
+        .map_err(|_| Error::ScriptTimeout {
+            script: "Target.createTarget",
+            secs: cfg.cdp_timeout.as_secs_f64(),
+        })??;
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, "page target created");
     // The initial tab Chromium opens by itself would cost a renderer: close it.
     if let Ok(pages) = browser.pages().await {
@@ -476,7 +584,10 @@ async fn open_page(browser: &Browser, cfg: &Config, gone: Arc<watch::Sender<bool
     aux.push(tokio::spawn(async move {
         while let Some(call) = calls.next().await {
             // A full queue already guarantees a wake-up; only a closed one ends the task.
-            if call.name == NOTIFY_BINDING && tx.try_send(call.payload.clone()).is_err() && tx.is_closed() {
+            if call.name == NOTIFY_BINDING
+                && tx.try_send(call.payload.clone()).is_err()
+                && tx.is_closed()
+            {
                 break;
             }
         }
@@ -520,9 +631,16 @@ async fn intercept(cfg: &Config, page: &Page, aux: &mut Aux) -> Result<()> {
     aux.push(tokio::spawn(async move {
         while let Some(ev) = paused.next().await {
             let res = if block && BLOCKED_TYPES.contains(&ev.resource_type) {
-                p.execute(FailRequestParams::new(ev.request_id.clone(), ErrorReason::BlockedByClient)).await.map(|_| ())
+                p.execute(FailRequestParams::new(
+                    ev.request_id.clone(),
+                    ErrorReason::BlockedByClient,
+                ))
+                .await
+                .map(|_| ())
             } else {
-                p.execute(ContinueRequestParams::new(ev.request_id.clone())).await.map(|_| ())
+                p.execute(ContinueRequestParams::new(ev.request_id.clone()))
+                    .await
+                    .map(|_| ())
             };
             if let Err(e) = res {
                 tracing::debug!(error = %e, "answering a paused request");
@@ -545,16 +663,30 @@ async fn intercept(cfg: &Config, page: &Page, aux: &mut Aux) -> Result<()> {
                         password: Some(creds.1.clone()),
                     }
                 } else {
-                    let response = if is_proxy { AuthChallengeResponseResponse::CancelAuth } else { AuthChallengeResponseResponse::Default };
-                    AuthChallengeResponse { response, username: None, password: None }
+                    let response = if is_proxy {
+                        AuthChallengeResponseResponse::CancelAuth
+                    } else {
+                        AuthChallengeResponseResponse::Default
+                    };
+                    AuthChallengeResponse {
+                        response,
+                        username: None,
+                        password: None,
+                    }
                 };
-                if let Err(e) = p.execute(ContinueWithAuthParams::new(ev.request_id.clone(), response)).await {
+                if let Err(e) = p
+                    .execute(ContinueWithAuthParams::new(ev.request_id.clone(), response))
+                    .await
+                {
                     tracing::debug!(error = %e, "answering an auth challenge");
                 }
             }
         }));
     }
-    let enable = fetch::EnableParams::builder().patterns(patterns).handle_auth_requests(credentials.is_some()).build();
+    let enable = fetch::EnableParams::builder()
+        .patterns(patterns)
+        .handle_auth_requests(credentials.is_some())
+        .build();
     page.execute(enable).await?;
     Ok(())
 }
@@ -571,10 +703,22 @@ mod tests {
 
     #[test]
     fn unparsable_events_the_agent_does_not_use_are_expected_others_are_not() {
-        assert!(serde_json::from_str::<Message<CdpEventMessage>>(EXTRA_INFO).is_err(), "chromiumoxide parses it now: drop it from the list");
-        assert_eq!(classify_unparsable(EXTRA_INFO), ("Network.requestWillBeSentExtraInfo".into(), true));
+        assert!(
+            serde_json::from_str::<Message<CdpEventMessage>>(EXTRA_INFO).is_err(),
+            "chromiumoxide parses it now: drop it from the list"
+        );
+        assert_eq!(
+            classify_unparsable(EXTRA_INFO),
+            ("Network.requestWillBeSentExtraInfo".into(), true)
+        );
         let paused = r#"{"method":"Fetch.requestPaused","params":{"requestId":"x","resourceType":"SomethingNew"}}"#;
-        assert_eq!(classify_unparsable(paused), ("Fetch.requestPaused".into(), false));
-        assert_eq!(classify_unparsable("not json"), ("(no method)".into(), false));
+        assert_eq!(
+            classify_unparsable(paused),
+            ("Fetch.requestPaused".into(), false)
+        );
+        assert_eq!(
+            classify_unparsable("not json"),
+            ("(no method)".into(), false)
+        );
     }
 }

@@ -59,15 +59,27 @@ impl Report {
     }
 
     pub fn text(&self) -> String {
-        let mut out = format!("wa-session canary: {} (WhatsApp Web {})\n", self.url, self.version.as_deref().unwrap_or("?"));
+        let mut out = format!(
+            "wa-session canary: {} (WhatsApp Web {})\n",
+            self.url,
+            self.version.as_deref().unwrap_or("?")
+        );
         for c in &self.checks {
-            out.push_str(&format!("{:<5} {:<30} {}\n", if c.ok { "ok" } else { "FAIL" }, c.name, c.detail));
+            out.push_str(&format!(
+                "{:<5} {:<30} {}\n",
+                if c.ok { "ok" } else { "FAIL" },
+                c.name,
+                c.detail
+            ));
         }
         let failed = self.checks.iter().filter(|c| !c.ok).count();
         out.push_str(&if failed == 0 {
             format!("all {} assumptions hold\n", self.checks.len())
         } else {
-            format!("{failed} of {} assumptions do not hold\n", self.checks.len())
+            format!(
+                "{failed} of {} assumptions do not hold\n",
+                self.checks.len()
+            )
         });
         out
     }
@@ -86,10 +98,25 @@ pub async fn run(args: &CanaryArgs) -> Result<Report> {
     let driver = Driver::load(args.driver_dir.as_deref())?;
     // The agent's own browser settings (flags, user agent, proxy, heap) from the environment;
     // session name and namespace are not used by the browser.
-    let cfg = Config::try_parse_from(["wa-session", "--session-name", "canary", "--session-namespace", "canary", "--url", &args.url])
-        .map_err(|e| Error::Launch(format!("browser settings: {e}")))?;
-    let profile = std::env::temp_dir().join(format!("wa-canary-{}-{}", std::process::id(), unique_suffix()));
-    std::fs::create_dir_all(&profile).map_err(|source| Error::Profile { path: profile.clone(), source })?;
+    let cfg = Config::try_parse_from([
+        "wa-session",
+        "--session-name",
+        "canary",
+        "--session-namespace",
+        "canary",
+        "--url",
+        &args.url,
+    ])
+    .map_err(|e| Error::Launch(format!("browser settings: {e}")))?;
+    let profile = std::env::temp_dir().join(format!(
+        "wa-canary-{}-{}",
+        std::process::id(),
+        unique_suffix()
+    ));
+    std::fs::create_dir_all(&profile).map_err(|source| Error::Profile {
+        path: profile.clone(),
+        source,
+    })?;
     let result = check_page(&cfg, &driver, &profile, args.timeout).await;
     // A throw-away profile: nothing was linked, nothing is worth keeping.
     let _ = std::fs::remove_dir_all(&profile);
@@ -98,10 +125,18 @@ pub async fn run(args: &CanaryArgs) -> Result<Report> {
 
 /// Nanoseconds since the epoch: with the pid, a profile name no other run uses.
 fn unique_suffix() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
 }
 
-async fn check_page(cfg: &Config, driver: &Driver, profile: &std::path::Path, timeout: Duration) -> Result<Report> {
+async fn check_page(
+    cfg: &Config,
+    driver: &Driver,
+    profile: &std::path::Path,
+    timeout: Duration,
+) -> Result<Report> {
     let browser = BrowserSession::launch(cfg, profile).await?;
     let report = async {
         browser.navigate(&cfg.url).await?;
@@ -119,7 +154,9 @@ async fn check_page(cfg: &Config, driver: &Driver, profile: &std::path::Path, ti
                 // Errors are expected while the page loads; the last one is reported if it stays.
                 Err(e) => script_error = Some(e.to_string()),
             }
-            let settled = last.loaded && matches!(last.page_state(), PageState::Unpaired) && last.qr.is_some();
+            let settled = last.loaded
+                && matches!(last.page_state(), PageState::Unpaired)
+                && last.qr.is_some();
             if settled || Instant::now() > deadline {
                 break;
             }
@@ -137,10 +174,21 @@ async fn check_page(cfg: &Config, driver: &Driver, profile: &std::path::Path, ti
         let state = last.state.clone().unwrap_or_default();
         checks.push(Check {
             name: "snapshot: state".into(),
-            ok: matches!(last.page_state(), PageState::Unpaired | PageState::UnpairedIdle),
-            detail: if state.is_empty() { "no state read".into() } else { format!("{state} (a fresh profile must need a login)") },
+            ok: matches!(
+                last.page_state(),
+                PageState::Unpaired | PageState::UnpairedIdle
+            ),
+            detail: if state.is_empty() {
+                "no state read".into()
+            } else {
+                format!("{state} (a fresh profile must need a login)")
+            },
         });
-        let qr_parts = last.qr.as_deref().map(|q| q.split(',').filter(|p| !p.is_empty()).count()).unwrap_or(0);
+        let qr_parts = last
+            .qr
+            .as_deref()
+            .map(|q| q.split(',').filter(|p| !p.is_empty()).count())
+            .unwrap_or(0);
         checks.push(Check {
             name: "snapshot: qr".into(),
             ok: qr_parts == 5,
@@ -153,12 +201,30 @@ async fn check_page(cfg: &Config, driver: &Driver, profile: &std::path::Path, ti
         let (version, more) = match browser.run(&driver.canary, &[]).await {
             Ok(v) => match serde_json::from_value::<ScriptReport>(v) {
                 Ok(r) => (r.version, r.checks),
-                Err(e) => (None, vec![Check { name: "canary.js".into(), ok: false, detail: format!("unexpected result: {e}") }]),
+                Err(e) => (
+                    None,
+                    vec![Check {
+                        name: "canary.js".into(),
+                        ok: false,
+                        detail: format!("unexpected result: {e}"),
+                    }],
+                ),
             },
-            Err(e) => (None, vec![Check { name: "canary.js".into(), ok: false, detail: e.to_string() }]),
+            Err(e) => (
+                None,
+                vec![Check {
+                    name: "canary.js".into(),
+                    ok: false,
+                    detail: e.to_string(),
+                }],
+            ),
         };
         checks.extend(more);
-        Ok(Report { url: cfg.url.clone(), version, checks })
+        Ok(Report {
+            url: cfg.url.clone(),
+            version,
+            checks,
+        })
     }
     .await;
     browser.close(Duration::from_secs(10)).await;
@@ -175,8 +241,16 @@ mod tests {
             url: "https://web.whatsapp.com/".into(),
             version: Some("2.3000.1".into()),
             checks: vec![
-                Check { name: "socket state".into(), ok: true, detail: "UNPAIRED".into() },
-                Check { name: "pairing code".into(), ok: false, detail: "Requiring unknown module \"X\"".into() },
+                Check {
+                    name: "socket state".into(),
+                    ok: true,
+                    detail: "UNPAIRED".into(),
+                },
+                Check {
+                    name: "pairing code".into(),
+                    ok: false,
+                    detail: "Requiring unknown module \"X\"".into(),
+                },
             ],
         };
         assert!(!r.ok());

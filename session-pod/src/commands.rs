@@ -26,11 +26,18 @@ impl Requests {
 }
 
 /// Spawns the watch; the receiver always holds the newest spec requests.
-pub fn watch_requests(api: Api<WhatsAppSession>, name: &str, initial: Requests) -> watch::Receiver<Requests> {
+pub fn watch_requests(
+    api: Api<WhatsAppSession>,
+    name: &str,
+    initial: Requests,
+) -> watch::Receiver<Requests> {
     let (tx, rx) = watch::channel(initial);
     let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
     tokio::spawn(async move {
-        let mut stream = watcher(api, cfg).default_backoff().applied_objects().boxed();
+        let mut stream = watcher(api, cfg)
+            .default_backoff()
+            .applied_objects()
+            .boxed();
         while let Some(item) = stream.next().await {
             match item {
                 Ok(cr) => {

@@ -113,7 +113,11 @@ pub struct Config {
 const CHROMIUM_CANDIDATES: [&str; 2] = ["/usr/lib/chromium/chromium", "/usr/bin/chromium"];
 
 fn default_chromium() -> PathBuf {
-    CHROMIUM_CANDIDATES.iter().map(PathBuf::from).find(|p| p.is_file()).unwrap_or_else(|| PathBuf::from(CHROMIUM_CANDIDATES[1]))
+    CHROMIUM_CANDIDATES
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from(CHROMIUM_CANDIDATES[1]))
 }
 
 /// Parses `250ms`, `5s`, `2m` or a bare number of seconds.
@@ -148,10 +152,22 @@ mod tests {
 
     #[test]
     fn defaults_follow_design() {
-        let c = Config::try_parse_from(["wa-session", "--session-name", "s", "--session-namespace", "n"])
-            .expect("parses");
+        let c = Config::try_parse_from([
+            "wa-session",
+            "--session-name",
+            "s",
+            "--session-namespace",
+            "n",
+        ])
+        .expect("parses");
         assert_eq!(c.data_dir, PathBuf::from("/data"));
-        assert!(CHROMIUM_CANDIDATES.iter().any(|p| c.chromium_path == PathBuf::from(p)), "{:?}", c.chromium_path);
+        assert!(
+            CHROMIUM_CANDIDATES
+                .iter()
+                .any(|p| c.chromium_path == PathBuf::from(p)),
+            "{:?}",
+            c.chromium_path
+        );
         assert_eq!(c.js_heap_mb, 512);
         assert_eq!(c.http_addr.to_string(), "0.0.0.0:8080");
         assert!(!c.user_agent.contains("Headless"));

@@ -7,7 +7,12 @@ pub enum Error {
 
     /// The API server refused this agent's credentials for its CR.
     #[error("access to WhatsAppSession {namespace}/{name} refused (HTTP {code}): {message}")]
-    Refused { namespace: String, name: String, code: u16, message: String },
+    Refused {
+        namespace: String,
+        name: String,
+        code: u16,
+        message: String,
+    },
 
     #[error("Kubernetes client configuration: {0}")]
     KubeConfig(String),
@@ -22,16 +27,28 @@ pub enum Error {
     ScriptTimeout { script: &'static str, secs: f64 },
 
     #[error("page script {script} failed: {message}")]
-    Script { script: &'static str, message: String },
+    Script {
+        script: &'static str,
+        message: String,
+    },
 
     #[error("page driver script {path}: {source}")]
-    DriverScript { path: PathBuf, source: std::io::Error },
+    DriverScript {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     #[error("profile {path}: {source}")]
-    Profile { path: PathBuf, source: std::io::Error },
+    Profile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     #[error("HTTP server on {addr}: {source}")]
-    Http { addr: std::net::SocketAddr, source: std::io::Error },
+    Http {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 
     #[error("JSON: {0}")]
     Json(#[from] serde_json::Error),

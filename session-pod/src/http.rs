@@ -26,7 +26,10 @@ pub struct Health {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl Health {
@@ -40,7 +43,8 @@ impl Health {
         self.ready.load(Ordering::Relaxed)
     }
     fn alive(&self) -> bool {
-        now_ms().saturating_sub(self.last_beat_ms.load(Ordering::Relaxed)) < MAX_SILENCE.as_millis() as u64
+        now_ms().saturating_sub(self.last_beat_ms.load(Ordering::Relaxed))
+            < MAX_SILENCE.as_millis() as u64
     }
 }
 
@@ -49,14 +53,21 @@ struct AppState {
     registry: Registry,
 }
 
-pub async fn serve(addr: std::net::SocketAddr, health: Arc<Health>, registry: Registry, shutdown: CancellationToken) -> Result<()> {
+pub async fn serve(
+    addr: std::net::SocketAddr,
+    health: Arc<Health>,
+    registry: Registry,
+    shutdown: CancellationToken,
+) -> Result<()> {
     let state = Arc::new(AppState { health, registry });
     let app = Router::new()
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(state);
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| Error::Http { addr, source })?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Http { addr, source })?;
     tracing::info!(%addr, "health and metrics listening");
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -65,17 +76,33 @@ pub async fn serve(addr: std::net::SocketAddr, health: Arc<Health>, registry: Re
 }
 
 async fn livez(State(s): State<Arc<AppState>>) -> impl IntoResponse {
-    if s.health.alive() { (StatusCode::OK, "ok\n") } else { (StatusCode::SERVICE_UNAVAILABLE, "session loop stalled\n") }
+    if s.health.alive() {
+        (StatusCode::OK, "ok\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "session loop stalled\n")
+    }
 }
 
 async fn readyz(State(s): State<Arc<AppState>>) -> impl IntoResponse {
-    if s.health.is_ready() { (StatusCode::OK, "ready\n") } else { (StatusCode::SERVICE_UNAVAILABLE, "page not ready\n") }
+    if s.health.is_ready() {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "page not ready\n")
+    }
 }
 
 async fn metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
     let mut body = String::new();
     match prometheus_client::encoding::text::encode(&mut body, &s.registry) {
-        Ok(()) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response(),
+        Ok(()) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            body,
+        )
+            .into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }

@@ -34,7 +34,9 @@ fn main() -> ExitCode {
     }
     let cfg = Config::parse();
     init_logs("info,chromiumoxide=warn,kube=warn", std::io::stdout);
-    let Some(runtime) = runtime() else { return ExitCode::FAILURE };
+    let Some(runtime) = runtime() else {
+        return ExitCode::FAILURE;
+    };
     match runtime.block_on(run(cfg)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -53,12 +55,19 @@ where
         .json()
         .with_current_span(false)
         .with_writer(writer)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
+        )
         .init();
 }
 
 fn runtime() -> Option<tokio::runtime::Runtime> {
-    match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => Some(rt),
         Err(e) => {
             tracing::error!(error = %e, "cannot start the async runtime");
@@ -70,13 +79,21 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
 /// `wa-session canary [--url URL] [--driver-dir DIR] [--timeout 90s] [--json]`: the report on
 /// stdout; exit 0 when every assumption holds, 1 when some do not, 2 when it could not run.
 fn canary_main() -> ExitCode {
-    let args = canary::CanaryArgs::parse_from(std::iter::once("wa-session canary".into()).chain(std::env::args_os().skip(2)));
+    let args = canary::CanaryArgs::parse_from(
+        std::iter::once("wa-session canary".into()).chain(std::env::args_os().skip(2)),
+    );
     // Only problems on stderr: the report is the output.
     init_logs("warn,chromiumoxide=error", std::io::stderr);
-    let Some(runtime) = runtime() else { return ExitCode::from(2) };
+    let Some(runtime) = runtime() else {
+        return ExitCode::from(2);
+    };
     match runtime.block_on(canary::run(&args)) {
         Ok(report) => {
-            let printed = if args.json { serde_json::to_string_pretty(&report).map(|j| j + "\n") } else { Ok(report.text()) };
+            let printed = if args.json {
+                serde_json::to_string_pretty(&report).map(|j| j + "\n")
+            } else {
+                Ok(report.text())
+            };
             match printed {
                 Ok(out) => print!("{out}"),
                 Err(e) => {
@@ -84,7 +101,11 @@ fn canary_main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             }
-            if report.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+            if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
         }
         Err(e) => {
             tracing::error!(error = %e, "canary could not run");
@@ -104,7 +125,9 @@ async fn run(cfg: Config) -> Result<()> {
     );
     let driver = driver::Driver::load(cfg.driver_dir.as_deref())?;
     // In a pod: in-cluster config (the session's own ServiceAccount); outside: KUBECONFIG.
-    let client = kube::Client::try_default().await.map_err(|e| Error::KubeConfig(e.to_string()))?;
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| Error::KubeConfig(e.to_string()))?;
     let api: Api<WhatsAppSession> = Api::namespaced(client, &cfg.session_namespace);
     let cr = get_own_cr(&api, &cfg.session_namespace, &cfg.session_name).await?;
 
@@ -125,14 +148,35 @@ async fn run(cfg: Config) -> Result<()> {
             tracing::error!(error = %e, "health and metrics server failed");
         }
     });
-    let requests = commands::watch_requests(api.clone(), &cfg.session_name, commands::Requests::of(&cr));
-    let publisher = publisher::Publisher::spawn(api, cfg.session_name.clone(), Some(&cr), cfg.status_coalesce, metrics.clone());
-    let initial = cr.status.as_ref().and_then(state::AgentStatus::from_cr).unwrap_or_default();
+    let requests =
+        commands::watch_requests(api.clone(), &cfg.session_name, commands::Requests::of(&cr));
+    let publisher = publisher::Publisher::spawn(
+        api,
+        cfg.session_name.clone(),
+        Some(&cr),
+        cfg.status_coalesce,
+        metrics.clone(),
+    );
+    let initial = cr
+        .status
+        .as_ref()
+        .and_then(state::AgentStatus::from_cr)
+        .unwrap_or_default();
     let machine = state::Machine::new(initial, cfg.qr_first_ttl, cfg.qr_next_ttl);
     let profile = profile::Profile::new(&cfg.data_dir);
 
     tokio::spawn(wait_for_signal(shutdown.clone()));
-    let agent = session::Agent { cfg, driver, profile, machine, publisher, requests, health, metrics, shutdown: shutdown.clone() };
+    let agent = session::Agent {
+        cfg,
+        driver,
+        profile,
+        machine,
+        publisher,
+        requests,
+        health,
+        metrics,
+        shutdown: shutdown.clone(),
+    };
     agent.run().await;
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(2), http_task).await;
@@ -145,7 +189,11 @@ async fn run(cfg: Config) -> Result<()> {
 /// period ends the agent with an error naming the CR: these credentials are not this
 /// session's (the operator's Role grants a session pod its own CR only), and retrying for
 /// longer would only hide that.
-async fn get_own_cr(api: &Api<WhatsAppSession>, namespace: &str, name: &str) -> Result<WhatsAppSession> {
+async fn get_own_cr(
+    api: &Api<WhatsAppSession>,
+    namespace: &str,
+    name: &str,
+) -> Result<WhatsAppSession> {
     let mut last = None;
     for attempt in 0..10u64 {
         match api.get(name).await {
@@ -154,7 +202,12 @@ async fn get_own_cr(api: &Api<WhatsAppSession>, namespace: &str, name: &str) -> 
                 // `detail`, not `message`: that key is the event's own text in the JSON log.
                 tracing::warn!(code = e.code, reason = %e.reason, detail = %e.message, attempt, "reading the session CR was refused");
                 if attempt + 1 >= REFUSED_ATTEMPTS {
-                    return Err(Error::Refused { namespace: namespace.to_string(), name: name.to_string(), code: e.code, message: e.message });
+                    return Err(Error::Refused {
+                        namespace: namespace.to_string(),
+                        name: name.to_string(),
+                        code: e.code,
+                        message: e.message,
+                    });
                 }
                 tokio::time::sleep(Duration::from_millis(500 * (attempt + 1))).await;
             }
@@ -165,7 +218,9 @@ async fn get_own_cr(api: &Api<WhatsAppSession>, namespace: &str, name: &str) -> 
             }
         }
     }
-    Err(last.map(Error::Kube).unwrap_or_else(|| Error::KubeConfig("no attempt made".into())))
+    Err(last
+        .map(Error::Kube)
+        .unwrap_or_else(|| Error::KubeConfig("no attempt made".into())))
 }
 
 /// Attempts (0.5 s + 1 s + 1.5 s apart) before a 401/403 is taken as final: the operator
@@ -174,7 +229,10 @@ const REFUSED_ATTEMPTS: u64 = 4;
 
 async fn wait_for_signal(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         tracing::error!("cannot install signal handlers");
         return;
     };

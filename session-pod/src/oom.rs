@@ -37,14 +37,17 @@ pub struct OomCounter {
 impl OomCounter {
     /// The counter under `root` (v2 first, then v1), if its cgroup has a memory limit.
     pub fn find(root: &Path) -> Option<Self> {
-        [("memory.events", "memory.max"), ("memory/memory.oom_control", "memory/memory.limit_in_bytes")]
-            .into_iter()
-            .find_map(|(events, limit)| {
-                let file = root.join(events);
-                oom_kills(&std::fs::read_to_string(&file).ok()?)?;
-                let limit = memory_limit(&std::fs::read_to_string(root.join(limit)).ok()?)?;
-                Some(OomCounter { file, limit })
-            })
+        [
+            ("memory.events", "memory.max"),
+            ("memory/memory.oom_control", "memory/memory.limit_in_bytes"),
+        ]
+        .into_iter()
+        .find_map(|(events, limit)| {
+            let file = root.join(events);
+            oom_kills(&std::fs::read_to_string(&file).ok()?)?;
+            let limit = memory_limit(&std::fs::read_to_string(root.join(limit)).ok()?)?;
+            Some(OomCounter { file, limit })
+        })
     }
 
     /// OOM kills so far (`None` when the file cannot be read).
@@ -55,7 +58,9 @@ impl OomCounter {
 
 /// The `oom_kill N` line of `memory.events` or `memory.oom_control`.
 pub fn oom_kills(text: &str) -> Option<u64> {
-    text.lines().find_map(|l| l.strip_prefix("oom_kill ")).and_then(|n| n.trim().parse().ok())
+    text.lines()
+        .find_map(|l| l.strip_prefix("oom_kill "))
+        .and_then(|n| n.trim().parse().ok())
 }
 
 /// A memory limit in bytes; `None` for none (v2 `max`, v1's page-counter maximum).
@@ -72,17 +77,21 @@ pub fn watch_container() {
         tracing::debug!("no memory limit on this cgroup: not watching for OOM kills");
         return;
     };
-    let Some(baseline) = counter.read() else { return };
+    let Some(baseline) = counter.read() else {
+        return;
+    };
     tracing::info!(file = %counter.file.display(), limit_bytes = counter.limit, oom_kills = baseline, "watching the container for OOM kills");
-    let spawned = std::thread::Builder::new().name("oom-watch".into()).spawn(move || {
-        loop {
-            std::thread::sleep(POLL);
-            let Some(now) = counter.read() else { continue };
-            if now > baseline {
-                end_container(now - baseline, counter.limit);
+    let spawned = std::thread::Builder::new()
+        .name("oom-watch".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(POLL);
+                let Some(now) = counter.read() else { continue };
+                if now > baseline {
+                    end_container(now - baseline, counter.limit);
+                }
             }
-        }
-    });
+        });
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "cannot start the OOM watch");
     }
@@ -112,7 +121,11 @@ mod tests {
         assert_eq!(oom_kills("oom_group_kill 4\n"), None);
         assert_eq!(memory_limit("671088640\n"), Some(671088640));
         assert_eq!(memory_limit("max\n"), None);
-        assert_eq!(memory_limit("9223372036854771712\n"), None, "v1 without a limit");
+        assert_eq!(
+            memory_limit("9223372036854771712\n"),
+            None,
+            "v1 without a limit"
+        );
     }
 
     #[test]
@@ -123,19 +136,31 @@ mod tests {
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, t).unwrap();
         };
-        write("memory/memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n");
+        write(
+            "memory/memory.oom_control",
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n",
+        );
         write("memory/memory.limit_in_bytes", "9223372036854771712\n");
         assert_eq!(OomCounter::find(dir.path()), None);
         write("memory/memory.limit_in_bytes", "671088640\n");
         let c = OomCounter::find(dir.path()).expect("v1 counter");
         assert_eq!((c.limit, c.read()), (671088640, Some(0)));
-        write("memory/memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n");
+        write(
+            "memory/memory.oom_control",
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n",
+        );
         assert_eq!(c.read(), Some(1));
         // v2 is preferred when both are there
         write("memory.events", "oom 0\noom_kill 0\n");
         write("memory.max", "max\n");
-        assert_eq!(OomCounter::find(dir.path()).map(|c| c.file), Some(dir.path().join("memory/memory.oom_control")));
+        assert_eq!(
+            OomCounter::find(dir.path()).map(|c| c.file),
+            Some(dir.path().join("memory/memory.oom_control"))
+        );
         write("memory.max", "1073741824\n");
-        assert_eq!(OomCounter::find(dir.path()).map(|c| c.file), Some(dir.path().join("memory.events")));
+        assert_eq!(
+            OomCounter::find(dir.path()).map(|c| c.file),
+            Some(dir.path().join("memory.events"))
+        );
     }
 }

@@ -37,7 +37,10 @@ pub enum Health {
 
 impl Profile {
     pub fn new(data_dir: &Path) -> Self {
-        Self { data_dir: data_dir.to_path_buf(), dir: data_dir.join("profile") }
+        Self {
+            data_dir: data_dir.to_path_buf(),
+            dir: data_dir.join("profile"),
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -62,7 +65,11 @@ impl Profile {
             }
             _ => match std::fs::read_dir(&self.dir) {
                 Ok(mut entries) => {
-                    if entries.next().is_some() { Health::Present } else { Health::Missing }
+                    if entries.next().is_some() {
+                        Health::Present
+                    } else {
+                        Health::Missing
+                    }
                 }
                 Err(e) => Health::Corrupt(format!("cannot read the profile: {e}")),
             },
@@ -78,7 +85,9 @@ impl Profile {
             // `exists()` would report as absent.
             if std::fs::symlink_metadata(&path).is_ok() {
                 match std::fs::remove_file(&path) {
-                    Ok(()) => tracing::info!(file = name, "removed stale Chromium lock from the profile"),
+                    Ok(()) => {
+                        tracing::info!(file = name, "removed stale Chromium lock from the profile")
+                    }
                     Err(e) if e.kind() == ErrorKind::NotFound => {}
                     Err(source) => return Err(Error::Profile { path, source }),
                 }
@@ -91,7 +100,9 @@ impl Profile {
     pub fn wipe(&self) -> Result<()> {
         match std::fs::symlink_metadata(&self.dir) {
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
-            Ok(m) if !m.is_dir() => std::fs::remove_file(&self.dir).map_err(|source| self.err(source)),
+            Ok(m) if !m.is_dir() => {
+                std::fs::remove_file(&self.dir).map_err(|source| self.err(source))
+            }
             _ => std::fs::remove_dir_all(&self.dir).map_err(|source| self.err(source)),
         }
     }
@@ -99,7 +110,10 @@ impl Profile {
     /// Moves a profile that cannot be opened to `profile.corrupt-<unix seconds>` (kept for
     /// inspection, never deleted by the agent) and returns the new path.
     pub fn move_aside(&self) -> Result<PathBuf> {
-        let ts = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let ts = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         let mut target = self.data_dir.join(format!("profile.corrupt-{ts}"));
         let mut n = 1;
         while target.exists() {
@@ -117,7 +131,8 @@ impl Profile {
     pub fn set_idle(&self, idle: bool) -> Result<()> {
         let path = self.data_dir.join(IDLE_MARKER);
         let res = if idle {
-            std::fs::create_dir_all(&self.data_dir).and_then(|()| std::fs::write(&path, b"logged out; waiting for a QR request\n"))
+            std::fs::create_dir_all(&self.data_dir)
+                .and_then(|()| std::fs::write(&path, b"logged out; waiting for a QR request\n"))
         } else {
             match std::fs::remove_file(&path) {
                 Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
@@ -128,7 +143,10 @@ impl Profile {
     }
 
     fn err(&self, source: std::io::Error) -> Error {
-        Error::Profile { path: self.dir.clone(), source }
+        Error::Profile {
+            path: self.dir.clone(),
+            source,
+        }
     }
 }
 
@@ -143,7 +161,8 @@ mod tests {
         assert_eq!(p.health(), Health::Missing);
         p.prepare().expect("prepare");
         assert_eq!(p.health(), Health::Missing);
-        std::os::unix::fs::symlink("otherhost-123", p.dir().join("SingletonLock")).expect("symlink");
+        std::os::unix::fs::symlink("otherhost-123", p.dir().join("SingletonLock"))
+            .expect("symlink");
         std::fs::write(p.dir().join("SingletonCookie"), "x").expect("write");
         std::fs::create_dir(p.dir().join("Default")).expect("mkdir");
         assert_eq!(p.health(), Health::Present);
@@ -161,7 +180,12 @@ mod tests {
         std::fs::write(p.dir().join("Default"), "garbage").expect("write");
         assert!(matches!(p.health(), Health::Corrupt(_)));
         let aside = p.move_aside().expect("move");
-        assert!(aside.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("profile.corrupt-")));
+        assert!(
+            aside
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("profile.corrupt-"))
+        );
         assert!(aside.join("Default").is_file());
         assert_eq!(p.health(), Health::Missing);
     }

@@ -14,7 +14,10 @@ use crate::metrics::{Metrics, ResultLabel, StateLabel};
 use crate::state::{AgentStatus, now};
 
 enum Msg {
-    Update { status: AgentStatus, urgent: bool },
+    Update {
+        status: AgentStatus,
+        urgent: bool,
+    },
     Flush(oneshot::Sender<()>),
     /// The coalescing period is over.
     Deadline,
@@ -34,7 +37,15 @@ pub fn apply_body(
 ) -> (serde_json::Value, Condition) {
     let mut conditions: Vec<Condition> = previous_condition.cloned().into_iter().collect();
     let (reason, message) = s.condition_reason();
-    set_condition(&mut conditions, ConditionType::Authenticated, s.authenticated(), reason, message, None, updated_at.clone());
+    set_condition(
+        &mut conditions,
+        ConditionType::Authenticated,
+        s.authenticated(),
+        reason,
+        message,
+        None,
+        updated_at.clone(),
+    );
     let condition = conditions.remove(0);
     let status = WhatsAppSessionStatus {
         status: Some(s.status),
@@ -63,10 +74,20 @@ pub fn apply_body(
 
 impl Publisher {
     /// `current` is the CR as found at start-up: its agent fields count as already published.
-    pub fn spawn(api: Api<WhatsAppSession>, name: String, current: Option<&WhatsAppSession>, coalesce: Duration, metrics: Metrics) -> Self {
+    pub fn spawn(
+        api: Api<WhatsAppSession>,
+        name: String,
+        current: Option<&WhatsAppSession>,
+        coalesce: Duration,
+        metrics: Metrics,
+    ) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let mut published: Option<AgentStatus> = current.and_then(|c| c.status.as_ref()).and_then(AgentStatus::from_cr);
-        let mut condition: Option<Condition> = current.and_then(|c| c.condition(ConditionType::Authenticated)).cloned();
+        let mut published: Option<AgentStatus> = current
+            .and_then(|c| c.status.as_ref())
+            .and_then(AgentStatus::from_cr);
+        let mut condition: Option<Condition> = current
+            .and_then(|c| c.condition(ConditionType::Authenticated))
+            .cloned();
         tokio::spawn(async move {
             let mut pending: Option<AgentStatus> = None;
             let mut deadline: Option<Instant> = None;
@@ -110,18 +131,32 @@ impl Publisher {
                         match api.patch_status(&name, &pp, &Patch::Apply(&body)).await {
                             Ok(_) => {
                                 failures = 0;
-                                metrics.status_writes.get_or_create(&ResultLabel { result: "ok".into() }).inc();
-                                if status.qr.is_some() && published.as_ref().and_then(|p| p.qr.as_ref()) != status.qr.as_ref() {
+                                metrics
+                                    .status_writes
+                                    .get_or_create(&ResultLabel {
+                                        result: "ok".into(),
+                                    })
+                                    .inc();
+                                if status.qr.is_some()
+                                    && published.as_ref().and_then(|p| p.qr.as_ref())
+                                        != status.qr.as_ref()
+                                {
                                     metrics.qr_published.inc();
                                 }
                                 if published.as_ref().map(|p| p.status) != Some(status.status) {
-                                    metrics.state_transitions.get_or_create(&StateLabel { state: status.status.as_str().into() }).inc();
+                                    metrics
+                                        .state_transitions
+                                        .get_or_create(&StateLabel {
+                                            state: status.status.as_str().into(),
+                                        })
+                                        .inc();
                                 }
                                 metrics.connected.set(i64::from(status.authenticated()));
                                 tracing::info!(
                                     status = status.status.as_str(),
                                     qr_status = status.qr_status.as_str(),
-                                    last_error = status.last_error.as_ref().map(|e| e.code.as_str()),
+                                    last_error =
+                                        status.last_error.as_ref().map(|e| e.code.as_str()),
                                     "status published"
                                 );
                                 condition = Some(cond);
@@ -129,10 +164,16 @@ impl Publisher {
                             }
                             Err(e) => {
                                 failures += 1;
-                                metrics.status_writes.get_or_create(&ResultLabel { result: "error".into() }).inc();
+                                metrics
+                                    .status_writes
+                                    .get_or_create(&ResultLabel {
+                                        result: "error".into(),
+                                    })
+                                    .inc();
                                 tracing::warn!(error = %e, failures, "status write failed; retrying");
                                 pending = Some(status);
-                                let backoff = Duration::from_millis(500 * u64::from(failures.min(10)));
+                                let backoff =
+                                    Duration::from_millis(500 * u64::from(failures.min(10)));
                                 deadline = Some(Instant::now() + backoff);
                                 // Waiters are only released once written (or at shutdown).
                                 continue;
@@ -149,7 +190,10 @@ impl Publisher {
     }
 
     pub fn publish(&self, status: &AgentStatus, urgent: bool) {
-        let _ = self.tx.send(Msg::Update { status: status.clone(), urgent });
+        let _ = self.tx.send(Msg::Update {
+            status: status.clone(),
+            urgent,
+        });
     }
 
     /// Waits until everything sent so far is written (bounded by `timeout`).
@@ -172,7 +216,12 @@ mod tests {
     fn body_carries_only_agent_fields_and_keeps_transition_time() {
         let t1 = Time(Timestamp::from_second(1_800_000_000).expect("ts"));
         let t2 = Time(Timestamp::from_second(1_800_000_100).expect("ts"));
-        let s = AgentStatus { status: SessionState::QrRequired, qr_status: QrStatus::Generated, qr: Some("r,k".into()), ..Default::default() };
+        let s = AgentStatus {
+            status: SessionState::QrRequired,
+            qr_status: QrStatus::Generated,
+            qr: Some("r,k".into()),
+            ..Default::default()
+        };
         let (body, cond) = apply_body("s1", &s, None, t1.clone());
         let st = &body["status"];
         assert_eq!(st["status"], "qr_required");

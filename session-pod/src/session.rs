@@ -40,7 +40,11 @@ enum Outcome {
     LoggedOutRemotely,
     /// Our logout request (value) is done; the browser is closed.
     LogoutDone(Option<Time>),
-    Failed { code: &'static str, message: String, launch: bool },
+    Failed {
+        code: &'static str,
+        message: String,
+        launch: bool,
+    },
 }
 
 pub struct Agent {
@@ -66,13 +70,20 @@ impl Agent {
 
     fn logout_pending(&self) -> Option<Option<Time>> {
         let req = self.requests.borrow();
-        differs(&req.logout_requested_at, &self.machine.status.handled.logout_requested_at)
-            .then(|| req.logout_requested_at.clone())
+        differs(
+            &req.logout_requested_at,
+            &self.machine.status.handled.logout_requested_at,
+        )
+        .then(|| req.logout_requested_at.clone())
     }
 
     fn qr_pending(&self) -> Option<Option<Time>> {
         let req = self.requests.borrow();
-        differs(&req.qr_requested_at, &self.machine.status.handled.qr_requested_at).then(|| req.qr_requested_at.clone())
+        differs(
+            &req.qr_requested_at,
+            &self.machine.status.handled.qr_requested_at,
+        )
+        .then(|| req.qr_requested_at.clone())
     }
 
     /// Logged out (either way): wipe the login and stay idle until a QR request.
@@ -147,7 +158,10 @@ impl Agent {
                 Outcome::Shutdown => break,
                 Outcome::LoggedOutRemotely => {
                     tracing::warn!("the phone unlinked this device");
-                    self.finish_logout(Some((error_codes::LOGGED_OUT_REMOTELY, "the device was unlinked from the phone")));
+                    self.finish_logout(Some((
+                        error_codes::LOGGED_OUT_REMOTELY,
+                        "the device was unlinked from the phone",
+                    )));
                     self.publish(false);
                 }
                 Outcome::LogoutDone(value) => {
@@ -156,7 +170,11 @@ impl Agent {
                     self.finish_logout(None);
                     self.publish(false);
                 }
-                Outcome::Failed { code, message, launch } => {
+                Outcome::Failed {
+                    code,
+                    message,
+                    launch,
+                } => {
                     tracing::error!(code, %message, "browser session failed; relaunching");
                     self.metrics.browser_restarts.inc();
                     self.health.set_ready(false);
@@ -165,7 +183,9 @@ impl Agent {
                         && failed_launches >= CORRUPT_AFTER_FAILED_LAUNCHES
                         && self.profile.health() == ProfileHealth::Present
                     {
-                        self.profile_corrupt(&format!("Chromium failed {failed_launches} times with it: {message}"));
+                        self.profile_corrupt(&format!(
+                            "Chromium failed {failed_launches} times with it: {message}"
+                        ));
                         failed_launches = 0;
                     } else {
                         self.machine.set_error(code, message, now());
@@ -194,19 +214,29 @@ impl Agent {
 
     fn profile_corrupt(&mut self, reason: &str) {
         match self.profile.move_aside() {
-            Ok(path) => tracing::error!(%reason, moved_to = %path.display(), "profile cannot be opened; moved aside"),
+            Ok(path) => {
+                tracing::error!(%reason, moved_to = %path.display(), "profile cannot be opened; moved aside")
+            }
             Err(e) => {
                 tracing::error!(%reason, error = %e, "profile cannot be opened and cannot be moved aside; wiping it");
                 let _ = self.profile.wipe();
             }
         }
         self.metrics.browser_restarts.inc();
-        self.machine.set_error(error_codes::PROFILE_CORRUPT, format!("the saved profile could not be opened ({reason}); a new login is needed"), now());
+        self.machine.set_error(
+            error_codes::PROFILE_CORRUPT,
+            format!("the saved profile could not be opened ({reason}); a new login is needed"),
+            now(),
+        );
     }
 
     async fn run_browser(&mut self) -> Outcome {
         if let Err(e) = self.profile.prepare() {
-            return Outcome::Failed { code: error_codes::BROWSER_CRASHED, message: e.to_string(), launch: true };
+            return Outcome::Failed {
+                code: error_codes::BROWSER_CRASHED,
+                message: e.to_string(),
+                launch: true,
+            };
         }
         self.machine.browser_started();
         self.machine.pairing_wanted = self.requests.borrow().pairing_phone.is_some();
@@ -214,12 +244,22 @@ impl Agent {
         tracing::info!(profile = %self.profile.dir().display(), "launching Chromium");
         let mut b = match BrowserSession::launch(&self.cfg, self.profile.dir()).await {
             Ok(b) => b,
-            Err(e) => return Outcome::Failed { code: error_codes::BROWSER_CRASHED, message: e.to_string(), launch: true },
+            Err(e) => {
+                return Outcome::Failed {
+                    code: error_codes::BROWSER_CRASHED,
+                    message: e.to_string(),
+                    launch: true,
+                };
+            }
         };
         tracing::info!(pid = b.pid, url = %self.cfg.url, "Chromium running; opening WhatsApp Web");
         if let Err(e) = b.navigate(&self.cfg.url).await {
             b.kill().await;
-            return Outcome::Failed { code: error_codes::BROWSER_CRASHED, message: e.to_string(), launch: true };
+            return Outcome::Failed {
+                code: error_codes::BROWSER_CRASHED,
+                message: e.to_string(),
+                launch: true,
+            };
         }
         let outcome = self.drive(&mut b).await;
         if matches!(outcome, Outcome::Shutdown) {
@@ -264,12 +304,20 @@ impl Agent {
                 }
                 Err(e @ (Error::ScriptTimeout { .. } | Error::Cdp(_))) => {
                     if b.is_gone() {
-                        return Outcome::Failed { code: error_codes::BROWSER_CRASHED, message: "Chromium exited unexpectedly".into(), launch: false };
+                        return Outcome::Failed {
+                            code: error_codes::BROWSER_CRASHED,
+                            message: "Chromium exited unexpectedly".into(),
+                            launch: false,
+                        };
                     }
                     hangs += 1;
                     tracing::warn!(error = %e, hangs, "page did not answer");
                     if hangs >= HANG_LIMIT {
-                        return Outcome::Failed { code: error_codes::TIMEOUT, message: format!("the page stopped answering: {e}"), launch: false };
+                        return Outcome::Failed {
+                            code: error_codes::TIMEOUT,
+                            message: format!("the page stopped answering: {e}"),
+                            launch: false,
+                        };
                     }
                     continue;
                 }
@@ -289,7 +337,10 @@ impl Agent {
             if !loaded_once && started.elapsed() > self.cfg.page_load_timeout {
                 return Outcome::Failed {
                     code: error_codes::TIMEOUT,
-                    message: format!("WhatsApp Web did not load within {:?}", self.cfg.page_load_timeout),
+                    message: format!(
+                        "WhatsApp Web did not load within {:?}",
+                        self.cfg.page_load_timeout
+                    ),
                     launch: true,
                 };
             }
@@ -307,8 +358,12 @@ impl Agent {
                             }
                             logout_started = Some(Instant::now());
                         }
-                        PageState::Unpaired | PageState::UnpairedIdle => return Outcome::LogoutDone(value),
-                        _ if started.elapsed() > LOGOUT_TIMEOUT => return Outcome::LogoutDone(value),
+                        PageState::Unpaired | PageState::UnpairedIdle => {
+                            return Outcome::LogoutDone(value);
+                        }
+                        _ if started.elapsed() > LOGOUT_TIMEOUT => {
+                            return Outcome::LogoutDone(value);
+                        }
                         _ => {}
                     },
                     Some(at) => {
@@ -332,7 +387,8 @@ impl Agent {
                     PageState::Unpaired | PageState::UnpairedIdle => {
                         tracing::info!("QR requested: refreshing");
                         self.machine.new_round();
-                        self.machine.pairing_wanted = self.requests.borrow().pairing_phone.is_some();
+                        self.machine.pairing_wanted =
+                            self.requests.borrow().pairing_phone.is_some();
                         if let Err(e) = b.run(&self.driver.refresh_qr, &[]).await {
                             tracing::warn!(error = %e, "refreshQR failed; reloading the page instead");
                             if let Err(e) = b.reload().await {
@@ -342,7 +398,10 @@ impl Agent {
                         self.machine.status.handled.qr_requested_at = value;
                     }
                     // Linked or busy linking: nothing to show, the request is answered.
-                    PageState::Connected | PageState::Opening | PageState::Conflict | PageState::Timeout => {
+                    PageState::Connected
+                    | PageState::Opening
+                    | PageState::Conflict
+                    | PageState::Timeout => {
                         self.machine.status.handled.qr_requested_at = value;
                     }
                     PageState::Loading | PageState::Blocked(_) => {}
@@ -367,12 +426,20 @@ impl Agent {
                 let phone = self.requests.borrow().pairing_phone.clone();
                 self.machine.pairing_wanted = false;
                 if let Some(phone) = phone {
-                    match b.run(&self.driver.pairing_code, &[serde_json::Value::String(phone)]).await {
+                    match b
+                        .run(
+                            &self.driver.pairing_code,
+                            &[serde_json::Value::String(phone)],
+                        )
+                        .await
+                    {
                         Ok(serde_json::Value::String(code)) => {
                             self.machine.status.pairing_code = Some(code);
                             self.publish(true);
                         }
-                        Ok(other) => tracing::warn!(result = %other, "pairing code script returned no code"),
+                        Ok(other) => {
+                            tracing::warn!(result = %other, "pairing code script returned no code")
+                        }
                         Err(e) => tracing::warn!(error = %e, "requesting a pairing code failed"),
                     }
                 }

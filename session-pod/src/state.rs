@@ -68,10 +68,9 @@ impl AgentStatus {
             connected_at: s.connected_at.clone(),
             last_error: s.last_error.clone(),
             handled: s.handled.clone().unwrap_or_default(),
-            agent_stopped: s
-                .conditions
-                .iter()
-                .any(|c| c.type_ == crds::ConditionType::Authenticated.as_str() && c.reason == AGENT_STOPPED),
+            agent_stopped: s.conditions.iter().any(|c| {
+                c.type_ == crds::ConditionType::Authenticated.as_str() && c.reason == AGENT_STOPPED
+            }),
         })
     }
 
@@ -82,7 +81,10 @@ impl AgentStatus {
     /// Condition reason (CamelCase, as Kubernetes requires) and message for `Authenticated`.
     pub fn condition_reason(&self) -> (&'static str, &'static str) {
         if self.agent_stopped {
-            return (AGENT_STOPPED, "the session agent stopped (pod deleted or replaced, or desiredState Stopped); the next agent restores the saved login");
+            return (
+                AGENT_STOPPED,
+                "the session agent stopped (pod deleted or replaced, or desiredState Stopped); the next agent restores the saved login",
+            );
         }
         match self.status {
             SessionState::Init => ("Starting", "the session agent is starting WhatsApp Web"),
@@ -133,7 +135,14 @@ pub fn now() -> Time {
 
 impl Machine {
     pub fn new(initial: AgentStatus, qr_first_ttl: Duration, qr_next_ttl: Duration) -> Self {
-        Self { status: initial, qr_first_ttl, qr_next_ttl, qrs_in_round: 0, seen_connected: false, pairing_wanted: false }
+        Self {
+            status: initial,
+            qr_first_ttl,
+            qr_next_ttl,
+            qrs_in_round: 0,
+            seen_connected: false,
+            pairing_wanted: false,
+        }
     }
 
     /// A browser is (re)launched: observations start over.
@@ -142,7 +151,10 @@ impl Machine {
         // This agent holds the session from now on.
         self.status.agent_stopped = false;
         self.qrs_in_round = 0;
-        if matches!(self.status.status, SessionState::Disconnected | SessionState::Error) {
+        if matches!(
+            self.status.status,
+            SessionState::Disconnected | SessionState::Error
+        ) {
             self.status.status = SessionState::Init;
         }
         // A QR from a previous browser can no longer be scanned.
@@ -178,7 +190,11 @@ impl Machine {
         {
             return;
         }
-        self.status.last_error = Some(LastError { code: code.to_string(), message, at });
+        self.status.last_error = Some(LastError {
+            code: code.to_string(),
+            message,
+            at,
+        });
     }
 
     pub fn observe(&mut self, snap: &Snapshot, at: Time) -> Effects {
@@ -210,7 +226,11 @@ impl Machine {
                     && self.status.qr.as_ref() != Some(qr)
                 {
                     self.qrs_in_round += 1;
-                    let ttl = if self.qrs_in_round == 1 { self.qr_first_ttl } else { self.qr_next_ttl };
+                    let ttl = if self.qrs_in_round == 1 {
+                        self.qr_first_ttl
+                    } else {
+                        self.qr_next_ttl
+                    };
                     self.status.qr = Some(qr.clone());
                     self.status.qr_status = QrStatus::Generated;
                     self.status.qr_generated_at = Some(at.clone());
@@ -230,7 +250,9 @@ impl Machine {
                 if self.status.status != SessionState::Connected {
                     fx.urgent = true;
                 }
-                if self.status.status != SessionState::Connected || self.status.connected_at.is_none() {
+                if self.status.status != SessionState::Connected
+                    || self.status.connected_at.is_none()
+                {
                     self.status.connected_at = Some(at.clone());
                 }
                 self.status.status = SessionState::Connected;
@@ -247,11 +269,19 @@ impl Machine {
                 self.status.last_error = None;
             }
             PageState::Conflict => {
-                self.set_error(error_codes::CONFLICT, "the WhatsApp account was opened in another browser", at);
+                self.set_error(
+                    error_codes::CONFLICT,
+                    "the WhatsApp account was opened in another browser",
+                    at,
+                );
                 fx.conflict = true;
             }
             PageState::Timeout => {
-                self.set_error(error_codes::TIMEOUT, "WhatsApp Web cannot reach the phone or the server", at);
+                self.set_error(
+                    error_codes::TIMEOUT,
+                    "WhatsApp Web cannot reach the phone or the server",
+                    at,
+                );
             }
             PageState::Blocked(code) => {
                 self.status.status = SessionState::Error;
@@ -302,7 +332,12 @@ mod tests {
     use super::*;
 
     fn snap(state: &str, qr: Option<&str>) -> Snapshot {
-        Snapshot { loaded: true, state: Some(state.into()), qr: qr.map(Into::into), ..Default::default() }
+        Snapshot {
+            loaded: true,
+            state: Some(state.into()),
+            qr: qr.map(Into::into),
+            ..Default::default()
+        }
     }
 
     fn t(s: i64) -> Time {
@@ -310,7 +345,11 @@ mod tests {
     }
 
     fn machine() -> Machine {
-        Machine::new(AgentStatus::default(), Duration::from_secs(60), Duration::from_secs(20))
+        Machine::new(
+            AgentStatus::default(),
+            Duration::from_secs(60),
+            Duration::from_secs(20),
+        )
     }
 
     #[test]
@@ -341,7 +380,10 @@ mod tests {
         let mut c = snap("CONNECTED", None);
         c.phone = Some("5491122334455".into());
         c.push_name = Some("Ana".into());
-        assert!(m.observe(&c, t(42)).urgent, "becoming connected is published at once");
+        assert!(
+            m.observe(&c, t(42)).urgent,
+            "becoming connected is published at once"
+        );
         assert_eq!(m.status.status, SessionState::Connected);
         assert_eq!(m.status.phone_number.as_deref(), Some("5491122334455"));
         assert_eq!(m.status.connected_at, Some(t(42)));
@@ -359,7 +401,10 @@ mod tests {
         assert!(m.observe(&snap("UNPAIRED", Some("r,k")), t(1)).logged_out);
         m.disconnected(Some((error_codes::LOGGED_OUT_REMOTELY, "unlinked")), t(2));
         assert_eq!(m.status.status, SessionState::Disconnected);
-        assert_eq!(m.status.last_error.as_ref().map(|e| e.code.as_str()), Some("LOGGED_OUT_REMOTELY"));
+        assert_eq!(
+            m.status.last_error.as_ref().map(|e| e.code.as_str()),
+            Some("LOGGED_OUT_REMOTELY")
+        );
         assert!(!m.status.authenticated());
     }
 
@@ -370,9 +415,16 @@ mod tests {
         m.observe(&snap("CONNECTED", None), t(0));
         let fx = m.observe(&snap("CONFLICT", None), t(1));
         assert!(fx.conflict);
-        assert_eq!(m.status.last_error.as_ref().map(|e| e.at.clone()), Some(t(1)));
+        assert_eq!(
+            m.status.last_error.as_ref().map(|e| e.at.clone()),
+            Some(t(1))
+        );
         m.observe(&snap("CONFLICT", None), t(2));
-        assert_eq!(m.status.last_error.as_ref().map(|e| e.at.clone()), Some(t(1)), "same error keeps its time");
+        assert_eq!(
+            m.status.last_error.as_ref().map(|e| e.at.clone()),
+            Some(t(1)),
+            "same error keeps its time"
+        );
         m.observe(&snap("CONNECTED", None), t(3));
         assert_eq!(m.status.last_error, None);
         assert_eq!(m.status.connected_at, Some(t(0)));
@@ -381,7 +433,11 @@ mod tests {
     #[test]
     fn restore_goes_through_connecting_without_qr() {
         let mut m = Machine::new(
-            AgentStatus { status: SessionState::Connected, qr_status: QrStatus::Used, ..Default::default() },
+            AgentStatus {
+                status: SessionState::Connected,
+                qr_status: QrStatus::Used,
+                ..Default::default()
+            },
             Duration::from_secs(60),
             Duration::from_secs(20),
         );
@@ -428,8 +484,15 @@ mod tests {
         assert_eq!(m.status.status, SessionState::Connecting);
         assert!(!m.status.authenticated());
         assert_eq!(m.status.condition_reason().0, AGENT_STOPPED);
-        assert_eq!(m.status.connected_at, None, "not connected since then any more");
-        assert_eq!(m.status.phone_number.as_deref(), Some("5491122334455"), "the account is still linked");
+        assert_eq!(
+            m.status.connected_at, None,
+            "not connected since then any more"
+        );
+        assert_eq!(
+            m.status.phone_number.as_deref(),
+            Some("5491122334455"),
+            "the account is still linked"
+        );
         assert_eq!(m.status.qr_status, QrStatus::Used);
         assert_eq!(m.status.last_error, None, "stopping is not an error");
         // Stopping twice changes nothing.
@@ -444,13 +507,20 @@ mod tests {
         m.agent_stopping();
         // What the next agent reads back from the CR (status and its Authenticated condition).
         let (body, _) = crate::publisher::apply_body("s1", &m.status, None, t(1));
-        let cr: WhatsAppSessionStatus = serde_json::from_value(body["status"].clone()).expect("status");
+        let cr: WhatsAppSessionStatus =
+            serde_json::from_value(body["status"].clone()).expect("status");
         let read = AgentStatus::from_cr(&cr).expect("agent fields");
-        assert_eq!(read, m.status, "agentStopped round-trips through the condition");
+        assert_eq!(
+            read, m.status,
+            "agentStopped round-trips through the condition"
+        );
         let mut next = Machine::new(read, Duration::from_secs(60), Duration::from_secs(20));
         next.browser_started();
         assert_eq!(next.status.status, SessionState::Connecting);
-        assert!(!next.status.agent_stopped, "the new agent holds the session");
+        assert!(
+            !next.status.agent_stopped,
+            "the new agent holds the session"
+        );
         assert_eq!(next.status.condition_reason().0, "Connecting");
         next.observe(&snap("OPENING", None), t(2));
         let fx = next.observe(&snap("CONNECTED", None), t(3));

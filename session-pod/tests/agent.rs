@@ -16,7 +16,10 @@ fn code(s: &crds::WhatsAppSessionStatus) -> Option<&str> {
 }
 
 fn authenticated(s: &crds::WhatsAppSessionStatus) -> Option<String> {
-    s.conditions.iter().find(|c| c.type_ == ConditionType::Authenticated.as_str()).map(|c| c.status.clone())
+    s.conditions
+        .iter()
+        .find(|c| c.type_ == ConditionType::Authenticated.as_str())
+        .map(|c| c.status.clone())
 }
 
 /// One test's world: a fresh namespace holding the CR `s1`, the fake WhatsApp Web, and a data
@@ -41,12 +44,22 @@ impl Fixture {
         Self::with(prefix, fake, crds::WhatsAppSessionSpec::default()).await
     }
 
-    async fn with(prefix: &str, fake: fake_whatsapp::FakeWhatsApp, spec: crds::WhatsAppSessionSpec) -> Self {
+    async fn with(
+        prefix: &str,
+        fake: fake_whatsapp::FakeWhatsApp,
+        spec: crds::WhatsAppSessionSpec,
+    ) -> Self {
         let c = cluster().await;
         let ns = c.namespace(prefix).await;
         let api = create_session_with(c, &ns, "s1", spec).await;
         let tmp = tempfile::tempdir().expect("tmp");
-        Self { c, ns, api, fake, tmp }
+        Self {
+            c,
+            ns,
+            api,
+            fake,
+            tmp,
+        }
     }
 
     fn data(&self) -> std::path::PathBuf {
@@ -88,7 +101,10 @@ impl Fixture {
         let agent = f.agent();
         let s = wait_status(&f.api, "s1", "first QR", T, |s| s.qr.is_some()).await;
         scan(&f.fake.url(), s.qr.as_deref().expect("qr")).await;
-        let s = wait_status(&f.api, "s1", "connected", T, |s| s.status == Some(SessionState::Connected)).await;
+        let s = wait_status(&f.api, "s1", "connected", T, |s| {
+            s.status == Some(SessionState::Connected)
+        })
+        .await;
         assert_eq!(s.phone_number.as_deref(), Some(PHONE));
         assert_eq!(s.push_name.as_deref(), Some("Ana"));
         assert_eq!(s.qr_status, Some(QrStatus::Used));
@@ -128,34 +144,67 @@ in_every_generation!(
 );
 
 async fn qr_rotates_expires_and_a_request_starts_a_fresh_round(g: Generation) {
-    let f = Fixture::with("agent-qr", fake_in(g, Duration::from_secs(3), Duration::from_secs(2), 3).await, Default::default()).await;
+    let f = Fixture::with(
+        "agent-qr",
+        fake_in(g, Duration::from_secs(3), Duration::from_secs(2), 3).await,
+        Default::default(),
+    )
+    .await;
     let api = &f.api;
     let _agent = f.agent();
     let first = wait_status(api, "s1", "first QR", T, |s| s.qr.is_some()).await;
     assert_eq!(first.status, Some(SessionState::QrRequired));
     assert_eq!(first.qr_status, Some(QrStatus::Generated));
-    assert_eq!(first.qr.as_deref().map(|q| q.split(',').count()), Some(5), "ref,noiseKey,identityKey,advSecret,platform");
+    assert_eq!(
+        first.qr.as_deref().map(|q| q.split(',').count()),
+        Some(5),
+        "ref,noiseKey,identityKey,advSecret,platform"
+    );
     let gen_at = first.qr_generated_at.clone().expect("generatedAt").0;
     let exp_at = first.qr_expires_at.clone().expect("expiresAt").0;
-    assert_eq!(exp_at.duration_since(gen_at).as_secs(), 3, "first QR announced with the first-QR lifetime");
+    assert_eq!(
+        exp_at.duration_since(gen_at).as_secs(),
+        3,
+        "first QR announced with the first-QR lifetime"
+    );
     assert_eq!(authenticated(&first).as_deref(), Some("False"));
     let q1 = first.qr.clone();
     let second = wait_status(api, "s1", "second QR", T, |s| s.qr.is_some() && s.qr != q1).await;
     let gen_at = second.qr_generated_at.clone().expect("generatedAt").0;
     let exp_at = second.qr_expires_at.clone().expect("expiresAt").0;
-    assert_eq!(exp_at.duration_since(gen_at).as_secs(), 2, "next QRs use the shorter lifetime");
+    assert_eq!(
+        exp_at.duration_since(gen_at).as_secs(),
+        2,
+        "next QRs use the shorter lifetime"
+    );
 
-    let expired = wait_status(api, "s1", "expired", T, |s| s.qr_status == Some(QrStatus::Expired)).await;
+    let expired = wait_status(api, "s1", "expired", T, |s| {
+        s.qr_status == Some(QrStatus::Expired)
+    })
+    .await;
     assert_eq!(expired.qr, None);
     assert_eq!(expired.qr_expires_at, None);
 
     let requested = request(api, "s1", "qrRequestedAt").await;
-    let fresh = wait_status(api, "s1", "fresh QR round", T, |s| s.qr_status == Some(QrStatus::Generated) && s.qr.is_some()).await;
-    assert_eq!(fresh.handled.as_ref().and_then(|h| h.qr_requested_at.clone()), Some(requested));
+    let fresh = wait_status(api, "s1", "fresh QR round", T, |s| {
+        s.qr_status == Some(QrStatus::Generated) && s.qr.is_some()
+    })
+    .await;
+    assert_eq!(
+        fresh
+            .handled
+            .as_ref()
+            .and_then(|h| h.qr_requested_at.clone()),
+        Some(requested)
+    );
     assert!(fresh.qr != q1 && fresh.qr != second.qr);
     let gen_at = fresh.qr_generated_at.clone().expect("generatedAt").0;
     let exp_at = fresh.qr_expires_at.clone().expect("expiresAt").0;
-    assert_eq!(exp_at.duration_since(gen_at).as_secs(), 3, "a fresh round starts with the first-QR lifetime");
+    assert_eq!(
+        exp_at.duration_since(gen_at).as_secs(),
+        3,
+        "a fresh round starts with the first-QR lifetime"
+    );
 }
 
 #[tokio::test]
@@ -188,12 +237,19 @@ async fn scan_connects_and_kill9_restores_without_qr_ten_times() {
                 ok += 1;
                 eprintln!("round {round}: restored in {:?}", started.elapsed());
             }
-            other => eprintln!("round {round}: not restored cleanly (saw_qr={saw_qr}): {other:?}\n{}", agent.log_text()),
+            other => eprintln!(
+                "round {round}: not restored cleanly (saw_qr={saw_qr}): {other:?}\n{}",
+                agent.log_text()
+            ),
         }
     }
     assert_eq!(ok, 10, "restores without a QR: {ok}/10");
     let devices = fake_devices(&f.fake.url()).await;
-    assert_eq!(devices.as_array().map(|a| a.len()), Some(1), "one linked device, reused: {devices}");
+    assert_eq!(
+        devices.as_array().map(|a| a.len()),
+        Some(1),
+        "one linked device, reused: {devices}"
+    );
 }
 
 async fn logout_request_logs_out_wipes_the_profile_and_idles(g: Generation) {
@@ -203,7 +259,11 @@ async fn logout_request_logs_out_wipes_the_profile_and_idles(g: Generation) {
     assert!(agent.profile().is_dir());
     let requested = request(api, "s1", "logoutRequestedAt").await;
     let s = wait_status(api, "s1", "disconnected after logout", T, |s| {
-        s.status == Some(SessionState::Disconnected) && s.handled.as_ref().and_then(|h| h.logout_requested_at.as_ref()) == Some(&requested)
+        s.status == Some(SessionState::Disconnected)
+            && s.handled
+                .as_ref()
+                .and_then(|h| h.logout_requested_at.as_ref())
+                == Some(&requested)
     })
     .await;
     assert_eq!(s.phone_number, None);
@@ -213,31 +273,54 @@ async fn logout_request_logs_out_wipes_the_profile_and_idles(g: Generation) {
     assert!(agent.chromium_pids().is_empty(), "Chromium closed");
     // WhatsApp forgot the device (the phone no longer lists it as linked).
     let devices = fake_devices(&fake.url()).await;
-    let linked: Vec<_> = devices.as_array().into_iter().flatten().filter(|d| d["phone"] == PHONE).collect();
+    let linked: Vec<_> = devices
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|d| d["phone"] == PHONE)
+        .collect();
     assert!(linked.is_empty(), "device still linked: {devices}");
 
     // A second logout request with nothing logged in is still recorded (the operator's
     // finalizer waits for it).
     let again = request(api, "s1", "logoutRequestedAt").await;
     wait_status(api, "s1", "second logout handled", T, |s| {
-        s.handled.as_ref().and_then(|h| h.logout_requested_at.as_ref()) == Some(&again)
+        s.handled
+            .as_ref()
+            .and_then(|h| h.logout_requested_at.as_ref())
+            == Some(&again)
     })
     .await;
-    assert_eq!(status(api, "s1").await.qr, None, "idle: no QR until one is requested");
+    assert_eq!(
+        status(api, "s1").await.qr,
+        None,
+        "idle: no QR until one is requested"
+    );
 
     // A QR request leaves the idle state.
     let qr_req = request(api, "s1", "qrRequestedAt").await;
     let s = wait_status(api, "s1", "QR after idle", T, |s| s.qr.is_some()).await;
-    assert_eq!(s.handled.as_ref().and_then(|h| h.qr_requested_at.clone()), Some(qr_req));
+    assert_eq!(
+        s.handled.as_ref().and_then(|h| h.qr_requested_at.clone()),
+        Some(qr_req)
+    );
 }
 
 async fn unlink_from_the_phone_is_logged_out_remotely(g: Generation) {
     let (f, agent) = Fixture::connected_in("agent-unlink", g).await;
     let api = &f.api;
     let fake = &f.fake;
-    let r = fake_post(&fake.url(), "/_fake/unlink", serde_json::json!({"phone": PHONE})).await;
+    let r = fake_post(
+        &fake.url(),
+        "/_fake/unlink",
+        serde_json::json!({"phone": PHONE}),
+    )
+    .await;
     assert!(r.status().is_success());
-    let s = wait_status(api, "s1", "LOGGED_OUT_REMOTELY", T, |s| s.status == Some(SessionState::Disconnected)).await;
+    let s = wait_status(api, "s1", "LOGGED_OUT_REMOTELY", T, |s| {
+        s.status == Some(SessionState::Disconnected)
+    })
+    .await;
     assert_eq!(code(&s), Some(error_codes::LOGGED_OUT_REMOTELY));
     assert_eq!(s.phone_number, None);
     assert_eq!(authenticated(&s).as_deref(), Some("False"));
@@ -248,10 +331,18 @@ async fn conflict_is_taken_over(g: Generation) {
     let (f, _agent) = Fixture::connected_in("agent-conflict", g).await;
     let api = &f.api;
     let fake = &f.fake;
-    let r = fake_post(&fake.url(), "/_fake/conflict", serde_json::json!({"phone": PHONE})).await;
+    let r = fake_post(
+        &fake.url(),
+        "/_fake/conflict",
+        serde_json::json!({"phone": PHONE}),
+    )
+    .await;
     assert!(r.status().is_success());
     // The agent waits WA_TAKEOVER_DELAY (2 s) before taking over: CONFLICT is visible.
-    wait_status(api, "s1", "CONFLICT", T, |s| code(s) == Some(error_codes::CONFLICT)).await;
+    wait_status(api, "s1", "CONFLICT", T, |s| {
+        code(s) == Some(error_codes::CONFLICT)
+    })
+    .await;
     let s = wait_status(api, "s1", "connected after takeover", T, |s| {
         s.status == Some(SessionState::Connected) && s.last_error.is_none()
     })
@@ -267,16 +358,29 @@ async fn corrupt_profile_is_moved_aside_and_a_fresh_login_starts() {
     std::fs::create_dir_all(data.join("profile")).expect("mkdir");
     std::fs::write(data.join("profile/Default"), b"\x00garbage").expect("corrupt");
     let _agent = f.agent();
-    let s = wait_status(api, "s1", "fresh QR after PROFILE_CORRUPT", T, |s| s.qr.is_some()).await;
+    let s = wait_status(api, "s1", "fresh QR after PROFILE_CORRUPT", T, |s| {
+        s.qr.is_some()
+    })
+    .await;
     assert_eq!(code(&s), Some(error_codes::PROFILE_CORRUPT));
     let aside: Vec<_> = std::fs::read_dir(&data)
         .expect("data dir")
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("profile.corrupt-"))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("profile.corrupt-")
+        })
         .collect();
     assert_eq!(aside.len(), 1, "the corrupt profile is kept aside");
-    assert_eq!(std::fs::read(aside[0].path().join("Default")).expect("kept"), b"\x00garbage");
-    assert!(data.join("profile/Default").is_dir(), "a fresh profile is in use");
+    assert_eq!(
+        std::fs::read(aside[0].path().join("Default")).expect("kept"),
+        b"\x00garbage"
+    );
+    assert!(
+        data.join("profile/Default").is_dir(),
+        "a fresh profile is in use"
+    );
 }
 
 #[tokio::test]
@@ -286,7 +390,10 @@ async fn sigterm_closes_chromium_and_exits() {
     assert!(!agent.chromium_pids().is_empty());
     let exit = agent.terminate(Duration::from_secs(25)).await;
     assert!(exit.success(), "clean exit: {exit:?}");
-    assert!(chromium_pids(&profile).is_empty(), "Chromium closed with the agent");
+    assert!(
+        chromium_pids(&profile).is_empty(),
+        "Chromium closed with the agent"
+    );
     // A clean close leaves no single-instance lock behind.
     assert!(std::fs::symlink_metadata(profile.join("SingletonLock")).is_err());
 }
@@ -303,7 +410,10 @@ async fn sigterm_to_the_pod_closes_chromium_cleanly_and_the_next_agent_restores(
     let mut agent = f.pod_agent();
     let s = wait_status(api, "s1", "first QR", T, |s| s.qr.is_some()).await;
     scan(&f.fake.url(), s.qr.as_deref().expect("qr")).await;
-    wait_status(api, "s1", "connected", T, |s| s.status == Some(SessionState::Connected)).await;
+    wait_status(api, "s1", "connected", T, |s| {
+        s.status == Some(SessionState::Connected)
+    })
+    .await;
     for round in 0..3 {
         let profile = agent.profile();
         let log = agent.log.clone();
@@ -312,17 +422,34 @@ async fn sigterm_to_the_pod_closes_chromium_cleanly_and_the_next_agent_restores(
         let stopped_in = started.elapsed();
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         assert!(exit.success(), "clean exit: {exit:?}\n{text}");
-        assert!(text.contains("\"Chromium closed\""), "Chromium closed in order, not killed:\n{text}");
+        assert!(
+            text.contains("\"Chromium closed\""),
+            "Chromium closed in order, not killed:\n{text}"
+        );
         assert!(!text.contains("did not close in time"), "{text}");
-        assert!(chromium_pids(&profile).is_empty(), "Chromium exited with the agent");
-        assert!(std::fs::symlink_metadata(profile.join("SingletonLock")).is_err(), "a clean close leaves no lock");
+        assert!(
+            chromium_pids(&profile).is_empty(),
+            "Chromium exited with the agent"
+        );
+        assert!(
+            std::fs::symlink_metadata(profile.join("SingletonLock")).is_err(),
+            "a clean close leaves no lock"
+        );
         // Nothing holds the session now: the CR must not say connected.
         let s = status(api, "s1").await;
         assert_eq!(s.status, Some(SessionState::Connecting), "{s:?}");
         assert_eq!(authenticated(&s).as_deref(), Some("False"));
-        let reason = s.conditions.iter().find(|c| c.type_ == ConditionType::Authenticated.as_str()).map(|c| c.reason.clone());
+        let reason = s
+            .conditions
+            .iter()
+            .find(|c| c.type_ == ConditionType::Authenticated.as_str())
+            .map(|c| c.reason.clone());
         assert_eq!(reason.as_deref(), Some("AgentStopped"));
-        assert_eq!(s.phone_number.as_deref(), Some(PHONE), "the account is still linked");
+        assert_eq!(
+            s.phone_number.as_deref(),
+            Some(PHONE),
+            "the account is still linked"
+        );
         assert_eq!(s.connected_at, None);
 
         // The next agent on the same profile: connected again, never a QR on the way.
@@ -335,10 +462,17 @@ async fn sigterm_to_the_pod_closes_chromium_cleanly_and_the_next_agent_restores(
             if s.status == Some(SessionState::Connected) {
                 break s;
             }
-            assert!(std::time::Instant::now() < deadline, "not restored: {s:?}\n{}", agent.log_text());
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not restored: {s:?}\n{}",
+                agent.log_text()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
-        assert!(!saw_qr, "a QR was shown: the profile did not keep the login");
+        assert!(
+            !saw_qr,
+            "a QR was shown: the profile did not keep the login"
+        );
         assert_eq!(restored.phone_number.as_deref(), Some(PHONE));
         assert!(restored.connected_at.is_some());
         eprintln!(
@@ -348,7 +482,11 @@ async fn sigterm_to_the_pod_closes_chromium_cleanly_and_the_next_agent_restores(
         );
     }
     let devices = fake_devices(&f.fake.url()).await;
-    assert_eq!(devices.as_array().map(|a| a.len()), Some(1), "one linked device, reused: {devices}");
+    assert_eq!(
+        devices.as_array().map(|a| a.len()),
+        Some(1),
+        "one linked device, reused: {devices}"
+    );
 }
 
 /// Chromium signalled together with the agent (as it was when it shared the agent's process
@@ -360,15 +498,27 @@ async fn chromium_signalled_with_the_agent_is_waited_for_not_killed() {
     let (_f, agent) = Fixture::connected("agent-sigterm-both").await;
     let profile = agent.profile();
     let log = agent.log.clone();
-    let browser = agent.chromium_pids().into_iter().find(|p| chromium_kind(*p) == "browser").expect("the browser process");
+    let browser = agent
+        .chromium_pids()
+        .into_iter()
+        .find(|p| chromium_kind(*p) == "browser")
+        .expect("the browser process");
     // Chromium leads its own process group: SIGTERM to all of it, then to the agent.
-    let _ = std::process::Command::new("kill").args(["-TERM", "--", &format!("-{browser}")]).status();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", "--", &format!("-{browser}")])
+        .status();
     let exit = agent.terminate(Duration::from_secs(25)).await;
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(exit.success(), "clean exit: {exit:?}\n{text}");
-    assert!(text.contains("\"Chromium closed\""), "Chromium's own exit awaited:\n{text}");
+    assert!(
+        text.contains("\"Chromium closed\""),
+        "Chromium's own exit awaited:\n{text}"
+    );
     assert!(!text.contains("did not close in time"), "{text}");
-    assert!(chromium_pids(&profile).is_empty(), "nothing left of Chromium");
+    assert!(
+        chromium_pids(&profile).is_empty(),
+        "nothing left of Chromium"
+    );
 }
 
 #[tokio::test]
@@ -377,10 +527,18 @@ async fn health_and_metrics_reflect_the_page() {
     let get = |p: &str| reqwest::get(format!("{}{p}", agent.http));
     assert_eq!(get("/livez").await.expect("livez").status(), 200);
     assert_eq!(get("/readyz").await.expect("readyz").status(), 200);
-    let m = get("/metrics").await.expect("metrics").text().await.expect("text");
+    let m = get("/metrics")
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
     assert!(m.contains("wa_session_qr_published_total 1"), "{m}");
     assert!(m.contains("wa_session_connected 1"), "{m}");
-    assert!(m.contains("wa_session_status_writes_total{result=\"ok\"}"), "{m}");
+    assert!(
+        m.contains("wa_session_status_writes_total{result=\"ok\"}"),
+        "{m}"
+    );
 }
 
 #[tokio::test]
@@ -392,29 +550,71 @@ async fn hung_page_is_relaunched_and_restored() {
     let r = fake_post(&fake.url(), "/_fake/hang", serde_json::json!({})).await;
     assert!(r.status().is_success());
     // Three unanswered polls (WA_CDP_TIMEOUT 5 s each) mark the page hung.
-    wait_status(api, "s1", "TIMEOUT", T, |s| code(s) == Some(error_codes::TIMEOUT)).await;
-    let s = wait_status(api, "s1", "connected after relaunch", T, |s| s.status == Some(SessionState::Connected)).await;
+    wait_status(api, "s1", "TIMEOUT", T, |s| {
+        code(s) == Some(error_codes::TIMEOUT)
+    })
+    .await;
+    let s = wait_status(api, "s1", "connected after relaunch", T, |s| {
+        s.status == Some(SessionState::Connected)
+    })
+    .await;
     assert_eq!(s.qr, None);
     let after = agent.chromium_pids();
-    assert!(!after.is_empty() && after.iter().all(|p| !before.contains(p)), "a new Chromium: {before:?} -> {after:?}");
+    assert!(
+        !after.is_empty() && after.iter().all(|p| !before.contains(p)),
+        "a new Chromium: {before:?} -> {after:?}"
+    );
 }
 
 async fn pairing_code_is_published_and_entering_it_connects(g: Generation) {
-    let spec = crds::WhatsAppSessionSpec { pairing: Some(crds::PairingSpec { phone_number: PHONE.into() }), ..Default::default() };
-    let f = Fixture::with("agent-pairing", fake_in(g, Duration::from_secs(20), Duration::from_secs(20), 6).await, spec).await;
+    let spec = crds::WhatsAppSessionSpec {
+        pairing: Some(crds::PairingSpec {
+            phone_number: PHONE.into(),
+        }),
+        ..Default::default()
+    };
+    let f = Fixture::with(
+        "agent-pairing",
+        fake_in(g, Duration::from_secs(20), Duration::from_secs(20), 6).await,
+        spec,
+    )
+    .await;
     let _agent = f.agent();
-    let s = wait_status(&f.api, "s1", "pairing code", T, |s| s.pairing_code.is_some()).await;
+    let s = wait_status(&f.api, "s1", "pairing code", T, |s| {
+        s.pairing_code.is_some()
+    })
+    .await;
     let code = s.pairing_code.clone().expect("code");
     assert_eq!(code.len(), 8, "an 8-character code: {code}");
     assert_eq!(s.status, Some(SessionState::QrRequired));
     // The code is the one the page got from WhatsApp for this phone.
-    let pages: serde_json::Value = reqwest::get(format!("{}_fake/pages", f.fake.url())).await.expect("pages").json().await.expect("json");
-    assert!(pages.as_array().into_iter().flatten().any(|p| p["pairingCode"] == code.as_str()), "{pages}");
+    let pages: serde_json::Value = reqwest::get(format!("{}_fake/pages", f.fake.url()))
+        .await
+        .expect("pages")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        pages
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|p| p["pairingCode"] == code.as_str()),
+        "{pages}"
+    );
 
     // The phone enters it.
-    let r = fake_post(&f.fake.url(), "/_fake/pair", serde_json::json!({"code": code, "pushName": "Ana"})).await;
+    let r = fake_post(
+        &f.fake.url(),
+        "/_fake/pair",
+        serde_json::json!({"code": code, "pushName": "Ana"}),
+    )
+    .await;
     assert!(r.status().is_success(), "pair: {}", r.status());
-    let s = wait_status(&f.api, "s1", "connected by pairing code", T, |s| s.status == Some(SessionState::Connected)).await;
+    let s = wait_status(&f.api, "s1", "connected by pairing code", T, |s| {
+        s.status == Some(SessionState::Connected)
+    })
+    .await;
     assert_eq!(s.phone_number.as_deref(), Some(PHONE));
     assert_eq!(s.push_name.as_deref(), Some("Ana"));
     assert_eq!(s.pairing_code, None, "a used code is no longer shown");
@@ -424,7 +624,11 @@ async fn pairing_code_is_published_and_entering_it_connects(g: Generation) {
 /// A kubeconfig for the devcluster API server that authenticates with `token` only.
 fn token_kubeconfig(admin: &std::path::Path, token: &str, ns: &str, out: &std::path::Path) {
     let kc = kube::config::Kubeconfig::read_from(admin).expect("admin kubeconfig");
-    let cluster = kc.clusters.first().and_then(|c| c.cluster.clone()).expect("a cluster");
+    let cluster = kc
+        .clusters
+        .first()
+        .and_then(|c| c.cluster.clone())
+        .expect("a cluster");
     let doc = serde_json::json!({
         "apiVersion": "v1",
         "kind": "Config",
@@ -459,15 +663,29 @@ async fn session_credentials_cannot_touch_another_sessions_cr() {
     let pp = PostParams::default();
     let sa = operator::children::service_account(&a).expect("sa");
     let sa_name = sa.metadata.name.clone().expect("name");
-    kube::Api::<ServiceAccount>::namespaced(client.clone(), &ns).create(&pp, &sa).await.expect("create SA");
-    kube::Api::<Role>::namespaced(client.clone(), &ns).create(&pp, &operator::children::role(&a).expect("role")).await.expect("create Role");
+    kube::Api::<ServiceAccount>::namespaced(client.clone(), &ns)
+        .create(&pp, &sa)
+        .await
+        .expect("create SA");
+    kube::Api::<Role>::namespaced(client.clone(), &ns)
+        .create(&pp, &operator::children::role(&a).expect("role"))
+        .await
+        .expect("create Role");
     kube::Api::<RoleBinding>::namespaced(client.clone(), &ns)
         .create(&pp, &operator::children::role_binding(&a).expect("binding"))
         .await
         .expect("create RoleBinding");
-    let req = TokenRequest { spec: TokenRequestSpec { expiration_seconds: Some(3600), ..Default::default() }, ..Default::default() };
-    let issued: TokenRequest =
-        kube::Api::<ServiceAccount>::namespaced(client, &ns).create_subresource("token", &sa_name, &pp, &req).await.expect("TokenRequest");
+    let req = TokenRequest {
+        spec: TokenRequestSpec {
+            expiration_seconds: Some(3600),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let issued: TokenRequest = kube::Api::<ServiceAccount>::namespaced(client, &ns)
+        .create_subresource("token", &sa_name, &pp, &req)
+        .await
+        .expect("TokenRequest");
     let token = issued.status.expect("token status").token;
     let tmp = tempfile::tempdir().expect("tmp");
     let kubeconfig = tmp.path().join("session-a.kubeconfig");
@@ -476,20 +694,51 @@ async fn session_credentials_cannot_touch_another_sessions_cr() {
     let fake = fake(Duration::from_secs(20), Duration::from_secs(20), 6).await;
     // A's credentials pointed at B: refused, reported, and B untouched.
     let b_data = tmp.path().join("b");
-    let mut agent_b = Agent::start(AgentOpts { ns: &ns, name: "b", url: &fake.url(), data_dir: &b_data, kubeconfig: kubeconfig.clone(), extra_env: vec![] });
+    let mut agent_b = Agent::start(AgentOpts {
+        ns: &ns,
+        name: "b",
+        url: &fake.url(),
+        data_dir: &b_data,
+        kubeconfig: kubeconfig.clone(),
+        extra_env: vec![],
+    });
     let exit = agent_b.exited(Duration::from_secs(30)).await;
     let log = agent_b.log_text();
     eprintln!("agent for B with A's credentials:\n{log}");
-    assert!(!exit.success(), "the agent must not run without access to its CR: {exit:?}\n{log}");
+    assert!(
+        !exit.success(),
+        "the agent must not run without access to its CR: {exit:?}\n{log}"
+    );
     let refused = format!("access to WhatsAppSession {ns}/b refused (HTTP 403)");
-    assert!(log.contains(&refused), "the log says why ({refused}):\n{log}");
-    assert!(log.contains(&format!("system:serviceaccount:{ns}:{sa_name}")), "and as whom:\n{log}");
-    assert!(!b_data.join("profile").exists(), "no Chromium was started for B");
+    assert!(
+        log.contains(&refused),
+        "the log says why ({refused}):\n{log}"
+    );
+    assert!(
+        log.contains(&format!("system:serviceaccount:{ns}:{sa_name}")),
+        "and as whom:\n{log}"
+    );
+    assert!(
+        !b_data.join("profile").exists(),
+        "no Chromium was started for B"
+    );
     let b_after = api.get("b").await.expect("CR b");
     assert_eq!(b_after.status, b_before.status, "B's status unchanged");
-    assert_eq!(b_after.metadata.resource_version, b_before.metadata.resource_version, "B not written at all");
-    let managers: Vec<_> = b_after.metadata.managed_fields.iter().flatten().filter_map(|m| m.manager.clone()).collect();
-    assert!(!managers.iter().any(|m| m == crds::managers::AGENT), "no wa-agent fields on B: {managers:?}");
+    assert_eq!(
+        b_after.metadata.resource_version, b_before.metadata.resource_version,
+        "B not written at all"
+    );
+    let managers: Vec<_> = b_after
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter_map(|m| m.manager.clone())
+        .collect();
+    assert!(
+        !managers.iter().any(|m| m == crds::managers::AGENT),
+        "no wa-agent fields on B: {managers:?}"
+    );
 
     // Not the agent's restraint only: the API server refuses these credentials a write to B.
     let sa_config = kube::Config::from_custom_kubeconfig(
@@ -498,25 +747,57 @@ async fn session_credentials_cannot_touch_another_sessions_cr() {
     )
     .await
     .expect("SA config");
-    let as_a = kube::Api::<crds::WhatsAppSession>::namespaced(kube::Client::try_from(sa_config).expect("SA client"), &ns);
+    let as_a = kube::Api::<crds::WhatsAppSession>::namespaced(
+        kube::Client::try_from(sa_config).expect("SA client"),
+        &ns,
+    );
     let patch = serde_json::json!({"apiVersion": "whatsapp.leadmaster.io/v1alpha1", "kind": "WhatsAppSession", "status": {"status": "connected"}});
     let pp = kube::api::PatchParams::apply(crds::managers::AGENT).force();
-    match as_a.patch_status("b", &pp, &kube::api::Patch::Apply(&patch)).await {
+    match as_a
+        .patch_status("b", &pp, &kube::api::Patch::Apply(&patch))
+        .await
+    {
         Err(kube::Error::Api(e)) => assert_eq!(e.code, 403, "{e:?}"),
         other => panic!("A's credentials wrote B's status: {other:?}"),
     }
 
     // The same credentials do work for A (so the refusal above is about B, not a broken token).
-    let agent_a = Agent::start(AgentOpts { ns: &ns, name: "a", url: &fake.url(), data_dir: &tmp.path().join("a"), kubeconfig: kubeconfig.clone(), extra_env: vec![] });
-    let s = wait_status(&api, "a", "A's first QR published with A's credentials", T, |s| s.qr.is_some()).await;
+    let agent_a = Agent::start(AgentOpts {
+        ns: &ns,
+        name: "a",
+        url: &fake.url(),
+        data_dir: &tmp.path().join("a"),
+        kubeconfig: kubeconfig.clone(),
+        extra_env: vec![],
+    });
+    let s = wait_status(
+        &api,
+        "a",
+        "A's first QR published with A's credentials",
+        T,
+        |s| s.qr.is_some(),
+    )
+    .await;
     assert_eq!(s.status, Some(SessionState::QrRequired));
     let a_now = api.get("a").await.expect("CR a");
-    let agent_fields = a_now.metadata.managed_fields.iter().flatten().find(|m| m.manager.as_deref() == Some(crds::managers::AGENT));
-    assert_eq!(agent_fields.and_then(|m| m.subresource.as_deref()), Some("status"), "A's status written by wa-agent");
+    let agent_fields = a_now
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .find(|m| m.manager.as_deref() == Some(crds::managers::AGENT));
+    assert_eq!(
+        agent_fields.and_then(|m| m.subresource.as_deref()),
+        Some("status"),
+        "A's status written by wa-agent"
+    );
     drop(agent_a);
 
     // And while A's agent ran, B still was never written.
-    assert_eq!(api.get("b").await.expect("CR b").metadata.resource_version, b_before.metadata.resource_version);
+    assert_eq!(
+        api.get("b").await.expect("CR b").metadata.resource_version,
+        b_before.metadata.resource_version
+    );
 }
 
 #[tokio::test]
@@ -525,16 +806,29 @@ async fn chromium_runs_the_real_binary_with_the_low_memory_flags() {
     let agent = f.agent();
     wait_status(&f.api, "s1", "first QR", T, |s| s.qr.is_some()).await;
     let pids = agent.chromium_pids();
-    let browser = pids.iter().copied().find(|p| chromium_kind(*p) == "browser").expect("the browser process");
+    let browser = pids
+        .iter()
+        .copied()
+        .find(|p| chromium_kind(*p) == "browser")
+        .expect("the browser process");
     let args = cmdline(browser);
     // Debian's launcher script (/usr/bin/chromium) would add flags of its own from /etc/chromium.d.
     let exe = std::fs::read_link(format!("/proc/{browser}/exe")).expect("exe");
-    if std::path::Path::new("/usr/lib/chromium/chromium").is_file() && std::env::var_os("CHROMIUM_PATH").is_none() {
+    if std::path::Path::new("/usr/lib/chromium/chromium").is_file()
+        && std::env::var_os("CHROMIUM_PATH").is_none()
+    {
         assert_eq!(exe, std::path::PathBuf::from("/usr/lib/chromium/chromium"));
         assert_eq!(args[0], "/usr/lib/chromium/chromium");
     }
-    for wrapper_flag in ["--enable-gpu-rasterization", "--enable-remote-extensions", "--show-component-extension-options"] {
-        assert!(!args.iter().any(|a| a.starts_with(wrapper_flag)), "{wrapper_flag} from the launcher script: {args:?}");
+    for wrapper_flag in [
+        "--enable-gpu-rasterization",
+        "--enable-remote-extensions",
+        "--show-component-extension-options",
+    ] {
+        assert!(
+            !args.iter().any(|a| a.starts_with(wrapper_flag)),
+            "{wrapper_flag} from the launcher script: {args:?}"
+        );
     }
     // Each flag as Chromium sees it (chromiumoxide adds the dashes: "----x" would be ignored).
     for flag in [
@@ -553,13 +847,38 @@ async fn chromium_runs_the_real_binary_with_the_low_memory_flags() {
     ] {
         assert!(args.iter().any(|a| a == flag), "{flag} missing: {args:?}");
     }
-    let disabled = args.iter().find_map(|a| a.strip_prefix("--disable-features=")).expect("--disable-features");
-    for feature in ["IsolateOrigins", "site-per-process", "SpareRendererForSitePerProcess", "PreloadTopChromeWebUI", "WebUIOmniboxPopup", "WebUIOmniboxAimPopup"] {
-        assert!(disabled.split(',').any(|f| f == feature), "{feature} not disabled: {disabled}");
+    let disabled = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--disable-features="))
+        .expect("--disable-features");
+    for feature in [
+        "IsolateOrigins",
+        "site-per-process",
+        "SpareRendererForSitePerProcess",
+        "PreloadTopChromeWebUI",
+        "WebUIOmniboxPopup",
+        "WebUIOmniboxAimPopup",
+    ] {
+        assert!(
+            disabled.split(',').any(|f| f == feature),
+            "{feature} not disabled: {disabled}"
+        );
     }
-    assert!(!args.iter().any(|a| a.starts_with("----")), "a flag passed with its dashes: {args:?}");
+    assert!(
+        !args.iter().any(|a| a.starts_with("----")),
+        "a flag passed with its dashes: {args:?}"
+    );
     // What the flags are for: no GPU or network-service processes, one renderer.
     let kinds: Vec<String> = pids.iter().map(|p| chromium_kind(*p)).collect();
-    assert!(!kinds.iter().any(|k| k == "gpu-process" || k.contains("NetworkService")), "{kinds:?}");
-    assert_eq!(kinds.iter().filter(|k| *k == "renderer").count(), 1, "{kinds:?}");
+    assert!(
+        !kinds
+            .iter()
+            .any(|k| k == "gpu-process" || k.contains("NetworkService")),
+        "{kinds:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "renderer").count(),
+        1,
+        "{kinds:?}"
+    );
 }

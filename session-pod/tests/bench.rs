@@ -26,7 +26,10 @@ fn pct(v: &[Duration], p: usize) -> Duration {
     v[rank - 1]
 }
 
-async fn poll_until(api: &kube::Api<crds::WhatsAppSession>, pred: impl Fn(&crds::WhatsAppSessionStatus) -> bool) {
+async fn poll_until(
+    api: &kube::Api<crds::WhatsAppSession>,
+    pred: impl Fn(&crds::WhatsAppSessionStatus) -> bool,
+) {
     let deadline = Instant::now() + T;
     loop {
         if let Ok(cr) = api.get("s1").await
@@ -43,7 +46,10 @@ async fn poll_until(api: &kube::Api<crds::WhatsAppSession>, pred: impl Fn(&crds:
 #[ignore = "benchmark: run bench/agent/run.sh"]
 async fn agent_figures() {
     let c = cluster().await;
-    let runs: usize = std::env::var("BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(10);
+    let runs: usize = std::env::var("BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
     let fake = fake(Duration::from_secs(60), Duration::from_secs(20), 6).await;
     let ns = c.namespace("agent-bench").await;
 
@@ -54,10 +60,23 @@ async fn agent_figures() {
         let api = create_session(c, &ns, &name).await;
         let tmp = tempfile::tempdir().expect("tmp");
         let started = Instant::now();
-        let agent = Agent::start(AgentOpts { ns: &ns, name: &name, url: &fake.url(), data_dir: &tmp.path().join("data"), kubeconfig: c.kubeconfig(), extra_env: production_poll() });
+        let agent = Agent::start(AgentOpts {
+            ns: &ns,
+            name: &name,
+            url: &fake.url(),
+            data_dir: &tmp.path().join("data"),
+            kubeconfig: c.kubeconfig(),
+            extra_env: production_poll(),
+        });
         let deadline = Instant::now() + T;
         loop {
-            if api.get(&name).await.ok().and_then(|cr| cr.status).is_some_and(|s| s.qr.is_some()) {
+            if api
+                .get(&name)
+                .await
+                .ok()
+                .and_then(|cr| cr.status)
+                .is_some_and(|s| s.qr.is_some())
+            {
                 break;
             }
             assert!(Instant::now() < deadline, "no QR: {}", agent.log_text());
@@ -72,10 +91,23 @@ async fn agent_figures() {
     let tmp = tempfile::tempdir().expect("tmp");
     let data = tmp.path().join("data");
     let fake_url = fake.url();
-    let opts = || AgentOpts { ns: &ns, name: "s1", url: &fake_url, data_dir: &data, kubeconfig: c.kubeconfig(), extra_env: production_poll() };
+    let opts = || AgentOpts {
+        ns: &ns,
+        name: "s1",
+        url: &fake_url,
+        data_dir: &data,
+        kubeconfig: c.kubeconfig(),
+        extra_env: production_poll(),
+    };
     let mut agent = Agent::start_pod(opts());
     poll_until(&api, |s| s.qr.is_some()).await;
-    let qr = api.get("s1").await.expect("get").status.and_then(|s| s.qr).expect("qr");
+    let qr = api
+        .get("s1")
+        .await
+        .expect("get")
+        .status
+        .and_then(|s| s.qr)
+        .expect("qr");
     scan(&fake.url(), &qr).await;
     poll_until(&api, |s| s.status == Some(SessionState::Connected)).await;
     let mut restore = Vec::new();
@@ -109,10 +141,30 @@ async fn agent_figures() {
     let mut pids = agent.chromium_pids();
     pids.push(agent_pid);
     let mb = |kb: u64| kb as f64 / 1024.0;
-    println!("BENCH start_to_first_qr_p50_ms={} p90_ms={} (runs={runs}, all={:?})", pct(&first_qr, 50).as_millis(), pct(&first_qr, 90).as_millis(), first_qr.iter().map(|d| d.as_millis()).collect::<Vec<_>>());
-    println!("BENCH start_to_connected_restore_p50_ms={} p90_ms={} (runs={runs}, all={:?})", pct(&restore, 50).as_millis(), pct(&restore, 90).as_millis(), restore.iter().map(|d| d.as_millis()).collect::<Vec<_>>());
-    println!("BENCH sigterm_to_agent_exit_p50_ms={} p90_ms={} (runs={runs}, all={:?})", pct(&stop, 50).as_millis(), pct(&stop, 90).as_millis(), stop.iter().map(|d| d.as_millis()).collect::<Vec<_>>());
-    println!("BENCH sigterm_to_connected_next_agent_p50_ms={} p90_ms={} (runs={runs}, all={:?})", pct(&handover, 50).as_millis(), pct(&handover, 90).as_millis(), handover.iter().map(|d| d.as_millis()).collect::<Vec<_>>());
+    println!(
+        "BENCH start_to_first_qr_p50_ms={} p90_ms={} (runs={runs}, all={:?})",
+        pct(&first_qr, 50).as_millis(),
+        pct(&first_qr, 90).as_millis(),
+        first_qr.iter().map(|d| d.as_millis()).collect::<Vec<_>>()
+    );
+    println!(
+        "BENCH start_to_connected_restore_p50_ms={} p90_ms={} (runs={runs}, all={:?})",
+        pct(&restore, 50).as_millis(),
+        pct(&restore, 90).as_millis(),
+        restore.iter().map(|d| d.as_millis()).collect::<Vec<_>>()
+    );
+    println!(
+        "BENCH sigterm_to_agent_exit_p50_ms={} p90_ms={} (runs={runs}, all={:?})",
+        pct(&stop, 50).as_millis(),
+        pct(&stop, 90).as_millis(),
+        stop.iter().map(|d| d.as_millis()).collect::<Vec<_>>()
+    );
+    println!(
+        "BENCH sigterm_to_connected_next_agent_p50_ms={} p90_ms={} (runs={runs}, all={:?})",
+        pct(&handover, 50).as_millis(),
+        pct(&handover, 90).as_millis(),
+        handover.iter().map(|d| d.as_millis()).collect::<Vec<_>>()
+    );
     println!(
         "BENCH connected_idle_mb peak_rss={:.1} rss={:.1} pss={:.1} uss={:.1} processes={} (agent alone rss={:.1} pss={:.1})",
         mb(peak),
@@ -124,8 +176,17 @@ async fn agent_figures() {
         mb(pss_kb(&[agent_pid])),
     );
     for pid in &pids {
-        let kind = if *pid == agent_pid { "wa-session".to_string() } else { chromium_kind(*pid) };
-        println!("BENCH   pid={pid} {kind}: rss={:.1} pss={:.1} uss={:.1}", mb(rss_kb(&[*pid])), mb(pss_kb(&[*pid])), mb(uss_kb(&[*pid])));
+        let kind = if *pid == agent_pid {
+            "wa-session".to_string()
+        } else {
+            chromium_kind(*pid)
+        };
+        println!(
+            "BENCH   pid={pid} {kind}: rss={:.1} pss={:.1} uss={:.1}",
+            mb(rss_kb(&[*pid])),
+            mb(pss_kb(&[*pid])),
+            mb(uss_kb(&[*pid]))
+        );
     }
     agent.terminate_group(Duration::from_secs(25)).await;
 }

@@ -11,7 +11,10 @@ use super::Claims;
 #[derive(Debug, thiserror::Error)]
 pub enum JwtError {
     #[error("reading {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("loading key {path}: {message}")]
     Key { path: String, message: String },
     #[error("the HS256 secret must be at least 32 bytes")]
@@ -33,15 +36,25 @@ pub struct Jwt {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, JwtError> {
-    std::fs::read(path).map_err(|source| JwtError::Read { path: path.display().to_string(), source })
+    std::fs::read(path).map_err(|source| JwtError::Read {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 fn key_err(path: &Path, e: impl std::fmt::Display) -> JwtError {
-    JwtError::Key { path: path.display().to_string(), message: e.to_string() }
+    JwtError::Key {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
 }
 
 impl Jwt {
-    pub fn hs256(secret: &[u8], issuer: Option<String>, audience: Option<String>) -> Result<Self, JwtError> {
+    pub fn hs256(
+        secret: &[u8],
+        issuer: Option<String>,
+        audience: Option<String>,
+    ) -> Result<Self, JwtError> {
         if secret.len() < 32 {
             return Err(JwtError::WeakSecret);
         }
@@ -71,10 +84,18 @@ impl Jwt {
             (None, Some(p)) => {
                 let decoding = DecodingKey::from_rsa_pem(&read(p)?).map_err(|e| key_err(p, e))?;
                 let encoding = match private_key_file {
-                    Some(k) => Some(EncodingKey::from_rsa_pem(&read(k)?).map_err(|e| key_err(k, e))?),
+                    Some(k) => {
+                        Some(EncodingKey::from_rsa_pem(&read(k)?).map_err(|e| key_err(k, e))?)
+                    }
                     None => None,
                 };
-                Ok(Self::build(Algorithm::RS256, decoding, encoding, issuer, audience))
+                Ok(Self::build(
+                    Algorithm::RS256,
+                    decoding,
+                    encoding,
+                    issuer,
+                    audience,
+                ))
             }
             _ => Err(JwtError::NoKey),
         }
@@ -101,7 +122,14 @@ impl Jwt {
             Some(a) => validation.set_audience(&[a]),
             None => validation.validate_aud = false,
         }
-        Self { alg, decoding, encoding, validation, issuer, audience }
+        Self {
+            alg,
+            decoding,
+            encoding,
+            validation,
+            issuer,
+            audience,
+        }
     }
 
     pub fn algorithm(&self) -> Algorithm {
@@ -118,18 +146,37 @@ impl Jwt {
             .map(|d| d.claims)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => "token expired".to_owned(),
-                jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => "token algorithm not accepted".to_owned(),
-                jsonwebtoken::errors::ErrorKind::InvalidSignature => "invalid token signature".to_owned(),
-                jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(c) => format!("token lacks the {c} claim"),
-                jsonwebtoken::errors::ErrorKind::InvalidIssuer => "token issuer not accepted".to_owned(),
-                jsonwebtoken::errors::ErrorKind::InvalidAudience => "token audience not accepted".to_owned(),
+                jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => {
+                    "token algorithm not accepted".to_owned()
+                }
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => {
+                    "invalid token signature".to_owned()
+                }
+                jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(c) => {
+                    format!("token lacks the {c} claim")
+                }
+                jsonwebtoken::errors::ErrorKind::InvalidIssuer => {
+                    "token issuer not accepted".to_owned()
+                }
+                jsonwebtoken::errors::ErrorKind::InvalidAudience => {
+                    "token audience not accepted".to_owned()
+                }
                 _ => "invalid token".to_owned(),
             })
     }
 
     /// Sign a token for `sub` valid for `ttl_secs`; `None` when this hub cannot issue tokens.
-    pub fn issue(&self, sub: &str, tenants: Vec<String>, role: super::Role, ttl_secs: u64) -> Result<(String, u64), JwtError> {
-        let key = self.encoding.as_ref().ok_or_else(|| JwtError::Sign("no signing key configured".into()))?;
+    pub fn issue(
+        &self,
+        sub: &str,
+        tenants: Vec<String>,
+        role: super::Role,
+        ttl_secs: u64,
+    ) -> Result<(String, u64), JwtError> {
+        let key = self
+            .encoding
+            .as_ref()
+            .ok_or_else(|| JwtError::Sign("no signing key configured".into()))?;
         let now = jsonwebtoken::get_current_timestamp();
         let claims = Claims {
             sub: sub.to_owned(),
@@ -140,7 +187,8 @@ impl Jwt {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
         };
-        let token = jsonwebtoken::encode(&Header::new(self.alg), &claims, key).map_err(|e| JwtError::Sign(e.to_string()))?;
+        let token = jsonwebtoken::encode(&Header::new(self.alg), &claims, key)
+            .map_err(|e| JwtError::Sign(e.to_string()))?;
         Ok((token, claims.exp))
     }
 }
@@ -173,7 +221,10 @@ mod tests {
 
     #[test]
     fn rejects_weak_secret() {
-        assert!(matches!(Jwt::hs256(b"short", None, None), Err(JwtError::WeakSecret)));
+        assert!(matches!(
+            Jwt::hs256(b"short", None, None),
+            Err(JwtError::WeakSecret)
+        ));
     }
 
     #[test]
@@ -217,6 +268,9 @@ mod tests {
             &EncodingKey::from_secret(SECRET),
         )
         .unwrap();
-        assert_eq!(j.verify(&hs512).unwrap_err(), "token algorithm not accepted");
+        assert_eq!(
+            j.verify(&hs512).unwrap_err(),
+            "token algorithm not accepted"
+        );
     }
 }

@@ -43,11 +43,23 @@ mod tests {
 
     #[test]
     fn authorization() {
-        let user = Claims { sub: "u".into(), tenants: vec!["a".into()], role: Role::User, exp: 0, iat: None, iss: None, aud: None };
+        let user = Claims {
+            sub: "u".into(),
+            tenants: vec!["a".into()],
+            role: Role::User,
+            exp: 0,
+            iat: None,
+            iss: None,
+            aud: None,
+        };
         assert!(user.may_access("a"));
         assert!(!user.may_access("b"));
         assert!(!user.may_access(""));
-        let admin = Claims { role: Role::Admin, tenants: vec![], ..user };
+        let admin = Claims {
+            role: Role::Admin,
+            tenants: vec![],
+            ..user
+        };
         assert!(admin.may_access("b"));
     }
 }

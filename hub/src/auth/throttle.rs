@@ -16,14 +16,23 @@ pub struct Throttle {
 
 impl Throttle {
     pub fn new(max_failures: u32, window: Duration) -> Self {
-        Self { max_failures, window, failures: Mutex::new(HashMap::new()) }
+        Self {
+            max_failures,
+            window,
+            failures: Mutex::new(HashMap::new()),
+        }
     }
 
     /// `Err(retry_after_secs)` when `key` has used up its failures in the window.
     pub fn check(&self, key: &str, now: Instant) -> Result<(), u64> {
         let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(q) = map.get_mut(key) else { return Ok(()) };
-        while q.front().is_some_and(|t| now.duration_since(*t) >= self.window) {
+        let Some(q) = map.get_mut(key) else {
+            return Ok(());
+        };
+        while q
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= self.window)
+        {
             q.pop_front();
         }
         if q.len() as u32 >= self.max_failures {
@@ -44,7 +53,10 @@ impl Throttle {
     }
 
     pub fn reset(&self, key: &str) {
-        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
     }
 }
 

@@ -3,9 +3,9 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use argon2::Argon2;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 use serde::Deserialize;
 
 use super::Role;
@@ -13,7 +13,10 @@ use super::Role;
 #[derive(Debug, thiserror::Error)]
 pub enum UsersError {
     #[error("reading users file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("parsing users file {path}: {message}")]
     Parse { path: String, message: String },
     #[error("users file: user {0:?} has an invalid passwordHash (expected a PHC argon2 string)")]
@@ -57,7 +60,10 @@ fn dummy_hash() -> &'static str {
 impl Users {
     pub fn load(path: &Path) -> Result<Self, UsersError> {
         let p = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| UsersError::Read { path: p.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| UsersError::Read {
+            path: p.clone(),
+            source,
+        })?;
         Self::parse(&text).map_err(|e| match e {
             UsersError::Parse { message, .. } => UsersError::Parse { path: p, message },
             other => other,
@@ -65,11 +71,14 @@ impl Users {
     }
 
     pub fn parse(text: &str) -> Result<Self, UsersError> {
-        let file: UsersFile = serde_saphyr::from_str(text)
-            .map_err(|e| UsersError::Parse { path: String::new(), message: e.to_string() })?;
+        let file: UsersFile = serde_saphyr::from_str(text).map_err(|e| UsersError::Parse {
+            path: String::new(),
+            message: e.to_string(),
+        })?;
         let mut by_name = HashMap::new();
         for u in file.users {
-            PasswordHash::new(&u.password_hash).map_err(|_| UsersError::BadHash(u.username.clone()))?;
+            PasswordHash::new(&u.password_hash)
+                .map_err(|_| UsersError::BadHash(u.username.clone()))?;
             if by_name.contains_key(&u.username) {
                 return Err(UsersError::Duplicate(u.username));
             }
@@ -94,7 +103,11 @@ impl Users {
             None => dummy_hash(),
         };
         let ok = PasswordHash::new(hash)
-            .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+            .map(|h| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &h)
+                    .is_ok()
+            })
             .unwrap_or(false);
         if ok { user } else { None }
     }
@@ -116,7 +129,9 @@ mod tests {
     #[test]
     fn hash_then_verify() {
         let h = hash_password("s3cret").unwrap();
-        let yaml = format!("users:\n  - username: ana\n    passwordHash: '{h}'\n    tenants: [acme]\n    role: user\n");
+        let yaml = format!(
+            "users:\n  - username: ana\n    passwordHash: '{h}'\n    tenants: [acme]\n    role: user\n"
+        );
         let users = Users::parse(&yaml).unwrap();
         let u = users.verify("ana", "s3cret").unwrap();
         assert_eq!(u.tenants, vec!["acme".to_string()]);
@@ -132,10 +147,18 @@ mod tests {
 
     #[test]
     fn rejects_bad_files() {
-        assert!(matches!(Users::parse("users:\n  - username: a\n    passwordHash: plain\n    role: user\n"), Err(UsersError::BadHash(_))));
-        assert!(matches!(Users::parse("users: [{username: a, role: king, passwordHash: x}]"), Err(UsersError::Parse { .. })));
+        assert!(matches!(
+            Users::parse("users:\n  - username: a\n    passwordHash: plain\n    role: user\n"),
+            Err(UsersError::BadHash(_))
+        ));
+        assert!(matches!(
+            Users::parse("users: [{username: a, role: king, passwordHash: x}]"),
+            Err(UsersError::Parse { .. })
+        ));
         let h = hash_password("x").unwrap();
-        let dup = format!("users:\n  - {{username: a, passwordHash: '{h}', role: admin}}\n  - {{username: a, passwordHash: '{h}', role: admin}}\n");
+        let dup = format!(
+            "users:\n  - {{username: a, passwordHash: '{h}', role: admin}}\n  - {{username: a, passwordHash: '{h}', role: admin}}\n"
+        );
         assert!(matches!(Users::parse(&dup), Err(UsersError::Duplicate(_))));
     }
 }

@@ -22,12 +22,17 @@ impl FromRequestParts<Arc<Hub>> for Caller {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .ok_or_else(|| ApiError::unauthenticated("missing Authorization: Bearer token"))?;
-        let value = header.to_str().map_err(|_| ApiError::unauthenticated("malformed Authorization header"))?;
+        let value = header
+            .to_str()
+            .map_err(|_| ApiError::unauthenticated("malformed Authorization header"))?;
         let token = value
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))
             .ok_or_else(|| ApiError::unauthenticated("Authorization must be 'Bearer <token>'"))?;
-        hub.jwt.verify(token.trim()).map(Caller).map_err(ApiError::unauthenticated)
+        hub.jwt
+            .verify(token.trim())
+            .map(Caller)
+            .map_err(ApiError::unauthenticated)
     }
 }
 
@@ -40,14 +45,20 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         use axum::extract::rejection::JsonRejection;
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(JsonBody(v)),
-            Err(rej) if rej.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
-                Err(ApiError::new(Code::PayloadTooLarge, "request body too large"))
-            }
+            Err(rej) if rej.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => Err(
+                ApiError::new(Code::PayloadTooLarge, "request body too large"),
+            ),
             // Messages are generic on purpose: serde's text may quote the offending value
             // (a password sent as a number, say), which must not be echoed or logged.
-            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::bad_request("expected Content-Type: application/json")),
-            Err(JsonRejection::JsonSyntaxError(_)) => Err(ApiError::bad_request("malformed JSON body")),
-            Err(JsonRejection::JsonDataError(_)) => Err(ApiError::bad_request("JSON body does not have the expected fields")),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::bad_request(
+                "expected Content-Type: application/json",
+            )),
+            Err(JsonRejection::JsonSyntaxError(_)) => {
+                Err(ApiError::bad_request("malformed JSON body"))
+            }
+            Err(JsonRejection::JsonDataError(_)) => Err(ApiError::bad_request(
+                "JSON body does not have the expected fields",
+            )),
             Err(_) => Err(ApiError::bad_request("unreadable request body")),
         }
     }

@@ -25,9 +25,18 @@ pub fn router(hub: Arc<Hub>) -> Router {
     for prefix in ["/api/session-manager", "/session-manager"] {
         r = r
             .route(&format!("{prefix}/sessions"), get(sessions::list))
-            .route(&format!("{prefix}/sessions/{{instance_id}}"), get(sessions::get))
-            .route(&format!("{prefix}/sessions/{{instance_id}}/qr"), post(sessions::request_qr))
-            .route(&format!("{prefix}/sessions/{{instance_id}}/disconnect"), post(sessions::disconnect));
+            .route(
+                &format!("{prefix}/sessions/{{instance_id}}"),
+                get(sessions::get),
+            )
+            .route(
+                &format!("{prefix}/sessions/{{instance_id}}/qr"),
+                post(sessions::request_qr),
+            )
+            .route(
+                &format!("{prefix}/sessions/{{instance_id}}/disconnect"),
+                post(sessions::disconnect),
+            );
     }
     // Unknown API paths (e.g. an id containing '/') answer a JSON 404, never the SPA page.
     r = r
@@ -36,11 +45,17 @@ pub fn router(hub: Arc<Hub>) -> Router {
     r = match hub.config.static_dir() {
         Some(dir) => {
             let index = dir.join("index.html");
-            r.fallback_service(tower_http::services::ServeDir::new(dir).fallback(tower_http::services::ServeFile::new(index)))
+            r.fallback_service(
+                tower_http::services::ServeDir::new(dir)
+                    .fallback(tower_http::services::ServeFile::new(index)),
+            )
         }
         None => r.fallback(system::not_found),
     };
     r.layer(DefaultBodyLimit::max(hub.config.body_limit_bytes))
-        .layer(axum::middleware::from_fn_with_state(hub.clone(), system::observe))
+        .layer(axum::middleware::from_fn_with_state(
+            hub.clone(),
+            system::observe,
+        ))
         .with_state(hub)
 }

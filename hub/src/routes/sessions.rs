@@ -26,20 +26,41 @@ fn ns(q: &Q) -> Result<Option<&str>, ApiError> {
     }
 }
 
-pub async fn list(State(hub): State<Arc<Hub>>, Caller(c): Caller) -> Result<Json<Vec<Snapshot>>, ApiError> {
+pub async fn list(
+    State(hub): State<Arc<Hub>>,
+    Caller(c): Caller,
+) -> Result<Json<Vec<Snapshot>>, ApiError> {
     hub.synced().await;
     hub.list(&c).map(Json)
 }
 
-pub async fn get(State(hub): State<Arc<Hub>>, Caller(c): Caller, Path(id): Path<String>, q: Q) -> Result<Json<Snapshot>, ApiError> {
+pub async fn get(
+    State(hub): State<Arc<Hub>>,
+    Caller(c): Caller,
+    Path(id): Path<String>,
+    q: Q,
+) -> Result<Json<Snapshot>, ApiError> {
     hub.synced().await;
-    hub.authorize(&c, &id, ns(&q)?).map(|s| Json(Snapshot::of(&s)))
+    hub.authorize(&c, &id, ns(&q)?)
+        .map(|s| Json(Snapshot::of(&s)))
 }
 
-pub async fn request_qr(State(hub): State<Arc<Hub>>, Caller(c): Caller, Path(id): Path<String>, q: Q) -> Result<Json<Snapshot>, ApiError> {
+pub async fn request_qr(
+    State(hub): State<Arc<Hub>>,
+    Caller(c): Caller,
+    Path(id): Path<String>,
+    q: Q,
+) -> Result<Json<Snapshot>, ApiError> {
     hub.request_qr(&c, &id, ns(&q)?).await.map(Json)
 }
 
-pub async fn disconnect(State(hub): State<Arc<Hub>>, Caller(c): Caller, Path(id): Path<String>, q: Q) -> Result<Json<serde_json::Value>, ApiError> {
-    hub.disconnect(&c, &id, ns(&q)?).await.map(|()| Json(serde_json::json!({"ok": true})))
+pub async fn disconnect(
+    State(hub): State<Arc<Hub>>,
+    Caller(c): Caller,
+    Path(id): Path<String>,
+    q: Q,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    hub.disconnect(&c, &id, ns(&q)?)
+        .await
+        .map(|()| Json(serde_json::json!({"ok": true})))
 }

@@ -14,7 +14,11 @@ use crate::metrics::HttpLabels;
 
 pub async fn health(State(hub): State<Arc<Hub>>) -> Response {
     if hub.view.is_live() {
-        (StatusCode::OK, axum::Json(serde_json::json!({"status": "ok"}))).into_response()
+        (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({"status": "ok"})),
+        )
+            .into_response()
     } else {
         ApiError::unavailable("watch of WhatsAppSessions is not live").into_response()
     }
@@ -23,7 +27,10 @@ pub async fn health(State(hub): State<Arc<Hub>>) -> Response {
 pub async fn metrics(State(hub): State<Arc<Hub>>) -> Response {
     hub.metrics.sessions.set(hub.view.all().len() as i64);
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         hub.metrics.encode(),
     )
         .into_response()
@@ -46,11 +53,23 @@ pub async fn observe(State(hub): State<Arc<Hub>>, req: Request, next: Next) -> R
         .extensions()
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_owned())
-        .unwrap_or_else(|| if req.uri().path().starts_with("/socket.io") { "/socket.io".into() } else { "<static>".into() });
+        .unwrap_or_else(|| {
+            if req.uri().path().starts_with("/socket.io") {
+                "/socket.io".into()
+            } else {
+                "<static>".into()
+            }
+        });
     let mut resp = next.run(req).await;
-    if resp.status() == StatusCode::METHOD_NOT_ALLOWED && resp.headers().get(header::CONTENT_TYPE).is_none() {
+    if resp.status() == StatusCode::METHOD_NOT_ALLOWED
+        && resp.headers().get(header::CONTENT_TYPE).is_none()
+    {
         let allow = resp.headers().get(header::ALLOW).cloned();
-        resp = ApiError::new(Code::BadRequest, format!("method {method} not allowed here")).into_response();
+        resp = ApiError::new(
+            Code::BadRequest,
+            format!("method {method} not allowed here"),
+        )
+        .into_response();
         *resp.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
         if let Some(a) = allow {
             resp.headers_mut().insert(header::ALLOW, a);
@@ -59,7 +78,11 @@ pub async fn observe(State(hub): State<Arc<Hub>>, req: Request, next: Next) -> R
     let status = resp.status();
     hub.metrics
         .http_requests
-        .get_or_create(&HttpLabels { method: method.to_string(), route: route.clone(), status: status.as_u16().to_string() })
+        .get_or_create(&HttpLabels {
+            method: method.to_string(),
+            route: route.clone(),
+            status: status.as_u16().to_string(),
+        })
         .inc();
     let ms = start.elapsed().as_secs_f64() * 1000.0;
     if status.is_server_error() && route != "/health" {

@@ -35,7 +35,11 @@ pub fn register(io: &SocketIo, _hub: Arc<Hub>) {
 /// Before CONNECT is sent: event handlers, bookkeeping, and the handshake token (so an event
 /// that follows CONNECT at once is already authorized). Never refuses a connection: a bad
 /// token is answered after CONNECT, in [`on_connect`], like the `authenticate` event.
-async fn prepare(socket: SocketRef, TryData(auth): TryData<Value>, State(hub): State<Arc<Hub>>) -> Result<(), std::convert::Infallible> {
+async fn prepare(
+    socket: SocketRef,
+    TryData(auth): TryData<Value>,
+    State(hub): State<Arc<Hub>>,
+) -> Result<(), std::convert::Infallible> {
     hub.metrics.sockets_connected.inc();
     socket.extensions.insert(Subscriptions::default());
     socket.on_disconnect(on_disconnect);
@@ -53,7 +57,11 @@ async fn prepare(socket: SocketRef, TryData(auth): TryData<Value>, State(hub): S
 }
 
 fn handshake_token(auth: Result<Value, impl std::fmt::Debug>) -> Option<String> {
-    auth.ok().as_ref().and_then(|a| a.get("token")).and_then(|t| t.as_str()).map(str::to_owned)
+    auth.ok()
+        .as_ref()
+        .and_then(|a| a.get("token"))
+        .and_then(|t| t.as_str())
+        .map(str::to_owned)
 }
 
 async fn on_connect(socket: SocketRef, TryData(auth): TryData<Value>, State(hub): State<Arc<Hub>>) {
@@ -71,7 +79,11 @@ async fn on_connect(socket: SocketRef, TryData(auth): TryData<Value>, State(hub)
         tokio::spawn(async move {
             tokio::time::sleep(timeout).await;
             if s.connected() && s.extensions.get::<Arc<Claims>>().is_none() {
-                let _ = s.emit("connection-error", &ApiError::new(crate::error::Code::Timeout, "not authenticated in time").socket_payload(None));
+                let _ = s.emit(
+                    "connection-error",
+                    &ApiError::new(crate::error::Code::Timeout, "not authenticated in time")
+                        .socket_payload(None),
+                );
                 let _ = s.disconnect();
             }
         });
@@ -99,7 +111,12 @@ fn authenticate(socket: &SocketRef, hub: &Hub, token: &str, ack: Option<AckSende
     }
 }
 
-async fn on_authenticate(socket: SocketRef, TryData(data): TryData<Value>, ack: AckSender, State(hub): State<Arc<Hub>>) {
+async fn on_authenticate(
+    socket: SocketRef,
+    TryData(data): TryData<Value>,
+    ack: AckSender,
+    State(hub): State<Arc<Hub>>,
+) {
     let token = data.ok().and_then(|d| match d {
         Value::String(s) => Some(s),
         Value::Object(m) => m.get("token").and_then(|t| t.as_str()).map(str::to_owned),
@@ -107,7 +124,12 @@ async fn on_authenticate(socket: SocketRef, TryData(data): TryData<Value>, ack: 
     });
     match token {
         Some(t) => authenticate(&socket, &hub, &t, Some(ack)),
-        None => fail(&socket, Some(ack), &ApiError::bad_request("authenticate needs {token}"), None),
+        None => fail(
+            &socket,
+            Some(ack),
+            &ApiError::bad_request("authenticate needs {token}"),
+            None,
+        ),
     }
 }
 
@@ -122,7 +144,10 @@ fn fail(socket: &SocketRef, ack: Option<AckSender>, err: &ApiError, id: Option<&
 
 /// The claims of an authenticated socket whose token has not expired since.
 fn claims(socket: &SocketRef) -> Result<Arc<Claims>, ApiError> {
-    let c = socket.extensions.get::<Arc<Claims>>().ok_or_else(|| ApiError::unauthenticated("authenticate first"))?;
+    let c = socket
+        .extensions
+        .get::<Arc<Claims>>()
+        .ok_or_else(|| ApiError::unauthenticated("authenticate first"))?;
     if c.exp <= jsonwebtoken::get_current_timestamp() {
         socket.extensions.remove::<Arc<Claims>>();
         return Err(ApiError::unauthenticated("token expired"));
@@ -136,7 +161,11 @@ fn target(data: Result<Value, impl std::fmt::Debug>) -> Result<(String, Option<S
     match data.map_err(|_| bad())? {
         Value::String(s) => Ok((s, None)),
         Value::Object(m) => {
-            let id = m.get("instance_id").and_then(|v| v.as_str()).ok_or_else(bad)?.to_owned();
+            let id = m
+                .get("instance_id")
+                .and_then(|v| v.as_str())
+                .ok_or_else(bad)?
+                .to_owned();
             let ns = match m.get("namespace") {
                 None | Some(Value::Null) => None,
                 Some(Value::String(s)) => Some(s.clone()),
@@ -161,11 +190,19 @@ fn emit_snapshot(socket: &SocketRef, hub: &Hub, snap: &Snapshot) {
             let _ = socket.emit("qr-code", &ev);
         }
     } else if snap.qr_status == crds::QrStatus::Expired.as_str() {
-        let _ = socket.emit("qr-expired", &serde_json::json!({"instance_id": snap.instance_id, "message": QR_EXPIRED_MESSAGE}));
+        let _ = socket.emit(
+            "qr-expired",
+            &serde_json::json!({"instance_id": snap.instance_id, "message": QR_EXPIRED_MESSAGE}),
+        );
     }
 }
 
-async fn on_subscribe(socket: SocketRef, TryData(data): TryData<Value>, ack: AckSender, State(hub): State<Arc<Hub>>) {
+async fn on_subscribe(
+    socket: SocketRef,
+    TryData(data): TryData<Value>,
+    ack: AckSender,
+    State(hub): State<Arc<Hub>>,
+) {
     let (id, ns) = match target(data) {
         Ok(t) => t,
         Err(e) => return fail(&socket, Some(ack), &e, None),
@@ -177,7 +214,11 @@ async fn on_subscribe(socket: SocketRef, TryData(data): TryData<Value>, ack: Ack
             let snap = Snapshot::of(&session);
             let room = snap.room();
             if let Some(subs) = socket.extensions.get::<Subscriptions>()
-                && subs.0.lock().unwrap_or_else(|p| p.into_inner()).insert(room.clone())
+                && subs
+                    .0
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(room.clone())
             {
                 hub.metrics.subscriptions.inc();
             }
@@ -189,7 +230,12 @@ async fn on_subscribe(socket: SocketRef, TryData(data): TryData<Value>, ack: Ack
     }
 }
 
-async fn on_unsubscribe(socket: SocketRef, TryData(data): TryData<Value>, ack: AckSender, State(hub): State<Arc<Hub>>) {
+async fn on_unsubscribe(
+    socket: SocketRef,
+    TryData(data): TryData<Value>,
+    ack: AckSender,
+    State(hub): State<Arc<Hub>>,
+) {
     let (id, ns) = match target(data) {
         Ok(t) => t,
         Err(e) => return fail(&socket, Some(ack), &e, None),
@@ -198,12 +244,17 @@ async fn on_unsubscribe(socket: SocketRef, TryData(data): TryData<Value>, ack: A
         return fail(&socket, Some(ack), &e, echo(&id));
     }
     // Leave whatever room of that name this socket is in (unknown or deleted sessions included).
-    let Some(subs) = socket.extensions.get::<Subscriptions>() else { return };
+    let Some(subs) = socket.extensions.get::<Subscriptions>() else {
+        return;
+    };
     let left: Vec<String> = {
         let mut set = subs.0.lock().unwrap_or_else(|p| p.into_inner());
         let matching: Vec<String> = set
             .iter()
-            .filter(|r| r.rsplit_once('/').is_some_and(|(rns, rid)| rid == id && ns.as_deref().is_none_or(|n| n == rns)))
+            .filter(|r| {
+                r.rsplit_once('/')
+                    .is_some_and(|(rns, rid)| rid == id && ns.as_deref().is_none_or(|n| n == rns))
+            })
             .cloned()
             .collect();
         for r in &matching {
@@ -218,7 +269,12 @@ async fn on_unsubscribe(socket: SocketRef, TryData(data): TryData<Value>, ack: A
     let _ = ack.send(&serde_json::json!({"ok": true}));
 }
 
-async fn on_request_qr(socket: SocketRef, TryData(data): TryData<Value>, ack: AckSender, State(hub): State<Arc<Hub>>) {
+async fn on_request_qr(
+    socket: SocketRef,
+    TryData(data): TryData<Value>,
+    ack: AckSender,
+    State(hub): State<Arc<Hub>>,
+) {
     let (id, ns) = match target(data) {
         Ok(t) => t,
         Err(e) => return fail(&socket, Some(ack), &e, None),
@@ -238,5 +294,10 @@ async fn on_request_qr(socket: SocketRef, TryData(data): TryData<Value>, ack: Ac
 
 async fn on_unknown(socket: SocketRef, Event(event): Event, ack: AckSender) {
     let shown: String = event.chars().take(64).collect();
-    fail(&socket, Some(ack), &ApiError::bad_request(format!("unknown event {shown:?}")), None);
+    fail(
+        &socket,
+        Some(ack),
+        &ApiError::bad_request(format!("unknown event {shown:?}")),
+        None,
+    );
 }

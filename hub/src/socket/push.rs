@@ -47,7 +47,9 @@ pub async fn run(io: SocketIo, hub: Arc<Hub>, mut rx: mpsc::UnboundedReceiver<Vi
                 if p.status {
                     emitted |= emit(&io, &hub, &room, "session-status", &snap.status_event()).await;
                 }
-                if p.qr && let Some(ev) = qr_event(&hub, &snap) {
+                if p.qr
+                    && let Some(ev) = qr_event(&hub, &snap)
+                {
                     emitted |= emit(&io, &hub, &room, "qr-code", &ev).await;
                 }
                 if p.expired {
@@ -62,8 +64,12 @@ pub async fn run(io: SocketIo, hub: Arc<Hub>, mut rx: mpsc::UnboundedReceiver<Vi
                 last.remove(&snapshot::room(&namespace, &name));
             }
             ViewEvent::Relisted => {
-                let present: std::collections::HashSet<String> =
-                    hub.view.all().iter().map(|s| Snapshot::of(s).room()).collect();
+                let present: std::collections::HashSet<String> = hub
+                    .view
+                    .all()
+                    .iter()
+                    .map(|s| Snapshot::of(s).room())
+                    .collect();
                 last.retain(|room, _| present.contains(room));
             }
         }

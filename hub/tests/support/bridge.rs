@@ -14,11 +14,18 @@ static NPM: Mutex<()> = Mutex::new(());
 pub fn ensure_node_modules() {
     let _g = NPM.lock().unwrap_or_else(|p| p.into_inner());
     let dir = super::manifest_dir().join("tests/js");
-    if dir.join("node_modules/socket.io-client/package.json").exists() {
+    if dir
+        .join("node_modules/socket.io-client/package.json")
+        .exists()
+    {
         return;
     }
-    let cache = std::env::var("npm_config_cache")
-        .unwrap_or_else(|_| format!("{}/.cache/whatsapp-operator/npm", std::env::var("HOME").unwrap_or_default()));
+    let cache = std::env::var("npm_config_cache").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/whatsapp-operator/npm",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    });
     let st = std::process::Command::new("npm")
         .args(["ci", "--no-audit", "--no-fund"])
         .env("npm_config_cache", cache)
@@ -59,7 +66,13 @@ impl Bridge {
                 }
             }
         });
-        let mut b = Bridge { _child: child, stdin, rx, seen: Vec::new(), next_req: 0 };
+        let mut b = Bridge {
+            _child: child,
+            stdin,
+            rx,
+            seen: Vec::new(),
+            next_req: 0,
+        };
         b.expect("bridge ready", |m| m["type"] == "ready").await;
         b
     }
@@ -73,26 +86,43 @@ impl Bridge {
 
     /// Connect client `c` with the handshake `auth` (or none), emitting `on_connect` events
     /// after every (re)connect, as a browser client resubscribes.
-    pub async fn connect(&mut self, c: &str, url: &str, auth: Option<Value>, on_connect: Vec<(String, Value)>) {
-        let on: Vec<Value> = on_connect.into_iter().map(|(e, d)| json!({"event": e, "data": d})).collect();
-        self.send(json!({"op": "connect", "client": c, "url": url, "auth": auth, "onConnect": on})).await;
+    pub async fn connect(
+        &mut self,
+        c: &str,
+        url: &str,
+        auth: Option<Value>,
+        on_connect: Vec<(String, Value)>,
+    ) {
+        let on: Vec<Value> = on_connect
+            .into_iter()
+            .map(|(e, d)| json!({"event": e, "data": d}))
+            .collect();
+        self.send(json!({"op": "connect", "client": c, "url": url, "auth": auth, "onConnect": on}))
+            .await;
     }
 
     pub async fn emit(&mut self, c: &str, event: &str, data: Value) {
-        self.send(json!({"op": "emit", "client": c, "event": event, "data": data})).await;
+        self.send(json!({"op": "emit", "client": c, "event": event, "data": data}))
+            .await;
     }
 
     /// Emit and wait for the ack payload.
     pub async fn emit_ack(&mut self, c: &str, event: &str, data: Value) -> Value {
         self.next_req += 1;
         let req = self.next_req;
-        self.send(json!({"op": "emit", "client": c, "event": event, "data": data, "req": req})).await;
-        let m = self.expect(&format!("ack {req} of {event}"), |m| m["type"] == "ack" && m["req"] == req && m["client"] == c).await;
+        self.send(json!({"op": "emit", "client": c, "event": event, "data": data, "req": req}))
+            .await;
+        let m = self
+            .expect(&format!("ack {req} of {event}"), |m| {
+                m["type"] == "ack" && m["req"] == req && m["client"] == c
+            })
+            .await;
         m["data"].clone()
     }
 
     pub async fn raw(&mut self, c: &str, event: &str, args: Vec<Value>) {
-        self.send(json!({"op": "raw", "client": c, "event": event, "args": args})).await;
+        self.send(json!({"op": "raw", "client": c, "event": event, "args": args}))
+            .await;
     }
 
     pub async fn close(&mut self, c: &str) {
@@ -101,10 +131,16 @@ impl Bridge {
 
     /// The first message (already seen or arriving within 20 s) matching `pred`; removed.
     pub async fn expect(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-        self.expect_within(what, Duration::from_secs(20), pred).await
+        self.expect_within(what, Duration::from_secs(20), pred)
+            .await
     }
 
-    pub async fn expect_within(&mut self, what: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+    pub async fn expect_within(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
         if let Some(i) = self.seen.iter().position(&pred) {
             return self.seen.remove(i);
         }
@@ -143,6 +179,8 @@ impl Bridge {
     /// Did client `c` receive any event about `instance_id`?
     pub fn got_any_about(&mut self, c: &str, id: &str) -> bool {
         self.drain();
-        self.seen.iter().any(|m| m["client"] == c && m["type"] == "event" && m["data"]["instance_id"] == id)
+        self.seen
+            .iter()
+            .any(|m| m["client"] == c && m["type"] == "event" && m["data"]["instance_id"] == id)
     }
 }

@@ -44,17 +44,28 @@ where
 /// Apply the CRD from crds/whatsappsession.yaml (server-side apply, idempotent) and wait until
 /// it is established.
 pub async fn apply_crd(client: &Client) {
-    let text = std::fs::read_to_string(manifest_dir().join("../crds/whatsappsession.yaml")).unwrap();
+    let text =
+        std::fs::read_to_string(manifest_dir().join("../crds/whatsappsession.yaml")).unwrap();
     let crd: CustomResourceDefinition = serde_saphyr::from_str(&text).unwrap();
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let name = crd.metadata.name.clone().unwrap();
-    api.patch(&name, &PatchParams::apply("hub-tests").force(), &Patch::Apply(&crd)).await.unwrap();
+    api.patch(
+        &name,
+        &PatchParams::apply("hub-tests").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .unwrap();
     eventually("CRD established", Duration::from_secs(30), || {
         let api = api.clone();
         let name = name.clone();
         async move {
             let c = api.get(&name).await.ok()?;
-            let est = c.status?.conditions?.iter().any(|c| c.type_ == "Established" && c.status == "True");
+            let est = c
+                .status?
+                .conditions?
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
             est.then_some(())
         }
     })
@@ -68,9 +79,20 @@ pub async fn apply_crd(client: &Client) {
     .await;
 }
 
-pub async fn create_session(client: &Client, ns: &str, name: &str, tenant: &str) -> WhatsAppSession {
+pub async fn create_session(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    tenant: &str,
+) -> WhatsAppSession {
     let api: Api<WhatsAppSession> = Api::namespaced(client.clone(), ns);
-    let s = WhatsAppSession::new(name, WhatsAppSessionSpec { tenant: tenant.into(), ..Default::default() });
+    let s = WhatsAppSession::new(
+        name,
+        WhatsAppSessionSpec {
+            tenant: tenant.into(),
+            ..Default::default()
+        },
+    );
     api.create(&PostParams::default(), &s).await.unwrap()
 }
 
@@ -78,12 +100,20 @@ pub async fn create_session(client: &Client, ns: &str, name: &str, tenant: &str)
 pub async fn agent_status(client: &Client, ns: &str, name: &str, status: Value) {
     let api: Api<WhatsAppSession> = Api::namespaced(client.clone(), ns);
     let patch = json!({"apiVersion": "whatsapp.leadmaster.io/v1alpha1", "kind": "WhatsAppSession", "status": status});
-    api.patch_status(name, &PatchParams::apply(managers::AGENT).force(), &Patch::Apply(&patch)).await.unwrap();
+    api.patch_status(
+        name,
+        &PatchParams::apply(managers::AGENT).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .unwrap();
 }
 
 pub fn rfc3339_in(secs: i64) -> String {
     let now = jsonwebtoken::get_current_timestamp() as i64 + secs;
-    k8s_openapi::jiff::Timestamp::from_second(now).unwrap().to_string()
+    k8s_openapi::jiff::Timestamp::from_second(now)
+        .unwrap()
+        .to_string()
 }
 
 pub fn token(sub: &str, tenants: &[&str], role: &str, exp_in: i64) -> String {
@@ -97,7 +127,11 @@ pub fn token(sub: &str, tenants: &[&str], role: &str, exp_in: i64) -> String {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Files a hub needs: secret, users (admin + one user per tenant a/b).
@@ -147,7 +181,13 @@ impl HubProc {
             .kill_on_drop(true)
             .spawn()
             .unwrap();
-        let hub = HubProc { child, port, url: format!("http://127.0.0.1:{port}"), args, kubeconfig: kubeconfig.to_owned() };
+        let hub = HubProc {
+            child,
+            port,
+            url: format!("http://127.0.0.1:{port}"),
+            args,
+            kubeconfig: kubeconfig.to_owned(),
+        };
         hub.wait_health(200).await;
         hub
     }
@@ -167,9 +207,15 @@ impl HubProc {
     /// SIGTERM and wait for exit (graceful shutdown must not hang on open websockets).
     pub async fn stop(&mut self) {
         if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+            let _ = std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
         }
-        tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await.expect("wa-hub did not stop on SIGTERM").unwrap();
+        tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .expect("wa-hub did not stop on SIGTERM")
+            .unwrap();
     }
 
     pub async fn restart(&mut self) {
@@ -191,7 +237,12 @@ pub fn hs256_args(files: &HubFiles, ns: &str) -> Vec<String> {
 }
 
 /// HTTP helper returning (status, JSON body).
-pub async fn call(method: reqwest::Method, url: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+pub async fn call(
+    method: reqwest::Method,
+    url: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
     let c = reqwest::Client::new();
     let mut rb = c.request(method, url);
     if let Some(t) = token {
@@ -203,7 +254,10 @@ pub async fn call(method: reqwest::Method, url: &str, token: Option<&str>, body:
     let r = rb.send().await.unwrap();
     let status = r.status().as_u16();
     let text = r.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 pub async fn get(url: &str, token: Option<&str>) -> (u16, Value) {
@@ -219,5 +273,8 @@ pub async fn post(url: &str, token: Option<&str>, body: Option<Value>) -> (u16, 
 pub fn assert_err(resp: &(u16, Value), status: u16, code: &str) {
     assert_eq!(resp.0, status, "status of {resp:?}");
     assert_eq!(resp.1["error"], code, "error code of {resp:?}");
-    assert!(resp.1["message"].as_str().is_some_and(|m| !m.is_empty()), "message of {resp:?}");
+    assert!(
+        resp.1["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "message of {resp:?}"
+    );
 }

@@ -25,13 +25,24 @@ impl ApiProxy {
             .find_map(|l| l.trim().strip_prefix("server:"))
             .map(|s| s.trim().trim_matches('"').to_owned())
             .expect("server: in kubeconfig");
-        let hostport = server.strip_prefix("https://").expect("https server").trim_end_matches('/');
+        let hostport = server
+            .strip_prefix("https://")
+            .expect("https server")
+            .trim_end_matches('/');
         let upstream: SocketAddr = hostport.parse().expect("server is ip:port");
         let port = super::free_port();
-        let mut p = ApiProxy { port, upstream, task: None };
+        let mut p = ApiProxy {
+            port,
+            upstream,
+            task: None,
+        };
         p.up().await;
         let proxied = dir.join("kubeconfig-proxied");
-        std::fs::write(&proxied, text.replace(&server, &format!("https://{}:{port}", upstream.ip()))).unwrap();
+        std::fs::write(
+            &proxied,
+            text.replace(&server, &format!("https://{}:{port}", upstream.ip())),
+        )
+        .unwrap();
         (p, proxied)
     }
 
@@ -42,7 +53,9 @@ impl ApiProxy {
             // Dropping the JoinSet (when this task is aborted) aborts every connection.
             let mut conns = JoinSet::new();
             loop {
-                let Ok((mut inbound, _)) = listener.accept().await else { continue };
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    continue;
+                };
                 conns.spawn(async move {
                     if let Ok(mut out) = TcpStream::connect(upstream).await {
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;

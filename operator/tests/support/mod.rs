@@ -40,14 +40,26 @@ pub async fn install_crd(client: &Client) {
     .await
     .expect("apply CRD");
     let sessions: Api<WhatsAppSession> = Api::all(client.clone());
-    wait_for_value("the WhatsAppSession CRD to serve", Duration::from_secs(60), || async {
-        sessions.list(&ListParams::default().limit(1)).await.ok().map(|_| ())
-    })
+    wait_for_value(
+        "the WhatsAppSession CRD to serve",
+        Duration::from_secs(60),
+        || async {
+            sessions
+                .list(&ListParams::default().limit(1))
+                .await
+                .ok()
+                .map(|_| ())
+        },
+    )
     .await;
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 /// The real `wa-operator`, run as a host process against the devcluster.
@@ -69,7 +81,13 @@ impl Operator {
     }
 
     /// As [`Operator::start_as`], with extra environment variables (e.g. `POD_UID`).
-    pub async fn start_with_env(cluster: &TestCluster, ns: &str, id: &str, extra: &[&str], envs: &[(&str, &str)]) -> Operator {
+    pub async fn start_with_env(
+        cluster: &TestCluster,
+        ns: &str,
+        id: &str,
+        extra: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Operator {
         let metrics_port = free_port();
         let log = std::env::temp_dir().join(format!("wa-operator-{ns}-{id}-{metrics_port}.log"));
         let file = std::fs::File::create(&log).expect("log file");
@@ -108,10 +126,20 @@ impl Operator {
             .spawn()
             .expect("spawn wa-operator");
         eprintln!("wa-operator {id} for {ns}: log {}", log.display());
-        let op = Operator { child, metrics_port, log };
-        wait_for_value("the operator's /healthz", Duration::from_secs(30), || async {
-            http_get("127.0.0.1", op.metrics_port, "/healthz").await.filter(|(code, _)| *code == 200)
-        })
+        let op = Operator {
+            child,
+            metrics_port,
+            log,
+        };
+        wait_for_value(
+            "the operator's /healthz",
+            Duration::from_secs(30),
+            || async {
+                http_get("127.0.0.1", op.metrics_port, "/healthz")
+                    .await
+                    .filter(|(code, _)| *code == 200)
+            },
+        )
         .await;
         op
     }
@@ -128,7 +156,10 @@ impl Operator {
     /// SIGTERM, as the kubelet sends on pod deletion; waits for the process to exit.
     pub async fn terminate(&mut self) -> std::process::ExitStatus {
         let pid = self.child.id().expect("operator still running");
-        let sent = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("run kill");
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("run kill");
         assert!(sent.success(), "kill -TERM {pid}");
         tokio::time::timeout(Duration::from_secs(30), self.child.wait())
             .await
@@ -153,7 +184,9 @@ impl Operator {
     }
 
     pub async fn metrics(&self) -> Option<String> {
-        http_get("127.0.0.1", self.metrics_port, "/metrics").await.map(|(_, body)| body)
+        http_get("127.0.0.1", self.metrics_port, "/metrics")
+            .await
+            .map(|(_, body)| body)
     }
 
     /// The value of an unlabelled sample, e.g. `wa_operator_leader`.
@@ -175,7 +208,10 @@ pub async fn http_get(host: &str, port: u16, path: &str) -> Option<(u16, String)
     let fut = async {
         let mut stream = tokio::net::TcpStream::connect((host, port)).await.ok()?;
         stream
-            .write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())
+            .write_all(
+                format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
             .await
             .ok()?;
         let mut buf = Vec::new();
@@ -185,7 +221,10 @@ pub async fn http_get(host: &str, port: u16, path: &str) -> Option<(u16, String)
         let code = head.split_whitespace().nth(1)?.parse().ok()?;
         Some((code, body.to_string()))
     };
-    tokio::time::timeout(Duration::from_secs(10), fut).await.ok().flatten()
+    tokio::time::timeout(Duration::from_secs(10), fut)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// A WhatsAppSession manifest named `name` with exactly `spec` (unvalidated: tests of the
@@ -200,13 +239,20 @@ pub fn session_manifest(name: &str, spec: Value) -> Value {
 }
 
 /// Creates a session with `spec` merged over `{tenant: "acme"}`.
-pub async fn create_session(api: &Api<WhatsAppSession>, name: &str, spec: Value) -> WhatsAppSession {
+pub async fn create_session(
+    api: &Api<WhatsAppSession>,
+    name: &str,
+    spec: Value,
+) -> WhatsAppSession {
     let mut full = json!({ "tenant": "acme" });
     if let (Some(base), Some(extra)) = (full.as_object_mut(), spec.as_object()) {
         base.extend(extra.clone());
     }
-    let obj: WhatsAppSession = serde_json::from_value(session_manifest(name, full)).expect("session json");
-    api.create(&PostParams::default(), &obj).await.expect("create session")
+    let obj: WhatsAppSession =
+        serde_json::from_value(session_manifest(name, full)).expect("session json");
+    api.create(&PostParams::default(), &obj)
+        .await
+        .expect("create session")
 }
 
 pub fn condition(s: &WhatsAppSession, type_: &str) -> Option<(String, String)> {
@@ -219,10 +265,14 @@ pub fn condition(s: &WhatsAppSession, type_: &str) -> Option<(String, String)> {
 }
 
 pub async fn wait_ready(api: &Api<WhatsAppSession>, name: &str) -> WhatsAppSession {
-    wait_for_value(&format!("session {name} Ready=True"), READY_TIMEOUT, || async {
-        let s = api.get_opt(name).await.ok().flatten()?;
-        (condition(&s, "Ready")?.0 == "True").then_some(s)
-    })
+    wait_for_value(
+        &format!("session {name} Ready=True"),
+        READY_TIMEOUT,
+        || async {
+            let s = api.get_opt(name).await.ok().flatten()?;
+            (condition(&s, "Ready")?.0 == "True").then_some(s)
+        },
+    )
     .await
 }
 

@@ -23,7 +23,11 @@ impl Script {
     /// The expression that calls the script with the given arguments.
     pub fn call(&self, args: &[serde_json::Value]) -> String {
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        format!("({})({})", self.source.trim().trim_end_matches(';'), args.join(","))
+        format!(
+            "({})({})",
+            self.source.trim().trim_end_matches(';'),
+            args.join(",")
+        )
     }
 }
 
@@ -51,7 +55,11 @@ impl Driver {
     /// Built-in scripts, each replaced by `<dir>/<name>.js` when that file exists.
     pub fn load(dir: Option<&Path>) -> Result<Self> {
         let get = |name: &'static str| -> Result<Script> {
-            let builtin = BUILTIN.iter().find(|(n, _)| *n == name).map(|(_, s)| *s).unwrap_or("");
+            let builtin = BUILTIN
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, s)| *s)
+                .unwrap_or("");
             if let Some(dir) = dir {
                 let path = dir.join(format!("{name}.js"));
                 match std::fs::read_to_string(&path) {
@@ -63,7 +71,10 @@ impl Driver {
                     Err(source) => return Err(Error::DriverScript { path, source }),
                 }
             }
-            Ok(Script { name, source: builtin.to_string() })
+            Ok(Script {
+                name,
+                source: builtin.to_string(),
+            })
         };
         Ok(Self {
             snapshot: get("snapshot")?,
@@ -117,7 +128,11 @@ impl Snapshot {
     pub fn page_state(&self) -> PageState {
         if !self.loaded {
             // The older markup alone can still show that a QR is offered.
-            return if self.qr.is_some() { PageState::Unpaired } else { PageState::Loading };
+            return if self.qr.is_some() {
+                PageState::Unpaired
+            } else {
+                PageState::Loading
+            };
         }
         match self.state.as_deref() {
             None => PageState::Loading,
@@ -152,14 +167,30 @@ mod tests {
 
     #[test]
     fn page_states() {
-        let s = |loaded, state: Option<&str>| Snapshot { loaded, state: state.map(Into::into), ..Default::default() };
+        let s = |loaded, state: Option<&str>| Snapshot {
+            loaded,
+            state: state.map(Into::into),
+            ..Default::default()
+        };
         assert_eq!(s(false, None).page_state(), PageState::Loading);
         assert_eq!(s(true, Some("PAIRING")).page_state(), PageState::Opening);
-        assert_eq!(s(true, Some("UNPAIRED_IDLE")).page_state(), PageState::UnpairedIdle);
-        assert_eq!(s(true, Some("TOS_BLOCK")).page_state(), PageState::Blocked("TOS_BLOCK".into()));
-        let old_markup = Snapshot { qr: Some("ref,a,b,c,d".into()), ..Default::default() };
+        assert_eq!(
+            s(true, Some("UNPAIRED_IDLE")).page_state(),
+            PageState::UnpairedIdle
+        );
+        assert_eq!(
+            s(true, Some("TOS_BLOCK")).page_state(),
+            PageState::Blocked("TOS_BLOCK".into())
+        );
+        let old_markup = Snapshot {
+            qr: Some("ref,a,b,c,d".into()),
+            ..Default::default()
+        };
         assert_eq!(old_markup.page_state(), PageState::Unpaired);
-        let parsed: Snapshot = serde_json::from_str(r#"{"loaded":true,"state":"CONNECTED","phone":"549","pushName":"Ana"}"#).expect("json");
+        let parsed: Snapshot = serde_json::from_str(
+            r#"{"loaded":true,"state":"CONNECTED","phone":"549","pushName":"Ana"}"#,
+        )
+        .expect("json");
         assert_eq!(parsed.push_name.as_deref(), Some("Ana"));
     }
 }

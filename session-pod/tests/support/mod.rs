@@ -23,12 +23,34 @@ pub async fn cluster() -> &'static TestCluster {
 
 async fn install_crd(c: &TestCluster) {
     let crd = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/whatsappsession.yaml");
-    let out = c.kubectl(&["apply", "--server-side", "--force-conflicts", "--field-manager=session-pod-tests", "-f", crd]).await;
-    assert!(out.status.success(), "applying the CRD: {}", String::from_utf8_lossy(&out.stderr));
     let out = c
-        .kubectl(&["wait", "--for=condition=Established", "--timeout=60s", "crd/whatsappsessions.whatsapp.leadmaster.io"])
+        .kubectl(&[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=session-pod-tests",
+            "-f",
+            crd,
+        ])
         .await;
-    assert!(out.status.success(), "CRD not established: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "applying the CRD: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = c
+        .kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/whatsappsessions.whatsapp.leadmaster.io",
+        ])
+        .await;
+    assert!(
+        out.status.success(),
+        "CRD not established: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The fake (newest generation) with QRs of `first`/`next` and `max` per round.
@@ -40,7 +62,9 @@ pub async fn fake(first: Duration, next: Duration, max: u32) -> FakeWhatsApp {
 pub async fn fake_in(g: Generation, first: Duration, next: Duration, max: u32) -> FakeWhatsApp {
     let mut t = Timings::fast(next, max);
     t.first_qr = first;
-    FakeWhatsApp::start_generation("127.0.0.1:0".parse().expect("addr"), t, g).await.expect("fake starts")
+    FakeWhatsApp::start_generation("127.0.0.1:0".parse().expect("addr"), t, g)
+        .await
+        .expect("fake starts")
 }
 
 pub async fn create_session(c: &TestCluster, ns: &str, name: &str) -> Api<WhatsAppSession> {
@@ -48,17 +72,28 @@ pub async fn create_session(c: &TestCluster, ns: &str, name: &str) -> Api<WhatsA
 }
 
 /// Creates the CR with `spec` (tenant `acme` when empty).
-pub async fn create_session_with(c: &TestCluster, ns: &str, name: &str, mut spec: WhatsAppSessionSpec) -> Api<WhatsAppSession> {
+pub async fn create_session_with(
+    c: &TestCluster,
+    ns: &str,
+    name: &str,
+    mut spec: WhatsAppSessionSpec,
+) -> Api<WhatsAppSession> {
     let api: Api<WhatsAppSession> = Api::namespaced(c.client(), ns);
     if spec.tenant.is_empty() {
         spec.tenant = "acme".into();
     }
-    api.create(&PostParams::default(), &WhatsAppSession::new(name, spec)).await.expect("create CR");
+    api.create(&PostParams::default(), &WhatsAppSession::new(name, spec))
+        .await
+        .expect("create CR");
     api
 }
 
 pub async fn status(api: &Api<WhatsAppSession>, name: &str) -> WhatsAppSessionStatus {
-    api.get(name).await.expect("get CR").status.unwrap_or_default()
+    api.get(name)
+        .await
+        .expect("get CR")
+        .status
+        .unwrap_or_default()
 }
 
 /// Waits until the CR status satisfies `pred`, returning it.
@@ -77,10 +112,17 @@ pub async fn wait_status(
 }
 
 /// Sets `spec.<field>` to now and returns the value as stored.
-pub async fn request(api: &Api<WhatsAppSession>, name: &str, field: &str) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+pub async fn request(
+    api: &Api<WhatsAppSession>,
+    name: &str,
+    field: &str,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
     let now = k8s_openapi::jiff::Timestamp::now().to_string();
     let patch = serde_json::json!({ "spec": { field: now } });
-    let cr = api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("patch spec");
+    let cr = api
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("patch spec");
     let spec = serde_json::to_value(&cr.spec).expect("spec json");
     serde_json::from_value(spec[field].clone()).expect("time")
 }
@@ -89,24 +131,53 @@ pub async fn request(api: &Api<WhatsAppSession>, name: &str, field: &str) -> k8s
 /// test can tell that a new agent published what follows.
 pub async fn reset_status(api: &Api<WhatsAppSession>, name: &str) {
     let patch = serde_json::json!({"apiVersion": "whatsapp.leadmaster.io/v1alpha1", "kind": "WhatsAppSession", "status": {"status": "init"}});
-    api.patch_status(name, &PatchParams::apply("wa-agent").force(), &Patch::Apply(&patch)).await.expect("reset status");
+    api.patch_status(
+        name,
+        &PatchParams::apply("wa-agent").force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .expect("reset status");
 }
 
 pub async fn fake_post(fake_url: &str, path: &str, body: serde_json::Value) -> reqwest::Response {
-    reqwest::Client::new().post(format!("{}{}", fake_url.trim_end_matches('/'), path)).json(&body).send().await.expect("fake control API")
+    reqwest::Client::new()
+        .post(format!("{}{}", fake_url.trim_end_matches('/'), path))
+        .json(&body)
+        .send()
+        .await
+        .expect("fake control API")
 }
 
 pub async fn fake_devices(fake_url: &str) -> serde_json::Value {
-    reqwest::get(format!("{}/_fake/devices", fake_url.trim_end_matches('/'))).await.expect("devices").json().await.expect("json")
+    reqwest::get(format!("{}/_fake/devices", fake_url.trim_end_matches('/')))
+        .await
+        .expect("devices")
+        .json()
+        .await
+        .expect("json")
 }
 
 pub async fn scan(fake_url: &str, qr: &str) {
-    let r = fake_post(fake_url, "/_fake/scan", serde_json::json!({"qr": qr, "phone": PHONE, "pushName": "Ana"})).await;
-    assert!(r.status().is_success(), "scan: {} {}", r.status(), r.text().await.unwrap_or_default());
+    let r = fake_post(
+        fake_url,
+        "/_fake/scan",
+        serde_json::json!({"qr": qr, "phone": PHONE, "pushName": "Ana"}),
+    )
+    .await;
+    assert!(
+        r.status().is_success(),
+        "scan: {} {}",
+        r.status(),
+        r.text().await.unwrap_or_default()
+    );
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// A running `wa-session` host process.
@@ -140,7 +211,13 @@ impl Agent {
 
     fn spawn(o: AgentOpts<'_>, own_group: bool) -> Agent {
         let port = free_port();
-        let log = o.data_dir.with_extension(format!("agent-{}.log", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)));
+        let log = o.data_dir.with_extension(format!(
+            "agent-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0)
+        ));
         let file = std::fs::File::create(&log).expect("log file");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_wa-session"));
         cmd.env("WA_SESSION_NAME", o.name)
@@ -169,7 +246,12 @@ impl Agent {
         }
         let child = cmd.spawn().expect("spawn wa-session");
         eprintln!("agent log: {}", log.display());
-        Agent { child, data_dir: o.data_dir.to_path_buf(), http: format!("http://127.0.0.1:{port}"), log }
+        Agent {
+            child,
+            data_dir: o.data_dir.to_path_buf(),
+            http: format!("http://127.0.0.1:{port}"),
+            log,
+        }
     }
 
     pub fn profile(&self) -> PathBuf {
@@ -187,7 +269,9 @@ impl Agent {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
         for pid in pids {
-            let _ = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status();
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status();
         }
         devcluster::testing::wait_for_named("Chromium killed", Duration::from_secs(10), || {
             let left = chromium_pids(&self.profile());
@@ -199,21 +283,34 @@ impl Agent {
     /// SIGTERM, then the exit status (panics if it takes longer than `within`).
     pub async fn terminate(mut self, within: Duration) -> std::process::ExitStatus {
         let pid = self.child.id().expect("running");
-        let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
-        tokio::time::timeout(within, self.child.wait()).await.expect("agent exits in time").expect("wait")
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        tokio::time::timeout(within, self.child.wait())
+            .await
+            .expect("agent exits in time")
+            .expect("wait")
     }
 
     /// SIGTERM to the agent's whole process group (started with [`Self::start_pod`]), then the
     /// exit status (panics if it takes longer than `within`).
     pub async fn terminate_group(mut self, within: Duration) -> std::process::ExitStatus {
         let pid = self.child.id().expect("running");
-        let _ = std::process::Command::new("kill").args(["-TERM", "--", &format!("-{pid}")]).status();
-        tokio::time::timeout(within, self.child.wait()).await.expect("agent exits in time").expect("wait")
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", "--", &format!("-{pid}")])
+            .status();
+        tokio::time::timeout(within, self.child.wait())
+            .await
+            .expect("agent exits in time")
+            .expect("wait")
     }
 
     /// Waits for the agent to exit on its own (panics if it takes longer than `within`).
     pub async fn exited(&mut self, within: Duration) -> std::process::ExitStatus {
-        tokio::time::timeout(within, self.child.wait()).await.expect("agent exits in time").expect("wait")
+        tokio::time::timeout(within, self.child.wait())
+            .await
+            .expect("agent exits in time")
+            .expect("wait")
     }
 
     pub fn log_text(&self) -> String {
@@ -228,7 +325,10 @@ impl Drop for Agent {
         let _ = self.child.start_kill();
         let pids: Vec<String> = self.chromium_pids().iter().map(u32::to_string).collect();
         if !pids.is_empty() {
-            let _ = std::process::Command::new("kill").arg("-9").args(&pids).status();
+            let _ = std::process::Command::new("kill")
+                .arg("-9")
+                .args(&pids)
+                .status();
         }
     }
 }
@@ -237,17 +337,27 @@ pub fn chromium_pids(profile: &Path) -> Vec<u32> {
     let needle = format!("--user-data-dir={}", profile.display());
     let mut all: Vec<(u32, u32)> = Vec::new();
     let mut pids = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else { return pids };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return pids;
+    };
     for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
         // ppid is the 2nd field after the parenthesised command name.
         let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .ok()
-            .and_then(|s| s.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1).and_then(|p| p.parse().ok())))
+            .and_then(|s| {
+                s.rsplit_once(')').and_then(|(_, rest)| {
+                    rest.split_whitespace().nth(1).and_then(|p| p.parse().ok())
+                })
+            })
             .unwrap_or(0);
         all.push((pid, ppid));
         if let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline"))
-            && cmdline.split(|b| *b == 0).any(|arg| arg == needle.as_bytes())
+            && cmdline
+                .split(|b| *b == 0)
+                .any(|arg| arg == needle.as_bytes())
         {
             pids.push(pid);
         }
@@ -295,7 +405,12 @@ pub fn uss_kb(pids: &[u32]) -> u64 {
 /// The command line of a process, one argument per element.
 pub fn cmdline(pid: u32) -> Vec<String> {
     std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| b.split(|c| *c == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect())
+        .map(|b| {
+            b.split(|c| *c == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -304,7 +419,11 @@ pub fn cmdline(pid: u32) -> Vec<String> {
 /// string, so this looks for the switches in the joined text.
 pub fn chromium_kind(pid: u32) -> String {
     let text = cmdline(pid).join(" ");
-    let switch = |name: &str| text.split(' ').find_map(|a| a.strip_prefix(name)).map(str::to_string);
+    let switch = |name: &str| {
+        text.split(' ')
+            .find_map(|a| a.strip_prefix(name))
+            .map(str::to_string)
+    };
     match (switch("--type="), switch("--utility-sub-type=")) {
         (Some(t), Some(sub)) => format!("{t}:{sub}"),
         (Some(t), None) => t,
@@ -316,6 +435,10 @@ pub fn chromium_kind(pid: u32) -> String {
 pub fn rss_kb(pids: &[u32]) -> u64 {
     pids.iter()
         .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
-        .filter_map(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+        .filter_map(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
         .sum()
 }

@@ -12,7 +12,8 @@ use crate::{PushedImage, PushedImages, run_ok};
 /// Chart values pointing the three images at the registry.
 pub fn image_values(i: &PushedImages) -> Value {
     // a test tag is rebuilt in place on every run: pull what the registry has
-    let v = |p: &PushedImage| json!({"repository": p.repository, "tag": p.tag, "pullPolicy": "Always"});
+    let v =
+        |p: &PushedImage| json!({"repository": p.repository, "tag": p.tag, "pullPolicy": "Always"});
     json!({"operator": {"image": v(&i.operator)}, "hub": {"image": v(&i.hub)}, "session": {"image": v(&i.session)}})
 }
 
@@ -33,7 +34,9 @@ pub fn merge(a: &mut Value, b: &Value) {
 pub fn release_program(name: &str) -> Option<PathBuf> {
     let dir = std::env::var_os("WA_BIN_DIR")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("CARGO_TARGET_DIR").map(|d| PathBuf::from(d).join("release")))?;
+        .or_else(|| {
+            std::env::var_os("CARGO_TARGET_DIR").map(|d| PathBuf::from(d).join("release"))
+        })?;
     Some(dir.join(name)).filter(|p| p.is_file())
 }
 
@@ -54,13 +57,21 @@ pub async fn kubectl_json(cluster: &TestCluster, args: &[&str]) -> Value {
     let mut all = args.to_vec();
     all.extend(["-o", "json"]);
     let out = cluster.kubectl(&all).await;
-    assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
 pub async fn kubectl_ok(cluster: &TestCluster, args: &[&str]) -> String {
     let out = cluster.kubectl(args).await;
-    assert!(out.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -101,15 +112,20 @@ pub fn start_fake(program: &Path, host_ip: std::net::Ipv4Addr) -> Fake {
     Fake { child, url }
 }
 
-
 /// The fake WhatsApp Web's live pages connected as `phone` (`GET /_fake/pages`): each is a
 /// browser holding the session, as the fake sees it.
 pub async fn connected_pages(http: &reqwest::Client, fake: &str, phone: &str) -> Vec<Value> {
-    let Ok(r) = http.get(format!("{fake}/_fake/pages")).send().await else { return Vec::new() };
+    let Ok(r) = http.get(format!("{fake}/_fake/pages")).send().await else {
+        return Vec::new();
+    };
     let pages: Vec<Value> = r.json().await.unwrap_or_default();
     pages
         .into_iter()
         .filter(|p| p["alive"] == true && p["phone"].as_str().is_some_and(|ph| ph.contains(phone)))
-        .filter(|p| p["state"].as_str().is_some_and(|s| s.eq_ignore_ascii_case("connected")))
+        .filter(|p| {
+            p["state"]
+                .as_str()
+                .is_some_and(|s| s.eq_ignore_ascii_case("connected"))
+        })
         .collect()
 }

@@ -15,20 +15,33 @@ pub use cluster::*;
 #[derive(Debug, thiserror::Error)]
 pub enum ChartError {
     #[error("could not run {program}: {source}")]
-    Spawn { program: String, source: std::io::Error },
+    Spawn {
+        program: String,
+        source: std::io::Error,
+    },
     #[error("{program} {args} failed ({status}):\n{stderr}")]
-    Failed { program: String, args: String, status: String, stderr: String },
+    Failed {
+        program: String,
+        args: String,
+        status: String,
+        stderr: String,
+    },
     #[error("rendered chart is not YAML: {0}")]
     Yaml(String),
     #[error("hub login as {username} at {hub}: {reason}")]
-    Login { hub: String, username: String, reason: String },
+    Login {
+        hub: String,
+        username: String,
+        reason: String,
+    },
 }
 
 /// The repository root (this crate lives in tests/chart).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap_or_else(|_| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-    })
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
 }
 
 pub fn chart_dir() -> PathBuf {
@@ -37,7 +50,9 @@ pub fn chart_dir() -> PathBuf {
 
 /// A value of `tests/devcluster/control-plane/versions.env`.
 pub fn pinned_version(key: &str) -> Option<String> {
-    let text = std::fs::read_to_string(repo_root().join("tests/devcluster/control-plane/versions.env")).ok()?;
+    let text =
+        std::fs::read_to_string(repo_root().join("tests/devcluster/control-plane/versions.env"))
+            .ok()?;
     text.lines()
         .filter_map(|l| l.split_once('='))
         .find(|(k, _)| k.trim() == key)
@@ -47,7 +62,10 @@ pub fn pinned_version(key: &str) -> Option<String> {
 /// The Kubernetes version the chart is rendered for: the devcluster's (helm's own default,
 /// when built without its version ldflags, is an old 1.20 that the chart's kubeVersion refuses).
 pub fn kube_version() -> String {
-    pinned_version("K8S_VERSION").unwrap_or_else(|| "v1.36.3".into()).trim_start_matches('v').to_string()
+    pinned_version("K8S_VERSION")
+        .unwrap_or_else(|| "v1.36.3".into())
+        .trim_start_matches('v')
+        .to_string()
 }
 
 /// `$HELM`, else the cached build of `tests/devcluster/control-plane/build.sh helm`.
@@ -57,8 +75,12 @@ pub fn helm() -> Option<PathBuf> {
     }
     let cache = std::env::var_os("WA_CACHE_DIR")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/whatsapp-operator")))?;
-    let p = cache.join(format!("helm-{}", pinned_version("HELM_VERSION")?)).join("helm");
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/whatsapp-operator"))
+        })?;
+    let p = cache
+        .join(format!("helm-{}", pinned_version("HELM_VERSION")?))
+        .join("helm");
     p.is_file().then_some(p)
 }
 
@@ -66,7 +88,9 @@ pub fn helm() -> Option<PathBuf> {
 pub fn helm_or_skip(test: &str) -> Option<PathBuf> {
     let h = helm();
     if h.is_none() {
-        eprintln!("SKIP {test}: helm not found (run `tests/devcluster/control-plane/build.sh helm` or set HELM)");
+        eprintln!(
+            "SKIP {test}: helm not found (run `tests/devcluster/control-plane/build.sh helm` or set HELM)"
+        );
     }
     h
 }
@@ -78,18 +102,29 @@ pub fn run(program: &Path, args: &[String], envs: &[(&str, &Path)]) -> Result<Ou
     for (k, v) in envs {
         cmd.env(k, v);
     }
-    cmd.output().map_err(|source| ChartError::Spawn { program: program.display().to_string(), source })
+    cmd.output().map_err(|source| ChartError::Spawn {
+        program: program.display().to_string(),
+        source,
+    })
 }
 
 /// Runs a program and fails unless it succeeds; returns stdout.
-pub fn run_ok(program: &Path, args: &[String], envs: &[(&str, &Path)]) -> Result<String, ChartError> {
+pub fn run_ok(
+    program: &Path,
+    args: &[String],
+    envs: &[(&str, &Path)],
+) -> Result<String, ChartError> {
     let out = run(program, args, envs)?;
     if !out.status.success() {
         return Err(ChartError::Failed {
             program: program.display().to_string(),
             args: args.join(" "),
             status: out.status.to_string(),
-            stderr: format!("{}{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout)),
+            stderr: format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stderr),
+                String::from_utf8_lossy(&out.stdout)
+            ),
         });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
@@ -115,14 +150,20 @@ pub fn template_args(namespace: &str, sets: &[&str], extra: &[&str]) -> Vec<Stri
 }
 
 /// Renders the chart and parses every object.
-pub fn render(helm: &Path, namespace: &str, sets: &[&str], extra: &[&str]) -> Result<Vec<Value>, ChartError> {
+pub fn render(
+    helm: &Path,
+    namespace: &str,
+    sets: &[&str],
+    extra: &[&str],
+) -> Result<Vec<Value>, ChartError> {
     let yaml = run_ok(helm, &template_args(namespace, sets, extra), &[])?;
     parse_objects(&yaml)
 }
 
 /// The objects of a multi-document YAML stream (empty documents dropped).
 pub fn parse_objects(yaml: &str) -> Result<Vec<Value>, ChartError> {
-    let docs: Vec<Value> = serde_saphyr::from_multiple(yaml).map_err(|e| ChartError::Yaml(e.to_string()))?;
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple(yaml).map_err(|e| ChartError::Yaml(e.to_string()))?;
     Ok(docs.into_iter().filter(|d| d.is_object()).collect())
 }
 
@@ -135,9 +176,18 @@ pub fn of_kind<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
 pub fn find<'a>(objects: &'a [Value], kind: &str, suffix: &str) -> &'a Value {
     let found: Vec<_> = of_kind(objects, kind)
         .into_iter()
-        .filter(|o| o["metadata"]["name"].as_str().is_some_and(|n| n.ends_with(suffix)))
+        .filter(|o| {
+            o["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with(suffix))
+        })
         .collect();
-    assert_eq!(found.len(), 1, "expected exactly one {kind} named *{suffix}, got {}", found.len());
+    assert_eq!(
+        found.len(),
+        1,
+        "expected exactly one {kind} named *{suffix}, got {}",
+        found.len()
+    );
     found[0]
 }
 
@@ -169,7 +219,11 @@ pub fn parse_pushed(stdout: &str) -> Vec<PushedImage> {
             // the tag follows the last ':' after the last '/' (the registry has a port)
             let slash = name.rfind('/')?;
             let colon = name[slash..].rfind(':')? + slash;
-            Some(PushedImage { repository: name[..colon].into(), tag: name[colon + 1..].into(), digest: digest.into() })
+            Some(PushedImage {
+                repository: name[..colon].into(),
+                tag: name[colon + 1..].into(),
+                digest: digest.into(),
+            })
         })
         .collect()
 }
@@ -178,20 +232,46 @@ pub fn parse_pushed(stdout: &str) -> Vec<PushedImage> {
 /// to `registry` under `tag` (`tests/images/build.sh`; the release binaries must be built).
 pub fn build_and_push_images(registry: &str, tag: &str) -> Result<PushedImages, ChartError> {
     let script = repo_root().join("tests/images/build.sh");
-    let args = vec![script.display().to_string(), "--registry".into(), registry.into(), "--tag".into(), tag.into()];
+    let args = vec![
+        script.display().to_string(),
+        "--registry".into(),
+        registry.into(),
+        "--tag".into(),
+        tag.into(),
+    ];
     let stdout = run_ok(Path::new("bash"), &args, &[])?;
     let pushed = parse_pushed(&stdout);
     let find = |name: &str| {
-        pushed.iter().find(|i| i.repository.ends_with(&format!("/leadmaster/{name}"))).cloned().ok_or_else(|| {
-            ChartError::Failed { program: "tests/images/build.sh".into(), args: args.join(" "), status: "ok".into(), stderr: format!("no {name} in: {stdout}") }
-        })
+        pushed
+            .iter()
+            .find(|i| i.repository.ends_with(&format!("/leadmaster/{name}")))
+            .cloned()
+            .ok_or_else(|| ChartError::Failed {
+                program: "tests/images/build.sh".into(),
+                args: args.join(" "),
+                status: "ok".into(),
+                stderr: format!("no {name} in: {stdout}"),
+            })
     };
-    Ok(PushedImages { operator: find("wa-operator")?, hub: find("wa-hub")?, session: find("wa-session")? })
+    Ok(PushedImages {
+        operator: find("wa-operator")?,
+        hub: find("wa-hub")?,
+        session: find("wa-session")?,
+    })
 }
 
 /// Logs in at the hub (`POST {hub}/api/auth/login`, DESIGN.md §4) and returns the JWT.
-pub async fn hub_login(http: &reqwest::Client, hub: &str, username: &str, password: &str) -> Result<String, ChartError> {
-    let fail = |reason: String| ChartError::Login { hub: hub.to_string(), username: username.to_string(), reason };
+pub async fn hub_login(
+    http: &reqwest::Client,
+    hub: &str,
+    username: &str,
+    password: &str,
+) -> Result<String, ChartError> {
+    let fail = |reason: String| ChartError::Login {
+        hub: hub.to_string(),
+        username: username.to_string(),
+        reason,
+    };
     let response = http
         .post(format!("{}/api/auth/login", hub.trim_end_matches('/')))
         .json(&serde_json::json!({"username": username, "password": password}))
@@ -200,7 +280,10 @@ pub async fn hub_login(http: &reqwest::Client, hub: &str, username: &str, passwo
         .and_then(|r| r.error_for_status())
         .map_err(|e| fail(e.to_string()))?;
     let body: Value = response.json().await.map_err(|e| fail(e.to_string()))?;
-    body["token"].as_str().map(String::from).ok_or_else(|| fail(format!("no token in {body}")))
+    body["token"]
+        .as_str()
+        .map(String::from)
+        .ok_or_else(|| fail(format!("no token in {body}")))
 }
 
 #[cfg(test)]
@@ -212,7 +295,11 @@ mod tests {
         let v = parse_pushed("noise\nimage=10.244.1.1:5000/leadmaster/wa-hub:0.1.0@sha256:ab\n");
         assert_eq!(
             v,
-            [PushedImage { repository: "10.244.1.1:5000/leadmaster/wa-hub".into(), tag: "0.1.0".into(), digest: "sha256:ab".into() }]
+            [PushedImage {
+                repository: "10.244.1.1:5000/leadmaster/wa-hub".into(),
+                tag: "0.1.0".into(),
+                digest: "sha256:ab".into()
+            }]
         );
     }
 }

@@ -9,19 +9,34 @@ async fn dry_run_apply(kubeconfig: &std::path::Path, yaml: &str) -> std::process
     let mut child = tokio::process::Command::new("kubectl")
         .arg("--kubeconfig")
         .arg(kubeconfig)
-        .args(["apply", "--dry-run=server", "--server-side", "--field-manager=chart-test", "-f", "-"])
+        .args([
+            "apply",
+            "--dry-run=server",
+            "--server-side",
+            "--field-manager=chart-test",
+            "-f",
+            "-",
+        ])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("kubectl");
-    child.stdin.take().unwrap().write_all(yaml.as_bytes()).await.unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(yaml.as_bytes())
+        .await
+        .unwrap();
     child.wait_with_output().await.unwrap()
 }
 
 #[tokio::test]
 async fn server_side_dry_run_accepts_the_rendered_chart() {
-    let Some(helm) = helm_or_skip("server_side_dry_run_accepts_the_rendered_chart") else { return };
+    let Some(helm) = helm_or_skip("server_side_dry_run_accepts_the_rendered_chart") else {
+        return;
+    };
     let cluster = devcluster::testing::cluster().await;
     let release_ns = cluster.namespace("chart-dry").await;
     let tenant_ns = cluster.namespace("chart-dry-tenant").await;
@@ -36,21 +51,52 @@ async fn server_side_dry_run_accepts_the_rendered_chart() {
             "pod-security.kubernetes.io/warn=restricted",
         ])
         .await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
-    let prod = repo_root().join("examples/values-production.yaml").display().to_string();
+    let prod = repo_root()
+        .join("examples/values-production.yaml")
+        .display()
+        .to_string();
     let tenants = format!("sessionNamespaces.names={{{tenant_ns}}}");
     let variants: Vec<(Vec<&str>, Vec<&str>)> = vec![
         (vec![], vec!["--include-crds"]),
-        (vec!["hub.ingress.enabled=true", "hub.service.type=NodePort", tenants.as_str()], vec![]),
-        (vec![&tenants, "sessionNamespaces.create=false", "hub.auth.existingSecret="], vec!["-f", prod.as_str()]),
-        (vec!["operator.watchNamespace=default", "hub.watchNamespace=default"], vec![]),
+        (
+            vec![
+                "hub.ingress.enabled=true",
+                "hub.service.type=NodePort",
+                tenants.as_str(),
+            ],
+            vec![],
+        ),
+        (
+            vec![
+                &tenants,
+                "sessionNamespaces.create=false",
+                "hub.auth.existingSecret=",
+            ],
+            vec!["-f", prod.as_str()],
+        ),
+        (
+            vec![
+                "operator.watchNamespace=default",
+                "hub.watchNamespace=default",
+            ],
+            vec![],
+        ),
     ];
     // (A mutation check: `hub.podSecurityContext.runAsNonRoot=false` makes this test fail.)
     for (sets, extra) in variants {
         let yaml = run_ok(&helm, &template_args(&release_ns, &sets, &extra), &[]).unwrap();
         let objects = parse_objects(&yaml).unwrap();
-        assert!(objects.len() >= 10, "{sets:?}: only {} objects rendered", objects.len());
+        assert!(
+            objects.len() >= 10,
+            "{sets:?}: only {} objects rendered",
+            objects.len()
+        );
         let out = dry_run_apply(&cluster.kubeconfig(), &yaml).await;
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
@@ -59,8 +105,18 @@ async fn server_side_dry_run_accepts_the_rendered_chart() {
             String::from_utf8_lossy(&out.stderr)
         );
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!stderr.contains("PodSecurity"), "{sets:?}: pods would violate Pod Security restricted:\n{stderr}");
+        assert!(
+            !stderr.contains("PodSecurity"),
+            "{sets:?}: pods would violate Pod Security restricted:\n{stderr}"
+        );
         // Every object went through the server (kubectl prints one line per object).
-        assert_eq!(stdout.lines().filter(|l| l.contains("(server dry run)")).count(), objects.len(), "{stdout}");
+        assert_eq!(
+            stdout
+                .lines()
+                .filter(|l| l.contains("(server dry run)"))
+                .count(),
+            objects.len(),
+            "{stdout}"
+        );
     }
 }

@@ -28,11 +28,15 @@ static IMAGES: OnceCell<(PushedImages, PushedImages)> = OnceCell::const_new();
 /// The project's images in the cluster's registry, built once per test run, under [`TAG`] and
 /// [`NEXT_TAG`].
 async fn images(cluster: &TestCluster) -> &'static (PushedImages, PushedImages) {
-    let registry = cluster.registry().expect("a kubelet node's registry").to_string();
+    let registry = cluster
+        .registry()
+        .expect("a kubelet node's registry")
+        .to_string();
     IMAGES
         .get_or_init(|| async move {
             tokio::task::spawn_blocking(move || {
-                let build = |tag| build_and_push_images(&registry, tag).unwrap_or_else(|e| panic!("{e}"));
+                let build =
+                    |tag| build_and_push_images(&registry, tag).unwrap_or_else(|e| panic!("{e}"));
                 (build(TAG), build(NEXT_TAG))
             })
             .await
@@ -42,13 +46,33 @@ async fn images(cluster: &TestCluster) -> &'static (PushedImages, PushedImages) 
 }
 
 async fn hub_address(cluster: &TestCluster, ns: &str) -> Vec<String> {
-    let pods = kubectl_json(cluster, &["get", "pods", "-n", ns, "-l", "app.kubernetes.io/component=hub"]).await;
+    let pods = kubectl_json(
+        cluster,
+        &[
+            "get",
+            "pods",
+            "-n",
+            ns,
+            "-l",
+            "app.kubernetes.io/component=hub",
+        ],
+    )
+    .await;
     pods["items"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|p| p["status"]["conditions"].as_array().is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True")))
-        .filter_map(|p| p["status"]["podIP"].as_str().map(|ip| format!("http://{ip}:8080")))
+        .filter(|p| {
+            p["status"]["conditions"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+        })
+        .filter_map(|p| {
+            p["status"]["podIP"]
+                .as_str()
+                .map(|ip| format!("http://{ip}:8080"))
+        })
         .collect()
 }
 
@@ -61,7 +85,12 @@ fn password_hash(hub: &Path, password: &str) -> String {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(password.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(password.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     String::from_utf8(out.stdout).unwrap().trim().to_string()
@@ -85,27 +114,77 @@ impl<'a> Release<'a> {
     /// that namespace (so this operator never touches other tests' sessions), with the images
     /// from the cluster's registry, a hub user `acme` (password [`PASSWORD`]) and
     /// `extra_values` merged over that; returns once both Deployments are Available.
-    async fn install(cluster: &'a TestCluster, helm: &Path, name: &'static str, hub: &Path, extra_values: Value) -> Self {
+    async fn install(
+        cluster: &'a TestCluster,
+        helm: &Path,
+        name: &'static str,
+        hub: &Path,
+        extra_values: Value,
+    ) -> Self {
         let ns = cluster.namespace(name).await;
-        kubectl_ok(cluster, &["label", "namespace", &ns, "pod-security.kubernetes.io/enforce=restricted"]).await;
+        kubectl_ok(
+            cluster,
+            &[
+                "label",
+                "namespace",
+                &ns,
+                "pod-security.kubernetes.io/enforce=restricted",
+            ],
+        )
+        .await;
         let hash = password_hash(hub, PASSWORD);
         let dir = tempfile::tempdir().unwrap();
         let values = dir.path().join("values.yaml");
         let mut v = image_values(&images(cluster).await.0);
-        merge(&mut v, &json!({
-            "operator": {"watchNamespace": ns},
-            "hub": {"watchNamespace": ns, "auth": {"users": [{"username": "acme", "passwordHash": hash, "tenants": ["acme"], "role": "user"}]}},
-        }));
+        merge(
+            &mut v,
+            &json!({
+                "operator": {"watchNamespace": ns},
+                "hub": {"watchNamespace": ns, "auth": {"users": [{"username": "acme", "passwordHash": hash, "tenants": ["acme"], "role": "user"}]}},
+            }),
+        );
         merge(&mut v, &extra_values);
         // JSON is YAML: helm reads it as a values file
         std::fs::write(&values, v.to_string()).unwrap();
-        let release = Release { cluster, helm: helm.to_path_buf(), name, ns, _dir: dir };
+        let release = Release {
+            cluster,
+            helm: helm.to_path_buf(),
+            name,
+            ns,
+            _dir: dir,
+        };
         let chart = chart_dir().display().to_string();
-        release.helm(&["install", name, &chart, "-n", &release.ns, "-f", &values.display().to_string(), "--wait", "--timeout", "3m"]);
+        release.helm(&[
+            "install",
+            name,
+            &chart,
+            "-n",
+            &release.ns,
+            "-f",
+            &values.display().to_string(),
+            "--wait",
+            "--timeout",
+            "3m",
+        ]);
         // The CRD came from the chart (or was already there) and both Deployments are available.
-        kubectl_ok(cluster, &["get", "crd", "whatsappsessions.whatsapp.leadmaster.io"]).await;
+        kubectl_ok(
+            cluster,
+            &["get", "crd", "whatsappsessions.whatsapp.leadmaster.io"],
+        )
+        .await;
         for d in [release.object("operator"), release.object("hub")] {
-            kubectl_ok(cluster, &["wait", "-n", &release.ns, "--for=condition=Available", &format!("deploy/{d}"), "--timeout=60s"]).await;
+            kubectl_ok(
+                cluster,
+                &[
+                    "wait",
+                    "-n",
+                    &release.ns,
+                    "--for=condition=Available",
+                    &format!("deploy/{d}"),
+                    "--timeout=60s",
+                ],
+            )
+            .await;
         }
         release
     }
@@ -125,7 +204,9 @@ impl<'a> Release<'a> {
             hub_address(self.cluster, &self.ns).await.into_iter().next()
         })
         .await;
-        let token = hub_login(http, &hub, "acme", PASSWORD).await.unwrap_or_else(|e| panic!("{e}"));
+        let token = hub_login(http, &hub, "acme", PASSWORD)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         (hub, token)
     }
 
@@ -133,13 +214,32 @@ impl<'a> Release<'a> {
     /// kept (so tokens issued before stay valid). Returns the two ready hubs' addresses.
     async fn upgrade_to_two_hubs(&self) -> Vec<String> {
         let secret = self.object("hub-auth");
-        let jwt_key = || async { kubectl_json(self.cluster, &["get", "secret", "-n", &self.ns, &secret]).await["data"]["jwt-secret"].clone() };
+        let jwt_key = || async {
+            kubectl_json(self.cluster, &["get", "secret", "-n", &self.ns, &secret]).await["data"]["jwt-secret"].clone()
+        };
         let before = jwt_key().await;
         assert!(before.is_string(), "no generated jwt-secret");
         let chart = chart_dir().display().to_string();
-        self.helm(&["upgrade", self.name, &chart, "-n", &self.ns, "--reuse-values",
-            "--set", "hub.replicas=2", "--set", "operator.logLevel=debug", "--wait", "--timeout", "3m"]);
-        assert_eq!(before, jwt_key().await, "helm upgrade changed the generated JWT key");
+        self.helm(&[
+            "upgrade",
+            self.name,
+            &chart,
+            "-n",
+            &self.ns,
+            "--reuse-values",
+            "--set",
+            "hub.replicas=2",
+            "--set",
+            "operator.logLevel=debug",
+            "--wait",
+            "--timeout",
+            "3m",
+        ]);
+        assert_eq!(
+            before,
+            jwt_key().await,
+            "helm upgrade changed the generated JWT key"
+        );
         wait_for_value("two ready hubs", Duration::from_secs(90), || async {
             let h = hub_address(self.cluster, &self.ns).await;
             (h.len() == 2).then_some(h)
@@ -155,7 +255,15 @@ impl<'a> Release<'a> {
     /// garbage collector removes it with the Pod.
     async fn uninstall_leaving_only(&self, mut expected: Vec<String>) {
         expected.sort();
-        self.helm(&["uninstall", self.name, "-n", &self.ns, "--wait", "--timeout", "2m"]);
+        self.helm(&[
+            "uninstall",
+            self.name,
+            "-n",
+            &self.ns,
+            "--wait",
+            "--timeout",
+            "2m",
+        ]);
         let kinds = "deployments,statefulsets,replicasets,pods,services,serviceaccounts,roles,rolebindings,secrets,networkpolicies,persistentvolumeclaims,leases,whatsappsessions";
         let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
         loop {
@@ -164,7 +272,13 @@ impl<'a> Release<'a> {
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|o| format!("{}/{}", o["kind"].as_str().unwrap_or(""), o["metadata"]["name"].as_str().unwrap_or("")))
+                .map(|o| {
+                    format!(
+                        "{}/{}",
+                        o["kind"].as_str().unwrap_or(""),
+                        o["metadata"]["name"].as_str().unwrap_or("")
+                    )
+                })
                 // The namespace's own default ServiceAccount is not the chart's.
                 .filter(|o| o != "ServiceAccount/default")
                 .collect();
@@ -172,7 +286,10 @@ impl<'a> Release<'a> {
             if left == expected {
                 break;
             }
-            assert!(tokio::time::Instant::now() < deadline, "after uninstall, left behind: {left:?} (expected {expected:?})");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "after uninstall, left behind: {left:?} (expected {expected:?})"
+            );
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
@@ -180,7 +297,12 @@ impl<'a> Release<'a> {
 
 /// GET `path` of the hub's REST API with `token`: the JSON body when it answers 2xx.
 async fn hub_get(http: &reqwest::Client, hub: &str, token: &str, path: &str) -> Option<Value> {
-    let r = http.get(format!("{hub}/api/session-manager/{path}")).bearer_auth(token).send().await.ok()?;
+    let r = http
+        .get(format!("{hub}/api/session-manager/{path}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .ok()?;
     if !r.status().is_success() {
         return None;
     }
@@ -194,30 +316,60 @@ async fn hub_get(http: &reqwest::Client, hub: &str, token: &str, path: &str) -> 
 #[tokio::test]
 async fn helm_install_upgrade_and_uninstall() {
     let test = "helm_install_upgrade_and_uninstall";
-    let Some(helm) = helm_or_skip(test) else { return };
+    let Some(helm) = helm_or_skip(test) else {
+        return;
+    };
     let cluster = devcluster::testing::cluster().await;
-    let Some(programs) = programs_or_skip(test, &["wa-hub"]) else { return };
+    let Some(programs) = programs_or_skip(test, &["wa-hub"]) else {
+        return;
+    };
     let release = Release::install(cluster, &helm, "wa-upgrade", &programs[0], json!({})).await;
     // Non-root, as the restricted profile demands (the namespace would refuse anything else).
     let pods = kubectl_json(cluster, &["get", "pods", "-n", &release.ns]).await;
     for p in pods["items"].as_array().unwrap() {
-        let uid = p["spec"]["securityContext"]["runAsUser"].as_i64().or_else(|| p["spec"]["containers"][0]["securityContext"]["runAsUser"].as_i64());
-        assert!(uid.is_some_and(|u| u != 0), "pod {} runs as {uid:?}", p["metadata"]["name"]);
+        let uid = p["spec"]["securityContext"]["runAsUser"]
+            .as_i64()
+            .or_else(|| p["spec"]["containers"][0]["securityContext"]["runAsUser"].as_i64());
+        assert!(
+            uid.is_some_and(|u| u != 0),
+            "pod {} runs as {uid:?}",
+            p["metadata"]["name"]
+        );
     }
 
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
     let (hub, token) = release.login(&http).await;
-    wait_for_value("the session list with the token", Duration::from_secs(30), || hub_get(&http, &hub, &token, "sessions")).await;
+    wait_for_value(
+        "the session list with the token",
+        Duration::from_secs(30),
+        || hub_get(&http, &hub, &token, "sessions"),
+    )
+    .await;
     // The hub image carries the UI and serves it (values: hub.staticDir, the image's path).
     let page = http.get(format!("{hub}/")).send().await.unwrap();
     assert!(page.status().is_success(), "GET /: {}", page.status());
-    assert!(page.text().await.unwrap().contains("<div id=\"root\">"), "the UI's index.html");
+    assert!(
+        page.text().await.unwrap().contains("<div id=\"root\">"),
+        "the UI's index.html"
+    );
     // Without the token: refused (so the check above means something).
-    let r = http.get(format!("{hub}/api/session-manager/sessions")).send().await.unwrap();
+    let r = http
+        .get(format!("{hub}/api/session-manager/sessions"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), reqwest::StatusCode::UNAUTHORIZED);
 
     for h in release.upgrade_to_two_hubs().await {
-        wait_for_value("the token accepted by each hub", Duration::from_secs(30), || hub_get(&http, &h, &token, "sessions")).await;
+        wait_for_value(
+            "the token accepted by each hub",
+            Duration::from_secs(30),
+            || hub_get(&http, &h, &token, "sessions"),
+        )
+        .await;
     }
     release.uninstall_leaving_only(vec![]).await;
 }
@@ -229,9 +381,13 @@ async fn helm_install_upgrade_and_uninstall() {
 #[tokio::test]
 async fn helm_install_session_lifecycle_upgrade_and_uninstall() {
     let test = "helm_install_session_lifecycle_upgrade_and_uninstall";
-    let Some(helm) = helm_or_skip(test) else { return };
+    let Some(helm) = helm_or_skip(test) else {
+        return;
+    };
     let cluster = devcluster::testing::cluster().await;
-    let Some(programs) = programs_or_skip(test, &["wa-hub", "fake-whatsapp"]) else { return };
+    let Some(programs) = programs_or_skip(test, &["wa-hub", "fake-whatsapp"]) else {
+        return;
+    };
     let fake = start_fake(&programs[1], cluster.host_ip());
     let values = json!({"session": {"whatsappUrl": format!("{}/", fake.url)}});
     let release = Release::install(cluster, &helm, "wa-lifecycle", &programs[0], values).await;
@@ -245,68 +401,176 @@ async fn helm_install_session_lifecycle_upgrade_and_uninstall() {
     });
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), session.to_string()).unwrap();
-    kubectl_ok(cluster, &["apply", "-f", &file.path().display().to_string()]).await;
+    kubectl_ok(
+        cluster,
+        &["apply", "-f", &file.path().display().to_string()],
+    )
+    .await;
 
     // Through the hub, as a user of tenant acme: the session shows a QR.
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
     let (hub, token) = release.login(&http).await;
     let path = format!("sessions/{SESSION}");
     let qr = wait_for_value("a QR through the hub", Duration::from_secs(120), || async {
-        hub_get(&http, &hub, &token, &path).await.and_then(|v| v["qr_string"].as_str().map(String::from))
+        hub_get(&http, &hub, &token, &path)
+            .await
+            .and_then(|v| v["qr_string"].as_str().map(String::from))
     })
     .await;
 
     // The phone scans it: connected, Authenticated.
-    let r = http.post(format!("{}/_fake/scan", fake.url)).json(&json!({"qr": qr, "phone": PHONE})).send().await.unwrap();
+    let r = http
+        .post(format!("{}/_fake/scan", fake.url))
+        .json(&json!({"qr": qr, "phone": PHONE}))
+        .send()
+        .await
+        .unwrap();
     assert!(r.status().is_success(), "scan: {}", r.status());
-    kubectl_ok(cluster, &["wait", "-n", ns, "--for=condition=Authenticated", &format!("wa/{SESSION}"), "--timeout=90s"]).await;
+    kubectl_ok(
+        cluster,
+        &[
+            "wait",
+            "-n",
+            ns,
+            "--for=condition=Authenticated",
+            &format!("wa/{SESSION}"),
+            "--timeout=90s",
+        ],
+    )
+    .await;
     let cr = kubectl_json(cluster, &["get", "wa", "-n", ns, SESSION]).await;
     assert_eq!(cr["status"]["status"], "connected");
-    assert!(cr["status"]["phoneNumber"].as_str().is_some_and(|p| p.contains(PHONE)), "{}", cr["status"]);
+    assert!(
+        cr["status"]["phoneNumber"]
+            .as_str()
+            .is_some_and(|p| p.contains(PHONE)),
+        "{}",
+        cr["status"]
+    );
     let session_pod = format!("wa-{SESSION}-0");
-    let session_pod_uid = kubectl_json(cluster, &["get", "pod", "-n", ns, &session_pod]).await["metadata"]["uid"].clone();
+    let session_pod_uid =
+        kubectl_json(cluster, &["get", "pod", "-n", ns, &session_pod]).await["metadata"]["uid"]
+            .clone();
 
     // helm upgrade: the token issued before still works on every hub, which shows the session
     // connected; the session pod is not restarted.
     for h in release.upgrade_to_two_hubs().await {
-        let s = wait_for_value("the session through each hub", Duration::from_secs(30), || hub_get(&http, &h, &token, &path)).await;
+        let s = wait_for_value(
+            "the session through each hub",
+            Duration::from_secs(30),
+            || hub_get(&http, &h, &token, &path),
+        )
+        .await;
         assert_eq!(s["status"], "connected", "{s}");
     }
-    let uid_after = kubectl_json(cluster, &["get", "pod", "-n", ns, &session_pod]).await["metadata"]["uid"].clone();
-    assert_eq!(uid_after, session_pod_uid, "the upgrade restarted the session pod");
+    let uid_after =
+        kubectl_json(cluster, &["get", "pod", "-n", ns, &session_pod]).await["metadata"]["uid"]
+            .clone();
+    assert_eq!(
+        uid_after, session_pod_uid,
+        "the upgrade restarted the session pod"
+    );
 
     // helm upgrade to a new session image tag: the operator rolls the session pod onto it, and
     // the new pod restores the login from the volume — connected again, with no QR, as the
     // fake sees it: a new page (the new pod's browser) holds the phone's session.
     let pages_before: Vec<Value> = connected_pages(&http, &fake.url, PHONE).await;
-    assert!(!pages_before.is_empty(), "before the upgrade, a browser holds the session");
+    assert!(
+        !pages_before.is_empty(),
+        "before the upgrade, a browser holds the session"
+    );
     let next = &images(cluster).await.1.session;
     let chart = chart_dir().display().to_string();
-    release.helm(&["upgrade", release.name, &chart, "-n", ns, "--reuse-values",
-        "--set", &format!("session.image.tag={}", next.tag), "--wait", "--timeout", "3m"]);
+    release.helm(&[
+        "upgrade",
+        release.name,
+        &chart,
+        "-n",
+        ns,
+        "--reuse-values",
+        "--set",
+        &format!("session.image.tag={}", next.tag),
+        "--wait",
+        "--timeout",
+        "3m",
+    ]);
     let new_image = format!("{}:{}", next.repository, next.tag);
-    let pod = wait_for_value("the session pod on the new image", Duration::from_secs(120), || async {
-        let p = kubectl_json(cluster, &["get", "pod", "-n", ns, &session_pod]).await;
-        (p["metadata"]["uid"] != session_pod_uid && p["spec"]["containers"][0]["image"] == new_image.as_str()).then_some(p)
-    })
+    let pod = wait_for_value(
+        "the session pod on the new image",
+        Duration::from_secs(120),
+        || async {
+            let p = kubectl_json(cluster, &["get", "pod", "-n", ns, &session_pod]).await;
+            (p["metadata"]["uid"] != session_pod_uid
+                && p["spec"]["containers"][0]["image"] == new_image.as_str())
+            .then_some(p)
+        },
+    )
     .await;
     // the kubelet pulled the image by digest from the registry
-    let image_id = pod["status"]["containerStatuses"][0]["imageID"].as_str().unwrap_or("").to_string();
-    assert!(image_id.ends_with(&next.digest) || image_id.is_empty(), "{image_id} vs {}", next.digest);
-    wait_for_value("a new browser page connected with the saved login", Duration::from_secs(120), || async {
-        let now = connected_pages(&http, &fake.url, PHONE).await;
-        now.iter().find(|p| !pages_before.iter().any(|b| b["id"] == p["id"])).cloned()
-    })
+    let image_id = pod["status"]["containerStatuses"][0]["imageID"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        image_id.ends_with(&next.digest) || image_id.is_empty(),
+        "{image_id} vs {}",
+        next.digest
+    );
+    wait_for_value(
+        "a new browser page connected with the saved login",
+        Duration::from_secs(120),
+        || async {
+            let now = connected_pages(&http, &fake.url, PHONE).await;
+            now.iter()
+                .find(|p| !pages_before.iter().any(|b| b["id"] == p["id"]))
+                .cloned()
+        },
+    )
     .await;
-    kubectl_ok(cluster, &["wait", "-n", ns, "--for=jsonpath={.status.status}=connected", &format!("wa/{SESSION}"), "--timeout=120s"]).await;
+    kubectl_ok(
+        cluster,
+        &[
+            "wait",
+            "-n",
+            ns,
+            "--for=jsonpath={.status.status}=connected",
+            &format!("wa/{SESSION}"),
+            "--timeout=120s",
+        ],
+    )
+    .await;
     let cr = kubectl_json(cluster, &["get", "wa", "-n", ns, SESSION]).await;
-    assert!(cr["status"]["phoneNumber"].as_str().is_some_and(|p| p.contains(PHONE)), "{}", cr["status"]);
-    assert!(cr["status"]["qr"].is_null(), "a QR after the upgrade: {}", cr["status"]);
+    assert!(
+        cr["status"]["phoneNumber"]
+            .as_str()
+            .is_some_and(|p| p.contains(PHONE)),
+        "{}",
+        cr["status"]
+    );
+    assert!(
+        cr["status"]["qr"].is_null(),
+        "a QR after the upgrade: {}",
+        cr["status"]
+    );
 
     // Delete the session (Retain), then uninstall: only the PVC stays.
-    kubectl_ok(cluster, &["delete", "wa", "-n", ns, SESSION, "--timeout=90s"]).await;
+    kubectl_ok(
+        cluster,
+        &["delete", "wa", "-n", ns, SESSION, "--timeout=90s"],
+    )
+    .await;
     let pvc = format!("wa-{SESSION}-data");
-    release.uninstall_leaving_only(vec![format!("PersistentVolumeClaim/{pvc}")]).await;
+    release
+        .uninstall_leaving_only(vec![format!("PersistentVolumeClaim/{pvc}")])
+        .await;
     let pvc = kubectl_json(cluster, &["get", "pvc", "-n", ns, &pvc]).await;
-    assert!(pvc["metadata"]["ownerReferences"].as_array().is_none_or(|o| o.is_empty()), "retained PVC still owned: {pvc}");
+    assert!(
+        pvc["metadata"]["ownerReferences"]
+            .as_array()
+            .is_none_or(|o| o.is_empty()),
+        "retained PVC still owned: {pvc}"
+    );
 }

@@ -5,26 +5,55 @@ use chart_tests::*;
 use serde_json::Value;
 
 fn strings(v: &Value) -> Vec<String> {
-    v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default()
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[test]
 fn helm_lint_strict_is_clean() {
-    let Some(helm) = helm_or_skip("helm_lint_strict_is_clean") else { return };
+    let Some(helm) = helm_or_skip("helm_lint_strict_is_clean") else {
+        return;
+    };
     let chart = chart_dir().display().to_string();
-    let prod = repo_root().join("examples/values-production.yaml").display().to_string();
+    let prod = repo_root()
+        .join("examples/values-production.yaml")
+        .display()
+        .to_string();
     let variants: Vec<Vec<String>> = vec![
         vec![],
         vec!["-f".into(), prod],
-        vec!["--set".into(), "operator.watchNamespace=tenants,hub.watchNamespace=tenants".into()],
-        vec!["--set".into(), "hub.enabled=false,networkPolicy.enabled=false".into()],
+        vec![
+            "--set".into(),
+            "operator.watchNamespace=tenants,hub.watchNamespace=tenants".into(),
+        ],
+        vec![
+            "--set".into(),
+            "hub.enabled=false,networkPolicy.enabled=false".into(),
+        ],
     ];
     for extra in variants {
-        let mut args = vec!["lint".into(), "--strict".into(), "--kube-version".into(), kube_version(), chart.clone()];
+        let mut args = vec![
+            "lint".into(),
+            "--strict".into(),
+            "--kube-version".into(),
+            kube_version(),
+            chart.clone(),
+        ];
         args.extend(extra.iter().cloned());
         let out = run_ok(&helm, &args, &[]).unwrap_or_else(|e| panic!("helm lint {extra:?}: {e}"));
-        assert!(out.contains("0 chart(s) failed"), "helm lint {extra:?}:\n{out}");
-        assert!(!out.contains("[WARNING]") && !out.contains("[ERROR]"), "helm lint {extra:?}:\n{out}");
+        assert!(
+            out.contains("0 chart(s) failed"),
+            "helm lint {extra:?}:\n{out}"
+        );
+        assert!(
+            !out.contains("[WARNING]") && !out.contains("[ERROR]"),
+            "helm lint {extra:?}:\n{out}"
+        );
     }
 }
 
@@ -42,7 +71,9 @@ fn crd_copy_matches_generated_crd() {
 
 #[test]
 fn values_schema_rejects_invalid_values() {
-    let Some(helm) = helm_or_skip("values_schema_rejects_invalid_values") else { return };
+    let Some(helm) = helm_or_skip("values_schema_rejects_invalid_values") else {
+        return;
+    };
     // Each bad value must be refused, naming the offending key.
     let bad = [
         ("operator.replicas=-1", "replicas"),
@@ -53,36 +84,77 @@ fn values_schema_rejects_invalid_values() {
         ("hub.service.nodePort=80", "nodePort"),
         ("hub.auth.jwtSecret=short", "jwtSecret"),
         ("networkPolicy.apiServer.cidrs[0]=not-a-cidr", "cidrs"),
-        ("hub.auth.users[0].username=a,hub.auth.users[0].passwordHash=plaintext,hub.auth.users[0].role=user", "passwordHash"),
-        ("hub.auth.users[0].username=a,hub.auth.users[0].passwordHash=$argon2id$x,hub.auth.users[0].role=root", "role"),
+        (
+            "hub.auth.users[0].username=a,hub.auth.users[0].passwordHash=plaintext,hub.auth.users[0].role=user",
+            "passwordHash",
+        ),
+        (
+            "hub.auth.users[0].username=a,hub.auth.users[0].passwordHash=$argon2id$x,hub.auth.users[0].role=root",
+            "role",
+        ),
     ];
     for (set, key) in bad {
         let out = run(&helm, &template_args("wa-system", &[set], &[]), &[]).unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "--set {set} was accepted");
-        assert!(err.contains("schema") && err.contains(key), "--set {set}: error does not name {key}:\n{err}");
+        assert!(
+            err.contains("schema") && err.contains(key),
+            "--set {set}: error does not name {key}:\n{err}"
+        );
     }
     // And the good ones pass.
     let objs = render(
         &helm,
         "wa-system",
-        &["hub.service.type=NodePort", "hub.service.nodePort=30080", "operator.logoutTimeout=2m", "session.defaultResources.memoryLimit=2Gi"],
+        &[
+            "hub.service.type=NodePort",
+            "hub.service.nodePort=30080",
+            "operator.logoutTimeout=2m",
+            "session.defaultResources.memoryLimit=2Gi",
+        ],
         &[],
     )
     .unwrap();
-    let args = strings(&find(&objs, "Deployment", "-operator")["spec"]["template"]["spec"]["containers"][0]["args"]);
-    assert!(args.contains(&"--logout-timeout=2m".to_string()) && args.contains(&"--default-memory-limit=2Gi".to_string()), "{args:?}");
-    assert!(!args.iter().any(|a| a.starts_with("--default-cpu")), "unset defaults are the operator's: {args:?}");
-    let out = run(&helm, &template_args("wa-system", &["session.defaultResources.memoryLimit=lots"], &[]), &[]).unwrap();
+    let args = strings(
+        &find(&objs, "Deployment", "-operator")["spec"]["template"]["spec"]["containers"][0]["args"],
+    );
+    assert!(
+        args.contains(&"--logout-timeout=2m".to_string())
+            && args.contains(&"--default-memory-limit=2Gi".to_string()),
+        "{args:?}"
+    );
+    assert!(
+        !args.iter().any(|a| a.starts_with("--default-cpu")),
+        "unset defaults are the operator's: {args:?}"
+    );
+    let out = run(
+        &helm,
+        &template_args(
+            "wa-system",
+            &["session.defaultResources.memoryLimit=lots"],
+            &[],
+        ),
+        &[],
+    )
+    .unwrap();
     assert!(!out.status.success());
 }
 
 #[test]
 fn two_operator_replicas_need_leader_election() {
-    let Some(helm) = helm_or_skip("two_operator_replicas_need_leader_election") else { return };
+    let Some(helm) = helm_or_skip("two_operator_replicas_need_leader_election") else {
+        return;
+    };
     let out = run(
         &helm,
-        &template_args("wa-system", &["operator.replicas=2", "operator.leaderElection.enabled=false"], &[]),
+        &template_args(
+            "wa-system",
+            &[
+                "operator.replicas=2",
+                "operator.leaderElection.enabled=false",
+            ],
+            &[],
+        ),
         &[],
     )
     .unwrap();
@@ -93,9 +165,15 @@ fn two_operator_replicas_need_leader_election() {
     let dep = find(&objs, "Deployment", "-operator");
     assert_eq!(dep["spec"]["replicas"], 2);
     let args = strings(&dep["spec"]["template"]["spec"]["containers"][0]["args"]);
-    assert!(args.contains(&"--leader-election=true".to_string()), "{args:?}");
-    let env = dep["spec"]["template"]["spec"]["containers"][0]["env"].as_array().unwrap();
-    assert!(env.iter().any(|e| e["name"] == "POD_NAMESPACE" && e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"));
+    assert!(
+        args.contains(&"--leader-election=true".to_string()),
+        "{args:?}"
+    );
+    let env = dep["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap();
+    assert!(env.iter().any(|e| e["name"] == "POD_NAMESPACE"
+        && e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"));
     // The Lease rights exist only in the release namespace.
     let role = find(&objs, "Role", "-leader-election");
     assert_eq!(role["metadata"]["namespace"], "wa-system");
@@ -106,7 +184,9 @@ fn two_operator_replicas_need_leader_election() {
 /// entrypoint (devcluster and the images both rely on `args` only).
 #[test]
 fn pods_are_restricted_and_use_the_image_entrypoint() {
-    let Some(helm) = helm_or_skip("pods_are_restricted_and_use_the_image_entrypoint") else { return };
+    let Some(helm) = helm_or_skip("pods_are_restricted_and_use_the_image_entrypoint") else {
+        return;
+    };
     let objs = render(&helm, "wa-system", &[], &[]).unwrap();
     let deps = of_kind(&objs, "Deployment");
     assert_eq!(deps.len(), 2);
@@ -114,18 +194,33 @@ fn pods_are_restricted_and_use_the_image_entrypoint() {
         let name = dep["metadata"]["name"].as_str().unwrap();
         let pod = &dep["spec"]["template"]["spec"];
         assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{name}");
-        assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault", "{name}");
+        assert_eq!(
+            pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault",
+            "{name}"
+        );
         // Non-root must still read its Secret volumes (mode 0440, group fsGroup).
-        assert_eq!(pod["securityContext"]["fsGroup"], pod["securityContext"]["runAsGroup"], "{name}");
+        assert_eq!(
+            pod["securityContext"]["fsGroup"], pod["securityContext"]["runAsGroup"],
+            "{name}"
+        );
         for c in pod["containers"].as_array().unwrap() {
             let sc = &c["securityContext"];
             assert_eq!(sc["allowPrivilegeEscalation"], false, "{name}");
             assert_eq!(sc["readOnlyRootFilesystem"], true, "{name}");
             assert_eq!(strings(&sc["capabilities"]["drop"]), vec!["ALL"], "{name}");
-            assert!(c.get("command").is_none(), "{name} overrides the entrypoint");
+            assert!(
+                c.get("command").is_none(),
+                "{name} overrides the entrypoint"
+            );
             let image = c["image"].as_str().unwrap();
-            assert!(image.starts_with("ghcr.io/leadmaster/wa-") && image.ends_with(":0.1.0"), "{name}: {image}");
-            assert!(c["resources"]["limits"]["memory"].is_string(), "{name} has no memory limit");
+            assert!(
+                image.starts_with("ghcr.io/leadmaster/wa-") && image.ends_with(":0.1.0"),
+                "{name}: {image}"
+            );
+            assert!(
+                c["resources"]["limits"]["memory"].is_string(),
+                "{name} has no memory limit"
+            );
         }
     }
     let op = find(&objs, "Deployment", "-operator");
@@ -135,14 +230,27 @@ fn pods_are_restricted_and_use_the_image_entrypoint() {
         "--whatsapp-url=https://web.whatsapp.com/",
         "--metrics-addr=0.0.0.0:8080",
     ] {
-        assert!(args.iter().any(|a| a == want), "operator args {args:?} lack {want}");
+        assert!(
+            args.iter().any(|a| a == want),
+            "operator args {args:?} lack {want}"
+        );
     }
-    assert!(!args.iter().any(|a| a.starts_with("--namespace")), "all namespaces by default: {args:?}");
+    assert!(
+        !args.iter().any(|a| a.starts_with("--namespace")),
+        "all namespaces by default: {args:?}"
+    );
     let hub = find(&objs, "Deployment", "-hub");
     let c = &hub["spec"]["template"]["spec"]["containers"][0];
     let args = strings(&c["args"]);
-    for want in ["--listen=0.0.0.0:8080", "--users-file=/etc/wa-hub/auth/users.yaml", "--jwt-secret-file=/etc/wa-hub/auth/jwt-secret"] {
-        assert!(args.iter().any(|a| a == want), "hub args {args:?} lack {want}");
+    for want in [
+        "--listen=0.0.0.0:8080",
+        "--users-file=/etc/wa-hub/auth/users.yaml",
+        "--jwt-secret-file=/etc/wa-hub/auth/jwt-secret",
+    ] {
+        assert!(
+            args.iter().any(|a| a == want),
+            "hub args {args:?} lack {want}"
+        );
     }
     assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/health");
 }
@@ -152,17 +260,34 @@ fn rules(role: &Value) -> Vec<(Vec<String>, Vec<String>, Vec<String>)> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (strings(&r["apiGroups"]), strings(&r["resources"]), strings(&r["verbs"])))
+        .map(|r| {
+            (
+                strings(&r["apiGroups"]),
+                strings(&r["resources"]),
+                strings(&r["verbs"]),
+            )
+        })
         .collect()
 }
 
-fn allows(rules: &[(Vec<String>, Vec<String>, Vec<String>)], group: &str, resource: &str, verb: &str) -> bool {
-    rules.iter().any(|(g, r, v)| g.iter().any(|x| x == group) && r.iter().any(|x| x == resource) && v.iter().any(|x| x == verb))
+fn allows(
+    rules: &[(Vec<String>, Vec<String>, Vec<String>)],
+    group: &str,
+    resource: &str,
+    verb: &str,
+) -> bool {
+    rules.iter().any(|(g, r, v)| {
+        g.iter().any(|x| x == group)
+            && r.iter().any(|x| x == resource)
+            && v.iter().any(|x| x == verb)
+    })
 }
 
 #[test]
 fn rbac_is_least_privilege() {
-    let Some(helm) = helm_or_skip("rbac_is_least_privilege") else { return };
+    let Some(helm) = helm_or_skip("rbac_is_least_privilege") else {
+        return;
+    };
     let objs = render(&helm, "wa-system", &[], &[]).unwrap();
     let op = rules(find(&objs, "ClusterRole", "-operator"));
     for (groups, resources, verbs) in &op {
@@ -172,21 +297,42 @@ fn rbac_is_least_privilege() {
         for v in ["escalate", "bind", "impersonate"] {
             assert!(!verbs.iter().any(|x| x == v), "operator may {v}");
         }
-        assert!(!resources.iter().any(|r| r == "secrets" || r == "configmaps"), "operator reads {resources:?}");
-        assert!(!resources.iter().any(|r| r == "pods") || verbs.iter().all(|v| ["get", "list", "watch"].contains(&v.as_str())));
+        assert!(
+            !resources
+                .iter()
+                .any(|r| r == "secrets" || r == "configmaps"),
+            "operator reads {resources:?}"
+        );
+        assert!(
+            !resources.iter().any(|r| r == "pods")
+                || verbs
+                    .iter()
+                    .all(|v| ["get", "list", "watch"].contains(&v.as_str()))
+        );
     }
     let g = "whatsapp.leadmaster.io";
     // What each session's Role grants, the operator must hold (no escalate verb).
     for verb in ["get", "list", "watch"] {
-        assert!(allows(&op, g, "whatsappsessions", verb), "operator lacks {verb} whatsappsessions");
+        assert!(
+            allows(&op, g, "whatsappsessions", verb),
+            "operator lacks {verb} whatsappsessions"
+        );
     }
     for verb in ["get", "patch"] {
-        assert!(allows(&op, g, "whatsappsessions/status", verb), "operator lacks {verb} status");
+        assert!(
+            allows(&op, g, "whatsappsessions/status", verb),
+            "operator lacks {verb} status"
+        );
     }
     assert!(allows(&op, g, "whatsappsessions/finalizers", "update"));
     // Server-side apply of each child kind needs create + patch, and .owns() needs watch.
-    for (group, res) in [("apps", "statefulsets"), ("", "persistentvolumeclaims"), ("", "serviceaccounts"),
-        ("rbac.authorization.k8s.io", "roles"), ("rbac.authorization.k8s.io", "rolebindings")] {
+    for (group, res) in [
+        ("apps", "statefulsets"),
+        ("", "persistentvolumeclaims"),
+        ("", "serviceaccounts"),
+        ("rbac.authorization.k8s.io", "roles"),
+        ("rbac.authorization.k8s.io", "rolebindings"),
+    ] {
         for verb in ["create", "patch", "list", "watch"] {
             assert!(allows(&op, group, res, verb), "operator lacks {verb} {res}");
         }
@@ -195,82 +341,206 @@ fn rbac_is_least_privilege() {
     // Only PVCs are deleted by the operator (deletionPolicy); other children go by garbage
     // collection, and everything is written by server-side apply (no update).
     for (_, resources, verbs) in &op {
-        assert!(!verbs.iter().any(|v| v == "update") || resources == &vec!["whatsappsessions/finalizers".to_string()], "{resources:?}: {verbs:?}");
-        assert!(!verbs.iter().any(|v| v == "delete") || resources == &vec!["persistentvolumeclaims".to_string()], "{resources:?}: {verbs:?}");
+        assert!(
+            !verbs.iter().any(|v| v == "update")
+                || resources == &vec!["whatsappsessions/finalizers".to_string()],
+            "{resources:?}: {verbs:?}"
+        );
+        assert!(
+            !verbs.iter().any(|v| v == "delete")
+                || resources == &vec!["persistentvolumeclaims".to_string()],
+            "{resources:?}: {verbs:?}"
+        );
     }
     assert!(allows(&op, "events.k8s.io", "events", "create"));
 
     let hub = rules(find(&objs, "ClusterRole", "-hub"));
-    assert_eq!(hub, vec![(vec![g.to_string()], vec!["whatsappsessions".to_string()],
-        ["get", "list", "watch", "patch"].map(String::from).to_vec())]);
+    assert_eq!(
+        hub,
+        vec![(
+            vec![g.to_string()],
+            vec!["whatsappsessions".to_string()],
+            ["get", "list", "watch", "patch"].map(String::from).to_vec()
+        )]
+    );
 
     // Bindings point at the chart's ServiceAccounts in the release namespace.
     for suffix in ["-operator", "-hub"] {
         let b = find(&objs, "ClusterRoleBinding", suffix);
         assert_eq!(b["subjects"][0]["namespace"], "wa-system");
-        assert_eq!(b["subjects"][0]["name"], find(&objs, "ServiceAccount", suffix)["metadata"]["name"]);
+        assert_eq!(
+            b["subjects"][0]["name"],
+            find(&objs, "ServiceAccount", suffix)["metadata"]["name"]
+        );
     }
 }
 
 #[test]
 fn watch_namespace_turns_cluster_roles_into_roles() {
-    let Some(helm) = helm_or_skip("watch_namespace_turns_cluster_roles_into_roles") else { return };
-    let objs = render(&helm, "wa-system", &["operator.watchNamespace=tenants", "hub.watchNamespace=tenants"], &[]).unwrap();
-    assert!(of_kind(&objs, "ClusterRole").is_empty() && of_kind(&objs, "ClusterRoleBinding").is_empty());
+    let Some(helm) = helm_or_skip("watch_namespace_turns_cluster_roles_into_roles") else {
+        return;
+    };
+    let objs = render(
+        &helm,
+        "wa-system",
+        &[
+            "operator.watchNamespace=tenants",
+            "hub.watchNamespace=tenants",
+        ],
+        &[],
+    )
+    .unwrap();
+    assert!(
+        of_kind(&objs, "ClusterRole").is_empty() && of_kind(&objs, "ClusterRoleBinding").is_empty()
+    );
     for suffix in ["-operator", "-hub"] {
-        assert_eq!(find(&objs, "Role", suffix)["metadata"]["namespace"], "tenants");
-        assert_eq!(find(&objs, "RoleBinding", suffix)["metadata"]["namespace"], "tenants");
+        assert_eq!(
+            find(&objs, "Role", suffix)["metadata"]["namespace"],
+            "tenants"
+        );
+        assert_eq!(
+            find(&objs, "RoleBinding", suffix)["metadata"]["namespace"],
+            "tenants"
+        );
     }
-    let args = strings(&find(&objs, "Deployment", "-operator")["spec"]["template"]["spec"]["containers"][0]["args"]);
+    let args = strings(
+        &find(&objs, "Deployment", "-operator")["spec"]["template"]["spec"]["containers"][0]["args"],
+    );
     assert!(args.contains(&"--namespace=tenants".to_string()));
     // The watched namespace gets the session NetworkPolicy too.
-    let nss: Vec<_> = of_kind(&objs, "NetworkPolicy").iter().map(|n| n["metadata"]["namespace"].clone()).collect();
+    let nss: Vec<_> = of_kind(&objs, "NetworkPolicy")
+        .iter()
+        .map(|n| n["metadata"]["namespace"].clone())
+        .collect();
     assert_eq!(nss, vec![Value::from("wa-system"), Value::from("tenants")]);
 }
 
 #[test]
 fn session_network_policy() {
-    let Some(helm) = helm_or_skip("session_network_policy") else { return };
-    let objs = render(&helm, "wa-system", &["sessionNamespaces.names={acme,globex}"], &[]).unwrap();
+    let Some(helm) = helm_or_skip("session_network_policy") else {
+        return;
+    };
+    let objs = render(
+        &helm,
+        "wa-system",
+        &["sessionNamespaces.names={acme,globex}"],
+        &[],
+    )
+    .unwrap();
     let nps = of_kind(&objs, "NetworkPolicy");
     assert_eq!(nps.len(), 3, "release namespace + 2 tenant namespaces");
     let np = nps[0];
-    assert_eq!(np["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"], "whatsapp-session");
-    assert_eq!(strings(&np["spec"]["policyTypes"]), vec!["Ingress", "Egress"]);
-    assert_eq!(np["spec"]["ingress"], serde_json::json!([]), "sessions accept no connections");
+    assert_eq!(
+        np["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"],
+        "whatsapp-session"
+    );
+    assert_eq!(
+        strings(&np["spec"]["policyTypes"]),
+        vec!["Ingress", "Egress"]
+    );
+    assert_eq!(
+        np["spec"]["ingress"],
+        serde_json::json!([]),
+        "sessions accept no connections"
+    );
     let egress = np["spec"]["egress"].as_array().unwrap();
-    let internet = egress.iter().find(|r| r["to"][0]["ipBlock"]["cidr"] == "0.0.0.0/0").expect("internet rule");
+    let internet = egress
+        .iter()
+        .find(|r| r["to"][0]["ipBlock"]["cidr"] == "0.0.0.0/0")
+        .expect("internet rule");
     assert!(strings(&internet["to"][0]["ipBlock"]["except"]).contains(&"10.0.0.0/8".to_string()));
-    let ports: Vec<_> = internet["ports"].as_array().unwrap().iter().map(|p| p["port"].clone()).collect();
+    let ports: Vec<_> = internet["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["port"].clone())
+        .collect();
     assert_eq!(ports, vec![Value::from(443), Value::from(80)]);
-    assert!(egress.iter().any(|r| r["ports"].as_array().is_some_and(|p| p.iter().any(|p| p["port"] == 53))));
+    assert!(egress.iter().any(|r| {
+        r["ports"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["port"] == 53))
+    }));
 
     // With a proxy, the internet rule is replaced by the proxy's address only.
-    let objs = render(&helm, "wa-system", &["networkPolicy.proxy.cidrs={10.1.2.3/32}", "networkPolicy.apiServer.cidrs={10.0.0.10/32}"], &[]).unwrap();
-    let egress = of_kind(&objs, "NetworkPolicy")[0]["spec"]["egress"].as_array().unwrap().clone();
-    assert!(!egress.iter().any(|r| r["to"][0]["ipBlock"]["cidr"] == "0.0.0.0/0"), "{egress:?}");
-    assert!(egress.iter().any(|r| r["to"][0]["ipBlock"]["cidr"] == "10.1.2.3/32" && r["ports"][0]["port"] == 3128));
-    assert!(egress.iter().any(|r| r["to"][0]["ipBlock"]["cidr"] == "10.0.0.10/32" && r["ports"][0]["port"] == 443));
+    let objs = render(
+        &helm,
+        "wa-system",
+        &[
+            "networkPolicy.proxy.cidrs={10.1.2.3/32}",
+            "networkPolicy.apiServer.cidrs={10.0.0.10/32}",
+        ],
+        &[],
+    )
+    .unwrap();
+    let egress = of_kind(&objs, "NetworkPolicy")[0]["spec"]["egress"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(
+        !egress
+            .iter()
+            .any(|r| r["to"][0]["ipBlock"]["cidr"] == "0.0.0.0/0"),
+        "{egress:?}"
+    );
+    assert!(
+        egress.iter().any(
+            |r| r["to"][0]["ipBlock"]["cidr"] == "10.1.2.3/32" && r["ports"][0]["port"] == 3128
+        )
+    );
+    assert!(
+        egress.iter().any(
+            |r| r["to"][0]["ipBlock"]["cidr"] == "10.0.0.10/32" && r["ports"][0]["port"] == 443
+        )
+    );
 
     // Scraping session metrics is opt-in, on 8080 only.
-    let objs = render(&helm, "wa-system", &["networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.name=monitoring"], &[]).unwrap();
+    let objs = render(
+        &helm,
+        "wa-system",
+        &["networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.name=monitoring"],
+        &[],
+    )
+    .unwrap();
     let ingress = &of_kind(&objs, "NetworkPolicy")[0]["spec"]["ingress"];
     assert_eq!(ingress[0]["ports"][0]["port"], 8080);
-    assert_eq!(ingress[0]["from"][0]["namespaceSelector"]["matchLabels"]["name"], "monitoring");
+    assert_eq!(
+        ingress[0]["from"][0]["namespaceSelector"]["matchLabels"]["name"],
+        "monitoring"
+    );
 }
 
 #[test]
 fn created_session_namespaces_are_restricted_and_kept() {
-    let Some(helm) = helm_or_skip("created_session_namespaces_are_restricted_and_kept") else { return };
-    let objs = render(&helm, "wa-system", &["sessionNamespaces.create=true", "sessionNamespaces.names={acme}"], &[]).unwrap();
+    let Some(helm) = helm_or_skip("created_session_namespaces_are_restricted_and_kept") else {
+        return;
+    };
+    let objs = render(
+        &helm,
+        "wa-system",
+        &[
+            "sessionNamespaces.create=true",
+            "sessionNamespaces.names={acme}",
+        ],
+        &[],
+    )
+    .unwrap();
     let ns = find(&objs, "Namespace", "acme");
-    assert_eq!(ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"], "restricted");
-    assert_eq!(ns["metadata"]["annotations"]["helm.sh/resource-policy"], "keep");
+    assert_eq!(
+        ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+        "restricted"
+    );
+    assert_eq!(
+        ns["metadata"]["annotations"]["helm.sh/resource-policy"],
+        "keep"
+    );
 }
 
 #[test]
 fn hub_auth_secret_and_ingress() {
-    let Some(helm) = helm_or_skip("hub_auth_secret_and_ingress") else { return };
+    let Some(helm) = helm_or_skip("hub_auth_secret_and_ingress") else {
+        return;
+    };
     // Written as a values file: argon2 hashes contain commas, which --set splits on.
     let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2g";
     let dir = tempfile::tempdir().unwrap();
@@ -288,13 +558,19 @@ fn hub_auth_secret_and_ingress() {
     let b64 = |k: &str| secret["data"][k].as_str().unwrap().to_string();
     let users = decode_base64(&b64("users.yaml"));
     let users: Value = serde_saphyr::from_str(&users).unwrap();
-    assert_eq!(users, serde_json::json!({"users": [{"username": "acme", "passwordHash": hash, "tenants": ["acme"], "role": "user"}]}));
+    assert_eq!(
+        users,
+        serde_json::json!({"users": [{"username": "acme", "passwordHash": hash, "tenants": ["acme"], "role": "user"}]})
+    );
     assert!(decode_base64(&b64("jwt-secret")).len() >= 32);
     // Rendering twice without a cluster (no lookup) yields a fresh key; stability across
     // upgrades is checked against a live release in tests/install.rs.
     let ing = find(&objs, "Ingress", "-hub");
     let ann = &ing["metadata"]["annotations"];
-    assert_eq!(ann["nginx.ingress.kubernetes.io/proxy-read-timeout"], "3600");
+    assert_eq!(
+        ann["nginx.ingress.kubernetes.io/proxy-read-timeout"],
+        "3600"
+    );
     assert_eq!(ann["extra"], "yes");
     assert_eq!(ing["spec"]["rules"][0]["host"], "wa.example.com");
 
@@ -307,5 +583,10 @@ fn hub_auth_secret_and_ingress() {
 
 fn decode_base64(s: &str) -> String {
     use base64::Engine;
-    String::from_utf8(base64::engine::general_purpose::STANDARD.decode(s).expect("base64")).expect("utf-8")
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .expect("base64"),
+    )
+    .expect("utf-8")
 }

@@ -29,12 +29,17 @@ const TAG: &str = "0.1.0-test-container";
 static IMAGES: OnceCell<PushedImages> = OnceCell::const_new();
 
 async fn images(cluster: &TestCluster) -> &'static PushedImages {
-    let registry = cluster.registry().expect("a kubelet node's registry").to_string();
+    let registry = cluster
+        .registry()
+        .expect("a kubelet node's registry")
+        .to_string();
     IMAGES
         .get_or_init(|| async move {
-            tokio::task::spawn_blocking(move || build_and_push_images(&registry, TAG).unwrap_or_else(|e| panic!("{e}")))
-                .await
-                .expect("image build task")
+            tokio::task::spawn_blocking(move || {
+                build_and_push_images(&registry, TAG).unwrap_or_else(|e| panic!("{e}"))
+            })
+            .await
+            .expect("image build task")
         })
         .await
 }
@@ -50,21 +55,59 @@ struct Operator<'a> {
 }
 
 impl<'a> Operator<'a> {
-    async fn install(cluster: &'a TestCluster, helm: &Path, name: &'static str, fake: &Fake) -> Self {
+    async fn install(
+        cluster: &'a TestCluster,
+        helm: &Path,
+        name: &'static str,
+        fake: &Fake,
+    ) -> Self {
         let ns = cluster.namespace(name).await;
-        kubectl_ok(cluster, &["label", "namespace", &ns, "pod-security.kubernetes.io/enforce=restricted"]).await;
+        kubectl_ok(
+            cluster,
+            &[
+                "label",
+                "namespace",
+                &ns,
+                "pod-security.kubernetes.io/enforce=restricted",
+            ],
+        )
+        .await;
         let mut v = image_values(images(cluster).await);
-        merge(&mut v, &json!({
-            "operator": {"watchNamespace": ns, "leaderElection": {"enabled": false}},
-            "hub": {"enabled": false},
-            "session": {"whatsappUrl": format!("{}/", fake.url)},
-        }));
+        merge(
+            &mut v,
+            &json!({
+                "operator": {"watchNamespace": ns, "leaderElection": {"enabled": false}},
+                "hub": {"enabled": false},
+                "session": {"whatsappUrl": format!("{}/", fake.url)},
+            }),
+        );
         let dir = tempfile::tempdir().unwrap();
         let values = dir.path().join("values.yaml");
         std::fs::write(&values, v.to_string()).unwrap();
-        let op = Operator { cluster, helm: helm.to_path_buf(), name, ns, _dir: dir };
+        let op = Operator {
+            cluster,
+            helm: helm.to_path_buf(),
+            name,
+            ns,
+            _dir: dir,
+        };
         let chart = chart_dir().display().to_string();
-        helm_cmd(&op.helm, cluster, &["install", name, &chart, "-n", &op.ns, "-f", &values.display().to_string(), "--wait", "--timeout", "3m"]);
+        helm_cmd(
+            &op.helm,
+            cluster,
+            &[
+                "install",
+                name,
+                &chart,
+                "-n",
+                &op.ns,
+                "-f",
+                &values.display().to_string(),
+                "--wait",
+                "--timeout",
+                "3m",
+            ],
+        );
         op
     }
 
@@ -79,21 +122,54 @@ impl<'a> Operator<'a> {
         });
         let file = tempfile::NamedTempFile::new().unwrap();
         std::fs::write(file.path(), cr.to_string()).unwrap();
-        kubectl_ok(self.cluster, &["apply", "-f", &file.path().display().to_string()]).await;
+        kubectl_ok(
+            self.cluster,
+            &["apply", "-f", &file.path().display().to_string()],
+        )
+        .await;
         let pod = format!("wa-{name}-0");
-        wait_for_value(&format!("pod {pod} Ready"), Duration::from_secs(180), || async {
-            let out = self.cluster.kubectl(&["get", "pod", "-n", &self.ns, &pod, "-o", "json"]).await;
-            let p: Value = serde_json::from_slice(&out.stdout).ok()?;
-            p["status"]["conditions"].as_array()?.iter().any(|c| c["type"] == "Ready" && c["status"] == "True").then_some(p)
-        })
+        wait_for_value(
+            &format!("pod {pod} Ready"),
+            Duration::from_secs(180),
+            || async {
+                let out = self
+                    .cluster
+                    .kubectl(&["get", "pod", "-n", &self.ns, &pod, "-o", "json"])
+                    .await;
+                let p: Value = serde_json::from_slice(&out.stdout).ok()?;
+                p["status"]["conditions"]
+                    .as_array()?
+                    .iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                    .then_some(p)
+            },
+        )
         .await
     }
 
     /// Deletes the session, the release and the namespace (frees the node for other tests).
     async fn remove(self, session: &str) {
-        let _ = self.cluster.kubectl(&["delete", "wa", "-n", &self.ns, session, "--timeout=90s"]).await;
-        helm_cmd(&self.helm, self.cluster, &["uninstall", self.name, "-n", &self.ns, "--wait", "--timeout", "2m"]);
-        let _ = self.cluster.kubectl(&["delete", "namespace", &self.ns, "--wait=false"]).await;
+        let _ = self
+            .cluster
+            .kubectl(&["delete", "wa", "-n", &self.ns, session, "--timeout=90s"])
+            .await;
+        helm_cmd(
+            &self.helm,
+            self.cluster,
+            &[
+                "uninstall",
+                self.name,
+                "-n",
+                &self.ns,
+                "--wait",
+                "--timeout",
+                "2m",
+            ],
+        );
+        let _ = self
+            .cluster
+            .kubectl(&["delete", "namespace", &self.ns, "--wait=false"])
+            .await;
     }
 }
 
@@ -132,7 +208,10 @@ impl Proc {
     }
     /// Chromium's `--type=` (renderer, utility, …); empty for the browser process and the rest.
     fn cmdline_type(&self) -> &str {
-        self.status.lines().find_map(|l| l.strip_prefix("#type=")).unwrap_or("")
+        self.status
+            .lines()
+            .find_map(|l| l.strip_prefix("#type="))
+            .unwrap_or("")
     }
 }
 
@@ -148,13 +227,25 @@ async fn processes(cluster: &TestCluster, pod: &Value) -> Vec<Proc> {
   printf '=== %s\n%s\n#type=%s\n' "$pid" "$s" "$t"
 done"#;
     let out = exec(cluster, pod, &["sh", "-c", script]).await;
-    assert!(out.status.success(), "exec: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "exec: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .split("=== ")
         .filter_map(|block| {
             let (pid, status) = block.split_once('\n')?;
-            let comm = status.lines().find_map(|l| l.strip_prefix("Name:"))?.trim().to_string();
-            Some(Proc { pid: pid.trim().parse().ok()?, comm, status: status.to_string() })
+            let comm = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Name:"))?
+                .trim()
+                .to_string();
+            Some(Proc {
+                pid: pid.trim().parse().ok()?,
+                comm,
+                status: status.to_string(),
+            })
         })
         // the children of the exec'd shell (cat, tr, sed, head) are not the container's
         .filter(|p| !["cat", "tr", "sed", "head", "sh"].contains(&p.comm.as_str()))
@@ -164,11 +255,46 @@ done"#;
 /// Capability bits of the names in a pod spec's `capabilities.add` (linux/capability.h).
 fn capability_mask(names: &[Value]) -> u64 {
     const CAPS: [&str; 41] = [
-        "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP",
-        "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER",
-        "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
-        "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP",
-        "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF",
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "DAC_READ_SEARCH",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "SETGID",
+        "SETUID",
+        "SETPCAP",
+        "LINUX_IMMUTABLE",
+        "NET_BIND_SERVICE",
+        "NET_BROADCAST",
+        "NET_ADMIN",
+        "NET_RAW",
+        "IPC_LOCK",
+        "IPC_OWNER",
+        "SYS_MODULE",
+        "SYS_RAWIO",
+        "SYS_CHROOT",
+        "SYS_PTRACE",
+        "SYS_PACCT",
+        "SYS_ADMIN",
+        "SYS_BOOT",
+        "SYS_NICE",
+        "SYS_RESOURCE",
+        "SYS_TIME",
+        "SYS_TTY_CONFIG",
+        "MKNOD",
+        "LEASE",
+        "AUDIT_WRITE",
+        "AUDIT_CONTROL",
+        "SETFCAP",
+        "MAC_OVERRIDE",
+        "MAC_ADMIN",
+        "SYSLOG",
+        "WAKE_ALARM",
+        "BLOCK_SUSPEND",
+        "AUDIT_READ",
+        "PERFMON",
+        "BPF",
         "CHECKPOINT_RESTORE",
     ];
     names
@@ -176,7 +302,10 @@ fn capability_mask(names: &[Value]) -> u64 {
         .filter_map(|n| n.as_str())
         .map(|n| {
             let n = n.trim_start_matches("CAP_");
-            let bit = CAPS.iter().position(|c| *c == n).unwrap_or_else(|| panic!("unknown capability {n}"));
+            let bit = CAPS
+                .iter()
+                .position(|c| *c == n)
+                .unwrap_or_else(|| panic!("unknown capability {n}"));
             1u64 << bit
         })
         .fold(0, |a, b| a | b)
@@ -190,9 +319,13 @@ fn capability_mask(names: &[Value]) -> u64 {
 #[tokio::test]
 async fn security_context_read_from_the_running_session_container() {
     let test = "security_context_read_from_the_running_session_container";
-    let Some(helm) = helm_or_skip(test) else { return };
+    let Some(helm) = helm_or_skip(test) else {
+        return;
+    };
     let cluster = devcluster::testing::cluster().await;
-    let Some(programs) = programs_or_skip(test, &["fake-whatsapp"]) else { return };
+    let Some(programs) = programs_or_skip(test, &["fake-whatsapp"]) else {
+        return;
+    };
     let fake = start_fake(&programs[0], cluster.host_ip());
     let op = Operator::install(cluster, &helm, "wa-secctx", &fake).await;
     let small = json!({"resources": {"requests": {"cpu": "50m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}});
@@ -202,78 +335,175 @@ async fn security_context_read_from_the_running_session_container() {
     let psc = &pod["spec"]["securityContext"];
     let c = container(&pod);
     let csc = &c["securityContext"];
-    let pick = |k: &str| if csc[k].is_null() { psc[k].clone() } else { csc[k].clone() };
+    let pick = |k: &str| {
+        if csc[k].is_null() {
+            psc[k].clone()
+        } else {
+            csc[k].clone()
+        }
+    };
     let uid = pick("runAsUser").as_u64().expect("runAsUser set");
     let gid = pick("runAsGroup").as_u64().expect("runAsGroup set");
     let fs_group = psc["fsGroup"].as_u64();
-    let added = capability_mask(csc["capabilities"]["add"].as_array().map(Vec::as_slice).unwrap_or_default());
-    let drops_all = csc["capabilities"]["drop"].as_array().is_some_and(|d| d.iter().any(|c| c == "ALL"));
+    let added = capability_mask(
+        csc["capabilities"]["add"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default(),
+    );
+    let drops_all = csc["capabilities"]["drop"]
+        .as_array()
+        .is_some_and(|d| d.iter().any(|c| c == "ALL"));
     let no_escalation = csc["allowPrivilegeEscalation"] == false;
-    let seccomp = pick("seccompProfile")["type"].as_str().unwrap_or("Unconfined").to_string();
+    let seccomp = pick("seccompProfile")["type"]
+        .as_str()
+        .unwrap_or("Unconfined")
+        .to_string();
     let read_only_root = csc["readOnlyRootFilesystem"] == true;
     // ... and that it is the restrictive profile
     assert_ne!(uid, 0, "runAsUser");
     assert_ne!(gid, 0, "runAsGroup");
     assert_eq!(pick("runAsNonRoot"), true);
-    assert!(drops_all && added == 0, "capabilities: {}", csc["capabilities"]);
-    assert!(no_escalation, "allowPrivilegeEscalation: {}", csc["allowPrivilegeEscalation"]);
+    assert!(
+        drops_all && added == 0,
+        "capabilities: {}",
+        csc["capabilities"]
+    );
+    assert!(
+        no_escalation,
+        "allowPrivilegeEscalation: {}",
+        csc["allowPrivilegeEscalation"]
+    );
     assert_eq!(seccomp, "RuntimeDefault");
-    assert!(read_only_root, "readOnlyRootFilesystem: {}", csc["readOnlyRootFilesystem"]);
+    assert!(
+        read_only_root,
+        "readOnlyRootFilesystem: {}",
+        csc["readOnlyRootFilesystem"]
+    );
 
     // What the kernel enforces, per process.
     let procs = processes(cluster, &pod).await;
-    let names: Vec<String> = procs.iter().map(|p| format!("{} {} ({})", p.pid, p.comm, p.cmdline_type())).collect();
+    let names: Vec<String> = procs
+        .iter()
+        .map(|p| format!("{} {} ({})", p.pid, p.comm, p.cmdline_type()))
+        .collect();
     let init = procs.iter().find(|p| p.pid == 1).expect("PID 1");
     assert_eq!(init.comm, "tini", "PID 1 of {names:?}");
-    assert!(procs.iter().any(|p| p.comm == "wa-session"), "no agent in {names:?}");
+    assert!(
+        procs.iter().any(|p| p.comm == "wa-session"),
+        "no agent in {names:?}"
+    );
     let chromium: Vec<&Proc> = procs.iter().filter(|p| p.comm == "chromium").collect();
-    assert!(chromium.iter().any(|p| p.cmdline_type().is_empty()), "no browser process in {names:?}");
-    assert!(chromium.iter().any(|p| p.cmdline_type() == "renderer"), "no renderer in {names:?}");
+    assert!(
+        chromium.iter().any(|p| p.cmdline_type().is_empty()),
+        "no browser process in {names:?}"
+    );
+    assert!(
+        chromium.iter().any(|p| p.cmdline_type() == "renderer"),
+        "no renderer in {names:?}"
+    );
     // with ALL dropped and nothing added, every set is empty (what the spec adds would be in the
     // bounding set only, a non-root process gaining none of it on exec)
     let expected_caps = format!("{added:016x}");
     let uid_s = uid.to_string();
     let gid_s = gid.to_string();
-    for p in procs.iter().filter(|p| ["tini", "wa-session", "chromium"].contains(&p.comm.as_str())) {
+    for p in procs
+        .iter()
+        .filter(|p| ["tini", "wa-session", "chromium"].contains(&p.comm.as_str()))
+    {
         let what = format!("{} {} ({})", p.pid, p.comm, p.cmdline_type());
-        assert_eq!(p.field("Uid"), [uid_s.as_str(); 4], "{what}: real, effective, saved, fs uid");
-        assert_eq!(p.field("Gid"), [gid_s.as_str(); 4], "{what}: real, effective, saved, fs gid");
+        assert_eq!(
+            p.field("Uid"),
+            [uid_s.as_str(); 4],
+            "{what}: real, effective, saved, fs uid"
+        );
+        assert_eq!(
+            p.field("Gid"),
+            [gid_s.as_str(); 4],
+            "{what}: real, effective, saved, fs gid"
+        );
         if let Some(g) = fs_group {
-            assert!(p.field("Groups").contains(&g.to_string().as_str()), "{what}: fsGroup {g} among {:?}", p.field("Groups"));
+            assert!(
+                p.field("Groups").contains(&g.to_string().as_str()),
+                "{what}: fsGroup {g} among {:?}",
+                p.field("Groups")
+            );
         }
-        assert!(!p.field("Groups").contains(&"0"), "{what}: in group root: {:?}", p.field("Groups"));
+        assert!(
+            !p.field("Groups").contains(&"0"),
+            "{what}: in group root: {:?}",
+            p.field("Groups")
+        );
         for cap in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
             assert_eq!(p.field(cap), [expected_caps.as_str()], "{what}: {cap}");
         }
-        assert_eq!(p.field("NoNewPrivs"), [if no_escalation { "1" } else { "0" }], "{what}: NoNewPrivs");
+        assert_eq!(
+            p.field("NoNewPrivs"),
+            [if no_escalation { "1" } else { "0" }],
+            "{what}: NoNewPrivs"
+        );
         // RuntimeDefault (and Localhost) are a seccomp filter: mode 2
-        assert_eq!(p.field("Seccomp"), [if seccomp == "Unconfined" { "0" } else { "2" }], "{what}: Seccomp");
+        assert_eq!(
+            p.field("Seccomp"),
+            [if seccomp == "Unconfined" { "0" } else { "2" }],
+            "{what}: Seccomp"
+        );
     }
 
-    eprintln!("{test}: uid {uid} gid {gid} caps {expected_caps} NoNewPrivs {no_escalation} seccomp {seccomp} in {names:?}");
+    eprintln!(
+        "{test}: uid {uid} gid {gid} caps {expected_caps} NoNewPrivs {no_escalation} seccomp {seccomp} in {names:?}"
+    );
 
     // Read-only root: a write to / is refused by the file system, while the mounted volumes
     // (emptyDir /tmp, the data volume) take writes from the same user.
     let out = exec(cluster, &pod, &["touch", "/probe"]).await;
     assert!(!out.status.success(), "a write to / succeeded");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("Read-only file system"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Read-only file system"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for dir in ["/tmp", "/data"] {
         let out = exec(cluster, &pod, &["touch", &format!("{dir}/.secctx-probe")]).await;
-        assert!(out.status.success(), "write to {dir}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "write to {dir}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     op.remove("secctx").await;
 }
 
 /// A QR from the CR's status, scanned on the fake → `connected`.
 async fn link(op: &Operator<'_>, http: &reqwest::Client, fake: &Fake, session: &str) {
-    let qr = wait_for_value("a QR in the CR's status", Duration::from_secs(120), || async {
-        let cr = kubectl_json(op.cluster, &["get", "wa", "-n", &op.ns, session]).await;
-        cr["status"]["qr"].as_str().map(String::from)
-    })
+    let qr = wait_for_value(
+        "a QR in the CR's status",
+        Duration::from_secs(120),
+        || async {
+            let cr = kubectl_json(op.cluster, &["get", "wa", "-n", &op.ns, session]).await;
+            cr["status"]["qr"].as_str().map(String::from)
+        },
+    )
     .await;
-    let r = http.post(format!("{}/_fake/scan", fake.url)).json(&json!({"qr": qr, "phone": PHONE})).send().await.unwrap();
+    let r = http
+        .post(format!("{}/_fake/scan", fake.url))
+        .json(&json!({"qr": qr, "phone": PHONE}))
+        .send()
+        .await
+        .unwrap();
     assert!(r.status().is_success(), "scan: {}", r.status());
-    kubectl_ok(op.cluster, &["wait", "-n", &op.ns, "--for=jsonpath={.status.status}=connected", &format!("wa/{session}"), "--timeout=90s"]).await;
+    kubectl_ok(
+        op.cluster,
+        &[
+            "wait",
+            "-n",
+            &op.ns,
+            "--for=jsonpath={.status.status}=connected",
+            &format!("wa/{session}"),
+            "--timeout=90s",
+        ],
+    )
+    .await;
 }
 
 /// 2. The page allocates past the session's memory limit: the kernel OOM-kills (a Chromium
@@ -283,9 +513,13 @@ async fn link(op: &Operator<'_>, http: &reqwest::Client, fake: &Fake, session: &
 #[tokio::test]
 async fn exceeding_the_session_memory_limit_restarts_the_container_and_restores_without_qr() {
     let test = "exceeding_the_session_memory_limit_restarts_the_container_and_restores_without_qr";
-    let Some(helm) = helm_or_skip(test) else { return };
+    let Some(helm) = helm_or_skip(test) else {
+        return;
+    };
     let cluster = devcluster::testing::cluster().await;
-    let Some(programs) = programs_or_skip(test, &["fake-whatsapp"]) else { return };
+    let Some(programs) = programs_or_skip(test, &["fake-whatsapp"]) else {
+        return;
+    };
     let fake = start_fake(&programs[0], cluster.host_ip());
     let op = Operator::install(cluster, &helm, "wa-oom", &fake).await;
     // Chromium needs ~300 MiB connected and idle; 640 MiB leaves the page room to load.
@@ -293,8 +527,14 @@ async fn exceeding_the_session_memory_limit_restarts_the_container_and_restores_
     let pod = op.session("oom", json!({"resources": {"requests": {"cpu": "50m", "memory": "256Mi"}, "limits": {"memory": limit}}})).await;
     let pod_name = pod["metadata"]["name"].as_str().unwrap().to_string();
     let c = container(&pod);
-    assert_eq!(c["resources"]["limits"]["memory"], limit, "the operator passes spec.resources on");
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    assert_eq!(
+        c["resources"]["limits"]["memory"], limit,
+        "the operator passes spec.resources on"
+    );
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
     link(&op, &http, &fake, "oom").await;
     let before = connected_pages(&http, &fake.url, PHONE).await;
     assert_eq!(before.len(), 1, "one browser holds the session: {before:?}");
@@ -302,13 +542,23 @@ async fn exceeding_the_session_memory_limit_restarts_the_container_and_restores_
 
     // More than the limit, allocated by the page (ArrayBuffers, outside V8's heap limit).
     let started = std::time::Instant::now();
-    let r = http.post(format!("{}/_fake/bloat", fake.url)).json(&json!({"mb": 1024, "phone": PHONE})).send().await.unwrap();
+    let r = http
+        .post(format!("{}/_fake/bloat", fake.url))
+        .json(&json!({"mb": 1024, "phone": PHONE}))
+        .send()
+        .await
+        .unwrap();
     assert!(r.status().is_success(), "bloat: {}", r.status());
-    let status = wait_for_value("the container OOM-killed and restarted", Duration::from_secs(120), || async {
-        let p = kubectl_json(cluster, &["get", "pod", "-n", &op.ns, &pod_name]).await;
-        let cs = p["status"]["containerStatuses"][0].clone();
-        (cs["restartCount"].as_u64() >= Some(1) && cs["lastState"]["terminated"].is_object()).then_some(cs)
-    })
+    let status = wait_for_value(
+        "the container OOM-killed and restarted",
+        Duration::from_secs(120),
+        || async {
+            let p = kubectl_json(cluster, &["get", "pod", "-n", &op.ns, &pod_name]).await;
+            let cs = p["status"]["containerStatuses"][0].clone();
+            (cs["restartCount"].as_u64() >= Some(1) && cs["lastState"]["terminated"].is_object())
+                .then_some(cs)
+        },
+    )
     .await;
     let restarted_after = started.elapsed();
     let terminated = &status["lastState"]["terminated"];
@@ -320,23 +570,58 @@ async fn exceeding_the_session_memory_limit_restarts_the_container_and_restores_
     assert_eq!(now["metadata"]["uid"], pod["metadata"]["uid"]);
     // The previous container's log says why it ended.
     let c_name = container(&pod)["name"].as_str().unwrap();
-    let out = cluster.kubectl(&["logs", "-n", &op.ns, &pod_name, "-c", c_name, "--previous"]).await;
+    let out = cluster
+        .kubectl(&["logs", "-n", &op.ns, &pod_name, "-c", c_name, "--previous"])
+        .await;
     let previous = String::from_utf8_lossy(&out.stdout);
-    assert!(previous.contains("killed for exceeding its memory limit"), "previous log: {}", tail(&previous, 10));
+    assert!(
+        previous.contains("killed for exceeding its memory limit"),
+        "previous log: {}",
+        tail(&previous, 10)
+    );
 
     // Connected again: a new page (the new container's browser) holds the phone's session, the
     // CR is connected with no QR.
-    wait_for_value("a new browser page connected with the saved login", Duration::from_secs(120), || async {
-        let now = connected_pages(&http, &fake.url, PHONE).await;
-        now.iter().find(|p| !before.iter().any(|b| b["id"] == p["id"])).cloned()
-    })
+    wait_for_value(
+        "a new browser page connected with the saved login",
+        Duration::from_secs(120),
+        || async {
+            let now = connected_pages(&http, &fake.url, PHONE).await;
+            now.iter()
+                .find(|p| !before.iter().any(|b| b["id"] == p["id"]))
+                .cloned()
+        },
+    )
     .await;
     let restored_after = started.elapsed();
-    kubectl_ok(cluster, &["wait", "-n", &op.ns, "--for=jsonpath={.status.status}=connected", "wa/oom", "--timeout=60s"]).await;
+    kubectl_ok(
+        cluster,
+        &[
+            "wait",
+            "-n",
+            &op.ns,
+            "--for=jsonpath={.status.status}=connected",
+            "wa/oom",
+            "--timeout=60s",
+        ],
+    )
+    .await;
     let cr = kubectl_json(cluster, &["get", "wa", "-n", &op.ns, "oom"]).await;
-    assert!(cr["status"]["qr"].is_null(), "a QR after the restart: {}", cr["status"]);
-    assert!(cr["status"]["phoneNumber"].as_str().is_some_and(|p| p.contains(PHONE)), "{}", cr["status"]);
-    eprintln!("{test}: restarted {restarted_after:?} after the bloat request, connected again after {restored_after:?}");
+    assert!(
+        cr["status"]["qr"].is_null(),
+        "a QR after the restart: {}",
+        cr["status"]
+    );
+    assert!(
+        cr["status"]["phoneNumber"]
+            .as_str()
+            .is_some_and(|p| p.contains(PHONE)),
+        "{}",
+        cr["status"]
+    );
+    eprintln!(
+        "{test}: restarted {restarted_after:?} after the bloat request, connected again after {restored_after:?}"
+    );
     op.remove("oom").await;
 }
 
@@ -350,16 +635,31 @@ fn tail(text: &str, n: usize) -> String {
 #[tokio::test]
 async fn kubectl_logs_and_port_forward_reach_the_session_agent() {
     let test = "kubectl_logs_and_port_forward_reach_the_session_agent";
-    let Some(helm) = helm_or_skip(test) else { return };
+    let Some(helm) = helm_or_skip(test) else {
+        return;
+    };
     let cluster = devcluster::testing::cluster().await;
-    let Some(programs) = programs_or_skip(test, &["fake-whatsapp"]) else { return };
+    let Some(programs) = programs_or_skip(test, &["fake-whatsapp"]) else {
+        return;
+    };
     let fake = start_fake(&programs[0], cluster.host_ip());
     let op = Operator::install(cluster, &helm, "wa-kubelet-api", &fake).await;
     let small = json!({"resources": {"requests": {"cpu": "50m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}});
     let pod = op.session("logs", small).await;
     let pod_name = pod["metadata"]["name"].as_str().unwrap().to_string();
 
-    let logs = kubectl_ok(cluster, &["logs", "-n", &op.ns, &pod_name, "-c", container(&pod)["name"].as_str().unwrap()]).await;
+    let logs = kubectl_ok(
+        cluster,
+        &[
+            "logs",
+            "-n",
+            &op.ns,
+            &pod_name,
+            "-c",
+            container(&pod)["name"].as_str().unwrap(),
+        ],
+    )
+    .await;
     let starting = logs
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
@@ -379,17 +679,29 @@ async fn kubectl_logs_and_port_forward_reach_the_session_agent() {
     let mut child = tokio::process::Command::new("kubectl")
         .arg("--kubeconfig")
         .arg(cluster.kubeconfig())
-        .args(["port-forward", "-n", &op.ns, &format!("pod/{pod_name}"), &format!(":{port}"), "--address", "127.0.0.1"])
+        .args([
+            "port-forward",
+            "-n",
+            &op.ns,
+            &format!("pod/{pod_name}"),
+            &format!(":{port}"),
+            "--address",
+            "127.0.0.1",
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("kubectl port-forward");
-    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stdout.take().unwrap()));
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stdout.take().unwrap()));
     let local: u16 = tokio::time::timeout(Duration::from_secs(30), async {
         while let Ok(Some(l)) = lines.next_line().await {
             // "Forwarding from 127.0.0.1:43127 -> 8080"
-            if let Some(p) = l.strip_prefix("Forwarding from 127.0.0.1:").and_then(|r| r.split_whitespace().next()) {
+            if let Some(p) = l
+                .strip_prefix("Forwarding from 127.0.0.1:")
+                .and_then(|r| r.split_whitespace().next())
+            {
                 return p.parse().ok();
             }
         }
@@ -398,15 +710,34 @@ async fn kubectl_logs_and_port_forward_reach_the_session_agent() {
     .await
     .expect("port-forward announced no port in 30 s")
     .expect("port-forward ended without a port");
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
-    let r = http.get(format!("http://127.0.0.1:{local}/metrics")).send().await.expect("GET /metrics through port-forward");
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let r = http
+        .get(format!("http://127.0.0.1:{local}/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics through port-forward");
     assert!(r.status().is_success(), "/metrics: {}", r.status());
     let body = r.text().await.unwrap();
-    for m in ["wa_session_qr_published_total", "wa_session_browser_restarts_total", "wa_session_connected"] {
+    for m in [
+        "wa_session_qr_published_total",
+        "wa_session_browser_restarts_total",
+        "wa_session_connected",
+    ] {
         assert!(body.contains(m), "{m} missing from /metrics:\n{body}");
     }
-    let r = http.get(format!("http://127.0.0.1:{local}/readyz")).send().await.expect("GET /readyz");
-    assert_eq!(r.status(), reqwest::StatusCode::OK, "the pod is Ready, so /readyz answers 200");
+    let r = http
+        .get(format!("http://127.0.0.1:{local}/readyz"))
+        .send()
+        .await
+        .expect("GET /readyz");
+    assert_eq!(
+        r.status(),
+        reqwest::StatusCode::OK,
+        "the pod is Ready, so /readyz answers 200"
+    );
     let _ = child.kill().await;
     op.remove("logs").await;
 }

@@ -17,7 +17,10 @@ pub async fn ensure_default(client: &Client, namespace: &str) -> Result<(), kube
         return Ok(());
     }
     let sa = ServiceAccount {
-        metadata: ObjectMeta { name: Some(DEFAULT_ACCOUNT.into()), ..Default::default() },
+        metadata: ObjectMeta {
+            name: Some(DEFAULT_ACCOUNT.into()),
+            ..Default::default()
+        },
         ..Default::default()
     };
     match api.create(&PostParams::default(), &sa).await {

@@ -10,12 +10,20 @@ const BUILD_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/control-plane/b
 
 #[derive(Debug, thiserror::Error)]
 pub enum BinariesError {
-    #[error("{0} not found in {1} (set --bin-dir / DEVCLUSTER_BIN_DIR to a directory holding etcd, kube-apiserver, kube-controller-manager and kube-scheduler)")]
+    #[error(
+        "{0} not found in {1} (set --bin-dir / DEVCLUSTER_BIN_DIR to a directory holding etcd, kube-apiserver, kube-controller-manager and kube-scheduler)"
+    )]
     Missing(String, PathBuf),
     #[error("running {script}: {source}")]
-    Spawn { script: String, source: std::io::Error },
+    Spawn {
+        script: String,
+        source: std::io::Error,
+    },
     #[error("{script} failed ({status}); see its output above")]
-    Build { script: String, status: std::process::ExitStatus },
+    Build {
+        script: String,
+        status: std::process::ExitStatus,
+    },
     #[error("versions.env lacks {0}")]
     Version(&'static str),
 }
@@ -46,9 +54,14 @@ impl NodeBinaries {
         self.containerd_dir.join("ctr")
     }
     pub fn first_missing(&self) -> Option<PathBuf> {
-        [self.kubelet.clone(), self.kube_proxy.clone(), self.containerd(), self.coredns.clone()]
-            .into_iter()
-            .find(|p| !p.is_file())
+        [
+            self.kubelet.clone(),
+            self.kube_proxy.clone(),
+            self.containerd(),
+            self.coredns.clone(),
+        ]
+        .into_iter()
+        .find(|p| !p.is_file())
     }
 }
 
@@ -87,7 +100,10 @@ impl Binaries {
         let cache = cache_dir();
         let k8s = cache.join(format!("k8s-{}", version("K8S_VERSION")?));
         let etcd = cache.join(format!("etcd-{}", version("ETCD_VERSION")?));
-        Ok(Self { etcd: etcd.join("etcd"), ..Self::in_dir(&k8s) })
+        Ok(Self {
+            etcd: etcd.join("etcd"),
+            ..Self::in_dir(&k8s)
+        })
     }
 
     /// The node's programs, built by `build.sh all` with the control plane.
@@ -98,15 +114,22 @@ impl Binaries {
             kubelet: k8s.join("kubelet"),
             kube_proxy: k8s.join("kube-proxy"),
             containerd_dir: cache.join(format!("containerd-{}", version("CONTAINERD_VERSION")?)),
-            coredns: cache.join(format!("coredns-{}", version("COREDNS_VERSION")?)).join("coredns"),
+            coredns: cache
+                .join(format!("coredns-{}", version("COREDNS_VERSION")?))
+                .join("coredns"),
         })
     }
 
     fn first_missing(&self) -> Option<&Path> {
-        [&self.etcd, &self.kube_apiserver, &self.kube_controller_manager, &self.kube_scheduler]
-            .into_iter()
-            .find(|p| !p.is_file())
-            .map(PathBuf::as_path)
+        [
+            &self.etcd,
+            &self.kube_apiserver,
+            &self.kube_controller_manager,
+            &self.kube_scheduler,
+        ]
+        .into_iter()
+        .find(|p| !p.is_file())
+        .map(PathBuf::as_path)
     }
 
     /// `bin_dir` when given (must be complete), else the cache — built by `build.sh` when
@@ -134,9 +157,15 @@ impl Binaries {
             // build.sh prints the directories on stdout; keep our stdout for KUBECONFIG=...
             .stdout(std::process::Stdio::null())
             .status()
-            .map_err(|source| BinariesError::Spawn { script: BUILD_SCRIPT.into(), source })?;
+            .map_err(|source| BinariesError::Spawn {
+                script: BUILD_SCRIPT.into(),
+                source,
+            })?;
         if !status.success() {
-            return Err(BinariesError::Build { script: BUILD_SCRIPT.into(), status });
+            return Err(BinariesError::Build {
+                script: BUILD_SCRIPT.into(),
+                status,
+            });
         }
         match b.first_missing() {
             Some(p) => Err(BinariesError::Missing(p.display().to_string(), cache_dir())),

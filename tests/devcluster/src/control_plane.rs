@@ -23,7 +23,10 @@ pub struct StartError {
 
 impl StartError {
     pub fn new(component: &str, message: impl std::fmt::Display) -> Self {
-        Self { component: component.into(), message: message.to_string() }
+        Self {
+            component: component.into(),
+            message: message.to_string(),
+        }
     }
 }
 
@@ -33,7 +36,10 @@ impl From<ProcessError> for StartError {
             ProcessError::Spawn { component, .. } => component.clone(),
             ProcessError::Io { .. } => "daemon".into(),
         };
-        Self { component, message: e.to_string() }
+        Self {
+            component,
+            message: e.to_string(),
+        }
     }
 }
 
@@ -61,7 +67,9 @@ impl ControlPlane {
 /// A port that was free a moment ago. The kernel hands out ephemeral ports in sequence, so
 /// two clusters starting at once will not get the same one.
 pub fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+        .local_addr()?
+        .port())
 }
 
 fn port(component: &str) -> Result<u16, StartError> {
@@ -85,7 +93,8 @@ pub async fn start(
     // because the data is throwaway and fsync dominates start-up on slow disks.
     let etcd_dir = layout.etcd_dir();
     if etcd_dir.exists() {
-        std::fs::remove_dir_all(&etcd_dir).map_err(|e| StartError::new("etcd", format!("wiping {}: {e}", s(&etcd_dir))))?;
+        std::fs::remove_dir_all(&etcd_dir)
+            .map_err(|e| StartError::new("etcd", format!("wiping {}: {e}", s(&etcd_dir))))?;
     }
     let (client_port, peer_port) = (port("etcd")?, port("etcd")?);
     let client_url = format!("http://127.0.0.1:{client_port}");
@@ -128,15 +137,26 @@ pub async fn start(
         format!("--service-account-signing-key-file={}", s(&pki.sa_key)),
         // `kubectl logs`: the node agent's kubelet port, at the node's InternalIP, verified
         // against the cluster CA (node/kubelet.rs)
-        format!("--kubelet-client-certificate={}", s(&pki.apiserver_kubelet_client.cert_path)),
-        format!("--kubelet-client-key={}", s(&pki.apiserver_kubelet_client.key_path)),
+        format!(
+            "--kubelet-client-certificate={}",
+            s(&pki.apiserver_kubelet_client.cert_path)
+        ),
+        format!(
+            "--kubelet-client-key={}",
+            s(&pki.apiserver_kubelet_client.key_path)
+        ),
         format!("--kubelet-certificate-authority={}", s(&pki.ca_crt)),
         "--kubelet-preferred-address-types=InternalIP".into(),
         "--enable-priority-and-fairness=false".into(),
         "--profiling=false".into(),
         "--v=1".into(),
     ];
-    let mut apiserver = spawn(layout, "kube-apiserver", &bins.kube_apiserver, &apiserver_args)?;
+    let mut apiserver = spawn(
+        layout,
+        "kube-apiserver",
+        &bins.kube_apiserver,
+        &apiserver_args,
+    )?;
 
     // kubeconfigs: admin (users, the supervisor, the node agent) and one per component
     let admin_kc = pki::kubeconfig(&server, &pki.ca_pem, "admin", &pki.admin);
@@ -145,11 +165,29 @@ pub async fn start(
     };
     write(&layout.kubeconfig(), &admin_kc)?;
     let cm_kc = layout.component_kubeconfig("kube-controller-manager");
-    write(&cm_kc, &pki::kubeconfig(&server, &pki.ca_pem, "system:kube-controller-manager", &pki.controller_manager))?;
+    write(
+        &cm_kc,
+        &pki::kubeconfig(
+            &server,
+            &pki.ca_pem,
+            "system:kube-controller-manager",
+            &pki.controller_manager,
+        ),
+    )?;
     let sched_kc = layout.component_kubeconfig("kube-scheduler");
-    write(&sched_kc, &pki::kubeconfig(&server, &pki.ca_pem, "system:kube-scheduler", &pki.scheduler))?;
+    write(
+        &sched_kc,
+        &pki::kubeconfig(
+            &server,
+            &pki.ca_pem,
+            "system:kube-scheduler",
+            &pki.scheduler,
+        ),
+    )?;
 
-    let client = admin_client(&layout.kubeconfig()).await.map_err(|e| StartError::new("kube-apiserver", e))?;
+    let client = admin_client(&layout.kubeconfig())
+        .await
+        .map_err(|e| StartError::new("kube-apiserver", e))?;
     wait_readyz(&mut apiserver, &client).await?;
     tracing::info!(secs = t0.elapsed().as_secs_f64(), "kube-apiserver ready");
     cp.components.push(apiserver);
@@ -171,7 +209,12 @@ pub async fn start(
         "--service-cluster-ip-range=10.0.0.0/24".into(),
         "--v=1".into(),
     ];
-    let cm = spawn(layout, "kube-controller-manager", &bins.kube_controller_manager, &cm_args)?;
+    let cm = spawn(
+        layout,
+        "kube-controller-manager",
+        &bins.kube_controller_manager,
+        &cm_args,
+    )?;
     cp.components.push(cm);
 
     let sched_args = vec![
@@ -187,9 +230,20 @@ pub async fn start(
     Ok(client)
 }
 
-fn spawn(layout: &StateLayout, name: &str, program: &Path, args: &[String]) -> Result<Component, StartError> {
+fn spawn(
+    layout: &StateLayout,
+    name: &str,
+    program: &Path,
+    args: &[String],
+) -> Result<Component, StartError> {
     tracing::info!(component = name, program = %program.display(), "starting");
-    Ok(Component::spawn(name, program, args, &layout.log(name), &layout.pidfile(name))?)
+    Ok(Component::spawn(
+        name,
+        program,
+        args,
+        &layout.log(name),
+        &layout.pidfile(name),
+    )?)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -208,7 +262,8 @@ pub async fn admin_client(kubeconfig: &Path) -> Result<kube::Client, ClientError
 /// The client configuration of a kubeconfig file.
 pub async fn admin_config(kubeconfig: &Path) -> Result<kube::Config, ClientError> {
     let kc = Kubeconfig::read_from(kubeconfig)?;
-    let mut config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+    let mut config =
+        kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
     config.connect_timeout = Some(Duration::from_secs(5));
     Ok(config)
 }
@@ -217,7 +272,10 @@ async fn wait_etcd(etcd: &mut Component, port: u16) -> Result<(), StartError> {
     let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
     loop {
         if let Some(status) = etcd.exited() {
-            return Err(StartError::new("etcd", format!("exited during start-up ({status})")));
+            return Err(StartError::new(
+                "etcd",
+                format!("exited during start-up ({status})"),
+            ));
         }
         let health = plain_get(&format!("127.0.0.1:{port}"), "/health").await;
         if health.is_some_and(|r| r.contains(r#""health":"true""#)) {
@@ -235,25 +293,36 @@ async fn wait_etcd(etcd: &mut Component, port: u16) -> Result<(), StartError> {
 pub async fn plain_get(host: &str, path: &str) -> Option<String> {
     let attempt = async {
         let mut s = tokio::net::TcpStream::connect(host).await.ok()?;
-        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes()).await.ok()?;
+        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
+            .await
+            .ok()?;
         let mut buf = Vec::new();
         s.read_to_end(&mut buf).await.ok()?;
         Some(String::from_utf8_lossy(&buf).into_owned())
     };
-    tokio::time::timeout(Duration::from_secs(2), attempt).await.ok().flatten()
+    tokio::time::timeout(Duration::from_secs(2), attempt)
+        .await
+        .ok()
+        .flatten()
 }
 
 async fn wait_readyz(apiserver: &mut Component, client: &kube::Client) -> Result<(), StartError> {
     let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
     loop {
         if let Some(status) = apiserver.exited() {
-            return Err(StartError::new("kube-apiserver", format!("exited during start-up ({status})")));
+            return Err(StartError::new(
+                "kube-apiserver",
+                format!("exited during start-up ({status})"),
+            ));
         }
         if readyz(client).await {
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(StartError::new("kube-apiserver", "/readyz not ok after 60 s"));
+            return Err(StartError::new(
+                "kube-apiserver",
+                "/readyz not ok after 60 s",
+            ));
         }
         tokio::time::sleep(POLL).await;
     }
@@ -261,6 +330,8 @@ async fn wait_readyz(apiserver: &mut Component, client: &kube::Client) -> Result
 
 /// Whether the API server's `/readyz` answers `ok`.
 pub async fn readyz(client: &kube::Client) -> bool {
-    let Ok(req) = http::Request::get("/readyz").body(Vec::new()) else { return false };
+    let Ok(req) = http::Request::get("/readyz").body(Vec::new()) else {
+        return false;
+    };
     matches!(tokio::time::timeout(Duration::from_secs(3), client.request_text(req)).await, Ok(Ok(t)) if t.trim() == "ok")
 }

@@ -49,7 +49,10 @@ pub async fn run(opts: DaemonOptions) -> i32 {
     }
     let _ = DaemonStatus::Starting.write(&layout);
 
-    let mut cp = ControlPlane { components: Vec::new(), api_port: 0 };
+    let mut cp = ControlPlane {
+        components: Vec::new(),
+        api_port: 0,
+    };
     let node_stop = CancellationToken::new();
     let mut background = Vec::new();
     let started = tokio::select! {
@@ -64,7 +67,8 @@ pub async fn run(opts: DaemonOptions) -> i32 {
                 node_ip: Some(opts.pod_cidr.node_plan().node_ip),
                 registry: Some(registry),
             };
-            let ready = std::fs::write(layout.cluster_env(), env.render()).and_then(|()| DaemonStatus::Ready.write(&layout));
+            let ready = std::fs::write(layout.cluster_env(), env.render())
+                .and_then(|()| DaemonStatus::Ready.write(&layout));
             match ready {
                 Ok(()) => {
                     tracing::info!(kubeconfig = %layout.kubeconfig().display(), "cluster ready");
@@ -79,7 +83,11 @@ pub async fn run(opts: DaemonOptions) -> i32 {
         }
         Err(e) => {
             tracing::error!(component = %e.component, error = %e.message, "start failed");
-            let _ = DaemonStatus::Failed { component: e.component.clone(), message: e.message.clone() }.write(&layout);
+            let _ = DaemonStatus::Failed {
+                component: e.component.clone(),
+                message: e.message.clone(),
+            }
+            .write(&layout);
             node_stop.cancel();
             1
         }
@@ -115,17 +123,25 @@ async fn start(
     let layout = &opts.layout;
     let daemon_err = |e: &dyn std::fmt::Display| StartError::new(DAEMON_COMPONENT, e);
     for dir in [layout.pids_dir(), layout.pki_dir(), layout.volumes_dir()] {
-        std::fs::create_dir_all(&dir).map_err(|e| daemon_err(&format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| daemon_err(&format!("{}: {e}", dir.display())))?;
     }
     let bins = Binaries::locate_or_build(opts.bin_dir.as_deref()).map_err(|e| daemon_err(&e))?;
     let host_ip = opts.pod_cidr.host_ip();
     let plan = opts.pod_cidr.node_plan();
     // the API server reaches the kubelet port at the Node's InternalIP
-    let pki = pki::generate(&layout.pki_dir(), host_ip, &[plan.node_ip]).map_err(|e| daemon_err(&e))?;
+    let pki =
+        pki::generate(&layout.pki_dir(), host_ip, &[plan.node_ip]).map_err(|e| daemon_err(&e))?;
     let client = control_plane::start(layout, &bins, &pki, host_ip, cp).await?;
 
-    provisioner::ensure_storage_class_with_retry(&client).await.map_err(|e| daemon_err(&e))?;
-    background.push(tokio::spawn(provisioner::run(client.clone(), layout.volumes_dir(), node_stop.clone())));
+    provisioner::ensure_storage_class_with_retry(&client)
+        .await
+        .map_err(|e| daemon_err(&e))?;
+    background.push(tokio::spawn(provisioner::run(
+        client.clone(),
+        layout.volumes_dir(),
+        node_stop.clone(),
+    )));
     if opts.pod_egress {
         egress::enable(&opts.pod_cidr).map_err(|e| daemon_err(&e))?;
     }
@@ -133,13 +149,21 @@ async fn start(
     let prefix = node::sandbox::cluster_prefix(layout.root());
     let node_bins = Binaries::node_in_cache().map_err(|e| daemon_err(&e))?;
     if let Some(p) = node_bins.first_missing() {
-        return Err(daemon_err(&format!("{} missing: run tests/devcluster/control-plane/build.sh all", p.display())));
+        return Err(daemon_err(&format!(
+            "{} missing: run tests/devcluster/control-plane/build.sh all",
+            p.display()
+        )));
     }
-    node::sandbox::create_network(&node::sandbox::Names::new(&prefix), &plan).map_err(|e| StartError::new(node::COMPONENT, e))?;
+    node::sandbox::create_network(&node::sandbox::Names::new(&prefix), &plan)
+        .map_err(|e| StartError::new(node::COMPONENT, e))?;
     // the node and its pods reach the API server (on loopback) at the host's link address
     if let Some(listener) = node::apiproxy::bind(host_ip, cp.api_port).await {
         let target = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, cp.api_port));
-        background.push(tokio::spawn(node::apiproxy::forward(listener, target, node_stop.clone())));
+        background.push(tokio::spawn(node::apiproxy::forward(
+            listener,
+            target,
+            node_stop.clone(),
+        )));
     }
     let cfg = RealNodeConfig {
         layout,
@@ -180,14 +204,21 @@ async fn run_real_node(mut real: RealNode, stop: CancellationToken) -> Result<()
 
 /// Ready means: the `default` namespace and its ServiceAccount exist (so pods can be
 /// created) and the node is Ready (so they can run).
-async fn wait_ready(client: &Client, cp: &mut ControlPlane, node_task: &mut NodeTask) -> Result<(), StartError> {
+async fn wait_ready(
+    client: &Client,
+    cp: &mut ControlPlane,
+    node_task: &mut NodeTask,
+) -> Result<(), StartError> {
     let t0 = tokio::time::Instant::now();
     let deadline = t0 + Duration::from_secs(90);
     let mut last_wait = "";
     loop {
         for c in cp.components.iter_mut() {
             if let Some(status) = c.exited() {
-                return Err(StartError::new(&c.name, format!("exited during start-up ({status})")));
+                return Err(StartError::new(
+                    &c.name,
+                    format!("exited during start-up ({status})"),
+                ));
             }
         }
         if node_task.is_finished() {
@@ -198,12 +229,23 @@ async fn wait_ready(client: &Client, cp: &mut ControlPlane, node_task: &mut Node
             };
             return Err(StartError::new(DAEMON_COMPONENT, why));
         }
-        let ns = Api::<Namespace>::all(client.clone()).get_opt("default").await.ok().flatten().is_some();
+        let ns = Api::<Namespace>::all(client.clone())
+            .get_opt("default")
+            .await
+            .ok()
+            .flatten()
+            .is_some();
         // Created by us rather than waited for from kube-controller-manager (accounts.rs).
-        let sa = ns && crate::accounts::ensure_default(client, "default").await.is_ok();
+        let sa = ns
+            && crate::accounts::ensure_default(client, "default")
+                .await
+                .is_ok();
         let node_ready = sa && node_is_ready(client).await;
         if node_ready {
-            tracing::info!(secs = t0.elapsed().as_secs_f64(), "namespace, ServiceAccount and node ready");
+            tracing::info!(
+                secs = t0.elapsed().as_secs_f64(),
+                "namespace, ServiceAccount and node ready"
+            );
             return Ok(());
         }
         let waiting_for = if !ns {
@@ -214,19 +256,31 @@ async fn wait_ready(client: &Client, cp: &mut ControlPlane, node_task: &mut Node
             "node devcluster-node to be Ready (kubelet)"
         };
         if waiting_for != last_wait {
-            tracing::info!(secs = t0.elapsed().as_secs_f64(), "waiting for {waiting_for}");
+            tracing::info!(
+                secs = t0.elapsed().as_secs_f64(),
+                "waiting for {waiting_for}"
+            );
             last_wait = waiting_for;
         }
         if tokio::time::Instant::now() >= deadline {
-            let component = if !ns || !sa { "kube-apiserver" } else { DAEMON_COMPONENT };
-            return Err(StartError::new(component, format!("timed out waiting for {waiting_for}")));
+            let component = if !ns || !sa {
+                "kube-apiserver"
+            } else {
+                DAEMON_COMPONENT
+            };
+            return Err(StartError::new(
+                component,
+                format!("timed out waiting for {waiting_for}"),
+            ));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
 pub async fn node_is_ready(client: &Client) -> bool {
-    let Ok(Some(node)) = Api::<Node>::all(client.clone()).get_opt(NODE_NAME).await else { return false };
+    let Ok(Some(node)) = Api::<Node>::all(client.clone()).get_opt(NODE_NAME).await else {
+        return false;
+    };
     node.status
         .and_then(|s| s.conditions)
         .unwrap_or_default()
@@ -235,7 +289,11 @@ pub async fn node_is_ready(client: &Client) -> bool {
 }
 
 /// Waits for a stop request or for a part to die; returns the exit code.
-async fn supervise(stop: &CancellationToken, cp: &mut ControlPlane, node_task: &mut NodeTask) -> i32 {
+async fn supervise(
+    stop: &CancellationToken,
+    cp: &mut ControlPlane,
+    node_task: &mut NodeTask,
+) -> i32 {
     let layout_failed = |component: &str, message: String| (component.to_string(), message);
     let failure = {
         tokio::select! {

@@ -18,18 +18,40 @@ pub enum EgressError {
 
 fn rule(cidr: &PodCidr, op: &str) -> Vec<String> {
     let c = cidr.to_string();
-    ["-t", "nat", op, "POSTROUTING", "-s", &c, "!", "-d", &c, "-j", "MASQUERADE", "-m", "comment", "--comment", "devcluster"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+    [
+        "-t",
+        "nat",
+        op,
+        "POSTROUTING",
+        "-s",
+        &c,
+        "!",
+        "-d",
+        &c,
+        "-j",
+        "MASQUERADE",
+        "-m",
+        "comment",
+        "--comment",
+        "devcluster",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }
 
 fn iptables(args: &[String]) -> Result<(), EgressError> {
-    let out = Command::new("iptables").args(args).output().map_err(EgressError::Iptables)?;
+    let out = Command::new("iptables")
+        .args(args)
+        .output()
+        .map_err(EgressError::Iptables)?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(EgressError::Failed(format!("iptables {}", args.join(" ")), String::from_utf8_lossy(&out.stderr).trim().into()))
+        Err(EgressError::Failed(
+            format!("iptables {}", args.join(" ")),
+            String::from_utf8_lossy(&out.stderr).trim().into(),
+        ))
     }
 }
 

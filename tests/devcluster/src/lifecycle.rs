@@ -19,15 +19,26 @@ use crate::state::{ClusterEnv, DaemonStatus, PodCidr, PodCidrError, StateLayout}
 #[derive(Debug, thiserror::Error)]
 pub enum UpError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     PodCidr(#[from] PodCidrError),
     #[error(transparent)]
     Binaries(#[from] BinariesError),
     #[error("starting the supervisor {exe}: {source}")]
-    Spawn { exe: PathBuf, source: std::io::Error },
+    Spawn {
+        exe: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{component} failed: {message}\n--- last lines of {log} ---\n{tail}")]
-    Failed { component: String, message: String, log: PathBuf, tail: String },
+    Failed {
+        component: String,
+        message: String,
+        log: PathBuf,
+        tail: String,
+    },
     #[error("cluster not ready after {0:?}; see {1}")]
     Timeout(Duration, PathBuf),
     #[error("locking the state dir: {0}")]
@@ -37,7 +48,10 @@ pub enum UpError {
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> UpError + '_ {
-    move |source| UpError::Io { path: path.to_path_buf(), source }
+    move |source| UpError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -58,10 +72,20 @@ struct StateLock(#[allow(dead_code)] Flock<File>);
 
 async fn lock(layout: &StateLayout) -> Result<StateLock, UpError> {
     let path = layout.lock_file();
-    let file = File::options().create(true).truncate(false).write(true).open(&path).map_err(io(&path))?;
-    let locked = tokio::task::spawn_blocking(move || Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| e))
-        .await
-        .map_err(|e| UpError::Io { path: path.clone(), source: std::io::Error::other(e) })?;
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io(&path))?;
+    let locked = tokio::task::spawn_blocking(move || {
+        Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| e)
+    })
+    .await
+    .map_err(|e| UpError::Io {
+        path: path.clone(),
+        source: std::io::Error::other(e),
+    })?;
     locked.map(StateLock).map_err(UpError::Lock)
 }
 
@@ -74,8 +98,10 @@ fn absolute(p: &Path) -> Result<PathBuf, UpError> {
 pub fn running_daemon(layout: &StateLayout) -> Option<u32> {
     let pid = process::read_pidfile(&layout.daemon_pidfile())?;
     let needle = layout.root().to_string_lossy();
-    (process::alive(pid) && process::cmdline_contains(pid, &needle) && process::cmdline_contains(pid, "daemon"))
-        .then_some(pid)
+    (process::alive(pid)
+        && process::cmdline_contains(pid, &needle)
+        && process::cmdline_contains(pid, "daemon"))
+    .then_some(pid)
 }
 
 /// Starts the cluster of `opts.state_dir` (or finds it running) and returns once it is ready.
@@ -83,7 +109,10 @@ pub async fn up(opts: &UpOptions) -> Result<ClusterEnv, UpError> {
     let pod_cidr = PodCidr::parse(&opts.pod_cidr)?;
     let root = absolute(&opts.state_dir)?;
     // the node's mount namespace has its own /run, /var/lib and /var/log (node/sandbox.rs)
-    if let Some(hidden) = ["/run", "/var/lib", "/var/log"].into_iter().find(|d| root.starts_with(d)) {
+    if let Some(hidden) = ["/run", "/var/lib", "/var/log"]
+        .into_iter()
+        .find(|d| root.starts_with(d))
+    {
         return Err(UpError::HiddenStateDir(hidden));
     }
     let layout = StateLayout::new(&root);
@@ -99,10 +128,17 @@ pub async fn up(opts: &UpOptions) -> Result<ClusterEnv, UpError> {
     // cluster's data (etcd, volumes) is not kept: every start is a clean cluster.
     let killed = process::kill_leftovers(&layout.pids_dir(), &root).await;
     if !killed.is_empty() {
-        eprintln!("devcluster: removed leftovers of a previous run: {}", killed.join(", "));
+        eprintln!(
+            "devcluster: removed leftovers of a previous run: {}",
+            killed.join(", ")
+        );
     }
     crate::node::cleanup_leftovers(&root);
-    for f in [layout.cluster_env(), layout.status_file(), layout.daemon_pidfile()] {
+    for f in [
+        layout.cluster_env(),
+        layout.status_file(),
+        layout.daemon_pidfile(),
+    ] {
         let _ = std::fs::remove_file(f);
     }
     let volumes = layout.volumes_dir();
@@ -116,7 +152,11 @@ pub async fn up(opts: &UpOptions) -> Result<ClusterEnv, UpError> {
     Binaries::locate_or_build(bin_dir.as_deref())?;
 
     let log_path = layout.log(crate::daemon::DAEMON_COMPONENT);
-    let log = File::options().create(true).append(true).open(&log_path).map_err(io(&log_path))?;
+    let log = File::options()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(io(&log_path))?;
     let log2 = log.try_clone().map_err(io(&log_path))?;
     let mut cmd = std::process::Command::new(&opts.exe);
     cmd.arg("daemon")
@@ -141,14 +181,21 @@ pub async fn up(opts: &UpOptions) -> Result<ClusterEnv, UpError> {
             Ok(())
         });
     }
-    let mut child = cmd.spawn().map_err(|source| UpError::Spawn { exe: opts.exe.clone(), source })?;
+    let mut child = cmd.spawn().map_err(|source| UpError::Spawn {
+        exe: opts.exe.clone(),
+        source,
+    })?;
     let pid = child.id();
     // reap it when it ends, so a long-lived caller (a test process) is not left a zombie
     std::thread::spawn(move || child.wait());
     wait_ready(&layout, pid, opts.timeout).await
 }
 
-async fn wait_ready(layout: &StateLayout, pid: u32, timeout: Duration) -> Result<ClusterEnv, UpError> {
+async fn wait_ready(
+    layout: &StateLayout,
+    pid: u32,
+    timeout: Duration,
+) -> Result<ClusterEnv, UpError> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         match DaemonStatus::read(layout) {
@@ -157,18 +204,29 @@ async fn wait_ready(layout: &StateLayout, pid: u32, timeout: Duration) -> Result
                     return Ok(env);
                 }
             }
-            Some(DaemonStatus::Failed { component, message }) => return Err(failed(layout, &component, message)),
+            Some(DaemonStatus::Failed { component, message }) => {
+                return Err(failed(layout, &component, message));
+            }
             _ => {}
         }
         if !process::alive(pid) {
             return Err(match DaemonStatus::read(layout) {
-                Some(DaemonStatus::Failed { component, message }) => failed(layout, &component, message),
-                _ => failed(layout, crate::daemon::DAEMON_COMPONENT, "supervisor exited".into()),
+                Some(DaemonStatus::Failed { component, message }) => {
+                    failed(layout, &component, message)
+                }
+                _ => failed(
+                    layout,
+                    crate::daemon::DAEMON_COMPONENT,
+                    "supervisor exited".into(),
+                ),
             });
         }
         if tokio::time::Instant::now() >= deadline {
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
-            return Err(UpError::Timeout(timeout, layout.log(crate::daemon::DAEMON_COMPONENT)));
+            return Err(UpError::Timeout(
+                timeout,
+                layout.log(crate::daemon::DAEMON_COMPONENT),
+            ));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -176,7 +234,12 @@ async fn wait_ready(layout: &StateLayout, pid: u32, timeout: Duration) -> Result
 
 fn failed(layout: &StateLayout, component: &str, message: String) -> UpError {
     let log = layout.log(component);
-    UpError::Failed { component: component.into(), message, tail: process::tail(&log, 30), log }
+    UpError::Failed {
+        component: component.into(),
+        message,
+        tail: process::tail(&log, 30),
+        log,
+    }
 }
 
 /// Stops the cluster of `state_dir` and removes what it left; fine to call when it is not
@@ -203,7 +266,11 @@ pub async fn down(state_dir: &Path) -> Result<bool, UpError> {
     };
     process::kill_leftovers(&layout.pids_dir(), &root).await;
     crate::node::cleanup_leftovers(&root);
-    for f in [layout.cluster_env(), layout.status_file(), layout.daemon_pidfile()] {
+    for f in [
+        layout.cluster_env(),
+        layout.status_file(),
+        layout.daemon_pidfile(),
+    ] {
         let _ = std::fs::remove_file(f);
     }
     Ok(was_running)

@@ -10,7 +10,10 @@ use devcluster::lifecycle::{self, UpOptions};
 use devcluster::state::{PodCidr, StateLayout};
 
 #[derive(Parser)]
-#[command(version, about = "A real local Kubernetes: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, and a node (kubelet, containerd, kube-proxy, CoreDNS) with a local image registry")]
+#[command(
+    version,
+    about = "A real local Kubernetes: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, and a node (kubelet, containerd, kube-proxy, CoreDNS) with a local image registry"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -61,8 +64,9 @@ enum Command {
 }
 
 fn init_logs(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn,kube_client=off,hyper=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,kube=warn,kube_client=off,hyper=warn")
+    });
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -79,7 +83,13 @@ fn init_logs(json: bool) {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Up { state_dir, pod_cidr, pod_egress, bin_dir, timeout_secs } => {
+        Command::Up {
+            state_dir,
+            pod_cidr,
+            pod_egress,
+            bin_dir,
+            timeout_secs,
+        } => {
             init_logs(false);
             let exe = match std::env::current_exe() {
                 Ok(e) => e,
@@ -115,7 +125,10 @@ async fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Ok(false) => {
-                    eprintln!("devcluster: {} was not running (leftovers removed)", state_dir.display());
+                    eprintln!(
+                        "devcluster: {} was not running (leftovers removed)",
+                        state_dir.display()
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
@@ -124,7 +137,12 @@ async fn main() -> ExitCode {
                 }
             }
         }
-        Command::Daemon { state_dir, pod_cidr, pod_egress, bin_dir } => {
+        Command::Daemon {
+            state_dir,
+            pod_cidr,
+            pod_egress,
+            bin_dir,
+        } => {
             init_logs(true);
             let pod_cidr = match PodCidr::parse(&pod_cidr) {
                 Ok(c) => c,

@@ -12,9 +12,16 @@ use nix::unistd::Pid;
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
     #[error("starting {component} ({program}): {source}")]
-    Spawn { component: String, program: PathBuf, source: std::io::Error },
+    Spawn {
+        component: String,
+        program: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// A running control-plane process.
@@ -36,12 +43,23 @@ impl Component {
     ) -> Result<Self, ProcessError> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
-            move |source| ProcessError::Io { path: path.clone(), source }
+            move |source| ProcessError::Io {
+                path: path.clone(),
+                source,
+            }
         };
-        let out = std::fs::OpenOptions::new().create(true).append(true).open(log).map_err(io(log))?;
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(io(log))?;
         let err = out.try_clone().map_err(io(log))?;
         let mut cmd = tokio::process::Command::new(program);
-        cmd.args(args).stdin(Stdio::null()).stdout(out).stderr(err).kill_on_drop(true);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .kill_on_drop(true);
         let parent = std::process::id();
         // SAFETY: only async-signal-safe calls (prctl, getppid, kill) between fork and exec.
         unsafe {
@@ -66,7 +84,11 @@ impl Component {
         if let Some(pid) = child.id() {
             std::fs::write(pidfile, pid.to_string()).map_err(io(pidfile))?;
         }
-        Ok(Self { name: name.into(), child, pidfile: pidfile.into() })
+        Ok(Self {
+            name: name.into(),
+            child,
+            pidfile: pidfile.into(),
+        })
     }
 
     /// The process id while it runs.
@@ -95,7 +117,10 @@ impl Component {
     pub async fn stop(&mut self, grace: Duration) {
         if let Some(pid) = self.child.id() {
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
-            if tokio::time::timeout(grace, self.child.wait()).await.is_err() {
+            if tokio::time::timeout(grace, self.child.wait())
+                .await
+                .is_err()
+            {
                 tracing::warn!(component = %self.name, "did not stop after SIGTERM; killing");
                 let _ = self.child.kill().await;
             }
@@ -120,7 +145,9 @@ pub async fn first_exit(components: &mut [Component]) -> (String, String) {
 pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // the state letter follows the parenthesised command name
-        Ok(stat) => stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X')),
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X')),
         Err(_) => false,
     }
 }
@@ -128,7 +155,11 @@ pub fn alive(pid: u32) -> bool {
 /// Whether `pid`'s command line mentions `needle` (guards against a reused pid).
 pub fn cmdline_contains(pid: u32, needle: &str) -> bool {
     std::fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " ").contains(needle))
+        .map(|raw| {
+            String::from_utf8_lossy(&raw)
+                .replace('\0', " ")
+                .contains(needle)
+        })
         .unwrap_or(false)
 }
 
@@ -141,7 +172,9 @@ pub fn read_pidfile(path: &Path) -> Option<u32> {
 pub async fn kill_leftovers(dir: &Path, state_dir: &Path) -> Vec<String> {
     let needle = state_dir.to_string_lossy().to_string();
     let mut killed = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else { return killed };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return killed;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if let Some(pid) = read_pidfile(&path)
@@ -150,7 +183,11 @@ pub async fn kill_leftovers(dir: &Path, state_dir: &Path) -> Vec<String> {
         {
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
             wait_gone(pid, Duration::from_secs(5)).await;
-            killed.push(path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default());
+            killed.push(
+                path.file_stem()
+                    .map(|s| s.to_string_lossy().to_string())
+                    .unwrap_or_default(),
+            );
         }
         let _ = std::fs::remove_file(&path);
     }
@@ -171,7 +208,9 @@ pub async fn wait_gone(pid: u32, timeout: Duration) -> bool {
 
 /// The last `lines` lines of a log file (for failure reports).
 pub fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read(path).map(|b| String::from_utf8_lossy(&b).to_string()).unwrap_or_default();
+    let text = std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).to_string())
+        .unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{
-    HostPathVolumeSource, ObjectReference, PersistentVolume, PersistentVolumeClaim, PersistentVolumeSpec,
+    HostPathVolumeSource, ObjectReference, PersistentVolume, PersistentVolumeClaim,
+    PersistentVolumeSpec,
 };
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
@@ -27,7 +28,10 @@ pub enum ProvisionerError {
     #[error("kubernetes API: {0}")]
     Kube(#[from] kube::Error),
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Creates (or updates) the default StorageClass `devcluster-local`.
@@ -47,7 +51,11 @@ pub async fn ensure_storage_class(client: &Client) -> Result<(), ProvisionerErro
         ..Default::default()
     };
     Api::<StorageClass>::all(client.clone())
-        .patch(STORAGE_CLASS, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&sc))
+        .patch(
+            STORAGE_CLASS,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&sc),
+        )
         .await?;
     Ok(())
 }
@@ -65,7 +73,10 @@ pub async fn run(client: Client, volumes_dir: PathBuf, shutdown: CancellationTok
 
 async fn watch_claims(client: Client, volumes_dir: PathBuf) {
     let api = Api::<PersistentVolumeClaim>::all(client.clone());
-    let mut stream = watcher(api, watcher::Config::default()).default_backoff().applied_objects().boxed();
+    let mut stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .applied_objects()
+        .boxed();
     while let Some(event) = stream.next().await {
         match event {
             Ok(pvc) => {
@@ -80,7 +91,10 @@ async fn watch_claims(client: Client, volumes_dir: PathBuf) {
 
 async fn watch_volumes(client: Client, volumes_dir: PathBuf) {
     let api = Api::<PersistentVolume>::all(client.clone());
-    let mut stream = watcher(api, watcher::Config::default()).default_backoff().applied_objects().boxed();
+    let mut stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .applied_objects()
+        .boxed();
     while let Some(event) = stream.next().await {
         match event {
             Ok(pv) => {
@@ -98,23 +112,41 @@ pub fn pv_name(pvc: &PersistentVolumeClaim) -> Option<String> {
     pvc.uid().map(|uid| format!("pvc-{uid}"))
 }
 
-async fn provision(client: &Client, volumes_dir: &Path, pvc: &PersistentVolumeClaim) -> Result<(), ProvisionerError> {
+async fn provision(
+    client: &Client,
+    volumes_dir: &Path,
+    pvc: &PersistentVolumeClaim,
+) -> Result<(), ProvisionerError> {
     let Some(spec) = &pvc.spec else { return Ok(()) };
     let ours = spec.storage_class_name.as_deref() == Some(STORAGE_CLASS);
     let pending = spec.volume_name.as_deref().unwrap_or("").is_empty()
-        && pvc.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending") == "Pending";
+        && pvc
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .unwrap_or("Pending")
+            == "Pending";
     if !ours || !pending || pvc.metadata.deletion_timestamp.is_some() {
         return Ok(());
     }
-    let (Some(name), Some(ns)) = (pv_name(pvc), pvc.namespace()) else { return Ok(()) };
+    let (Some(name), Some(ns)) = (pv_name(pvc), pvc.namespace()) else {
+        return Ok(());
+    };
     let dir = volumes_dir.join(&name);
-    std::fs::create_dir_all(&dir).map_err(|source| ProvisionerError::Io { path: dir.clone(), source })?;
+    std::fs::create_dir_all(&dir).map_err(|source| ProvisionerError::Io {
+        path: dir.clone(),
+        source,
+    })?;
     // pods run as arbitrary non-root users: let them write, like a fresh cloud disk's root
     // owned by fsGroup would
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
-            .map_err(|source| ProvisionerError::Io { path: dir.clone(), source })?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).map_err(
+            |source| ProvisionerError::Io {
+                path: dir.clone(),
+                source,
+            },
+        )?;
     }
     let capacity = spec
         .resources
@@ -124,7 +156,10 @@ async fn provision(client: &Client, volumes_dir: &Path, pvc: &PersistentVolumeCl
     let pv = PersistentVolume {
         metadata: ObjectMeta {
             name: Some(name.clone()),
-            annotations: Some(BTreeMap::from([(PROVISIONED_BY.to_string(), PROVISIONER.to_string())])),
+            annotations: Some(BTreeMap::from([(
+                PROVISIONED_BY.to_string(),
+                PROVISIONER.to_string(),
+            )])),
             ..Default::default()
         },
         spec: Some(PersistentVolumeSpec {
@@ -149,7 +184,10 @@ async fn provision(client: &Client, volumes_dir: &Path, pvc: &PersistentVolumeCl
         }),
         ..Default::default()
     };
-    match Api::<PersistentVolume>::all(client.clone()).create(&PostParams::default(), &pv).await {
+    match Api::<PersistentVolume>::all(client.clone())
+        .create(&PostParams::default(), &pv)
+        .await
+    {
         Ok(_) => {
             tracing::info!(pv = %name, pvc = %pvc.name_any(), %ns, dir = %dir.display(), "provisioned");
             Ok(())
@@ -159,10 +197,18 @@ async fn provision(client: &Client, volumes_dir: &Path, pvc: &PersistentVolumeCl
     }
 }
 
-async fn reclaim(client: &Client, volumes_dir: &Path, pv: &PersistentVolume) -> Result<(), ProvisionerError> {
+async fn reclaim(
+    client: &Client,
+    volumes_dir: &Path,
+    pv: &PersistentVolume,
+) -> Result<(), ProvisionerError> {
     let ours = pv.annotations().get(PROVISIONED_BY).map(String::as_str) == Some(PROVISIONER);
     let released = pv.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Released");
-    let delete = pv.spec.as_ref().and_then(|s| s.persistent_volume_reclaim_policy.as_deref()) == Some("Delete");
+    let delete = pv
+        .spec
+        .as_ref()
+        .and_then(|s| s.persistent_volume_reclaim_policy.as_deref())
+        == Some("Delete");
     if !ours || !released || !delete {
         return Ok(());
     }
@@ -170,9 +216,15 @@ async fn reclaim(client: &Client, volumes_dir: &Path, pv: &PersistentVolume) -> 
     // only ever remove a directory of our own volumes dir, whatever the PV object says
     let dir = volumes_dir.join(&name);
     if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(|source| ProvisionerError::Io { path: dir.clone(), source })?;
+        std::fs::remove_dir_all(&dir).map_err(|source| ProvisionerError::Io {
+            path: dir.clone(),
+            source,
+        })?;
     }
-    match Api::<PersistentVolume>::all(client.clone()).delete(&name, &DeleteParams::default()).await {
+    match Api::<PersistentVolume>::all(client.clone())
+        .delete(&name, &DeleteParams::default())
+        .await
+    {
         Ok(_) => tracing::info!(pv = %name, "released volume deleted"),
         Err(kube::Error::Api(e)) if e.code == 404 => {}
         Err(e) => return Err(e.into()),

@@ -81,7 +81,11 @@ pub struct ClusterEnv {
 impl ClusterEnv {
     /// The `cluster.env` text; also what `up` prints.
     pub fn render(&self) -> String {
-        let mut s = format!("KUBECONFIG={}\nHOST_IP={}\n", self.kubeconfig.display(), self.host_ip);
+        let mut s = format!(
+            "KUBECONFIG={}\nHOST_IP={}\n",
+            self.kubeconfig.display(),
+            self.host_ip
+        );
         if let Some(ip) = self.node_ip {
             s.push_str(&format!("NODE_IP={ip}\n"));
         }
@@ -105,7 +109,12 @@ impl ClusterEnv {
                 _ => {}
             }
         }
-        Some(Self { kubeconfig: kubeconfig?, host_ip: host_ip?, node_ip, registry })
+        Some(Self {
+            kubeconfig: kubeconfig?,
+            host_ip: host_ip?,
+            node_ip,
+            registry,
+        })
     }
 
     pub fn read(layout: &StateLayout) -> Option<Self> {
@@ -120,7 +129,10 @@ pub enum DaemonStatus {
     Starting,
     Ready,
     /// `component` names the log under `logs/` whose tail explains the failure.
-    Failed { component: String, message: String },
+    Failed {
+        component: String,
+        message: String,
+    },
 }
 
 impl DaemonStatus {
@@ -158,7 +170,10 @@ impl PodCidr {
             return Err(err());
         }
         let mask = u32::MAX << (32 - prefix);
-        Ok(Self { network: Ipv4Addr::from(u32::from(addr) & mask), prefix })
+        Ok(Self {
+            network: Ipv4Addr::from(u32::from(addr) & mask),
+            prefix,
+        })
     }
 
     /// The host's address on the pod bridge: the first address of the network.
@@ -176,7 +191,10 @@ impl PodCidr {
             host_ip: self.host_ip(),
             node_ip: Ipv4Addr::from(base + 2),
             link_prefix: 30,
-            pods: PodCidr { network: Ipv4Addr::from(base + half), prefix: self.prefix + 1 },
+            pods: PodCidr {
+                network: Ipv4Addr::from(base + half),
+                prefix: self.prefix + 1,
+            },
         }
     }
 }
@@ -205,7 +223,10 @@ mod tests {
     fn pod_cidr_host_ip_is_first_address() {
         let c = PodCidr::parse("10.244.1.0/24").unwrap();
         assert_eq!(c.host_ip(), Ipv4Addr::new(10, 244, 1, 1));
-        assert_eq!(PodCidr::parse("10.244.1.7/24").unwrap().to_string(), "10.244.1.0/24");
+        assert_eq!(
+            PodCidr::parse("10.244.1.7/24").unwrap().to_string(),
+            "10.244.1.0/24"
+        );
         assert!(PodCidr::parse("10.244.1.0").is_err());
         assert!(PodCidr::parse("10.244.1.0/31").is_err());
     }
@@ -227,18 +248,34 @@ mod tests {
             node_ip: None,
             registry: None,
         };
-        assert_eq!(env.render(), "KUBECONFIG=/s/kubeconfig\nHOST_IP=10.244.0.1\n");
+        assert_eq!(
+            env.render(),
+            "KUBECONFIG=/s/kubeconfig\nHOST_IP=10.244.0.1\n"
+        );
         assert_eq!(ClusterEnv::parse(&env.render()), Some(env.clone()));
-        let real = ClusterEnv { node_ip: Some(Ipv4Addr::new(10, 244, 0, 2)), registry: Some("10.244.0.1:5000".into()), ..env };
-        assert!(real.render().ends_with("NODE_IP=10.244.0.2\nREGISTRY=10.244.0.1:5000\n"));
+        let real = ClusterEnv {
+            node_ip: Some(Ipv4Addr::new(10, 244, 0, 2)),
+            registry: Some("10.244.0.1:5000".into()),
+            ..env
+        };
+        assert!(
+            real.render()
+                .ends_with("NODE_IP=10.244.0.2\nREGISTRY=10.244.0.1:5000\n")
+        );
         assert_eq!(ClusterEnv::parse(&real.render()), Some(real));
     }
 
     #[test]
     fn status_is_tagged_json() {
-        let s = DaemonStatus::Failed { component: "etcd".into(), message: "x".into() };
+        let s = DaemonStatus::Failed {
+            component: "etcd".into(),
+            message: "x".into(),
+        };
         let text = serde_json::to_string(&s).unwrap();
-        assert_eq!(text, r#"{"state":"failed","component":"etcd","message":"x"}"#);
+        assert_eq!(
+            text,
+            r#"{"state":"failed","component":"etcd","message":"x"}"#
+        );
         assert_eq!(serde_json::from_str::<DaemonStatus>(&text).unwrap(), s);
     }
 }

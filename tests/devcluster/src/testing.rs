@@ -71,7 +71,12 @@ async fn with_config(state_dir: PathBuf, env: ClusterEnv) -> TestCluster {
     let config = crate::control_plane::admin_config(&env.kubeconfig)
         .await
         .unwrap_or_else(|e| panic!("reading {}: {e}", env.kubeconfig.display()));
-    TestCluster { state_dir, env, config, test_image: OnceCell::new() }
+    TestCluster {
+        state_dir,
+        env,
+        config,
+        test_image: OnceCell::new(),
+    }
 }
 
 /// Starts (or reuses) the cluster in `<cache>/state/<name>`.
@@ -79,7 +84,8 @@ async fn start(name: &str, pod_cidr: &str) -> (PathBuf, ClusterEnv) {
     let state_dir = cache_dir().join("state").join(name);
     let bin_dir = release_dir();
     let exe = devcluster_exe(&bin_dir);
-    std::fs::create_dir_all(&state_dir).unwrap_or_else(|e| panic!("creating {}: {e}", state_dir.display()));
+    std::fs::create_dir_all(&state_dir)
+        .unwrap_or_else(|e| panic!("creating {}: {e}", state_dir.display()));
     let opts = UpOptions {
         state_dir: state_dir.clone(),
         pod_cidr: pod_cidr.into(),
@@ -90,7 +96,10 @@ async fn start(name: &str, pod_cidr: &str) -> (PathBuf, ClusterEnv) {
     };
     match lifecycle::up(&opts).await {
         Ok(env) => (state_dir, env),
-        Err(e) => panic!("devcluster up --state-dir {} failed: {e}", state_dir.display()),
+        Err(e) => panic!(
+            "devcluster up --state-dir {} failed: {e}",
+            state_dir.display()
+        ),
     }
 }
 
@@ -106,7 +115,9 @@ fn release_dir() -> PathBuf {
     std::env::current_exe()
         .ok()
         .and_then(|exe| exe.parent().and_then(Path::parent).map(Path::to_path_buf))
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/release")))
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/release"))
+        })
 }
 
 /// The `devcluster` binary: `$DEVCLUSTER_BIN`, else in `bin_dir`, else built with cargo.
@@ -117,14 +128,21 @@ fn devcluster_exe(bin_dir: &Path) -> PathBuf {
     let exe = bin_dir.join("devcluster");
     if !exe.is_file() || !bin_dir.join("devcluster-testpod").is_file() {
         let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
-        eprintln!("devcluster: building the devcluster binaries (cargo build --release --manifest-path {manifest} --bins)");
-        let status = std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-            .args(["build", "--release", "--bins", "--manifest-path", manifest])
-            .status()
-            .unwrap_or_else(|e| panic!("running cargo: {e}"));
+        eprintln!(
+            "devcluster: building the devcluster binaries (cargo build --release --manifest-path {manifest} --bins)"
+        );
+        let status =
+            std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+                .args(["build", "--release", "--bins", "--manifest-path", manifest])
+                .status()
+                .unwrap_or_else(|e| panic!("running cargo: {e}"));
         assert!(status.success(), "building devcluster failed");
     }
-    assert!(exe.is_file(), "{} not found; set DEVCLUSTER_BIN", exe.display());
+    assert!(
+        exe.is_file(),
+        "{} not found; set DEVCLUSTER_BIN",
+        exe.display()
+    );
     exe
 }
 
@@ -132,7 +150,8 @@ impl TestCluster {
     /// A fresh client. Each call builds a new one because a client is tied to the tokio
     /// runtime it was created on, and every `#[tokio::test]` has its own runtime.
     pub fn client(&self) -> Client {
-        Client::try_from(self.config.clone()).unwrap_or_else(|e| panic!("building a kube client: {e}"))
+        Client::try_from(self.config.clone())
+            .unwrap_or_else(|e| panic!("building a kube client: {e}"))
     }
 
     /// The admin kubeconfig.
@@ -162,11 +181,16 @@ impl TestCluster {
     /// The test pod's image (`devcluster-testpod`) in this cluster's registry, built and pushed
     /// once per test process (`tests/devcluster/images/build.sh`).
     pub async fn test_pod_image(&self) -> String {
-        self.test_image.get_or_init(|| self.build_test_pod_image()).await.clone()
+        self.test_image
+            .get_or_init(|| self.build_test_pod_image())
+            .await
+            .clone()
     }
 
     async fn build_test_pod_image(&self) -> String {
-        let registry = self.registry().expect("the cluster's registry (cluster.env REGISTRY)");
+        let registry = self
+            .registry()
+            .expect("the cluster's registry (cluster.env REGISTRY)");
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/images/build.sh");
         let out = tokio::process::Command::new("bash")
             .arg(script)
@@ -175,7 +199,11 @@ impl TestCluster {
             .output()
             .await
             .unwrap_or_else(|e| panic!("running {script}: {e}"));
-        assert!(out.status.success(), "{script} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{script} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let text = String::from_utf8_lossy(&out.stdout);
         text.lines()
             .filter_map(|l| l.strip_prefix("image="))
@@ -190,14 +218,18 @@ impl TestCluster {
         const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
         let suffix: String = {
             let mut rng = rand::rng();
-            (0..6).map(|_| CHARS[rng.random_range(0..CHARS.len())] as char).collect()
+            (0..6)
+                .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
+                .collect()
         };
         let name = format!("{prefix}-{suffix}");
         let client = self.client();
         let ns = Namespace {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
-                labels: Some([("devcluster.test/namespace".to_string(), "true".to_string())].into()),
+                labels: Some(
+                    [("devcluster.test/namespace".to_string(), "true".to_string())].into(),
+                ),
                 ..Default::default()
             },
             ..Default::default()
@@ -212,9 +244,11 @@ impl TestCluster {
             eprintln!("creating ServiceAccount {name}/default: {e}; waiting for the controller");
         }
         let sas = Api::<ServiceAccount>::namespaced(client, &name);
-        wait_for_named(&format!("ServiceAccount {name}/default"), Duration::from_secs(60), || async {
-            matches!(sas.get_opt("default").await, Ok(Some(_)))
-        })
+        wait_for_named(
+            &format!("ServiceAccount {name}/default"),
+            Duration::from_secs(60),
+            || async { matches!(sas.get_opt("default").await, Ok(Some(_))) },
+        )
         .await;
         name
     }

@@ -25,8 +25,15 @@ struct Machine {
 }
 
 fn lines(program: &str, args: &[&str], keep: &dyn Fn(&str) -> bool) -> Vec<String> {
-    let out = std::process::Command::new(program).args(args).output().expect(program);
-    let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout).lines().filter(|l| keep(l)).map(str::to_string).collect();
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .expect(program);
+    let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| keep(l))
+        .map(str::to_string)
+        .collect();
     v.sort();
     v
 }
@@ -34,17 +41,32 @@ fn lines(program: &str, args: &[&str], keep: &dyn Fn(&str) -> bool) -> Vec<Strin
 fn machine(prefix: &str, state_dir: &Path) -> Machine {
     let ours = |l: &str| l.contains(prefix);
     let mut cgroups = Vec::new();
-    for entry in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+    for entry in std::fs::read_dir("/sys/fs/cgroup")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         if entry.path().join(prefix).exists() {
             cgroups.push(entry.path().join(prefix).display().to_string());
         }
     }
     let state = state_dir.display().to_string();
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    let sysctls = ["vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops"]
-        .iter()
-        .map(|k| format!("{k}={}", std::fs::read_to_string(Path::new("/proc/sys").join(k)).unwrap_or_default().trim()))
-        .collect();
+    let sysctls = [
+        "vm/overcommit_memory",
+        "kernel/panic",
+        "kernel/panic_on_oops",
+    ]
+    .iter()
+    .map(|k| {
+        format!(
+            "{k}={}",
+            std::fs::read_to_string(Path::new("/proc/sys").join(k))
+                .unwrap_or_default()
+                .trim()
+        )
+    })
+    .collect();
     // every live process whose command line names the state dir, or runs from the node's
     // cgroup (a killed process waiting for its parent to reap it holds nothing but its pid)
     let mut processes = Vec::new();
@@ -54,10 +76,15 @@ fn machine(prefix: &str, state_dir: &Path) -> Machine {
             continue;
         }
         let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        if stat.rsplit_once(") ").is_none_or(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X')) {
+        if stat
+            .rsplit_once(") ")
+            .is_none_or(|(_, rest)| rest.starts_with('Z') || rest.starts_with('X'))
+        {
             continue;
         }
-        let cmd = std::fs::read(entry.path().join("cmdline")).map(|b| String::from_utf8_lossy(&b).replace('\0', " ")).unwrap_or_default();
+        let cmd = std::fs::read(entry.path().join("cmdline"))
+            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+            .unwrap_or_default();
         let cg = std::fs::read_to_string(entry.path().join("cgroup")).unwrap_or_default();
         if cmd.contains(&state) || cg.contains(prefix) {
             processes.push(cmd);
@@ -69,7 +96,11 @@ fn machine(prefix: &str, state_dir: &Path) -> Machine {
         links: lines("ip", &["-o", "link"], &ours),
         routes: lines("ip", &["route"], &|l| l.contains("10.244.252.")),
         cgroups,
-        mounts: mounts.lines().filter(|l| l.contains(&state)).map(str::to_string).collect(),
+        mounts: mounts
+            .lines()
+            .filter(|l| l.contains(&state))
+            .map(str::to_string)
+            .collect(),
         sysctls,
         processes,
     }
@@ -77,7 +108,9 @@ fn machine(prefix: &str, state_dir: &Path) -> Machine {
 
 #[tokio::test]
 async fn down_leaves_the_machine_as_found() {
-    let state_dir: PathBuf = devcluster::binaries::cache_dir().join("state").join("kubelet-down-test");
+    let state_dir: PathBuf = devcluster::binaries::cache_dir()
+        .join("state")
+        .join("kubelet-down-test");
     let bin = std::env::var_os("WA_BIN_DIR")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("CARGO_TARGET_DIR").map(|d| PathBuf::from(d).join("release")))
@@ -96,18 +129,41 @@ async fn down_leaves_the_machine_as_found() {
         timeout: Duration::from_secs(180),
     };
     let env = lifecycle::up(&opts).await.expect("devcluster up");
-    let config = devcluster::control_plane::admin_config(&env.kubeconfig).await.unwrap();
+    let config = devcluster::control_plane::admin_config(&env.kubeconfig)
+        .await
+        .unwrap();
     let client = kube::Client::try_from(config).unwrap();
-    assert!(Api::<Node>::all(client.clone()).get("devcluster-node").await.is_ok());
+    assert!(
+        Api::<Node>::all(client.clone())
+            .get("devcluster-node")
+            .await
+            .is_ok()
+    );
     let during = machine(&prefix, &state_dir);
-    assert_eq!(during.netns.len(), 1, "the node's network namespace: {during:?}");
-    assert!(!during.cgroups.is_empty() && !during.processes.is_empty(), "{during:?}");
+    assert_eq!(
+        during.netns.len(),
+        1,
+        "the node's network namespace: {during:?}"
+    );
+    assert!(
+        !during.cgroups.is_empty() && !during.processes.is_empty(),
+        "{during:?}"
+    );
 
     // a pod runs when the cluster goes down (its sandbox: the pause image)
     let registry = env.registry.clone().expect("registry");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/images/build.sh");
-    let out = std::process::Command::new("bash").arg(script).args(["--registry", &registry]).env("WA_BIN_DIR", &bin).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new("bash")
+        .arg(script)
+        .args(["--registry", &registry])
+        .env("WA_BIN_DIR", &bin)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let pod: Pod = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "sitter"},
         "spec": {"containers": [{"name": "main", "image": format!("{registry}/devcluster/testpod:dev"),
@@ -115,14 +171,19 @@ async fn down_leaves_the_machine_as_found() {
     }))
     .unwrap();
     let pods: Api<Pod> = Api::namespaced(client, "default");
-    pods.create(&PostParams::default(), &pod).await.expect("pod");
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .expect("pod");
     wait_for_value("pod sitter Running", Duration::from_secs(120), || async {
         let p = pods.get("sitter").await.ok()?;
         (p.status?.phase.as_deref() == Some("Running")).then_some(())
     })
     .await;
 
-    assert!(lifecycle::down(&state_dir).await.expect("down"), "the cluster was running");
+    assert!(
+        lifecycle::down(&state_dir).await.expect("down"),
+        "the cluster was running"
+    );
     let after = machine(&prefix, &state_dir);
     assert_eq!(after, before);
 }

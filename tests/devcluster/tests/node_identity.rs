@@ -47,7 +47,12 @@ async fn pod_authenticates_as_its_service_account_and_rbac_applies() {
         .await
         .unwrap();
     Api::<ConfigMap>::namespaced(client.clone(), &ns)
-        .create(&pp, &create(json!({"metadata": {"name": "settings"}, "data": {"mode": "fast", "level": "7"}})))
+        .create(
+            &pp,
+            &create(
+                json!({"metadata": {"name": "settings"}, "data": {"mode": "fast", "level": "7"}}),
+            ),
+        )
         .await
         .unwrap();
 
@@ -67,31 +72,62 @@ async fn pod_authenticates_as_its_service_account_and_rbac_applies() {
         json!({"name": "MY_SA", "valueFrom": {"fieldRef": {"fieldPath": "spec.serviceAccountName"}}}),
         json!({"name": "DB_USER", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "user"}}}),
     ]);
-    spec["containers"][0]["envFrom"] = json!([{"configMapRef": {"name": "settings"}, "prefix": "CFG_"}]);
+    spec["containers"][0]["envFrom"] =
+        json!([{"configMapRef": {"name": "settings"}, "prefix": "CFG_"}]);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     pods.create(&pp, &pod("sa", spec)).await.unwrap();
     let p = wait_ready(&pods, "sa").await;
     let addr = SocketAddr::new(pod_ip(&p), 8080);
 
     // The API server sees the pod's own ServiceAccount: allowed by its Role ...
-    let (code, body) = http_get(addr, &format!("/kube?path=/api/v1/namespaces/{ns}/pods")).await.expect("answers");
+    let (code, body) = http_get(addr, &format!("/kube?path=/api/v1/namespaces/{ns}/pods"))
+        .await
+        .expect("answers");
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("\"sa\""), "lists its own pod");
     // ... refused what the Role does not allow.
-    let (code, body) = http_get(addr, &format!("/kube?path=/api/v1/namespaces/{ns}/secrets")).await.expect("answers");
+    let (code, body) = http_get(addr, &format!("/kube?path=/api/v1/namespaces/{ns}/secrets"))
+        .await
+        .expect("answers");
     assert_eq!(code, 403, "{body}");
-    assert!(body.contains(&format!("system:serviceaccount:{ns}:reader")), "{body}");
+    assert!(
+        body.contains(&format!("system:serviceaccount:{ns}:reader")),
+        "{body}"
+    );
 
-    let read = |path: String| async move { http_get(addr, &format!("/read?path={path}")).await.expect("answers") };
+    let read = |path: String| async move {
+        http_get(addr, &format!("/read?path={path}"))
+            .await
+            .expect("answers")
+    };
     let sa_dir = "/var/run/secrets/kubernetes.io/serviceaccount";
     assert_eq!(read(format!("{sa_dir}/namespace")).await.1, ns);
-    assert!(read(format!("{sa_dir}/ca.crt")).await.1.contains("BEGIN CERTIFICATE"));
-    assert_eq!(read("/tmp/devcluster-test-creds/password".into()).await.1, "s3cret");
-    assert_eq!(read("/tmp/devcluster-test-settings/sub/mode.txt".into()).await.1, "fast");
+    assert!(
+        read(format!("{sa_dir}/ca.crt"))
+            .await
+            .1
+            .contains("BEGIN CERTIFICATE")
+    );
+    assert_eq!(
+        read("/tmp/devcluster-test-creds/password".into()).await.1,
+        "s3cret"
+    );
+    assert_eq!(
+        read("/tmp/devcluster-test-settings/sub/mode.txt".into())
+            .await
+            .1,
+        "fast"
+    );
     // A read-only mount refuses writes.
-    assert_ne!(http_get(addr, "/write?path=/tmp/devcluster-test-creds/x&data=1").await.map(|r| r.0), Some(200));
+    assert_ne!(
+        http_get(addr, "/write?path=/tmp/devcluster-test-creds/x&data=1")
+            .await
+            .map(|r| r.0),
+        Some(200)
+    );
 
-    let env: std::collections::BTreeMap<String, String> = serde_json::from_str(&http_get(addr, "/env").await.unwrap().1).unwrap();
+    let env: std::collections::BTreeMap<String, String> =
+        serde_json::from_str(&http_get(addr, "/env").await.unwrap().1).unwrap();
     assert_eq!(env.get("MY_NS"), Some(&ns));
     assert_eq!(env.get("MY_IP"), Some(&pod_ip(&p).to_string()));
     assert_eq!(env.get("MY_SA").map(String::as_str), Some("reader"));
@@ -106,7 +142,8 @@ async fn statefulset_volume_keeps_a_file_across_pod_deletion() {
     let ns = c.namespace("node-sts").await;
     let client = c.client();
     let mut pod_spec = test_pod_spec(&image, 8080);
-    pod_spec["containers"][0]["volumeMounts"] = json!([{"name": "data", "mountPath": "/tmp/devcluster-test-data"}]);
+    pod_spec["containers"][0]["volumeMounts"] =
+        json!([{"name": "data", "mountPath": "/tmp/devcluster-test-data"}]);
     let sts: StatefulSet = create(json!({
         "apiVersion": "apps/v1", "kind": "StatefulSet",
         "metadata": {"name": "db"},
@@ -121,19 +158,40 @@ async fn statefulset_volume_keeps_a_file_across_pod_deletion() {
             }],
         }
     }));
-    Api::<StatefulSet>::namespaced(client.clone(), &ns).create(&PostParams::default(), &sts).await.unwrap();
+    Api::<StatefulSet>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &sts)
+        .await
+        .unwrap();
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let first = wait_ready(&pods, "db-0").await;
     let addr = SocketAddr::new(pod_ip(&first), 8080);
-    let (code, body) = http_get(addr, "/write?path=/tmp/devcluster-test-data/kept&data=hello").await.expect("answers");
+    let (code, body) = http_get(
+        addr,
+        "/write?path=/tmp/devcluster-test-data/kept&data=hello",
+    )
+    .await
+    .expect("answers");
     assert_eq!(code, 200, "{body}");
 
     pods.delete("db-0", &Default::default()).await.unwrap();
     let old_uid = first.metadata.uid.clone();
-    let second = wait_for_value("db-0 recreated and Ready", Duration::from_secs(120), || async {
-        pods.get_opt("db-0").await.ok().flatten().filter(|p| p.metadata.uid != old_uid && is_ready(p))
-    })
+    let second = wait_for_value(
+        "db-0 recreated and Ready",
+        Duration::from_secs(120),
+        || async {
+            pods.get_opt("db-0")
+                .await
+                .ok()
+                .flatten()
+                .filter(|p| p.metadata.uid != old_uid && is_ready(p))
+        },
+    )
     .await;
-    let (code, body) = http_get(SocketAddr::new(pod_ip(&second), 8080), "/read?path=/tmp/devcluster-test-data/kept").await.expect("answers");
+    let (code, body) = http_get(
+        SocketAddr::new(pod_ip(&second), 8080),
+        "/read?path=/tmp/devcluster-test-data/kept",
+    )
+    .await
+    .expect("answers");
     assert_eq!((code, body.as_str()), (200, "hello"));
 }

@@ -58,7 +58,10 @@ pub struct UnknownGeneration(String);
 impl FromStr for Generation {
     type Err = UnknownGeneration;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Generation::ALL.into_iter().find(|g| g.as_str() == s).ok_or_else(|| UnknownGeneration(s.to_string()))
+        Generation::ALL
+            .into_iter()
+            .find(|g| g.as_str() == s)
+            .ok_or_else(|| UnknownGeneration(s.to_string()))
     }
 }
 
@@ -118,8 +121,14 @@ mod tests {
         for g in Generation::ALL {
             assert_eq!(g.as_str().parse::<Generation>().ok(), Some(g));
         }
-        assert_eq!(Generation::default(), Generation::ALL[Generation::ALL.len() - 1]);
+        assert_eq!(
+            Generation::default(),
+            Generation::ALL[Generation::ALL.len() - 1]
+        );
         let unknown = "2025-01".parse::<Generation>().err().map(|e| e.to_string());
-        assert_eq!(unknown.as_deref(), Some("unknown generation \"2025-01\" (known: 2026-03, 2026-04)"));
+        assert_eq!(
+            unknown.as_deref(),
+            Some("unknown generation \"2025-01\" (known: 2026-03, 2026-04)")
+        );
     }
 }

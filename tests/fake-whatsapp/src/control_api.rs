@@ -32,7 +32,11 @@ fn link_error(e: LinkError) -> Response {
         LinkError::NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND"),
         LinkError::Expired => (StatusCode::GONE, "EXPIRED"),
     };
-    (status, Json(json!({"error": code, "message": e.to_string()}))).into_response()
+    (
+        status,
+        Json(json!({"error": code, "message": e.to_string()})),
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]
@@ -44,7 +48,9 @@ struct ScanBody {
 }
 
 async fn scan(State(s): State<AppState>, Json(b): Json<ScanBody>) -> Response {
-    let result = s.registry().scan(&b.qr, &b.phone, b.push_name, Instant::now());
+    let result = s
+        .registry()
+        .scan(&b.qr, &b.phone, b.push_name, Instant::now());
     s.wake.notify_one();
     match result {
         Ok(page) => {
@@ -63,7 +69,9 @@ struct PairBody {
 }
 
 async fn pair(State(s): State<AppState>, Json(b): Json<PairBody>) -> Response {
-    let result = s.registry().pair_with_code(&b.code, b.push_name, Instant::now());
+    let result = s
+        .registry()
+        .pair_with_code(&b.code, b.push_name, Instant::now());
     s.wake.notify_one();
     match result {
         Ok(page) => Json(json!({"ok": true, "page": page})).into_response(),

@@ -41,7 +41,11 @@ struct Args {
     generation: Generation,
     /// Test hook: a module the page's loader does not know (repeatable; env: comma-separated),
     /// as if WhatsApp had removed or renamed it.
-    #[arg(long = "without-module", env = "FAKE_WHATSAPP_WITHOUT_MODULES", value_delimiter = ',')]
+    #[arg(
+        long = "without-module",
+        env = "FAKE_WHATSAPP_WITHOUT_MODULES",
+        value_delimiter = ','
+    )]
     without_modules: Vec<String>,
 }
 
@@ -85,9 +89,13 @@ async fn main() -> ExitCode {
     let fake = match FakeWhatsApp::start_with(
         args.listen,
         timings,
-        PageConfig { generation: args.generation, without_modules: args.without_modules.clone() },
+        PageConfig {
+            generation: args.generation,
+            without_modules: args.without_modules.clone(),
+        },
     )
-    .await {
+    .await
+    {
         Ok(f) => f,
         Err(e) => {
             tracing::error!(error = %e, "cannot start");

@@ -31,7 +31,13 @@ async fn index() -> impl IntoResponse {
 }
 
 async fn app_js() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "no-store")], APP_JS)
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        APP_JS,
+    )
 }
 
 fn page_error(e: PageError) -> Response {
@@ -83,7 +89,9 @@ struct InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.shared.registry().poll_finished(&self.page, Instant::now());
+        self.shared
+            .registry()
+            .poll_finished(&self.page, Instant::now());
     }
 }
 
@@ -99,7 +107,10 @@ async fn poll(State(s): State<AppState>, Query(q): Query<PollQuery>) -> Response
             Err(e) => return page_error(e),
         }
     };
-    let _guard = InFlight { shared: s.clone(), page: q.page.clone() };
+    let _guard = InFlight {
+        shared: s.clone(),
+        page: q.page.clone(),
+    };
     if version <= q.since {
         // Nothing new: hold the request until the page changes or the hold time passes.
         let since = q.since;
@@ -123,7 +134,9 @@ async fn action(State(s): State<AppState>, Json(body): Json<ActionBody>) -> Resp
         "refreshQR" => PageAction::RefreshQr,
         "logout" => PageAction::Logout,
         "takeover" => PageAction::Takeover,
-        "startAltLinkingFlow" => PageAction::AltLinking { phone: body.phone.unwrap_or_default() },
+        "startAltLinkingFlow" => PageAction::AltLinking {
+            phone: body.phone.unwrap_or_default(),
+        },
         other => return page_error(PageError::BadRequest(format!("unknown action {other}"))),
     };
     tracing::info!(page = %body.page, action = %body.action, "page action");

@@ -93,7 +93,10 @@ impl Page {
         self.current_ref.as_ref().map(|r| {
             format!(
                 "{r},{},{},{},{}",
-                self.keys.noise_pub_key, self.keys.identity_pub_key, self.keys.adv_secret_key, self.keys.platform
+                self.keys.noise_pub_key,
+                self.keys.identity_pub_key,
+                self.keys.adv_secret_key,
+                self.keys.platform
             )
         })
     }
@@ -101,7 +104,9 @@ impl Page {
     fn alive(&self, now: Instant) -> bool {
         // A page that polls keeps one request open nearly all the time; a gap of a few seconds
         // means the tab is gone, hung or crashed.
-        !self.closed && (self.polls_in_flight > 0 || now.saturating_duration_since(self.last_poll) < Duration::from_secs(3))
+        !self.closed
+            && (self.polls_in_flight > 0
+                || now.saturating_duration_since(self.last_poll) < Duration::from_secs(3))
     }
 
     fn bump(&mut self) {
@@ -203,7 +208,9 @@ pub enum PageAction {
     Logout,
     Takeover,
     /// `startAltLinkingFlow(phone)`: returns an 8-character pairing code.
-    AltLinking { phone: String },
+    AltLinking {
+        phone: String,
+    },
 }
 
 /// Which pages a test hook applies to; all empty = every live page.
@@ -247,21 +254,33 @@ fn pairing_code() -> String {
     // Real codes are 8 characters of upper-case letters and digits, shown as XXXX-XXXX.
     const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTVWXYZ123456789";
     let mut rng = rand::rng();
-    (0..8).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+    (0..8)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 /// Digits only, as WhatsApp ids use them (`5491122334455@c.us`).
 pub fn normalize_phone(phone: &str) -> Result<String, String> {
-    let digits: String = phone.chars().filter(|c| !matches!(c, '+' | ' ' | '-' | '(' | ')')).collect();
+    let digits: String = phone
+        .chars()
+        .filter(|c| !matches!(c, '+' | ' ' | '-' | '(' | ')'))
+        .collect();
     if digits.len() < 6 || digits.len() > 15 || !digits.chars().all(|c| c.is_ascii_digit()) {
-        return Err(format!("phone {phone:?} is not an international number (6-15 digits)"));
+        return Err(format!(
+            "phone {phone:?} is not an international number (6-15 digits)"
+        ));
     }
     Ok(digits)
 }
 
 impl Registry {
     pub fn new(timings: Timings) -> Self {
-        Self { timings, pages: HashMap::new(), devices: HashMap::new(), retired_refs: HashSet::new() }
+        Self {
+            timings,
+            pages: HashMap::new(),
+            devices: HashMap::new(),
+            retired_refs: HashSet::new(),
+        }
     }
 
     pub fn timings(&self) -> &Timings {
@@ -313,7 +332,10 @@ impl Registry {
     }
 
     pub fn subscribe(&self, id: &str) -> Result<watch::Receiver<u64>, PageError> {
-        self.pages.get(id).map(|p| p.tx.subscribe()).ok_or(PageError::UnknownPage)
+        self.pages
+            .get(id)
+            .map(|p| p.tx.subscribe())
+            .ok_or(PageError::UnknownPage)
     }
 
     pub fn poll_started(&mut self, id: &str, now: Instant) -> Result<u64, PageError> {
@@ -338,9 +360,10 @@ impl Registry {
         let page = self.pages.get(id).ok_or(PageError::UnknownPage)?;
         let device = page.device.as_ref().and_then(|d| self.devices.get(d));
         let me = match page.state {
-            WaState::Connected | WaState::Conflict | WaState::Pairing => {
-                device.map(|d| Me { phone: d.phone.clone(), push_name: d.push_name.clone() })
-            }
+            WaState::Connected | WaState::Conflict | WaState::Pairing => device.map(|d| Me {
+                phone: d.phone.clone(),
+                push_name: d.push_name.clone(),
+            }),
             _ => None,
         };
         Ok(Snapshot {
@@ -352,7 +375,12 @@ impl Registry {
             keys: page.keys.clone(),
             me,
             credential: page.device.clone(),
-            events: page.events.iter().filter(|(v, _)| *v > since).map(|(_, e)| *e).collect(),
+            events: page
+                .events
+                .iter()
+                .filter(|(v, _)| *v > since)
+                .map(|(_, e)| *e)
+                .collect(),
             navigate: page.navigate.clone(),
             hang: page.hang,
             crash: page.crash,
@@ -363,7 +391,9 @@ impl Registry {
 
     fn start_round(&mut self, id: &str, now: Instant) {
         let timings = self.timings.clone();
-        let Some(page) = self.pages.get_mut(id) else { return };
+        let Some(page) = self.pages.get_mut(id) else {
+            return;
+        };
         if let Some(old) = page.current_ref.take() {
             self.retired_refs.insert(old);
         }
@@ -381,19 +411,28 @@ impl Registry {
         let due: Vec<(String, Timer)> = self
             .pages
             .values()
-            .filter_map(|p| p.timer.filter(|(at, _)| *at <= now).map(|(_, t)| (p.id.clone(), t)))
+            .filter_map(|p| {
+                p.timer
+                    .filter(|(at, _)| *at <= now)
+                    .map(|(_, t)| (p.id.clone(), t))
+            })
             .collect();
         for (id, timer) in due {
             self.fire(&id, timer, now);
         }
         self.collect_garbage(now);
-        self.pages.values().filter_map(|p| p.timer.map(|(at, _)| at)).min()
+        self.pages
+            .values()
+            .filter_map(|p| p.timer.map(|(at, _)| at))
+            .min()
     }
 
     fn fire(&mut self, id: &str, timer: Timer, now: Instant) {
         let timings = self.timings.clone();
         let devices_known = {
-            let Some(page) = self.pages.get_mut(id) else { return };
+            let Some(page) = self.pages.get_mut(id) else {
+                return;
+            };
             page.timer = None;
             page.device.as_ref().map(|d| self.devices.contains_key(d))
         };
@@ -408,7 +447,9 @@ impl Registry {
                 }
             },
             Timer::QrExpires => {
-                let Some(page) = self.pages.get_mut(id) else { return };
+                let Some(page) = self.pages.get_mut(id) else {
+                    return;
+                };
                 if page.state != WaState::Unpaired {
                     return;
                 }
@@ -429,12 +470,18 @@ impl Registry {
                 page.bump();
             }
             Timer::PairingDone => {
-                if self.pages.get(id).is_some_and(|p| p.state == WaState::Pairing) {
+                if self
+                    .pages
+                    .get(id)
+                    .is_some_and(|p| p.state == WaState::Pairing)
+                {
                     self.connect(id, now);
                 }
             }
             Timer::Synced => {
-                let Some(page) = self.pages.get_mut(id) else { return };
+                let Some(page) = self.pages.get_mut(id) else {
+                    return;
+                };
                 if page.state == WaState::Connected && !page.has_synced {
                     page.has_synced = true;
                     page.bump();
@@ -447,8 +494,12 @@ impl Registry {
     /// WhatsApp Web is opened in a second window.
     fn connect(&mut self, id: &str, now: Instant) {
         let sync = self.timings.sync;
-        let Some(page) = self.pages.get_mut(id) else { return };
-        let Some(device) = page.device.clone() else { return };
+        let Some(page) = self.pages.get_mut(id) else {
+            return;
+        };
+        let Some(device) = page.device.clone() else {
+            return;
+        };
         if let Some(old) = page.current_ref.take() {
             self.retired_refs.insert(old);
         }
@@ -460,7 +511,10 @@ impl Registry {
         }
         page.bump();
         for other in self.pages.values_mut() {
-            if other.id != id && other.device.as_deref() == Some(&device) && other.state == WaState::Connected {
+            if other.id != id
+                && other.device.as_deref() == Some(&device)
+                && other.state == WaState::Connected
+            {
                 other.state = WaState::Conflict;
                 other.bump();
             }
@@ -490,7 +544,12 @@ impl Registry {
         }
     }
 
-    pub fn page_action(&mut self, id: &str, action: PageAction, now: Instant) -> Result<Option<String>, PageError> {
+    pub fn page_action(
+        &mut self,
+        id: &str,
+        action: PageAction,
+        now: Instant,
+    ) -> Result<Option<String>, PageError> {
         let page = self.pages.get_mut(id).ok_or(PageError::UnknownPage)?;
         match action {
             PageAction::RefreshQr => match page.state {
@@ -511,7 +570,11 @@ impl Registry {
             }
             PageAction::Takeover => match page.state {
                 WaState::Conflict => {
-                    if page.device.as_ref().is_some_and(|d| self.devices.contains_key(d)) {
+                    if page
+                        .device
+                        .as_ref()
+                        .is_some_and(|d| self.devices.contains_key(d))
+                    {
                         self.connect(id, now);
                     } else {
                         Self::log_page_out(page, "logout_from_bridge");
@@ -524,7 +587,10 @@ impl Registry {
                 WaState::Unpaired | WaState::UnpairedIdle => {
                     let phone = normalize_phone(&phone).map_err(PageError::BadRequest)?;
                     let code = pairing_code();
-                    page.pairing = Some(PairingCode { code: code.clone(), phone });
+                    page.pairing = Some(PairingCode {
+                        code: code.clone(),
+                        phone,
+                    });
                     page.bump();
                     Ok(Some(code))
                 }
@@ -536,7 +602,15 @@ impl Registry {
     fn link(&mut self, id: &str, phone: String, push_name: String, now: Instant) {
         let token = random_token(24);
         let at = Utc::now();
-        self.devices.insert(token.clone(), Device { phone, push_name, linked_at: at, last_seen: at });
+        self.devices.insert(
+            token.clone(),
+            Device {
+                phone,
+                push_name,
+                linked_at: at,
+                last_seen: at,
+            },
+        );
         let pairing = self.timings.pairing;
         if let Some(page) = self.pages.get_mut(id) {
             if let Some(old) = page.current_ref.take() {
@@ -552,14 +626,28 @@ impl Registry {
     }
 
     /// The phone scans `qr` (as shown; its first comma-separated part is the ref).
-    pub fn scan(&mut self, qr: &str, phone: &str, push_name: Option<String>, now: Instant) -> Result<String, LinkError> {
+    pub fn scan(
+        &mut self,
+        qr: &str,
+        phone: &str,
+        push_name: Option<String>,
+        now: Instant,
+    ) -> Result<String, LinkError> {
         let phone = normalize_phone(phone).map_err(LinkError::BadRequest)?;
         let scanned_ref = qr.split(',').next().unwrap_or_default().trim();
         if scanned_ref.is_empty() {
             return Err(LinkError::BadRequest("qr is empty".into()));
         }
-        let Some(page) = self.pages.values().find(|p| p.current_ref.as_deref() == Some(scanned_ref)) else {
-            return Err(if self.retired_refs.contains(scanned_ref) { LinkError::Expired } else { LinkError::NotFound });
+        let Some(page) = self
+            .pages
+            .values()
+            .find(|p| p.current_ref.as_deref() == Some(scanned_ref))
+        else {
+            return Err(if self.retired_refs.contains(scanned_ref) {
+                LinkError::Expired
+            } else {
+                LinkError::NotFound
+            });
         };
         let valid = page.state == WaState::Unpaired
             && page.alive(now)
@@ -579,16 +667,33 @@ impl Registry {
     }
 
     /// The phone enters a pairing code shown by a page.
-    pub fn pair_with_code(&mut self, code: &str, push_name: Option<String>, now: Instant) -> Result<String, LinkError> {
-        let code: String = code.chars().filter(|c| *c != '-').collect::<String>().to_uppercase();
-        let Some(page) = self.pages.values().find(|p| p.pairing.as_ref().is_some_and(|pc| pc.code == code)) else {
+    pub fn pair_with_code(
+        &mut self,
+        code: &str,
+        push_name: Option<String>,
+        now: Instant,
+    ) -> Result<String, LinkError> {
+        let code: String = code
+            .chars()
+            .filter(|c| *c != '-')
+            .collect::<String>()
+            .to_uppercase();
+        let Some(page) = self
+            .pages
+            .values()
+            .find(|p| p.pairing.as_ref().is_some_and(|pc| pc.code == code))
+        else {
             return Err(LinkError::NotFound);
         };
         if !matches!(page.state, WaState::Unpaired | WaState::UnpairedIdle) || !page.alive(now) {
             return Err(LinkError::Expired);
         }
         let id = page.id.clone();
-        let phone = page.pairing.as_ref().map(|p| p.phone.clone()).unwrap_or_default();
+        let phone = page
+            .pairing
+            .as_ref()
+            .map(|p| p.phone.clone())
+            .unwrap_or_default();
         let push_name = push_name.unwrap_or_else(|| format!("Fake {phone}"));
         self.link(&id, phone, push_name, now);
         Ok(id)
@@ -597,7 +702,12 @@ impl Registry {
     /// The phone removes its linked devices; returns how many were removed.
     pub fn unlink(&mut self, phone: &str) -> Result<usize, LinkError> {
         let phone = normalize_phone(phone).map_err(LinkError::BadRequest)?;
-        let tokens: Vec<String> = self.devices.iter().filter(|(_, d)| d.phone == phone).map(|(t, _)| t.clone()).collect();
+        let tokens: Vec<String> = self
+            .devices
+            .iter()
+            .filter(|(_, d)| d.phone == phone)
+            .map(|(t, _)| t.clone())
+            .collect();
         for token in &tokens {
             self.forget_device(token, None, "logout_from_bridge");
         }
@@ -607,10 +717,17 @@ impl Registry {
     /// The account is opened elsewhere: every connected page of `phone` goes CONFLICT.
     pub fn conflict(&mut self, phone: &str) -> Result<usize, LinkError> {
         let phone = normalize_phone(phone).map_err(LinkError::BadRequest)?;
-        let tokens: HashSet<String> = self.devices.iter().filter(|(_, d)| d.phone == phone).map(|(t, _)| t.clone()).collect();
+        let tokens: HashSet<String> = self
+            .devices
+            .iter()
+            .filter(|(_, d)| d.phone == phone)
+            .map(|(t, _)| t.clone())
+            .collect();
         let mut n = 0;
         for page in self.pages.values_mut() {
-            if page.state == WaState::Connected && page.device.as_ref().is_some_and(|d| tokens.contains(d)) {
+            if page.state == WaState::Connected
+                && page.device.as_ref().is_some_and(|d| tokens.contains(d))
+            {
                 page.state = WaState::Conflict;
                 page.bump();
                 n += 1;
@@ -625,10 +742,17 @@ impl Registry {
             .values()
             .filter(|p| p.alive(now))
             .filter(|p| sel.page.as_ref().is_none_or(|id| &p.id == id))
-            .filter(|p| sel.current_ref.as_ref().is_none_or(|r| p.current_ref.as_ref() == Some(r)))
+            .filter(|p| {
+                sel.current_ref
+                    .as_ref()
+                    .is_none_or(|r| p.current_ref.as_ref() == Some(r))
+            })
             .filter(|p| {
                 phone.as_ref().is_none_or(|ph| {
-                    p.device.as_ref().and_then(|d| self.devices.get(d)).is_some_and(|d| &d.phone == ph)
+                    p.device
+                        .as_ref()
+                        .and_then(|d| self.devices.get(d))
+                        .is_some_and(|d| &d.phone == ph)
                 })
             })
             .map(|p| p.id.clone())
@@ -683,7 +807,11 @@ impl Registry {
                 qr: p.qr(),
                 qr_index: p.refs_in_round,
                 has_synced: p.has_synced,
-                phone: p.device.as_ref().and_then(|d| self.devices.get(d)).map(|d| d.phone.clone()),
+                phone: p
+                    .device
+                    .as_ref()
+                    .and_then(|d| self.devices.get(d))
+                    .map(|d| d.phone.clone()),
                 pairing_code: p.pairing.as_ref().map(|pc| pc.code.clone()),
                 alive: p.alive(now),
             })
@@ -702,7 +830,9 @@ impl Registry {
                 linked_at: d.linked_at,
                 last_seen: d.last_seen,
                 connected: self.pages.values().any(|p| {
-                    p.device.as_deref() == Some(token.as_str()) && p.state == WaState::Connected && p.alive(now)
+                    p.device.as_deref() == Some(token.as_str())
+                        && p.state == WaState::Connected
+                        && p.alive(now)
                 }),
             })
             .collect();
@@ -715,7 +845,11 @@ impl Registry {
         let gone: Vec<String> = self
             .pages
             .values()
-            .filter(|p| p.closed || (!p.alive(now) && now.saturating_duration_since(p.last_poll) > Duration::from_secs(60)))
+            .filter(|p| {
+                p.closed
+                    || (!p.alive(now)
+                        && now.saturating_duration_since(p.last_poll) > Duration::from_secs(60))
+            })
             .map(|p| p.id.clone())
             .collect();
         for id in gone {
@@ -774,7 +908,10 @@ mod tests {
         assert_eq!(r.tick(t), None);
         assert_eq!(r.snapshot(&id, 0).unwrap().state, WaState::UnpairedIdle);
         keep_alive(&mut r, &id, t);
-        assert_eq!(r.scan(&second, "5491100000000", None, t), Err(LinkError::Expired));
+        assert_eq!(
+            r.scan(&second, "5491100000000", None, t),
+            Err(LinkError::Expired)
+        );
         r.page_action(&id, PageAction::RefreshQr, t).unwrap();
         let s = r.snapshot(&id, 0).unwrap();
         assert_eq!(s.state, WaState::Unpaired);
@@ -789,10 +926,17 @@ mod tests {
         keep_alive(&mut r, &a, t0);
         keep_alive(&mut r, &b, t0);
         let v = r.snapshot(&a, 0).unwrap().v;
-        let only_a = PageSelector { page: Some(a.clone()), ..Default::default() };
+        let only_a = PageSelector {
+            page: Some(a.clone()),
+            ..Default::default()
+        };
         assert_eq!(r.bloat(&only_a, 300, t0), 1);
         let s = r.snapshot(&a, 0).unwrap();
-        assert_eq!((s.bloat_mb, s.v > v), (300, true), "a new version, so the page applies it");
+        assert_eq!(
+            (s.bloat_mb, s.v > v),
+            (300, true),
+            "a new version, so the page applies it"
+        );
         assert_eq!(r.snapshot(&b, 0).unwrap().bloat_mb, 0);
         assert_eq!(r.bloat(&only_a, 100, t0), 1);
         assert_eq!(r.snapshot(&a, 0).unwrap().bloat_mb, 300);
@@ -808,10 +952,17 @@ mod tests {
         r.tick(t);
         keep_alive(&mut r, &id, t);
         let qr = r.snapshot(&id, 0).unwrap().qr.unwrap();
-        assert_eq!(r.scan("2@nope", "+54 9 11 0000-0000", None, t), Err(LinkError::NotFound));
+        assert_eq!(
+            r.scan("2@nope", "+54 9 11 0000-0000", None, t),
+            Err(LinkError::NotFound)
+        );
         let tampered = format!("{},x,y,z,w", qr.split(',').next().unwrap());
-        assert_eq!(r.scan(&tampered, "5491100000000", None, t), Err(LinkError::NotFound));
-        r.scan(&qr, "+54 9 11 0000-0000", Some("Ana".into()), t).unwrap();
+        assert_eq!(
+            r.scan(&tampered, "5491100000000", None, t),
+            Err(LinkError::NotFound)
+        );
+        r.scan(&qr, "+54 9 11 0000-0000", Some("Ana".into()), t)
+            .unwrap();
         assert_eq!(r.snapshot(&id, 0).unwrap().state, WaState::Pairing);
         let t = t + Duration::from_millis(100);
         r.tick(t);
@@ -825,7 +976,10 @@ mod tests {
         assert!(r.snapshot(&id, 0).unwrap().has_synced);
         assert!(r.devices(t)[0].connected);
         // Same QR again: used.
-        assert_eq!(r.scan(&qr, "5491100000000", None, t), Err(LinkError::Expired));
+        assert_eq!(
+            r.scan(&qr, "5491100000000", None, t),
+            Err(LinkError::Expired)
+        );
 
         // A reload: the new page presents the credential and comes back CONNECTED without a QR.
         let cred = r.snapshot(&id, 0).unwrap().credential.unwrap();
@@ -856,10 +1010,18 @@ mod tests {
         r.tick(t);
         let qr = r.snapshot(&id, 0).unwrap().qr.unwrap();
         let t = t + Duration::from_secs(5);
-        assert_eq!(r.scan(&qr, "5491100000000", None, t), Err(LinkError::Expired), "not alive");
+        assert_eq!(
+            r.scan(&qr, "5491100000000", None, t),
+            Err(LinkError::Expired),
+            "not alive"
+        );
         r.tick(t + Duration::from_secs(61));
         assert!(r.pages(t).is_empty());
-        assert_eq!(r.scan(&qr, "5491100000000", None, t), Err(LinkError::Expired), "retired");
+        assert_eq!(
+            r.scan(&qr, "5491100000000", None, t),
+            Err(LinkError::Expired),
+            "retired"
+        );
     }
 
     #[test]
@@ -903,10 +1065,23 @@ mod tests {
         let t = t0 + Duration::from_millis(100);
         r.tick(t);
         keep_alive(&mut r, &id, t);
-        let code = r.page_action(&id, PageAction::AltLinking { phone: "+5491100000000".into() }, t).unwrap().unwrap();
+        let code = r
+            .page_action(
+                &id,
+                PageAction::AltLinking {
+                    phone: "+5491100000000".into(),
+                },
+                t,
+            )
+            .unwrap()
+            .unwrap();
         assert_eq!(code.len(), 8);
-        assert_eq!(r.pair_with_code("XXXXXXXX", None, t), Err(LinkError::NotFound));
-        r.pair_with_code(&format!("{}-{}", &code[..4], &code[4..]), None, t).unwrap();
+        assert_eq!(
+            r.pair_with_code("XXXXXXXX", None, t),
+            Err(LinkError::NotFound)
+        );
+        r.pair_with_code(&format!("{}-{}", &code[..4], &code[4..]), None, t)
+            .unwrap();
         r.tick(t + Duration::from_millis(100));
         let s = r.snapshot(&id, 0).unwrap();
         assert_eq!(s.state, WaState::Connected);

@@ -34,7 +34,10 @@ pub(crate) type AppState = Arc<Shared>;
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// A running fake. Dropping it stops the server.
@@ -52,15 +55,39 @@ impl FakeWhatsApp {
     }
 
     /// Like [`Self::start`], serving the given generation of WhatsApp Web.
-    pub async fn start_generation(addr: SocketAddr, timings: Timings, generation: Generation) -> Result<Self, StartError> {
-        Self::start_with(addr, timings, PageConfig { generation, ..PageConfig::default() }).await
+    pub async fn start_generation(
+        addr: SocketAddr,
+        timings: Timings,
+        generation: Generation,
+    ) -> Result<Self, StartError> {
+        Self::start_with(
+            addr,
+            timings,
+            PageConfig {
+                generation,
+                ..PageConfig::default()
+            },
+        )
+        .await
     }
 
     /// Like [`Self::start`], with everything the page serves spelled out.
-    pub async fn start_with(addr: SocketAddr, timings: Timings, page: PageConfig) -> Result<Self, StartError> {
-        let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
-        let addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
-        let shared = Arc::new(Shared { registry: Mutex::new(Registry::new(timings)), page, wake: Notify::new() });
+    pub async fn start_with(
+        addr: SocketAddr,
+        timings: Timings,
+        page: PageConfig,
+    ) -> Result<Self, StartError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let shared = Arc::new(Shared {
+            registry: Mutex::new(Registry::new(timings)),
+            page,
+            wake: Notify::new(),
+        });
         let app = router(shared.clone());
         let (tx, rx) = oneshot::channel::<()>();
         let timers = tokio::spawn(timer_loop(shared));
@@ -75,7 +102,11 @@ impl FakeWhatsApp {
             }
             timers.abort();
         });
-        Ok(Self { addr, shutdown: Some(tx), task: Some(task) })
+        Ok(Self {
+            addr,
+            shutdown: Some(tx),
+            task: Some(task),
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -114,7 +145,10 @@ impl Drop for FakeWhatsApp {
 }
 
 fn router(shared: AppState) -> Router {
-    Router::new().merge(page_api::routes()).merge(control_api::routes()).with_state(shared)
+    Router::new()
+        .merge(page_api::routes())
+        .merge(control_api::routes())
+        .with_state(shared)
 }
 
 /// Fires the registry's timers (QR rotation, pairing, sync) at their deadlines.
@@ -123,7 +157,9 @@ async fn timer_loop(shared: AppState) {
     const IDLE: std::time::Duration = std::time::Duration::from_secs(5);
     loop {
         let next = shared.registry().tick(Instant::now());
-        let until = next.unwrap_or_else(|| Instant::now() + IDLE).min(Instant::now() + IDLE);
+        let until = next
+            .unwrap_or_else(|| Instant::now() + IDLE)
+            .min(Instant::now() + IDLE);
         tokio::select! {
             _ = tokio::time::sleep_until(until) => {}
             _ = shared.wake.notified() => {}

@@ -23,28 +23,70 @@ impl Drop for Fake {
 /// Starts `fake-whatsapp` with sub-second QRs and reads the URL it prints.
 fn start(qr_secs: &str, max_qrs: &str) -> Fake {
     let mut child = Command::new(env!("CARGO_BIN_EXE_fake-whatsapp"))
-        .args(["--listen", "127.0.0.1:0", "--first-qr-secs", qr_secs, "--next-qr-secs", qr_secs])
-        .args(["--max-qrs", max_qrs, "--opening-secs", "0.05", "--pairing-secs", "0.1", "--sync-secs", "0.05"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--first-qr-secs",
+            qr_secs,
+            "--next-qr-secs",
+            qr_secs,
+        ])
+        .args([
+            "--max-qrs",
+            max_qrs,
+            "--opening-secs",
+            "0.05",
+            "--pairing-secs",
+            "0.1",
+            "--sync-secs",
+            "0.05",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("start fake-whatsapp");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("read URL line");
-    let url = line.trim().strip_prefix("FAKE_WHATSAPP_URL=").expect("URL line").to_string();
-    assert!(url.starts_with("http://127.0.0.1:") && url.ends_with('/'), "{url}");
-    Fake { child, url, http: reqwest::Client::new() }
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read URL line");
+    let url = line
+        .trim()
+        .strip_prefix("FAKE_WHATSAPP_URL=")
+        .expect("URL line")
+        .to_string();
+    assert!(
+        url.starts_with("http://127.0.0.1:") && url.ends_with('/'),
+        "{url}"
+    );
+    Fake {
+        child,
+        url,
+        http: reqwest::Client::new(),
+    }
 }
 
 impl Fake {
     async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let r = self.http.post(format!("{}{path}", self.url)).json(&body).send().await.expect("POST");
+        let r = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
     async fn get(&self, path: &str) -> Value {
-        self.http.get(format!("{}{path}", self.url)).send().await.expect("GET").json().await.expect("JSON")
+        self.http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("JSON")
     }
 }
 
@@ -56,9 +98,14 @@ struct ScriptedPage {
 
 impl ScriptedPage {
     async fn open(fake: &Fake, credential: Option<&str>) -> Self {
-        let (status, body) = fake.post("_page/hello", json!({"credential": credential})).await;
+        let (status, body) = fake
+            .post("_page/hello", json!({"credential": credential}))
+            .await;
         assert_eq!(status, 200, "{body}");
-        Self { id: body["page"].as_str().expect("page id").to_string(), last: body["snapshot"].clone() }
+        Self {
+            id: body["page"].as_str().expect("page id").to_string(),
+            last: body["snapshot"].clone(),
+        }
     }
 
     /// Polls until `pred` holds for the page's snapshot (long polls return on every change).
@@ -66,9 +113,15 @@ impl ScriptedPage {
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut events = Vec::new();
         while !pred(&self.last) {
-            assert!(Instant::now() < deadline, "timed out waiting for {what}; last snapshot {}", self.last);
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; last snapshot {}",
+                self.last
+            );
             let since = self.last["v"].as_u64().unwrap_or(0);
-            let snap = fake.get(&format!("_page/poll?page={}&since={since}", self.id)).await;
+            let snap = fake
+                .get(&format!("_page/poll?page={}&since={since}", self.id))
+                .await;
             events.extend(snap["events"].as_array().cloned().unwrap_or_default());
             self.last = snap;
         }
@@ -89,28 +142,63 @@ async fn scan_answers_404_410_200_and_links_a_device() {
     let first_qr = first["qr"].as_str().expect("qr").to_string();
     let first_ref = first["ref"].as_str().expect("ref").to_string();
     assert!(first_qr.starts_with(&format!("{first_ref},")));
-    assert_eq!(first_qr.split(',').count(), 5, "ref,noise,identity,adv,platform: {first_qr}");
+    assert_eq!(
+        first_qr.split(',').count(),
+        5,
+        "ref,noise,identity,adv,platform: {first_qr}"
+    );
 
     // Listed for tests that need the QR without the agent.
     let pages = fake.get("_fake/pages").await;
-    assert!(pages.as_array().expect("array").iter().any(|p| p["qr"] == first_qr.as_str() && p["state"] == "UNPAIRED"));
+    assert!(
+        pages
+            .as_array()
+            .expect("array")
+            .iter()
+            .any(|p| p["qr"] == first_qr.as_str() && p["state"] == "UNPAIRED")
+    );
 
-    let (status, _) = fake.post("_fake/scan", json!({"qr": "2@unknown,a,b,c,d", "phone": "5491100000001"})).await;
+    let (status, _) = fake
+        .post(
+            "_fake/scan",
+            json!({"qr": "2@unknown,a,b,c,d", "phone": "5491100000001"}),
+        )
+        .await;
     assert_eq!(status, 404);
-    let (status, _) = fake.post("_fake/scan", json!({"qr": first_qr, "phone": "not a phone"})).await;
+    let (status, _) = fake
+        .post(
+            "_fake/scan",
+            json!({"qr": first_qr, "phone": "not a phone"}),
+        )
+        .await;
     assert_eq!(status, 400);
 
     // The first QR rotates away: scanning it is 410.
-    let second = page.until(&fake, "second QR", |v| v["ref"] != first_ref.as_str()).await;
-    let (status, _) = fake.post("_fake/scan", json!({"qr": first_qr, "phone": "5491100000001"})).await;
+    let second = page
+        .until(&fake, "second QR", |v| v["ref"] != first_ref.as_str())
+        .await;
+    let (status, _) = fake
+        .post(
+            "_fake/scan",
+            json!({"qr": first_qr, "phone": "5491100000001"}),
+        )
+        .await;
     assert_eq!(status, 410);
 
     // The current one, by its ref alone (the first comma-separated part), links.
     let second_ref = second["ref"].as_str().expect("ref").to_string();
-    let (status, body) =
-        fake.post("_fake/scan", json!({"qr": second_ref, "phone": "+54 9 11 0000-0001", "pushName": "Ana"})).await;
+    let (status, body) = fake
+        .post(
+            "_fake/scan",
+            json!({"qr": second_ref, "phone": "+54 9 11 0000-0001", "pushName": "Ana"}),
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
-    let connected = page.until(&fake, "CONNECTED and synced", |v| v["state"] == "CONNECTED" && v["hasSynced"] == true).await;
+    let connected = page
+        .until(&fake, "CONNECTED and synced", |v| {
+            v["state"] == "CONNECTED" && v["hasSynced"] == true
+        })
+        .await;
     assert_eq!(connected["me"]["phone"], "5491100000001");
     assert_eq!(connected["me"]["pushName"], "Ana");
     assert!(connected["credential"].is_string());
@@ -137,14 +225,22 @@ async fn round_expires_and_refresh_starts_a_new_one() {
             refs.push(r.to_string());
         }
         let v = page.last["v"].as_u64().unwrap_or(0);
-        page.until(&fake, "a change", |s| s["v"].as_u64().unwrap_or(0) > v).await;
+        page.until(&fake, "a change", |s| s["v"].as_u64().unwrap_or(0) > v)
+            .await;
     }
     assert_eq!(refs.len(), 3, "max-qrs refs in a round: {refs:?}");
     let last = refs.last().expect("a ref").clone();
-    let (status, _) = fake.post("_fake/scan", json!({"qr": last, "phone": "5491100000002"})).await;
+    let (status, _) = fake
+        .post("_fake/scan", json!({"qr": last, "phone": "5491100000002"}))
+        .await;
     assert_eq!(status, 410, "an idle page's QR is expired");
 
-    let (status, _) = fake.post("_page/action", json!({"page": page.id, "action": "refreshQR"})).await;
+    let (status, _) = fake
+        .post(
+            "_page/action",
+            json!({"page": page.id, "action": "refreshQR"}),
+        )
+        .await;
     assert_eq!(status, 200);
     let fresh = page.until(&fake, "a new round", state_is("UNPAIRED")).await;
     assert!(!refs.iter().any(|r| fresh["ref"] == r.as_str()));
@@ -154,52 +250,89 @@ async fn round_expires_and_refresh_starts_a_new_one() {
 async fn restore_unlink_conflict_and_logout() {
     let fake = start("5", "6");
     let mut page = ScriptedPage::open(&fake, None).await;
-    let qr = page.until(&fake, "QR", state_is("UNPAIRED")).await["qr"].as_str().expect("qr").to_string();
-    let (status, _) = fake.post("_fake/scan", json!({"qr": qr, "phone": "5491100000003"})).await;
+    let qr = page.until(&fake, "QR", state_is("UNPAIRED")).await["qr"]
+        .as_str()
+        .expect("qr")
+        .to_string();
+    let (status, _) = fake
+        .post("_fake/scan", json!({"qr": qr, "phone": "5491100000003"}))
+        .await;
     assert_eq!(status, 200);
-    let credential =
-        page.until(&fake, "CONNECTED", state_is("CONNECTED")).await["credential"].as_str().expect("credential").to_string();
+    let credential = page.until(&fake, "CONNECTED", state_is("CONNECTED")).await["credential"]
+        .as_str()
+        .expect("credential")
+        .to_string();
 
     // A second window with the same login takes over; the first goes CONFLICT.
     let mut second = ScriptedPage::open(&fake, Some(&credential)).await;
     let restored = second.until(&fake, "restored", state_is("CONNECTED")).await;
     assert!(restored["qr"].is_null(), "a restore shows no QR");
     page.until(&fake, "CONFLICT", state_is("CONFLICT")).await;
-    let (status, _) = fake.post("_page/action", json!({"page": page.id, "action": "takeover"})).await;
+    let (status, _) = fake
+        .post(
+            "_page/action",
+            json!({"page": page.id, "action": "takeover"}),
+        )
+        .await;
     assert_eq!(status, 200);
-    page.until(&fake, "CONNECTED after takeover", state_is("CONNECTED")).await;
-    second.until(&fake, "second in CONFLICT", state_is("CONFLICT")).await;
+    page.until(&fake, "CONNECTED after takeover", state_is("CONNECTED"))
+        .await;
+    second
+        .until(&fake, "second in CONFLICT", state_is("CONFLICT"))
+        .await;
 
     // The account opened elsewhere (control API).
-    let (status, _) = fake.post("_fake/conflict", json!({"phone": "5491100000003"})).await;
+    let (status, _) = fake
+        .post("_fake/conflict", json!({"phone": "5491100000003"}))
+        .await;
     assert_eq!(status, 200);
-    page.until(&fake, "CONFLICT by the control API", state_is("CONFLICT")).await;
-    let (status, _) = fake.post("_fake/conflict", json!({"phone": "5490000000000"})).await;
+    page.until(&fake, "CONFLICT by the control API", state_is("CONFLICT"))
+        .await;
+    let (status, _) = fake
+        .post("_fake/conflict", json!({"phone": "5490000000000"}))
+        .await;
     assert_eq!(status, 404);
 
     // Unlink from the phone: a logout event, credential wiped, navigation to post_logout.
-    let (status, _) = fake.post("_fake/unlink", json!({"phone": "5491100000003"})).await;
+    let (status, _) = fake
+        .post("_fake/unlink", json!({"phone": "5491100000003"}))
+        .await;
     assert_eq!(status, 200);
     let out = page.until(&fake, "logged out", state_is("UNPAIRED")).await;
     assert!(out["credential"].is_null());
     assert_eq!(out["navigate"], "/?post_logout=1");
     assert_eq!(out["seenEvents"], json!(["logout_from_bridge"]));
     assert_eq!(fake.get("_fake/devices").await, json!([]));
-    let (status, _) = fake.post("_fake/unlink", json!({"phone": "5491100000003"})).await;
+    let (status, _) = fake
+        .post("_fake/unlink", json!({"phone": "5491100000003"}))
+        .await;
     assert_eq!(status, 404);
 
     // The old credential no longer restores.
     let mut again = ScriptedPage::open(&fake, Some(&credential)).await;
-    assert!(again.last["credential"].is_null(), "an unknown credential is wiped");
-    again.until(&fake, "QR after a stale credential", state_is("UNPAIRED")).await;
+    assert!(
+        again.last["credential"].is_null(),
+        "an unknown credential is wiped"
+    );
+    again
+        .until(&fake, "QR after a stale credential", state_is("UNPAIRED"))
+        .await;
 
     // Logout from the page itself (Socket.logout()): the server forgets the device.
     let qr = again.last["qr"].as_str().expect("qr").to_string();
-    fake.post("_fake/scan", json!({"qr": qr, "phone": "5491100000004"})).await;
+    fake.post("_fake/scan", json!({"qr": qr, "phone": "5491100000004"}))
+        .await;
     again.until(&fake, "CONNECTED", state_is("CONNECTED")).await;
-    let (status, _) = fake.post("_page/action", json!({"page": again.id, "action": "logout"})).await;
+    let (status, _) = fake
+        .post(
+            "_page/action",
+            json!({"page": again.id, "action": "logout"}),
+        )
+        .await;
     assert_eq!(status, 200);
-    let out = again.until(&fake, "logged out", |v| v["navigate"].is_string()).await;
+    let out = again
+        .until(&fake, "logged out", |v| v["navigate"].is_string())
+        .await;
     assert_eq!(out["state"], "UNPAIRED");
     assert_eq!(out["seenEvents"], json!(["logout"]));
     assert_eq!(fake.get("_fake/devices").await, json!([]));
@@ -210,27 +343,44 @@ async fn pairing_code_links_and_hooks_select_pages() {
     let fake = start("5", "6");
     let mut page = ScriptedPage::open(&fake, None).await;
     page.until(&fake, "QR", state_is("UNPAIRED")).await;
-    let (status, body) =
-        fake.post("_page/action", json!({"page": page.id, "action": "startAltLinkingFlow", "phone": "+5491100000005"})).await;
+    let (status, body) = fake
+        .post(
+            "_page/action",
+            json!({"page": page.id, "action": "startAltLinkingFlow", "phone": "+5491100000005"}),
+        )
+        .await;
     assert_eq!(status, 200);
     let code = body["code"].as_str().expect("code").to_string();
     assert_eq!(code.len(), 8);
     let (status, _) = fake.post("_fake/pair", json!({"code": "ZZZZZZZZ"})).await;
     assert_eq!(status, 404);
-    let (status, _) = fake.post("_fake/pair", json!({"code": code, "pushName": "Bea"})).await;
+    let (status, _) = fake
+        .post("_fake/pair", json!({"code": code, "pushName": "Bea"}))
+        .await;
     assert_eq!(status, 200);
-    let connected = page.until(&fake, "CONNECTED by code", state_is("CONNECTED")).await;
+    let connected = page
+        .until(&fake, "CONNECTED by code", state_is("CONNECTED"))
+        .await;
     assert_eq!(connected["me"]["phone"], "5491100000005");
 
     // Hooks reach only the selected live pages.
-    let (status, body) = fake.post("_fake/bloat", json!({"mb": 64, "phone": "5490000000000"})).await;
+    let (status, body) = fake
+        .post("_fake/bloat", json!({"mb": 64, "phone": "5490000000000"}))
+        .await;
     assert_eq!((status, body["pages"].as_u64()), (200, Some(0)));
-    let (status, body) = fake.post("_fake/bloat", json!({"mb": 64, "phone": "5491100000005"})).await;
+    let (status, body) = fake
+        .post("_fake/bloat", json!({"mb": 64, "phone": "5491100000005"}))
+        .await;
     assert_eq!((status, body["pages"].as_u64()), (200, Some(1)));
-    page.until(&fake, "bloat size", |v| v["bloatMb"] == 64).await;
-    let (status, body) = fake.post("_fake/hang", json!({"phone": "5490000000000"})).await;
+    page.until(&fake, "bloat size", |v| v["bloatMb"] == 64)
+        .await;
+    let (status, body) = fake
+        .post("_fake/hang", json!({"phone": "5490000000000"}))
+        .await;
     assert_eq!((status, body["pages"].as_u64()), (200, Some(0)));
-    let (status, body) = fake.post("_fake/hang", json!({"phone": "5491100000005"})).await;
+    let (status, body) = fake
+        .post("_fake/hang", json!({"phone": "5491100000005"}))
+        .await;
     assert_eq!((status, body["pages"].as_u64()), (200, Some(1)));
     page.until(&fake, "hang flag", |v| v["hang"] == true).await;
 }

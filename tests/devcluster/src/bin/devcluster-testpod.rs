@@ -44,7 +44,11 @@ async fn ok() -> &'static str {
 }
 
 async fn readyz(State(s): State<AppState>) -> Response {
-    if s.ready.load(Ordering::SeqCst) { (StatusCode::OK, "ready").into_response() } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response() }
+    if s.ready.load(Ordering::SeqCst) {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+    }
 }
 
 async fn env() -> Json<BTreeMap<String, String>> {
@@ -52,10 +56,14 @@ async fn env() -> Json<BTreeMap<String, String>> {
 }
 
 async fn read(Query(q): Query<BTreeMap<String, String>>) -> Response {
-    let Some(path) = q.get("path") else { return (StatusCode::BAD_REQUEST, "path required").into_response() };
+    let Some(path) = q.get("path") else {
+        return (StatusCode::BAD_REQUEST, "path required").into_response();
+    };
     match std::fs::read(path) {
         Ok(data) => (StatusCode::OK, data).into_response(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (StatusCode::NOT_FOUND, e.to_string()).into_response(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            (StatusCode::NOT_FOUND, e.to_string()).into_response()
+        }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
 }
@@ -71,7 +79,9 @@ async fn write(Query(q): Query<BTreeMap<String, String>>) -> Response {
 }
 
 async fn kube_get(Query(q): Query<BTreeMap<String, String>>) -> Response {
-    let Some(path) = q.get("path") else { return (StatusCode::BAD_REQUEST, "path required").into_response() };
+    let Some(path) = q.get("path") else {
+        return (StatusCode::BAD_REQUEST, "path required").into_response();
+    };
     let result = async {
         let config = kube::Config::incluster()?;
         let client = kube::Client::try_from(config)?;
@@ -83,9 +93,17 @@ async fn kube_get(Query(q): Query<BTreeMap<String, String>>) -> Response {
     }
     .await;
     match result {
-        Ok((status, body)) => (StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY), body).into_response(),
+        Ok((status, body)) => (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+            body,
+        )
+            .into_response(),
         // 599: the request never got an answer from the API server (config, TLS, network).
-        Err(e) => (StatusCode::from_u16(599).unwrap_or(StatusCode::BAD_GATEWAY), format!("in-cluster request failed: {e}")).into_response(),
+        Err(e) => (
+            StatusCode::from_u16(599).unwrap_or(StatusCode::BAD_GATEWAY),
+            format!("in-cluster request failed: {e}"),
+        )
+            .into_response(),
     }
 }
 
@@ -99,7 +117,10 @@ async fn exit(Query(q): Query<BTreeMap<String, String>>) -> &'static str {
     "exiting"
 }
 
-async fn set_ready(State(s): State<AppState>, Query(q): Query<BTreeMap<String, String>>) -> &'static str {
+async fn set_ready(
+    State(s): State<AppState>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> &'static str {
     let v = q.get("value").map(String::as_str) != Some("false");
     s.ready.store(v, Ordering::SeqCst);
     if v { "ready" } else { "not ready" }
@@ -112,7 +133,9 @@ async fn alloc(Query(q): Query<BTreeMap<String, String>>) -> Response {
     let Some(mb) = q.get("mb").and_then(|m| m.parse::<usize>().ok()) else {
         return (StatusCode::BAD_REQUEST, "mb required").into_response();
     };
-    let mut held = HELD.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut held = HELD
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     for _ in 0..mb {
         // non-zero bytes: the pages are really touched, so they count against the limit
         held.push(vec![1u8; 1 << 20]);
@@ -121,7 +144,9 @@ async fn alloc(Query(q): Query<BTreeMap<String, String>>) -> Response {
 }
 
 async fn resolve(Query(q): Query<BTreeMap<String, String>>) -> Response {
-    let Some(name) = q.get("name").cloned() else { return (StatusCode::BAD_REQUEST, "name required").into_response() };
+    let Some(name) = q.get("name").cloned() else {
+        return (StatusCode::BAD_REQUEST, "name required").into_response();
+    };
     match tokio::net::lookup_host((name.as_str(), 0)).await {
         Ok(addrs) => {
             let text: Vec<String> = addrs.map(|a| a.ip().to_string()).collect();
@@ -134,7 +159,9 @@ async fn resolve(Query(q): Query<BTreeMap<String, String>>) -> Response {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let state = AppState { ready: Arc::new(AtomicBool::new(true)) };
+    let state = AppState {
+        ready: Arc::new(AtomicBool::new(true)),
+    };
     let app = Router::new()
         .route("/healthz", get(ok))
         .route("/livez", get(ok))

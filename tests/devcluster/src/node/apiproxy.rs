@@ -14,7 +14,9 @@ pub async fn forward(listener: TcpListener, target: SocketAddr, shutdown: Cancel
             _ = shutdown.cancelled() => return,
             a = listener.accept() => a,
         };
-        let Ok((mut inbound, _)) = accepted else { continue };
+        let Ok((mut inbound, _)) = accepted else {
+            continue;
+        };
         tokio::spawn(async move {
             if let Ok(mut outbound) = TcpStream::connect(target).await {
                 let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;

@@ -22,17 +22,31 @@ where
     K: Resource + Clone + Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     let name = obj.meta().name.clone().unwrap_or_default();
-    api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(obj)).await.map(|_| ())
+    api.patch(
+        &name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(obj),
+    )
+    .await
+    .map(|_| ())
 }
 
 fn meta(name: &str, namespace: Option<&str>) -> ObjectMeta {
-    ObjectMeta { name: Some(name.into()), namespace: namespace.map(Into::into), ..Default::default() }
+    ObjectMeta {
+        name: Some(name.into()),
+        namespace: namespace.map(Into::into),
+        ..Default::default()
+    }
 }
 
 fn binding(name: &str, role: &str, user: &str) -> ClusterRoleBinding {
     ClusterRoleBinding {
         metadata: meta(name, None),
-        role_ref: RoleRef { api_group: "rbac.authorization.k8s.io".into(), kind: "ClusterRole".into(), name: role.into() },
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "ClusterRole".into(),
+            name: role.into(),
+        },
         subjects: Some(vec![Subject {
             api_group: Some("rbac.authorization.k8s.io".into()),
             kind: "User".into(),
@@ -54,8 +68,15 @@ fn read_rule(group: &str, resources: &[&str]) -> PolicyRule {
 pub async fn apply_all(client: &Client, plan: &NodePlan) -> Result<(), kube::Error> {
     let crbs: Api<ClusterRoleBinding> = Api::all(client.clone());
     // without it `kubectl logs/exec` are "Forbidden ... nodes/proxy"
-    apply(&crbs, &binding("devcluster:apiserver-kubelet-client", "system:kubelet-api-admin", "kube-apiserver-kubelet-client"))
-        .await?;
+    apply(
+        &crbs,
+        &binding(
+            "devcluster:apiserver-kubelet-client",
+            "system:kubelet-api-admin",
+            "kube-apiserver-kubelet-client",
+        ),
+    )
+    .await?;
     let role = ClusterRole {
         metadata: meta("system:coredns", None),
         rules: Some(vec![
@@ -65,12 +86,19 @@ pub async fn apply_all(client: &Client, plan: &NodePlan) -> Result<(), kube::Err
         ..Default::default()
     };
     apply(&Api::<ClusterRole>::all(client.clone()), &role).await?;
-    apply(&crbs, &binding("system:coredns", "system:coredns", "system:coredns")).await?;
+    apply(
+        &crbs,
+        &binding("system:coredns", "system:coredns", "system:coredns"),
+    )
+    .await?;
 
     let ports = [("dns", "UDP"), ("dns-tcp", "TCP")];
     let labels = BTreeMap::from([("k8s-app".to_string(), "kube-dns".to_string())]);
     let svc = Service {
-        metadata: ObjectMeta { labels: Some(labels), ..meta("kube-dns", Some("kube-system")) },
+        metadata: ObjectMeta {
+            labels: Some(labels),
+            ..meta("kube-dns", Some("kube-system"))
+        },
         spec: Some(ServiceSpec {
             cluster_ip: Some(CLUSTER_DNS_IP.to_string()),
             ports: Some(
@@ -88,16 +116,32 @@ pub async fn apply_all(client: &Client, plan: &NodePlan) -> Result<(), kube::Err
         }),
         ..Default::default()
     };
-    apply(&Api::<Service>::namespaced(client.clone(), "kube-system"), &svc).await?;
+    apply(
+        &Api::<Service>::namespaced(client.clone(), "kube-system"),
+        &svc,
+    )
+    .await?;
     // No selector: CoreDNS runs on the node itself, so its endpoint is the node's address.
     let slice_labels = BTreeMap::from([
-        ("kubernetes.io/service-name".to_string(), "kube-dns".to_string()),
-        ("endpointslice.kubernetes.io/managed-by".to_string(), "devcluster.local".to_string()),
+        (
+            "kubernetes.io/service-name".to_string(),
+            "kube-dns".to_string(),
+        ),
+        (
+            "endpointslice.kubernetes.io/managed-by".to_string(),
+            "devcluster.local".to_string(),
+        ),
     ]);
     let slice = EndpointSlice {
-        metadata: ObjectMeta { labels: Some(slice_labels), ..meta("kube-dns-node", Some("kube-system")) },
+        metadata: ObjectMeta {
+            labels: Some(slice_labels),
+            ..meta("kube-dns-node", Some("kube-system"))
+        },
         address_type: "IPv4".into(),
-        endpoints: vec![Endpoint { addresses: vec![plan.node_ip.to_string()], ..Default::default() }],
+        endpoints: vec![Endpoint {
+            addresses: vec![plan.node_ip.to_string()],
+            ..Default::default()
+        }],
         ports: Some(
             ports
                 .iter()
@@ -110,6 +154,10 @@ pub async fn apply_all(client: &Client, plan: &NodePlan) -> Result<(), kube::Err
                 .collect(),
         ),
     };
-    apply(&Api::<EndpointSlice>::namespaced(client.clone(), "kube-system"), &slice).await?;
+    apply(
+        &Api::<EndpointSlice>::namespaced(client.clone(), "kube-system"),
+        &slice,
+    )
+    .await?;
     Ok(())
 }

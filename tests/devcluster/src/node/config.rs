@@ -18,7 +18,12 @@ pub const CNI_BIN_DIR: &str = "/usr/lib/cni";
 
 /// containerd 2.x (config version 3): image content kept under `root` between runs of the
 /// same state dir, runtime state on the namespace's tmpfs, registry hosts from `certs_d`.
-pub fn containerd_toml(root: &Path, certs_d: &Path, cni_conf_dir: &Path, sandbox_image: &str) -> String {
+pub fn containerd_toml(
+    root: &Path,
+    certs_d: &Path,
+    cni_conf_dir: &Path,
+    sandbox_image: &str,
+) -> String {
     format!(
         r#"version = 3
 root = '{root}'
@@ -60,7 +65,9 @@ state = '/run/containerd'
 
 /// A registry served over plain HTTP (containerd's `hosts.toml` for `host:port`).
 pub fn registry_hosts_toml(registry: &str) -> String {
-    format!("server = 'http://{registry}'\n\n[host.'http://{registry}']\n  capabilities = ['pull', 'resolve']\n")
+    format!(
+        "server = 'http://{registry}'\n\n[host.'http://{registry}']\n  capabilities = ['pull', 'resolve']\n"
+    )
 }
 
 /// The pod network: a bridge with the node as gateway, addresses from the node's half of the
@@ -182,7 +189,9 @@ conntrack:
 /// CoreDNS serving the cluster domain on the node address (behind the `kube-dns` Service);
 /// other names are forwarded to `upstream` when pods may leave the machine, else refused.
 pub fn corefile(plan: &NodePlan, kubeconfig: &Path, upstream: Option<&str>) -> String {
-    let forward = upstream.map(|u| format!("    forward . {u}\n")).unwrap_or_default();
+    let forward = upstream
+        .map(|u| format!("    forward . {u}\n"))
+        .unwrap_or_default();
     format!(
         r#".:53 {{
     bind {node_ip}
@@ -235,7 +244,12 @@ mod tests {
 
     #[test]
     fn containerd_config_restricts_oom_score_and_pins_the_sandbox_image() {
-        let t = containerd_toml(Path::new("/s/ctd"), Path::new("/s/certs.d"), Path::new("/s/cni"), "10.244.7.1:5000/pause:3.10");
+        let t = containerd_toml(
+            Path::new("/s/ctd"),
+            Path::new("/s/certs.d"),
+            Path::new("/s/cni"),
+            "10.244.7.1:5000/pause:3.10",
+        );
         assert!(t.starts_with("version = 3\n"));
         assert!(t.contains("restrict_oom_score_adj = true"));
         assert!(t.contains("sandbox = '10.244.7.1:5000/pause:3.10'"));
@@ -246,7 +260,8 @@ mod tests {
 
     #[test]
     fn cni_gives_pods_the_upper_half_with_the_node_as_gateway() {
-        let v: serde_json::Value = serde_json::from_str(&cni_conflist(&plan(), Path::new("/s/ipam"))).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&cni_conflist(&plan(), Path::new("/s/ipam"))).unwrap();
         let range = &v["plugins"][0]["ipam"]["ranges"][0][0];
         assert_eq!(range["subnet"], "10.244.7.128/25");
         assert_eq!(range["gateway"], "10.244.7.129");
@@ -281,6 +296,8 @@ mod tests {
 
     #[test]
     fn registry_hosts_use_plain_http() {
-        assert!(registry_hosts_toml("10.244.7.1:5000").starts_with("server = 'http://10.244.7.1:5000'"));
+        assert!(
+            registry_hosts_toml("10.244.7.1:5000").starts_with("server = 'http://10.244.7.1:5000'")
+        );
     }
 }

@@ -66,9 +66,20 @@ fn write(path: &Path, text: &str) -> Result<(), StartError> {
     std::fs::write(path, text).map_err(|e| err(format!("{}: {e}", path.display())))
 }
 
-fn spawn(layout: &StateLayout, name: &str, program: &Path, args: &[String]) -> Result<Component, StartError> {
+fn spawn(
+    layout: &StateLayout,
+    name: &str,
+    program: &Path,
+    args: &[String],
+) -> Result<Component, StartError> {
     tracing::info!(component = name, program = %program.display(), "starting");
-    Ok(Component::spawn(name, program, args, &layout.log(name), &layout.pidfile(name))?)
+    Ok(Component::spawn(
+        name,
+        program,
+        args,
+        &layout.log(name),
+        &layout.pidfile(name),
+    )?)
 }
 
 /// A node part: `program args` inside the node's namespaces and its `node` cgroup.
@@ -92,14 +103,19 @@ impl RealNode {
     /// Starts the registry and the node; returns once every part runs (the node's Ready
     /// condition is the supervisor's to wait for). On error, what was started is in
     /// `started` for the caller to stop.
-    pub async fn start(cfg: &RealNodeConfig<'_>, client: &kube::Client, started: &mut Vec<Component>) -> Result<String, StartError> {
+    pub async fn start(
+        cfg: &RealNodeConfig<'_>,
+        client: &kube::Client,
+        started: &mut Vec<Component>,
+    ) -> Result<String, StartError> {
         let layout = cfg.layout;
         let names = Names::new(&cfg.prefix);
         let root = dir(layout);
         let etc = root.join("etc");
         for fresh in [root.join("var-lib"), root.join("var-log"), etc.clone()] {
             if fresh.exists() {
-                std::fs::remove_dir_all(&fresh).map_err(|e| err(format!("{}: {e}", fresh.display())))?;
+                std::fs::remove_dir_all(&fresh)
+                    .map_err(|e| err(format!("{}: {e}", fresh.display())))?;
             }
         }
         let plan = &cfg.plan;
@@ -108,43 +124,87 @@ impl RealNode {
         // from the node (pulls), nowhere else.
         let registry = format!("{}:{}", plan.host_ip, free_port().map_err(err)?);
         let storage = cache_dir().join("registry");
-        std::fs::create_dir_all(&storage).map_err(|e| err(format!("{}: {e}", storage.display())))?;
+        std::fs::create_dir_all(&storage)
+            .map_err(|e| err(format!("{}: {e}", storage.display())))?;
         let reg_cfg = etc.join("registry.yml");
         write(&reg_cfg, &config::registry_config(&registry, &storage))?;
-        started.push(spawn(layout, "registry", Path::new("docker-registry"), &["serve".into(), path(&reg_cfg)])?);
-        let answers = || async { crate::control_plane::plain_get(&registry, "/v2/").await.is_some_and(|r| r.starts_with("HTTP/1.1 200") || r.starts_with("HTTP/1.0 200")) };
-        wait_started("registry", &format!("http://{registry}/v2/ not answering"), started, answers).await?;
+        started.push(spawn(
+            layout,
+            "registry",
+            Path::new("docker-registry"),
+            &["serve".into(), path(&reg_cfg)],
+        )?);
+        let answers = || async {
+            crate::control_plane::plain_get(&registry, "/v2/")
+                .await
+                .is_some_and(|r| r.starts_with("HTTP/1.1 200") || r.starts_with("HTTP/1.0 200"))
+        };
+        wait_started(
+            "registry",
+            &format!("http://{registry}/v2/ not answering"),
+            started,
+            answers,
+        )
+        .await?;
 
-        bootstrap::apply_all(client, plan).await.map_err(|e| err(format!("bootstrap objects: {e}")))?;
+        bootstrap::apply_all(client, plan)
+            .await
+            .map_err(|e| err(format!("bootstrap objects: {e}")))?;
 
         // The holder of the node's namespaces, then its cgroups and mounts.
         let (prog, args) = sandbox::holder_command(&names);
         started.push(spawn(layout, "node-sandbox", &prog, &args)?);
-        let holder = started.last_mut().and_then(Component::pid).ok_or_else(|| err("node-sandbox exited at once"))?;
+        let holder = started
+            .last_mut()
+            .and_then(Component::pid)
+            .ok_or_else(|| err("node-sandbox exited at once"))?;
         sandbox::create_cgroups(&names, holder).map_err(err)?;
         sandbox::mount_node_paths(holder, &root).map_err(err)?;
 
         // Configuration files.
         let kc = |name: &str, user: &str, pair: &pki::CertPair| -> Result<PathBuf, StartError> {
             let p = etc.join(format!("{name}.kubeconfig"));
-            pki::write_kubeconfig(&p, &pki::kubeconfig(&cfg.api_server, &cfg.pki.ca_pem, user, pair)).map_err(err)?;
+            pki::write_kubeconfig(
+                &p,
+                &pki::kubeconfig(&cfg.api_server, &cfg.pki.ca_pem, user, pair),
+            )
+            .map_err(err)?;
             Ok(p)
         };
         let kubelet_kc = kc("kubelet", "kubelet", &cfg.pki.node)?;
         let proxy_kc = kc("kube-proxy", "kube-proxy", &cfg.pki.kube_proxy)?;
         let coredns_kc = kc("coredns", "coredns", &cfg.pki.coredns)?;
         let cni_dir = etc.join("cni");
-        write(&cni_dir.join("10-devcluster.conflist"), &config::cni_conflist(plan, &root.join("var-lib").join("cni")))?;
+        write(
+            &cni_dir.join("10-devcluster.conflist"),
+            &config::cni_conflist(plan, &root.join("var-lib").join("cni")),
+        )?;
         let certs_d = etc.join("certs.d");
-        write(&certs_d.join(&registry).join("hosts.toml"), &config::registry_hosts_toml(&registry))?;
+        write(
+            &certs_d.join(&registry).join("hosts.toml"),
+            &config::registry_hosts_toml(&registry),
+        )?;
         let ctd_cfg = etc.join("containerd.toml");
         let sandbox_image = format!("{registry}/{PAUSE_IMAGE}");
-        write(&ctd_cfg, &config::containerd_toml(&root.join("containerd"), &certs_d, &cni_dir, &sandbox_image))?;
-        let upstream = if cfg.pod_egress { sandbox::host_nameserver() } else { None };
+        write(
+            &ctd_cfg,
+            &config::containerd_toml(&root.join("containerd"), &certs_d, &cni_dir, &sandbox_image),
+        )?;
+        let upstream = if cfg.pod_egress {
+            sandbox::host_nameserver()
+        } else {
+            None
+        };
         // pods with dnsPolicy Default get the node's resolv.conf: the host's when they may
         // leave the machine, else none
         let resolv = etc.join("resolv.conf");
-        write(&resolv, &upstream.as_ref().map(|u| format!("nameserver {u}\n")).unwrap_or_default())?;
+        write(
+            &resolv,
+            &upstream
+                .as_ref()
+                .map(|u| format!("nameserver {u}\n"))
+                .unwrap_or_default(),
+        )?;
         let kubelet_cfg = etc.join("kubelet.yaml");
         let files = config::KubeletFiles {
             ca_crt: &cfg.pki.ca_crt,
@@ -156,15 +216,39 @@ impl RealNode {
         };
         write(&kubelet_cfg, &config::kubelet_config(plan, &files))?;
         let proxy_cfg = etc.join("kube-proxy.yaml");
-        write(&proxy_cfg, &config::kube_proxy_config(plan, &proxy_kc, crate::daemon::NODE_NAME))?;
+        write(
+            &proxy_cfg,
+            &config::kube_proxy_config(plan, &proxy_kc, crate::daemon::NODE_NAME),
+        )?;
         let corefile = etc.join("Corefile");
-        write(&corefile, &config::corefile(plan, &coredns_kc, upstream.as_deref()))?;
+        write(
+            &corefile,
+            &config::corefile(plan, &coredns_kc, upstream.as_deref()),
+        )?;
 
         // containerd (shims and runc found on its PATH), ready when its socket answers.
-        let path_env = format!("PATH={}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", cfg.bins.containerd_dir.display());
-        let ctd_args = vec![path_env, path(&cfg.bins.containerd()), "--config".into(), path(&ctd_cfg)];
-        started.push(spawn_in_node(layout, &names, holder, "containerd", Path::new("/usr/bin/env"), &ctd_args)?);
-        wait_started("containerd", "socket not answering", started, || containerd_answers(holder, &cfg.bins)).await?;
+        let path_env = format!(
+            "PATH={}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            cfg.bins.containerd_dir.display()
+        );
+        let ctd_args = vec![
+            path_env,
+            path(&cfg.bins.containerd()),
+            "--config".into(),
+            path(&ctd_cfg),
+        ];
+        started.push(spawn_in_node(
+            layout,
+            &names,
+            holder,
+            "containerd",
+            Path::new("/usr/bin/env"),
+            &ctd_args,
+        )?);
+        wait_started("containerd", "socket not answering", started, || {
+            containerd_answers(holder, &cfg.bins)
+        })
+        .await?;
 
         sandbox::record_sysctls(&names, &sysctl_record()).map_err(err)?;
         let kubelet_args = vec![
@@ -174,16 +258,40 @@ impl RealNode {
             format!("--node-ip={}", plan.node_ip),
             "--v=1".into(),
         ];
-        started.push(spawn_in_node(layout, &names, holder, "kubelet", &cfg.bins.kubelet, &kubelet_args)?);
+        started.push(spawn_in_node(
+            layout,
+            &names,
+            holder,
+            "kubelet",
+            &cfg.bins.kubelet,
+            &kubelet_args,
+        )?);
         let proxy_args = vec![format!("--config={}", path(&proxy_cfg)), "--v=1".into()];
-        started.push(spawn_in_node(layout, &names, holder, "kube-proxy", &cfg.bins.kube_proxy, &proxy_args)?);
-        started.push(spawn_in_node(layout, &names, holder, "coredns", &cfg.bins.coredns, &["-conf".into(), path(&corefile)])?);
+        started.push(spawn_in_node(
+            layout,
+            &names,
+            holder,
+            "kube-proxy",
+            &cfg.bins.kube_proxy,
+            &proxy_args,
+        )?);
+        started.push(spawn_in_node(
+            layout,
+            &names,
+            holder,
+            "coredns",
+            &cfg.bins.coredns,
+            &["-conf".into(), path(&corefile)],
+        )?);
         tracing::info!(node = %sandbox::describe(plan), %registry, "node parts started");
         Ok(registry)
     }
 
     pub fn new(components: Vec<Component>, prefix: &str) -> Self {
-        Self { components, names: Names::new(prefix) }
+        Self {
+            components,
+            names: Names::new(prefix),
+        }
     }
 
     /// Stops the node's parts (kubelet first), then everything left in its cgroups (pods,
@@ -220,7 +328,10 @@ fn path(p: &Path) -> String {
 fn check_alive(started: &mut [Component]) -> Result<(), StartError> {
     for c in started.iter_mut() {
         if let Some(status) = c.exited() {
-            return Err(StartError::new(&c.name, format!("exited during start-up ({status})")));
+            return Err(StartError::new(
+                &c.name,
+                format!("exited during start-up ({status})"),
+            ));
         }
     }
     Ok(())
@@ -228,7 +339,12 @@ fn check_alive(started: &mut [Component]) -> Result<(), StartError> {
 
 /// Polls `probe` every 100 ms until it holds, failing when a part started so far exits or
 /// after 30 s (`what` names it then).
-async fn wait_started<F, Fut>(component: &str, what: &str, started: &mut [Component], mut probe: F) -> Result<(), StartError>
+async fn wait_started<F, Fut>(
+    component: &str,
+    what: &str,
+    started: &mut [Component],
+    mut probe: F,
+) -> Result<(), StartError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -248,7 +364,15 @@ where
 
 /// containerd answers on its socket (`ctr version` inside the node).
 async fn containerd_answers(holder: u32, bins: &NodeBinaries) -> bool {
-    let args = sandbox::in_node(holder, &bins.ctr(), &["--address".into(), config::CONTAINERD_SOCKET.into(), "version".into()]);
+    let args = sandbox::in_node(
+        holder,
+        &bins.ctr(),
+        &[
+            "--address".into(),
+            config::CONTAINERD_SOCKET.into(),
+            "version".into(),
+        ],
+    );
     tokio::process::Command::new("nsenter")
         .args(&args)
         .stdout(std::process::Stdio::null())

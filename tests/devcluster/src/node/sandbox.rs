@@ -25,11 +25,17 @@ pub enum SandboxError {
     #[error("`{command}` failed: {message}")]
     Command { command: String, message: String },
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 fn io(path: &Path) -> impl Fn(std::io::Error) -> SandboxError + '_ {
-    move |source| SandboxError::Io { path: path.to_path_buf(), source }
+    move |source| SandboxError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Runs a command, failing with its stderr.
@@ -38,16 +44,24 @@ pub fn run(program: &str, args: &[&str]) -> Result<String, SandboxError> {
     let out = Command::new(program)
         .args(args)
         .output()
-        .map_err(|e| SandboxError::Command { command: command.clone(), message: e.to_string() })?;
+        .map_err(|e| SandboxError::Command {
+            command: command.clone(),
+            message: e.to_string(),
+        })?;
     if !out.status.success() {
-        return Err(SandboxError::Command { command, message: String::from_utf8_lossy(&out.stderr).trim().to_string() });
+        return Err(SandboxError::Command {
+            command,
+            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// FNV-1a: a stable hash (std's hashers are not guaranteed stable across releases).
 fn fnv1a(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193))
+    bytes.iter().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+    })
 }
 
 /// `dc-<8 hex>`: the prefix of a cluster's names on the machine, from its state dir.
@@ -92,19 +106,42 @@ pub fn create_network(names: &Names, plan: &NodePlan) -> Result<(), SandboxError
     let pods = plan.pods.to_string();
     let node_ip = plan.node_ip.to_string();
     run("ip", &["netns", "add", ns])?;
-    run("ip", &["link", "add", &names.host_link, "type", "veth", "peer", "name", &names.node_link, "netns", ns])?;
+    run(
+        "ip",
+        &[
+            "link",
+            "add",
+            &names.host_link,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &names.node_link,
+            "netns",
+            ns,
+        ],
+    )?;
     run("ip", &["addr", "add", &host_cidr, "dev", &names.host_link])?;
     run("ip", &["link", "set", &names.host_link, "up"])?;
-    run("ip", &["-n", ns, "link", "set", &names.node_link, "name", "eth0"])?;
+    run(
+        "ip",
+        &["-n", ns, "link", "set", &names.node_link, "name", "eth0"],
+    )?;
     run("ip", &["-n", ns, "addr", "add", &node_cidr, "dev", "eth0"])?;
     run("ip", &["-n", ns, "link", "set", "eth0", "up"])?;
     run("ip", &["-n", ns, "link", "set", "lo", "up"])?;
-    run("ip", &["-n", ns, "route", "add", "default", "via", &host_ip])?;
+    run(
+        "ip",
+        &["-n", ns, "route", "add", "default", "via", &host_ip],
+    )?;
     run("ip", &["route", "add", &pods, "via", &node_ip])?;
     // The node routes between its pods and the host; bridged pod traffic goes through
     // iptables so a pod reaching a Service backed by a pod on the same bridge is un-NATed.
     let netns_arg = format!("--net={}", names.netns_path().display());
-    for kv in ["net.ipv4.ip_forward=1", "net.bridge.bridge-nf-call-iptables=1"] {
+    for kv in [
+        "net.ipv4.ip_forward=1",
+        "net.bridge.bridge-nf-call-iptables=1",
+    ] {
         run("nsenter", &[&netns_arg, "--", "sysctl", "-q", "-w", kv])?;
     }
     Ok(())
@@ -120,7 +157,13 @@ pub fn remove_network(names: &Names) {
 /// The command line that runs `program args` inside the node (its network and mount
 /// namespaces, through the holder process).
 pub fn in_node(holder: u32, program: &Path, args: &[String]) -> Vec<String> {
-    let mut v = vec!["--target".to_string(), holder.to_string(), "--mount".into(), "--net".into(), "--".into()];
+    let mut v = vec![
+        "--target".to_string(),
+        holder.to_string(),
+        "--mount".into(),
+        "--net".into(),
+        "--".into(),
+    ];
     v.push(program.display().to_string());
     v.extend(args.iter().cloned());
     v
@@ -150,11 +193,22 @@ pub fn holder_command(names: &Names) -> (PathBuf, Vec<String>) {
 pub fn mount_node_paths(holder: u32, node_dir: &Path) -> Result<(), SandboxError> {
     let t = holder.to_string();
     let mut args_of = Vec::new();
-    args_of.push(vec!["-t".to_string(), "tmpfs".into(), "-o".into(), "mode=755,size=256m".into(), "tmpfs".into(), "/run".into()]);
+    args_of.push(vec![
+        "-t".to_string(),
+        "tmpfs".into(),
+        "-o".into(),
+        "mode=755,size=256m".into(),
+        "tmpfs".into(),
+        "/run".into(),
+    ]);
     for (dir, target) in [("var-lib", "/var/lib"), ("var-log", "/var/log")] {
         let src = node_dir.join(dir);
         std::fs::create_dir_all(&src).map_err(io(&src))?;
-        args_of.push(vec!["--bind".into(), src.display().to_string(), target.into()]);
+        args_of.push(vec![
+            "--bind".into(),
+            src.display().to_string(),
+            target.into(),
+        ]);
     }
     for args in args_of {
         let mut full = vec!["--target", &t, "--mount", "--", "mount"];
@@ -187,7 +241,10 @@ pub fn create_cgroups(names: &Names, pid: u32) -> Result<(), SandboxError> {
             if let Ok(v) = std::fs::read_to_string(mount.join(file)) {
                 for dir in [&root, &node] {
                     let p = dir.join(file);
-                    if std::fs::read_to_string(&p).map(|c| c.trim().is_empty()).unwrap_or(false) {
+                    if std::fs::read_to_string(&p)
+                        .map(|c| c.trim().is_empty())
+                        .unwrap_or(false)
+                    {
                         std::fs::write(&p, v.trim()).map_err(io(&p))?;
                     }
                 }
@@ -209,7 +266,10 @@ pub fn join_node_cgroup(names: &Names, pid: u32) -> Result<(), SandboxError> {
         if let Err(e) = std::fs::write(&procs, pid.to_string())
             && mount.file_name().is_some_and(|n| n != "unified")
         {
-            return Err(SandboxError::Io { path: procs, source: e });
+            return Err(SandboxError::Io {
+                path: procs,
+                source: e,
+            });
         }
     }
     Ok(())
@@ -249,7 +309,12 @@ pub fn kill_and_remove_cgroups(names: &Names) -> usize {
             break;
         }
         for pid in pids {
-            if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).is_ok() {
+            if nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .is_ok()
+            {
                 killed.insert(pid);
             }
         }
@@ -280,14 +345,22 @@ fn remove_tree(dir: &Path) {
 }
 
 /// The global sysctls the kubelet changes (`protectKernelDefaults: false`).
-const KUBELET_SYSCTLS: [&str; 3] = ["vm/overcommit_memory", "kernel/panic", "kernel/panic_on_oops"];
+const KUBELET_SYSCTLS: [&str; 3] = [
+    "vm/overcommit_memory",
+    "kernel/panic",
+    "kernel/panic_on_oops",
+];
 
 /// Other devcluster nodes running on this machine (their network namespaces).
 fn other_nodes(names: &Names) -> bool {
-    std::fs::read_dir("/run/netns").into_iter().flatten().flatten().any(|e| {
-        let n = e.file_name().to_string_lossy().to_string();
-        n.starts_with("dc-") && n.ends_with("-node") && n != names.netns
-    })
+    std::fs::read_dir("/run/netns")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| {
+            let n = e.file_name().to_string_lossy().to_string();
+            n.starts_with("dc-") && n.ends_with("-node") && n != names.netns
+        })
 }
 
 /// Before the kubelet starts: when this is the machine's only node, records the sysctls'
@@ -314,7 +387,9 @@ pub fn restore_sysctls(names: &Names, record: &Path) {
     if other_nodes(names) {
         return;
     }
-    let Ok(text) = std::fs::read_to_string(record) else { return };
+    let Ok(text) = std::fs::read_to_string(record) else {
+        return;
+    };
     for (key, value) in text.lines().filter_map(|l| l.split_once('=')) {
         if KUBELET_SYSCTLS.contains(&key) {
             let p = Path::new("/proc/sys").join(key);
@@ -328,7 +403,10 @@ pub fn restore_sysctls(names: &Names, record: &Path) {
 
 /// The node's address as seen from the host, for messages.
 pub fn describe(plan: &NodePlan) -> String {
-    format!("node {} (host side {}), pods {}", plan.node_ip, plan.host_ip, plan.pods)
+    format!(
+        "node {} (host side {}), pods {}",
+        plan.node_ip, plan.host_ip, plan.pods
+    )
 }
 
 /// The first nameserver of the host's resolv.conf (CoreDNS's upstream when pods may leave
@@ -366,6 +444,17 @@ mod tests {
     #[test]
     fn commands_enter_the_holders_namespaces() {
         let v = in_node(42, Path::new("/bin/kubelet"), &["--v=1".into()]);
-        assert_eq!(v, ["--target", "42", "--mount", "--net", "--", "/bin/kubelet", "--v=1"]);
+        assert_eq!(
+            v,
+            [
+                "--target",
+                "42",
+                "--mount",
+                "--net",
+                "--",
+                "/bin/kubelet",
+                "--v=1"
+            ]
+        );
     }
 }

@@ -23,11 +23,20 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
         s.read_to_end(&mut buf).await.ok()?;
         let text = String::from_utf8_lossy(&buf).into_owned();
         let (head, body) = text.split_once("\r\n\r\n")?;
-        let status = head.lines().next()?.split_whitespace().nth(1)?.parse().ok()?;
+        let status = head
+            .lines()
+            .next()?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
         // axum answers small bodies with Content-Length; chunked bodies are not expected here.
         Some((status, body.to_string()))
     };
-    tokio::time::timeout(Duration::from_secs(10), fut).await.ok().flatten()
+    tokio::time::timeout(Duration::from_secs(10), fut)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// The spec of a test-pod container (`image`: `TestCluster::test_pod_image`) listening on
@@ -70,12 +79,19 @@ pub fn is_ready(p: &Pod) -> bool {
 
 /// Waits until the pod is Ready and returns it.
 pub async fn wait_ready(api: &Api<Pod>, name: &str) -> Pod {
-    wait_for_value(&format!("pod {name} Ready"), Duration::from_secs(90), || async {
-        api.get_opt(name).await.ok().flatten().filter(is_ready)
-    })
+    wait_for_value(
+        &format!("pod {name} Ready"),
+        Duration::from_secs(90),
+        || async { api.get_opt(name).await.ok().flatten().filter(is_ready) },
+    )
     .await
 }
 
 pub fn pod_ip(p: &Pod) -> std::net::IpAddr {
-    p.status.as_ref().and_then(|s| s.pod_ip.as_deref()).expect("pod IP").parse().expect("IP")
+    p.status
+        .as_ref()
+        .and_then(|s| s.pod_ip.as_deref())
+        .expect("pod IP")
+        .parse()
+        .expect("IP")
 }
