@@ -568,7 +568,7 @@ async fn bad_input_gets_documented_errors_and_hub_keeps_serving() {
         &EncodingKey::from_rsa_pem(&std::fs::read(&key).unwrap()).unwrap(),
     )
     .unwrap();
-    let bad_tokens = vec![
+    let bad_tokens = [
         ("expired", token("x", &["a"], "admin", -120)),
         (
             "wrong signature",

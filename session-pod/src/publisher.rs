@@ -14,8 +14,9 @@ use crate::metrics::{Metrics, ResultLabel, StateLabel};
 use crate::state::{AgentStatus, now};
 
 enum Msg {
+    // Boxed: a status is ~300 bytes and every other message is a word.
     Update {
-        status: AgentStatus,
+        status: Box<AgentStatus>,
         urgent: bool,
     },
     Flush(oneshot::Sender<()>),
@@ -105,7 +106,7 @@ impl Publisher {
                 let mut flush_now = false;
                 match msg {
                     Msg::Update { status, urgent } => {
-                        pending = Some(status);
+                        pending = Some(*status);
                         if urgent {
                             flush_now = true;
                         } else if deadline.is_none() {
@@ -191,7 +192,7 @@ impl Publisher {
 
     pub fn publish(&self, status: &AgentStatus, urgent: bool) {
         let _ = self.tx.send(Msg::Update {
-            status: status.clone(),
+            status: Box::new(status.clone()),
             urgent,
         });
     }
