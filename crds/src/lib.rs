@@ -1,5 +1,5 @@
 //! The `WhatsAppSession` custom resource (`whatsapp.leadmaster.io/v1alpha1`), shared by the
-//! operator, the session agent and the hub. The contract is `DESIGN.md` §2.
+//! operator, the session agent and the hub. The contract is `docs/design.md` §2.
 //!
 //! Every optional field is skipped when `None` so that each writer's server-side-apply patch
 //! carries only the fields it owns (operator, agent and hub use different field managers).
@@ -20,7 +20,7 @@ pub mod managers {
     pub const HUB: &str = "whatsapp-hub";
 }
 
-/// Labels put on every child object of a session (DESIGN.md §2).
+/// Labels put on every child object of a session (docs/design.md §2).
 pub mod labels {
     pub const NAME: &str = "app.kubernetes.io/name";
     pub const NAME_VALUE: &str = "whatsapp-session";

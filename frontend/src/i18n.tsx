@@ -1,7 +1,7 @@
 import { createContext, useCallback, useContext, useEffect, useMemo, useState, type ReactNode } from 'react';
 
 // A small dictionary instead of an i18n library: the UI has few strings and two languages,
-// and the Spanish labels are part of the contract (DESIGN.md §5), so they live here verbatim.
+// and the Spanish labels are part of the contract (docs/design.md §5), so they live here verbatim.
 const es = {
   'app.title': 'LeadMaster',
   'nav.whatsapp': 'WhatsApp',

@@ -1,4 +1,4 @@
-// Wire types of the hub (DESIGN.md §3 and §4).
+// Wire types of the hub (docs/design.md §3 and §4).
 
 export type SessionStatus = 'init' | 'qr_required' | 'connecting' | 'connected' | 'disconnected' | 'error';
 export type QrStatus = 'none' | 'generated' | 'expired' | 'used';

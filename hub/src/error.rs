@@ -1,4 +1,4 @@
-//! The error type shared by REST and socket.io: one code vocabulary (DESIGN.md §3/§4), mapped
+//! The error type shared by REST and socket.io: one code vocabulary (docs/design.md §3/§4), mapped
 //! to an HTTP status for REST and to a `connection-error` payload for socket.io.
 
 use axum::http::StatusCode;

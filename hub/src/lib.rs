@@ -1,5 +1,5 @@
 //! `wa-hub`: the browser-facing hub. It keeps a live view of the WhatsAppSession CRs (kube
-//! reflector), serves REST (DESIGN.md §3) and socket.io (§4) with JWT auth and tenant
+//! reflector), serves REST (docs/design.md §3) and socket.io (§4) with JWT auth and tenant
 //! isolation, and writes requests (`qrRequestedAt`, `logoutRequestedAt`, `desiredState`) back
 //! into the CR spec with server-side apply. It keeps no state that matters across restarts, so
 //! several replicas can run behind one address.

@@ -48,7 +48,7 @@ pub fn document() -> Value {
     paths.insert("/metrics".into(), json!({"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "OpenMetrics text"}}}}));
     json!({
         "openapi": "3.1.0",
-        "info": {"title": "wa-hub", "version": env!("CARGO_PKG_VERSION"), "description": "REST API of the WhatsApp session hub. Realtime events are on socket.io at /socket.io (see DESIGN.md §4)."},
+        "info": {"title": "wa-hub", "version": env!("CARGO_PKG_VERSION"), "description": "REST API of the WhatsApp session hub. Realtime events are on socket.io at /socket.io (see docs/design.md §4)."},
         "paths": paths,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},

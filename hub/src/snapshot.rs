@@ -12,7 +12,7 @@ pub struct LastErrorView {
     pub at: String,
 }
 
-/// DESIGN.md §3 snapshot, plus `namespace` and `display_name` (additive, for UIs listing
+/// docs/design.md §3 snapshot, plus `namespace` and `display_name` (additive, for UIs listing
 /// sessions across namespaces).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Snapshot {
@@ -76,7 +76,7 @@ impl Snapshot {
         }
     }
 
-    /// `session-status` payload (DESIGN.md §4), plus `lastError` and `tenant`.
+    /// `session-status` payload (docs/design.md §4), plus `lastError` and `tenant`.
     pub fn status_event(&self) -> serde_json::Value {
         serde_json::json!({
             "instance_id": self.instance_id,

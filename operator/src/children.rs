@@ -92,7 +92,7 @@ pub fn pod_name(session: &str) -> String {
     format!("wa-{session}-0")
 }
 
-/// The labels put on every child (DESIGN.md §2).
+/// The labels put on every child (docs/design.md §2).
 pub fn child_labels(session: &WhatsAppSession) -> BTreeMap<String, String> {
     let mut l = selector_labels(session);
     l.insert(labels::MANAGED_BY.into(), labels::MANAGED_BY_VALUE.into());
@@ -236,7 +236,7 @@ fn env_from_secret(name: &str, secret: &str, key: &str) -> EnvVar {
     }
 }
 
-/// The session agent's environment (DESIGN.md §6), plus the proxy settings:
+/// The session agent's environment (docs/design.md §6), plus the proxy settings:
 /// `WA_PROXY_URL`, and `WA_PROXY_USERNAME`/`WA_PROXY_PASSWORD` read from the credentials Secret
 /// (keys `username`, `password`) so the secret never appears in the pod spec or the CR.
 pub fn session_env(session: &WhatsAppSession, settings: &Settings) -> Vec<EnvVar> {

@@ -1,4 +1,4 @@
-//! wa-operator: reconciles `WhatsAppSession` resources (see DESIGN.md §2 and docs/operator.md).
+//! wa-operator: reconciles `WhatsAppSession` resources (see docs/design.md §2 and docs/operator.md).
 pub mod children;
 pub mod config;
 pub mod error;

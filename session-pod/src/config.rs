@@ -1,4 +1,4 @@
-//! Command line and environment (DESIGN.md §6). The operator sets the `WA_*` variables in the
+//! Command line and environment (docs/design.md §6). The operator sets the `WA_*` variables in the
 //! session pod; every flag can also be given on the command line for local runs and tests.
 
 use std::net::SocketAddr;

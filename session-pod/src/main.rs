@@ -1,6 +1,6 @@
 //! wa-session: the session agent. One per WhatsAppSession, in the session's pod: runs WhatsApp
 //! Web in Chromium with the login kept on the data volume and publishes QR and state to the
-//! CR's status (DESIGN.md §2, §6).
+//! CR's status (docs/design.md §2, §6).
 
 mod browser;
 mod canary;

@@ -1,5 +1,5 @@
 //! The session's state machine: page observations in, the agent's part of the CR status out
-//! (DESIGN.md §2 lifecycle). Pure logic, no I/O, so every transition is unit-tested.
+//! (docs/design.md §2 lifecycle). Pure logic, no I/O, so every transition is unit-tested.
 
 use std::time::Duration;
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make demo` (DESIGN.md §6): builds everything, starts a devcluster with a real kubelet node in
+# `make demo` (docs/design.md §6): builds everything, starts a devcluster with a real kubelet node in
 # .demo/cluster, builds the three images from images/*.Dockerfile with buildah and pushes them
 # to the cluster's registry, installs the Helm chart with them, creates tenant `acme` with a
 # user and a session, serves the UI through the hub's NodePort on the node's address, writes

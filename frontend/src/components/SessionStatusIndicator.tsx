@@ -3,7 +3,7 @@ import type { SessionStatus } from '../types';
 
 export type StatusColor = 'red' | 'yellow' | 'green';
 
-/** Colour and label of a session status (DESIGN.md §5). Unknown or absent status reads as disconnected. */
+/** Colour and label of a session status (docs/design.md §5). Unknown or absent status reads as disconnected. */
 export function statusView(status: SessionStatus | null | undefined): { color: StatusColor; key: MessageKey } {
   switch (status) {
     case 'connected':

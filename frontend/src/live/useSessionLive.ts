@@ -82,7 +82,7 @@ function qrAfterStatus(state: LiveState, status: SessionStatus | null, qrStatus:
 }
 
 /**
- * Live state of one session: a REST snapshot first, then socket.io pushes (DESIGN.md §4).
+ * Live state of one session: a REST snapshot first, then socket.io pushes (docs/design.md §4).
  * The socket reconnects with exponential back-off of its own (socket.io's built-in reconnection
  * gives up after a rejected handshake); while it is down the snapshot is polled over REST so the
  * page stays current, and the polling stops as soon as the socket is back.

@@ -14,7 +14,7 @@ pub enum Role {
     User,
 }
 
-/// JWT claims (DESIGN.md §3): `sub`, `tenants`, `role`, `exp` required.
+/// JWT claims (docs/design.md §3): `sub`, `tenants`, `role`, `exp` required.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: String,

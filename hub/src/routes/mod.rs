@@ -1,4 +1,4 @@
-//! REST routes (DESIGN.md §3), `/health`, `/metrics`, `/api/openapi.json` and the frontend.
+//! REST routes (docs/design.md §3), `/health`, `/metrics`, `/api/openapi.json` and the frontend.
 
 mod extract;
 mod login;
@@ -21,7 +21,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/metrics", get(system::metrics))
         .route("/api/openapi.json", get(system::openapi))
         .route("/api/auth/login", post(login::login));
-    // The session routes are served with and without the /api prefix (DESIGN.md §3).
+    // The session routes are served with and without the /api prefix (docs/design.md §3).
     for prefix in ["/api/session-manager", "/session-manager"] {
         r = r
             .route(&format!("{prefix}/sessions"), get(sessions::list))

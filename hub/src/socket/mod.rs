@@ -1,4 +1,4 @@
-//! socket.io (DESIGN.md §4): authentication, per-session rooms, requests.
+//! socket.io (docs/design.md §4): authentication, per-session rooms, requests.
 //!
 //! A socket carries its verified claims in its extensions. Until then it may only
 //! `authenticate`; it is dropped after the configured timeout. A socket joins the room of a

@@ -260,7 +260,7 @@ pub fn build_and_push_images(registry: &str, tag: &str) -> Result<PushedImages, 
     })
 }
 
-/// Logs in at the hub (`POST {hub}/api/auth/login`, DESIGN.md §4) and returns the JWT.
+/// Logs in at the hub (`POST {hub}/api/auth/login`, docs/design.md §4) and returns the JWT.
 pub async fn hub_login(
     http: &reqwest::Client,
     hub: &str,

@@ -96,7 +96,7 @@ async fn readme_quick_start_with_the_fake_whatsapp() {
         started.elapsed().as_secs_f64()
     );
 
-    // .demo/demo.env has every variable the README and DESIGN.md §6 promise, and make demo
+    // .demo/demo.env has every variable the README and docs/design.md §6 promise, and make demo
     // printed the same lines.
     let env_text = std::fs::read_to_string(demo_dir.join("demo.env")).unwrap();
     let env: HashMap<&str, &str> = env_text.lines().filter_map(|l| l.split_once('=')).collect();

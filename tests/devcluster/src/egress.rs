@@ -1,5 +1,5 @@
 //! `--pod-egress`: NAT for traffic from the pod network to the outside world, so sessions on a
-//! user's machine can reach the real WhatsApp Web. Tests never use it (DESIGN.md §7): without
+//! user's machine can reach the real WhatsApp Web. Tests never use it (docs/design.md §7): without
 //! it pods reach the host's bridge address and nothing beyond.
 
 use std::process::Command;

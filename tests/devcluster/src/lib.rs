@@ -2,7 +2,7 @@
 //! kube-scheduler built from the official Go modules) started on loopback, a real node (the
 //! kubelet with containerd, kube-proxy and CoreDNS) with a local image registry, and a hostpath
 //! storage provisioner.
-//! See DESIGN.md §7 and docs/devcluster.md.
+//! See docs/design.md §7 and docs/devcluster.md.
 
 pub mod accounts;
 pub mod binaries;

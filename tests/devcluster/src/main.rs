@@ -1,4 +1,4 @@
-//! `devcluster`: a real local Kubernetes for development and tests (DESIGN.md §6, §7).
+//! `devcluster`: a real local Kubernetes for development and tests (docs/design.md §6, §7).
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -67,7 +67,7 @@ impl StateLayout {
     }
 }
 
-/// What a ready cluster tells its users (DESIGN.md §6): the admin kubeconfig, the host's
+/// What a ready cluster tells its users (docs/design.md §6): the admin kubeconfig, the host's
 /// address on the pod network, the node's address and the registry its images come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterEnv {

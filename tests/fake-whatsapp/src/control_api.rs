@@ -1,4 +1,4 @@
-//! The control API (DESIGN.md §7): the phone's side (scan, unlink, conflict, devices) plus test
+//! The control API (docs/design.md §7): the phone's side (scan, unlink, conflict, devices) plus test
 //! hooks (pages, hang, crash, bloat, pair by code).
 
 use axum::extract::State;
