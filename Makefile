@@ -12,7 +12,7 @@ export TEST_STATE ?= $(CACHE)/state/test
 export WA_BIN_DIR := $(BIN)
 export DEVCLUSTER_BIN := $(BIN)/devcluster
 
-.PHONY: all deps control-plane build frontend crds test cluster-up cluster-down demo demo-down clean
+.PHONY: all deps control-plane build frontend crds lint test cluster-up cluster-down demo demo-down clean
 
 all: build
 
@@ -37,6 +37,13 @@ frontend:
 crds:
 	cargo run -q -p crds --bin crdgen > crds/whatsappsession.yaml
 	cp crds/whatsappsession.yaml charts/whatsapp-operator/crds/whatsappsession.yaml
+
+## lint: formatting first (seconds), then the frontend's ESLint + tsc, then clippy (-D warnings).
+## CI runs it before the tests, so a slip fails fast.
+lint:
+	cargo fmt --all --check
+	cd frontend && npm ci --no-audit --no-fund && npm run lint && npm run typecheck
+	cargo clippy --workspace --all-targets --locked -- -D warnings
 
 ## test: every test, from a fresh machine. The Go and the Rust builds run side by side: on a
 ## fresh machine each spends minutes downloading and linking, which the other fills.

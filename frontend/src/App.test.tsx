@@ -42,7 +42,7 @@ describe('App', () => {
   it('logs in with the contract fields, keeps the token and shows the WhatsApp navigation', async () => {
     const fetchMock = mockHub({
       'POST /api/auth/login': (init) => {
-        const body = JSON.parse(String(init?.body));
+        const body = JSON.parse(init?.body as string) as { username: string; password: string };
         return body.username === 'ana' && body.password === 'secreto'
           ? { status: 200, body: { token: 'tok-1', expiresAt: new Date(Date.now() + 3600_000).toISOString(), user: { username: 'ana', tenants: ['acme'], role: 'user' } } }
           : { status: 401, body: { error: 'UNAUTHENTICATED', message: 'bad credentials' } };

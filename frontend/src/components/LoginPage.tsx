@@ -30,7 +30,7 @@ export function LoginPage({ onLoggedIn }: { onLoggedIn: (auth: StoredAuth) => vo
 
   return (
     <main className="login" id="main">
-      <form className="card login__form" onSubmit={submit} aria-labelledby="login-heading">
+      <form className="card login__form" onSubmit={(e) => void submit(e)} aria-labelledby="login-heading">
         <h1 id="login-heading">{t('login.heading')}</h1>
         <label htmlFor="username">{t('login.username')}</label>
         <input

@@ -36,48 +36,68 @@ describe('QRCodeDisplay', () => {
 
   it('counts down every second', () => {
     show({});
-    act(() => vi.advanceTimersByTime(1000));
+    act(() => {
+      vi.advanceTimersByTime(1000);
+    });
     expect(screen.getByTestId('qr-countdown')).toHaveTextContent('caduca en 29 s');
-    act(() => vi.advanceTimersByTime(15_000));
+    act(() => {
+      vi.advanceTimersByTime(15_000);
+    });
     expect(screen.getByTestId('qr-countdown')).toHaveTextContent('caduca en 14 s');
   });
 
   it('asks for a refresh once, 10 s before expiry', () => {
     const onRefreshDue = vi.fn();
     show({ onRefreshDue });
-    act(() => vi.advanceTimersByTime(19_000));
+    act(() => {
+      vi.advanceTimersByTime(19_000);
+    });
     expect(onRefreshDue).not.toHaveBeenCalled();
-    act(() => vi.advanceTimersByTime(1000));
+    act(() => {
+      vi.advanceTimersByTime(1000);
+    });
     expect(onRefreshDue).toHaveBeenCalledTimes(1);
-    act(() => vi.advanceTimersByTime(5000));
+    act(() => {
+      vi.advanceTimersByTime(5000);
+    });
     expect(onRefreshDue).toHaveBeenCalledTimes(1);
   });
 
   it('asks again for the next QR', () => {
     const onRefreshDue = vi.fn();
     const { rerender } = show({ onRefreshDue });
-    act(() => vi.advanceTimersByTime(21_000));
+    act(() => {
+      vi.advanceTimersByTime(21_000);
+    });
     expect(onRefreshDue).toHaveBeenCalledTimes(1);
     rerender(
       <I18nProvider lang="es">
         <QRCodeDisplay qrCode={PNG + 'A'} expiresAt="2026-01-01T00:00:50Z" onRefreshDue={onRefreshDue} />
       </I18nProvider>,
     );
-    act(() => vi.advanceTimersByTime(19_000));
+    act(() => {
+      vi.advanceTimersByTime(19_000);
+    });
     expect(onRefreshDue).toHaveBeenCalledTimes(2);
   });
 
   it('reports expiry once and hides the stale QR', () => {
     const onExpired = vi.fn();
     show({ onExpired });
-    act(() => vi.advanceTimersByTime(29_000));
+    act(() => {
+      vi.advanceTimersByTime(29_000);
+    });
     expect(onExpired).not.toHaveBeenCalled();
     expect(screen.getByTestId('qr-code')).toBeInTheDocument();
-    act(() => vi.advanceTimersByTime(1000));
+    act(() => {
+      vi.advanceTimersByTime(1000);
+    });
     expect(onExpired).toHaveBeenCalledTimes(1);
     expect(screen.queryByTestId('qr-code')).toBeNull();
     expect(screen.getByRole('alert')).toHaveTextContent('QR expirado, genere uno nuevo');
-    act(() => vi.advanceTimersByTime(5000));
+    act(() => {
+      vi.advanceTimersByTime(5000);
+    });
     expect(onExpired).toHaveBeenCalledTimes(1);
   });
 

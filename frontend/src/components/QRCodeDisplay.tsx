@@ -1,4 +1,4 @@
-import { useEffect, useRef, useState } from 'react';
+import { useEffect, useLayoutEffect, useRef, useState } from 'react';
 import { useI18n } from '../i18n';
 
 export interface QRCodeDisplayProps {
@@ -27,11 +27,16 @@ export function QRCodeDisplay({ qrCode, expiresAt, onExpired, onRefreshDue, refr
   const firedRefresh = useRef<number | null>(null);
   const onExpiredRef = useRef(onExpired);
   const onRefreshDueRef = useRef(onRefreshDue);
-  onExpiredRef.current = onExpired;
-  onRefreshDueRef.current = onRefreshDue;
+  // The latest callbacks, without restarting the timers when a parent passes new closures.
+  useLayoutEffect(() => {
+    onExpiredRef.current = onExpired;
+    onRefreshDueRef.current = onRefreshDue;
+  });
 
   useEffect(() => {
     if (!qrCode || expiresMs === null) return;
+    // The clock stood still while no QR was shown: catch it up for this QR's countdown.
+    // eslint-disable-next-line react-hooks/set-state-in-effect
     setNow(Date.now());
     const timer = setInterval(() => setNow(Date.now()), 1000);
     return () => clearInterval(timer);

@@ -152,7 +152,7 @@ describe('WhatsAppConnection', () => {
     vi.useFakeTimers({ shouldAdvanceTime: true });
     const fetchMock = globalThis.fetch as unknown as ReturnType<typeof mockHub>;
     act(() => socket.fire('qr-code', qrEvent(1, new Date(Date.now() + 15_000).toISOString())));
-    const posts = () => fetchMock.mock.calls.filter(([u, i]) => String(u).endsWith('/qr') && (i as RequestInit)?.method === 'POST').length;
+    const posts = () => fetchMock.mock.calls.filter(([u, i]) => (u as string).endsWith('/qr') && (i as RequestInit)?.method === 'POST').length;
     await act(async () => vi.advanceTimersByTimeAsync(4000));
     expect(posts()).toBe(0);
     await act(async () => vi.advanceTimersByTimeAsync(2000));

@@ -33,12 +33,13 @@ export function WhatsAppConnection({ instance_id, onConnected, onDisconnected, o
   // The spinner lasts from the click until something answers: a new QR, a link, an error.
   const newImage = qrShown ? live.qr!.image : null;
   useEffect(() => {
+    // The answer arrives from the hub's socket (an external system), not from this render.
+    // eslint-disable-next-line react-hooks/set-state-in-effect
     if (newImage || connected || live.error) setGenerating(false);
   }, [newImage, connected, live.error]);
 
   useEffect(() => {
     if (!generating) return;
-    setTimedOut(false);
     const timer = setTimeout(() => {
       setGenerating(false);
       setTimedOut(true);

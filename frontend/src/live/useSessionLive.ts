@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useRef, useState } from 'react';
+import { useCallback, useEffect, useLayoutEffect, useRef, useState } from 'react';
 import { io, type Socket } from 'socket.io-client';
 import { ApiError, disconnectSession, getSession, requestQr as restRequestQr } from '../api';
 import { reportReachable } from '../connectivity';
@@ -98,7 +98,10 @@ export function useSessionLive({
   const [state, setState] = useState<LiveState>(initial);
   const socketRef = useRef<Socket | null>(null);
   const unauthorizedRef = useRef(onUnauthorized);
-  unauthorizedRef.current = onUnauthorized;
+  // The latest callback, without re-subscribing when a parent passes a new closure.
+  useLayoutEffect(() => {
+    unauthorizedRef.current = onUnauthorized;
+  });
 
   const applySnapshot = useCallback((snap: SessionSnapshot) => {
     const qrString = snap.qr_status === 'generated' && snap.qr_string ? snap.qr_string : null;
@@ -163,6 +166,8 @@ export function useSessionLive({
     let subscribed = false;
     let reconnectTimer: ReturnType<typeof setTimeout> | undefined;
     let pollTimer: ReturnType<typeof setInterval> | undefined;
+    // A new instance (or token) starts from a clean view before subscribing to it.
+    // eslint-disable-next-line react-hooks/set-state-in-effect
     setState(initial);
 
     const startPolling = () => {

@@ -5,23 +5,28 @@ export type RouteHandler = (init: RequestInit | undefined) => { status: number; 
 
 /** Replaces fetch with a table of `METHOD path` handlers; unknown routes answer 404. */
 export function mockHub(routes: Record<string, RouteHandler>) {
-  const fetchMock = vi.fn(async (input: RequestInfo | URL, init?: RequestInit) => {
-    const url = typeof input === 'string' ? input : input.toString();
+  const fetchMock = vi.fn((input: RequestInfo | URL, init?: RequestInit) => {
+    const url = urlOf(input);
     const key = `${init?.method ?? 'GET'} ${url}`;
     const handler = routes[key];
     const result = handler ? handler(init) : { status: 404, body: { error: 'NOT_FOUND', message: key } };
-    if (result === 'network-error') throw new TypeError('Failed to fetch');
-    return new Response(result.body === undefined ? '' : JSON.stringify(result.body), {
+    if (result === 'network-error') return Promise.reject(new TypeError('Failed to fetch'));
+    return Promise.resolve(new Response(result.body === undefined ? '' : JSON.stringify(result.body), {
       status: result.status,
       headers: { 'Content-Type': 'application/json' },
-    });
+    }));
   });
   vi.stubGlobal('fetch', fetchMock);
   return fetchMock;
 }
 
+function urlOf(input: RequestInfo | URL): string {
+  if (typeof input === 'string') return input;
+  return input instanceof Request ? input.url : input.href;
+}
+
 export function calls(fetchMock: ReturnType<typeof mockHub>, key: string): number {
-  return fetchMock.mock.calls.filter(([input, init]) => `${(init as RequestInit | undefined)?.method ?? 'GET'} ${String(input)}` === key).length;
+  return fetchMock.mock.calls.filter(([input, init]) => `${init?.method ?? 'GET'} ${urlOf(input)}` === key).length;
 }
 
 export function snapshot(over: Partial<SessionSnapshot> = {}): SessionSnapshot {

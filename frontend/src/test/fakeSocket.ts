@@ -1,12 +1,12 @@
 import { vi } from 'vitest';
 
-type Handler = (...args: any[]) => void;
+type Handler = (...args: unknown[]) => void;
 
 /** Stands in for a socket.io-client Socket: records what the app emits, lets a test play the server. */
 export class FakeSocket {
   handlers = new Map<string, Set<Handler>>();
   connected = false;
-  options: any;
+  options: unknown;
   connect = vi.fn(() => this);
   disconnect = vi.fn(() => {
     this.connected = false;
@@ -14,7 +14,7 @@ export class FakeSocket {
   });
   emit = vi.fn();
 
-  constructor(options: any) {
+  constructor(options: unknown) {
     this.options = options;
   }
   on(event: string, fn: Handler) {
@@ -44,14 +44,14 @@ export class FakeSocket {
     this.fire('connect_error', new Error(message));
   }
   emitted(event: string): unknown[][] {
-    return this.emit.mock.calls.filter((c) => c[0] === event).map((c) => c.slice(1));
+    return (this.emit.mock.calls as unknown[][]).filter((c) => c[0] === event).map((c) => c.slice(1));
   }
 }
 
 export const sockets: FakeSocket[] = [];
 
 export const socketIoModule = {
-  io: vi.fn((...args: any[]) => {
+  io: vi.fn((...args: unknown[]) => {
     const socket = new FakeSocket(args.find((a) => typeof a === 'object'));
     sockets.push(socket);
     return socket;
