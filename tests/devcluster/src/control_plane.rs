@@ -230,7 +230,8 @@ pub async fn start(
     Ok(client)
 }
 
-fn spawn(
+/// Starts one part of the cluster (control plane or node) with its log and pidfile in `layout`.
+pub(crate) fn spawn(
     layout: &StateLayout,
     name: &str,
     program: &Path,

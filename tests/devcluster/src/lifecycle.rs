@@ -134,13 +134,7 @@ pub async fn up(opts: &UpOptions) -> Result<ClusterEnv, UpError> {
         );
     }
     crate::node::cleanup_leftovers(&root);
-    for f in [
-        layout.cluster_env(),
-        layout.status_file(),
-        layout.daemon_pidfile(),
-    ] {
-        let _ = std::fs::remove_file(f);
-    }
+    forget_run(&layout);
     let volumes = layout.volumes_dir();
     if volumes.exists() {
         std::fs::remove_dir_all(&volumes).map_err(io(&volumes))?;
@@ -232,6 +226,17 @@ async fn wait_ready(
     }
 }
 
+/// Removes what says a cluster runs here (its env file, status, daemon pid).
+fn forget_run(layout: &StateLayout) {
+    for f in [
+        layout.cluster_env(),
+        layout.status_file(),
+        layout.daemon_pidfile(),
+    ] {
+        let _ = std::fs::remove_file(f);
+    }
+}
+
 fn failed(layout: &StateLayout, component: &str, message: String) -> UpError {
     let log = layout.log(component);
     UpError::Failed {
@@ -266,12 +271,6 @@ pub async fn down(state_dir: &Path) -> Result<bool, UpError> {
     };
     process::kill_leftovers(&layout.pids_dir(), &root).await;
     crate::node::cleanup_leftovers(&root);
-    for f in [
-        layout.cluster_env(),
-        layout.status_file(),
-        layout.daemon_pidfile(),
-    ] {
-        let _ = std::fs::remove_file(f);
-    }
+    forget_run(&layout);
     Ok(was_running)
 }

@@ -72,42 +72,56 @@ pub async fn run(client: Client, volumes_dir: PathBuf, shutdown: CancellationTok
 }
 
 async fn watch_claims(client: Client, volumes_dir: PathBuf) {
-    let api = Api::<PersistentVolumeClaim>::all(client.clone());
-    let mut stream = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .applied_objects()
-        .boxed();
-    while let Some(event) = stream.next().await {
-        match event {
-            Ok(pvc) => {
-                if let Err(e) = provision(&client, &volumes_dir, &pvc).await {
-                    tracing::warn!(pvc = %pvc.name_any(), ns = ?pvc.namespace(), error = %e, "provisioning failed; retrying on the next event");
-                }
+    watch_all(client.clone(), "PVC", move |pvc: PersistentVolumeClaim| {
+        let (client, volumes_dir) = (client.clone(), volumes_dir.clone());
+        async move {
+            if let Err(e) = provision(&client, &volumes_dir, &pvc).await {
+                let (pvc, ns) = (pvc.name_any(), pvc.namespace());
+                tracing::warn!(pvc, ?ns, error = %e, "provisioning failed; retrying on the next event");
             }
-            Err(e) => tracing::warn!(error = %e, "PVC watch error"),
         }
-    }
+    })
+    .await
 }
 
 async fn watch_volumes(client: Client, volumes_dir: PathBuf) {
-    let api = Api::<PersistentVolume>::all(client.clone());
-    let mut stream = watcher(api, watcher::Config::default())
+    watch_all(client.clone(), "PV", move |pv: PersistentVolume| {
+        let (client, volumes_dir) = (client.clone(), volumes_dir.clone());
+        async move {
+            if let Err(e) = reclaim(&client, &volumes_dir, &pv).await {
+                let pv = pv.name_any();
+                tracing::warn!(pv, error = %e, "reclaiming failed; retrying on the next event");
+            }
+        }
+    })
+    .await
+}
+
+/// Hands every applied object of kind `K` (cluster-wide, with the watcher's own backoff) to
+/// `handle`, one at a time.
+async fn watch_all<K, F, Fut>(client: Client, kind: &str, mut handle: F)
+where
+    F: FnMut(K) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + 'static,
+{
+    let mut stream = watcher(Api::<K>::all(client), watcher::Config::default())
         .default_backoff()
         .applied_objects()
         .boxed();
     while let Some(event) = stream.next().await {
         match event {
-            Ok(pv) => {
-                if let Err(e) = reclaim(&client, &volumes_dir, &pv).await {
-                    tracing::warn!(pv = %pv.name_any(), error = %e, "reclaiming failed; retrying on the next event");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "PV watch error"),
+            Ok(obj) => handle(obj).await,
+            Err(e) => tracing::warn!(kind, error = %e, "watch error"),
         }
     }
 }
 
-/// The PV name for a claim: unique per claim, like external provisioners do.
 pub fn pv_name(pvc: &PersistentVolumeClaim) -> Option<String> {
     pvc.uid().map(|uid| format!("pvc-{uid}"))
 }

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::binaries::{NodeBinaries, cache_dir};
-use crate::control_plane::{StartError, free_port};
+use crate::control_plane::{StartError, free_port, spawn};
 use crate::pki::{self, Pki};
 use crate::process::Component;
 use crate::state::{NodePlan, StateLayout};
@@ -64,22 +64,6 @@ fn write(path: &Path, text: &str) -> Result<(), StartError> {
         std::fs::create_dir_all(parent).map_err(|e| err(format!("{}: {e}", parent.display())))?;
     }
     std::fs::write(path, text).map_err(|e| err(format!("{}: {e}", path.display())))
-}
-
-fn spawn(
-    layout: &StateLayout,
-    name: &str,
-    program: &Path,
-    args: &[String],
-) -> Result<Component, StartError> {
-    tracing::info!(component = name, program = %program.display(), "starting");
-    Ok(Component::spawn(
-        name,
-        program,
-        args,
-        &layout.log(name),
-        &layout.pidfile(name),
-    )?)
 }
 
 /// A node part: `program args` inside the node's namespaces and its `node` cgroup.
