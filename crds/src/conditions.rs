@@ -19,19 +19,44 @@ impl ConditionType {
     }
 }
 
+/// A condition's `status`. `Unknown` is for a writer that cannot tell (e.g. no agent observes
+/// the page, or a saved login is still being restored); a `bool` converts to True/False.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConditionStatus {
+    True,
+    False,
+    Unknown,
+}
+
+impl ConditionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::True => "True",
+            Self::False => "False",
+            Self::Unknown => "Unknown",
+        }
+    }
+}
+
+impl From<bool> for ConditionStatus {
+    fn from(b: bool) -> Self {
+        if b { Self::True } else { Self::False }
+    }
+}
+
 /// Sets a condition in `conditions` (from the previous status), keeping `lastTransitionTime`
 /// unless `status` changed, so rewriting the same facts never produces a different object and
 /// status writes do not feed back into reconcile loops.
 pub fn set_condition(
     conditions: &mut Vec<Condition>,
     kind: ConditionType,
-    status: bool,
+    status: impl Into<ConditionStatus>,
     reason: &str,
     message: &str,
     observed_generation: Option<i64>,
     now: Time,
 ) {
-    let status = if status { "True" } else { "False" }.to_string();
+    let status = status.into().as_str().to_string();
     let previous = conditions.iter().position(|c| c.type_ == kind.as_str());
     let last_transition_time = match previous.map(|i| &conditions[i]) {
         Some(old) if old.status == status => old.last_transition_time.clone(),
@@ -96,6 +121,21 @@ mod tests {
         );
         assert_eq!(conds[0].last_transition_time, at(30));
         assert_eq!(conds[0].status, "True");
+        set_condition(
+            &mut conds,
+            ConditionType::Ready,
+            ConditionStatus::Unknown,
+            "NoPod",
+            "",
+            Some(2),
+            at(40),
+        );
+        assert_eq!(conds[0].status, "Unknown");
+        assert_eq!(
+            conds[0].last_transition_time,
+            at(40),
+            "Unknown is a status of its own"
+        );
     }
 
     #[test]

@@ -4,20 +4,26 @@
 //! Every optional field is skipped when `None` so that each writer's server-side-apply patch
 //! carries only the fields it owns (operator, agent and hub use different field managers).
 
+mod apply;
 mod conditions;
 mod session;
 
-pub use conditions::{ConditionType, set_condition};
+pub use apply::{SessionApply, SpecRequests, Writer};
+pub use conditions::{ConditionStatus, ConditionType, set_condition};
 pub use session::*;
 
-/// Field managers, one per writer, for server-side apply.
+/// Field managers, one per writer, for server-side apply (chosen through [`Writer`]).
 pub mod managers {
     /// The operator: children, finalizer, `conditions` Ready/Progressing, bookkeeping status.
     pub const OPERATOR: &str = "whatsapp-operator";
+    /// The operator's logout request when a session with `deletionPolicy: Logout` is deleted.
+    pub const OPERATOR_FINALIZER: &str = "whatsapp-operator-finalizer";
     /// The session agent: QR, state, `Authenticated` condition, `handled`.
     pub const AGENT: &str = "wa-agent";
     /// The hub: `spec.desiredState`, `spec.qrRequestedAt`, `spec.logoutRequestedAt`.
     pub const HUB: &str = "whatsapp-hub";
+    /// The `kubectl whatsapp` plugin: the same spec requests as the hub.
+    pub const KUBECTL: &str = "kubectl-whatsapp";
 }
 
 /// Labels put on every child object of a session (docs/design.md §2).
