@@ -21,10 +21,12 @@ deps:
 	@tests/scripts/install-deps.sh
 
 ## control-plane: build etcd, the Kubernetes control plane and node (kubelet, kube-proxy),
-## containerd, CoreDNS (+ helm) from Go modules (cached).
+## containerd, CoreDNS (+ helm, and the chart's checkers: kube-score, kubeconform, promtool,
+## helm-docs) from Go modules (cached).
 control-plane:
 	@tests/devcluster/control-plane/build.sh all >/dev/null
 	@tests/devcluster/control-plane/build.sh helm >/dev/null
+	@tests/devcluster/control-plane/build.sh chart-tools >/dev/null
 
 ## build: every Rust binary (release) and the frontend.
 build: frontend

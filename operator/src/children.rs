@@ -20,6 +20,7 @@ use kube::{Resource, ResourceExt};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::placement::{Placement, pull_secret_names};
 
 /// Where the PVC is mounted in the session container.
 pub const DATA_DIR: &str = "/data";
@@ -44,6 +45,8 @@ pub struct Settings {
     pub default_storage_class: Option<String>,
     pub default_resources: ResourceRequirements,
     pub driver_configmap: Option<String>,
+    /// nodeSelector, tolerations, affinity, priority class and pull secrets of session pods.
+    pub placement: Placement,
 }
 
 impl Settings {
@@ -76,6 +79,16 @@ impl Settings {
                 ..Default::default()
             },
             driver_configmap: cfg.driver_configmap.clone().filter(|c| !c.is_empty()),
+            placement: Placement {
+                node_selector: cfg.session_node_selector.clone().map(|j| j.0),
+                tolerations: cfg.session_tolerations.clone().map(|j| j.0),
+                affinity: cfg.session_affinity.clone().map(|j| j.0),
+                priority_class_name: cfg.session_priority_class.clone(),
+                image_pull_secrets: cfg
+                    .session_image_pull_secrets
+                    .as_deref()
+                    .map(pull_secret_names),
+            },
         }
     }
 }
@@ -399,6 +412,29 @@ pub fn statefulset(session: &WhatsAppSession, settings: &Settings) -> Result<Sta
         ..Default::default()
     };
     let pod_labels = child_labels(session);
+    let mut pod_spec = PodSpec {
+        service_account_name: Some(object_name(&name)),
+        // The account has automount off; this pod opts in and gets the projected,
+        // bound token it needs to patch its own status.
+        automount_service_account_token: Some(true),
+        enable_service_links: Some(false),
+        termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(SESSION_UID),
+            run_as_group: Some(SESSION_UID),
+            fs_group: Some(SESSION_UID),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                localhost_profile: None,
+            }),
+            ..Default::default()
+        }),
+        containers: vec![container],
+        volumes: Some(volumes),
+        ..Default::default()
+    };
+    settings.placement.apply(&mut pod_spec);
     Ok(StatefulSet {
         metadata: meta(session, object_name(&name))?,
         spec: Some(StatefulSetSpec {
@@ -421,28 +457,7 @@ pub fn statefulset(session: &WhatsAppSession, settings: &Settings) -> Result<Sta
                     labels: Some(pod_labels),
                     ..Default::default()
                 }),
-                spec: Some(PodSpec {
-                    service_account_name: Some(object_name(&name)),
-                    // The account has automount off; this pod opts in and gets the projected,
-                    // bound token it needs to patch its own status.
-                    automount_service_account_token: Some(true),
-                    enable_service_links: Some(false),
-                    termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
-                    security_context: Some(PodSecurityContext {
-                        run_as_non_root: Some(true),
-                        run_as_user: Some(SESSION_UID),
-                        run_as_group: Some(SESSION_UID),
-                        fs_group: Some(SESSION_UID),
-                        seccomp_profile: Some(SeccompProfile {
-                            type_: "RuntimeDefault".into(),
-                            localhost_profile: None,
-                        }),
-                        ..Default::default()
-                    }),
-                    containers: vec![container],
-                    volumes: Some(volumes),
-                    ..Default::default()
-                }),
+                spec: Some(pod_spec),
             },
             ..Default::default()
         }),
@@ -726,6 +741,45 @@ mod tests {
             env.iter()
                 .any(|e| e.name == "WA_DRIVER_DIR" && e.value.as_deref() == Some(DRIVER_DIR))
         );
+    }
+
+    #[test]
+    fn placement_reaches_the_session_pod() {
+        use clap::Parser;
+        let st = Settings::from_config(
+            &Config::try_parse_from([
+                "wa-operator",
+                r#"--session-node-selector={"pool":"wa"}"#,
+                r#"--session-tolerations=[{"key":"wa","operator":"Exists","effect":"NoSchedule"}]"#,
+                r#"--session-affinity={"nodeAffinity":{"preferredDuringSchedulingIgnoredDuringExecution":[{"weight":1,"preference":{"matchExpressions":[{"key":"zone","operator":"In","values":["a"]}]}}]}}"#,
+                "--session-priority-class=wa-sessions",
+                "--session-image-pull-secrets=regcred,mirror",
+            ])
+            .expect("cfg"),
+        );
+        let pod = statefulset(&session("s1"), &st)
+            .unwrap()
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap();
+        assert_eq!(pod.node_selector.unwrap()["pool"], "wa");
+        assert_eq!(pod.tolerations.unwrap()[0].key.as_deref(), Some("wa"));
+        assert!(pod.affinity.unwrap().node_affinity.is_some());
+        assert_eq!(pod.priority_class_name.as_deref(), Some("wa-sessions"));
+        let secrets: Vec<String> = pod
+            .image_pull_secrets
+            .unwrap()
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(secrets, ["regcred", "mirror"]);
+        // without the flags nothing is set
+        let plain = statefulset(&session("s1"), &settings()).unwrap();
+        let pod = plain.spec.unwrap().template.spec.unwrap();
+        assert!(pod.node_selector.is_none() && pod.tolerations.is_none());
+        assert!(pod.affinity.is_none() && pod.image_pull_secrets.is_none());
     }
 
     #[test]

@@ -1,8 +1,12 @@
 //! Command line and environment configuration of `wa-operator`.
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
+use k8s_openapi::api::core::v1::{Affinity, Toleration};
+
+use crate::placement::{Json, parse_json};
 
 /// The session agent image matching this operator release.
 pub const DEFAULT_SESSION_IMAGE: &str =
@@ -91,6 +95,28 @@ pub struct Config {
     #[arg(long, env = "POD_UID")]
     pub pod_uid: Option<String>,
 
+    /// nodeSelector of every session pod, a JSON object (`{"disktype":"ssd"}`); empty = none.
+    #[arg(long, env = "WA_SESSION_NODE_SELECTOR", value_parser = parse_json::<BTreeMap<String, String>>)]
+    pub session_node_selector: Option<Json<BTreeMap<String, String>>>,
+
+    /// Tolerations of every session pod, a JSON array of core/v1 Toleration; empty = none.
+    #[arg(long, env = "WA_SESSION_TOLERATIONS", value_parser = parse_json::<Vec<Toleration>>)]
+    pub session_tolerations: Option<Json<Vec<Toleration>>>,
+
+    /// Affinity of every session pod, a JSON core/v1 Affinity; empty = none.
+    #[arg(long, env = "WA_SESSION_AFFINITY", value_parser = parse_json::<Affinity>)]
+    pub session_affinity: Option<Json<Affinity>>,
+
+    /// priorityClassName of every session pod; empty = the cluster default.
+    #[arg(long, env = "WA_SESSION_PRIORITY_CLASS")]
+    pub session_priority_class: Option<String>,
+
+    /// Image pull Secrets of every session pod, comma-separated names; each must exist in the
+    /// session's namespace. Session pods run under a ServiceAccount of their own, so the
+    /// namespace default ServiceAccount's pull secrets do not reach them.
+    #[arg(long, env = "WA_SESSION_IMAGE_PULL_SECRETS")]
+    pub session_image_pull_secrets: Option<String>,
+
     /// Maximum number of sessions reconciled at the same time (0 = unlimited).
     #[arg(long, env = "WA_RECONCILE_CONCURRENCY", default_value_t = 16)]
     pub concurrency: u16,
@@ -152,5 +178,24 @@ mod tests {
                 .expect("parse");
         assert!(!cfg.leader_election);
         assert_eq!(cfg.watch_namespace(), Some("x"));
+    }
+
+    #[test]
+    fn session_placement_flags_parse() {
+        let cfg = Config::try_parse_from([
+            "wa-operator",
+            r#"--session-node-selector={"pool":"wa"}"#,
+            r#"--session-tolerations=[{"key":"wa","operator":"Exists"}]"#,
+            "--session-affinity=",
+            "--session-priority-class=wa-sessions",
+            "--session-image-pull-secrets=regcred",
+        ])
+        .expect("parse");
+        assert_eq!(cfg.session_node_selector.expect("selector").0["pool"], "wa");
+        assert_eq!(cfg.session_tolerations.expect("tolerations").0.len(), 1);
+        assert_eq!(cfg.session_affinity, Some(Json(Affinity::default())));
+        assert!(
+            Config::try_parse_from(["wa-operator", "--session-tolerations={not json"]).is_err()
+        );
     }
 }

@@ -6,5 +6,6 @@ pub mod events;
 pub mod finalizer;
 pub mod leader;
 pub mod metrics;
+pub mod placement;
 pub mod reconcile;
 pub mod status;

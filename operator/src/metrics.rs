@@ -35,8 +35,17 @@ pub struct StatusLabels {
     pub status: String,
 }
 
+/// One session, for the per-session gauges (as many series as sessions: the operator is the one
+/// place that sees every session pod's restarts without kube-state-metrics).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SessionLabels {
+    pub namespace: String,
+    pub session: String,
+}
+
 pub struct Metrics {
     registry: Registry,
+    pub session_restarts: Family<SessionLabels, Gauge>,
     pub reconciles: Family<ResultLabels, Counter>,
     pub errors: Family<ErrorLabels, Counter>,
     pub duration: Histogram,
@@ -56,6 +65,12 @@ impl Default for Metrics {
         let sessions = Family::<StatusLabels, Gauge>::default();
         let kube_requests = Counter::default();
         let leader = Gauge::default();
+        let session_restarts = Family::<SessionLabels, Gauge>::default();
+        registry.register(
+            "session_restarts",
+            "Container restarts of each session's pod (status.restarts; the alert on a session restarting repeatedly reads it)",
+            session_restarts.clone(),
+        );
         registry.register(
             "reconciles",
             "Reconciliations of WhatsAppSessions by result",
@@ -94,6 +109,7 @@ impl Default for Metrics {
             sessions,
             kube_requests,
             leader,
+            session_restarts,
             store: OnceLock::new(),
         }
     }
@@ -120,6 +136,7 @@ impl Metrics {
             return;
         };
         let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+        self.session_restarts.clear();
         for obj in store.state() {
             let status = match &obj.0 {
                 Ok(s) => s
@@ -130,6 +147,17 @@ impl Metrics {
                 Err(_) => "invalid",
             };
             *counts.entry(status.to_string()).or_default() += 1;
+            if let Ok(s) = &obj.0
+                && let Some(restarts) = s.status.as_ref().and_then(|st| st.restarts)
+            {
+                let labels = SessionLabels {
+                    namespace: s.metadata.namespace.clone().unwrap_or_default(),
+                    session: s.metadata.name.clone().unwrap_or_default(),
+                };
+                self.session_restarts
+                    .get_or_create(&labels)
+                    .set(i64::from(restarts));
+            }
         }
         self.sessions.clear();
         for (status, n) in counts {
@@ -215,7 +243,17 @@ mod tests {
         let m = Metrics::default();
         m.observe_reconcile(Duration::from_millis(3), None);
         m.observe_reconcile(Duration::from_millis(3), Some("kube"));
+        m.session_restarts
+            .get_or_create(&SessionLabels {
+                namespace: "ns".into(),
+                session: "s1".into(),
+            })
+            .set(3);
         let text = m.render().unwrap();
+        assert!(
+            text.contains("wa_operator_session_restarts{namespace=\"ns\",session=\"s1\"} 3"),
+            "{text}"
+        );
         assert!(
             text.contains("wa_operator_reconciles_total{result=\"ok\"} 1"),
             "{text}"

@@ -8,6 +8,11 @@ log() { echo "[test] $(date +%T) $*" >&2; }
 log "the images' contents (tests/images/test.sh: its own registry, two builds, 33 checks)"
 tests/images/test.sh
 
+log "the chart's linters and checkers (kube-score, kubeconform, promtool, helm-docs; cached)"
+tests/devcluster/control-plane/build.sh chart-tools >/dev/null
+# tests/chart fails instead of skipping when one of them is missing
+export WA_REQUIRE_CHART_TOOLS=1
+
 log "starting devcluster in $state"
 "$DEVCLUSTER_BIN" up --state-dir "$state"
 trap '"$DEVCLUSTER_BIN" down --state-dir "$state" || true' EXIT

@@ -52,9 +52,92 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end -}}
 
-{{/* repository:tag, the tag defaulting to the chart's appVersion. */}}
+{{/* An image reference [registry/]repository[:tag][@digest] from `.image` (registry, repository,
+     tag, digest). global.imageRegistry wins over the image's registry; a repository that names
+     its own registry (first part with a dot or colon, or localhost: Docker's rule) is used as
+     is. The tag defaults to the chart's appVersion; with a digest the pull is by digest and an
+     explicit tag is kept only as a label for people. */}}
 {{- define "wa.image" -}}
-{{- printf "%s:%s" .repository (default .root.Chart.AppVersion .tag) -}}
+{{- $img := .image -}}
+{{- $global := (.root.Values.global | default dict) -}}
+{{- $first := first (splitList "/" $img.repository) -}}
+{{- $named := and (gt (len (splitList "/" $img.repository)) 1) (or (contains "." $first) (contains ":" $first) (eq $first "localhost")) -}}
+{{- $registry := default ($img.registry | default "") ($global.imageRegistry | default "") -}}
+{{- $ref := $img.repository -}}
+{{- if and $registry (not $named) }}{{ $ref = printf "%s/%s" $registry $img.repository }}{{ end -}}
+{{- if $img.digest -}}
+{{- if $img.tag }}{{ $ref = printf "%s:%s" $ref $img.tag }}{{ end -}}
+{{- printf "%s@%s" $ref $img.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $ref (default .root.Chart.AppVersion $img.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Labels of the pods of a component: the selector labels plus version and chart (so a pod
+     says which release of the chart made it), then podLabels. */}}
+{{- define "wa.podLabels" -}}
+{{ include "wa.labels" . }}
+{{- with .values.podLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Scheduling of a replicated component (`.values`: operator or hub values): its affinity, or
+     with more than one replica and none given a preferred anti-affinity across nodes, so one
+     node's loss does not take every replica; topologySpreadConstraints get the selector
+     labels when they have none. */}}
+{{- define "wa.scheduling" -}}
+{{- $sel := include "wa.selectorLabels" . | fromYaml -}}
+{{- with .values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- if .values.affinity }}
+affinity:
+  {{- toYaml .values.affinity | nindent 2 }}
+{{- else if gt (int .values.replicas) 1 }}
+affinity:
+  podAntiAffinity:
+    preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 100
+        podAffinityTerm:
+          topologyKey: kubernetes.io/hostname
+          labelSelector:
+            matchLabels:
+              {{- toYaml $sel | nindent 14 }}
+{{- end }}
+{{- with .values.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- range . }}
+  - {{ toYaml (merge (deepCopy .) (dict "labelSelector" (dict "matchLabels" $sel))) | nindent 4 | trim }}
+  {{- end }}
+{{- end }}
+{{- with .values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- end -}}
+
+{{/* A PodDisruptionBudget for a component running more than one replica. */}}
+{{- define "wa.pdb" -}}
+{{- if and .values.podDisruptionBudget.enabled (gt (int .values.replicas) 1) }}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ .name }}
+  namespace: {{ .root.Release.Namespace }}
+  labels:
+    {{- include "wa.labels" . | nindent 4 }}
+spec:
+  maxUnavailable: {{ .values.podDisruptionBudget.maxUnavailable }}
+  selector:
+    matchLabels:
+      {{- include "wa.selectorLabels" . | nindent 6 }}
+{{- end }}
 {{- end -}}
 
 {{/* Name of the Secret holding users.yaml and jwt-secret. */}}

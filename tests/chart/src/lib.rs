@@ -10,6 +10,8 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 pub mod cluster;
+pub mod linters;
+pub mod monitoring;
 pub use cluster::*;
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +86,37 @@ pub fn helm() -> Option<PathBuf> {
     p.is_file().then_some(p)
 }
 
+/// A Go tool built by `tests/devcluster/control-plane/build.sh NAME` into the cache:
+/// `$WA_CACHE_DIR/NAME-<version of VERSION_KEY>/BINARY`.
+pub fn cached_tool(name: &str, version_key: &str, binary: &str) -> Option<PathBuf> {
+    let cache = std::env::var_os("WA_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/whatsapp-operator"))
+        })?;
+    let p = cache
+        .join(format!("{name}-{}", pinned_version(version_key)?))
+        .join(binary);
+    p.is_file().then_some(p)
+}
+
+/// A cached tool, or a printed reason to skip the calling test. `make test` builds them all
+/// (`build.sh chart-tools`), so there a missing tool is a build failure, not a skip.
+pub fn tool_or_skip(test: &str, name: &str, version_key: &str, binary: &str) -> Option<PathBuf> {
+    let t = cached_tool(name, version_key, binary);
+    if t.is_none() && std::env::var_os("WA_REQUIRE_CHART_TOOLS").is_some() {
+        panic!(
+            "{test}: {binary} not found although WA_REQUIRE_CHART_TOOLS is set (build.sh {name})"
+        );
+    }
+    if t.is_none() {
+        eprintln!(
+            "SKIP {test}: {binary} not found (run `tests/devcluster/control-plane/build.sh {name}`)"
+        );
+    }
+    t
+}
+
 /// helm, or a printed reason to skip the calling test.
 pub fn helm_or_skip(test: &str) -> Option<PathBuf> {
     let h = helm();
@@ -141,6 +174,12 @@ pub fn template_args(namespace: &str, sets: &[&str], extra: &[&str]) -> Vec<Stri
         "--kube-version".into(),
         kube_version(),
     ];
+    // `helm template` cannot read the cluster, so the chart refuses to invent a JWT key there
+    // (hub-secret.yaml): give one unless the test sets hub.auth.jwtSecret itself.
+    if !sets.iter().any(|s| s.starts_with("hub.auth.jwtSecret=")) {
+        args.push("--set".into());
+        args.push(format!("hub.auth.jwtSecret={TEST_JWT_SECRET}"));
+    }
     for s in sets {
         args.push("--set".into());
         args.push((*s).into());
@@ -148,6 +187,9 @@ pub fn template_args(namespace: &str, sets: &[&str], extra: &[&str]) -> Vec<Stri
     args.extend(extra.iter().map(|s| s.to_string()));
     args
 }
+
+/// The JWT key [`template_args`] renders with.
+pub const TEST_JWT_SECRET: &str = "chart-test-key-0123456789abcdef0123456789";
 
 /// Renders the chart and parses every object.
 pub fn render(

@@ -296,6 +296,108 @@ impl<'a> Release<'a> {
 }
 
 /// GET `path` of the hub's REST API with `token`: the JSON body when it answers 2xx.
+/// GET `url`, the body when 200.
+async fn scrape(http: &reqwest::Client, url: &str) -> Option<String> {
+    let r = http.get(url).send().await.ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    r.text().await.ok()
+}
+
+/// Every `wa_*` metric name in the chart's PrometheusRule and dashboard is declared on the
+/// /metrics page of the operator, the hub or the session agent, scraped from the pods of
+/// `release` (the hub's on its metrics port, the others on 8080).
+async fn alerts_and_dashboard_use_exposed_metrics(
+    release: &Release<'_>,
+    http: &reqwest::Client,
+    helm: &Path,
+    session_pod: &str,
+) {
+    use chart_tests::monitoring::{exposed_names, expressions, metric_names};
+    let ip = |selector: &str| {
+        let selector = selector.to_string();
+        async move {
+            let pods = kubectl_json(
+                release.cluster,
+                &["get", "pods", "-n", &release.ns, "-l", &selector],
+            )
+            .await;
+            pods["items"][0]["status"]["podIP"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let session = kubectl_json(
+        release.cluster,
+        &["get", "pod", "-n", &release.ns, session_pod],
+    )
+    .await;
+    let session_ip = session["status"]["podIP"].as_str().unwrap().to_string();
+    let hub_ip = ip("app.kubernetes.io/component=hub").await;
+    let operator_ip = ip("app.kubernetes.io/component=operator").await;
+    let mut exposed = std::collections::BTreeSet::new();
+    for (what, urls) in [
+        (
+            "operator",
+            vec![format!("http://{operator_ip}:8080/metrics")],
+        ),
+        // the metrics port (HUB_METRICS_ADDR); a hub built before it existed serves /metrics on
+        // its public port
+        (
+            "hub",
+            vec![
+                format!("http://{hub_ip}:9090/metrics"),
+                format!("http://{hub_ip}:8080/metrics"),
+            ],
+        ),
+        (
+            "session agent",
+            vec![format!("http://{session_ip}:8080/metrics")],
+        ),
+    ] {
+        let mut page = None;
+        for url in &urls {
+            page = page.or(scrape(http, url).await);
+        }
+        let page = page.unwrap_or_else(|| panic!("{what}: no /metrics at {urls:?}"));
+        let names = exposed_names(&page);
+        assert!(names.iter().any(|n| n.starts_with("wa_")), "{what}: {page}");
+        exposed.extend(names);
+    }
+    let yaml = run_ok(
+        helm,
+        &template_args(
+            &release.ns,
+            &[
+                "metrics.prometheusRule.enabled=true",
+                "metrics.dashboard.enabled=true",
+            ],
+            &[],
+        ),
+        &[],
+    )
+    .unwrap();
+    let objects = parse_objects(&yaml).unwrap();
+    let exprs = expressions(&objects).unwrap();
+    assert!(exprs.len() >= 15, "{exprs:?}");
+    let missing: Vec<String> = exprs
+        .iter()
+        .flat_map(|(from, e)| {
+            metric_names(e)
+                .into_iter()
+                .filter(|n| !exposed.contains(n))
+                .map(move |n| format!("{from}: {n}"))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "metrics no binary exposes:\n{}",
+        missing.join("\n")
+    );
+}
+
 async fn hub_get(http: &reqwest::Client, hub: &str, token: &str, path: &str) -> Option<Value> {
     let r = http
         .get(format!("{hub}/api/session-manager/{path}"))
@@ -451,6 +553,9 @@ async fn helm_install_session_lifecycle_upgrade_and_uninstall() {
         cr["status"]
     );
     let session_pod = format!("wa-{SESSION}-0");
+    // The metrics the chart's alerts and dashboard query exist in the real /metrics of the
+    // three running binaries.
+    alerts_and_dashboard_use_exposed_metrics(&release, &http, &helm, &session_pod).await;
     let session_pod_uid =
         kubectl_json(cluster, &["get", "pod", "-n", ns, &session_pod]).await["metadata"]["uid"]
             .clone();

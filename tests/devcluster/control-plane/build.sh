@@ -119,12 +119,38 @@ build_helm() {
   go_install helm "$HELM_VERSION" "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" helm.sh/helm/v3/cmd/helm
 }
 
+build_kube_score() {
+  go_install kube-score "$KUBE_SCORE_VERSION" "-X main.version=$KUBE_SCORE_VERSION" github.com/zegl/kube-score/cmd/kube-score
+}
+
+build_kubeconform() {
+  go_install kubeconform "$KUBECONFORM_VERSION" "" github.com/yannh/kubeconform/cmd/kubeconform
+}
+
+build_promtool() {
+  go_install promtool "$PROMETHEUS_VERSION" "" github.com/prometheus/prometheus/cmd/promtool
+}
+
+build_helm_docs() {
+  go_install helm-docs "$HELM_DOCS_VERSION" "" github.com/norwoodj/helm-docs/cmd/helm-docs
+}
+
+# The chart's linters and checkers (tests/chart).
+build_chart_tools() {
+  build_kube_score; build_kubeconform; build_promtool; build_helm_docs
+}
+
 case "$what" in
   etcd) build_etcd ;;
   k8s) build_k8s ;;
   helm) build_helm ;;
   containerd) build_containerd ;;
   coredns) build_coredns ;;
+  kube-score) build_kube_score ;;
+  kubeconform) build_kubeconform ;;
+  promtool) build_promtool ;;
+  helm-docs) build_helm_docs ;;
+  chart-tools) build_chart_tools ;;
   all) build_etcd; build_k8s; build_containerd; build_coredns ;;
-  *) echo "usage: $0 [all|etcd|k8s|containerd|coredns|helm]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|etcd|k8s|containerd|coredns|helm|chart-tools|kube-score|kubeconform|promtool|helm-docs]" >&2; exit 2 ;;
 esac
