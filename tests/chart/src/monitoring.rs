@@ -41,8 +41,9 @@ pub fn metric_names(expr: &str) -> BTreeSet<String> {
 
 /// The series names a Prometheus text/OpenMetrics page declares: samples, plus what each
 /// `# TYPE` family yields even before its first sample (a counter `x` is scraped as `x_total`,
-/// a histogram as `x_bucket`/`x_sum`/`x_count`). A Family with no label set yet has no sample
-/// line, but its TYPE line shows the binary registers it.
+/// a histogram as `x_bucket`/`x_sum`/`x_count`). prometheus_client leaves a labelled Family
+/// with no label set yet off the page entirely, so rules must use families present from the
+/// start (`wa_operator_reconciles_total{result="error"}`, not the errors-by-kind family).
 pub fn exposed_names(page: &str) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     for line in page.lines() {
