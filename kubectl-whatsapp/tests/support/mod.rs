@@ -1,0 +1,230 @@
+//! What the devcluster tests of the plugin share: the CRD, sessions, the plugin binary run as a
+//! user runs it, the real session agent (`wa-session`, release build) as a host process with
+//! real Chromium, and kubeconfigs of users without rights.
+#![allow(dead_code)]
+
+pub mod terminal_qr;
+
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::time::Duration;
+
+use crds::{WhatsAppSession, WhatsAppSessionSpec};
+use devcluster::testing::TestCluster;
+use kube::Api;
+use kube::api::PostParams;
+use serde_json::Value;
+
+pub const PLUGIN: &str = env!("CARGO_BIN_EXE_kubectl-whatsapp");
+
+pub async fn cluster() -> &'static TestCluster {
+    let c = devcluster::testing::cluster().await;
+    let crd = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/whatsappsession.yaml");
+    ok(&c
+        .kubectl(&[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=kubectl-whatsapp-tests",
+            "-f",
+            crd,
+        ])
+        .await);
+    ok(&c
+        .kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/whatsappsessions.whatsapp.leadmaster.io",
+        ])
+        .await);
+    c
+}
+
+pub fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Creates session `name` (tenant acme) with `spec` over the defaults.
+pub async fn create_session(
+    c: &TestCluster,
+    ns: &str,
+    name: &str,
+    spec: WhatsAppSessionSpec,
+) -> Api<WhatsAppSession> {
+    let api: Api<WhatsAppSession> = Api::namespaced(c.client(), ns);
+    let spec = WhatsAppSessionSpec {
+        tenant: "acme".into(),
+        ..spec
+    };
+    api.create(&PostParams::default(), &WhatsAppSession::new(name, spec))
+        .await
+        .expect("create the session");
+    api
+}
+
+/// The plugin as a user runs it: `kubeconfig` via `KUBECONFIG`, the locale `lang` (e.g.
+/// `es_AR.UTF-8`) via `LANG`, output piped.
+pub fn plugin_command(kubeconfig: &Path, lang: &str, args: &[&str]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(PLUGIN);
+    cmd.args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env("LANG", lang)
+        .env_remove("LC_ALL")
+        .env_remove("LC_MESSAGES")
+        .env_remove("KUBECTL_WHATSAPP_LANG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Runs the plugin to the end (at most 2 minutes).
+pub async fn plugin(kubeconfig: &Path, lang: &str, args: &[&str]) -> Output {
+    let out = plugin_command(kubeconfig, lang, args).output();
+    tokio::time::timeout(Duration::from_secs(120), out)
+        .await
+        .unwrap_or_else(|_| panic!("kubectl-whatsapp {args:?} still running after 2 minutes"))
+        .expect("run kubectl-whatsapp")
+}
+
+/// A program of the project's release build (`make build`): `$WA_BIN_DIR`, else
+/// `$CARGO_TARGET_DIR/release`, else this test's own profile directory.
+pub fn release_program(name: &str) -> PathBuf {
+    let dir = std::env::var_os("WA_BIN_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("CARGO_TARGET_DIR").map(|d| PathBuf::from(d).join("release")))
+        .unwrap_or_else(|| {
+            PathBuf::from(PLUGIN)
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default()
+        });
+    let p = dir.join(name);
+    assert!(
+        p.is_file(),
+        "{} is not built: cargo build --release --workspace --bins (or set WA_BIN_DIR)",
+        p.display()
+    );
+    p
+}
+
+/// The real session agent for `ns/name` against `fake_url`, with the admin kubeconfig (in a
+/// pod it has its own ServiceAccount; what it writes is the same). Killed, with its Chromium,
+/// when dropped.
+pub struct Agent {
+    child: tokio::process::Child,
+    profile: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Agent {
+    pub fn start(
+        c: &TestCluster,
+        ns: &str,
+        name: &str,
+        fake_url: &str,
+        data_dir: &Path,
+        qr_ttl: &str,
+    ) -> Agent {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let log = data_dir.with_extension("agent.log");
+        let file = std::fs::File::create(&log).expect("agent log");
+        let mut cmd = tokio::process::Command::new(release_program("wa-session"));
+        cmd.env("WA_SESSION_NAME", name)
+            .env("WA_SESSION_NAMESPACE", ns)
+            .env("WA_URL", fake_url)
+            .env("WA_DATA_DIR", data_dir)
+            .env("WA_HTTP_ADDR", format!("127.0.0.1:{port}"))
+            .env("KUBECONFIG", c.kubeconfig())
+            // the lifetimes the fake gives its QRs, for qrExpiresAt
+            .env("WA_QR_FIRST_TTL", qr_ttl)
+            .env("WA_QR_NEXT_TTL", qr_ttl)
+            .env("WA_POLL_INTERVAL", "200ms")
+            .env("RUST_LOG", "info")
+            .stdout(file.try_clone().expect("dup log"))
+            .stderr(file)
+            .kill_on_drop(true);
+        let child = cmd.spawn().expect("spawn wa-session");
+        eprintln!("agent log: {}", log.display());
+        Agent {
+            child,
+            profile: data_dir.join("profile"),
+            log,
+        }
+    }
+}
+
+/// An agent killed by `kill_on_drop` leaves its Chromium behind on a host: kill the processes
+/// using its profile too.
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        let needle = format!("--user-data-dir={}", self.profile.display());
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            let uses = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| c.split(|b| *b == 0).any(|a| a == needle.as_bytes()))
+                .unwrap_or(false);
+            if uses {
+                let _ = std::process::Command::new("kill")
+                    .args(["-9", &pid.to_string()])
+                    .status();
+            }
+        }
+    }
+}
+
+/// A kubeconfig for ServiceAccount `ns/sa` (a token from the TokenRequest API, the cluster's
+/// server and CA from the admin kubeconfig), written to `dir`.
+pub async fn service_account_kubeconfig(
+    c: &TestCluster,
+    ns: &str,
+    sa: &str,
+    dir: &Path,
+) -> PathBuf {
+    let token = ok(&c
+        .kubectl(&["create", "token", sa, "-n", ns, "--duration=1h"])
+        .await);
+    let raw = ok(&c
+        .kubectl(&[
+            "config",
+            "view",
+            "--raw",
+            "--minify",
+            "--flatten",
+            "-o",
+            "json",
+        ])
+        .await);
+    let mut config: Value = serde_json::from_str(&raw).expect("kubeconfig json");
+    for user in config["users"].as_array_mut().expect("users") {
+        user["user"] = serde_json::json!({"token": token.trim()});
+    }
+    let path = dir.join(format!("{sa}.kubeconfig"));
+    std::fs::write(&path, config.to_string()).expect("write kubeconfig");
+    path
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
