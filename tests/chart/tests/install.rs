@@ -426,6 +426,15 @@ async fn helm_install_upgrade_and_uninstall() {
         return;
     };
     let release = Release::install(cluster, &helm, "wa-upgrade", &programs[0], json!({})).await;
+    // `helm test`: the chart's test pod (restricted namespace) reaches the operator's /healthz
+    // and the hub's /health through their Services; it exits non-zero on the first failure.
+    // (No --logs: the hook-succeeded delete policy removes the pod, so uninstall leaves nothing.)
+    let out = release.helm(&["test", release.name, "-n", &release.ns, "--timeout", "3m"]);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("Phase:") && l.trim_end().ends_with("Succeeded")),
+        "{out}"
+    );
     // Non-root, as the restricted profile demands (the namespace would refuse anything else).
     let pods = kubectl_json(cluster, &["get", "pods", "-n", &release.ns]).await;
     for p in pods["items"].as_array().unwrap() {
