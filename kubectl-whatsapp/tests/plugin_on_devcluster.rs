@@ -293,7 +293,8 @@ async fn qr_draws_the_rotating_qr_until_a_phone_scans_it_and_exits_with_the_phon
 }
 
 /// `stop`, `start`, `connect` and `logout` write the spec requests the hub writes, keeping the
-/// others; a second `connect` while the first request is pending writes nothing.
+/// others; a second `connect` while the first request is pending writes nothing. The first
+/// command goes through kubectl's plugin mechanism.
 #[tokio::test]
 async fn stop_start_connect_and_logout_write_the_hubs_spec_requests() {
     let c = cluster().await;
@@ -302,7 +303,8 @@ async fn stop_start_connect_and_logout_write_the_hubs_spec_requests() {
     let kc = c.kubeconfig();
     let get = || async { api.get("s1").await.unwrap() };
 
-    let out = ok(&plugin(&kc, ES, &["stop", "s1", "-n", &ns]).await);
+    // run as `kubectl whatsapp`, kubectl finding the plugin on PATH
+    let out = ok(&through_kubectl(&kc, ES, &["stop", "s1", "-n", &ns]).await);
     assert_eq!(
         out,
         format!("Sesión {ns}/s1 detenida (sin pod; los datos se conservan).\n")

@@ -95,6 +95,29 @@ pub async fn plugin(kubeconfig: &Path, lang: &str, args: &[&str]) -> Output {
         .expect("run kubectl-whatsapp")
 }
 
+/// `kubectl whatsapp ARGS`: kubectl itself finds the plugin on `PATH` (the directory of the
+/// binary under test first) and hands it the arguments, as for a user who installed it.
+pub async fn through_kubectl(kubeconfig: &Path, lang: &str, args: &[&str]) -> Output {
+    let dir = Path::new(PLUGIN).parent().expect("the plugin's directory");
+    let path = std::env::join_paths(std::iter::once(dir.to_path_buf()).chain(
+        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
+    ))
+    .expect("PATH");
+    tokio::process::Command::new("kubectl")
+        .arg("whatsapp")
+        .args(args)
+        .env("PATH", path)
+        .env("KUBECONFIG", kubeconfig)
+        .env("LANG", lang)
+        .env_remove("LC_ALL")
+        .env_remove("LC_MESSAGES")
+        .env_remove("KUBECTL_WHATSAPP_LANG")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("run kubectl whatsapp")
+}
+
 /// A program of the project's release build (`make build`): `$WA_BIN_DIR`, else
 /// `$CARGO_TARGET_DIR/release`, else this test's own profile directory.
 pub fn release_program(name: &str) -> PathBuf {
