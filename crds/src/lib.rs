@@ -7,10 +7,12 @@
 mod apply;
 mod conditions;
 mod session;
+mod time;
 
 pub use apply::{SessionApply, SpecRequests, Writer};
 pub use conditions::{ConditionStatus, ConditionType, set_condition};
 pub use session::*;
+pub use time::{now, whole_seconds};
 
 /// Field managers, one per writer, for server-side apply (chosen through [`Writer`]).
 pub mod managers {

@@ -12,7 +12,7 @@
 //! "requeue and wait" itself without going through the error back-off.
 use std::time::Duration;
 
-use crds::{DeletionPolicy, DesiredState, WhatsAppSession};
+use crds::{DeletionPolicy, DesiredState, WhatsAppSession, now};
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -22,7 +22,6 @@ use serde_json::json;
 use crate::children::pvc_name;
 use crate::error::{Error, Result};
 use crate::reconcile::Context;
-use crate::status::now;
 
 pub const FINALIZER: &str = "whatsapp.leadmaster.io/cleanup";
 /// Field manager of the operator's logout request in `spec.logoutRequestedAt` — separate from

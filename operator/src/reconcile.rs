@@ -314,7 +314,7 @@ async fn apply(session: &WhatsAppSession, ctx: &Context) -> Result<Action> {
             statefulset: Some(&sts),
             pod: pod.as_ref(),
         },
-        status::now(),
+        crds::now(),
     );
     if status::needs_patch(session, &desired) {
         let was_ready = session.status.as_ref().is_some_and(status::is_ready);

@@ -7,20 +7,12 @@ use crds::{ConditionType, DesiredState, WhatsAppSession, WhatsAppSessionStatus, 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use k8s_openapi::jiff::Timestamp;
 
 /// What the operator saw of a session's workload.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Observed<'a> {
     pub statefulset: Option<&'a StatefulSet>,
     pub pod: Option<&'a Pod>,
-}
-
-/// Now, truncated to the second (the precision Kubernetes keeps), so a value we write compares
-/// equal to what we read back.
-pub fn now() -> Time {
-    let secs = Timestamp::now().as_second();
-    Time(Timestamp::from_second(secs).unwrap_or(Timestamp::UNIX_EPOCH))
 }
 
 fn pod_ready(pod: &Pod) -> bool {
@@ -195,6 +187,7 @@ mod tests {
     use k8s_openapi::api::apps::v1::{StatefulSetSpec, StatefulSetStatus};
     use k8s_openapi::api::core::v1::{ContainerStatus, PodCondition, PodStatus};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use k8s_openapi::jiff::Timestamp;
 
     fn at(s: i64) -> Time {
         Time(Timestamp::from_second(s).unwrap())

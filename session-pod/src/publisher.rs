@@ -11,7 +11,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::metrics::{Metrics, ResultLabel, StateLabel};
-use crate::state::{AgentStatus, now};
+use crate::state::AgentStatus;
+use crds::now;
 
 enum Msg {
     // Boxed: a status is ~300 bytes and every other message is a word.

@@ -19,7 +19,8 @@ use crate::http::Health;
 use crate::metrics::Metrics;
 use crate::profile::{Health as ProfileHealth, Profile};
 use crate::publisher::Publisher;
-use crate::state::{Machine, now};
+use crate::state::Machine;
+use crds::now;
 
 /// Consecutive unanswered page scripts before Chromium is declared hung.
 const HANG_LIMIT: u32 = 3;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crds::{Handled, LastError, QrStatus, SessionState, WhatsAppSessionStatus, error_codes};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::SignedDuration;
 
 use crate::driver::{PageState, Snapshot};
 
@@ -127,10 +127,6 @@ pub struct Machine {
 fn after(now: Time, d: Duration) -> Time {
     let d = SignedDuration::try_from(d).unwrap_or(SignedDuration::ZERO);
     Time(now.0.checked_add(d).unwrap_or(now.0))
-}
-
-pub fn now() -> Time {
-    Time(Timestamp::now())
 }
 
 impl Machine {
@@ -330,6 +326,7 @@ impl Machine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::jiff::Timestamp;
 
     fn snap(state: &str, qr: Option<&str>) -> Snapshot {
         Snapshot {
