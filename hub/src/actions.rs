@@ -13,13 +13,8 @@ use crate::app::Hub;
 use crate::auth::Claims;
 use crate::error::ApiError;
 use crate::ids;
+use crate::qr_request::{self, QrOutcome};
 use crate::snapshot::{self, Snapshot};
-
-/// A time with whole seconds: what RFC3339 in the CR keeps, so comparisons are stable.
-fn now_secs() -> Timestamp {
-    let now = Timestamp::now();
-    Timestamp::from_second(now.as_second()).unwrap_or(now)
-}
 
 /// How long a request waits for a starting hub's first list before answering 503.
 const SYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -68,7 +63,8 @@ impl Hub {
     }
 
     /// Make sure the session runs and, unless a QR is valid or a recent request is still
-    /// pending, start a new QR round (at most one per session per interval → 429).
+    /// pending, start a new QR round (at most one per session per interval → 429). What to do
+    /// is [`qr_request::decide`]'s; this only reads, applies and answers.
     pub async fn request_qr(
         &self,
         claims: &Claims,
@@ -81,40 +77,27 @@ impl Hub {
         let api: Api<WhatsAppSession> = Api::namespaced(self.client.clone(), &ns);
         // Decide on the current object, not the cache: another replica may have just acted.
         let fresh = api.get(id).await?;
-        let snap = Snapshot::of(&fresh);
-        let now = now_secs();
-        let running = fresh.spec.desired_state == DesiredState::Running;
-        if snap.has_valid_qr(Timestamp::now()) && running {
-            return Ok(snap);
-        }
-        let requested = fresh.spec.qr_requested_at.as_ref().map(|t| t.0);
-        let handled = fresh
-            .status
-            .as_ref()
-            .and_then(|s| s.handled.as_ref())
-            .and_then(|h| h.qr_requested_at.as_ref())
-            .map(|t| t.0);
-        let interval = k8s_openapi::jiff::SignedDuration::try_from(self.config.qr_rate_limit())
-            .unwrap_or_default();
-        let pending =
-            requested.is_some_and(|r| handled != Some(r) && now.duration_since(r) < interval);
         let room = snapshot::room(&ns, id);
-        let qr_at = if pending {
-            if running {
-                return Ok(snap);
-            }
-            requested
-        } else {
-            if let Err(wait) = self.limiter.check(&room, requested, now) {
+        let now = crds::now().0;
+        let outcome = qr_request::decide(
+            &fresh,
+            now,
+            self.config.qr_rate_limit(),
+            self.limiter.last(&room),
+        );
+        let qr_at = match outcome {
+            QrOutcome::Answer => return Ok(Snapshot::of(&fresh)),
+            QrOutcome::RateLimited { retry_after_secs } => {
                 return Err(ApiError::rate_limited(
                     format!(
                         "a new QR was requested for {id} less than {}s ago",
                         self.config.qr_rate_limit_secs
                     ),
-                    wait,
+                    retry_after_secs,
                 ));
             }
-            Some(now)
+            QrOutcome::Resume { requested_at } => Some(requested_at),
+            QrOutcome::NewRound { at } => Some(at),
         };
         let patch = hub_fields(
             &fresh,
@@ -129,8 +112,8 @@ impl Hub {
                 &Patch::Apply(&patch),
             )
             .await?;
-        if !pending {
-            self.limiter.record(&room, now);
+        if let QrOutcome::NewRound { at } = outcome {
+            self.limiter.record(&room, at);
         }
         tracing::info!(session = %id, namespace = %ns, user = %claims.sub, "QR round requested");
         Ok(Snapshot::of(&patched))
@@ -152,7 +135,7 @@ impl Hub {
             &fresh,
             fresh.spec.desired_state,
             fresh.spec.qr_requested_at.as_ref().map(|t| t.0),
-            Some(now_secs()),
+            Some(crds::now().0),
         );
         api.patch(
             id,

@@ -100,7 +100,7 @@ pub async fn run(
         .max_payload(16 * 1024)
         .ping_interval(Duration::from_secs(20))
         .build_layer();
-    crate::socket::register(&io, hub.clone());
+    crate::socket::register(&io);
     tokio::spawn(crate::socket::push::run(io.clone(), hub.clone(), rx));
 
     let router = crate::routes::router(hub.clone()).layer(io_layer);

@@ -1,5 +1,6 @@
 //! The error type shared by REST and socket.io: one code vocabulary (docs/design.md §3/§4), mapped
-//! to an HTTP status for REST and to a `connection-error` payload for socket.io.
+//! to an HTTP status for REST and to a `connection-error` payload for socket.io
+//! (`socket::contract::ConnectionError`).
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -100,18 +101,6 @@ impl ApiError {
     /// The REST body `{"error": CODE, "message": text}`.
     pub fn body(&self) -> serde_json::Value {
         serde_json::json!({"error": self.code.as_str(), "message": self.message})
-    }
-
-    /// The socket.io `connection-error` payload.
-    pub fn socket_payload(&self, instance_id: Option<&str>) -> serde_json::Value {
-        let mut v = serde_json::json!({"error": self.code.as_str(), "message": self.message});
-        if let Some(id) = instance_id {
-            v["instance_id"] = serde_json::Value::String(id.to_owned());
-        }
-        if let Some(s) = self.retry_after {
-            v["retryAfter"] = s.into();
-        }
-        v
     }
 }
 

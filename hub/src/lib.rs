@@ -13,6 +13,7 @@ pub mod ids;
 pub mod metrics;
 pub mod openapi;
 pub mod qr;
+pub mod qr_request;
 pub mod ratelimit;
 pub mod routes;
 pub mod snapshot;

@@ -1,5 +1,7 @@
-//! The OpenAPI 3.1 document of the REST API, written by hand next to the routes it describes
-//! (a test in `routes` checks every documented path is routed).
+//! The OpenAPI 3.1 document of the REST API, written by hand next to the routes it describes.
+//! The contract test `the_served_openapi_document_matches_the_routes` (hub/tests/contract)
+//! sends every documented operation to a real hub: each must be routed with its method and
+//! answer a status documented for it.
 
 use serde_json::{Value, json};
 

@@ -21,33 +21,13 @@ impl QrLimiter {
         }
     }
 
-    /// `Err(retry_after_secs)` when a round was started for `room` less than the interval before
-    /// `now`, either as recorded in the CR (`last_requested`) or by this replica.
-    pub fn check(
-        &self,
-        room: &str,
-        last_requested: Option<Timestamp>,
-        now: Timestamp,
-    ) -> Result<(), u64> {
-        let local = self
-            .recent
+    /// The last round this replica started for `room`.
+    pub fn last(&self, room: &str) -> Option<Timestamp> {
+        self.recent
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(room)
-            .copied();
-        let last = match (last_requested, local) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
-        let Some(last) = last else { return Ok(()) };
-        let elapsed = now.duration_since(last);
-        let interval = k8s_openapi::jiff::SignedDuration::try_from(self.interval)
-            .unwrap_or(k8s_openapi::jiff::SignedDuration::MAX);
-        if elapsed < interval {
-            let wait = (interval - elapsed).as_secs().max(1);
-            return Err(wait as u64);
-        }
-        Ok(())
+            .copied()
     }
 
     pub fn record(&self, room: &str, at: Timestamp) {
@@ -64,20 +44,31 @@ impl QrLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::qr_request::retry_after;
     use k8s_openapi::jiff::ToSpan;
+
+    /// The limiter as `qr_request::decide` consults it.
+    fn check(
+        l: &QrLimiter,
+        room: &str,
+        in_cr: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<(), u64> {
+        retry_after(in_cr, l.last(room), now, l.interval).map_or(Ok(()), Err)
+    }
 
     #[test]
     fn one_round_per_interval() {
         let l = QrLimiter::new(Duration::from_secs(60));
         let t0 = Timestamp::now();
-        assert!(l.check("ns/a", None, t0).is_ok());
+        assert!(check(&l, "ns/a", None, t0).is_ok());
         l.record("ns/a", t0);
-        let wait = l.check("ns/a", None, t0 + 10.seconds()).unwrap_err();
+        let wait = check(&l, "ns/a", None, t0 + 10.seconds()).unwrap_err();
         assert_eq!(wait, 50);
-        assert!(l.check("ns/b", None, t0).is_ok());
-        assert!(l.check("ns/a", None, t0 + 61.seconds()).is_ok());
+        assert!(check(&l, "ns/b", None, t0).is_ok());
+        assert!(check(&l, "ns/a", None, t0 + 61.seconds()).is_ok());
         // The CR's own record counts even if this replica never saw the request.
-        assert!(l.check("ns/c", Some(t0), t0 + 30.seconds()).is_err());
-        assert!(l.check("ns/c", Some(t0), t0 + 60.seconds()).is_ok());
+        assert!(check(&l, "ns/c", Some(t0), t0 + 30.seconds()).is_err());
+        assert!(check(&l, "ns/c", Some(t0), t0 + 60.seconds()).is_ok());
     }
 }

@@ -76,21 +76,6 @@ impl Snapshot {
         }
     }
 
-    /// `session-status` payload (docs/design.md §4), plus `lastError` and `tenant`.
-    pub fn status_event(&self) -> serde_json::Value {
-        serde_json::json!({
-            "instance_id": self.instance_id,
-            "namespace": self.namespace,
-            "tenant": self.tenant,
-            "status": self.status,
-            "qr_status": self.qr_status,
-            "connectedAt": self.connected_at,
-            "phoneNumber": self.phone_number,
-            "updatedAt": self.updated_at,
-            "lastError": self.last_error,
-        })
-    }
-
     /// The part of the snapshot that `session-status` carries; a change here means a push.
     pub fn status_changed(&self, old: &Snapshot) -> bool {
         self.status != old.status
@@ -100,12 +85,9 @@ impl Snapshot {
             || self.updated_at != old.updated_at
             || self.last_error != old.last_error
     }
-
-    pub fn expired_event(&self) -> serde_json::Value {
-        serde_json::json!({"instance_id": self.instance_id, "message": QR_EXPIRED_MESSAGE})
-    }
 }
 
+/// The `qr-expired` message (docs/design.md §4; the UI is Spanish).
 pub const QR_EXPIRED_MESSAGE: &str = "QR expirado, genere uno nuevo";
 
 pub fn room(namespace: &str, name: &str) -> String {

@@ -6,6 +6,13 @@
 //! event when nothing changed, so a stale view is declared live again by a probe (a cheap list
 //! of the same resources) succeeding; the watch itself is retried at most 2 s apart, so it is
 //! back within that time and delivers every change made meanwhile (or relists on 410 Gone).
+//!
+//! Readiness and back-off are kube-runtime's, as in kube-rs's controller-rs: the store's own
+//! readiness ([`Store::wait_until_ready`], released at the first complete list) and
+//! [`WatchStreamExt::backoff`]. Not [`WatchStreamExt::default_backoff`]: its client-go
+//! parameters (0.8 s doubling to 30 s) are kind to a struggling API server, but a browser
+//! waiting on a reconnected hub would then wait up to 30 s for changes it missed; one watch
+//! per hub replica retried every 2 s is no burden.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +22,7 @@ use crds::WhatsAppSession;
 use futures::StreamExt;
 use kube::api::ListParams;
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use tokio::sync::mpsc;
 
@@ -40,14 +47,22 @@ pub enum ViewEvent {
 pub struct View {
     store: Store<WhatsAppSession>,
     live: Arc<AtomicBool>,
-    /// Turns true once, at the first complete list.
-    synced: tokio::sync::watch::Receiver<bool>,
     namespace: Option<String>,
 }
 
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// The watch's retry policy: 250 ms doubling to 2 s, reset by any event (see the module docs).
+fn backoff() -> watcher::ExponentialBackoff {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(BACKOFF_MIN)
+        .with_max_delay(BACKOFF_MAX)
+        .with_factor(2.0)
+        .without_max_times()
+        .into()
+}
 
 impl View {
     /// Start watching; events go to `events`. The returned view is not live until the first
@@ -64,11 +79,9 @@ impl View {
         };
         let (store, writer) = reflector::store();
         let live = Arc::new(AtomicBool::new(false));
-        let (synced_tx, synced) = tokio::sync::watch::channel(false);
         let view = View {
             store,
             live: live.clone(),
-            synced,
             namespace,
         };
         let stale_after_error = Arc::new(AtomicBool::new(false));
@@ -80,22 +93,23 @@ impl View {
             let stale = stale_after_error.clone();
             let metrics = metrics.clone();
             tokio::spawn(async move {
-                let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()));
+                // The back-off pauses the stream after an error: delaying the next poll delays
+                // the retry.
+                let stream = watcher(api, watcher::Config::default())
+                    .backoff(backoff())
+                    .reflect(writer);
                 futures::pin_mut!(stream);
-                let mut backoff = BACKOFF_MIN;
                 let mut synced_once = false;
                 let mut warned = false;
                 while let Some(ev) = stream.next().await {
                     match ev {
                         Ok(watcher::Event::Apply(obj)) | Ok(watcher::Event::InitApply(obj)) => {
-                            backoff = BACKOFF_MIN;
                             let _ = events.send(ViewEvent::Changed {
                                 obj: Arc::new(obj),
                                 at: Instant::now(),
                             });
                         }
                         Ok(watcher::Event::Delete(obj)) => {
-                            backoff = BACKOFF_MIN;
                             let _ = events.send(ViewEvent::Deleted {
                                 namespace: obj.metadata.namespace.clone().unwrap_or_default(),
                                 name: obj.metadata.name.clone().unwrap_or_default(),
@@ -103,14 +117,12 @@ impl View {
                         }
                         Ok(watcher::Event::Init) => {}
                         Ok(watcher::Event::InitDone) => {
-                            backoff = BACKOFF_MIN;
                             warned = false;
                             stale.store(false, Ordering::SeqCst);
                             live.store(true, Ordering::SeqCst);
                             metrics.watch_live.set(1);
                             if !synced_once {
                                 tracing::info!("session view synced");
-                                let _ = synced_tx.send(true);
                             }
                             synced_once = true;
                             let _ = events.send(ViewEvent::Relisted);
@@ -126,9 +138,6 @@ impl View {
                             }
                             metrics.watch_live.set(0);
                             stale.store(synced_once, Ordering::SeqCst);
-                            // The stream is lazy: delaying the next poll delays the retry.
-                            tokio::time::sleep(backoff).await;
-                            backoff = (backoff * 2).min(BACKOFF_MAX);
                         }
                     }
                 }
@@ -167,16 +176,12 @@ impl View {
     /// freshly started hub lists the CRs (reconnecting clients, typically) are answered from a
     /// complete view instead of failing.
     pub async fn wait_synced(&self, timeout: Duration) {
-        let mut rx = self.synced.clone();
-        let _ = tokio::time::timeout(timeout, rx.wait_for(|s| *s)).await;
+        // An error means the watch task is gone; the callers' answers say so (503).
+        let _ = tokio::time::timeout(timeout, self.store.wait_until_ready()).await;
     }
 
     pub fn is_live(&self) -> bool {
         self.live.load(Ordering::SeqCst)
-    }
-
-    pub fn namespace(&self) -> Option<&str> {
-        self.namespace.as_deref()
     }
 
     pub fn all(&self) -> Vec<Arc<WhatsAppSession>> {

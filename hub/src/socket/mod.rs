@@ -1,10 +1,12 @@
-//! socket.io (docs/design.md §4): authentication, per-session rooms, requests.
+//! socket.io (docs/design.md §4): authentication, per-session rooms, requests. The events and
+//! their payloads are in [`contract`].
 //!
 //! A socket carries its verified claims in its extensions. Until then it may only
 //! `authenticate`; it is dropped after the configured timeout. A socket joins the room of a
 //! session only after the same authorization check as REST, so room broadcasts reach only
 //! authorized subscribers.
 
+pub mod contract;
 pub mod push;
 
 use std::collections::HashSet;
@@ -18,13 +20,16 @@ use socketioxide::handler::ConnectHandler;
 use crate::app::Hub;
 use crate::auth::Claims;
 use crate::error::ApiError;
-use crate::snapshot::{QR_EXPIRED_MESSAGE, Snapshot};
+use crate::snapshot::Snapshot;
+use contract::{
+    Ack, Authenticated, ConnectionError, QrCode, QrExpired, ServerEvent, SessionStatus, client,
+};
 
 /// The rooms a socket joined through `subscribe-session` (for the subscriptions gauge).
 #[derive(Clone, Default)]
 struct Subscriptions(Arc<Mutex<HashSet<String>>>);
 
-pub fn register(io: &SocketIo, _hub: Arc<Hub>) {
+pub fn register(io: &SocketIo) {
     // Handlers are registered in a connect *middleware*: socketioxide awaits middlewares before
     // it sends the CONNECT packet, but runs the connect handler in a task spawned after it. A
     // client emitting right on `connect` (as the frontend and socket.io-client's buffered emits
@@ -43,10 +48,10 @@ async fn prepare(
     hub.metrics.sockets_connected.inc();
     socket.extensions.insert(Subscriptions::default());
     socket.on_disconnect(on_disconnect);
-    socket.on("authenticate", on_authenticate);
-    socket.on("subscribe-session", on_subscribe);
-    socket.on("unsubscribe-session", on_unsubscribe);
-    socket.on("request-qr", on_request_qr);
+    socket.on(client::AUTHENTICATE, on_authenticate);
+    socket.on(client::SUBSCRIBE_SESSION, on_subscribe);
+    socket.on(client::UNSUBSCRIBE_SESSION, on_unsubscribe);
+    socket.on(client::REQUEST_QR, on_request_qr);
     socket.on_fallback(on_unknown);
     if let Some(token) = handshake_token(auth)
         && let Ok(claims) = hub.jwt.verify(&token)
@@ -66,7 +71,7 @@ fn handshake_token(auth: Result<Value, impl std::fmt::Debug>) -> Option<String> 
 
 async fn on_connect(socket: SocketRef, TryData(auth): TryData<Value>, State(hub): State<Arc<Hub>>) {
     if socket.extensions.get::<Arc<Claims>>().is_some() {
-        let _ = socket.emit("authenticated", &serde_json::json!({"success": true}));
+        send(&socket, &Authenticated::OK);
         return;
     }
     if let Some(token) = handshake_token(auth) {
@@ -79,11 +84,8 @@ async fn on_connect(socket: SocketRef, TryData(auth): TryData<Value>, State(hub)
         tokio::spawn(async move {
             tokio::time::sleep(timeout).await;
             if s.connected() && s.extensions.get::<Arc<Claims>>().is_none() {
-                let _ = s.emit(
-                    "connection-error",
-                    &ApiError::new(crate::error::Code::Timeout, "not authenticated in time")
-                        .socket_payload(None),
-                );
+                let err = ApiError::new(crate::error::Code::Timeout, "not authenticated in time");
+                send(&s, &ConnectionError::of(&err, None));
                 let _ = s.disconnect();
             }
         });
@@ -102,9 +104,9 @@ fn authenticate(socket: &SocketRef, hub: &Hub, token: &str, ack: Option<AckSende
     match hub.jwt.verify(token) {
         Ok(claims) => {
             socket.extensions.insert(Arc::new(claims));
-            let _ = socket.emit("authenticated", &serde_json::json!({"success": true}));
+            send(socket, &Authenticated::OK);
             if let Some(ack) = ack {
-                let _ = ack.send(&serde_json::json!({"success": true}));
+                let _ = ack.send(&Authenticated::OK);
             }
         }
         Err(msg) => fail(socket, ack, &ApiError::unauthenticated(msg), None),
@@ -133,10 +135,16 @@ async fn on_authenticate(
     }
 }
 
+/// Emit one event of the contract to one socket. A failed emit means the socket is gone or
+/// its buffer is full; either way there is nobody to tell.
+fn send<E: ServerEvent>(socket: &SocketRef, event: &E) {
+    let _ = socket.emit(E::NAME, event);
+}
+
 /// Emit `connection-error` (and answer the ack, when one was asked for).
 fn fail(socket: &SocketRef, ack: Option<AckSender>, err: &ApiError, id: Option<&str>) {
-    let payload = err.socket_payload(id);
-    let _ = socket.emit("connection-error", &payload);
+    let payload = ConnectionError::of(err, id);
+    send(socket, &payload);
     if let Some(ack) = ack {
         let _ = ack.send(&payload);
     }
@@ -184,16 +192,15 @@ fn echo(id: &str) -> Option<&str> {
 
 /// Emit the current state of one session to one socket (on subscribe and request-qr).
 fn emit_snapshot(socket: &SocketRef, hub: &Hub, snap: &Snapshot) {
-    let _ = socket.emit("session-status", &snap.status_event());
+    send(socket, &SessionStatus::of(snap));
     if snap.has_valid_qr(k8s_openapi::jiff::Timestamp::now()) {
-        if let Some(ev) = push::qr_event(hub, snap) {
-            let _ = socket.emit("qr-code", &ev);
+        if let Some(image) = push::qr_image(hub, snap)
+            && let Some(ev) = QrCode::of(snap, &image)
+        {
+            send(socket, &ev);
         }
     } else if snap.qr_status == crds::QrStatus::Expired.as_str() {
-        let _ = socket.emit(
-            "qr-expired",
-            &serde_json::json!({"instance_id": snap.instance_id, "message": QR_EXPIRED_MESSAGE}),
-        );
+        send(socket, &QrExpired::of(snap));
     }
 }
 
@@ -224,7 +231,7 @@ async fn on_subscribe(
             }
             socket.join(room);
             emit_snapshot(&socket, &hub, &snap);
-            let _ = ack.send(&serde_json::json!({"ok": true, "session": snap}));
+            let _ = ack.send(&Ack::with(&snap));
         }
         Err(e) => fail(&socket, Some(ack), &e, echo(&id)),
     }
@@ -266,7 +273,7 @@ async fn on_unsubscribe(
     for r in left {
         socket.leave(r);
     }
-    let _ = ack.send(&serde_json::json!({"ok": true}));
+    let _ = ack.send(&Ack::EMPTY);
 }
 
 async fn on_request_qr(
@@ -286,7 +293,7 @@ async fn on_request_qr(
     match hub.request_qr(&c, &id, ns.as_deref()).await {
         Ok(snap) => {
             emit_snapshot(&socket, &hub, &snap);
-            let _ = ack.send(&serde_json::json!({"ok": true, "session": snap}));
+            let _ = ack.send(&Ack::with(&snap));
         }
         Err(e) => fail(&socket, Some(ack), &e, echo(&id)),
     }

@@ -10,10 +10,11 @@ use tokio::sync::mpsc;
 
 use crate::app::Hub;
 use crate::snapshot::{self, Snapshot};
+use crate::socket::contract::{QrCode, QrExpired, ServerEvent, SessionStatus};
 use crate::view::ViewEvent;
 
-/// The `qr-code` payload, with the PNG rendered once per QR string.
-pub fn qr_event(hub: &Hub, snap: &Snapshot) -> Option<serde_json::Value> {
+/// The snapshot's QR as a PNG data URL for `qr-code`, rendered once per QR string.
+pub fn qr_image(hub: &Hub, snap: &Snapshot) -> Option<Arc<str>> {
     let qr = snap.qr_string.as_deref()?;
     let before = hub.qr.renders();
     let url = match hub.qr.data_url(qr) {
@@ -26,12 +27,7 @@ pub fn qr_event(hub: &Hub, snap: &Snapshot) -> Option<serde_json::Value> {
     if hub.qr.renders() != before {
         hub.metrics.qr_renders.inc();
     }
-    Some(serde_json::json!({
-        "instance_id": snap.instance_id,
-        "qr": &*url,
-        "qr_string": qr,
-        "expiresAt": snap.qr_expires_at,
-    }))
+    Some(url)
 }
 
 pub async fn run(io: SocketIo, hub: Arc<Hub>, mut rx: mpsc::UnboundedReceiver<ViewEvent>) {
@@ -45,15 +41,16 @@ pub async fn run(io: SocketIo, hub: Arc<Hub>, mut rx: mpsc::UnboundedReceiver<Vi
                 // A session nobody watches costs only the diff.
                 let mut emitted = false;
                 if p.status {
-                    emitted |= emit(&io, &hub, &room, "session-status", &snap.status_event()).await;
+                    emitted |= emit(&io, &hub, &room, &SessionStatus::of(&snap)).await;
                 }
                 if p.qr
-                    && let Some(ev) = qr_event(&hub, &snap)
+                    && let Some(image) = qr_image(&hub, &snap)
+                    && let Some(ev) = QrCode::of(&snap, &image)
                 {
-                    emitted |= emit(&io, &hub, &room, "qr-code", &ev).await;
+                    emitted |= emit(&io, &hub, &room, &ev).await;
                 }
                 if p.expired {
-                    emitted |= emit(&io, &hub, &room, "qr-expired", &snap.expired_event()).await;
+                    emitted |= emit(&io, &hub, &room, &QrExpired::of(&snap)).await;
                 }
                 if emitted {
                     hub.metrics.push_latency.observe(at.elapsed().as_secs_f64());
@@ -77,18 +74,18 @@ pub async fn run(io: SocketIo, hub: Arc<Hub>, mut rx: mpsc::UnboundedReceiver<Vi
 }
 
 /// Emit to a room; true when anyone was in it.
-async fn emit(io: &SocketIo, hub: &Hub, room: &str, event: &str, data: &serde_json::Value) -> bool {
+async fn emit<E: ServerEvent>(io: &SocketIo, hub: &Hub, room: &str, event: &E) -> bool {
     let op = io.to(room.to_owned());
     if op.clone().sockets().is_empty() {
         return false;
     }
-    match op.emit(event, data).await {
+    match op.emit(E::NAME, event).await {
         Ok(()) => {
-            hub.metrics.pushed(event);
+            hub.metrics.pushed(E::NAME);
             true
         }
         Err(e) => {
-            tracing::debug!(%room, %event, error = %e, "push partly failed");
+            tracing::debug!(%room, event = E::NAME, error = %e, "push partly failed");
             true
         }
     }
