@@ -1,5 +1,6 @@
 //! Test support: a `wa-hub` process on the devcluster, the Node bridge to the real
-//! socket.io-client, token minting, and kube helpers that play the agent.
+//! socket.io-client, token minting, and kube helpers that play the agent (the CRD, sessions,
+//! ports and waits are `devcluster::testing`'s, shared with the operator and agent suites).
 #![allow(dead_code)]
 
 pub mod bridge;
@@ -9,10 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use crds::{WhatsAppSession, WhatsAppSessionSpec, managers};
+use crds::{WhatsAppSession, managers};
+use devcluster::testing::{free_port, sessions, wait_for_value};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
@@ -23,77 +24,43 @@ pub fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Poll `f` until it returns Some, or panic after `timeout` naming `what`.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        if tokio::time::Instant::now() > deadline {
-            panic!("timed out waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+/// A test's own namespace (sessions there are served by the test's own hub) and hub files.
+pub struct Env {
+    pub client: Client,
+    pub ns: String,
+    pub kubeconfig: PathBuf,
+    pub files: HubFiles,
+}
+
+/// The devcluster with the CRD installed, and a fresh namespace `<prefix>-…`.
+pub async fn env(prefix: &str) -> Env {
+    let cluster = devcluster::testing::cluster().await;
+    let client = cluster.client();
+    sessions::install_crd(&client).await;
+    let ns = cluster.namespace(prefix).await;
+    Env {
+        client,
+        ns,
+        kubeconfig: cluster.kubeconfig(),
+        files: HubFiles::new(),
     }
 }
 
-/// Apply the CRD from crds/whatsappsession.yaml (server-side apply, idempotent) and wait until
-/// it is established.
-pub async fn apply_crd(client: &Client) {
-    let text =
-        std::fs::read_to_string(manifest_dir().join("../crds/whatsappsession.yaml")).unwrap();
-    let crd: CustomResourceDefinition = serde_saphyr::from_str(&text).unwrap();
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let name = crd.metadata.name.clone().unwrap();
-    api.patch(
-        &name,
-        &PatchParams::apply("hub-tests").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .unwrap();
-    eventually("CRD established", Duration::from_secs(30), || {
-        let api = api.clone();
-        let name = name.clone();
-        async move {
-            let c = api.get(&name).await.ok()?;
-            let est = c
-                .status?
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True");
-            est.then_some(())
-        }
-    })
-    .await;
-    // The resource must also be served (discovery catches up right after Established).
-    let sessions: Api<WhatsAppSession> = Api::all(client.clone());
-    eventually("WhatsAppSession served", Duration::from_secs(30), || {
-        let s = sessions.clone();
-        async move { s.list(&Default::default()).await.ok().map(|_| ()) }
-    })
-    .await;
-}
+impl Env {
+    /// Creates session `name` of `tenant` in the test's namespace.
+    pub async fn session(&self, name: &str, tenant: &str) -> WhatsAppSession {
+        let api: Api<WhatsAppSession> = Api::namespaced(self.client.clone(), &self.ns);
+        sessions::create(&api, name, json!({ "tenant": tenant })).await
+    }
 
-pub async fn create_session(
-    client: &Client,
-    ns: &str,
-    name: &str,
-    tenant: &str,
-) -> WhatsAppSession {
-    let api: Api<WhatsAppSession> = Api::namespaced(client.clone(), ns);
-    let s = WhatsAppSession::new(
-        name,
-        WhatsAppSessionSpec {
-            tenant: tenant.into(),
-            ..Default::default()
-        },
-    );
-    api.create(&PostParams::default(), &s).await.unwrap()
+    pub fn sessions(&self) -> Api<WhatsAppSession> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// A hub serving the test's namespace with HS256 and the users file.
+    pub async fn hub(&self) -> HubProc {
+        HubProc::start(&self.kubeconfig, hs256_args(&self.files, &self.ns)).await
+    }
 }
 
 /// Write status fields as the session agent does (its own field manager).
@@ -124,14 +91,6 @@ pub fn token(sub: &str, tenants: &[&str], role: &str, exp_in: i64) -> String {
         &EncodingKey::from_secret(SECRET.as_bytes()),
     )
     .unwrap()
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Files a hub needs: secret, users (admin + one user per tenant a/b).
@@ -194,13 +153,14 @@ impl HubProc {
 
     pub async fn wait_health(&self, want: u16) {
         let url = format!("{}/health", self.url);
-        eventually(&format!("/health {want}"), Duration::from_secs(60), || {
-            let url = url.clone();
-            async move {
+        wait_for_value(
+            &format!("/health {want}"),
+            Duration::from_secs(60),
+            || async {
                 let r = reqwest::get(&url).await.ok()?;
                 (r.status().as_u16() == want).then_some(())
-            }
-        })
+            },
+        )
         .await;
     }
 
@@ -266,6 +226,26 @@ pub async fn get(url: &str, token: Option<&str>) -> (u16, Value) {
 
 pub async fn post(url: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
     call(reqwest::Method::POST, url, token, body).await
+}
+
+pub fn sessions_url(hub: &HubProc, api: bool) -> String {
+    format!(
+        "{}{}/session-manager/sessions",
+        hub.url,
+        if api { "/api" } else { "" }
+    )
+}
+
+/// Logs `user` in (password [`PASSWORD`]) and returns the token.
+pub async fn login(hub: &HubProc, user: &str) -> String {
+    let (st, body) = post(
+        &format!("{}/api/auth/login", hub.url),
+        None,
+        Some(json!({"username": user, "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(st, 200, "{body}");
+    body["token"].as_str().unwrap().to_owned()
 }
 
 /// Assert an error response: status and `{"error": code, "message": text}`.

@@ -1,19 +1,21 @@
-//! Shared helpers of the operator's devcluster tests: CRD install, the real `wa-operator` binary
-//! as a host process, small HTTP and wait helpers.
+//! Shared helpers of the operator's devcluster tests: the real `wa-operator` binary as a host
+//! process, small HTTP and wait helpers (CRD and sessions: `devcluster::testing::sessions`).
 #![allow(dead_code)]
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
 use crds::WhatsAppSession;
-use devcluster::testing::{TestCluster, wait_for_value};
+use devcluster::testing::{TestCluster, free_port, wait_for_value};
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::ListParams;
 use kube::{Api, Client};
-use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+// Installing the CRD and creating sessions are shared with the agent and hub suites.
+pub use devcluster::testing::sessions::{
+    create as create_session, install_crd, manifest as session_manifest,
+};
 
 /// The stand-in for the agent's image: devcluster's test pod (an HTTP server answering the
 /// agent's probes), pushed to the cluster's registry.
@@ -22,45 +24,6 @@ pub async fn stand_in_image(cluster: &TestCluster) -> String {
 }
 pub const READY_TIMEOUT: Duration = Duration::from_secs(120);
 pub const GONE_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// Installs (server-side apply, force) the committed CRD and waits until it serves.
-pub async fn install_crd(client: &Client) {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/whatsappsession.yaml");
-    let yaml = std::fs::read_to_string(path).expect("read crds/whatsappsession.yaml");
-    let crd: CustomResourceDefinition = serde_saphyr::from_str(&yaml).expect("parse CRD yaml");
-    let mut body = serde_json::to_value(&crd).expect("crd json");
-    body["apiVersion"] = json!("apiextensions.k8s.io/v1");
-    body["kind"] = json!("CustomResourceDefinition");
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.patch(
-        "whatsappsessions.whatsapp.leadmaster.io",
-        &PatchParams::apply("whatsapp-tests").force(),
-        &Patch::Apply(&body),
-    )
-    .await
-    .expect("apply CRD");
-    let sessions: Api<WhatsAppSession> = Api::all(client.clone());
-    wait_for_value(
-        "the WhatsAppSession CRD to serve",
-        Duration::from_secs(60),
-        || async {
-            sessions
-                .list(&ListParams::default().limit(1))
-                .await
-                .ok()
-                .map(|_| ())
-        },
-    )
-    .await;
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
 
 /// The real `wa-operator`, run as a host process against the devcluster.
 pub struct Operator {
@@ -225,34 +188,6 @@ pub async fn http_get(host: &str, port: u16, path: &str) -> Option<(u16, String)
         .await
         .ok()
         .flatten()
-}
-
-/// A WhatsAppSession manifest named `name` with exactly `spec` (unvalidated: tests of the
-/// API server's refusals send it as a DynamicObject).
-pub fn session_manifest(name: &str, spec: Value) -> Value {
-    json!({
-        "apiVersion": "whatsapp.leadmaster.io/v1alpha1",
-        "kind": "WhatsAppSession",
-        "metadata": { "name": name },
-        "spec": spec,
-    })
-}
-
-/// Creates a session with `spec` merged over `{tenant: "acme"}`.
-pub async fn create_session(
-    api: &Api<WhatsAppSession>,
-    name: &str,
-    spec: Value,
-) -> WhatsAppSession {
-    let mut full = json!({ "tenant": "acme" });
-    if let (Some(base), Some(extra)) = (full.as_object_mut(), spec.as_object()) {
-        base.extend(extra.clone());
-    }
-    let obj: WhatsAppSession =
-        serde_json::from_value(session_manifest(name, full)).expect("session json");
-    api.create(&PostParams::default(), &obj)
-        .await
-        .expect("create session")
 }
 
 pub fn condition(s: &WhatsAppSession, type_: &str) -> Option<(String, String)> {

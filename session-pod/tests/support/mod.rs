@@ -7,50 +7,18 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use crds::{WhatsAppSession, WhatsAppSessionSpec, WhatsAppSessionStatus};
-use devcluster::testing::{TestCluster, wait_for_value};
+use devcluster::testing::{TestCluster, free_port, sessions, wait_for_value};
 use fake_whatsapp::{FakeWhatsApp, Generation, Timings};
 use kube::Api;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use tokio::process::{Child, Command};
 
 pub const PHONE: &str = "5491122334455";
 
 pub async fn cluster() -> &'static TestCluster {
     let c = devcluster::testing::cluster().await;
-    install_crd(c).await;
+    sessions::install_crd(&c.client()).await;
     c
-}
-
-async fn install_crd(c: &TestCluster) {
-    let crd = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/whatsappsession.yaml");
-    let out = c
-        .kubectl(&[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "--field-manager=session-pod-tests",
-            "-f",
-            crd,
-        ])
-        .await;
-    assert!(
-        out.status.success(),
-        "applying the CRD: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = c
-        .kubectl(&[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/whatsappsessions.whatsapp.leadmaster.io",
-        ])
-        .await;
-    assert!(
-        out.status.success(),
-        "CRD not established: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// The fake (newest generation) with QRs of `first`/`next` and `max` per round.
@@ -76,15 +44,10 @@ pub async fn create_session_with(
     c: &TestCluster,
     ns: &str,
     name: &str,
-    mut spec: WhatsAppSessionSpec,
+    spec: WhatsAppSessionSpec,
 ) -> Api<WhatsAppSession> {
     let api: Api<WhatsAppSession> = Api::namespaced(c.client(), ns);
-    if spec.tenant.is_empty() {
-        spec.tenant = "acme".into();
-    }
-    api.create(&PostParams::default(), &WhatsAppSession::new(name, spec))
-        .await
-        .expect("create CR");
+    sessions::create(&api, name, serde_json::to_value(spec).expect("spec json")).await;
     api
 }
 
@@ -171,13 +134,6 @@ pub async fn scan(fake_url: &str, qr: &str) {
         r.status(),
         r.text().await.unwrap_or_default()
     );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 /// A running `wa-session` host process.

@@ -26,6 +26,8 @@ use kube::{Api, Client};
 use rand::Rng;
 use tokio::sync::OnceCell;
 
+pub mod sessions;
+
 use crate::binaries::cache_dir;
 use crate::lifecycle::{self, UpOptions};
 use crate::state::{ClusterEnv, StateLayout};
@@ -263,6 +265,15 @@ impl TestCluster {
             .await
             .unwrap_or_else(|e| panic!("running kubectl: {e}"))
     }
+}
+
+/// A TCP port free on 127.0.0.1 right now (for a process a test starts; the port is released
+/// before the process binds it, so another process could take it meanwhile: rare enough).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("finding a free port: {e}"))
 }
 
 /// Polls `condition` every 200 ms until it is true; panics after `timeout`.

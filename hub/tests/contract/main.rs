@@ -1,0 +1,18 @@
+//! The hub against a real devcluster and the real socket.io-client (via tests/js/bridge.mjs),
+//! one test per behaviour of the contract (docs/design.md §3, §4):
+//! - `rest`: login, lists, snapshots, disconnect, the OpenAPI document, metrics;
+//! - `socket`: subscribing, pushes of status changes, unsubscribing;
+//! - `qr`: QR requests (what the hub writes, pending requests, the rate limit) and QR pushes;
+//! - `tenants`: tenant isolation over REST and socket.io;
+//! - `bad_input`: documented errors for every kind of bad input;
+//! - `resilience`: hub restart, API outage, events emitted on connect.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod bad_input;
+mod qr;
+mod resilience;
+mod rest;
+mod socket;
+mod tenants;

@@ -1,0 +1,219 @@
+//! REST (docs/design.md §3): login, lists, snapshots, disconnect, and what the hub documents
+//! and measures about itself.
+
+use serde_json::json;
+
+use crate::support::bridge::Bridge;
+use crate::support::*;
+
+#[tokio::test]
+async fn login_issues_a_token_for_the_users_tenants_and_refuses_a_wrong_password() {
+    let e = env("hub-login").await;
+    let hub = e.hub().await;
+    let (st, body) = get(&format!("{}/health", hub.url), None).await;
+    assert_eq!((st, body["status"].as_str()), (200, Some("ok")));
+
+    let (st, body) = post(
+        &format!("{}/api/auth/login", hub.url),
+        None,
+        Some(json!({"username": "ana", "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert_eq!(
+        body["user"],
+        json!({"username": "ana", "tenants": ["a"], "role": "user"})
+    );
+    assert!(body["expiresAt"].as_str().unwrap().ends_with('Z'));
+    assert!(body["token"].as_str().is_some_and(|t| !t.is_empty()));
+    assert_err(
+        &post(
+            &format!("{}/api/auth/login", hub.url),
+            None,
+            Some(json!({"username": "ana", "password": "nope"})),
+        )
+        .await,
+        401,
+        "UNAUTHENTICATED",
+    );
+}
+
+#[tokio::test]
+async fn lists_show_a_user_its_tenant_and_an_admin_everything_with_and_without_api() {
+    let e = env("hub-lists").await;
+    e.session("a-main", "a").await;
+    e.session("b-main", "b").await;
+    let hub = e.hub().await;
+    let ana = login(&hub, "ana").await;
+    let admin = login(&hub, "admin").await;
+    for api in [true, false] {
+        let (st, list) = get(&sessions_url(&hub, api), Some(&ana)).await;
+        assert_eq!(st, 200);
+        let names: Vec<&str> = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["instance_id"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["a-main"]);
+        let (_, list) = get(&sessions_url(&hub, api), Some(&admin)).await;
+        assert_eq!(list.as_array().unwrap().len(), 2);
+    }
+}
+
+#[tokio::test]
+async fn a_snapshot_carries_every_documented_field() {
+    let e = env("hub-snapshot").await;
+    e.session("a-main", "a").await;
+    let hub = e.hub().await;
+    let ana = login(&hub, "ana").await;
+    let (st, snap) = get(&format!("{}/a-main", sessions_url(&hub, true)), Some(&ana)).await;
+    assert_eq!(st, 200);
+    for k in [
+        "instance_id",
+        "tenant",
+        "status",
+        "qr_status",
+        "qr_string",
+        "qr_expires_at",
+        "phone_number",
+        "connected_at",
+        "updated_at",
+        "last_error",
+    ] {
+        assert!(snap.get(k).is_some(), "snapshot lacks {k}: {snap}");
+    }
+    assert_eq!(
+        (
+            snap["tenant"].as_str(),
+            snap["status"].as_str(),
+            snap["qr_status"].as_str()
+        ),
+        (Some("a"), Some("init"), Some("none"))
+    );
+}
+
+#[tokio::test]
+async fn disconnect_requests_logout_and_keeps_the_qr_request() {
+    let e = env("hub-disconnect").await;
+    e.session("a-main", "a").await;
+    let hub = e.hub().await;
+    let ana = login(&hub, "ana").await;
+    let (st, _) = post(
+        &format!("{}/a-main/qr", sessions_url(&hub, true)),
+        Some(&ana),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200);
+    let requested = e
+        .sessions()
+        .get("a-main")
+        .await
+        .unwrap()
+        .spec
+        .qr_requested_at;
+    assert!(requested.is_some());
+
+    let (st, body) = post(
+        &format!("{}/a-main/disconnect", sessions_url(&hub, false)),
+        Some(&ana),
+        None,
+    )
+    .await;
+    assert_eq!((st, body), (200, json!({"ok": true})));
+    let cr = e.sessions().get("a-main").await.unwrap();
+    assert!(cr.spec.logout_requested_at.is_some());
+    // Server-side apply drops a field its manager omits: the hub must send it again.
+    assert_eq!(cr.spec.qr_requested_at, requested);
+}
+
+/// Every operation of the served `/api/openapi.json` is routed with its method: answered by
+/// its handler, not by the router's JSON 404 (`no such route`) or a 405.
+#[tokio::test]
+async fn the_served_openapi_document_matches_the_routes() {
+    let e = env("hub-openapi").await;
+    e.session("a-main", "a").await;
+    let hub = e.hub().await;
+    let (st, doc) = get(&format!("{}/api/openapi.json", hub.url), None).await;
+    assert_eq!(st, 200);
+    for p in [
+        "/api/auth/login",
+        "/api/session-manager/sessions/{instance_id}/qr",
+        "/session-manager/sessions/{instance_id}/disconnect",
+        "/health",
+    ] {
+        assert!(doc["paths"].get(p).is_some(), "openapi lacks {p}");
+    }
+    let ana = token("ana", &["a"], "user", 600);
+    let mut checked = 0;
+    for (template, ops) in doc["paths"].as_object().unwrap() {
+        let path = template.replace("{instance_id}", "a-main");
+        for method in ops.as_object().unwrap().keys() {
+            let m: reqwest::Method = method.to_uppercase().parse().unwrap();
+            let body = (m == reqwest::Method::POST).then(|| json!({}));
+            let (st, resp) = call(m, &format!("{}{path}", hub.url), Some(&ana), body).await;
+            let unrouted = st == 405 || (st == 404 && resp["message"] == "no such route");
+            assert!(!unrouted, "{method} {template}: {st} {resp}");
+            let documented = ops[method]["responses"]
+                .as_object()
+                .unwrap()
+                .contains_key(&st.to_string());
+            assert!(
+                documented,
+                "{method} {template} answered an undocumented {st}: {resp}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "only {checked} operations documented");
+}
+
+/// The series the docs advertise, after two sockets (one subscribed), a pushed QR and a 429.
+#[tokio::test]
+async fn metrics_carry_the_advertised_series() {
+    let e = env("hub-metrics").await;
+    e.session("a-main", "a").await;
+    let hub = e.hub().await;
+    let ana = login(&hub, "ana").await;
+    let mut b = Bridge::start().await;
+    b.connect(
+        "ana",
+        &hub.url,
+        Some(json!({"token": ana})),
+        vec![("subscribe-session".into(), json!({"instance_id": "a-main"}))],
+    )
+    .await;
+    b.event("ana", "session-status", Some("a-main")).await;
+    b.connect("ana2", &hub.url, Some(json!({"token": ana})), vec![])
+        .await;
+    b.event("ana2", "authenticated", None).await;
+    let requested = crate::qr::show_qr(&e, &hub, &ana, "2@ref-one,key,adv,secret").await;
+    b.event("ana", "qr-code", Some("a-main")).await;
+    crate::qr::expire_qr(&e, &requested).await;
+    b.event("ana", "qr-expired", Some("a-main")).await;
+    let r = post(
+        &format!("{}/a-main/qr", sessions_url(&hub, true)),
+        Some(&ana),
+        None,
+    )
+    .await;
+    assert_err(&r, 429, "RATE_LIMITED");
+
+    let metrics = reqwest::get(format!("{}/metrics", hub.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for m in [
+        "wa_hub_sockets_connected 2",
+        "wa_hub_subscriptions 1",
+        "wa_hub_events_pushed_total{event=\"qr-code\"}",
+        "wa_hub_push_latency_seconds_bucket",
+        "wa_hub_http_requests_total{method=\"POST\",route=\"/api/session-manager/sessions/{instance_id}/qr\",status=\"429\"} 1",
+        "wa_hub_qr_renders_total 1",
+    ] {
+        assert!(metrics.contains(m), "metrics lack {m}:\n{metrics}");
+    }
+}
