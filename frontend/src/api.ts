@@ -1,4 +1,5 @@
 import { reportReachable, reportUnreachable } from './connectivity';
+import { parseRetryAfter } from './live/retry';
 import type { LoginResponse, SessionSnapshot } from './types';
 
 /** An error answered by the hub (`{"error": CODE, "message"}`) or a failure to reach it. */
@@ -7,6 +8,8 @@ export class ApiError extends Error {
     readonly status: number,
     readonly code: string,
     message: string,
+    /** Seconds after which a retry may succeed (429 with `Retry-After`), else null. */
+    readonly retryAfterSec: number | null = null,
   ) {
     super(message);
     this.name = 'ApiError';
@@ -65,7 +68,7 @@ async function request<T>(path: string, init: { method?: string; body?: unknown;
     const err = (body ?? {}) as { error?: string; message?: string };
     const code = err.error ?? codeForStatus[res.status] ?? `HTTP_${res.status}`;
     if (res.status === 401 && init.token) onUnauthorized();
-    throw new ApiError(res.status, code, err.message ?? res.statusText);
+    throw new ApiError(res.status, code, err.message ?? res.statusText, parseRetryAfter(res.headers.get('Retry-After'), Date.now()));
   }
   return body as T;
 }

@@ -39,7 +39,9 @@ const es = {
   'error.UNAUTHENTICATED': 'Su sesión ha caducado. Inicie sesión de nuevo.',
   'error.FORBIDDEN': 'No tiene permiso para esta sesión de WhatsApp. Pida acceso a un administrador.',
   'error.NOT_FOUND': 'Esta sesión de WhatsApp no existe. Vuelva a la lista y elija otra.',
-  'error.RATE_LIMITED': 'Demasiadas solicitudes de QR. Espere un minuto y pulse «Regenerar QR».',
+  'error.RATE_LIMITED': 'Demasiadas solicitudes de QR. Espere un minuto y pulse «{button}».',
+  'qr.retryIn': 'Ya se pidió un código QR hace muy poco. Podrá pedir otro en {s} s: entonces pulse «{button}».',
+  'qr.retryNow': 'Ya puede pedir un código QR nuevo: pulse «{button}».',
   'error.TIMEOUT': 'El servicio tardó demasiado en responder. Vuelva a pulsar «Conectar WhatsApp».',
   'error.UNAVAILABLE': 'Servicio temporalmente no disponible. Se reintentará automáticamente.',
   'error.BAD_REQUEST': 'Solicitud no válida. Recargue la página y vuelva a intentarlo.',
@@ -88,7 +90,9 @@ const en: Record<MessageKey, string> = {
   'error.UNAUTHENTICATED': 'Your login has expired. Please sign in again.',
   'error.FORBIDDEN': 'You may not access this WhatsApp session. Ask an administrator for access.',
   'error.NOT_FOUND': 'This WhatsApp session does not exist. Go back to the list and pick another.',
-  'error.RATE_LIMITED': 'Too many QR requests. Wait a minute, then press “New QR code”.',
+  'error.RATE_LIMITED': 'Too many QR requests. Wait a minute, then press “{button}”.',
+  'qr.retryIn': 'A QR code was requested moments ago. You can ask for another in {s} s: then press “{button}”.',
+  'qr.retryNow': 'You can ask for a new QR code now: press “{button}”.',
   'error.TIMEOUT': 'The service took too long to answer. Press “Connect WhatsApp” again.',
   'error.UNAVAILABLE': 'Service temporarily unavailable. It will be retried automatically.',
   'error.BAD_REQUEST': 'Invalid request. Reload the page and try again.',
@@ -110,9 +114,19 @@ export function translate(lang: Lang, key: MessageKey, vars?: Record<string, str
 }
 
 /** The message for a `connection-error` / REST error code, falling back to a generic one. */
-export function errorMessage(t: Translate, code: string): string {
+export function errorMessage(t: Translate, code: string, vars?: Record<string, string | number>): string {
   const key = `error.${code}` as MessageKey;
-  return key in es ? t(key) : t('error.unknown', { code });
+  return key in es ? t(key, vars) : t('error.unknown', { code });
+}
+
+/**
+ * What a rate-limited QR request tells the user: when the next request is possible (`left`
+ * seconds, a countdown) and which button on screen to press then. Without a wait from the hub,
+ * the generic "wait a minute".
+ */
+export function rateLimitedMessage(t: Translate, left: number | null, button: string): string {
+  if (left === null) return t('error.RATE_LIMITED', { button });
+  return left > 0 ? t('qr.retryIn', { s: left, button }) : t('qr.retryNow', { button });
 }
 
 interface I18nValue {

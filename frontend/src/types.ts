@@ -65,6 +65,8 @@ export interface ConnectionErrorEvent {
   instance_id?: string;
   error: string;
   message: string;
+  /** RATE_LIMITED: seconds until a new QR round may be requested. */
+  retryAfter?: number;
 }
 
 /**

@@ -1,6 +1,7 @@
 import { useEffect, useRef, useState } from 'react';
 import { useAuth } from '../authContext';
-import { errorMessage, useI18n } from '../i18n';
+import { errorMessage, rateLimitedMessage, useI18n } from '../i18n';
+import { useCountdown } from '../live/useCountdown';
 import { useSessionLive, type LiveError } from '../live/useSessionLive';
 import { QRCodeDisplay } from './QRCodeDisplay';
 import { SessionStatusIndicator } from './SessionStatusIndicator';
@@ -77,6 +78,18 @@ export function WhatsAppConnection({ instance_id, onConnected, onDisconnected, o
   const showRegenerate = !connected && !generating && (qrShown || qrExpired);
   const showDisconnect = connected || live.status === 'connecting';
 
+  // A refused QR request (429) counts down to when the hub accepts the next one, naming the
+  // button the user sees; that button waits too, since pressing it earlier is refused again.
+  const rateLimited = shownError?.code === 'RATE_LIMITED';
+  const retryLeft = useCountdown(rateLimited ? (shownError?.retryAt ?? null) : null);
+  const waitingRetry = retryLeft !== null && retryLeft > 0;
+  const askButton = showRegenerate ? t('button.regenerate') : t('button.connect');
+  const errorText = shownError
+    ? rateLimited
+      ? rateLimitedMessage(t, retryLeft, askButton)
+      : errorMessage(t, shownError.code)
+    : '';
+
   return (
     <section className="connection" aria-labelledby={`session-${instance_id}`}>
       <h2 id={`session-${instance_id}`} className="connection__title">
@@ -90,7 +103,7 @@ export function WhatsAppConnection({ instance_id, onConnected, onDisconnected, o
       {live.loaded && !live.socketConnected && <p className="connection__note">{t('live.offline')}</p>}
       {shownError && (
         <div className="alert" role="alert" data-testid="connection-error" data-code={shownError.code}>
-          <span>{errorMessage(t, shownError.code)}</span>
+          <span data-testid={rateLimited ? 'qr-retry' : undefined}>{errorText}</span>
           <button
             type="button"
             className="alert__dismiss"
@@ -119,12 +132,12 @@ export function WhatsAppConnection({ instance_id, onConnected, onDisconnected, o
       )}
       <div className="connection__actions">
         {showConnect && (
-          <button type="button" className="button button--primary" onClick={ask}>
+          <button type="button" className="button button--primary" onClick={ask} disabled={waitingRetry}>
             {t('button.connect')}
           </button>
         )}
         {showRegenerate && (
-          <button type="button" className="button" onClick={ask}>
+          <button type="button" className="button" onClick={ask} disabled={waitingRetry}>
             {t('button.regenerate')}
           </button>
         )}

@@ -14,6 +14,7 @@ import type {
 } from '../types';
 import { effectiveStatus } from '../types';
 import { backoffDelay } from './backoff';
+import { retryAtMs } from './retry';
 import { qrDataUrl } from './qrImage';
 
 export interface QrInfo {
@@ -26,6 +27,14 @@ export interface QrInfo {
 export interface LiveError {
   code: string;
   message: string;
+  /** When a retry may succeed (ms since the epoch), when the hub said (RATE_LIMITED). */
+  retryAt?: number;
+}
+
+/** A LiveError, with `retryAt` only when the hub gave a wait. */
+function liveError(code: string, message: string, retryAfterSec: number | null | undefined): LiveError {
+  const retryAt = retryAtMs(retryAfterSec, Date.now());
+  return retryAt === null ? { code, message } : { code, message, retryAt };
 }
 
 export interface LiveState {
@@ -144,7 +153,7 @@ export function useSessionLive({
     }
     // Unreachable hub is shown by the global banner; no second message for it.
     if (silent || err.status === 0) return;
-    setState((s) => ({ ...s, error: { code: err.code, message: err.message } }));
+    setState((s) => ({ ...s, error: liveError(err.code, err.message, err.retryAfterSec) }));
   }, []);
 
   const refresh = useCallback(
@@ -259,7 +268,7 @@ export function useSessionLive({
         unauthorizedRef.current?.();
         return;
       }
-      setState((s) => ({ ...s, error: { code: ev.error, message: ev.message } }));
+      setState((s) => ({ ...s, error: liveError(ev.error, ev.message, ev.retryAfter) }));
     });
 
     // First paint from REST (fast, and tells 403/404 plainly), then live updates.

@@ -1,7 +1,7 @@
 import { vi } from 'vitest';
 import type { SessionSnapshot } from '../types';
 
-export type RouteHandler = (init: RequestInit | undefined) => { status: number; body?: unknown } | 'network-error';
+export type RouteHandler = (init: RequestInit | undefined) => { status: number; body?: unknown; headers?: Record<string, string> } | 'network-error';
 
 /** Replaces fetch with a table of `METHOD path` handlers; unknown routes answer 404. */
 export function mockHub(routes: Record<string, RouteHandler>) {
@@ -13,7 +13,7 @@ export function mockHub(routes: Record<string, RouteHandler>) {
     if (result === 'network-error') return Promise.reject(new TypeError('Failed to fetch'));
     return Promise.resolve(new Response(result.body === undefined ? '' : JSON.stringify(result.body), {
       status: result.status,
-      headers: { 'Content-Type': 'application/json' },
+      headers: { 'Content-Type': 'application/json', ...result.headers },
     }));
   });
   vi.stubGlobal('fetch', fetchMock);
