@@ -6,6 +6,7 @@
 
 mod apply;
 mod conditions;
+mod schemas;
 mod session;
 mod time;
 

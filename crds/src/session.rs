@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
     kind = "WhatsAppSession",
     plural = "whatsappsessions",
     shortname = "wa",
+    // `kubectl get whatsapp` lists sessions. Not in `all`: `kubectl delete all --all` would
+    // then delete sessions, and deleting one logs its phone out (deletionPolicy Logout).
+    category = "whatsapp",
     namespaced,
     status = "WhatsAppSessionStatus",
     derive = "PartialEq",
@@ -19,6 +22,7 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Status", type_ = "string", json_path = ".status.status"),
     printcolumn(name = "QR", type_ = "string", json_path = ".status.qrStatus"),
     printcolumn(name = "Phone", type_ = "string", json_path = ".status.phoneNumber"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Whether the session pod is ready (the Ready condition)"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     selectable = ".spec.tenant",
     // Child names are derived from the CR name (StatefulSet pods add "-0", and a StatefulSet
@@ -34,20 +38,24 @@ pub struct WhatsAppSessionSpec {
     #[schemars(length(min = 1, max = 63))]
     pub tenant: String,
 
-    /// Optional label for UIs.
+    /// Optional human-readable name shown by UIs instead of the session's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 128))]
     pub display_name: Option<String>,
 
-    /// `Running` (default) or `Stopped` (no pod, data kept).
+    /// `Running` (default): a pod runs the session; unlinked, it shows QR codes at once.
+    /// `Stopped`: no pod, the saved login and data are kept. The hub sets `Running` when a user
+    /// asks for a QR.
     #[serde(default)]
     pub desired_state: DesiredState,
 
-    /// A request for a fresh QR; handled once per value.
+    /// A request for a fresh round of QR codes (RFC 3339 time, set by the hub); the agent acts
+    /// on each new value once and records it in `status.handled.qrRequestedAt`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qr_requested_at: Option<Time>,
 
-    /// A request to log out of WhatsApp and wipe the saved login; handled once per value.
+    /// A request to log out of WhatsApp and wipe the saved login (RFC 3339 time); the agent
+    /// acts on each new value once and records it in `status.handled.logoutRequestedAt`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logout_requested_at: Option<Time>,
 
@@ -56,23 +64,27 @@ pub struct WhatsAppSessionSpec {
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
 
-    /// The volume holding the Chromium profile (the saved login).
+    /// The PersistentVolumeClaim holding the Chromium profile (the saved login), created by
+    /// the operator as `wa-<name>-data`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<StorageSpec>,
 
-    /// Resources of the session container; the operator has defaults.
+    /// CPU and memory of the session container; unset, the operator's defaults apply.
+    /// `claims` is refused (session pods use no dynamic resource allocation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schemas::resources")]
     pub resources: Option<ResourceRequirements>,
 
-    /// Optional per-session egress proxy for Chromium.
+    /// Optional egress proxy for this session's Chromium (all WhatsApp Web traffic).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<ProxySpec>,
 
-    /// Log in with an 8-character pairing code instead of a QR.
+    /// Link with an 8-character pairing code typed on the phone instead of scanning a QR.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pairing: Option<PairingSpec>,
 }
 
+/// Whether the session should have a pod.
 #[derive(
     Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema,
 )]
@@ -82,6 +94,7 @@ pub enum DesiredState {
     Stopped,
 }
 
+/// What deleting the CR does to the login and the data.
 #[derive(
     Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema,
 )]
@@ -115,8 +128,10 @@ pub struct ProxySpec {
     pub credentials_secret_ref: Option<SecretRef>,
 }
 
+/// A Secret in the session's namespace.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
 pub struct SecretRef {
+    /// Name of the Secret (in the session's namespace).
     pub name: String,
 }
 
@@ -133,42 +148,62 @@ pub struct PairingSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct WhatsAppSessionStatus {
+    /// The WhatsApp session's state: `init` (agent starting), `qr_required` (waiting for a
+    /// scan or pairing code), `connecting` (scanned, or restoring a saved login),
+    /// `connected`, `disconnected` (logged out or unlinked), `error` (see `lastError`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<SessionState>,
+    /// The QR code's state: `none`, `generated` (one is shown in `qr`), `expired` (WhatsApp
+    /// Web stopped offering new ones: request a new round), `used` (scanned).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qr_status: Option<QrStatus>,
-    /// The raw QR string while one is shown.
+    /// The raw QR string while one is shown (render it as a QR code to scan it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qr: Option<String>,
+    /// When the current QR was generated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qr_generated_at: Option<Time>,
+    /// When the current QR stops being valid (about 20 s after the previous one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qr_expires_at: Option<Time>,
+    /// The 8-character code to type on the phone, when `spec.pairing` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pairing_code: Option<String>,
+    /// The linked account's phone number (digits, country code included) once connected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phone_number: Option<String>,
+    /// The linked account's WhatsApp profile name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub push_name: Option<String>,
+    /// When the session last became connected; cleared while it is not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connected_at: Option<Time>,
+    /// When the agent last wrote this status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Time>,
+    /// The last error the agent met (kept until the next one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<LastError>,
+    /// The request values (from the spec) the agent has acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handled: Option<Handled>,
+    /// Ready and Progressing (operator), Authenticated (agent); one entry per type.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "crate::schemas::conditions")]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
+    /// The metadata.generation the operator last reconciled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The session's pod, while one exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_name: Option<String>,
+    /// Restarts of the session container in the current pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restarts: Option<i32>,
 }
 
+/// The WhatsApp session's state (see `status.status`).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SessionState {
@@ -193,6 +228,7 @@ impl SessionState {
     }
 }
 
+/// The QR code's state (see `status.qrStatus`).
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum QrStatus {
@@ -213,11 +249,15 @@ impl QrStatus {
     }
 }
 
+/// The last error the agent met.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 pub struct LastError {
-    /// e.g. AUTH_FAILURE, BROWSER_CRASHED, PROFILE_CORRUPT, CONFLICT, LOGGED_OUT_REMOTELY, TIMEOUT
+    /// A stable code: AUTH_FAILURE, BROWSER_CRASHED, PROFILE_CORRUPT, CONFLICT,
+    /// LOGGED_OUT_REMOTELY, TIMEOUT (agents may add codes).
     pub code: String,
+    /// What happened, for humans.
     pub message: String,
+    /// When it happened.
     pub at: Time,
 }
 
@@ -225,8 +265,10 @@ pub struct LastError {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Handled {
+    /// The last `spec.qrRequestedAt` the agent started a QR round for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qr_requested_at: Option<Time>,
+    /// The last `spec.logoutRequestedAt` the agent logged out for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logout_requested_at: Option<Time>,
 }

@@ -124,10 +124,18 @@ pub fn selector_labels(session: &WhatsAppSession) -> BTreeMap<String, String> {
 
 fn owner_ref(session: &WhatsAppSession) -> Result<OwnerReference> {
     // controller: true is what makes `.owns()` map child events back to the session and lets
-    // the garbage collector delete the children with it.
-    session
+    // the garbage collector delete the children with it. blockOwnerDeletion: a foreground
+    // deletion of the session (`kubectl delete --cascade=foreground`) waits until its pod is
+    // gone, so nothing still runs the session once the CR is gone; setting it needs `update`
+    // on whatsappsessions/finalizers where OwnerReferencesPermissionEnforcement runs, which
+    // the chart's operator role grants.
+    let owner = session
         .controller_owner_ref(&())
-        .ok_or(Error::MissingField("metadata.uid"))
+        .ok_or(Error::MissingField("metadata.uid"))?;
+    Ok(OwnerReference {
+        block_owner_deletion: Some(true),
+        ..owner
+    })
 }
 
 fn meta(session: &WhatsAppSession, name: String) -> Result<ObjectMeta> {
@@ -499,6 +507,8 @@ mod tests {
         let owners = meta.owner_references.as_ref().expect("owners");
         assert_eq!(owners.len(), 1);
         assert_eq!(owners[0].controller, Some(true));
+        // a foreground deletion of the session waits for its children (see owner_ref)
+        assert_eq!(owners[0].block_owner_deletion, Some(true));
         assert_eq!(owners[0].kind, "WhatsAppSession");
         assert_eq!(owners[0].uid, "uid-1");
         assert_eq!(meta.namespace.as_deref(), Some("ns1"));

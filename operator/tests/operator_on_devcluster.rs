@@ -46,6 +46,8 @@ fn assert_child<K: Resource>(child: &K, session: &WhatsAppSession) {
     assert_eq!(owners[0].kind, "WhatsAppSession");
     assert_eq!(Some(&owners[0].uid), session.meta().uid.as_ref());
     assert_eq!(owners[0].controller, Some(true));
+    // a foreground deletion of the session waits for its children (see owner_ref)
+    assert_eq!(owners[0].block_owner_deletion, Some(true));
 }
 
 async fn get<K>(client: &Client, ns: &str, name: &str) -> Option<K>
@@ -499,6 +501,17 @@ async fn invalid_sessions_are_refused_with_readable_messages() {
             json!({ "tenant": "acme" }),
             "metadata.name must be a DNS label of at most 52 characters",
         ),
+        // Accepted before issue 13, then every reconcile failed: the StatefulSet was rejected.
+        (
+            "claims",
+            json!({ "tenant": "acme", "resources": { "claims": [{ "name": "gpu" }] } }),
+            "resources.claims is not supported",
+        ),
+        (
+            "bad-quantity",
+            json!({ "tenant": "acme", "resources": { "limits": { "memory": "1 Gi" } } }),
+            "spec.resources.limits.memory: Invalid value",
+        ),
     ];
     for (name, spec, expected) in cases {
         let message = refused(try_create(name, spec).await);
@@ -519,6 +532,125 @@ async fn invalid_sessions_are_refused_with_readable_messages() {
         .await,
     );
     assert!(message.contains("tenant is immutable"), "{message:?}");
+
+    // Conditions get metav1.Condition's validations: a writer's typo is refused, not stored.
+    let condition = |status: &str, reason: &str| {
+        json!({ "status": { "conditions": [{
+            "type": "Ready", "status": status, "reason": reason, "message": "",
+            "lastTransitionTime": "2026-01-01T00:00:00Z",
+        }] } })
+    };
+    for (status, reason, expected) in [
+        ("Yes", "PodReady", "Unsupported value: \"Yes\""),
+        (
+            "True",
+            "pod ready",
+            "status.conditions[0].reason: Invalid value",
+        ),
+        ("True", "", "status.conditions[0].reason"),
+    ] {
+        let message = refused(
+            api.patch_status(
+                "ok",
+                &PatchParams::default(),
+                &Patch::Merge(condition(status, reason)),
+            )
+            .await,
+        );
+        assert!(message.contains(expected), "{status}/{reason}: {message:?}");
+    }
+    api.patch_status(
+        "ok",
+        &PatchParams::default(),
+        &Patch::Merge(condition("Unknown", "Starting")),
+    )
+    .await
+    .expect("a valid condition is accepted");
+}
+
+/// `kubectl explain` over the installed CRD reads as documentation: every field shows its own
+/// description, none shows the Go internals of the type it happens to use.
+#[tokio::test]
+async fn kubectl_explain_documents_every_field() {
+    let (cluster, _client, _ns) = setup("op-explain").await;
+    let recursive = cluster
+        .kubectl(&["explain", "whatsappsession.spec", "--recursive"])
+        .await;
+    let tree = String::from_utf8_lossy(&recursive.stdout);
+    for field in [
+        "tenant",
+        "displayName",
+        "desiredState",
+        "qrRequestedAt",
+        "logoutRequestedAt",
+        "deletionPolicy",
+        "storage",
+        "storageClassName",
+        "resources",
+        "requests",
+        "limits",
+        "claims",
+        "proxy",
+        "credentialsSecretRef",
+        "pairing",
+        "phoneNumber",
+    ] {
+        assert!(
+            tree.lines()
+                .any(|l| l.trim_start().starts_with(&format!("{field}\t"))),
+            "{field} missing from `kubectl explain whatsappsession.spec --recursive`:\n{tree}"
+        );
+    }
+    let crd = serde_json::to_value(<WhatsAppSession as kube::CustomResourceExt>::crd())
+        .expect("crd json");
+    let mut fields = Vec::new();
+    schema_fields(
+        "",
+        &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"],
+        &mut fields,
+    );
+    assert!(fields.len() >= 45, "{}", fields.len());
+    let squash = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    for (path, description) in fields {
+        let out = cluster
+            .kubectl(&["explain", &format!("whatsappsession.{path}")])
+            .await;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let shown = text
+            .split_once("DESCRIPTION:")
+            .map(|(_, d)| d.split("FIELDS:").next().unwrap_or(d))
+            .map(squash)
+            .unwrap_or_default();
+        assert!(
+            !description.is_empty() && shown.contains(&squash(&description)),
+            "kubectl explain whatsappsession.{path} shows {shown:?}, not {description:?}"
+        );
+        for generic in ["Time is a wrapper", "Quantity is a fixed-point"] {
+            assert!(!shown.contains(generic), "{path}: {shown}");
+        }
+    }
+}
+
+/// (path, description) of every property below `schema`, as `kubectl explain` addresses them.
+fn schema_fields(path: &str, schema: &serde_json::Value, out: &mut Vec<(String, String)>) {
+    if let Some(props) = schema.get("properties").and_then(|p| p.as_object()) {
+        for (name, sub) in props {
+            let p = if path.is_empty() {
+                name.clone()
+            } else {
+                format!("{path}.{name}")
+            };
+            let d = sub
+                .get("description")
+                .and_then(|d| d.as_str())
+                .unwrap_or("");
+            out.push((p.clone(), d.to_string()));
+            schema_fields(&p, sub, out);
+        }
+    }
+    if let Some(items) = schema.get("items") {
+        schema_fields(path, items, out);
+    }
 }
 
 async fn can_i(

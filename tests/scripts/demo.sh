@@ -2,7 +2,8 @@
 # `make demo` (docs/design.md §6): builds everything, starts a devcluster with a real kubelet node in
 # .demo/cluster, builds the three images from images/*.Dockerfile with buildah and pushes them
 # to the cluster's registry, installs the Helm chart with them, creates tenant `acme` with a
-# user and a session, serves the UI through the hub's NodePort on the node's address, writes
+# user and a session (Stopped: "Conectar WhatsApp" starts it, so no QR round is spent before
+# someone looks), serves the UI through the hub's NodePort on the node's address, writes
 # .demo/demo.env and prints it, then stays in the foreground until Ctrl-C, which stops
 # everything. `demo.sh down` (`make demo-down`) removes what is left.
 #
@@ -196,7 +197,15 @@ kubectl label namespace "$system_ns" --overwrite pod-security.kubernetes.io/enfo
 step "helm install (operator + hub)" "$helm" upgrade --install "$release" charts/whatsapp-operator \
   --namespace "$system_ns" --values "$demo/values.yaml" --wait --timeout 5m
 
-step "create session $tenant_ns/$session" kubectl apply -n "$tenant_ns" -f examples/session.yaml
+# The sample session is created Stopped. Running means "show QR codes now" (DESIGN.md §2): a
+# Running session would spend its QR rounds before anyone opened the UI, and a newcomer arriving
+# minutes later would find "QR expirado" instead of the README's "Conectar WhatsApp", which
+# starts the session (the hub sets desiredState Running with a QR request).
+create_session() {
+  kubectl patch --local -f examples/session.yaml --type merge \
+    -p '{"spec":{"desiredState":"Stopped"}}' -o yaml | kubectl apply -n "$tenant_ns" -f -
+}
+step "create session $tenant_ns/$session (Stopped until \"Conectar WhatsApp\")" create_session
 hub_url="http://$NODE_IP:$hub_port/"
 log "wait for the hub at $hub_url"
 for _ in $(seq 120); do
@@ -204,14 +213,12 @@ for _ in $(seq 120); do
   sleep 1
 done
 curl -fsS "${hub_url}health" >/dev/null || die "hub not answering at ${hub_url}health"
-log "wait for the session's first QR"
-if ! kubectl wait -n "$tenant_ns" --for=jsonpath='{.status.status}'=qr_required "wa/$session" --timeout=180s >/dev/null; then
-  # What the operator and the kubelet say about the session and its pod.
-  kubectl get wa,pods -n "$tenant_ns" -o wide >&2 || true
-  kubectl get pod -n "$tenant_ns" "wa-$session-0" \
-    -o jsonpath='{range .status.containerStatuses[*]}{.name}: {.state}{"\n"}{end}' >&2 || true
-  kubectl logs -n "$tenant_ns" "wa-$session-0" -c session --tail=20 >&2 || true
-  die "no QR for $tenant_ns/$session within 180 s (the cluster is left running: \`make demo-down\` removes it)"
+log "wait for the operator to take the session (Ready=False, reason Stopped)"
+if ! kubectl wait -n "$tenant_ns" --for=jsonpath='{.status.conditions[?(@.type=="Ready")].reason}'=Stopped \
+  "wa/$session" --timeout=120s >/dev/null; then
+  kubectl get wa -n "$tenant_ns" -o wide >&2 || true
+  kubectl logs -n "$system_ns" -l app.kubernetes.io/component=operator --tail=20 >&2 || true
+  die "the operator did not take $tenant_ns/$session within 120 s (the cluster is left running: \`make demo-down\` removes it)"
 fi
 
 {
@@ -224,7 +231,7 @@ fi
   [[ $fake == 1 ]] && echo "FAKE_WHATSAPP_URL=$whatsapp_url"
 } >"$demo/demo.env.tmp"
 mv "$demo/demo.env.tmp" "$demo/demo.env"
-log "ready in $((SECONDS - t0)) s: open $hub_url and log in as $user (written to .demo/demo.env)"
+log "ready in $((SECONDS - t0)) s: open $hub_url, log in as $user, open \"WhatsApp\" and press \"Conectar WhatsApp\" (written to .demo/demo.env)"
 cat "$demo/demo.env"
 
 if [[ "${DEMO_DETACH:-0}" == 1 ]]; then

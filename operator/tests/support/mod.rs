@@ -13,6 +13,8 @@ use kube::{Api, Client};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 // Installing the CRD and creating sessions are shared with the agent and hub suites.
+// Like `dead_code` above: each test binary of the crate uses a different part.
+#[allow(unused_imports)]
 pub use devcluster::testing::sessions::{
     create as create_session, install_crd, manifest as session_manifest,
 };

@@ -1,6 +1,8 @@
-//! The README's quick start, followed literally: `DEMO_FAKE_WHATSAPP=1 make demo`, then log in
-//! at HUB_URL as DEMO_USER, ask for a QR, scan it with the fake phone, see the session
-//! connected with `kubectl get wa`, and `make demo-down`.
+//! The README's quick start, followed literally: `DEMO_FAKE_WHATSAPP=1 make demo`; the first
+//! screen offers "Conectar WhatsApp" (no QR round spent yet); then the original plan's own
+//! Playwright test (tests/e2e/tests/plan.test.mjs) logs in at HUB_URL as DEMO_USER, opens
+//! "WhatsApp", presses "Conectar", scans the QR on screen with the fake phone and sees
+//! "Conectado"; `kubectl get wa` shows it connected and Ready; `make demo-down`.
 //!
 //! `make demo` runs with DEMO_DETACH=1 (return once ready instead of waiting for Ctrl-C),
 //! DEMO_SKIP_BUILD=1 (`make test` has just built everything, and cargo's build lock is held
@@ -14,7 +16,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use chart_tests::*;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 fn bin_dir() -> PathBuf {
     std::env::var_os("WA_BIN_DIR")
@@ -139,58 +141,76 @@ async fn readme_quick_start_with_the_fake_whatsapp() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
 
-    // "Conectar WhatsApp": POST .../qr returns the snapshot; the QR appears.
-    let r = http
-        .post(format!("{hub}/api/session-manager/sessions/{name}/qr"))
+    // The first screen is the README's: nothing has spent a QR round before someone asks. The
+    // sample session is Stopped (no pod, no QR request, no QR), so however late the newcomer
+    // arrives, the page offers "Conectar WhatsApp" rather than "QR expirado".
+    let cr = kubectl_json(
+        env["KUBECONFIG"],
+        &["get", "wa", "-n", ns, name, "-o", "json"],
+    );
+    assert_eq!(cr["spec"]["desiredState"], "Stopped", "{cr}");
+    assert!(cr["spec"]["qrRequestedAt"].is_null(), "{cr}");
+    for field in ["qr", "qrStatus", "status", "handled"] {
+        assert!(cr["status"][field].is_null(), "status.{field} set: {cr}");
+    }
+    let pods = kubectl_json(
+        env["KUBECONFIG"],
+        &[
+            "get",
+            "pods",
+            "-n",
+            ns,
+            "-l",
+            &format!("app.kubernetes.io/instance={name}"),
+            "-o",
+            "json",
+        ],
+    );
+    assert_eq!(pods["items"].as_array().map(Vec::len), Some(0), "{pods}");
+    let snap: Value = http
+        .get(format!("{hub}/api/session-manager/sessions/{name}"))
         .bearer_auth(&token)
         .send()
         .await
+        .unwrap()
+        .json()
+        .await
         .unwrap();
-    assert!(
-        r.status().is_success() || r.status().as_u16() == 429,
-        "POST qr → {}",
-        r.status()
-    );
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    let qr = loop {
-        let s: Value = http
-            .get(format!("{hub}/api/session-manager/sessions/{name}"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if let Some(q) = s["qr_string"].as_str() {
-            break q.to_string();
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no QR through the hub: {s}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    assert!(snap["qr_string"].is_null(), "{snap}");
 
-    // The README's scan with curl, then `kubectl get wa` shows it connected.
-    let fake = env["FAKE_WHATSAPP_URL"];
-    let scan = Command::new("curl")
-        .args([
-            "-fsS",
-            "-X",
-            "POST",
-            &format!("{fake}_fake/scan"),
-            "-H",
-            "content-type: application/json",
-            "-d",
-        ])
-        .arg(json!({"qr": qr, "phone": "5491122334455"}).to_string())
+    // The original plan's own Playwright test, as a newcomer would follow the README: log in,
+    // "WhatsApp", a button with "Conectar", the QR on screen, scanned (by the fake phone,
+    // from the pixels), "Conectado".
+    let e2e = repo_root().join("tests/e2e");
+    if !e2e.join("node_modules/playwright-core").is_dir() {
+        let ci = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&e2e)
+            .output()
+            .expect("npm");
+        assert!(
+            ci.status.success(),
+            "npm ci in tests/e2e: {}",
+            String::from_utf8_lossy(&ci.stderr)
+        );
+    }
+    let artifacts = dir.path().join("artifacts");
+    let plan = Command::new("node")
+        .args(["--test", "--test-reporter=spec", "tests/plan.test.mjs"])
+        .current_dir(&e2e)
+        .env("E2E_URL", env["HUB_URL"])
+        .env("E2E_USER", env["DEMO_USER"])
+        .env("E2E_PASSWORD", env["DEMO_PASSWORD"])
+        .env("E2E_FAKE_URL", env["FAKE_WHATSAPP_URL"])
+        .env("E2E_ARTIFACTS", &artifacts)
         .output()
-        .unwrap();
+        .expect("node");
     assert!(
-        scan.status.success(),
-        "scan: {}",
-        String::from_utf8_lossy(&scan.stderr)
+        plan.status.success(),
+        "the plan's test against the demo failed (screenshots: {}):\n{}\n{}",
+        artifacts.display(),
+        String::from_utf8_lossy(&plan.stdout),
+        String::from_utf8_lossy(&plan.stderr)
     );
     let out = Command::new("kubectl")
         .args([
@@ -216,9 +236,25 @@ async fn readme_quick_start_with_the_fake_whatsapp() {
         .unwrap();
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(
-        table
-            .lines()
-            .any(|l| l.contains(name) && l.contains("connected") && l.contains("5491122334455")),
+        table.lines().any(|l| l.contains(name)
+            && l.contains("connected")
+            && l.contains("5491100000009")
+            && l.contains("True")),
         "{table}"
     );
+}
+
+/// `kubectl get ... -o json` against the demo's cluster.
+fn kubectl_json(kubeconfig: &str, args: &[&str]) -> Value {
+    let out = Command::new("kubectl")
+        .args(["--kubeconfig", kubeconfig])
+        .args(args)
+        .output()
+        .expect("kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("kubectl json")
 }

@@ -60,6 +60,41 @@ fn helm_lint_strict_is_clean() {
     }
 }
 
+/// The chart's kubeVersion floor is where the CRD's `selectableFields` (the `spec.tenant` field
+/// selector) are GA: 1.32. Below it, Helm refuses the chart instead of installing a CRD whose
+/// field selector the API server drops.
+#[test]
+fn kube_version_floor_is_where_selectable_fields_are_ga() {
+    let Some(helm) = helm_or_skip("kube_version_floor_is_where_selectable_fields_are_ga") else {
+        return;
+    };
+    let crd = std::fs::read_to_string(chart_dir().join("crds/whatsappsession.yaml")).unwrap();
+    assert!(
+        crd.contains("selectableFields:"),
+        "the CRD no longer uses selectableFields: revisit kubeVersion"
+    );
+    let template = |version: &str| {
+        let mut args = template_args("wa-system", &[], &[]);
+        let at = args.iter().position(|a| a == "--kube-version").unwrap() + 1;
+        args[at] = version.into();
+        run(&helm, &args, &[]).unwrap()
+    };
+    let old = template("1.31.9");
+    assert!(
+        !old.status.success()
+            && String::from_utf8_lossy(&old.stderr).contains("incompatible with Kubernetes"),
+        "{old:?}"
+    );
+    for ok in ["1.32.0", &kube_version()] {
+        let out = template(ok);
+        assert!(
+            out.status.success(),
+            "{ok}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 /// The chart's CRD must be the generated one (`make crds`): Helm installs it from crds/.
 #[test]
 fn crd_copy_matches_generated_crd() {
