@@ -267,13 +267,10 @@ impl TestCluster {
     }
 }
 
-/// A TCP port free on 127.0.0.1 right now (for a process a test starts; the port is released
-/// before the process binds it, so another process could take it meanwhile: rare enough).
+/// A TCP port free on 127.0.0.1 right now, for a process a test starts (the control plane's
+/// own [`crate::control_plane::free_port`], panicking instead of returning the error).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("finding a free port: {e}"))
+    crate::control_plane::free_port().unwrap_or_else(|e| panic!("finding a free port: {e}"))
 }
 
 /// Polls `condition` every 200 ms until it is true; panics after `timeout`.
