@@ -1,4 +1,5 @@
-//! The hub's shared state and the HTTP server (REST + socket.io + static files on one port).
+//! The hub's shared state and its two HTTP servers: the public one (REST + socket.io + static
+//! files) and the metrics one.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -6,6 +7,7 @@ use std::time::Duration;
 
 use socketioxide::SocketIo;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::jwt::Jwt;
 use crate::auth::throttle::Throttle;
@@ -44,6 +46,8 @@ pub enum StartError {
     },
     #[error("server: {0}")]
     Serve(std::io::Error),
+    #[error("metrics server: {0}")]
+    Metrics(#[from] telemetry::ServeError),
 }
 
 /// Build the hub from configuration and serve until `shutdown` resolves.
@@ -109,15 +113,26 @@ pub async fn run(
         .await
         .map_err(|source| StartError::Listen { addr, source })?;
     tracing::info!(%addr, "listening");
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        // Open websockets would hold a graceful shutdown forever: close them first.
-        io.close().await;
-    })
-    .await
-    .map_err(StartError::Serve)
+    // The metrics server stops with the public one.
+    let stopped = CancellationToken::new();
+    let metrics = telemetry::serve(
+        hub.config.metrics_addr,
+        telemetry::router(hub.clone()),
+        stopped.clone().cancelled_owned(),
+    );
+    let public = async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            stopped.cancel();
+            // Open websockets would hold a graceful shutdown forever: close them first.
+            io.close().await;
+        })
+        .await
+        .map_err(StartError::Serve)
+    };
+    tokio::try_join!(public, async { metrics.await.map_err(StartError::from) }).map(|_| ())
 }

@@ -25,9 +25,13 @@ pub enum Command {
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeArgs {
-    /// Address to listen on (HTTP, socket.io, metrics).
+    /// Public address (REST, socket.io, frontend): what the Ingress exposes.
     #[arg(long, env = "HUB_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
+
+    /// Address of `/metrics`, kept off the public listener so the Ingress never exposes it.
+    #[arg(long, env = "HUB_METRICS_ADDR", default_value = "0.0.0.0:9090")]
+    pub metrics_addr: SocketAddr,
 
     /// Namespace whose WhatsAppSessions are served; all namespaces when unset.
     #[arg(long, env = "WATCH_NAMESPACE")]

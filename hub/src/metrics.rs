@@ -1,4 +1,4 @@
-//! Prometheus metrics (`/metrics`).
+//! Prometheus metrics, served on `--metrics-addr` (never on the public listener).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -115,12 +115,14 @@ impl Metrics {
             })
             .inc();
     }
+}
 
-    pub fn encode(&self) -> String {
-        let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
-            out.clear();
-        }
-        out
+impl telemetry::Scrape for crate::app::Hub {
+    fn registry(&self) -> &Registry {
+        &self.metrics.registry
+    }
+
+    fn refresh(&self) {
+        self.metrics.sessions.set(self.view.all().len() as i64);
     }
 }

@@ -26,8 +26,11 @@ use crate::placement::{Placement, pull_secret_names};
 pub const DATA_DIR: &str = "/data";
 /// Where the optional page-driver ConfigMap is mounted.
 pub const DRIVER_DIR: &str = "/etc/wa-driver";
-/// The session container's HTTP port (probes, agent metrics).
+/// The session container's HTTP port (probes and the agent's `/metrics`).
 pub const HTTP_PORT: i32 = 8080;
+/// Its name: `metrics`, like the operator's and the hub's metrics ports, so one PodMonitor
+/// port name and one NetworkPolicy port fit all three.
+pub const HTTP_PORT_NAME: &str = "metrics";
 /// Uid/gid the session agent runs as.
 pub const SESSION_UID: i64 = 1000;
 /// Chromium flushes its profile (cookies, IndexedDB with the login) on SIGTERM; give it time.
@@ -293,7 +296,7 @@ pub fn session_env(session: &WhatsAppSession, settings: &Settings) -> Vec<EnvVar
 fn http_probe(path: &str) -> HTTPGetAction {
     HTTPGetAction {
         path: Some(path.into()),
-        port: IntOrString::String("http".into()),
+        port: IntOrString::String(HTTP_PORT_NAME.into()),
         ..Default::default()
     }
 }
@@ -377,7 +380,7 @@ pub fn statefulset(session: &WhatsAppSession, settings: &Settings) -> Result<Sta
         image_pull_policy: settings.image_pull_policy.clone(),
         env: Some(session_env(session, settings)),
         ports: Some(vec![ContainerPort {
-            name: Some("http".into()),
+            name: Some(HTTP_PORT_NAME.into()),
             container_port: HTTP_PORT,
             protocol: Some("TCP".into()),
             ..Default::default()
@@ -654,7 +657,11 @@ mod tests {
                 .as_deref(),
             Some("/livez")
         );
-        assert_eq!(c.ports.as_ref().unwrap()[0].container_port, 8080);
+        let port = &c.ports.as_ref().unwrap()[0];
+        assert_eq!(
+            (port.name.as_deref(), port.container_port),
+            (Some("metrics"), 8080)
+        );
         let mounts = c.volume_mounts.as_ref().unwrap();
         let data = mounts.iter().find(|m| m.mount_path == "/data").unwrap();
         let vols = pod.volumes.unwrap();

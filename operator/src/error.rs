@@ -62,4 +62,56 @@ impl Error {
     }
 }
 
+impl Error {
+    /// The failure in words for the Warning Event on the session: the API server's own message
+    /// rather than kube's debug dump of the whole Status.
+    pub fn event_note(&self) -> String {
+        use kube::runtime::finalizer::Error as F;
+        match self {
+            Error::Kube(e) => kube_note(e),
+            Error::Finalizer(f) => match f.as_ref() {
+                F::ApplyFailed(e) => e.event_note(),
+                F::CleanupFailed(e) => format!("cleanup: {}", e.event_note()),
+                F::AddFinalizer(e) => format!("adding the finalizer: {}", kube_note(e)),
+                F::RemoveFinalizer(e) => format!("removing the finalizer: {}", kube_note(e)),
+                other => other.to_string(),
+            },
+            other => other.to_string(),
+        }
+    }
+}
+
+fn kube_note(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("the API server refused ({}): {}", s.code, s.message),
+        other => other.to_string(),
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_notes_carry_the_api_servers_message() {
+        let status = kube::core::Status::failure(
+            "persistentvolumeclaims \"data-a\" is forbidden: exceeded quota: no-pvc",
+            "Forbidden",
+        )
+        .with_code(403);
+        let e = Error::Finalizer(Box::new(kube::runtime::finalizer::Error::ApplyFailed(
+            Error::Kube(kube::Error::Api(Box::new(status))),
+        )));
+        assert_eq!(
+            e.event_note(),
+            "the API server refused (403): persistentvolumeclaims \"data-a\" is forbidden: \
+             exceeded quota: no-pvc"
+        );
+        assert_eq!(
+            Error::MissingField("metadata.namespace").event_note(),
+            "object is missing metadata.namespace"
+        );
+    }
+}

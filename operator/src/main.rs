@@ -44,7 +44,10 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
-        .with_current_span(false)
+        // "span": {"name": "reconcile", "session": .., "namespace": ..} on every line logged
+        // within a reconcile; the list of enclosing spans would repeat it.
+        .with_current_span(true)
+        .with_span_list(false)
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn")),
         )

@@ -5,10 +5,6 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
 use axum::routing::get;
 use crds::WhatsAppSession;
 use kube::core::DeserializeGuard;
@@ -131,7 +127,18 @@ impl Metrics {
         }
     }
 
-    fn refresh_sessions(&self) {
+    pub fn render(&self) -> Result<String, std::fmt::Error> {
+        telemetry::render(self)
+    }
+}
+
+impl telemetry::Scrape for Metrics {
+    fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The sessions-by-status gauge, counted from the controller's cache at scrape time.
+    fn refresh(&self) {
         let Some(store) = self.store.get() else {
             return;
         };
@@ -164,40 +171,13 @@ impl Metrics {
             self.sessions.get_or_create(&StatusLabels { status }).set(n);
         }
     }
-
-    pub fn render(&self) -> Result<String, std::fmt::Error> {
-        self.refresh_sessions();
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
-        Ok(out)
-    }
-}
-
-async fn metrics_handler(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
-    match m.render() {
-        Ok(body) => (
-            StatusCode::OK,
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            body,
-        )
-            .into_response(),
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-    }
 }
 
 /// Serves `/metrics` and `/healthz` until the process ends. Started before leader election so a
 /// standby replica is live too.
-pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<()> {
-    let app = Router::new()
-        .route("/metrics", get(metrics_handler))
-        .route("/healthz", get(|| async { "ok" }))
-        .with_state(metrics);
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "metrics server listening");
-    axum::serve(listener, app).await
+pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> Result<(), telemetry::ServeError> {
+    let app = telemetry::router(metrics).route("/healthz", get(|| async { "ok" }));
+    telemetry::serve(addr, app, std::future::pending()).await
 }
 
 /// A tower layer for the kube client that counts API requests (for the per-session request

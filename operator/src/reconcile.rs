@@ -171,6 +171,12 @@ fn session_of_pod(pod: Pod) -> Option<ObjectRef<Guarded>> {
     Some(ObjectRef::new(&name).within(pod.metadata.namespace.as_deref()?))
 }
 
+/// One reconcile, in a span naming the session so every line it logs says which one (kube's
+/// own "reconciling object" span covers only the creation of this future, not its run).
+#[tracing::instrument(name = "reconcile", skip_all, fields(
+    session = obj.meta().name.as_deref().unwrap_or_default(),
+    namespace = obj.meta().namespace.as_deref().unwrap_or_default(),
+))]
 pub async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
     let result = match reconcile_inner(&obj, &ctx).await {
@@ -178,8 +184,7 @@ pub async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action> {
         // session's children and the session itself, and removing our finalizer from a session
         // already gone answers 404. Retrying that would only log errors about nothing.
         Err(e) if e.is_gone() => {
-            tracing::debug!(session = ?obj.meta().name, namespace = ?obj.meta().namespace, error = %e,
-                "session or its namespace is gone; nothing left to do");
+            tracing::debug!(error = %e, "session or its namespace is gone; nothing left to do");
             Ok(Action::await_change())
         }
         other => other,
@@ -188,8 +193,20 @@ pub async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action> {
         started.elapsed(),
         result.as_ref().err().map(Error::metric_label),
     );
-    if result.is_ok() {
-        ctx.reset_failures(&*obj);
+    match &result {
+        Ok(_) => ctx.reset_failures(&*obj),
+        // Where operators look (`kubectl describe`, event exporters); rate-limited per session
+        // and reason by `Events`, as a failing session is retried every few seconds.
+        Err(e) => {
+            ctx.events
+                .warning(
+                    &obj.object_ref(&()),
+                    "ReconcileFailed",
+                    "Reconcile",
+                    e.event_note(),
+                )
+                .await
+        }
     }
     result
 }

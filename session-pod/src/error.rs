@@ -44,11 +44,8 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    #[error("HTTP server on {addr}: {source}")]
-    Http {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
+    #[error("health and metrics server: {0}")]
+    Http(#[from] telemetry::ServeError),
 
     #[error("JSON: {0}")]
     Json(#[from] serde_json::Error),

@@ -6,13 +6,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// The session loop beats at least this often (idle included); a longer silence means it is
 /// stuck and the pod should be restarted.
@@ -48,61 +48,34 @@ impl Health {
     }
 }
 
-struct AppState {
-    health: Arc<Health>,
-    registry: Registry,
-}
-
+/// Serves the probes and `/metrics` on one listener (the pod's `metrics` port) until `shutdown`.
 pub async fn serve(
     addr: std::net::SocketAddr,
     health: Arc<Health>,
-    registry: Registry,
+    registry: Arc<Registry>,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    let state = Arc::new(AppState { health, registry });
-    let app = Router::new()
+    let probes = Router::new()
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .with_state(state);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| Error::Http { addr, source })?;
-    tracing::info!(%addr, "health and metrics listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
-        .map_err(|source| Error::Http { addr, source })
+        .with_state(health);
+    let app = telemetry::router(registry).merge(probes);
+    telemetry::serve(addr, app, shutdown.cancelled_owned()).await?;
+    Ok(())
 }
 
-async fn livez(State(s): State<Arc<AppState>>) -> impl IntoResponse {
-    if s.health.alive() {
+async fn livez(State(health): State<Arc<Health>>) -> impl IntoResponse {
+    if health.alive() {
         (StatusCode::OK, "ok\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "session loop stalled\n")
     }
 }
 
-async fn readyz(State(s): State<Arc<AppState>>) -> impl IntoResponse {
-    if s.health.is_ready() {
+async fn readyz(State(health): State<Arc<Health>>) -> impl IntoResponse {
+    if health.is_ready() {
         (StatusCode::OK, "ready\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "page not ready\n")
-    }
-}
-
-async fn metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
-    let mut body = String::new();
-    match prometheus_client::encoding::text::encode(&mut body, &s.registry) {
-        Ok(()) => (
-            StatusCode::OK,
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            body,
-        )
-            .into_response(),
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }

@@ -132,7 +132,7 @@ async fn run(cfg: Config) -> Result<()> {
     let cr = get_own_cr(&api, &cfg.session_namespace, &cfg.session_name).await?;
 
     let metrics = metrics::Metrics::default();
-    let mut registry = prometheus_client::registry::Registry::default();
+    let mut registry = prometheus_client::registry::Registry::with_prefix("wa_session");
     metrics.register(&mut registry);
     let health = Arc::new(http::Health::default());
     health.beat();
@@ -141,7 +141,12 @@ async fn run(cfg: Config) -> Result<()> {
     // "Memory limit"), once per agent
     oom::watch_container();
 
-    let http = http::serve(cfg.http_addr, health.clone(), registry, shutdown.clone());
+    let http = http::serve(
+        cfg.http_addr,
+        health.clone(),
+        Arc::new(registry),
+        shutdown.clone(),
+    );
     let http_task = tokio::spawn(async move {
         // Without probes the pod would be restarted anyway; say why right away.
         if let Err(e) = http.await {

@@ -1,4 +1,4 @@
-//! Prometheus metrics served on /metrics.
+//! Prometheus metrics served on /metrics (registered under the `wa_session` prefix).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -28,27 +28,27 @@ pub struct Metrics {
 impl Metrics {
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
-            "wa_session_qr_published",
+            "qr_published",
             "QR codes published to the CR status",
             self.qr_published.clone(),
         );
         registry.register(
-            "wa_session_state_transitions",
+            "state_transitions",
             "Transitions of status.status, by new state",
             self.state_transitions.clone(),
         );
         registry.register(
-            "wa_session_browser_restarts",
+            "browser_restarts",
             "Chromium relaunches after a crash, hang or profile problem",
             self.browser_restarts.clone(),
         );
         registry.register(
-            "wa_session_status_writes",
+            "status_writes",
             "Server-side-apply writes of the CR status, by result",
             self.status_writes.clone(),
         );
         registry.register(
-            "wa_session_connected",
+            "connected",
             "1 while the WhatsApp account is linked and connected",
             self.connected.clone(),
         );

@@ -1,4 +1,5 @@
-//! REST routes (docs/design.md §3), `/health`, `/metrics`, `/api/openapi.json` and the frontend.
+//! REST routes (docs/design.md §3), `/health`, `/api/openapi.json` and the frontend. `/metrics`
+//! is not here: it is served on the metrics listener only (`--metrics-addr`).
 
 mod extract;
 mod login;
@@ -18,7 +19,10 @@ pub use extract::{Caller, JsonBody};
 pub fn router(hub: Arc<Hub>) -> Router {
     let mut r = Router::new()
         .route("/health", get(system::health))
-        .route("/metrics", get(system::metrics))
+        // The public listener sits behind the Ingress: metrics (session counts, request
+        // patterns) are for in-cluster scrapers only. An explicit 404, or the SPA fallback
+        // would answer index.html.
+        .route("/metrics", any(system::not_found))
         .route("/api/openapi.json", get(system::openapi))
         .route("/api/auth/login", post(login::login));
     // The session routes are served with and without the /api prefix (docs/design.md §3).

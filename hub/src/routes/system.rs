@@ -1,4 +1,4 @@
-//! `/health`, `/metrics`, `/api/openapi.json`, JSON 404s, and per-request metrics and logs.
+//! `/health`, `/api/openapi.json`, JSON 404s, and per-request metrics and logs.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -22,18 +22,6 @@ pub async fn health(State(hub): State<Arc<Hub>>) -> Response {
     } else {
         ApiError::unavailable("watch of WhatsAppSessions is not live").into_response()
     }
-}
-
-pub async fn metrics(State(hub): State<Arc<Hub>>) -> Response {
-    hub.metrics.sessions.set(hub.view.all().len() as i64);
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        hub.metrics.encode(),
-    )
-        .into_response()
 }
 
 pub async fn openapi() -> Response {

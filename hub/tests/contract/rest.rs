@@ -200,7 +200,11 @@ async fn metrics_carry_the_advertised_series() {
     .await;
     assert_err(&r, 429, "RATE_LIMITED");
 
-    let metrics = reqwest::get(format!("{}/metrics", hub.url))
+    // Metrics are on the metrics listener only: the public one (behind the Ingress) answers a
+    // JSON 404.
+    let (st, body) = get(&format!("{}/metrics", hub.url), None).await;
+    assert_eq!((st, &body["error"]), (404, &json!("NOT_FOUND")), "{body}");
+    let metrics = reqwest::get(format!("{}/metrics", hub.metrics_url))
         .await
         .unwrap()
         .text()
@@ -216,4 +220,49 @@ async fn metrics_carry_the_advertised_series() {
     ] {
         assert!(metrics.contains(m), "metrics lack {m}:\n{metrics}");
     }
+}
+
+/// Issue 13: `/metrics` is served on `--metrics-addr` only. The public listener is what the
+/// Ingress exposes; with a frontend configured its SPA fallback would otherwise answer
+/// index.html there, so this hub serves one.
+#[tokio::test]
+async fn metrics_are_off_the_public_listener() {
+    let e = env("hub-metrics").await;
+    let site = tempfile::tempdir().unwrap();
+    std::fs::write(site.path().join("index.html"), "<html>spa</html>").unwrap();
+    let mut args = hs256_args(&e.files, &e.ns);
+    args.extend(["--static-dir".into(), site.path().display().to_string()]);
+    let hub = HubProc::start(&e.kubeconfig, args).await;
+
+    let spa = reqwest::get(format!("{}/some/page", hub.url))
+        .await
+        .unwrap();
+    assert_eq!(spa.status(), 200);
+    assert_eq!(spa.text().await.unwrap(), "<html>spa</html>");
+    let (st, body) = get(&format!("{}/metrics", hub.url), None).await;
+    assert_eq!(st, 404, "public /metrics: {body}");
+    assert_eq!(body["error"], "NOT_FOUND", "public /metrics: {body}");
+
+    let scraped = reqwest::get(format!("{}/metrics", hub.metrics_url))
+        .await
+        .unwrap();
+    assert_eq!(scraped.status(), 200);
+    assert_eq!(
+        scraped.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let text = scraped.text().await.unwrap();
+    // the public 404s above were counted, under their route template
+    assert!(
+        text.contains(
+            "wa_hub_http_requests_total{method=\"GET\",route=\"/metrics\",status=\"404\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("wa_hub_watch_live 1"), "{text}");
+    // the metrics listener serves nothing else
+    let other = reqwest::get(format!("{}/api/openapi.json", hub.metrics_url))
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 404);
 }

@@ -118,20 +118,30 @@ pub struct HubProc {
     pub child: tokio::process::Child,
     pub port: u16,
     pub url: String,
+    /// The metrics listener (`--metrics-addr`), apart from the public `url`.
+    pub metrics_url: String,
+    metrics_port: u16,
     args: Vec<String>,
     kubeconfig: PathBuf,
 }
 
 impl HubProc {
     pub async fn start(kubeconfig: &Path, args: Vec<String>) -> Self {
-        Self::start_on(kubeconfig, free_port(), args).await
+        Self::start_on(kubeconfig, free_port(), free_port(), args).await
     }
 
-    pub async fn start_on(kubeconfig: &Path, port: u16, args: Vec<String>) -> Self {
+    pub async fn start_on(
+        kubeconfig: &Path,
+        port: u16,
+        metrics_port: u16,
+        args: Vec<String>,
+    ) -> Self {
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_wa-hub"))
             .args(&args)
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
+            .arg("--metrics-addr")
+            .arg(format!("127.0.0.1:{metrics_port}"))
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info")
             .env_remove("HUB_STATIC_DIR")
@@ -144,6 +154,8 @@ impl HubProc {
             child,
             port,
             url: format!("http://127.0.0.1:{port}"),
+            metrics_url: format!("http://127.0.0.1:{metrics_port}"),
+            metrics_port,
             args,
             kubeconfig: kubeconfig.to_owned(),
         };
@@ -180,7 +192,13 @@ impl HubProc {
 
     pub async fn restart(&mut self) {
         self.stop().await;
-        let new = HubProc::start_on(&self.kubeconfig.clone(), self.port, self.args.clone()).await;
+        let new = HubProc::start_on(
+            &self.kubeconfig.clone(),
+            self.port,
+            self.metrics_port,
+            self.args.clone(),
+        )
+        .await;
         *self = new;
     }
 }

@@ -8,7 +8,7 @@
 //!   container restart (`OOMKilled`, exit 137), after which the session is connected again
 //!   without a QR (docs/session-agent.md, "Memory limit");
 //! - `kubectl logs` (through the kubelet) has the agent's log lines and `kubectl port-forward`
-//!   to the pod's `http` port answers `/metrics`.
+//!   to the pod's `metrics` port answers `/metrics`.
 //!
 //! Each test installs its own operator (the hub is not needed) in a fresh namespace and runs one
 //! session against its own fake WhatsApp Web on the host. Skips with a printed reason when a
@@ -631,7 +631,7 @@ fn tail(text: &str, n: usize) -> String {
 }
 
 /// 3. Through the kubelet: `kubectl logs` of the session container has the agent's JSON log
-/// lines, and `kubectl port-forward` to the pod's `http` port answers `/metrics`.
+/// lines, and `kubectl port-forward` to the pod's `metrics` port answers `/metrics`.
 #[tokio::test]
 async fn kubectl_logs_and_port_forward_reach_the_session_agent() {
     let test = "kubectl_logs_and_port_forward_reach_the_session_agent";
@@ -670,12 +670,12 @@ async fn kubectl_logs_and_port_forward_reach_the_session_agent() {
     assert_eq!(starting["level"], "INFO");
 
     // port-forward from a free local port (`:PORT` picks one and prints it) to the container's
-    // `http` port as the operator declared it
+    // `metrics` port as the operator declared it
     let port = container(&pod)["ports"]
         .as_array()
-        .and_then(|ps| ps.iter().find(|p| p["name"] == "http"))
+        .and_then(|ps| ps.iter().find(|p| p["name"] == "metrics"))
         .and_then(|p| p["containerPort"].as_u64())
-        .expect("an http port in the pod spec");
+        .expect("a metrics port in the pod spec");
     let mut child = tokio::process::Command::new("kubectl")
         .arg("--kubeconfig")
         .arg(cluster.kubeconfig())
