@@ -1,6 +1,6 @@
 //! The one way to write a `WhatsAppSession`: server-side apply requests built from typed
 //! structs, with apiVersion and kind taken from the type and the field manager from the
-//! [`Writer`]. Each writer sends only the fields it owns (DESIGN.md §2), so the body of a spec
+//! [`Writer`]. Each writer sends only the fields it owns (docs/design.md §2), so the body of a spec
 //! write is [`SpecRequests`] (never the whole spec, whose `tenant` is required) and the body of a
 //! status write is a [`WhatsAppSessionStatus`] holding only that writer's fields (every optional
 //! field is skipped when `None`).

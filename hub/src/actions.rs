@@ -3,10 +3,9 @@
 
 use std::sync::Arc;
 
-use crds::{DesiredState, WhatsAppSession, managers};
+use crds::{DesiredState, SessionApply, SpecRequests, WhatsAppSession, Writer};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
 
 use crate::app::Hub;
@@ -105,13 +104,7 @@ impl Hub {
             qr_at,
             fresh.spec.logout_requested_at.as_ref().map(|t| t.0),
         );
-        let patched = api
-            .patch(
-                id,
-                &PatchParams::apply(managers::HUB).force(),
-                &Patch::Apply(&patch),
-            )
-            .await?;
+        let patched = patch.apply(&api, Writer::Hub).await?;
         if let QrOutcome::NewRound { at } = outcome {
             self.limiter.record(&room, at);
         }
@@ -137,12 +130,7 @@ impl Hub {
             fresh.spec.qr_requested_at.as_ref().map(|t| t.0),
             Some(crds::now().0),
         );
-        api.patch(
-            id,
-            &PatchParams::apply(managers::HUB).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
+        patch.apply(&api, Writer::Hub).await?;
         tracing::info!(session = %id, namespace = %ns, user = %claims.sub, "logout requested");
         Ok(())
     }
@@ -156,30 +144,13 @@ fn hub_fields(
     desired: DesiredState,
     qr: Option<Timestamp>,
     logout: Option<Timestamp>,
-) -> serde_json::Value {
-    let mut spec = serde_json::Map::new();
-    spec.insert(
-        "desiredState".into(),
-        serde_json::to_value(desired).unwrap_or_default(),
-    );
-    if let Some(t) = qr {
-        spec.insert(
-            "qrRequestedAt".into(),
-            serde_json::to_value(Time(t)).unwrap_or_default(),
-        );
-    }
-    if let Some(t) = logout {
-        spec.insert(
-            "logoutRequestedAt".into(),
-            serde_json::to_value(Time(t)).unwrap_or_default(),
-        );
-    }
-    serde_json::json!({
-        "apiVersion": "whatsapp.leadmaster.io/v1alpha1",
-        "kind": "WhatsAppSession",
-        "metadata": {"name": s.name_any(), "namespace": s.namespace()},
-        "spec": spec,
-    })
+) -> SessionApply {
+    let requests = SpecRequests {
+        desired_state: Some(desired),
+        qr_requested_at: qr.map(Time),
+        logout_requested_at: logout.map(Time),
+    };
+    SessionApply::spec(s.name_any(), requests).in_namespace(s.namespace())
 }
 
 #[cfg(test)]
@@ -199,7 +170,7 @@ mod tests {
         );
         s.metadata.namespace = Some("ns".into());
         let t = Timestamp::from_second(1_700_000_000).unwrap();
-        let p = hub_fields(&s, DesiredState::Running, Some(t), None);
+        let p = serde_json::to_value(hub_fields(&s, DesiredState::Running, Some(t), None)).unwrap();
         let spec = p["spec"].as_object().unwrap();
         assert_eq!(spec.len(), 2);
         assert_eq!(spec["desiredState"], "Running");

@@ -1,7 +1,7 @@
 //! Deletion of a session under its `deletionPolicy`, behind the finalizer
 //! `whatsapp.leadmaster.io/cleanup`:
 //! - `Logout`: set `spec.logoutRequestedAt` (server-side apply, field manager
-//!   [`FINALIZER_MANAGER`], so the hub's own requests keep their manager), wait until the agent
+//!   [`Writer::OperatorFinalizer`], so the hub's own requests keep their manager), wait until the agent
 //!   reports it in `status.handled.logoutRequestedAt` (at most `--logout-timeout`, then go on
 //!   with a Warning event), then delete the PVC;
 //! - `Delete`: delete the PVC;
@@ -12,7 +12,9 @@
 //! "requeue and wait" itself without going through the error back-off.
 use std::time::Duration;
 
-use crds::{DeletionPolicy, DesiredState, WhatsAppSession, now};
+use crds::{
+    DeletionPolicy, DesiredState, SessionApply, SpecRequests, WhatsAppSession, Writer, now,
+};
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -24,10 +26,6 @@ use crate::error::{Error, Result};
 use crate::reconcile::Context;
 
 pub const FINALIZER: &str = "whatsapp.leadmaster.io/cleanup";
-/// Field manager of the operator's logout request in `spec.logoutRequestedAt` — separate from
-/// [`crds::managers::OPERATOR`] so `kubectl get --show-managed-fields` tells a deletion logout
-/// from a hub request.
-pub const FINALIZER_MANAGER: &str = "whatsapp-operator-finalizer";
 /// How often a pending logout is checked.
 const LOGOUT_POLL: Duration = Duration::from_secs(2);
 
@@ -88,16 +86,11 @@ pub async fn logout_gate(session: &WhatsAppSession, ctx: &Context) -> Result<Opt
         Gate::Proceed => Ok(None),
         Gate::Request => {
             let api: Api<WhatsAppSession> = Api::namespaced(ctx.client.clone(), &ns);
-            let patch = json!({
-                "apiVersion": WhatsAppSession::api_version(&()),
-                "kind": WhatsAppSession::kind(&()),
-                "spec": { "logoutRequestedAt": now },
-            });
-            api.patch(
-                &session.name_any(),
-                &PatchParams::apply(FINALIZER_MANAGER).force(),
-                &Patch::Apply(&patch),
+            SessionApply::spec(
+                session.name_any(),
+                SpecRequests::default().request_logout(now),
             )
+            .apply(&api, Writer::OperatorFinalizer)
             .await?;
             ctx.events
                 .normal(

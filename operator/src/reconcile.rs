@@ -5,7 +5,7 @@ use std::fmt::Debug;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crds::{WhatsAppSession, managers};
+use crds::{SessionApply, WhatsAppSession, Writer};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, ServiceAccount};
@@ -258,7 +258,7 @@ async fn reconcile_inner(obj: &Guarded, ctx: &Context) -> Result<Action> {
 fn ssa() -> PatchParams {
     // force: the operator is the authority on its children; a hand edit to a field it sets is
     // taken back (the conflict is resolved in its favour) rather than failing the reconcile.
-    PatchParams::apply(managers::OPERATOR).force()
+    Writer::Operator.patch_params()
 }
 
 async fn apply_child<K>(client: &Client, ns: &str, obj: &K) -> Result<K>
@@ -336,12 +336,8 @@ async fn apply(session: &WhatsAppSession, ctx: &Context) -> Result<Action> {
     if status::needs_patch(session, &desired) {
         let was_ready = session.status.as_ref().is_some_and(status::is_ready);
         let api: Api<WhatsAppSession> = Api::namespaced(client.clone(), &ns);
-        let body = json!({
-            "apiVersion": WhatsAppSession::api_version(&()),
-            "kind": WhatsAppSession::kind(&()),
-            "status": desired,
-        });
-        api.patch_status(&name, &ssa(), &Patch::Apply(&body))
+        SessionApply::status(&name, desired.clone())
+            .apply(&api, Writer::Operator)
             .await?;
         let ready = status::is_ready(&desired);
         if ready && !was_ready {
