@@ -162,12 +162,14 @@ async fn run(cfg: Config) -> Result<()> {
         cfg.status_coalesce,
         metrics.clone(),
     );
-    let initial = cr
-        .status
-        .as_ref()
-        .and_then(state::AgentStatus::from_cr)
-        .unwrap_or_default();
-    let machine = state::Machine::new(initial, cfg.qr_first_ttl, cfg.qr_next_ttl);
+    let machine = state::Machine::new(
+        cr.status.as_ref(),
+        state::Timings {
+            qr_first_ttl: cfg.qr_first_ttl,
+            qr_next_ttl: cfg.qr_next_ttl,
+            takeover_delay: cfg.takeover_delay,
+        },
+    );
     let profile = profile::Profile::new(&cfg.data_dir);
 
     tokio::spawn(wait_for_signal(shutdown.clone()));

@@ -3,21 +3,20 @@
 
 use std::time::Duration;
 
-use crds::{ConditionType, WhatsAppSession, WhatsAppSessionStatus, managers, set_condition};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use crds::{SessionApply, SessionState, WhatsAppSession, WhatsAppSessionStatus, Writer};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Api;
-use kube::api::{Patch, PatchParams};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::metrics::{Metrics, ResultLabel, StateLabel};
-use crate::state::AgentStatus;
+use crate::state::agent_part;
 use crds::now;
 
 enum Msg {
-    // Boxed: a status is ~300 bytes and every other message is a word.
+    // Boxed: a status is ~600 bytes and every other message is a word.
     Update {
-        status: Box<AgentStatus>,
+        status: Box<WhatsAppSessionStatus>,
         urgent: bool,
     },
     Flush(oneshot::Sender<()>),
@@ -30,48 +29,20 @@ pub struct Publisher {
     tx: mpsc::UnboundedSender<Msg>,
 }
 
-/// The SSA body: only the agent's fields and its `Authenticated` condition.
-pub fn apply_body(
-    name: &str,
-    s: &AgentStatus,
-    previous_condition: Option<&Condition>,
-    updated_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
-) -> (serde_json::Value, Condition) {
-    let mut conditions: Vec<Condition> = previous_condition.cloned().into_iter().collect();
-    let (reason, message) = s.condition_reason();
-    set_condition(
-        &mut conditions,
-        ConditionType::Authenticated,
-        s.authenticated(),
-        reason,
-        message,
-        None,
-        updated_at.clone(),
-    );
-    let condition = conditions.remove(0);
-    let status = WhatsAppSessionStatus {
-        status: Some(s.status),
-        qr_status: Some(s.qr_status),
-        qr: s.qr.clone(),
-        qr_generated_at: s.qr_generated_at.clone(),
-        qr_expires_at: s.qr_expires_at.clone(),
-        pairing_code: s.pairing_code.clone(),
-        phone_number: s.phone_number.clone(),
-        push_name: s.push_name.clone(),
-        connected_at: s.connected_at.clone(),
-        updated_at: Some(updated_at),
-        last_error: s.last_error.clone(),
-        handled: Some(s.handled.clone()),
-        conditions: vec![condition.clone()],
-        ..Default::default()
-    };
-    let body = serde_json::json!({
-        "apiVersion": "whatsapp.leadmaster.io/v1alpha1",
-        "kind": "WhatsAppSession",
-        "metadata": { "name": name },
-        "status": status,
-    });
-    (body, condition)
+/// The SSA request: the agent's fields (as the state machine keeps them, `Authenticated`
+/// condition included) stamped with `updatedAt`.
+pub fn apply_body(name: &str, s: &WhatsAppSessionStatus, updated_at: Time) -> SessionApply {
+    SessionApply::status(
+        name,
+        WhatsAppSessionStatus {
+            updated_at: Some(updated_at),
+            ..s.clone()
+        },
+    )
+}
+
+fn connected(s: &WhatsAppSessionStatus) -> bool {
+    s.status == Some(SessionState::Connected)
 }
 
 impl Publisher {
@@ -84,14 +55,10 @@ impl Publisher {
         metrics: Metrics,
     ) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let mut published: Option<AgentStatus> = current
-            .and_then(|c| c.status.as_ref())
-            .and_then(AgentStatus::from_cr);
-        let mut condition: Option<Condition> = current
-            .and_then(|c| c.condition(ConditionType::Authenticated))
-            .cloned();
+        let mut published: Option<WhatsAppSessionStatus> =
+            current.and_then(|c| c.status.as_ref()).and_then(agent_part);
         tokio::spawn(async move {
-            let mut pending: Option<AgentStatus> = None;
+            let mut pending: Option<WhatsAppSessionStatus> = None;
             let mut deadline: Option<Instant> = None;
             let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
             let mut failures = 0u32;
@@ -128,9 +95,8 @@ impl Publisher {
                     if published.as_ref() == Some(&status) {
                         // Nothing new for the API server.
                     } else {
-                        let (body, cond) = apply_body(&name, &status, condition.as_ref(), now());
-                        let pp = PatchParams::apply(managers::AGENT).force();
-                        match api.patch_status(&name, &pp, &Patch::Apply(&body)).await {
+                        let body = apply_body(&name, &status, now());
+                        match body.apply(&api, Writer::Agent).await {
                             Ok(_) => {
                                 failures = 0;
                                 metrics
@@ -145,23 +111,23 @@ impl Publisher {
                                 {
                                     metrics.qr_published.inc();
                                 }
-                                if published.as_ref().map(|p| p.status) != Some(status.status) {
+                                let state = status.status.unwrap_or(SessionState::Init);
+                                if published.as_ref().and_then(|p| p.status) != Some(state) {
                                     metrics
                                         .state_transitions
                                         .get_or_create(&StateLabel {
-                                            state: status.status.as_str().into(),
+                                            state: state.as_str().into(),
                                         })
                                         .inc();
                                 }
-                                metrics.connected.set(i64::from(status.authenticated()));
+                                metrics.connected.set(i64::from(connected(&status)));
                                 tracing::info!(
-                                    status = status.status.as_str(),
-                                    qr_status = status.qr_status.as_str(),
+                                    status = state.as_str(),
+                                    qr_status = status.qr_status.map(|q| q.as_str()),
                                     last_error =
                                         status.last_error.as_ref().map(|e| e.code.as_str()),
                                     "status published"
                                 );
-                                condition = Some(cond);
                                 published = Some(status);
                             }
                             Err(e) => {
@@ -191,7 +157,7 @@ impl Publisher {
         Self { tx }
     }
 
-    pub fn publish(&self, status: &AgentStatus, urgent: bool) {
+    pub fn publish(&self, status: &WhatsAppSessionStatus, urgent: bool) {
         let _ = self.tx.send(Msg::Update {
             status: Box::new(status.clone()),
             urgent,
@@ -210,30 +176,47 @@ impl Publisher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crds::{QrStatus, SessionState};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    use crate::commands::Requests;
+    use crate::driver::Snapshot;
+    use crate::state::{Event, Machine, Timings};
     use k8s_openapi::jiff::Timestamp;
 
     #[test]
-    fn body_carries_only_agent_fields_and_keeps_transition_time() {
+    fn body_carries_only_agent_fields_and_updated_at() {
         let t1 = Time(Timestamp::from_second(1_800_000_000).expect("ts"));
-        let t2 = Time(Timestamp::from_second(1_800_000_100).expect("ts"));
-        let s = AgentStatus {
-            status: SessionState::QrRequired,
-            qr_status: QrStatus::Generated,
+        let mut m = Machine::new(
+            None,
+            Timings {
+                qr_first_ttl: Duration::from_secs(60),
+                qr_next_ttl: Duration::from_secs(20),
+                takeover_delay: Duration::from_secs(5),
+            },
+        );
+        let snap = Snapshot {
+            loaded: true,
+            state: Some("UNPAIRED".into()),
             qr: Some("r,k".into()),
             ..Default::default()
         };
-        let (body, cond) = apply_body("s1", &s, None, t1.clone());
+        m.handle(
+            Event::Observed {
+                snap: &snap,
+                requests: &Requests::default(),
+                at: Instant::now(),
+            },
+            t1.clone(),
+        );
+        let body = serde_json::to_value(apply_body("s1", m.status(), t1)).expect("serializes");
+        assert_eq!(body["apiVersion"], "whatsapp.leadmaster.io/v1alpha1");
+        assert_eq!(body["metadata"]["name"], "s1");
         let st = &body["status"];
         assert_eq!(st["status"], "qr_required");
         assert_eq!(st["qr"], "r,k");
+        assert_eq!(st["updatedAt"], "2027-01-15T08:00:00Z");
         assert!(st.get("observedGeneration").is_none());
         assert!(st.get("podName").is_none());
         assert_eq!(st["conditions"].as_array().map(|a| a.len()), Some(1));
         assert_eq!(st["conditions"][0]["type"], "Authenticated");
         assert_eq!(st["conditions"][0]["status"], "False");
-        let (_, cond2) = apply_body("s1", &s, Some(&cond), t2);
-        assert_eq!(cond2.last_transition_time, t1);
     }
 }

@@ -1,11 +1,11 @@
-//! The session loop: decides when Chromium runs, feeds page observations to the state
-//! machine, acts on the CR's requests and recovers from crashes, hangs and bad profiles.
+//! The session loop, I/O only: runs Chromium, reads the page, watches its process and the
+//! page's liveness (crash, hang, load timeout), and performs what the state machine decides
+//! (`state.rs`: status changes, requests, logout, QR rounds, takeover, corrupt profiles).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crds::error_codes;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
@@ -13,40 +13,23 @@ use tokio_util::sync::CancellationToken;
 use crate::browser::BrowserSession;
 use crate::commands::Requests;
 use crate::config::Config;
-use crate::driver::{Driver, PageState, Snapshot};
+use crate::driver::{Driver, Snapshot};
 use crate::error::Error;
 use crate::http::Health;
 use crate::metrics::Metrics;
 use crate::profile::{Health as ProfileHealth, Profile};
 use crate::publisher::Publisher;
-use crate::state::Machine;
+use crate::state::{Action, Event, Machine, Outcome};
 use crds::now;
 
 /// Consecutive unanswered page scripts before Chromium is declared hung.
 const HANG_LIMIT: u32 = 3;
-/// Consecutive failed launches with an existing profile before it is declared corrupt.
-const CORRUPT_AFTER_FAILED_LAUNCHES: u32 = 2;
 /// A browser that ran this long resets the relaunch back-off.
 const STABLE_AFTER: Duration = Duration::from_secs(60);
-/// How long a logout may take on the page before the profile is wiped anyway.
-const LOGOUT_TIMEOUT: Duration = Duration::from_secs(20);
 /// Poll interval while the page loads (before its listeners are installed).
 const LOADING_POLL: Duration = Duration::from_millis(100);
 /// Beat of the loop while idle (keeps /livez honest).
 const IDLE_BEAT: Duration = Duration::from_secs(5);
-
-enum Outcome {
-    Shutdown,
-    /// Unlinked from the phone (or the page logged out by itself).
-    LoggedOutRemotely,
-    /// Our logout request (value) is done; the browser is closed.
-    LogoutDone(Option<Time>),
-    Failed {
-        code: &'static str,
-        message: String,
-        launch: bool,
-    },
-}
 
 pub struct Agent {
     pub cfg: Config,
@@ -60,160 +43,51 @@ pub struct Agent {
     pub shutdown: CancellationToken,
 }
 
-fn differs(requested: &Option<Time>, handled: &Option<Time>) -> bool {
-    requested.is_some() && requested != handled
+/// What the outer loop does after a turn's actions.
+enum Next {
+    Wait,
+    Launch,
+    Again,
 }
 
 impl Agent {
-    fn publish(&self, urgent: bool) {
-        self.publisher.publish(&self.machine.status, urgent);
+    /// Feeds an event to the machine (now, by the wall clock).
+    fn handle(&mut self, event: Event<'_>) -> Vec<Action> {
+        self.machine.handle(event, now())
     }
 
-    fn logout_pending(&self) -> Option<Option<Time>> {
-        let req = self.requests.borrow();
-        differs(
-            &req.logout_requested_at,
-            &self.machine.status.handled.logout_requested_at,
-        )
-        .then(|| req.logout_requested_at.clone())
-    }
-
-    fn qr_pending(&self) -> Option<Option<Time>> {
-        let req = self.requests.borrow();
-        differs(
-            &req.qr_requested_at,
-            &self.machine.status.handled.qr_requested_at,
-        )
-        .then(|| req.qr_requested_at.clone())
-    }
-
-    /// Logged out (either way): wipe the login and stay idle until a QR request.
-    fn finish_logout(&mut self, error: Option<(&str, &str)>) {
-        if let Err(e) = self.profile.wipe() {
-            tracing::error!(error = %e, "wiping the profile failed");
+    /// Performs an action that needs no browser; hands back one that does (or that steers
+    /// the loop).
+    fn perform_one(&mut self, action: Action) -> Option<Action> {
+        match action {
+            Action::Publish { urgent } => self.publisher.publish(self.machine.status(), urgent),
+            Action::Ready(ready) => self.health.set_ready(ready),
+            Action::WipeProfile => {
+                if let Err(e) = self.profile.wipe() {
+                    tracing::error!(error = %e, "wiping the profile failed");
+                }
+            }
+            Action::SetIdle(idle) => {
+                if let Err(e) = self.profile.set_idle(idle) {
+                    tracing::error!(error = %e, idle, "writing the idle marker failed");
+                }
+            }
+            Action::MoveProfileAside { reason } => self.move_profile_aside(&reason),
+            other => return Some(other),
         }
-        if let Err(e) = self.profile.set_idle(true) {
-            tracing::error!(error = %e, "writing the idle marker failed");
-        }
-        self.machine.disconnected(error, now());
-        self.health.set_ready(true);
+        None
     }
 
-    pub async fn run(mut self) {
-        let mut backoff = Duration::ZERO;
-        let mut failed_launches = 0u32;
-        loop {
-            self.health.beat();
-            if self.shutdown.is_cancelled() {
-                break;
-            }
-            // 1. A logout request with no login to log out of is done at once.
-            if let Some(value) = self.logout_pending()
-                && (self.profile.is_idle() || self.profile.health() == ProfileHealth::Missing)
-            {
-                tracing::info!("logout requested with nothing logged in");
-                self.machine.status.handled.logout_requested_at = value;
-                self.finish_logout(None);
-                self.publish(false);
-                continue;
-            }
-            // 2. Idle after a logout: wait for a QR request.
-            if self.profile.is_idle() && self.logout_pending().is_none() {
-                match self.qr_pending() {
-                    Some(value) => {
-                        tracing::info!("QR requested: leaving idle");
-                        self.machine.status.handled.qr_requested_at = value;
-                        if let Err(e) = self.profile.set_idle(false) {
-                            tracing::error!(error = %e, "removing the idle marker failed");
-                        }
-                    }
-                    None => {
-                        if self.machine.status.status != crds::SessionState::Disconnected {
-                            self.machine.disconnected(None, now());
-                        }
-                        self.health.set_ready(true);
-                        self.publish(false);
-                        tokio::select! {
-                            _ = self.shutdown.cancelled() => break,
-                            _ = self.requests.changed() => {}
-                            _ = tokio::time::sleep(IDLE_BEAT) => {}
-                        }
-                        continue;
-                    }
-                }
-            } else if let Some(value) = self.qr_pending() {
-                // A fresh browser starts a fresh QR round anyway.
-                self.machine.status.handled.qr_requested_at = value;
-            }
-            // 3. A profile Chromium cannot open is kept aside and a fresh login started.
-            if let ProfileHealth::Corrupt(reason) = self.profile.health() {
-                self.profile_corrupt(&reason);
-                failed_launches = 0;
-            }
-            let started = Instant::now();
-            let outcome = self.run_browser().await;
-            if started.elapsed() > STABLE_AFTER {
-                backoff = Duration::ZERO;
-            }
-            match outcome {
-                Outcome::Shutdown => break,
-                Outcome::LoggedOutRemotely => {
-                    tracing::warn!("the phone unlinked this device");
-                    self.finish_logout(Some((
-                        error_codes::LOGGED_OUT_REMOTELY,
-                        "the device was unlinked from the phone",
-                    )));
-                    self.publish(false);
-                }
-                Outcome::LogoutDone(value) => {
-                    tracing::info!("logged out of WhatsApp; profile wiped");
-                    self.machine.status.handled.logout_requested_at = value;
-                    self.finish_logout(None);
-                    self.publish(false);
-                }
-                Outcome::Failed {
-                    code,
-                    message,
-                    launch,
-                } => {
-                    tracing::error!(code, %message, "browser session failed; relaunching");
-                    self.metrics.browser_restarts.inc();
-                    self.health.set_ready(false);
-                    failed_launches = if launch { failed_launches + 1 } else { 0 };
-                    if launch
-                        && failed_launches >= CORRUPT_AFTER_FAILED_LAUNCHES
-                        && self.profile.health() == ProfileHealth::Present
-                    {
-                        self.profile_corrupt(&format!(
-                            "Chromium failed {failed_launches} times with it: {message}"
-                        ));
-                        failed_launches = 0;
-                    } else {
-                        self.machine.set_error(code, message, now());
-                        self.machine.status.status = crds::SessionState::Error;
-                    }
-                    self.publish(false);
-                    backoff = (backoff * 2).clamp(Duration::from_secs(1), Duration::from_secs(30));
-                    tokio::select! {
-                        _ = self.shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(backoff) => {}
-                    }
-                }
+    /// Performs actions that need no browser, in order (any other is a bug in the machine).
+    fn perform(&mut self, actions: Vec<Action>) {
+        for action in actions {
+            if let Some(other) = self.perform_one(action) {
+                tracing::error!(action = ?other, "unexpected action here");
             }
         }
-        self.stopping();
-        self.publisher.flush(Duration::from_secs(3)).await;
     }
 
-    /// SIGTERM: the status stops claiming a session this agent no longer holds (published at
-    /// once; the state change is [`Machine::agent_stopping`]).
-    fn stopping(&mut self) {
-        self.health.set_ready(false);
-        self.machine.agent_stopping();
-        self.publish(true);
-    }
-
-    fn profile_corrupt(&mut self, reason: &str) {
+    fn move_profile_aside(&mut self, reason: &str) {
         match self.profile.move_aside() {
             Ok(path) => {
                 tracing::error!(%reason, moved_to = %path.display(), "profile cannot be opened; moved aside")
@@ -224,11 +98,88 @@ impl Agent {
             }
         }
         self.metrics.browser_restarts.inc();
-        self.machine.set_error(
-            error_codes::PROFILE_CORRUPT,
-            format!("the saved profile could not be opened ({reason}); a new login is needed"),
-            now(),
-        );
+    }
+
+    /// One turn without a browser: the machine decides from the requests and the profile.
+    fn turn(&mut self) -> Next {
+        let requests = self.requests.borrow().clone();
+        let idle = self.profile.is_idle();
+        let profile = self.profile.health();
+        let actions = self.handle(Event::Turn {
+            requests: &requests,
+            idle,
+            profile: &profile,
+        });
+        let mut next = Next::Again;
+        for action in actions {
+            match self.perform_one(action) {
+                None => {}
+                Some(Action::WaitForRequest) => next = Next::Wait,
+                Some(Action::Launch) => next = Next::Launch,
+                Some(other) => {
+                    tracing::error!(action = ?other, "unexpected action between browsers")
+                }
+            }
+        }
+        next
+    }
+
+    pub async fn run(mut self) {
+        let mut backoff = Duration::ZERO;
+        loop {
+            self.health.beat();
+            if self.shutdown.is_cancelled() {
+                break;
+            }
+            match self.turn() {
+                Next::Again => continue,
+                Next::Wait => {
+                    tokio::select! {
+                        _ = self.shutdown.cancelled() => break,
+                        _ = self.requests.changed() => {}
+                        _ = tokio::time::sleep(IDLE_BEAT) => {}
+                    }
+                    continue;
+                }
+                Next::Launch => {}
+            }
+            let started = Instant::now();
+            let outcome = self.run_browser().await;
+            if started.elapsed() > STABLE_AFTER {
+                backoff = Duration::ZERO;
+            }
+            match &outcome {
+                Outcome::Shutdown => break,
+                Outcome::LoggedOutRemotely => tracing::warn!("the phone unlinked this device"),
+                Outcome::LogoutDone(_) => tracing::info!("logged out of WhatsApp; profile wiped"),
+                Outcome::Failed { code, message, .. } => {
+                    tracing::error!(code, %message, "browser session failed; relaunching");
+                    self.metrics.browser_restarts.inc();
+                }
+            }
+            let profile_present = self.profile.health() == ProfileHealth::Present;
+            let actions = self.handle(Event::BrowserEnded {
+                outcome: &outcome,
+                profile_present,
+            });
+            self.perform(actions);
+            if matches!(outcome, Outcome::Failed { .. }) {
+                backoff = (backoff * 2).clamp(Duration::from_secs(1), Duration::from_secs(30));
+                tokio::select! {
+                    _ = self.shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+            }
+        }
+        self.stopping();
+        self.publisher.flush(Duration::from_secs(3)).await;
+    }
+
+    /// SIGTERM: the status stops claiming a session this agent no longer holds (published at
+    /// once).
+    fn stopping(&mut self) {
+        let actions = self.handle(Event::Stopping);
+        self.perform(actions);
     }
 
     async fn run_browser(&mut self) -> Outcome {
@@ -239,9 +190,11 @@ impl Agent {
                 launch: true,
             };
         }
-        self.machine.browser_started();
-        self.machine.pairing_wanted = self.requests.borrow().pairing_phone.is_some();
-        self.publish(false);
+        let requests = self.requests.borrow().clone();
+        let actions = self.handle(Event::BrowserStarting {
+            requests: &requests,
+        });
+        self.perform(actions);
         tracing::info!(profile = %self.profile.dir().display(), "launching Chromium");
         let mut b = match BrowserSession::launch(&self.cfg, self.profile.dir()).await {
             Ok(b) => b,
@@ -275,6 +228,64 @@ impl Agent {
         outcome
     }
 
+    /// Performs the page actions the machine asked for after a snapshot; `Some` ends the
+    /// browser's life.
+    async fn act_on_page(
+        &mut self,
+        b: &mut BrowserSession,
+        actions: Vec<Action>,
+    ) -> Option<Outcome> {
+        for action in actions {
+            let Some(action) = self.perform_one(action) else {
+                continue;
+            };
+            match action {
+                Action::EndBrowser(outcome) => return Some(outcome),
+                Action::RunLogout => {
+                    tracing::info!("logging out of WhatsApp");
+                    if let Err(e) = b.run(&self.driver.logout, &[]).await {
+                        tracing::warn!(error = %e, "logout script failed");
+                    }
+                }
+                Action::RefreshQr => {
+                    tracing::info!("QR requested: refreshing");
+                    if let Err(e) = b.run(&self.driver.refresh_qr, &[]).await {
+                        tracing::warn!(error = %e, "refreshQR failed; reloading the page instead");
+                        if let Err(e) = b.reload().await {
+                            tracing::warn!(error = %e, "reload failed");
+                        }
+                    }
+                }
+                Action::Takeover => {
+                    tracing::info!("taking the session over");
+                    if let Err(e) = b.run(&self.driver.takeover, &[]).await {
+                        tracing::warn!(error = %e, "takeover failed");
+                    }
+                }
+                Action::FetchPairingCode(phone) => {
+                    match b
+                        .run(
+                            &self.driver.pairing_code,
+                            &[serde_json::Value::String(phone)],
+                        )
+                        .await
+                    {
+                        Ok(serde_json::Value::String(code)) => {
+                            let actions = self.handle(Event::PairingCode(code));
+                            self.perform(actions);
+                        }
+                        Ok(other) => {
+                            tracing::warn!(result = %other, "pairing code script returned no code")
+                        }
+                        Err(e) => tracing::warn!(error = %e, "requesting a pairing code failed"),
+                    }
+                }
+                other => tracing::error!(action = ?other, "unexpected action while a browser runs"),
+            }
+        }
+        None
+    }
+
     /// Polls and drives the page until something ends this browser's life.
     async fn drive(&mut self, b: &mut BrowserSession) -> Outcome {
         let started = Instant::now();
@@ -284,8 +295,6 @@ impl Agent {
         poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut hangs = 0u32;
         let mut loaded_once = false;
-        let mut conflict_since: Option<Instant> = None;
-        let mut logout_started: Option<Instant> = None;
         let mut gone = b.gone();
         loop {
             tokio::select! {
@@ -345,107 +354,15 @@ impl Agent {
                     launch: true,
                 };
             }
-            let state = snap.page_state();
-            let fx = self.machine.observe(&snap, now());
-
-            // Logout requested: log out on the page, then the caller wipes the profile.
-            if let Some(value) = self.logout_pending() {
-                match logout_started {
-                    None => match state {
-                        PageState::Connected | PageState::Conflict | PageState::Timeout => {
-                            tracing::info!("logging out of WhatsApp");
-                            if let Err(e) = b.run(&self.driver.logout, &[]).await {
-                                tracing::warn!(error = %e, "logout script failed");
-                            }
-                            logout_started = Some(Instant::now());
-                        }
-                        PageState::Unpaired | PageState::UnpairedIdle => {
-                            return Outcome::LogoutDone(value);
-                        }
-                        _ if started.elapsed() > LOGOUT_TIMEOUT => {
-                            return Outcome::LogoutDone(value);
-                        }
-                        _ => {}
-                    },
-                    Some(at) => {
-                        if fx.logged_out
-                            || matches!(state, PageState::Unpaired | PageState::UnpairedIdle)
-                            || at.elapsed() > LOGOUT_TIMEOUT
-                        {
-                            return Outcome::LogoutDone(value);
-                        }
-                    }
-                }
-                continue;
+            let requests = self.requests.borrow().clone();
+            let actions = self.handle(Event::Observed {
+                snap: &snap,
+                requests: &requests,
+                at: Instant::now(),
+            });
+            if let Some(outcome) = self.act_on_page(b, actions).await {
+                return outcome;
             }
-            if fx.logged_out {
-                return Outcome::LoggedOutRemotely;
-            }
-
-            // A new QR round requested while the browser runs.
-            if let Some(value) = self.qr_pending() {
-                match state {
-                    PageState::Unpaired | PageState::UnpairedIdle => {
-                        tracing::info!("QR requested: refreshing");
-                        self.machine.new_round();
-                        self.machine.pairing_wanted =
-                            self.requests.borrow().pairing_phone.is_some();
-                        if let Err(e) = b.run(&self.driver.refresh_qr, &[]).await {
-                            tracing::warn!(error = %e, "refreshQR failed; reloading the page instead");
-                            if let Err(e) = b.reload().await {
-                                tracing::warn!(error = %e, "reload failed");
-                            }
-                        }
-                        self.machine.status.handled.qr_requested_at = value;
-                    }
-                    // Linked or busy linking: nothing to show, the request is answered.
-                    PageState::Connected
-                    | PageState::Opening
-                    | PageState::Conflict
-                    | PageState::Timeout => {
-                        self.machine.status.handled.qr_requested_at = value;
-                    }
-                    PageState::Loading | PageState::Blocked(_) => {}
-                }
-            }
-
-            // Opened elsewhere: take the session back after a delay.
-            if fx.conflict {
-                let since = *conflict_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= self.cfg.takeover_delay {
-                    tracing::info!("taking the session over");
-                    if let Err(e) = b.run(&self.driver.takeover, &[]).await {
-                        tracing::warn!(error = %e, "takeover failed");
-                    }
-                    conflict_since = None;
-                }
-            } else {
-                conflict_since = None;
-            }
-
-            if fx.want_pairing_code {
-                let phone = self.requests.borrow().pairing_phone.clone();
-                self.machine.pairing_wanted = false;
-                if let Some(phone) = phone {
-                    match b
-                        .run(
-                            &self.driver.pairing_code,
-                            &[serde_json::Value::String(phone)],
-                        )
-                        .await
-                    {
-                        Ok(serde_json::Value::String(code)) => {
-                            self.machine.status.pairing_code = Some(code);
-                            self.publish(true);
-                        }
-                        Ok(other) => {
-                            tracing::warn!(result = %other, "pairing code script returned no code")
-                        }
-                        Err(e) => tracing::warn!(error = %e, "requesting a pairing code failed"),
-                    }
-                }
-            }
-            self.publish(fx.urgent);
         }
     }
 }

@@ -438,7 +438,7 @@ async fn sigterm_to_the_pod_closes_chromium_cleanly_and_the_next_agent_restores(
         // Nothing holds the session now: the CR must not say connected.
         let s = status(api, "s1").await;
         assert_eq!(s.status, Some(SessionState::Connecting), "{s:?}");
-        assert_eq!(authenticated(&s).as_deref(), Some("False"));
+        assert_eq!(authenticated(&s).as_deref(), Some("Unknown"));
         let reason = s
             .conditions
             .iter()
@@ -751,10 +751,12 @@ async fn session_credentials_cannot_touch_another_sessions_cr() {
         kube::Client::try_from(sa_config).expect("SA client"),
         &ns,
     );
-    let patch = serde_json::json!({"apiVersion": "whatsapp.leadmaster.io/v1alpha1", "kind": "WhatsAppSession", "status": {"status": "connected"}});
-    let pp = kube::api::PatchParams::apply(crds::managers::AGENT).force();
-    match as_a
-        .patch_status("b", &pp, &kube::api::Patch::Apply(&patch))
+    let connected = crds::WhatsAppSessionStatus {
+        status: Some(SessionState::Connected),
+        ..Default::default()
+    };
+    match crds::SessionApply::status("b", connected)
+        .apply(&as_a, crds::Writer::Agent)
         .await
     {
         Err(kube::Error::Api(e)) => assert_eq!(e.code, 403, "{e:?}"),

@@ -93,14 +93,14 @@ pub async fn request(
 /// Overwrites the agent's status with just `status: init` (as field manager wa-agent), so a
 /// test can tell that a new agent published what follows.
 pub async fn reset_status(api: &Api<WhatsAppSession>, name: &str) {
-    let patch = serde_json::json!({"apiVersion": "whatsapp.leadmaster.io/v1alpha1", "kind": "WhatsAppSession", "status": {"status": "init"}});
-    api.patch_status(
-        name,
-        &PatchParams::apply("wa-agent").force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .expect("reset status");
+    let init = crds::WhatsAppSessionStatus {
+        status: Some(crds::SessionState::Init),
+        ..Default::default()
+    };
+    crds::SessionApply::status(name, init)
+        .apply(api, crds::Writer::Agent)
+        .await
+        .expect("reset status");
 }
 
 pub async fn fake_post(fake_url: &str, path: &str, body: serde_json::Value) -> reqwest::Response {

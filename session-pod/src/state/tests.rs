@@ -1,0 +1,643 @@
+//! Every transition of the machine: an event in, the status and the actions out.
+
+use super::status::AGENT_STOPPED;
+use super::*;
+use crds::{ConditionType, Handled};
+use k8s_openapi::jiff::Timestamp;
+
+fn snap(state: &str, qr: Option<&str>) -> Snapshot {
+    Snapshot {
+        loaded: true,
+        state: Some(state.into()),
+        qr: qr.map(Into::into),
+        ..Default::default()
+    }
+}
+
+fn t(s: i64) -> Time {
+    Time(Timestamp::from_second(1_800_000_000 + s).expect("ts"))
+}
+
+const TIMINGS: Timings = Timings {
+    qr_first_ttl: Duration::from_secs(60),
+    qr_next_ttl: Duration::from_secs(20),
+    takeover_delay: Duration::from_secs(5),
+};
+
+/// A machine with a monotonic clock the test moves (seconds since `t0`).
+struct World {
+    m: Machine,
+    t0: Instant,
+    req: Requests,
+}
+
+impl World {
+    fn new() -> Self {
+        Self::from(None)
+    }
+
+    fn from(cr: Option<&WhatsAppSessionStatus>) -> Self {
+        Self {
+            m: Machine::new(cr, TIMINGS),
+            t0: Instant::now(),
+            req: Requests::default(),
+        }
+    }
+
+    fn start(&mut self) -> Vec<Action> {
+        let req = self.req.clone();
+        self.m
+            .handle(Event::BrowserStarting { requests: &req }, t(0))
+    }
+
+    fn see(&mut self, s: &Snapshot, secs: i64) -> Vec<Action> {
+        let req = self.req.clone();
+        let at = self.t0 + Duration::from_secs(secs as u64);
+        self.m.handle(
+            Event::Observed {
+                snap: s,
+                requests: &req,
+                at,
+            },
+            t(secs),
+        )
+    }
+
+    fn page(&mut self, state: &str, qr: Option<&str>, secs: i64) -> Vec<Action> {
+        self.see(&snap(state, qr), secs)
+    }
+
+    fn turn(&mut self, idle: bool, profile: ProfileHealth, secs: i64) -> Vec<Action> {
+        let req = self.req.clone();
+        self.m.handle(
+            Event::Turn {
+                requests: &req,
+                idle,
+                profile: &profile,
+            },
+            t(secs),
+        )
+    }
+
+    fn ended(&mut self, outcome: Outcome, profile_present: bool, secs: i64) -> Vec<Action> {
+        self.m.handle(
+            Event::BrowserEnded {
+                outcome: &outcome,
+                profile_present,
+            },
+            t(secs),
+        )
+    }
+
+    fn stop(&mut self, secs: i64) -> Vec<Action> {
+        self.m.handle(Event::Stopping, t(secs))
+    }
+
+    fn st(&self) -> &WhatsAppSessionStatus {
+        self.m.status()
+    }
+
+    fn qr_status(&self) -> Option<QrStatus> {
+        self.st().qr_status
+    }
+
+    fn error_code(&self) -> Option<&str> {
+        self.st().last_error.as_ref().map(|e| e.code.as_str())
+    }
+
+    fn handled(&self) -> Handled {
+        self.st().handled.clone().unwrap_or_default()
+    }
+
+    /// (status, reason) of the `Authenticated` condition.
+    fn authenticated(&self) -> (String, String) {
+        let c = self
+            .st()
+            .conditions
+            .iter()
+            .find(|c| c.type_ == ConditionType::Authenticated.as_str())
+            .expect("Authenticated condition");
+        (c.status.clone(), c.reason.clone())
+    }
+
+    fn connected(mut self) -> Self {
+        self.start();
+        let mut c = snap("CONNECTED", None);
+        c.phone = Some("5491122334455".into());
+        c.push_name = Some("Ana".into());
+        self.see(&c, 0);
+        self
+    }
+}
+
+const PUBLISH: Action = Action::Publish { urgent: false };
+const URGENT: Action = Action::Publish { urgent: true };
+
+#[test]
+fn qr_after_qr_then_expired_then_scan_and_connect() {
+    let mut w = World::new();
+    w.start();
+    assert_eq!(w.page("OPENING", None, 0), vec![PUBLISH]);
+    assert_eq!(w.page("UNPAIRED", Some("r1,k"), 1), vec![URGENT]);
+    assert_eq!(w.m.state(), SessionState::QrRequired);
+    assert_eq!(w.qr_status(), Some(QrStatus::Generated));
+    assert_eq!(w.st().qr_expires_at, Some(t(61)));
+    // Same QR again: nothing new.
+    assert_eq!(w.page("UNPAIRED", Some("r1,k"), 2), vec![PUBLISH]);
+    assert_eq!(w.page("UNPAIRED", Some("r2,k"), 3), vec![URGENT]);
+    assert_eq!(w.st().qr_expires_at, Some(t(23)));
+    w.page("UNPAIRED_IDLE", Some("r2,k"), 30);
+    assert_eq!(w.qr_status(), Some(QrStatus::Expired));
+    assert_eq!(w.st().qr, None);
+    // A fresh round (requested): the first QR lives long again.
+    w.req.qr_requested_at = Some(t(39));
+    assert_eq!(
+        w.page("UNPAIRED_IDLE", None, 39),
+        vec![Action::RefreshQr, PUBLISH]
+    );
+    assert_eq!(w.handled().qr_requested_at, Some(t(39)));
+    w.page("UNPAIRED", Some("r3,k"), 40);
+    assert_eq!(w.st().qr_expires_at, Some(t(100)));
+    w.page("PAIRING", None, 41);
+    assert_eq!(w.m.state(), SessionState::Connecting);
+    assert_eq!(w.qr_status(), Some(QrStatus::Used));
+    let mut c = snap("CONNECTED", None);
+    c.phone = Some("5491122334455".into());
+    c.push_name = Some("Ana".into());
+    assert_eq!(
+        w.see(&c, 42),
+        vec![URGENT],
+        "becoming connected is published at once"
+    );
+    assert_eq!(w.m.state(), SessionState::Connected);
+    assert_eq!(w.st().phone_number.as_deref(), Some("5491122334455"));
+    assert_eq!(w.st().connected_at, Some(t(42)));
+    assert_eq!(w.authenticated().0, "True");
+    // connectedAt does not move while connected.
+    assert_eq!(w.see(&c, 50), vec![PUBLISH]);
+    assert_eq!(w.st().connected_at, Some(t(42)));
+}
+
+#[test]
+fn authenticated_is_unknown_while_nobody_can_tell_and_keeps_its_transition_time() {
+    let mut w = World::new();
+    w.start();
+    assert_eq!(w.authenticated(), ("Unknown".into(), "Starting".into()));
+    w.page("OPENING", None, 1);
+    assert_eq!(w.authenticated(), ("Unknown".into(), "Connecting".into()));
+    w.page("UNPAIRED", Some("r1,k"), 2);
+    assert_eq!(w.authenticated(), ("False".into(), "QrRequired".into()));
+    let since = |w: &World| {
+        w.st()
+            .conditions
+            .iter()
+            .find(|c| c.type_ == ConditionType::Authenticated.as_str())
+            .map(|c| c.last_transition_time.clone())
+    };
+    assert_eq!(since(&w), Some(t(2)));
+    w.page("UNPAIRED_IDLE", None, 3);
+    assert_eq!(since(&w), Some(t(2)), "still False: the time stays");
+    w.page("CONNECTED", None, 4);
+    assert_eq!(w.authenticated(), ("True".into(), "Linked".into()));
+    assert_eq!(since(&w), Some(t(4)));
+}
+
+#[test]
+fn unlink_after_connected_is_a_logout() {
+    let mut w = World::new().connected();
+    assert_eq!(
+        w.page("UNPAIRED", Some("r,k"), 1),
+        vec![Action::EndBrowser(Outcome::LoggedOutRemotely)]
+    );
+    let actions = w.ended(Outcome::LoggedOutRemotely, true, 2);
+    assert_eq!(
+        actions,
+        vec![
+            Action::WipeProfile,
+            Action::SetIdle(true),
+            Action::Ready(true),
+            PUBLISH
+        ]
+    );
+    assert_eq!(w.m.state(), SessionState::Disconnected);
+    assert_eq!(w.error_code(), Some("LOGGED_OUT_REMOTELY"));
+    assert_eq!(w.st().phone_number, None);
+    assert_eq!(w.authenticated().0, "False");
+}
+
+#[test]
+fn conflict_sets_error_and_takes_over_after_the_delay_then_clears() {
+    let mut w = World::new().connected();
+    assert_eq!(w.page("CONFLICT", None, 1), vec![PUBLISH]);
+    assert_eq!(w.st().last_error.as_ref().map(|e| e.at.clone()), Some(t(1)));
+    assert_eq!(w.page("CONFLICT", None, 2), vec![PUBLISH]);
+    assert_eq!(
+        w.st().last_error.as_ref().map(|e| e.at.clone()),
+        Some(t(1)),
+        "same error keeps its time"
+    );
+    assert_eq!(
+        w.page("CONFLICT", None, 6),
+        vec![Action::Takeover, PUBLISH],
+        "5 s after the conflict was first seen"
+    );
+    assert_eq!(
+        w.page("CONFLICT", None, 7),
+        vec![PUBLISH],
+        "the delay starts over"
+    );
+    w.page("CONNECTED", None, 8);
+    assert_eq!(w.st().last_error, None);
+    assert_eq!(w.st().connected_at, Some(t(0)));
+    // A conflict that ends before the delay never takes over.
+    w.page("CONFLICT", None, 20);
+    w.page("CONNECTED", None, 21);
+    assert_eq!(w.page("CONFLICT", None, 24), vec![PUBLISH]);
+}
+
+#[test]
+fn timeout_and_blocked_pages_are_errors() {
+    let mut w = World::new().connected();
+    w.page("TIMEOUT", None, 1);
+    assert_eq!(w.error_code(), Some("TIMEOUT"));
+    assert_eq!(
+        w.m.state(),
+        SessionState::Connected,
+        "a timeout alone keeps the state"
+    );
+    w.page("TOS_BLOCK", None, 2);
+    assert_eq!(w.m.state(), SessionState::Error);
+    assert_eq!(w.error_code(), Some("TOS_BLOCK"));
+    assert_eq!(w.authenticated().0, "False");
+}
+
+#[test]
+fn restore_goes_through_connecting_without_qr() {
+    let cr = WhatsAppSessionStatus {
+        status: Some(SessionState::Connected),
+        qr_status: Some(QrStatus::Used),
+        ..Default::default()
+    };
+    let mut w = World::from(Some(&cr));
+    w.start();
+    w.page("OPENING", None, 0);
+    assert_eq!(w.m.state(), SessionState::Connecting);
+    assert_eq!(w.qr_status(), Some(QrStatus::Used));
+    w.page("CONNECTED", None, 1);
+    assert_eq!(w.m.state(), SessionState::Connected);
+    assert_eq!(w.st().qr, None);
+}
+
+#[test]
+fn status_round_trips_through_the_cr() {
+    let mut w = World::new();
+    w.req.qr_requested_at = Some(t(0));
+    w.turn(false, ProfileHealth::Missing, 0);
+    w.start();
+    w.page("UNPAIRED", Some("r1,k"), 1);
+    let body = crate::publisher::apply_body("s1", w.st(), t(1));
+    let body = serde_json::to_value(body).expect("serializes");
+    let mut cr: WhatsAppSessionStatus =
+        serde_json::from_value(body["status"].clone()).expect("status");
+    // What the operator adds is not the agent's.
+    cr.pod_name = Some("s1-0".into());
+    cr.observed_generation = Some(3);
+    assert_eq!(agent_part(&cr).as_ref(), Some(w.st()));
+    assert_eq!(
+        agent_part(&WhatsAppSessionStatus::default()),
+        None,
+        "the agent never wrote"
+    );
+}
+
+#[test]
+fn a_stopping_agent_no_longer_reports_connected() {
+    let mut w = World::new().connected();
+    assert_eq!(w.stop(1), vec![Action::Ready(false), URGENT]);
+    assert_eq!(w.m.state(), SessionState::Connecting);
+    assert_eq!(
+        w.authenticated(),
+        ("Unknown".into(), AGENT_STOPPED.into()),
+        "nobody observes the page: whether it is linked is unknown"
+    );
+    assert_eq!(
+        w.st().connected_at,
+        None,
+        "not connected since then any more"
+    );
+    assert_eq!(
+        w.st().phone_number.as_deref(),
+        Some("5491122334455"),
+        "the account is still linked"
+    );
+    assert_eq!(w.qr_status(), Some(QrStatus::Used));
+    assert_eq!(w.st().last_error, None, "stopping is not an error");
+    // Stopping twice changes nothing.
+    let once = w.st().clone();
+    w.stop(2);
+    assert_eq!(w.st(), &once);
+}
+
+#[test]
+fn the_next_agent_restores_from_agent_stopped() {
+    let mut w = World::new().connected();
+    w.stop(1);
+    // What the next agent reads back from the CR (status and its Authenticated condition).
+    let body =
+        serde_json::to_value(crate::publisher::apply_body("s1", w.st(), t(1))).expect("serializes");
+    let cr: WhatsAppSessionStatus = serde_json::from_value(body["status"].clone()).expect("status");
+    assert_eq!(
+        agent_part(&cr).as_ref(),
+        Some(w.st()),
+        "agentStopped round-trips through the condition"
+    );
+    let mut next = World::from(Some(&cr));
+    assert_eq!(next.authenticated().1, AGENT_STOPPED);
+    next.start();
+    assert_eq!(next.m.state(), SessionState::Connecting);
+    assert_eq!(
+        next.authenticated().1,
+        "Connecting",
+        "the new agent holds the session"
+    );
+    next.page("OPENING", None, 2);
+    assert_eq!(next.page("CONNECTED", None, 3), vec![URGENT]);
+    assert_eq!(next.m.state(), SessionState::Connected);
+    assert_eq!(next.st().connected_at, Some(t(3)));
+    assert_eq!(next.st().qr, None);
+}
+
+#[test]
+fn stopping_withdraws_a_shown_qr_and_leaves_idle_states_alone() {
+    let mut w = World::new();
+    w.start();
+    w.page("UNPAIRED", Some("r1,k"), 1);
+    w.stop(2);
+    assert_eq!(w.m.state(), SessionState::QrRequired);
+    assert_eq!(w.st().qr, None, "nobody can scan it any more");
+    assert_eq!(w.qr_status(), Some(QrStatus::None));
+    assert_eq!(w.st().qr_expires_at, None);
+    assert_eq!(w.authenticated().1, AGENT_STOPPED);
+    w.start();
+    assert_eq!(w.authenticated().1, "QrRequired");
+
+    let mut idle = World::new();
+    idle.turn(true, ProfileHealth::Missing, 0);
+    let before = idle.st().clone();
+    idle.stop(1);
+    assert_eq!(idle.st(), &before, "logged out stays logged out");
+    let mut init = World::new();
+    init.stop(0);
+    assert_eq!(init.m.state(), SessionState::Init);
+    assert_eq!(init.authenticated().1, "Starting");
+}
+
+#[test]
+fn a_turn_launches_a_browser_and_answers_a_qr_request() {
+    let mut w = World::new();
+    assert_eq!(
+        w.turn(false, ProfileHealth::Missing, 0),
+        vec![Action::Launch]
+    );
+    w.req.qr_requested_at = Some(t(5));
+    assert_eq!(
+        w.turn(false, ProfileHealth::Present, 5),
+        vec![Action::Launch]
+    );
+    assert_eq!(
+        w.handled().qr_requested_at,
+        Some(t(5)),
+        "a fresh browser starts a fresh round anyway"
+    );
+}
+
+#[test]
+fn a_logout_with_nothing_logged_in_is_done_at_once() {
+    for (idle, profile) in [
+        (true, ProfileHealth::Present),
+        (false, ProfileHealth::Missing),
+    ] {
+        let mut w = World::new();
+        w.req.logout_requested_at = Some(t(1));
+        let actions = w.turn(idle, profile, 2);
+        assert_eq!(
+            actions,
+            vec![
+                Action::WipeProfile,
+                Action::SetIdle(true),
+                Action::Ready(true),
+                PUBLISH
+            ]
+        );
+        assert_eq!(w.handled().logout_requested_at, Some(t(1)));
+        assert_eq!(w.m.state(), SessionState::Disconnected);
+        // Answered: the next turn does not log out again.
+        assert_ne!(
+            w.turn(true, ProfileHealth::Missing, 3)[0],
+            Action::WipeProfile
+        );
+    }
+    // With a login to log out of, the browser does it.
+    let mut w = World::new();
+    w.req.logout_requested_at = Some(t(1));
+    assert_eq!(
+        w.turn(false, ProfileHealth::Present, 2),
+        vec![Action::Launch]
+    );
+}
+
+#[test]
+fn idle_waits_for_a_qr_request_then_leaves_idle() {
+    let mut w = World::new().connected();
+    assert_eq!(
+        w.turn(true, ProfileHealth::Missing, 1),
+        vec![Action::Ready(true), PUBLISH, Action::WaitForRequest]
+    );
+    assert_eq!(
+        w.m.state(),
+        SessionState::Disconnected,
+        "idle is disconnected"
+    );
+    w.req.qr_requested_at = Some(t(2));
+    assert_eq!(
+        w.turn(true, ProfileHealth::Missing, 2),
+        vec![Action::SetIdle(false), Action::Launch]
+    );
+    assert_eq!(w.handled().qr_requested_at, Some(t(2)));
+    w.start();
+    assert_eq!(w.m.state(), SessionState::Init, "a new login starts");
+}
+
+#[test]
+fn a_corrupt_profile_is_moved_aside_before_launching() {
+    let mut w = World::new();
+    let actions = w.turn(
+        false,
+        ProfileHealth::Corrupt("Default/ is a file".into()),
+        0,
+    );
+    assert_eq!(
+        actions,
+        vec![
+            Action::MoveProfileAside {
+                reason: "Default/ is a file".into()
+            },
+            Action::Launch
+        ]
+    );
+    assert_eq!(w.error_code(), Some(error_codes::PROFILE_CORRUPT));
+}
+
+#[test]
+fn repeated_launch_failures_with_a_profile_mean_it_is_corrupt() {
+    let failed = |launch| Outcome::Failed {
+        code: error_codes::BROWSER_CRASHED,
+        message: "boom".into(),
+        launch,
+    };
+    let mut w = World::new();
+    assert_eq!(
+        w.ended(failed(true), true, 0),
+        vec![Action::Ready(false), PUBLISH]
+    );
+    assert_eq!(w.m.state(), SessionState::Error);
+    assert_eq!(w.error_code(), Some(error_codes::BROWSER_CRASHED));
+    let actions = w.ended(failed(true), true, 1);
+    assert_eq!(
+        actions,
+        vec![
+            Action::Ready(false),
+            Action::MoveProfileAside {
+                reason: "Chromium failed 2 times with it: boom".into()
+            },
+            PUBLISH
+        ]
+    );
+    assert_eq!(w.error_code(), Some(error_codes::PROFILE_CORRUPT));
+    // The count starts over: one more failure is just a failure.
+    assert_eq!(
+        w.ended(failed(true), true, 2),
+        vec![Action::Ready(false), PUBLISH]
+    );
+    // A crash after the launch resets the count; without a profile nothing is corrupt.
+    w.ended(failed(false), true, 3);
+    w.ended(failed(true), true, 4);
+    assert_eq!(
+        w.ended(failed(true), false, 5),
+        vec![Action::Ready(false), PUBLISH]
+    );
+    // A restarted browser leaves `error` behind.
+    w.start();
+    assert_eq!(w.m.state(), SessionState::Init);
+}
+
+#[test]
+fn shutdown_ends_the_browser_without_a_transition() {
+    let mut w = World::new().connected();
+    let before = w.st().clone();
+    assert_eq!(w.ended(Outcome::Shutdown, true, 1), Vec::<Action>::new());
+    assert_eq!(w.st(), &before);
+}
+
+#[test]
+fn a_logout_request_logs_out_on_the_page_then_ends_the_browser() {
+    let mut w = World::new().connected();
+    w.req.logout_requested_at = Some(t(1));
+    assert_eq!(w.page("CONNECTED", None, 1), vec![Action::RunLogout]);
+    assert_eq!(w.page("CONNECTED", None, 2), vec![], "waiting for the page");
+    let done = vec![Action::EndBrowser(Outcome::LogoutDone(Some(t(1))))];
+    assert_eq!(w.page("UNPAIRED", Some("r,k"), 3), done);
+    let actions = w.ended(Outcome::LogoutDone(Some(t(1))), true, 4);
+    assert_eq!(
+        actions,
+        vec![
+            Action::WipeProfile,
+            Action::SetIdle(true),
+            Action::Ready(true),
+            PUBLISH
+        ]
+    );
+    assert_eq!(w.handled().logout_requested_at, Some(t(1)));
+    assert_eq!(w.m.state(), SessionState::Disconnected);
+    assert_eq!(w.st().last_error, None, "our own logout is not an error");
+
+    // A page that never finishes the logout is given up on after LOGOUT_TIMEOUT.
+    let mut w = World::new().connected();
+    w.req.logout_requested_at = Some(t(1));
+    assert_eq!(w.page("CONNECTED", None, 1), vec![Action::RunLogout]);
+    assert_eq!(w.page("CONNECTED", None, 21), vec![]);
+    assert_eq!(
+        w.page("CONNECTED", None, 22),
+        vec![Action::EndBrowser(Outcome::LogoutDone(Some(t(1))))]
+    );
+}
+
+#[test]
+fn a_logout_request_on_a_page_with_no_login_is_done_or_times_out() {
+    let mut w = World::new();
+    w.start();
+    w.req.logout_requested_at = Some(t(1));
+    assert_eq!(
+        w.page("UNPAIRED", Some("r,k"), 0),
+        vec![Action::EndBrowser(Outcome::LogoutDone(Some(t(1))))]
+    );
+    let mut w = World::new();
+    w.start();
+    w.req.logout_requested_at = Some(t(1));
+    assert_eq!(w.page("OPENING", None, 0), vec![]);
+    assert_eq!(w.page("OPENING", None, 20), vec![]);
+    assert_eq!(
+        w.page("OPENING", None, 21),
+        vec![Action::EndBrowser(Outcome::LogoutDone(Some(t(1))))]
+    );
+}
+
+#[test]
+fn a_qr_request_while_linked_or_loading() {
+    let mut w = World::new().connected();
+    w.req.qr_requested_at = Some(t(1));
+    assert_eq!(w.page("CONNECTED", None, 1), vec![PUBLISH]);
+    assert_eq!(
+        w.handled().qr_requested_at,
+        Some(t(1)),
+        "linked: nothing to show, answered"
+    );
+    let mut w = World::new();
+    w.start();
+    w.req.qr_requested_at = Some(t(1));
+    w.see(&Snapshot::default(), 1);
+    assert_eq!(w.handled().qr_requested_at, None, "loading: not yet");
+}
+
+#[test]
+fn a_pairing_code_is_asked_for_once_per_round_and_published_at_once() {
+    let mut w = World::new();
+    w.req.pairing_phone = Some("5491122334455".into());
+    w.start();
+    assert_eq!(
+        w.page("UNPAIRED", Some("r1,k"), 1),
+        vec![Action::FetchPairingCode("5491122334455".into()), URGENT]
+    );
+    assert_eq!(
+        w.m.handle(Event::PairingCode("ABCD1234".into()), t(2)),
+        vec![URGENT]
+    );
+    assert_eq!(w.st().pairing_code.as_deref(), Some("ABCD1234"));
+    assert_eq!(
+        w.page("UNPAIRED", Some("r2,k"), 3),
+        vec![URGENT],
+        "asked once per round"
+    );
+    // A new round asks again, once the page shows its QR.
+    w.req.qr_requested_at = Some(t(4));
+    assert_eq!(
+        w.page("UNPAIRED", Some("r2,k"), 4),
+        vec![Action::RefreshQr, PUBLISH]
+    );
+    assert_eq!(
+        w.page("UNPAIRED", Some("r3,k"), 5),
+        vec![Action::FetchPairingCode("5491122334455".into()), URGENT]
+    );
+    w.page("PAIRING", None, 6);
+    assert_eq!(w.st().pairing_code, None, "entered: gone");
+}
