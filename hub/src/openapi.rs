@@ -47,7 +47,7 @@ pub fn document() -> Value {
             "400": err("Malformed body"), "401": err("Wrong username or password"), "413": err("Body too large"), "429": err("Too many failed attempts (Retry-After)"), "503": err("Login disabled (no users file, or RS256 without private key)")}}}));
     session_ops("/api/session-manager", &mut paths);
     session_ops("/session-manager", &mut paths);
-    paths.insert("/metrics".into(), json!({"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "OpenMetrics text"}}}}));
+    // /metrics is not here: it is served on the separate metrics listener (--metrics-addr).
     json!({
         "openapi": "3.1.0",
         "info": {"title": "wa-hub", "version": env!("CARGO_PKG_VERSION"), "description": "REST API of the WhatsApp session hub. Realtime events are on socket.io at /socket.io (see docs/design.md §4)."},

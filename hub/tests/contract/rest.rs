@@ -145,6 +145,11 @@ async fn the_served_openapi_document_matches_the_routes() {
     ] {
         assert!(doc["paths"].get(p).is_some(), "openapi lacks {p}");
     }
+    // Metrics live on their own listener, not on the public API this document describes.
+    assert!(
+        doc["paths"].get("/metrics").is_none(),
+        "openapi lists /metrics"
+    );
     let ana = token("ana", &["a"], "user", 600);
     let mut checked = 0;
     for (template, ops) in doc["paths"].as_object().unwrap() {
