@@ -10,34 +10,15 @@ use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use crds::{WhatsAppSession, WhatsAppSessionSpec};
-use devcluster::testing::TestCluster;
+use devcluster::testing::{TestCluster, sessions};
 use kube::Api;
-use kube::api::PostParams;
 use serde_json::Value;
 
 pub const PLUGIN: &str = env!("CARGO_BIN_EXE_kubectl-whatsapp");
 
 pub async fn cluster() -> &'static TestCluster {
     let c = devcluster::testing::cluster().await;
-    let crd = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/whatsappsession.yaml");
-    ok(&c
-        .kubectl(&[
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "--field-manager=kubectl-whatsapp-tests",
-            "-f",
-            crd,
-        ])
-        .await);
-    ok(&c
-        .kubectl(&[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/whatsappsessions.whatsapp.leadmaster.io",
-        ])
-        .await);
+    sessions::install_crd(&c.client()).await;
     c
 }
 
@@ -59,13 +40,8 @@ pub async fn create_session(
     spec: WhatsAppSessionSpec,
 ) -> Api<WhatsAppSession> {
     let api: Api<WhatsAppSession> = Api::namespaced(c.client(), ns);
-    let spec = WhatsAppSessionSpec {
-        tenant: "acme".into(),
-        ..spec
-    };
-    api.create(&PostParams::default(), &WhatsAppSession::new(name, spec))
-        .await
-        .expect("create the session");
+    let spec = serde_json::to_value(spec).expect("the spec as JSON");
+    sessions::create(&api, name, spec).await;
     api
 }
 
