@@ -9,7 +9,7 @@ use operator::children::Settings;
 use operator::config::Config;
 use operator::events::Events;
 use operator::leader::{Leadership, acquire};
-use operator::metrics::{CountRequestsLayer, Metrics, serve};
+use operator::metrics::{CountRequestsLayer, Metrics, listen};
 use operator::reconcile::{Context, run};
 use tracing_subscriber::EnvFilter;
 
@@ -63,7 +63,10 @@ async fn main() -> anyhow::Result<()> {
         .with_layer(&CountRequestsLayer(metrics.kube_requests.clone()))
         .build();
 
-    let server = tokio::spawn(serve(cfg.metrics_addr, metrics.clone()));
+    let server = listen(cfg.metrics_addr, metrics.clone())
+        .await
+        .context("the metrics listener (--metrics-addr)")?;
+    let server = tokio::spawn(server);
     let identity = identity(&cfg);
     tracing::info!(version = env!("CARGO_PKG_VERSION"), namespace = ?cfg.watch_namespace(), %identity,
         image = %cfg.session_image, "starting wa-operator");

@@ -173,11 +173,16 @@ impl telemetry::Scrape for Metrics {
     }
 }
 
-/// Serves `/metrics` and `/healthz` until the process ends. Started before leader election so a
-/// standby replica is live too.
-pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> Result<(), telemetry::ServeError> {
+/// Binds `addr` now (a taken port fails start-up) and returns the server of `/metrics` and
+/// `/healthz`, to run until the process ends. Started before leader election so a standby
+/// replica is live too.
+pub async fn listen(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+) -> Result<impl Future<Output = Result<(), telemetry::ServeError>>, telemetry::ServeError> {
+    let listener = telemetry::bind(addr).await?;
     let app = telemetry::router(metrics).route("/healthz", get(|| async { "ok" }));
-    telemetry::serve(addr, app, std::future::pending()).await
+    Ok(telemetry::serve_on(listener, app, std::future::pending()))
 }
 
 /// A tower layer for the kube client that counts API requests (for the per-session request

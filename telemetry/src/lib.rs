@@ -69,11 +69,34 @@ pub async fn serve(
     app: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let listener = tokio::net::TcpListener::bind(addr)
+    serve_on(bind(addr).await?, app, shutdown).await
+}
+
+/// Binds the metrics listener. A binary calls this during start-up, so a taken port stops it
+/// there with a readable error instead of failing later in a background task nobody awaits.
+pub async fn bind(addr: SocketAddr) -> Result<Listener, ServeError> {
+    let inner = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| ServeError::Bind { addr, source })?;
+    Ok(Listener { inner, addr })
+}
+
+/// A bound metrics listener, with the address it was asked for (for errors and logs).
+#[derive(Debug)]
+pub struct Listener {
+    inner: tokio::net::TcpListener,
+    addr: SocketAddr,
+}
+
+/// Serves `app` on a listener from [`bind`] until `shutdown` resolves.
+pub async fn serve_on(
+    listener: Listener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let Listener { inner, addr } = listener;
     tracing::info!(%addr, "metrics listening");
-    axum::serve(listener, app)
+    axum::serve(inner, app)
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|source| ServeError::Serve { addr, source })
@@ -141,5 +164,21 @@ mod tests {
         assert!(text.contains("wa_test_hits_total 1"), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
         assert_eq!(probe.refreshed.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn a_taken_port_is_a_bind_error_naming_the_address() {
+        let taken = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = taken.local_addr().unwrap();
+        let err = bind(addr).await.expect_err("the port is taken");
+        assert!(
+            matches!(err, ServeError::Bind { addr: a, .. } if a == addr),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with(&format!("listening on {addr}: ")),
+            "{err}"
+        );
     }
 }
