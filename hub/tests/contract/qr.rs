@@ -99,14 +99,7 @@ async fn a_new_qr_is_pushed_rendered_and_given_to_late_subscribers() {
     let hub = e.hub().await;
     let ana = login(&hub, "ana").await;
     let mut b = Bridge::start().await;
-    b.connect(
-        "ana",
-        &hub.url,
-        Some(json!({"token": ana})),
-        vec![("subscribe-session".into(), json!({"instance_id": "a-main"}))],
-    )
-    .await;
-    b.event("ana", "session-status", Some("a-main")).await;
+    b.subscribed("ana", &hub.url, &ana, "a-main").await;
 
     show_qr(&e, &hub, &ana, QR1).await;
     let s = b
@@ -175,14 +168,7 @@ async fn an_expired_qr_is_announced_and_a_new_round_within_the_interval_is_rate_
     let hub = e.hub().await;
     let ana = login(&hub, "ana").await;
     let mut b = Bridge::start().await;
-    b.connect(
-        "ana",
-        &hub.url,
-        Some(json!({"token": ana})),
-        vec![("subscribe-session".into(), json!({"instance_id": "a-main"}))],
-    )
-    .await;
-    b.event("ana", "session-status", Some("a-main")).await;
+    b.subscribed("ana", &hub.url, &ana, "a-main").await;
     let requested = show_qr(&e, &hub, &ana, QR1).await;
     b.event("ana", "qr-code", Some("a-main")).await;
 

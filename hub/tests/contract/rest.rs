@@ -182,14 +182,7 @@ async fn metrics_carry_the_advertised_series() {
     let hub = e.hub().await;
     let ana = login(&hub, "ana").await;
     let mut b = Bridge::start().await;
-    b.connect(
-        "ana",
-        &hub.url,
-        Some(json!({"token": ana})),
-        vec![("subscribe-session".into(), json!({"instance_id": "a-main"}))],
-    )
-    .await;
-    b.event("ana", "session-status", Some("a-main")).await;
+    b.subscribed("ana", &hub.url, &ana, "a-main").await;
     b.connect("ana2", &hub.url, Some(json!({"token": ana})), vec![])
         .await;
     b.event("ana2", "authenticated", None).await;

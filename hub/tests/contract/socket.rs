@@ -35,14 +35,7 @@ async fn a_linked_session_pushes_connected_with_the_phone_number() {
     let hub = e.hub().await;
     let ana = login(&hub, "ana").await;
     let mut b = Bridge::start().await;
-    b.connect(
-        "ana",
-        &hub.url,
-        Some(json!({"token": ana})),
-        vec![("subscribe-session".into(), json!({"instance_id": "a-main"}))],
-    )
-    .await;
-    b.event("ana", "session-status", Some("a-main")).await;
+    b.subscribed("ana", &hub.url, &ana, "a-main").await;
     agent_status(&e.client, &e.ns, "a-main", json!({"status": "connected", "qrStatus": "used", "phoneNumber": "5491122334455", "connectedAt": rfc3339_in(2), "updatedAt": rfc3339_in(2)})).await;
     let s = b
         .expect("connected status", |m| {
@@ -64,14 +57,7 @@ async fn an_unsubscribed_client_gets_no_more_pushes() {
     let ana = login(&hub, "ana").await;
     let mut b = Bridge::start().await;
     for client in ["ana", "ana2"] {
-        b.connect(
-            client,
-            &hub.url,
-            Some(json!({"token": ana})),
-            vec![("subscribe-session".into(), json!({"instance_id": "a-main"}))],
-        )
-        .await;
-        b.event(client, "session-status", Some("a-main")).await;
+        b.subscribed(client, &hub.url, &ana, "a-main").await;
     }
     let ack = b
         .emit_ack(

@@ -156,6 +156,19 @@ impl Bridge {
     }
 
     /// An event `event` for client `c` (optionally about `instance_id`).
+    /// Connects client `c` with `token`, subscribes it to session `id` and waits for the
+    /// session's first `session-status`: where most socket.io tests start.
+    pub async fn subscribed(&mut self, c: &str, url: &str, token: &str, id: &str) {
+        self.connect(
+            c,
+            url,
+            Some(json!({"token": token})),
+            vec![("subscribe-session".into(), json!({"instance_id": id}))],
+        )
+        .await;
+        self.event(c, "session-status", Some(id)).await;
+    }
+
     pub async fn event(&mut self, c: &str, event: &str, id: Option<&str>) -> Value {
         let (c2, e2, id2) = (c.to_owned(), event.to_owned(), id.map(str::to_owned));
         let m = self
