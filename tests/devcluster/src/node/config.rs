@@ -107,6 +107,13 @@ pub struct KubeletFiles<'a> {
     pub cgroup_root: &'a str,
 }
 
+/// As many pods as the node's pod subnet has addresses for (less the network, the bridge's
+/// gateway and the broadcast address): the kubelet's default of 110 would hold a bench with a
+/// wide pod CIDR (`--pod-cidr 10.246.0.0/21`: 1021 pods) below what the network gives it.
+pub fn max_pods(plan: &NodePlan) -> u32 {
+    (1u32 << (32 - u32::from(plan.pods.prefix))).saturating_sub(3)
+}
+
 pub fn kubelet_config(plan: &NodePlan, f: &KubeletFiles<'_>) -> String {
     format!(
         r#"apiVersion: kubelet.config.k8s.io/v1beta1
@@ -151,7 +158,9 @@ serverTLSBootstrap: false
 protectKernelDefaults: false
 makeIPTablesUtilChains: false
 shutdownGracePeriod: 0s
+maxPods: {max_pods}
 "#,
+        max_pods = max_pods(plan),
         cgroup_root = f.cgroup_root,
         node_ip = plan.node_ip,
         tls_cert = f.tls_cert.display(),
@@ -284,6 +293,15 @@ mod tests {
         assert!(c.contains("cgroupRoot: /dc-0000abcd"));
         assert!(c.contains("clusterDNS: [10.0.0.10]"));
         assert!(c.contains("anonymous:\n    enabled: false"));
+        assert!(c.contains("maxPods: 125\n"));
+    }
+
+    #[test]
+    fn max_pods_follows_the_pod_subnet() {
+        assert_eq!(max_pods(&plan()), 125);
+        let wide = PodCidr::parse("10.246.0.0/21").unwrap().node_plan();
+        assert_eq!(wide.pods.to_string(), "10.246.4.0/22");
+        assert_eq!(max_pods(&wide), 1021);
     }
 
     #[test]
