@@ -24,6 +24,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/_fake/hang", post(hang))
         .route("/_fake/crash", post(crash))
         .route("/_fake/bloat", post(bloat))
+        .route("/_fake/offline", post(offline))
 }
 
 fn link_error(e: LinkError) -> Response {
@@ -130,4 +131,24 @@ struct BloatBody {
 async fn bloat(State(s): State<AppState>, Json(b): Json<BloatBody>) -> Response {
     let n = s.registry().bloat(&b.sel, b.mb, Instant::now());
     Json(json!({"ok": true, "pages": n})).into_response()
+}
+
+#[derive(Deserialize)]
+struct OfflineBody {
+    secs: f64,
+}
+
+/// Test hook: the page's side of the service is unreachable for `secs` (0 ends an outage).
+async fn offline(State(s): State<AppState>, Json(b): Json<OfflineBody>) -> Response {
+    if !b.secs.is_finite() || b.secs < 0.0 || b.secs > 3600.0 {
+        return link_error(LinkError::BadRequest("secs must be within 0..=3600".into()));
+    }
+    let now = Instant::now();
+    s.outage
+        .begin(std::time::Duration::from_secs_f64(b.secs), now);
+    tracing::info!(
+        secs = b.secs,
+        "test outage: the page's routes are unreachable"
+    );
+    Json(json!({"ok": true, "remainingSecs": s.outage.remaining(now)})).into_response()
 }

@@ -7,6 +7,7 @@
 
 pub mod config;
 mod control_api;
+mod outage;
 mod page_api;
 pub mod registry;
 mod server;

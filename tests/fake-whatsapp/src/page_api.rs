@@ -112,9 +112,17 @@ async fn poll(State(s): State<AppState>, Query(q): Query<PollQuery>) -> Response
         page: q.page.clone(),
     };
     if version <= q.since {
-        // Nothing new: hold the request until the page changes or the hold time passes.
+        // Nothing new: hold the request until the page changes or the hold time passes, or a
+        // test outage starts (a held poll would keep the page "alive" through it).
         let since = q.since;
-        let _ = tokio::time::timeout(hold, rx.wait_for(|v| *v > since)).await;
+        let mut outage = s.outage.subscribe();
+        tokio::select! {
+            _ = tokio::time::timeout(hold, rx.wait_for(|v| *v > since)) => {}
+            _ = outage.changed() => {}
+        }
+        if s.outage.active(Instant::now()) {
+            return crate::outage::unreachable_response();
+        }
     }
     match s.registry().snapshot(&q.page, q.since) {
         Ok(snap) => Json(snap).into_response(),

@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config::{Generation, PageConfig, Timings};
+use crate::outage::Outage;
 use crate::registry::Registry;
 use crate::{control_api, page_api};
 
@@ -19,6 +20,8 @@ pub(crate) struct Shared {
     pub(crate) page: PageConfig,
     /// Wakes the timer loop when a change may have moved the earliest deadline.
     pub(crate) wake: Notify,
+    /// A test outage: the page's routes answer 503 while it lasts (`/_fake/offline`).
+    pub(crate) outage: Outage,
 }
 
 impl Shared {
@@ -87,6 +90,7 @@ impl FakeWhatsApp {
             registry: Mutex::new(Registry::new(timings)),
             page,
             wake: Notify::new(),
+            outage: Outage::default(),
         });
         let app = router(shared.clone());
         let (tx, rx) = oneshot::channel::<()>();
@@ -146,7 +150,12 @@ impl Drop for FakeWhatsApp {
 
 fn router(shared: AppState) -> Router {
     Router::new()
-        .merge(page_api::routes())
+        .merge(
+            page_api::routes().layer(axum::middleware::from_fn_with_state(
+                shared.clone(),
+                crate::outage::refuse_while_offline,
+            )),
+        )
         .merge(control_api::routes())
         .with_state(shared)
 }

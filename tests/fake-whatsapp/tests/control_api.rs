@@ -384,3 +384,80 @@ async fn pairing_code_links_and_hooks_select_pages() {
     assert_eq!((status, body["pages"].as_u64()), (200, Some(1)));
     page.until(&fake, "hang flag", |v| v["hang"] == true).await;
 }
+
+#[tokio::test]
+async fn offline_cuts_held_polls_refuses_the_page_and_ends_by_itself() {
+    let fake = start("5", "6");
+    let mut page = ScriptedPage::open(&fake, None).await;
+    let qr = page.until(&fake, "QR", state_is("UNPAIRED")).await["qr"]
+        .as_str()
+        .expect("qr")
+        .to_string();
+    let (status, _) = fake
+        .post("_fake/scan", json!({"qr": qr, "phone": "5491100000005"}))
+        .await;
+    assert_eq!(status, 200);
+    page.until(&fake, "CONNECTED and synced", |v| {
+        v["state"] == "CONNECTED" && v["hasSynced"] == true
+    })
+    .await;
+    let connected = |devices: &Value| devices[0]["connected"] == true;
+    assert!(connected(&fake.get("_fake/devices").await));
+
+    // A poll held open (nothing new to say) when the outage starts ends at once with 503.
+    let since = page.last["v"].as_u64().expect("v");
+    let held = {
+        let http = fake.http.clone();
+        let url = format!("{}_page/poll?page={}&since={since}", fake.url, page.id);
+        tokio::spawn(async move { http.get(url).send().await.map(|r| r.status().as_u16()) })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !held.is_finished(),
+        "the poll is held while nothing changes"
+    );
+    let started = Instant::now();
+    let (status, body) = fake.post("_fake/offline", json!({"secs": 3})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(held.await.expect("join").expect("poll"), 503);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "cut, not held out"
+    );
+    // The page's routes are refused (a new poll, the app itself); the device is not connected
+    // from the fake's side once the page has not polled for a few seconds; the phone's side works.
+    let poll_url = format!("{}_page/poll?page={}&since={since}", fake.url, page.id);
+    let status_of = |url: String| {
+        let http = fake.http.clone();
+        async move { http.get(url).send().await.expect("GET").status().as_u16() }
+    };
+    assert_eq!(status_of(poll_url.clone()).await, 503);
+    assert_eq!(status_of(fake.url.clone()).await, 503);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while connected(&fake.get("_fake/devices").await) {
+        assert!(
+            Instant::now() < deadline,
+            "still connected during the outage"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // It ends by itself: the same page polls again and is connected, no new login.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status_of(poll_url.clone()).await != 200 {
+        assert!(Instant::now() < deadline, "the outage did not end");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    page.until(&fake, "CONNECTED after the outage", state_is("CONNECTED"))
+        .await;
+    assert!(connected(&fake.get("_fake/devices").await));
+
+    // secs 0 ends an outage early; nonsense is refused.
+    let (status, _) = fake.post("_fake/offline", json!({"secs": 60})).await;
+    assert_eq!(status, 200);
+    assert_eq!(status_of(poll_url.clone()).await, 503);
+    let (status, _) = fake.post("_fake/offline", json!({"secs": 0})).await;
+    assert_eq!(status, 200);
+    assert_eq!(status_of(fake.url.clone()).await, 200);
+    let (status, _) = fake.post("_fake/offline", json!({"secs": -1})).await;
+    assert_eq!(status, 400);
+}

@@ -410,7 +410,12 @@
     'x'.repeat(2 ** 28).split('');
   }
 
+  // Like the real page, a page that cannot reach the server for a few seconds shows TIMEOUT and
+  // goes back to the server's state once it answers again (`/_fake/offline`).
+  const TIMEOUT_AFTER_MS = 3000;
   async function pollLoop() {
+    let failingSince = null;
+    let timedOut = null;
     for (;;) {
       let snap;
       try {
@@ -419,8 +424,20 @@
         if (!r.ok) throw new Error('poll: ' + r.status);
         snap = await r.json();
       } catch (e) {
+        failingSince ??= Date.now();
+        if (timedOut === null && Date.now() - failingSince >= TIMEOUT_AFTER_MS && Socket.state === 'CONNECTED') {
+          timedOut = Socket.state;
+          Socket.set({ stream: 'DISCONNECTED' });
+          Socket.set('state', 'TIMEOUT');
+        }
         await sleep(500);
         continue;
+      }
+      failingSince = null;
+      if (timedOut !== null) {
+        Socket.set({ stream: 'CONNECTED' });
+        Socket.set('state', timedOut);
+        timedOut = null;
       }
       if (await apply(snap) === 'navigating') return;
     }
