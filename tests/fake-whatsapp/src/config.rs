@@ -79,7 +79,9 @@ pub struct Timings {
     pub pairing: Duration,
     /// CONNECTED → `hasSynced` true.
     pub sync: Duration,
-    /// How long the server holds a page's long poll open when nothing changes.
+    /// How long the server holds a page's long poll open when nothing changes. Short: a poll
+    /// held for a page whose browser died is only noticed when its answer is written, so the
+    /// hold bounds how long a dead page still counts as alive (the soak judges uptime by it).
     pub poll_hold: Duration,
 }
 
@@ -92,7 +94,7 @@ impl Default for Timings {
             opening: Duration::from_millis(300),
             pairing: Duration::from_millis(1000),
             sync: Duration::from_millis(500),
-            poll_hold: Duration::from_secs(15),
+            poll_hold: Duration::from_secs(2),
         }
     }
 }
@@ -107,7 +109,7 @@ impl Timings {
             opening: Duration::from_millis(50),
             pairing: Duration::from_millis(100),
             sync: Duration::from_millis(50),
-            poll_hold: Duration::from_secs(10),
+            poll_hold: Duration::from_secs(2),
         }
     }
 }
