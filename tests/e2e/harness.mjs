@@ -36,8 +36,8 @@ const FAKE_NEXT_QR_SECS = Number(process.env.E2E_NEXT_QR_SECS ?? 8);
 const FAKE_MAX_QRS = Number(process.env.E2E_MAX_QRS ?? 2);
 
 // Test files in run order, and those verified to pass against the parts on main.
-const ORDER = ['plan', 'flow', 'expiry', 'tenants', 'hub-restart'];
-const VERIFIED = ['tenants', 'plan', 'flow', 'expiry', 'hub-restart'];
+const ORDER = ['plan', 'flow', 'expiry', 'tenants', 'hub-restart', 'soak'];
+const VERIFIED = ['tenants', 'plan', 'flow', 'expiry', 'hub-restart', 'soak'];
 
 const log = (...a) => console.error(`[e2e] ${new Date().toISOString().slice(11, 19)}`, ...a);
 
@@ -201,6 +201,8 @@ async function startSystem() {
     { username: 'bruno', tenants: ['globex'], role: 'user' },
     { username: 'carla', tenants: ['initech'], role: 'user' },
     { username: 'fiona', tenants: ['figures'], role: 'user' },
+    // The short soak (tests/soak.test.mjs) creates its own sessions of tenant soak.
+    { username: 'sofia', tenants: ['soak'], role: 'user' },
   ].map((u) => ({ ...u, password: randomBytes(9).toString('base64url') }));
   const cfgDir = join(artifacts, 'config');
   mkdirSync(cfgDir, { recursive: true });

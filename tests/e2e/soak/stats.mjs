@@ -1,0 +1,123 @@
+// Pure arithmetic of the soak's figures: a seeded PRNG for the fault schedule, percentiles,
+// uptime from samples, and the summary of faults. No I/O here, so it is unit-tested
+// (stats.test.mjs) without a cluster.
+
+/** mulberry32: a small seeded PRNG; the same seed gives the same fault schedule. */
+export function prng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** A lane's own generator: lanes do not consume each other's numbers, so one slow recovery does
+ *  not change what another lane draws. */
+export function laneRng(seed, lane) {
+  let h = 2166136261 ^ seed;
+  for (const ch of String(lane)) h = Math.imul(h ^ ch.charCodeAt(0), 16777619);
+  return prng(h >>> 0);
+}
+
+export const between = (rng, lo, hi) => lo + (hi - lo) * rng();
+export const pick = (rng, xs) => xs[Math.floor(rng() * xs.length) % xs.length];
+
+/** Nearest-rank percentile (p in 0..100) of numbers; null for none. */
+export function percentile(xs, p) {
+  if (!xs.length) return null;
+  const s = [...xs].sort((a, b) => a - b);
+  const rank = Math.ceil((p / 100) * s.length);
+  return s[Math.min(s.length - 1, Math.max(0, rank - 1))];
+}
+
+export function describe(xs) {
+  return xs.length
+    ? { n: xs.length, p50: percentile(xs, 50), p99: percentile(xs, 99), max: Math.max(...xs) }
+    : { n: 0, p50: null, p99: null, max: null };
+}
+
+/** Whether `t` lies in one of the [from, to) windows (`to` null: still open). */
+export function inWindows(windows, t) {
+  return windows.some((w) => t >= w.from && (w.to == null || t < w.to));
+}
+
+/**
+ * Connected-uptime of one session from the fake's samples [{t, connected}] (ms, sorted): each
+ * sample stands for the time until the next one. `excused` windows (the session should be down:
+ * unlinked until re-linked) count neither way; `injected` windows (the fault itself holds it
+ * down: an outage of the service) are left out of the second figure only.
+ */
+export function uptime(samples, { excused = [], injected = [], end } = {}) {
+  let whole = 0;
+  let wholeUp = 0;
+  let outside = 0;
+  let outsideUp = 0;
+  for (let i = 0; i < samples.length; i++) {
+    const { t, connected } = samples[i];
+    const next = i + 1 < samples.length ? samples[i + 1].t : (end ?? t);
+    const dt = Math.max(0, next - t);
+    if (inWindows(excused, t)) continue;
+    whole += dt;
+    if (connected) wholeUp += dt;
+    if (inWindows(injected, t)) continue;
+    outside += dt;
+    if (connected) outsideUp += dt;
+  }
+  const ratio = (up, all) => (all > 0 ? up / all : null);
+  return { wholeRun: ratio(wholeUp, whole), outsideInjected: ratio(outsideUp, outside), observedMs: whole };
+}
+
+/** Per fault kind: count, reconnected, lost logins, recovery times. */
+export function summarizeFaults(faults) {
+  const byKind = {};
+  for (const f of faults) {
+    const k = (byKind[f.kind] ??= { injected: 0, reconnected: 0, expectedEnd: 0, failed: 0, lostLogins: 0, recoveryMs: [] });
+    k.injected += 1;
+    if (f.outcome === 'reconnected') k.reconnected += 1;
+    else if (f.outcome === 'expected-end') k.expectedEnd += 1;
+    else k.failed += 1;
+    if (f.lostLogin) k.lostLogins += 1;
+    if (f.recoveryMs != null) k.recoveryMs.push(f.recoveryMs);
+  }
+  const out = {};
+  for (const [kind, k] of Object.entries(byKind)) {
+    const shouldReconnect = k.injected - k.expectedEnd;
+    out[kind] = {
+      injected: k.injected,
+      reconnected: k.reconnected,
+      expectedEnd: k.expectedEnd,
+      failed: k.failed,
+      lostLogins: k.lostLogins,
+      autoReconnectRate: shouldReconnect > 0 ? k.reconnected / shouldReconnect : null,
+      recoveryMs: describe(k.recoveryMs),
+    };
+  }
+  return out;
+}
+
+/** The UI's label for a status (frontend/src/components/SessionStatusIndicator.tsx, Spanish). */
+export function uiLabel(status, phone) {
+  switch (status) {
+    case 'connected':
+      return phone ? `Conectado (${phone.startsWith('+') ? phone : `+${phone}`})` : 'Conectado';
+    case 'qr_required':
+      return 'Esperando escaneo';
+    case 'init':
+    case 'connecting':
+      return 'Conectando...';
+    default:
+      return 'Desconectado';
+  }
+}
+
+/** Growth of a memory series [{t, bytes}]: first, last, max, and last − first in MiB. */
+export function memoryGrowth(series) {
+  if (!series.length) return null;
+  const mib = (b) => Math.round((b / 1048576) * 10) / 10;
+  const first = series[0].bytes;
+  const last = series[series.length - 1].bytes;
+  return { samples: series.length, firstMiB: mib(first), lastMiB: mib(last), maxMiB: mib(Math.max(...series.map((s) => s.bytes))), growthMiB: mib(last - first) };
+}
