@@ -1,5 +1,9 @@
-// Figures (run by `npm run figures` through harness.mjs): for 5 sessions, the time from clicking
-// "Conectar WhatsApp" to the QR on screen, and from the scan to "Conectado"; p50 of each.
+// Figures (run by `npm run figures` through harness.mjs): for $FIGURES_SAMPLES sessions (10), the
+// time from clicking "Conectar WhatsApp" to the QR on screen, and from the scan to "Conectado";
+// p50 of each. The scan → "Conectado" time is also split where the CR says `connected` (a
+// `kubectl get -w` of the session, stamped as its lines arrive): scan → CR connected is the fake
+// phone's pairing (PAIRING → CONNECTED, FAKE_WHATSAPP_PAIRING_SECS, 1 s by default) plus the
+// agent; CR connected → painted is the hub's watch, its push and the render.
 //
 // Start and stop points are taken where the user would notice them, not around Playwright's own
 // work:
@@ -13,12 +17,37 @@
 // Page and test share the machine clock, so the differences are comparable. Each session is
 // stopped (and its pod gone) before the next one starts, so later samples do not pay for the
 // Chromium of earlier ones on a small machine.
-import { execSync } from 'node:child_process';
+import { execSync, spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { env, kubectl, launchBrowser, login, newPage, openSession, readQrFromScreen, scan, waitUntil } from './tests/lib.mjs';
 
-const SAMPLES = 5;
+const SAMPLES = Number(process.env.FIGURES_SAMPLES ?? 10);
+// The fake's PAIRING → CONNECTED time (its --pairing-secs; the harness passes the environment on).
+const PAIRING_SECS = Number(process.env.FAKE_WHATSAPP_PAIRING_SECS ?? 1);
+
+/** Watches the session's CR; `at(state)` resolves with Date.now() when a line reads `state`. */
+function watchCr(id) {
+  const child = spawn('kubectl', ['get', 'whatsappsessions', id, '-n', env.namespace, '--watch', '-o', 'jsonpath={.status.status}{"\\n"}'], {
+    env: { ...process.env, KUBECONFIG: process.env.E2E_KUBECONFIG },
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  const seen = new Map();
+  const waiters = [];
+  let buf = '';
+  child.stdout.on('data', (chunk) => {
+    const now = Date.now();
+    buf += chunk.toString();
+    const lines = buf.split('\n');
+    buf = lines.pop();
+    for (const line of lines) if (!seen.has(line.trim())) seen.set(line.trim(), now);
+    for (const w of waiters) if (seen.has(w.state)) w.resolve(seen.get(w.state));
+  });
+  return {
+    at: (state) => (seen.has(state) ? Promise.resolve(seen.get(state)) : new Promise((resolve) => waiters.push({ state, resolve }))),
+    stop: () => child.kill(),
+  };
+}
 
 const p50 = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -71,12 +100,27 @@ try {
     const clickAt = await page.evaluate(() => window.__clickAt);
     if (typeof clickAt !== 'number') throw new Error('the click was not seen by the page');
     const qr = await readQrFromScreen(page);
+    const cr = watchCr(id);
+    // The watch's first line (the current state, qr_required) says it is established.
+    await cr.at('qr_required');
     const scanAt = Date.now();
     await scan(qr, phone);
     const connectedAt = await statusReadsAt(page, `Conectado (+${phone})`);
-    const sample = { session: id, clickToQrMs: qrAt - clickAt, scanToConnectedMs: connectedAt - scanAt, load: loadBefore };
+    const crConnectedAt = await cr.at('connected');
+    cr.stop();
+    const sample = {
+      session: id,
+      clickToQrMs: qrAt - clickAt,
+      scanToConnectedMs: connectedAt - scanAt,
+      scanToCrConnectedMs: crConnectedAt - scanAt,
+      crConnectedToPaintedMs: connectedAt - crConnectedAt,
+      load: loadBefore,
+    };
     samples.push(sample);
-    console.error(`[figures] ${id}: click→QR ${sample.clickToQrMs} ms, scan→Conectado ${sample.scanToConnectedMs} ms (${loadBefore})`);
+    console.error(
+      `[figures] ${id}: click→QR ${sample.clickToQrMs} ms, scan→Conectado ${sample.scanToConnectedMs} ms ` +
+        `(scan→CR connected ${sample.scanToCrConnectedMs} ms incl. the fake's ${PAIRING_SECS} s pairing, CR→painted ${sample.crConnectedToPaintedMs} ms) (${loadBefore})`,
+    );
 
     // Stop this session and wait for its pod to go before the next sample.
     kubectl(['patch', 'whatsappsessions', id, '-n', env.namespace, '--type=merge', '-p', '{"spec":{"desiredState":"Stopped"}}']);
@@ -88,9 +132,13 @@ try {
 }
 const clickToQr = samples.map((s) => s.clickToQrMs);
 const scanToConnected = samples.map((s) => s.scanToConnectedMs);
+const part = (key) => ({ samples: samples.map((s) => s[key]), p50: p50(samples.map((s) => s[key])) });
 const figures = {
   clickToQrMs: { samples: clickToQr, p50: p50(clickToQr) },
   scanToConnectedMs: { samples: scanToConnected, p50: p50(scanToConnected) },
+  scanToCrConnectedMs: part('scanToCrConnectedMs'),
+  crConnectedToPaintedMs: part('crConnectedToPaintedMs'),
+  fakePairingSecs: PAIRING_SECS,
   samples,
   loadAfter: load(),
 };

@@ -3,7 +3,7 @@
 // browser tests (node --test tests/) or the figures run.
 //
 //   node harness.mjs test [NAME...]   # `npm test` (all files, or only tests/NAME.test.mjs)
-//   node harness.mjs figures   # `npm run figures`: p50 of 5 click→QR and scan→Conectado, bundle size
+//   node harness.mjs figures   # `npm run figures`: p50 of $FIGURES_SAMPLES (10) click→QR and scan→Conectado, bundle size
 //
 // It applies the CRD, creates a fresh namespace, starts fake-whatsapp on the cluster's HOST_IP
 // (where the session pods reach the host), wa-operator and wa-hub as host processes (the hub
@@ -34,6 +34,8 @@ const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const FAKE_FIRST_QR_SECS = Number(process.env.E2E_FIRST_QR_SECS ?? 16);
 const FAKE_NEXT_QR_SECS = Number(process.env.E2E_NEXT_QR_SECS ?? 8);
 const FAKE_MAX_QRS = Number(process.env.E2E_MAX_QRS ?? 2);
+// Samples of `npm run figures` (one session each); figures.mjs reads the same variable.
+const FIGURES_SAMPLES = Number(process.env.FIGURES_SAMPLES ?? 10);
 
 // Test files in run order, and those verified to pass against the parts on main.
 const ORDER = ['plan', 'flow', 'expiry', 'tenants', 'hub-restart', 'soak'];
@@ -224,7 +226,7 @@ async function startSystem() {
     ['acme-second', 'acme'],
     ['globex-main', 'globex'],
     ['initech-main', 'initech'],
-    ...(mode === 'figures' ? [1, 2, 3, 4, 5].map((n) => [`figures-${n}`, 'figures']) : []),
+    ...(mode === 'figures' ? Array.from({ length: FIGURES_SAMPLES }, (_, i) => [`figures-${i + 1}`, 'figures']) : []),
   ];
   const manifests = sessions
     .map(
@@ -275,9 +277,13 @@ spec:
 
   const hubPort = await freePort('127.0.0.1');
   const hubUrl = `http://127.0.0.1:${hubPort}`;
+  // A port of its own: the default (0.0.0.0:9090) is taken by any other hub on the machine.
+  const hubMetrics = await freePort('127.0.0.1');
   const hub = new Proc('wa-hub', join(binDir, 'wa-hub'), [
     '--listen',
     `127.0.0.1:${hubPort}`,
+    '--metrics-addr',
+    `127.0.0.1:${hubMetrics}`,
     '--namespace',
     namespace,
     '--users-file',
