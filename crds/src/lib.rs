@@ -48,4 +48,8 @@ pub mod error_codes {
     pub const CONFLICT: &str = "CONFLICT";
     pub const LOGGED_OUT_REMOTELY: &str = "LOGGED_OUT_REMOTELY";
     pub const TIMEOUT: &str = "TIMEOUT";
+    /// The profile had lost the login and the agent put its last-good backup back.
+    pub const PROFILE_RESTORED: &str = "PROFILE_RESTORED";
+    /// Neither the profile nor its backup restored the login: a new login is needed.
+    pub const LOGIN_LOST: &str = "LOGIN_LOST";
 }

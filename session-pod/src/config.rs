@@ -104,6 +104,20 @@ pub struct Config {
     /// Time allowed for closing Chromium on SIGTERM (keep below the pod's grace period).
     #[arg(long, env = "WA_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
+
+    /// Last-good copies of the login kept in `<data-dir>/backups` (taken once connected,
+    /// put back when the profile loses the login); 0 disables backups.
+    #[arg(long, env = "WA_BACKUP_KEEP", default_value_t = 2)]
+    pub backup_keep: usize,
+
+    /// A login store (IndexedDB, Local Storage, cookies) larger than this is not copied (MiB).
+    #[arg(long, env = "WA_BACKUP_MAX_MB", default_value_t = 256)]
+    pub backup_max_mb: u64,
+
+    /// How long after connecting (and between attempts, while the profile keeps changing)
+    /// the agent waits before copying the login.
+    #[arg(long, env = "WA_BACKUP_SETTLE", default_value = "3s", value_parser = parse_duration)]
+    pub backup_settle: Duration,
 }
 
 /// Debian's `/usr/bin/chromium` is a shell launcher that sources `/etc/chromium.d/*`, which

@@ -2,6 +2,7 @@
 //! Web in Chromium with the login kept on the data volume and publishes QR and state to the
 //! CR's status (docs/design.md §2, §6).
 
+mod backup;
 mod browser;
 mod canary;
 mod commands;
@@ -171,12 +172,23 @@ async fn run(cfg: Config) -> Result<()> {
         },
     );
     let profile = profile::Profile::new(&cfg.data_dir);
+    let backups = backup::Backups::new(
+        &cfg.data_dir,
+        profile.dir(),
+        backup::Limits {
+            keep: cfg.backup_keep,
+            max_bytes: cfg.backup_max_mb.saturating_mul(1 << 20),
+            settle: cfg.backup_settle,
+        },
+    );
 
     tokio::spawn(wait_for_signal(shutdown.clone()));
     let agent = session::Agent {
         cfg,
         driver,
         profile,
+        backups,
+        backup_task: None,
         machine,
         publisher,
         requests,

@@ -23,6 +23,9 @@ pub struct Metrics {
     pub browser_restarts: Counter,
     pub status_writes: Family<ResultLabel, Counter>,
     pub connected: Gauge,
+    pub backups: Family<ResultLabel, Counter>,
+    pub backup_bytes: Gauge,
+    pub restores: Family<ResultLabel, Counter>,
 }
 
 impl Metrics {
@@ -51,6 +54,21 @@ impl Metrics {
             "connected",
             "1 while the WhatsApp account is linked and connected",
             self.connected.clone(),
+        );
+        registry.register(
+            "backups",
+            "Copies of the login attempted once connected, by result (taken, too_large, unsettled, failed, cancelled)",
+            self.backups.clone(),
+        );
+        registry.register(
+            "backup_bytes",
+            "Size of the last copy of the login taken",
+            self.backup_bytes.clone(),
+        );
+        registry.register(
+            "restores",
+            "Lost logins put back from a backup, by result (restored, no_usable_backup, failed)",
+            self.restores.clone(),
         );
     }
 }

@@ -3,20 +3,23 @@
 //! (`state.rs`: status changes, requests, logout, QR rounds, takeover, corrupt profiles).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, UNIX_EPOCH};
 
 use crds::error_codes;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
+use crate::backup::{BackupError, Backups, Taken};
 use crate::browser::BrowserSession;
 use crate::commands::Requests;
 use crate::config::Config;
 use crate::driver::{Driver, Snapshot};
 use crate::error::Error;
 use crate::http::Health;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, ResultLabel};
 use crate::profile::{Health as ProfileHealth, Profile};
 use crate::publisher::Publisher;
 use crate::state::{Action, Event, Machine, Outcome};
@@ -35,12 +38,20 @@ pub struct Agent {
     pub cfg: Config,
     pub driver: Driver,
     pub profile: Profile,
+    pub backups: Backups,
+    /// The copy of the login being taken (off the loop: it waits for the profile to settle).
+    pub backup_task: Option<BackupTask>,
     pub machine: Machine,
     pub publisher: Publisher,
     pub requests: watch::Receiver<Requests>,
     pub health: Arc<Health>,
     pub metrics: Metrics,
     pub shutdown: CancellationToken,
+}
+
+pub struct BackupTask {
+    handle: tokio::task::JoinHandle<Result<Taken, BackupError>>,
+    cancel: Arc<AtomicBool>,
 }
 
 /// What the outer loop does after a turn's actions.
@@ -73,6 +84,12 @@ impl Agent {
                 }
             }
             Action::MoveProfileAside { reason } => self.move_profile_aside(&reason),
+            Action::TakeBackup => self.start_backup(),
+            Action::RestoreBackup => self.restore_backup(),
+            Action::WipeBackups => match self.backups.wipe() {
+                Ok(()) => tracing::info!("backups of the login deleted"),
+                Err(e) => tracing::error!(error = %e, "deleting the backups failed"),
+            },
             other => return Some(other),
         }
         None
@@ -100,15 +117,113 @@ impl Agent {
         self.metrics.browser_restarts.inc();
     }
 
+    /// Starts copying the login off the loop (nothing to do if one is under way).
+    fn start_backup(&mut self) {
+        if !self.backups.enabled() || self.backup_task.is_some() {
+            return;
+        }
+        let backups = self.backups.clone();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let flag = cancel.clone();
+        let handle = tokio::task::spawn_blocking(move || backups.take(&flag));
+        self.backup_task = Some(BackupTask { handle, cancel });
+    }
+
+    /// Records a finished copy (if any).
+    async fn reap_backup(&mut self) {
+        if self
+            .backup_task
+            .as_ref()
+            .is_some_and(|t| t.handle.is_finished())
+        {
+            self.end_backup().await;
+        }
+    }
+
+    /// Stops a copy under way (the browser's life ended: what it copies may no longer be a
+    /// working login) and records how it ended.
+    async fn end_backup(&mut self) {
+        let Some(task) = self.backup_task.take() else {
+            return;
+        };
+        task.cancel.store(true, Ordering::SeqCst);
+        let (result, label) = match task.handle.await {
+            Ok(Ok(taken)) => {
+                tracing::info!(
+                    bytes = taken.bytes,
+                    files = taken.files,
+                    elapsed_ms = taken.elapsed.as_millis() as u64,
+                    "backup of the login taken"
+                );
+                self.metrics.backup_bytes.set(taken.bytes as i64);
+                (Ok(()), "taken")
+            }
+            Ok(Err(e @ BackupError::TooLarge { .. })) => (Err(e.to_string()), "too_large"),
+            Ok(Err(e @ BackupError::Unsettled { .. })) => (Err(e.to_string()), "unsettled"),
+            Ok(Err(BackupError::Cancelled)) => (Ok(()), "cancelled"),
+            Ok(Err(e)) => (Err(e.to_string()), "failed"),
+            Err(e) => (Err(e.to_string()), "failed"),
+        };
+        if let Err(error) = result {
+            tracing::warn!(%error, "no backup of the login taken");
+        }
+        self.metrics
+            .backups
+            .get_or_create(&ResultLabel {
+                result: label.into(),
+            })
+            .inc();
+    }
+
+    /// Puts the last-good copy back (no browser runs) and tells the machine how it went.
+    fn restore_backup(&mut self) {
+        let (result, label) = match self.backups.restore() {
+            Ok(r) => {
+                tracing::warn!(
+                    taken_at_ms = r
+                        .taken_at
+                        .duration_since(UNIX_EPOCH)
+                        .map(|d| d.as_millis() as u64)
+                        .unwrap_or(0),
+                    bytes = r.bytes,
+                    damaged = r.damaged,
+                    "the profile lost the login: restored it from the backup"
+                );
+                let taken = k8s_openapi::jiff::Timestamp::try_from(r.taken_at)
+                    .map(Time)
+                    .unwrap_or_else(|_| now());
+                (Ok(taken), "restored")
+            }
+            Err(e @ BackupError::NoneUsable) => {
+                tracing::error!(error = %e, "the profile lost the login and no backup can restore it");
+                (Err(e.to_string()), "no_usable_backup")
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "restoring the backup failed");
+                (Err(e.to_string()), "failed")
+            }
+        };
+        self.metrics
+            .restores
+            .get_or_create(&ResultLabel {
+                result: label.into(),
+            })
+            .inc();
+        let actions = self.handle(Event::Restored(result));
+        self.perform(actions);
+    }
+
     /// One turn without a browser: the machine decides from the requests and the profile.
     fn turn(&mut self) -> Next {
         let requests = self.requests.borrow().clone();
         let idle = self.profile.is_idle();
         let profile = self.profile.health();
+        let backup = self.backups.enabled() && self.backups.newest().is_some();
         let actions = self.handle(Event::Turn {
             requests: &requests,
             idle,
             profile: &profile,
+            backup,
         });
         let mut next = Next::Again;
         for action in actions {
@@ -145,6 +260,7 @@ impl Agent {
             }
             let started = Instant::now();
             let outcome = self.run_browser().await;
+            self.end_backup().await;
             if started.elapsed() > STABLE_AFTER {
                 backoff = Duration::ZERO;
             }
@@ -152,6 +268,11 @@ impl Agent {
                 Outcome::Shutdown => break,
                 Outcome::LoggedOutRemotely => tracing::warn!("the phone unlinked this device"),
                 Outcome::LogoutDone(_) => tracing::info!("logged out of WhatsApp; profile wiped"),
+                Outcome::LoginLost => {
+                    tracing::warn!(
+                        "the page asks for a QR though the account is linked: the profile lost the login"
+                    )
+                }
                 Outcome::Failed { code, message, .. } => {
                     tracing::error!(code, %message, "browser session failed; relaunching");
                     self.metrics.browser_restarts.inc();
@@ -235,6 +356,7 @@ impl Agent {
         b: &mut BrowserSession,
         actions: Vec<Action>,
     ) -> Option<Outcome> {
+        self.reap_backup().await;
         for action in actions {
             let Some(action) = self.perform_one(action) else {
                 continue;

@@ -50,6 +50,9 @@ pub enum Outcome {
         /// It failed while launching or loading (counts towards a corrupt profile).
         launch: bool,
     },
+    /// The page asks for a QR although the account was linked and nobody logged out: the
+    /// profile lost the login; the browser is closed so that a backup can be put back.
+    LoginLost,
 }
 
 pub enum Event<'a> {
@@ -58,6 +61,8 @@ pub enum Event<'a> {
         requests: &'a Requests,
         idle: bool,
         profile: &'a ProfileHealth,
+        /// A last-good copy of the login is on the volume (`backup.rs`; checked when used).
+        backup: bool,
     },
     /// A browser is about to be launched.
     BrowserStarting { requests: &'a Requests },
@@ -77,6 +82,9 @@ pub enum Event<'a> {
     },
     /// SIGTERM: the agent stops and its browser closes.
     Stopping,
+    /// How [`Action::RestoreBackup`] went: when the copy put back was taken, or why none
+    /// could be.
+    Restored(Result<Time, String>),
 }
 
 /// What the session loop does, in order.
@@ -107,6 +115,13 @@ pub enum Action {
     FetchPairingCode(String),
     /// End this browser's life.
     EndBrowser(Outcome),
+    /// Copy the login of the running (connected) profile as the last-good backup.
+    TakeBackup,
+    /// Put the last-good backup back over the profile's login (no browser runs); answered
+    /// with [`Event::Restored`].
+    RestoreBackup,
+    /// Delete every backup (the account logged out: its login must not come back).
+    WipeBackups,
 }
 
 /// The life of the current browser, for the decisions that wait.
@@ -132,6 +147,30 @@ pub struct Machine {
     /// Consecutive failed launches.
     failed_launches: u32,
     browser: BrowserLife,
+    backup: BackupState,
+}
+
+/// What the machine knows about the login and its backup.
+#[derive(Debug, Default)]
+struct BackupState {
+    /// A copy is on the volume (as of the last turn).
+    present: bool,
+    /// The account is linked as far as the agent knows: it was connected (this agent or the
+    /// previous one) and nobody logged out since. A QR asked for now means a lost login.
+    linked: bool,
+    /// Why a restore was started, kept until the session is connected again: one restore
+    /// per lost login, never a loop.
+    tried: Option<String>,
+    /// The browser about to start (`Pending`) or running (`Running`) restored from a copy.
+    restored: Restored,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Restored {
+    #[default]
+    No,
+    Pending,
+    Running,
 }
 
 /// What a page observation changed (internal to [`Machine::observe`]'s callers).
@@ -144,6 +183,8 @@ struct Effects {
     logged_out: bool,
     /// A QR is offered and a pairing code was asked for but not fetched yet.
     want_pairing_code: bool,
+    /// Connected for the first time in this browser's life.
+    newly_connected: bool,
 }
 
 fn after(now: Time, d: Duration) -> Time {
@@ -160,7 +201,17 @@ impl Machine {
     /// `current` is the CR's status as found at start-up (the previous agent's, if any).
     pub fn new(current: Option<&WhatsAppSessionStatus>, timings: Timings) -> Self {
         let status = current.and_then(agent_part).unwrap_or_else(status::initial);
+        // A previous agent left the account linked (connected, or stopped/restoring with the
+        // account kept).
+        let linked = matches!(
+            status::state_of(&status),
+            SessionState::Connected | SessionState::Connecting
+        ) && status.phone_number.is_some();
         Self {
+            backup: BackupState {
+                linked,
+                ..Default::default()
+            },
             agent_stopped: status::agent_stopped(&status),
             status,
             timings,
@@ -216,7 +267,11 @@ impl Machine {
                 requests,
                 idle,
                 profile,
-            } => self.turn(requests, idle, profile, &at),
+                backup,
+            } => {
+                self.backup.present = backup;
+                self.turn(requests, idle, profile, &at)
+            }
             Event::BrowserStarting { requests } => {
                 self.browser_started(requests);
                 vec![Action::Publish { urgent: false }]
@@ -238,8 +293,10 @@ impl Machine {
                 self.agent_stopping();
                 vec![Action::Ready(false), Action::Publish { urgent: true }]
             }
+            Event::Restored(result) => self.restored(result, &at),
         };
-        status::sync_condition(&mut self.status, self.agent_stopped, at);
+        let restored = self.backup.restored == Restored::Running;
+        status::sync_condition(&mut self.status, self.agent_stopped, restored, at);
         actions
     }
 
@@ -290,16 +347,61 @@ impl Machine {
         out
     }
 
+    /// A profile Chromium cannot open is put aside; its login comes back from the backup if
+    /// there is one (and none was tried for this loss yet), else a new login is needed.
     fn profile_corrupt(&mut self, reason: &str, at: &Time) -> Vec<Action> {
         self.failed_launches = 0;
-        self.set_error(
-            error_codes::PROFILE_CORRUPT,
-            format!("the saved profile could not be opened ({reason}); a new login is needed"),
-            at.clone(),
-        );
-        vec![Action::MoveProfileAside {
+        let mut out = vec![Action::MoveProfileAside {
             reason: reason.to_string(),
-        }]
+        }];
+        let why = format!("the saved profile could not be opened ({reason})");
+        if let Some(restore) = self.try_restore(&why) {
+            out.push(restore);
+        } else {
+            self.set_error(
+                error_codes::PROFILE_CORRUPT,
+                format!("{why}; a new login is needed"),
+                at.clone(),
+            );
+        }
+        out
+    }
+
+    /// [`Action::RestoreBackup`] if a copy is there and none was tried for this loss yet.
+    fn try_restore(&mut self, why: &str) -> Option<Action> {
+        if !self.backup.present || self.backup.tried.is_some() {
+            return None;
+        }
+        self.backup.tried = Some(why.to_string());
+        Some(Action::RestoreBackup)
+    }
+
+    /// The answer to [`Action::RestoreBackup`].
+    fn restored(&mut self, result: Result<Time, String>, at: &Time) -> Vec<Action> {
+        let why = self.backup.tried.clone().unwrap_or_default();
+        match result {
+            Ok(taken) => {
+                self.backup.restored = Restored::Pending;
+                self.set_state(SessionState::Connecting);
+                self.set_error(
+                    error_codes::PROFILE_RESTORED,
+                    format!(
+                        "{why}; restored the login from the backup taken at {} and relaunching",
+                        taken.0
+                    ),
+                    at.clone(),
+                );
+            }
+            Err(reason) => {
+                self.backup.present = false;
+                self.set_error(
+                    error_codes::PROFILE_CORRUPT,
+                    format!("{why}; no usable backup ({reason}); a new login is needed"),
+                    at.clone(),
+                );
+            }
+        }
+        vec![Action::Publish { urgent: false }]
     }
 
     fn browser_ended(
@@ -328,6 +430,8 @@ impl Machine {
                 out.push(Action::Publish { urgent: false });
                 out
             }
+            // Decided while the page ran ([`Self::login_lost`]): the copy goes back now.
+            Outcome::LoginLost => vec![Action::RestoreBackup],
             Outcome::Failed {
                 code,
                 message,
@@ -358,8 +462,10 @@ impl Machine {
     /// request.
     fn logged_out(&mut self, error: Option<(&str, &str)>, at: &Time) -> Vec<Action> {
         self.disconnected(error, at);
+        self.backup.present = false;
         vec![
             Action::WipeProfile,
+            Action::WipeBackups,
             Action::SetIdle(true),
             Action::Ready(true),
         ]
@@ -373,6 +479,10 @@ impl Machine {
         self.qrs_in_round = 0;
         self.pairing_wanted = req.pairing_phone.is_some();
         self.browser = BrowserLife::default();
+        self.backup.restored = match self.backup.restored {
+            Restored::Pending => Restored::Running,
+            _ => Restored::No,
+        };
         if matches!(
             self.state(),
             SessionState::Disconnected | SessionState::Error
@@ -392,6 +502,10 @@ impl Machine {
         mono: Instant,
         at: &Time,
     ) -> Vec<Action> {
+        let lost = self.login_lost(snap, req, at);
+        if let Some(end @ Action::EndBrowser(_)) = lost {
+            return vec![end];
+        }
         let fx = self.observe(snap, at.clone());
         let state = snap.page_state();
         // The page's life is counted from its first snapshot (launching is not loading).
@@ -425,7 +539,10 @@ impl Machine {
             return vec![Action::EndBrowser(Outcome::LoggedOutRemotely)];
         }
 
-        let mut out = Vec::new();
+        let mut out: Vec<Action> = lost.into_iter().collect();
+        if fx.newly_connected {
+            out.push(Action::TakeBackup);
+        }
         // A new QR round requested while the browser runs.
         if let Some(value) = self.qr_pending(req) {
             match state {
@@ -465,6 +582,42 @@ impl Machine {
         }
         out.push(Action::Publish { urgent: fx.urgent });
         out
+    }
+
+    /// The page asks for a QR although the account was linked and no logout is under way
+    /// (an unlink shows as a logout, which comes first): the profile lost the login. With a
+    /// backup not tried yet the browser ends so the copy can be put back (no QR is
+    /// published): `EndBrowser`. If the browser already runs on a restored copy, the login is
+    /// gone on WhatsApp's side too (e.g. unlinked while no agent ran): its copies are deleted
+    /// (`WipeBackups`) and the QR shown. Without a backup the QR is shown as before.
+    fn login_lost(&mut self, snap: &Snapshot, req: &Requests, at: &Time) -> Option<Action> {
+        let asks_for_qr = matches!(
+            snap.page_state(),
+            PageState::Unpaired | PageState::UnpairedIdle
+        );
+        if !asks_for_qr
+            || snap.logged_out
+            || self.seen_connected
+            || !self.backup.linked
+            || self.logout_pending(req).is_some()
+        {
+            return None;
+        }
+        let why = "the profile did not restore the login (the page asked for a QR)";
+        if self.try_restore(why).is_some() {
+            return Some(Action::EndBrowser(Outcome::LoginLost));
+        }
+        self.backup.linked = false;
+        if self.backup.restored != Restored::Running {
+            return None;
+        }
+        self.backup.present = false;
+        self.set_error(
+            error_codes::LOGIN_LOST,
+            "neither the profile nor its backup restored the login (unlinked while the agent was away?); a new login (QR) is needed",
+            at.clone(),
+        );
+        Some(Action::WipeBackups)
     }
 
     fn clear_qr(&mut self, qr_status: QrStatus) {
@@ -548,7 +701,10 @@ impl Machine {
                 self.status.pairing_code = None;
             }
             PageState::Connected => {
+                fx.newly_connected = !was_connected;
                 self.seen_connected = true;
+                self.backup.linked = true;
+                self.backup.tried = None;
                 let was = self.state();
                 if was != SessionState::Connected {
                     fx.urgent = true;
@@ -622,6 +778,8 @@ impl Machine {
         self.status.pairing_code = None;
         self.clear_account();
         self.seen_connected = false;
+        self.backup.linked = false;
+        self.backup.restored = Restored::No;
         if let Some((code, message)) = error {
             self.set_error(code, message, at.clone());
         }

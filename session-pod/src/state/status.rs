@@ -13,6 +13,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 /// also how a stopped agent is read back from the CR.
 pub const AGENT_STOPPED: &str = "AgentStopped";
 
+/// Condition reason of a session connected on a login put back from the agent's backup
+/// (the profile had lost it), until the next browser start.
+pub const RESTORED_FROM_BACKUP: &str = "RestoredFromBackup";
+
 /// The agent's fields of `s`, normalized as the agent writes them (`qrStatus` and `handled`
 /// always present), without `updatedAt` (which only moves when one of them changes) and
 /// without anything the operator owns. `None` if the agent never wrote (no `status`).
@@ -70,6 +74,7 @@ pub fn state_of(s: &WhatsAppSessionStatus) -> SessionState {
 pub fn authenticated(
     state: SessionState,
     agent_stopped: bool,
+    restored: bool,
 ) -> (ConditionStatus, &'static str, &'static str) {
     if agent_stopped {
         return (
@@ -94,6 +99,11 @@ pub fn authenticated(
             "Connecting",
             "linking or restoring the WhatsApp login",
         ),
+        SessionState::Connected if restored => (
+            ConditionStatus::True,
+            RESTORED_FROM_BACKUP,
+            "the WhatsApp account is linked; the profile had lost the login, which came back from the agent's last-good backup",
+        ),
         SessionState::Connected => (
             ConditionStatus::True,
             "Linked",
@@ -114,8 +124,13 @@ pub fn authenticated(
 
 /// Brings the `Authenticated` condition of `s` in line with its state (the transition time
 /// moves only when the condition's status changes).
-pub fn sync_condition(s: &mut WhatsAppSessionStatus, agent_stopped: bool, at: Time) {
-    let (status, reason, message) = authenticated(state_of(s), agent_stopped);
+pub fn sync_condition(
+    s: &mut WhatsAppSessionStatus,
+    agent_stopped: bool,
+    restored: bool,
+    at: Time,
+) {
+    let (status, reason, message) = authenticated(state_of(s), agent_stopped, restored);
     set_condition(
         &mut s.conditions,
         ConditionType::Authenticated,

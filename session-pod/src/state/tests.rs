@@ -29,6 +29,8 @@ struct World {
     m: Machine,
     t0: Instant,
     req: Requests,
+    /// A backup is on the volume (what the loop tells each turn).
+    backup: bool,
 }
 
 impl World {
@@ -41,6 +43,7 @@ impl World {
             m: Machine::new(cr, TIMINGS),
             t0: Instant::now(),
             req: Requests::default(),
+            backup: false,
         }
     }
 
@@ -74,6 +77,7 @@ impl World {
                 requests: &req,
                 idle,
                 profile: &profile,
+                backup: self.backup,
             },
             t(secs),
         )
@@ -166,8 +170,8 @@ fn qr_after_qr_then_expired_then_scan_and_connect() {
     c.push_name = Some("Ana".into());
     assert_eq!(
         w.see(&c, 42),
-        vec![URGENT],
-        "becoming connected is published at once"
+        vec![Action::TakeBackup, URGENT],
+        "becoming connected is published at once, and the login is backed up"
     );
     assert_eq!(w.m.state(), SessionState::Connected);
     assert_eq!(w.st().phone_number.as_deref(), Some("5491122334455"));
@@ -214,6 +218,7 @@ fn unlink_after_connected_is_a_logout() {
         actions,
         vec![
             Action::WipeProfile,
+            Action::WipeBackups,
             Action::SetIdle(true),
             Action::Ready(true),
             PUBLISH
@@ -361,7 +366,10 @@ fn the_next_agent_restores_from_agent_stopped() {
         "the new agent holds the session"
     );
     next.page("OPENING", None, 2);
-    assert_eq!(next.page("CONNECTED", None, 3), vec![URGENT]);
+    assert_eq!(
+        next.page("CONNECTED", None, 3),
+        vec![Action::TakeBackup, URGENT]
+    );
     assert_eq!(next.m.state(), SessionState::Connected);
     assert_eq!(next.st().connected_at, Some(t(3)));
     assert_eq!(next.st().qr, None);
@@ -424,6 +432,7 @@ fn a_logout_with_nothing_logged_in_is_done_at_once() {
             actions,
             vec![
                 Action::WipeProfile,
+                Action::WipeBackups,
                 Action::SetIdle(true),
                 Action::Ready(true),
                 PUBLISH
@@ -552,6 +561,7 @@ fn a_logout_request_logs_out_on_the_page_then_ends_the_browser() {
         actions,
         vec![
             Action::WipeProfile,
+            Action::WipeBackups,
             Action::SetIdle(true),
             Action::Ready(true),
             PUBLISH
@@ -640,4 +650,244 @@ fn a_pairing_code_is_asked_for_once_per_round_and_published_at_once() {
     );
     w.page("PAIRING", None, 6);
     assert_eq!(w.st().pairing_code, None, "entered: gone");
+}
+
+/// A CR left by a previous agent whose session was linked (what a restart finds).
+fn linked_cr() -> WhatsAppSessionStatus {
+    WhatsAppSessionStatus {
+        status: Some(SessionState::Connected),
+        qr_status: Some(QrStatus::Used),
+        phone_number: Some("5491122334455".into()),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_login_is_backed_up_once_per_browser_that_connects() {
+    let mut w = World::new();
+    w.start();
+    w.page("UNPAIRED", Some("r1,k"), 1);
+    w.page("PAIRING", None, 2);
+    assert_eq!(
+        w.page("CONNECTED", None, 3),
+        vec![Action::TakeBackup, URGENT]
+    );
+    assert_eq!(
+        w.page("CONNECTED", None, 4),
+        vec![PUBLISH],
+        "once per browser"
+    );
+    // A conflict and takeover within the same browser is not a new login.
+    w.page("CONFLICT", None, 5);
+    assert_eq!(w.page("CONNECTED", None, 6), vec![PUBLISH]);
+    // The next browser (a relaunch restored from the profile) backs up again.
+    w.start();
+    w.page("OPENING", None, 7);
+    assert_eq!(
+        w.page("CONNECTED", None, 8),
+        vec![Action::TakeBackup, URGENT]
+    );
+}
+
+#[test]
+fn a_qr_on_a_linked_session_restores_the_backup_instead_of_showing_it() {
+    let mut w = World::from(Some(&linked_cr()));
+    w.backup = true;
+    assert_eq!(
+        w.turn(false, ProfileHealth::Present, 0),
+        vec![Action::Launch]
+    );
+    w.start();
+    w.page("OPENING", None, 1);
+    assert_eq!(
+        w.page("UNPAIRED", Some("r1,k"), 2),
+        vec![Action::EndBrowser(Outcome::LoginLost)]
+    );
+    assert_eq!(w.st().qr, None, "no QR is published");
+    assert_eq!(w.m.state(), SessionState::Connecting);
+    assert_eq!(
+        w.ended(Outcome::LoginLost, true, 3),
+        vec![Action::RestoreBackup]
+    );
+    assert_eq!(w.m.handle(Event::Restored(Ok(t(-60))), t(3)), vec![PUBLISH]);
+    assert_eq!(w.error_code(), Some(error_codes::PROFILE_RESTORED));
+    let message = w.st().last_error.as_ref().map(|e| e.message.clone());
+    assert!(
+        message
+            .as_deref()
+            .is_some_and(|m| m.contains("the page asked for a QR") && m.contains("backup taken at")),
+        "{message:?}"
+    );
+    assert_eq!(
+        w.turn(false, ProfileHealth::Present, 3),
+        vec![Action::Launch]
+    );
+    w.start();
+    w.page("OPENING", None, 4);
+    assert_eq!(
+        w.page("CONNECTED", None, 5),
+        vec![Action::TakeBackup, URGENT],
+        "the restored login is backed up again"
+    );
+    assert_eq!(w.m.state(), SessionState::Connected);
+    assert_eq!(
+        w.st().last_error,
+        None,
+        "connected clears lastError as always"
+    );
+    assert_eq!(
+        w.authenticated(),
+        ("True".into(), status::RESTORED_FROM_BACKUP.into()),
+        "the condition says where the login came from"
+    );
+    // The next browser restores from the profile again: plain Linked.
+    w.start();
+    w.page("CONNECTED", None, 6);
+    assert_eq!(w.authenticated(), ("True".into(), "Linked".into()));
+}
+
+#[test]
+fn a_restore_that_does_not_bring_the_login_back_deletes_the_backups_and_shows_the_qr() {
+    let mut w = World::from(Some(&linked_cr()));
+    w.backup = true;
+    w.turn(false, ProfileHealth::Present, 0);
+    w.start();
+    w.page("UNPAIRED", Some("r1,k"), 1);
+    w.ended(Outcome::LoginLost, true, 2);
+    w.m.handle(Event::Restored(Ok(t(-60))), t(2));
+    w.turn(false, ProfileHealth::Present, 3);
+    w.start();
+    // Unlinked while no agent ran: the restored login is refused too.
+    assert_eq!(
+        w.page("UNPAIRED", Some("r2,k"), 4),
+        vec![Action::WipeBackups, URGENT],
+        "no second restore, no loop"
+    );
+    assert_eq!(w.st().qr.as_deref(), Some("r2,k"));
+    assert_eq!(w.error_code(), Some(error_codes::LOGIN_LOST));
+    assert_eq!(w.m.state(), SessionState::QrRequired);
+    // A later QR in the same round is just a QR.
+    assert_eq!(w.page("UNPAIRED", Some("r3,k"), 5), vec![URGENT]);
+}
+
+#[test]
+fn without_a_backup_or_a_linked_account_a_qr_is_just_a_qr() {
+    // Linked, no backup: as before.
+    let mut w = World::from(Some(&linked_cr()));
+    w.turn(false, ProfileHealth::Present, 0);
+    w.start();
+    assert_eq!(w.page("UNPAIRED", Some("r1,k"), 1), vec![URGENT]);
+    assert_eq!(w.st().last_error, None);
+    // A backup but nothing linked (a fresh session, or the CR says logged out).
+    let mut w = World::new();
+    w.backup = true;
+    w.turn(false, ProfileHealth::Present, 0);
+    w.start();
+    assert_eq!(w.page("UNPAIRED", Some("r1,k"), 1), vec![URGENT]);
+    // A logout request is not a lost login.
+    let mut w = World::from(Some(&linked_cr()));
+    w.backup = true;
+    w.turn(false, ProfileHealth::Present, 0);
+    w.start();
+    w.req.logout_requested_at = Some(t(1));
+    assert_eq!(
+        w.page("UNPAIRED", Some("r1,k"), 1),
+        vec![Action::EndBrowser(Outcome::LogoutDone(Some(t(1))))]
+    );
+}
+
+#[test]
+fn a_corrupt_profile_is_moved_aside_and_its_login_restored_from_the_backup() {
+    let mut w = World::from(Some(&linked_cr()));
+    w.backup = true;
+    assert_eq!(
+        w.turn(
+            false,
+            ProfileHealth::Corrupt("Default/ is a file".into()),
+            0
+        ),
+        vec![
+            Action::MoveProfileAside {
+                reason: "Default/ is a file".into()
+            },
+            Action::RestoreBackup,
+            Action::Launch
+        ]
+    );
+    w.m.handle(Event::Restored(Ok(t(-5))), t(0));
+    assert_eq!(w.error_code(), Some(error_codes::PROFILE_RESTORED));
+    w.start();
+    w.page("CONNECTED", None, 1);
+    assert_eq!(w.authenticated().1, status::RESTORED_FROM_BACKUP);
+}
+
+#[test]
+fn an_unusable_backup_falls_back_to_a_new_login() {
+    let mut w = World::from(Some(&linked_cr()));
+    w.backup = true;
+    w.turn(false, ProfileHealth::Corrupt("x".into()), 0);
+    assert_eq!(
+        w.m.handle(Event::Restored(Err("no usable backup".into())), t(0)),
+        vec![PUBLISH]
+    );
+    assert_eq!(w.error_code(), Some(error_codes::PROFILE_CORRUPT));
+    let message = w.st().last_error.as_ref().map(|e| e.message.clone());
+    assert!(
+        message
+            .as_deref()
+            .is_some_and(|m| m.contains("no usable backup")),
+        "{message:?}"
+    );
+    w.start();
+    assert_eq!(
+        w.page("UNPAIRED", Some("r1,k"), 1),
+        vec![URGENT],
+        "the QR of a new login, the error kept"
+    );
+    assert_eq!(w.error_code(), Some(error_codes::PROFILE_CORRUPT));
+    // Failing launches after a restore: put aside again, but not restored twice.
+    let mut w = World::from(Some(&linked_cr()));
+    w.backup = true;
+    w.turn(false, ProfileHealth::Corrupt("x".into()), 0);
+    w.m.handle(Event::Restored(Ok(t(-5))), t(0));
+    let failed = Outcome::Failed {
+        code: error_codes::BROWSER_CRASHED,
+        message: "boom".into(),
+        launch: true,
+    };
+    w.ended(failed.clone(), true, 1);
+    assert_eq!(
+        w.ended(failed, true, 2),
+        vec![
+            Action::Ready(false),
+            Action::MoveProfileAside {
+                reason: "Chromium failed 2 times with it: boom".into()
+            },
+            PUBLISH
+        ]
+    );
+    assert_eq!(w.error_code(), Some(error_codes::PROFILE_CORRUPT));
+}
+
+#[test]
+fn logout_and_unlink_delete_the_backups() {
+    let mut w = World::new().connected();
+    w.page("UNPAIRED", Some("r,k"), 1);
+    assert!(
+        w.ended(Outcome::LoggedOutRemotely, true, 2)
+            .contains(&Action::WipeBackups)
+    );
+    let mut w = World::new().connected();
+    w.req.logout_requested_at = Some(t(1));
+    w.page("CONNECTED", None, 1);
+    assert!(
+        w.ended(Outcome::LogoutDone(Some(t(1))), true, 2)
+            .contains(&Action::WipeBackups)
+    );
+    // Logged out: a later QR on the page is a new login, not a lost one.
+    w.backup = true;
+    w.req.qr_requested_at = Some(t(3));
+    w.turn(true, ProfileHealth::Missing, 3);
+    w.start();
+    assert_eq!(w.page("UNPAIRED", Some("r,k"), 4), vec![URGENT]);
 }
