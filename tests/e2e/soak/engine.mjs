@@ -39,6 +39,7 @@ export async function soak(cfg) {
   const rest = { during: {}, outside: {}, total: 0 };
   const memory = new Map(); // component key → [{t, bytes}]
   let globalFault = null;
+  let globalPending = false;
   let stopWatch = () => {};
   const timers = [];
   let clients = null;
@@ -268,8 +269,10 @@ export async function soak(cfg) {
   }
 
   async function globalFaultRun(kind, rng) {
-    // Wait for the sessions' own faults to end, so each fault is judged alone.
-    await lib.waitUntil('session faults to end', () => !sessions.some((s) => s.fault), 300_000, 250).catch(() => {});
+    // Wait for the sessions' own faults to end, so each fault is judged alone (session lanes
+    // start no new fault meanwhile; without that the global lane starved and then overlapped).
+    globalPending = true;
+    await lib.waitUntil('session faults to end', () => !sessions.some((s) => s.fault), 600_000, 250).catch(() => {});
     const g = { kind, at: Date.now() };
     globalFault = g;
     try {
@@ -278,6 +281,7 @@ export async function soak(cfg) {
       g.outcome = 'inject-failed';
       g.error = err.message;
       globalFault = null;
+      globalPending = false;
       faults.push(g);
       log(`global: ${kind} could not be injected: ${err.message}`);
       return;
@@ -327,6 +331,7 @@ export async function soak(cfg) {
       log(`global: ${kind} → ${g.outcome}${g.recoveryMs != null ? ` in ${g.recoveryMs} ms` : ''}; sessions that dropped: ${g.sessionsDropped.length}`);
     }
     globalFault = null;
+    globalPending = false;
   }
 
   const sessionKinds = cfg.faults.filter((k) => SESSION_KINDS[k]);
@@ -340,7 +345,7 @@ export async function soak(cfg) {
     // Spread the lanes' first faults over the first gap.
     await sleep(between(rng, 0, cfg.gapSecs[1]) * 1000);
     while (Date.now() < endAt && sessionKinds.length) {
-      while (globalFault && Date.now() < endAt) await sleep(500);
+      while ((globalFault || globalPending) && Date.now() < endAt) await sleep(500);
       if (Date.now() >= endAt) break;
       await sessionFault(s, pick(rng, sessionKinds));
       await sleep(between(rng, cfg.gapSecs[0], cfg.gapSecs[1]) * 1000);
