@@ -35,7 +35,7 @@ export function percentile(xs, p) {
 
 export function describe(xs) {
   return xs.length
-    ? { n: xs.length, p50: percentile(xs, 50), p99: percentile(xs, 99), max: Math.max(...xs) }
+    ? { n: xs.length, p50: percentile(xs, 50), p99: percentile(xs, 99), max: xs.reduce((a, b) => (b > a ? b : a), -Infinity) }
     : { n: 0, p50: null, p99: null, max: null };
 }
 
@@ -119,5 +119,5 @@ export function memoryGrowth(series) {
   const mib = (b) => Math.round((b / 1048576) * 10) / 10;
   const first = series[0].bytes;
   const last = series[series.length - 1].bytes;
-  return { samples: series.length, firstMiB: mib(first), lastMiB: mib(last), maxMiB: mib(Math.max(...series.map((s) => s.bytes))), growthMiB: mib(last - first) };
+  return { samples: series.length, firstMiB: mib(first), lastMiB: mib(last), maxMiB: mib(series.reduce((a, s) => (s.bytes > a ? s.bytes : a), 0)), growthMiB: mib(last - first) };
 }
