@@ -15,10 +15,14 @@ use chromiumoxide::cdp::browser_protocol::fetch::{
     FailRequestParams, RequestPattern,
 };
 use chromiumoxide::cdp::browser_protocol::inspector::EventTargetCrashed;
+use chromiumoxide::cdp::browser_protocol::memory::{
+    PressureLevel, SimulatePressureNotificationParams,
+};
 use chromiumoxide::cdp::browser_protocol::network::{ErrorReason, ResourceType};
 use chromiumoxide::cdp::browser_protocol::page::NavigateParams;
+use chromiumoxide::cdp::js_protocol::heap_profiler::CollectGarbageParams;
 use chromiumoxide::cdp::js_protocol::runtime::{
-    AddBindingParams, EvaluateParams, EventBindingCalled,
+    AddBindingParams, EvaluateParams, EventBindingCalled, GetHeapUsageParams,
 };
 use chromiumoxide::error::CdpError;
 use chromiumoxide::handler::HandlerConfig;
@@ -114,13 +118,8 @@ pub fn chromium_args(cfg: &Config) -> Vec<String> {
         "--window-size=1280,800".into(),
     ]
     .into();
-    if cfg.js_heap_mb > 0 {
-        // A runaway page then crashes its renderer (the agent relaunches and restores from
-        // the profile) before the pod's memory limit kills everything.
-        args.push(format!(
-            "--js-flags=--max-old-space-size={}",
-            cfg.js_heap_mb
-        ));
+    if let Some(js_flags) = js_flags(cfg) {
+        args.push(format!("--js-flags={js_flags}"));
     }
     if dev_shm_size().is_some_and(|size| size < MIN_DEV_SHM) {
         args.push("--disable-dev-shm-usage".into());
@@ -131,7 +130,21 @@ pub fn chromium_args(cfg: &Config) -> Vec<String> {
         args.push(format!("--proxy-server={proxy}"));
         args.push("--proxy-bypass-list=<-loopback>".into());
     }
+    // Last, so that a switch given here wins over the agent's own of the same name.
+    args.extend(cfg.chromium_extra_args.split_whitespace().map(String::from));
     args
+}
+
+/// V8's flags (one `--js-flags` switch: Chromium keeps only the last one given).
+fn js_flags(cfg: &Config) -> Option<String> {
+    let mut flags = Vec::new();
+    if cfg.js_heap_mb > 0 {
+        // A runaway page then crashes its renderer (the agent relaunches and restores from
+        // the profile) before the pod's memory limit kills everything.
+        flags.push(format!("--max-old-space-size={}", cfg.js_heap_mb));
+    }
+    flags.extend(cfg.js_flags.split_whitespace().map(String::from));
+    (!flags.is_empty()).then(|| flags.join(" "))
 }
 
 /// Size of /dev/shm from /proc/self/mountinfo (`size=` of the tmpfs), if it is limited.
@@ -602,7 +615,42 @@ async fn open_page(
         }
     }));
     intercept(cfg, &page, &mut aux).await?;
+    if !cfg.memory_relief_interval.is_zero() {
+        aux.push(tokio::spawn(relieve_memory(
+            page.clone(),
+            cfg.memory_relief_interval,
+        )));
+    }
     Ok((page, rx, aux))
+}
+
+/// Every `interval`: a critical memory-pressure signal to the page's renderer (Blink and V8
+/// drop caches they can rebuild) and a full garbage collection, then the page's JavaScript
+/// heap at debug level (what the page keeps alive). Failures are logged and retried on the
+/// next tick: the page may be navigating, and a dead browser ends the task with the session.
+async fn relieve_memory(page: Page, interval: Duration) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let relieved = async {
+            page.execute(SimulatePressureNotificationParams::new(
+                PressureLevel::Critical,
+            ))
+            .await?;
+            page.execute(CollectGarbageParams::default()).await?;
+            page.execute(GetHeapUsageParams::default()).await
+        };
+        match tokio::time::timeout(interval, relieved).await {
+            Ok(Ok(heap)) => tracing::debug!(
+                used_mib = heap.result.used_size / 1048576.0,
+                total_mib = heap.result.total_size / 1048576.0,
+                "memory relief: the page's JavaScript heap after a full collection"
+            ),
+            Ok(Err(e)) => tracing::debug!(error = %e, "memory relief"),
+            Err(_) => tracing::debug!("memory relief: no answer"),
+        }
+    }
 }
 
 /// Fetch interception: blocks heavy resource types and answers the proxy's auth challenge.
@@ -700,6 +748,55 @@ mod tests {
     /// As Chromium 156 sends it (headers shortened): chromiumoxide cannot parse it, and it is
     /// the one expected.
     const EXTRA_INFO: &str = r#"{"method":"Network.requestWillBeSentExtraInfo","params":{"requestId":"19408.2","associatedCookies":[],"headers":{"Accept":"*/*"},"connectTiming":{"requestTime":3772.323393},"clientSecurityState":{"initiatorIsSecureContext":true,"initiatorIPAddressSpace":"Loopback","localNetworkAccessRequestPolicy":"PermissionBlock"},"siteHasCookieInOtherPartition":false},"sessionId":"3D9112EC4134E645FBAEDB81BBA73A83"}"#;
+
+    fn config(extra: &[&str]) -> Config {
+        use clap::Parser;
+        let mut argv = vec![
+            "wa-session",
+            "--session-name",
+            "s",
+            "--session-namespace",
+            "n",
+        ];
+        argv.extend_from_slice(extra);
+        Config::try_parse_from(argv).expect("parses")
+    }
+
+    #[test]
+    fn js_flags_are_one_switch_with_the_heap_limit_first() {
+        let args = chromium_args(&config(&["--js-flags", "--optimize-for-size  --foo"]));
+        let js: Vec<_> = args
+            .iter()
+            .filter(|a| a.starts_with("--js-flags="))
+            .collect();
+        assert_eq!(
+            js,
+            ["--js-flags=--max-old-space-size=512 --optimize-for-size --foo"]
+        );
+        let args = chromium_args(&config(&["--js-heap-mb", "0"]));
+        assert!(
+            !args.iter().any(|a| a.starts_with("--js-flags")),
+            "{args:?}"
+        );
+    }
+
+    #[test]
+    fn extra_switches_come_last_so_they_win() {
+        let args = chromium_args(&config(&[
+            "--chromium-extra-args",
+            " --single-process --disable-features=Translate ",
+        ]));
+        assert_eq!(
+            args[args.len() - 2..],
+            ["--single-process", "--disable-features=Translate"]
+        );
+        // Chromium keeps the last value of a repeated switch: the agent's own comes first.
+        let own = args
+            .iter()
+            .position(|a| a.starts_with("--disable-features=IsolateOrigins"))
+            .expect("the agent's --disable-features");
+        assert!(own < args.len() - 1);
+    }
 
     #[test]
     fn unparsable_events_the_agent_does_not_use_are_expected_others_are_not() {

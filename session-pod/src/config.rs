@@ -40,6 +40,35 @@ pub struct Config {
     #[arg(long, env = "WA_JS_HEAP_MB", default_value_t = 512)]
     pub js_heap_mb: u32,
 
+    /// More V8 flags for the page's renderer, space separated, added to `--js-flags` after the
+    /// heap limit, e.g. `--optimize-for-size` (docs/session-agent.md lists what each saved).
+    #[arg(
+        long,
+        env = "WA_JS_FLAGS",
+        default_value = "",
+        allow_hyphen_values = true
+    )]
+    pub js_flags: String,
+
+    /// More Chromium switches, space separated, added after the agent's own; Chromium takes the
+    /// last value of a repeated switch, so one here overrides the agent's (e.g.
+    /// `--disable-features=…`). For levers that trade safety for memory, such as
+    /// `--single-process` (one crash then takes the whole browser down): see docs/session-agent.md.
+    #[arg(
+        long,
+        env = "WA_CHROMIUM_EXTRA_ARGS",
+        default_value = "",
+        allow_hyphen_values = true
+    )]
+    pub chromium_extra_args: String,
+
+    /// Every this long, tell the page's renderer memory is short (CDP
+    /// `Memory.simulatePressureNotification`, critical) and collect its JavaScript garbage
+    /// (`HeapProfiler.collectGarbage`), so an idle session gives back what it no longer uses;
+    /// `0s` never does.
+    #[arg(long, env = "WA_MEMORY_RELIEF_INTERVAL", default_value = "0s", value_parser = parse_duration)]
+    pub memory_relief_interval: Duration,
+
     /// Address of /livez, /readyz and /metrics.
     #[arg(long, env = "WA_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: SocketAddr,
