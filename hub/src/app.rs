@@ -103,11 +103,18 @@ pub async fn run(
         // Payloads are tiny JSON objects; anything large is abuse.
         .max_payload(16 * 1024)
         .ping_interval(Duration::from_secs(20))
+        .ws_read_buffer_size(hub.config.ws_read_buffer_bytes as usize)
         .build_layer();
     crate::socket::register(&io);
     tokio::spawn(crate::socket::push::run(io.clone(), hub.clone(), rx));
 
-    let router = crate::routes::router(hub.clone()).layer(io_layer);
+    // The outer layer runs first: the request head is copied before engineioxide keeps it.
+    let router =
+        crate::routes::router(hub.clone())
+            .layer(io_layer)
+            .layer(axum::middleware::map_request(
+                crate::socket::detach::detach_head,
+            ));
     let addr = hub.config.listen;
     let listener = tokio::net::TcpListener::bind(addr)
         .await

@@ -97,6 +97,13 @@ pub struct ServeArgs {
     /// Largest accepted request body in bytes (413 beyond).
     #[arg(long, env = "HUB_BODY_LIMIT_BYTES", default_value_t = 16 * 1024)]
     pub body_limit_bytes: usize,
+
+    /// Initial read buffer of each websocket, in bytes: one per connected browser, so it is
+    /// most of a socket's memory. Client events are JSON of a few hundred bytes; a larger
+    /// message grows the buffer to its size (up to 16 KiB, the payload limit).
+    #[arg(long, env = "HUB_WS_READ_BUFFER_BYTES", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(64..=1024 * 1024))]
+    pub ws_read_buffer_bytes: u32,
 }
 
 impl ServeArgs {

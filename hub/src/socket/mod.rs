@@ -7,6 +7,7 @@
 //! authorized subscribers.
 
 pub mod contract;
+pub mod detach;
 pub mod push;
 
 use std::collections::HashSet;
