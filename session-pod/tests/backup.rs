@@ -158,13 +158,23 @@ fn authenticated_reason(s: &crds::WhatsAppSessionStatus) -> Option<String> {
 #[tokio::test]
 async fn a_corrupted_login_store_comes_back_from_the_backup_without_a_qr() {
     let (f, agent) = Fixture::linked("backup-restore").await;
+    // The copy is on disk before the loop records it (at its next turn): wait for the metric.
+    wait_for_named("backup counted", T, || async {
+        metric(
+            &metrics(&agent).await,
+            "wa_session_backups_total{result=\"taken\"}",
+        ) == 1.0
+    })
+    .await;
     let m = metrics(&agent).await;
-    assert_eq!(
-        metric(&m, "wa_session_backups_total{result=\"taken\"}"),
-        1.0,
-        "{m}"
-    );
     assert!(metric(&m, "wa_session_backup_bytes") > 0.0, "{m}");
+    for line in agent
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("backup of the login taken"))
+    {
+        eprintln!("{line}");
+    }
     let exit = agent.terminate(Duration::from_secs(25)).await;
     assert!(exit.success(), "clean exit: {exit:?}");
 
@@ -173,11 +183,13 @@ async fn a_corrupted_login_store_comes_back_from_the_backup_without_a_qr() {
     let damaged = contents(&f.live_idb());
     eprintln!("garbled {garbled} files of the live IndexedDB");
 
+    let started = std::time::Instant::now();
     let agent = f.agent();
     let s = wait_status(&f.api, "s1", "connected again", T, |s| {
         s.status == Some(SessionState::Connected)
     })
     .await;
+    eprintln!("start → connected from the backup: {:?}", started.elapsed());
     assert_eq!(s.phone_number.as_deref(), Some(PHONE));
     assert_eq!(
         authenticated_reason(&s).as_deref(),
