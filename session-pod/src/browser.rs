@@ -224,7 +224,14 @@ impl BrowserSession {
                     Ok(()) => {}
                     // Not fatal: the message is dropped and the handler goes on.
                     Err(CdpError::InvalidMessage(raw, e)) => invalid_message(&raw, &e, &mut warned),
-                    // A closed socket ends the stream.
+                    // chromiumoxide's handler does not end its stream when the socket breaks
+                    // (Chromium killed): it yields the error and goes on, every later command
+                    // timing out. Without this the page looked hung and the relaunch waited out
+                    // three CDP timeouts (~30 s) instead of starting at once.
+                    Err(e) if connection_lost(&e) => {
+                        tracing::debug!(error = %e, "CDP connection lost");
+                        break;
+                    }
                     Err(e) => tracing::debug!(error = %e, "CDP handler event error"),
                 }
             }
@@ -567,6 +574,12 @@ async fn kill_group(child: &mut Child) {
     let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
 }
 
+/// Whether a CDP handler error means the connection to Chromium is gone (the socket failed
+/// or closed), as opposed to one message or command going wrong.
+fn connection_lost(e: &CdpError) -> bool {
+    matches!(e, CdpError::Ws(_) | CdpError::Io(_))
+}
+
 async fn open_page(
     browser: &Browser,
     cfg: &Config,
@@ -796,6 +809,14 @@ mod tests {
             .position(|a| a.starts_with("--disable-features=IsolateOrigins"))
             .expect("the agent's --disable-features");
         assert!(own < args.len() - 1);
+    }
+
+    #[test]
+    fn a_broken_socket_ends_the_browser_a_failed_command_does_not() {
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(connection_lost(&CdpError::Io(reset)));
+        assert!(!connection_lost(&CdpError::Timeout));
+        assert!(!connection_lost(&CdpError::NoResponse));
     }
 
     #[test]

@@ -521,6 +521,42 @@ async fn chromium_signalled_with_the_agent_is_waited_for_not_killed() {
     );
 }
 
+/// Chromium's browser process killed (`kill -9`, an OOM kill of that process): its CDP socket
+/// breaks and the agent relaunches at once and restores the login — not after three CDP
+/// timeouts taken for a hung page (the soak measured ~35 s, issue 12).
+#[tokio::test]
+async fn chromium_killed_is_relaunched_at_once_not_taken_for_a_hung_page() {
+    let (f, agent) = Fixture::connected("agent-chromium-kill9").await;
+    let before = agent.chromium_pids();
+    let browser = before
+        .iter()
+        .copied()
+        .find(|p| chromium_kind(*p) == "browser")
+        .expect("the browser process");
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &browser.to_string()])
+        .status();
+    wait_status(&f.api, "s1", "BROWSER_CRASHED", T, |s| {
+        code(s) == Some(error_codes::BROWSER_CRASHED)
+    })
+    .await;
+    let s = wait_status(&f.api, "s1", "connected after relaunch", T, |s| {
+        s.status == Some(SessionState::Connected)
+    })
+    .await;
+    assert_eq!(s.qr, None, "restored without a QR");
+    let text = std::fs::read_to_string(&agent.log).unwrap_or_default();
+    assert!(
+        !text.contains("page did not answer"),
+        "the broken socket was taken for a hung page:\n{text}"
+    );
+    let after = agent.chromium_pids();
+    assert!(
+        after.iter().all(|p| !before.contains(p)),
+        "a new Chromium: {before:?} -> {after:?}"
+    );
+}
+
 #[tokio::test]
 async fn health_and_metrics_reflect_the_page() {
     let (_f, agent) = Fixture::connected("agent-http").await;
