@@ -51,4 +51,15 @@ pub enum Error {
     Json(#[from] serde_json::Error),
 }
 
+impl Error {
+    /// Whether Chromium or the page only answered too slowly (a loaded machine), as opposed
+    /// to failing: the status says TIMEOUT and the profile is not suspected.
+    pub fn is_timeout(&self) -> bool {
+        matches!(
+            self,
+            Error::ScriptTimeout { .. } | Error::Cdp(chromiumoxide::error::CdpError::Timeout)
+        )
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;

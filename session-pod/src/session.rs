@@ -319,22 +319,12 @@ impl Agent {
         tracing::info!(profile = %self.profile.dir().display(), "launching Chromium");
         let mut b = match BrowserSession::launch(&self.cfg, self.profile.dir()).await {
             Ok(b) => b,
-            Err(e) => {
-                return Outcome::Failed {
-                    code: error_codes::BROWSER_CRASHED,
-                    message: e.to_string(),
-                    launch: true,
-                };
-            }
+            Err(e) => return launch_failed(&e),
         };
         tracing::info!(pid = b.pid, url = %self.cfg.url, "Chromium running; opening WhatsApp Web");
         if let Err(e) = b.navigate(&self.cfg.url).await {
             b.kill().await;
-            return Outcome::Failed {
-                code: error_codes::BROWSER_CRASHED,
-                message: e.to_string(),
-                launch: true,
-            };
+            return launch_failed(&e);
         }
         let outcome = self.drive(&mut b).await;
         if matches!(outcome, Outcome::Shutdown) {
@@ -486,5 +476,20 @@ impl Agent {
                 return outcome;
             }
         }
+    }
+}
+
+/// A launch or first navigation that failed; a timeout is reported as one (see
+/// [`Error::is_timeout`]) so it is not held against the profile.
+fn launch_failed(e: &crate::error::Error) -> Outcome {
+    let code = if e.is_timeout() {
+        error_codes::TIMEOUT
+    } else {
+        error_codes::BROWSER_CRASHED
+    };
+    Outcome::Failed {
+        code,
+        message: e.to_string(),
+        launch: true,
     }
 }

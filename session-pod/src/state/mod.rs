@@ -47,7 +47,8 @@ pub enum Outcome {
     Failed {
         code: &'static str,
         message: String,
-        /// It failed while launching or loading (counts towards a corrupt profile).
+        /// It failed while launching or loading (counts towards a corrupt profile unless the
+        /// code is TIMEOUT).
         launch: bool,
     },
     /// The page asks for a QR although the account was linked and nobody logged out: the
@@ -437,9 +438,17 @@ impl Machine {
                 message,
                 launch,
             } => {
-                self.failed_launches = if *launch { self.failed_launches + 1 } else { 0 };
+                // A launch that timed out says the machine is slow, not that the profile is
+                // bad: counting it moved good profiles aside (a lost login) on a loaded node
+                // (issue 12's soak and density ramp). Only Chromium failing outright counts.
+                let profile_suspect = *launch && *code != error_codes::TIMEOUT;
+                self.failed_launches = if profile_suspect {
+                    self.failed_launches + 1
+                } else {
+                    0
+                };
                 let mut out = vec![Action::Ready(false)];
-                if *launch
+                if profile_suspect
                     && self.failed_launches >= CORRUPT_AFTER_FAILED_LAUNCHES
                     && profile_present
                 {

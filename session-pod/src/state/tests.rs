@@ -498,6 +498,35 @@ fn a_corrupt_profile_is_moved_aside_before_launching() {
 }
 
 #[test]
+fn launches_that_only_time_out_never_move_the_profile_aside() {
+    // A loaded node: Chromium answers too slowly, launch after launch. The login must survive.
+    let timed_out = Outcome::Failed {
+        code: error_codes::TIMEOUT,
+        message: "page script Target.createTarget did not answer within 10.0s".into(),
+        launch: true,
+    };
+    let mut w = World::new();
+    for i in 0..5 {
+        assert_eq!(
+            w.ended(timed_out.clone(), true, i),
+            vec![Action::Ready(false), PUBLISH]
+        );
+        assert_eq!(w.error_code(), Some(error_codes::TIMEOUT));
+    }
+    // A real failure after them is the first one counted, not the sixth.
+    let crashed = Outcome::Failed {
+        code: error_codes::BROWSER_CRASHED,
+        message: "boom".into(),
+        launch: true,
+    };
+    assert_eq!(
+        w.ended(crashed, true, 5),
+        vec![Action::Ready(false), PUBLISH]
+    );
+    assert_eq!(w.error_code(), Some(error_codes::BROWSER_CRASHED));
+}
+
+#[test]
 fn repeated_launch_failures_with_a_profile_mean_it_is_corrupt() {
     let failed = |launch| Outcome::Failed {
         code: error_codes::BROWSER_CRASHED,
