@@ -12,11 +12,11 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Patch, PatchParams};
-use kube::core::DeserializeGuard;
+use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::utils::Predicate;
-use kube::runtime::{WatchStreamExt, finalizer, metadata_watcher, predicates, reflector, watcher};
+use kube::runtime::{WatchStreamExt, finalizer, predicates, reflector, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -160,11 +160,15 @@ pub async fn run(
         .touched_objects();
     macro_rules! meta_stream {
         ($kind:ty, $writer:expr) => {
-            metadata_watcher(api::<$kind>(&client, namespace), child_cfg.clone())
-                .default_backoff()
-                .modify(caches::slim_meta)
-                .reflect($writer)
-                .touched_objects()
+            // An Api of PartialObjectMeta makes metadata-only requests (kube 5).
+            watcher(
+                api::<PartialObjectMeta<$kind>>(&client, namespace),
+                child_cfg.clone(),
+            )
+            .default_backoff()
+            .modify(caches::slim_meta)
+            .reflect($writer)
+            .touched_objects()
         };
     }
     Controller::for_stream(trigger, reader)
