@@ -137,6 +137,18 @@ impl World {
 const PUBLISH: Action = Action::Publish { urgent: false };
 const URGENT: Action = Action::Publish { urgent: true };
 
+/// What a logout (ours or the phone's unlink) does: wipe the login and its backups, stay idle
+/// until a QR request, ready, publish.
+fn logged_out() -> Vec<Action> {
+    vec![
+        Action::WipeProfile,
+        Action::WipeBackups,
+        Action::SetIdle(true),
+        Action::Ready(true),
+        PUBLISH,
+    ]
+}
+
 #[test]
 fn qr_after_qr_then_expired_then_scan_and_connect() {
     let mut w = World::new();
@@ -214,16 +226,7 @@ fn unlink_after_connected_is_a_logout() {
         vec![Action::EndBrowser(Outcome::LoggedOutRemotely)]
     );
     let actions = w.ended(Outcome::LoggedOutRemotely, true, 2);
-    assert_eq!(
-        actions,
-        vec![
-            Action::WipeProfile,
-            Action::WipeBackups,
-            Action::SetIdle(true),
-            Action::Ready(true),
-            PUBLISH
-        ]
-    );
+    assert_eq!(actions, logged_out());
     assert_eq!(w.m.state(), SessionState::Disconnected);
     assert_eq!(w.error_code(), Some("LOGGED_OUT_REMOTELY"));
     assert_eq!(w.st().phone_number, None);
@@ -428,16 +431,7 @@ fn a_logout_with_nothing_logged_in_is_done_at_once() {
         let mut w = World::new();
         w.req.logout_requested_at = Some(t(1));
         let actions = w.turn(idle, profile, 2);
-        assert_eq!(
-            actions,
-            vec![
-                Action::WipeProfile,
-                Action::WipeBackups,
-                Action::SetIdle(true),
-                Action::Ready(true),
-                PUBLISH
-            ]
-        );
+        assert_eq!(actions, logged_out());
         assert_eq!(w.handled().logout_requested_at, Some(t(1)));
         assert_eq!(w.m.state(), SessionState::Disconnected);
         // Answered: the next turn does not log out again.
@@ -586,16 +580,7 @@ fn a_logout_request_logs_out_on_the_page_then_ends_the_browser() {
     let done = vec![Action::EndBrowser(Outcome::LogoutDone(Some(t(1))))];
     assert_eq!(w.page("UNPAIRED", Some("r,k"), 3), done);
     let actions = w.ended(Outcome::LogoutDone(Some(t(1))), true, 4);
-    assert_eq!(
-        actions,
-        vec![
-            Action::WipeProfile,
-            Action::WipeBackups,
-            Action::SetIdle(true),
-            Action::Ready(true),
-            PUBLISH
-        ]
-    );
+    assert_eq!(actions, logged_out());
     assert_eq!(w.handled().logout_requested_at, Some(t(1)));
     assert_eq!(w.m.state(), SessionState::Disconnected);
     assert_eq!(w.st().last_error, None, "our own logout is not an error");
