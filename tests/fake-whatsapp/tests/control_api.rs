@@ -108,6 +108,18 @@ impl ScriptedPage {
         }
     }
 
+    /// Links this page as the phone `phone` does: waits for its QR and scans it.
+    async fn scan_qr(&mut self, fake: &Fake, phone: &str) {
+        let qr = self.until(fake, "QR", state_is("UNPAIRED")).await["qr"]
+            .as_str()
+            .expect("qr")
+            .to_string();
+        let (status, body) = fake
+            .post("_fake/scan", json!({"qr": qr, "phone": phone}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
     /// Polls until `pred` holds for the page's snapshot (long polls return on every change).
     async fn until(&mut self, fake: &Fake, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -250,14 +262,7 @@ async fn round_expires_and_refresh_starts_a_new_one() {
 async fn restore_unlink_conflict_and_logout() {
     let fake = start("5", "6");
     let mut page = ScriptedPage::open(&fake, None).await;
-    let qr = page.until(&fake, "QR", state_is("UNPAIRED")).await["qr"]
-        .as_str()
-        .expect("qr")
-        .to_string();
-    let (status, _) = fake
-        .post("_fake/scan", json!({"qr": qr, "phone": "5491100000003"}))
-        .await;
-    assert_eq!(status, 200);
+    page.scan_qr(&fake, "5491100000003").await;
     let credential = page.until(&fake, "CONNECTED", state_is("CONNECTED")).await["credential"]
         .as_str()
         .expect("credential")
@@ -319,9 +324,7 @@ async fn restore_unlink_conflict_and_logout() {
         .await;
 
     // Logout from the page itself (Socket.logout()): the server forgets the device.
-    let qr = again.last["qr"].as_str().expect("qr").to_string();
-    fake.post("_fake/scan", json!({"qr": qr, "phone": "5491100000004"}))
-        .await;
+    again.scan_qr(&fake, "5491100000004").await;
     again.until(&fake, "CONNECTED", state_is("CONNECTED")).await;
     let (status, _) = fake
         .post(
@@ -389,14 +392,7 @@ async fn pairing_code_links_and_hooks_select_pages() {
 async fn offline_cuts_held_polls_refuses_the_page_and_ends_by_itself() {
     let fake = start("5", "6");
     let mut page = ScriptedPage::open(&fake, None).await;
-    let qr = page.until(&fake, "QR", state_is("UNPAIRED")).await["qr"]
-        .as_str()
-        .expect("qr")
-        .to_string();
-    let (status, _) = fake
-        .post("_fake/scan", json!({"qr": qr, "phone": "5491100000005"}))
-        .await;
-    assert_eq!(status, 200);
+    page.scan_qr(&fake, "5491100000005").await;
     page.until(&fake, "CONNECTED and synced", |v| {
         v["state"] == "CONNECTED" && v["hasSynced"] == true
     })
