@@ -1,6 +1,8 @@
 //! The supervisor (`devcluster daemon`), started detached by `up`: starts the control plane,
 //! the storage provisioner and the node, reports progress in `status.json`, and on SIGTERM
-//! (from `down`) stops everything in reverse order and cleans up.
+//! (from `down`) stops everything in reverse order and cleans up. While ready it answers
+//! `devcluster restart` on its control socket (control.rs): a requested restart of a part is
+//! not a failure; any other exit of a part still stops the whole cluster.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,9 +10,11 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Namespace, Node};
 use kube::{Api, Client};
 use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::binaries::Binaries;
+use crate::control::{self, Order};
 use crate::control_plane::{self, ControlPlane, StartError};
 use crate::node::{self, RealNode, RealNodeConfig};
 use crate::state::{ClusterEnv, DaemonStatus, PodCidr, StateLayout};
@@ -60,19 +64,47 @@ pub async fn run(opts: DaemonOptions) -> i32 {
         _ = stop.cancelled() => Err(StartError::new(DAEMON_COMPONENT, "stopped during start-up")),
     };
     let code = match started {
-        Ok((mut node_task, registry)) => {
+        Ok(Started {
+            mut node_task,
+            registry,
+            client,
+            node_orders,
+        }) => {
             let env = ClusterEnv {
                 kubeconfig: layout.kubeconfig(),
                 host_ip: opts.pod_cidr.host_ip(),
                 node_ip: Some(opts.pod_cidr.node_plan().node_ip),
                 registry: Some(registry),
             };
+            // restart requests: the socket's task hands each to the supervision loop; bound
+            // before the cluster is said ready, so a caller `up` has answered finds it
+            let (orders_tx, mut orders) = mpsc::channel::<Order>(1);
+            match control::listen(&layout) {
+                Ok(listener) => {
+                    let probes = control::Probes {
+                        client,
+                        etcd: etcd_address(&cp).unwrap_or_default(),
+                    };
+                    background.push(tokio::spawn(control::serve(
+                        listener,
+                        orders_tx,
+                        probes,
+                        node_stop.clone(),
+                    )));
+                }
+                // the cluster works without it (a unix socket path is limited to 107 bytes)
+                Err(e) => tracing::warn!(
+                    error = %e,
+                    socket = %layout.control_socket().display(),
+                    "devcluster restart unavailable: cannot bind the control socket"
+                ),
+            }
             let ready = std::fs::write(layout.cluster_env(), env.render())
                 .and_then(|()| DaemonStatus::Ready.write(&layout));
             match ready {
                 Ok(()) => {
                     tracing::info!(kubeconfig = %layout.kubeconfig().display(), "cluster ready");
-                    supervise(&stop, &mut cp, &mut node_task).await
+                    supervise(&stop, &mut cp, &mut node_task, &mut orders, &node_orders).await
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "writing cluster.env");
@@ -96,6 +128,7 @@ pub async fn run(opts: DaemonOptions) -> i32 {
         task.abort();
     }
     let _ = std::fs::remove_file(layout.cluster_env());
+    let _ = std::fs::remove_file(layout.control_socket());
     cp.stop().await;
     if opts.pod_egress {
         egress::disable(&opts.pod_cidr);
@@ -113,13 +146,32 @@ pub async fn run(opts: DaemonOptions) -> i32 {
 /// The node's supervision: ends with why a part died, or Ok on a stop request.
 type NodeTask = tokio::task::JoinHandle<Result<(), String>>;
 
-/// Starts the control plane and the node; returns the node's task and the registry's address.
+/// A started cluster, as the supervision needs it.
+struct Started {
+    node_task: NodeTask,
+    /// The registry's `host:port`.
+    registry: String,
+    client: Client,
+    /// Restarts of the node's parts, for the node's task.
+    node_orders: mpsc::Sender<Order>,
+}
+
+/// etcd's client address (`127.0.0.1:port`), from its command line.
+fn etcd_address(cp: &ControlPlane) -> Option<String> {
+    let etcd = cp.components.iter().find(|c| c.name == "etcd")?;
+    etcd.spec().args.iter().find_map(|a| {
+        a.strip_prefix("--listen-client-urls=http://")
+            .map(str::to_string)
+    })
+}
+
+/// Starts the control plane and the node.
 async fn start(
     opts: &DaemonOptions,
     cp: &mut ControlPlane,
     node_stop: &CancellationToken,
     background: &mut Vec<tokio::task::JoinHandle<()>>,
-) -> Result<(NodeTask, String), StartError> {
+) -> Result<Started, StartError> {
     let layout = &opts.layout;
     let daemon_err = |e: &dyn std::fmt::Display| StartError::new(DAEMON_COMPONENT, e);
     for dir in [layout.pids_dir(), layout.pki_dir(), layout.volumes_dir()] {
@@ -182,18 +234,51 @@ async fn start(
             return Err(e);
         }
     };
-    let real = RealNode::new(started, &prefix);
-    let mut node_task = tokio::spawn(run_real_node(real, node_stop.clone()));
+    let real = RealNode::new(started, &prefix).with_bins(cfg.bins.clone());
+    let (node_orders, orders) = mpsc::channel(1);
+    let mut node_task = tokio::spawn(run_real_node(real, node_stop.clone(), orders));
     wait_ready(&client, cp, &mut node_task).await?;
-    Ok((node_task, registry))
+    Ok(Started {
+        node_task,
+        registry,
+        client,
+        node_orders,
+    })
 }
 
-/// Supervises the node's parts until a stop request or the first to die, then stops the node
-/// (its pods with it).
-async fn run_real_node(mut real: RealNode, stop: CancellationToken) -> Result<(), String> {
-    let failure = tokio::select! {
-        _ = stop.cancelled() => None,
-        (name, status) = crate::process::first_exit(&mut real.components) => Some(format!("{name} exited unexpectedly ({status}); see logs/{name}.log")),
+/// What woke a supervision loop.
+enum Event {
+    Stop,
+    Exited(String, String),
+    Restart(Order),
+}
+
+/// Supervises the node's parts until a stop request or the first to die unasked, then stops
+/// the node (its pods with it). Restarts its parts when asked (control.rs).
+async fn run_real_node(
+    mut real: RealNode,
+    stop: CancellationToken,
+    mut orders: mpsc::Receiver<Order>,
+) -> Result<(), String> {
+    let failure = loop {
+        // the select ends (dropping its borrow of the parts) before a restart touches them
+        let event = tokio::select! {
+            _ = stop.cancelled() => Event::Stop,
+            (name, status) = crate::process::first_exit(&mut real.components) => Event::Exited(name, status),
+            Some(order) = orders.recv() => Event::Restart(order),
+        };
+        match event {
+            Event::Stop => break None,
+            Event::Exited(name, status) => {
+                break Some(format!(
+                    "{name} exited unexpectedly ({status}); see logs/{name}.log"
+                ));
+            }
+            Event::Restart(order) => {
+                let r = real.restart(&order.component, order.kill).await;
+                let _ = order.done.send(r);
+            }
+        }
     };
     real.stop().await;
     match failure {
@@ -288,22 +373,48 @@ pub async fn node_is_ready(client: &Client) -> bool {
         .any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
-/// Waits for a stop request or for a part to die; returns the exit code.
+/// Waits for a stop request or for a part to die unasked; returns the exit code. Restarts
+/// the control plane's parts when asked and hands the node's to the node's task.
 async fn supervise(
     stop: &CancellationToken,
     cp: &mut ControlPlane,
     node_task: &mut NodeTask,
+    orders: &mut mpsc::Receiver<Order>,
+    node_orders: &mpsc::Sender<Order>,
 ) -> i32 {
     let layout_failed = |component: &str, message: String| (component.to_string(), message);
-    let failure = {
-        tokio::select! {
-            _ = stop.cancelled() => None,
-            (name, status) = crate::process::first_exit(&mut cp.components) => Some(layout_failed(&name, format!("exited unexpectedly ({status})"))),
-            r = &mut *node_task => Some(layout_failed(DAEMON_COMPONENT, match r {
-                Ok(Ok(())) => "the node stopped unexpectedly".into(),
-                Ok(Err(e)) => format!("the node failed: {e}"),
-                Err(e) => format!("the node's supervision panicked: {e}"),
-            })),
+    let failure = loop {
+        let event = tokio::select! {
+            _ = stop.cancelled() => Event::Stop,
+            (name, status) = crate::process::first_exit(&mut cp.components) => Event::Exited(name, status),
+            r = &mut *node_task => {
+                break Some(layout_failed(DAEMON_COMPONENT, match r {
+                    Ok(Ok(())) => "the node stopped unexpectedly".into(),
+                    Ok(Err(e)) => format!("the node failed: {e}"),
+                    Err(e) => format!("the node's supervision panicked: {e}"),
+                }));
+            }
+            Some(order) = orders.recv() => Event::Restart(order),
+        };
+        match event {
+            Event::Stop => break None,
+            Event::Exited(name, status) => {
+                break Some(layout_failed(
+                    &name,
+                    format!("exited unexpectedly ({status})"),
+                ));
+            }
+            Event::Restart(order) if control::is_node_part(&order.component) => {
+                if let Err(mpsc::error::SendError(order)) = node_orders.send(order).await {
+                    let _ = order.done.send(Err("the node is stopping".into()));
+                }
+            }
+            Event::Restart(order) => {
+                let r = control::restart_in(&mut cp.components, &order.component, order.kill)
+                    .await
+                    .map(|(_, restarted)| restarted);
+                let _ = order.done.send(r);
+            }
         }
     };
     match failure {

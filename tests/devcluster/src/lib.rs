@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod binaries;
+pub mod control;
 pub mod control_plane;
 pub mod daemon;
 pub mod egress;

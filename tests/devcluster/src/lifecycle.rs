@@ -232,6 +232,7 @@ fn forget_run(layout: &StateLayout) {
         layout.cluster_env(),
         layout.status_file(),
         layout.daemon_pidfile(),
+        layout.control_socket(),
     ] {
         let _ = std::fs::remove_file(f);
     }

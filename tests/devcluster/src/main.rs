@@ -49,6 +49,23 @@ enum Command {
         #[arg(long, env = "DEVCLUSTER_STATE_DIR")]
         state_dir: PathBuf,
     },
+    /// Restart one component of the running cluster, as a crash or an upgrade would: the
+    /// supervisor stops it (SIGTERM, SIGKILL after 10 s; --kill: SIGKILL at once) and starts
+    /// it again with the same command line, and this returns once it is back: etcd healthy
+    /// and the API server ready; kube-apiserver /readyz ok; kubelet: the node's Lease renewed
+    /// by the new kubelet and the node Ready; containerd: its socket answering and the node
+    /// Ready; kube-controller-manager and kube-scheduler: started. Pods keep running. Only a
+    /// requested restart is survived: any other exit of a component still stops the cluster.
+    /// One restart at a time per cluster (a second one waits). Exit status 0 when back.
+    Restart {
+        #[arg(long, env = "DEVCLUSTER_STATE_DIR")]
+        state_dir: PathBuf,
+        /// SIGKILL at once (a crash) instead of SIGTERM first.
+        #[arg(long)]
+        kill: bool,
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(devcluster::control::RESTARTABLE))]
+        component: String,
+    },
     /// The supervisor `up` starts detached (internal).
     #[command(hide = true)]
     Daemon {
@@ -137,6 +154,20 @@ async fn main() -> ExitCode {
                 }
             }
         }
+        Command::Restart {
+            state_dir,
+            kill,
+            component,
+        } => match devcluster::control::restart(&state_dir, &component, kill).await {
+            Ok(reply) => {
+                eprintln!("devcluster: {}", reply.message);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("devcluster restart {component}: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Daemon {
             state_dir,
             pod_cidr,

@@ -24,11 +24,22 @@ pub enum ProcessError {
     },
 }
 
+/// How a component was started, kept so `devcluster restart` can start it again the same way.
+#[derive(Debug, Clone)]
+pub struct SpawnSpec {
+    pub name: String,
+    pub program: PathBuf,
+    pub args: Vec<String>,
+    pub log: PathBuf,
+    pub pidfile: PathBuf,
+}
+
 /// A running control-plane process.
 pub struct Component {
     pub name: String,
     child: tokio::process::Child,
     pidfile: PathBuf,
+    spec: SpawnSpec,
 }
 
 impl Component {
@@ -41,6 +52,34 @@ impl Component {
         log: &Path,
         pidfile: &Path,
     ) -> Result<Self, ProcessError> {
+        Self::spawn_spec(SpawnSpec {
+            name: name.into(),
+            program: program.into(),
+            args: args.to_vec(),
+            log: log.into(),
+            pidfile: pidfile.into(),
+        })
+    }
+
+    /// Starts the process again from the spec it was first started with (same program,
+    /// arguments, log and pidfile); the caller has stopped the old one.
+    pub fn respawn(&self) -> Result<Self, ProcessError> {
+        Self::spawn_spec(self.spec.clone())
+    }
+
+    /// The program and arguments this component runs with.
+    pub fn spec(&self) -> &SpawnSpec {
+        &self.spec
+    }
+
+    fn spawn_spec(spec: SpawnSpec) -> Result<Self, ProcessError> {
+        let (name, program, args, log, pidfile) = (
+            spec.name.as_str(),
+            spec.program.as_path(),
+            spec.args.as_slice(),
+            spec.log.as_path(),
+            spec.pidfile.as_path(),
+        );
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| ProcessError::Io {
@@ -88,6 +127,7 @@ impl Component {
             name: name.into(),
             child,
             pidfile: pidfile.into(),
+            spec: spec.clone(),
         })
     }
 
@@ -125,6 +165,12 @@ impl Component {
                 let _ = self.child.kill().await;
             }
         }
+        let _ = std::fs::remove_file(&self.pidfile);
+    }
+
+    /// SIGKILL at once (what a crash is) and reap it; removes the pidfile.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
         let _ = std::fs::remove_file(&self.pidfile);
     }
 }

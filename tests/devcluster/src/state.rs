@@ -47,6 +47,11 @@ impl StateLayout {
     pub fn daemon_pidfile(&self) -> PathBuf {
         self.root.join("daemon.pid")
     }
+    /// The supervisor's control socket (`devcluster restart`, control.rs); present while the
+    /// cluster is ready.
+    pub fn control_socket(&self) -> PathBuf {
+        self.root.join("control.sock")
+    }
     /// The supervisor's progress (see [`DaemonStatus`]).
     pub fn status_file(&self) -> PathBuf {
         self.root.join("status.json")

@@ -44,6 +44,7 @@ pub struct RealNodeConfig<'a> {
 pub struct RealNode {
     pub components: Vec<Component>,
     names: Names,
+    bins: Option<NodeBinaries>,
 }
 
 fn dir(layout: &StateLayout) -> PathBuf {
@@ -275,7 +276,56 @@ impl RealNode {
         Self {
             components,
             names: Names::new(prefix),
+            bins: None,
         }
+    }
+
+    /// With the node's programs, for [`RealNode::restart`] to probe containerd.
+    pub fn with_bins(mut self, bins: NodeBinaries) -> Self {
+        self.bins = Some(bins);
+        self
+    }
+
+    /// Restarts one node part (`devcluster restart`, control.rs): stopped, started again from
+    /// the same spec inside the node's namespaces (the holder still runs, so the spec's
+    /// `nsenter --target` still names them), moved into the node's cgroup like at start.
+    /// Pods keep running: their containers belong to the shims, not to containerd or the
+    /// kubelet, as on a real node. containerd is waited for until its socket answers (the
+    /// kubelet's next call must find it), so the supervision pauses for at most 30 s.
+    pub async fn restart(
+        &mut self,
+        name: &str,
+        kill: bool,
+    ) -> Result<crate::control::Restarted, String> {
+        let (c, restarted) = crate::control::restart_in(&mut self.components, name, kill).await?;
+        if let Some(pid) = c.pid() {
+            sandbox::join_node_cgroup(&self.names, pid).map_err(|e| e.to_string())?;
+        }
+        if name == "containerd" {
+            let holder = self
+                .components
+                .iter_mut()
+                .find(|c| c.name == "node-sandbox")
+                .and_then(Component::pid)
+                .ok_or("the node's namespace holder is gone")?;
+            let bins = self
+                .bins
+                .clone()
+                .ok_or("the node's programs are not known")?;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while !containerd_answers(holder, &bins).await {
+                if let Some(c) = self.components.iter_mut().find(|c| c.name == name)
+                    && let Some(status) = c.exited()
+                {
+                    return Err(format!("containerd exited after the restart ({status})"));
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err("containerd's socket not answering after 30 s".into());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(restarted)
     }
 
     /// Stops the node's parts (kubelet first), then everything left in its cgroups (pods,

@@ -1,0 +1,220 @@
+//! `devcluster restart` through the real parts, on a cluster of its own (restarting the shared
+//! cluster's etcd would disturb every other test): the API server (SIGTERM) and etcd (SIGKILL,
+//! a crash) come back with the data kept and a client's watch resumes; the kubelet (SIGKILL)
+//! and containerd (SIGTERM) come back with the node Ready, a running pod keeps its container,
+//! and a new pod starts afterwards. Then an exit nobody asked for still stops the cluster.
+//!
+//! State dir `DEVCLUSTER_RESTART_TEST_STATE` (default `<cache>/state/restart-test`), pod CIDR
+//! `DEVCLUSTER_RESTART_TEST_POD_CIDR` (default 10.244.250.0/24).
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use devcluster::control;
+use devcluster::lifecycle::{self, UpOptions};
+use devcluster::state::StateLayout;
+use devcluster::testing::{wait_for_named, wait_for_value};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::api::PostParams;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, ResourceExt};
+
+const WAIT: Duration = Duration::from_secs(120);
+
+fn config_map(name: &str) -> ConfigMap {
+    serde_json::from_value(serde_json::json!({"metadata": {"name": name}, "data": {"k": "v"}}))
+        .unwrap()
+}
+
+fn pod(name: &str, image: &str) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name},
+        "spec": {"terminationGracePeriodSeconds": 1,
+                 "containers": [{"name": "main", "image": image,
+                                 "resources": {"requests": {"cpu": "10m"}}}]}
+    }))
+    .unwrap()
+}
+
+/// (container id, restart count) of a running pod's only container.
+async fn running_container(pods: &Api<Pod>, name: &str) -> Option<(String, i32)> {
+    let p = pods.get(name).await.ok()?;
+    let status = p.status?;
+    if status.phase.as_deref() != Some("Running") {
+        return None;
+    }
+    let c = status.container_statuses?.into_iter().next()?;
+    c.state?.running?;
+    Some((c.container_id?, c.restart_count))
+}
+
+async fn restart(state_dir: &std::path::Path, component: &str, kill: bool) {
+    let reply = control::restart(state_dir, component, kill)
+        .await
+        .unwrap_or_else(|e| panic!("devcluster restart {component}: {e}"));
+    eprintln!("{}", reply.message);
+}
+
+#[tokio::test]
+async fn restarted_parts_come_back_and_an_unrequested_exit_still_stops_the_cluster() {
+    let state_dir: PathBuf = std::env::var_os("DEVCLUSTER_RESTART_TEST_STATE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            devcluster::binaries::cache_dir()
+                .join("state")
+                .join("restart-test")
+        });
+    let pod_cidr = std::env::var("DEVCLUSTER_RESTART_TEST_POD_CIDR")
+        .unwrap_or_else(|_| "10.244.250.0/24".into());
+    let bin = std::env::var_os("WA_BIN_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("CARGO_TARGET_DIR").map(|d| PathBuf::from(d).join("release")))
+        .expect("WA_BIN_DIR or CARGO_TARGET_DIR (the release binaries)");
+    let _ = lifecycle::down(&state_dir).await;
+    std::fs::create_dir_all(&state_dir).unwrap();
+    let opts = UpOptions {
+        state_dir: state_dir.clone(),
+        pod_cidr,
+        pod_egress: false,
+        bin_dir: None,
+        exe: bin.join("devcluster"),
+        timeout: Duration::from_secs(180),
+    };
+    let env = lifecycle::up(&opts).await.expect("devcluster up");
+    let config = devcluster::control_plane::admin_config(&env.kubeconfig)
+        .await
+        .unwrap();
+    let client = kube::Client::try_from(config).unwrap();
+
+    // a pod running before the node's parts restart
+    let registry = env.registry.clone().expect("registry");
+    let out = std::process::Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/images/build.sh"))
+        .args(["--registry", &registry])
+        .env("WA_BIN_DIR", &bin)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let image = format!("{registry}/devcluster/testpod:dev");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    pods.create(&PostParams::default(), &pod("sitter", &image))
+        .await
+        .expect("pod");
+    let (container, restarts) = wait_for_value("pod sitter Running", WAIT, || {
+        running_container(&pods, "sitter")
+    })
+    .await;
+
+    // a client's watch on ConfigMaps, kept through the control plane's restarts
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let watch = {
+        let seen = seen.clone();
+        let stream = watcher(cms.clone(), watcher::Config::default())
+            .default_backoff()
+            .applied_objects();
+        let mut stream = stream.boxed();
+        tokio::spawn(async move {
+            while let Some(item) = stream.next().await {
+                if let Ok(cm) = item {
+                    seen.lock().unwrap().push(cm.name_any());
+                }
+            }
+        })
+    };
+    let before = cms
+        .create(&PostParams::default(), &config_map("before"))
+        .await
+        .unwrap();
+    let watched = |name: &'static str| {
+        let seen = seen.clone();
+        move || {
+            let seen = seen.clone();
+            async move { seen.lock().unwrap().iter().any(|n| n == name) }
+        }
+    };
+    wait_for_named("the watch to see ConfigMap before", WAIT, watched("before")).await;
+
+    restart(&state_dir, "kube-apiserver", false).await;
+    cms.create(&PostParams::default(), &config_map("after-apiserver"))
+        .await
+        .expect("a write after the API server's restart");
+    wait_for_named(
+        "the watch to resume and see after-apiserver",
+        WAIT,
+        watched("after-apiserver"),
+    )
+    .await;
+
+    restart(&state_dir, "etcd", true).await;
+    let kept = cms
+        .get("before")
+        .await
+        .expect("data kept across etcd's restart");
+    assert_eq!(kept.uid(), before.uid());
+    cms.create(&PostParams::default(), &config_map("after-etcd"))
+        .await
+        .expect("a write after etcd's restart");
+    wait_for_named(
+        "the watch to resume and see after-etcd",
+        WAIT,
+        watched("after-etcd"),
+    )
+    .await;
+    watch.abort();
+
+    // the node's parts: the pod keeps its container; the node works afterwards
+    restart(&state_dir, "kubelet", true).await;
+    assert!(devcluster::daemon::node_is_ready(&client).await);
+    restart(&state_dir, "containerd", false).await;
+    assert!(devcluster::daemon::node_is_ready(&client).await);
+    assert_eq!(
+        running_container(&pods, "sitter").await,
+        Some((container, restarts)),
+        "the pod kept its container through the kubelet's and containerd's restarts"
+    );
+    pods.create(&PostParams::default(), &pod("newcomer", &image))
+        .await
+        .expect("pod");
+    wait_for_value("a pod created after the restarts Running", WAIT, || {
+        running_container(&pods, "newcomer")
+    })
+    .await;
+
+    // an exit nobody asked for still stops everything
+    let layout = StateLayout::new(&state_dir);
+    // the daemon's log is appended to across runs: only what this run writes from here counts
+    let log_from = std::fs::metadata(layout.log("daemon")).unwrap().len() as usize;
+    let pid = devcluster::process::read_pidfile(&layout.pidfile("kube-scheduler"))
+        .expect("kube-scheduler's pidfile");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_for_named("the supervisor to stop everything", WAIT, || async {
+        devcluster::process::read_pidfile(&layout.daemon_pidfile()).is_none()
+    })
+    .await;
+    let log = std::fs::read(layout.log("daemon")).unwrap();
+    let log = String::from_utf8_lossy(&log[log_from..]);
+    assert!(
+        log.lines()
+            .any(|l| l.contains("cluster part died")
+                && l.contains(r#""component":"kube-scheduler""#)),
+        "the daemon's log names the part that died"
+    );
+    assert!(!layout.cluster_env().exists() && !layout.control_socket().exists());
+    let refused = control::restart(&state_dir, "kubelet", false).await;
+    assert!(
+        matches!(refused, Err(control::ControlError::NotRunning { .. })),
+        "{refused:?}"
+    );
+    let _ = lifecycle::down(&state_dir).await;
+}
