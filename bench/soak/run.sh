@@ -52,4 +52,6 @@ log "helm upgrade: hub.replicas=${SOAK_HUB_REPLICAS:-2}, session memory limit ${
   || { tail -20 "$dir.helm.log" >&2; exit 1; }
 
 export SOAK_NODE_LOG_DIR=$dir/cluster/node/var-log/pods SOAK_ARTIFACTS=$dir/artifacts
+# the cluster kinds restart its parts through `devcluster restart` (demo.sh's state dir)
+export SOAK_DEVCLUSTER_STATE_DIR=$dir/cluster SOAK_DEVCLUSTER_BIN=$CARGO_TARGET_DIR/release/devcluster
 exec node bench/soak/soak.mjs

@@ -52,6 +52,9 @@ const cfg = {
   linkParallel: num('SOAK_LINK_PARALLEL', 3),
   memoryEverySecs: num('SOAK_MEMORY_EVERY_SECS', 30),
   nodeLogDir: process.env.SOAK_NODE_LOG_DIR,
+  // The cluster kinds (apiserver-restart, …) run `devcluster restart` on this state dir.
+  devclusterStateDir: process.env.SOAK_DEVCLUSTER_STATE_DIR,
+  devclusterBin: process.env.SOAK_DEVCLUSTER_BIN,
   artifacts,
   deleteSessions: false,
 };
@@ -74,6 +77,7 @@ console.log(`  uptime (min over sessions): whole run ${pct(figures.uptime.minWho
 for (const [kind, k] of Object.entries(figures.byKind)) {
   console.log(`  ${kind.padEnd(15)} ${k.injected} injected, ${k.reconnected} reconnected, ${k.expectedEnd} expected end, ${k.failed} failed; recovery p50 ${k.recoveryMs.p50} p99 ${k.recoveryMs.p99} max ${k.recoveryMs.max} ms`);
 }
+for (const r of figures.clusterRestarts) console.log(`  ${r.kind.padEnd(18)} ${r.ok ? `back in ${r.backMs} ms` : `NOT back: ${r.said}`}`);
 console.log(`  socket clients: final mismatches ${figures.socketClients.finalMismatches}, lag p50/p99/max ${figures.socketClients.viewLagMs.p50}/${figures.socketClients.viewLagMs.p99}/${figures.socketClients.viewLagMs.max} ms, reconnects ${figures.socketClients.reconnects}`);
 if (figures.browser) console.log(`  browser: final mismatches ${figures.browser.finalMismatches}, lag p50/p99/max ${figures.browser.viewLagMs.p50}/${figures.browser.viewLagMs.p99}/${figures.browser.viewLagMs.max} ms`);
 console.log(`  CR ≠ fake at the end: ${figures.crVsFakeAtEnd.length}; REST during faults: ${JSON.stringify(figures.rest.during)}`);

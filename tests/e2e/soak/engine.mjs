@@ -1,8 +1,9 @@
 // The soak itself, given a running product (bench/soak/run.sh installs the chart; the e2e
 // short form uses the harness's): creates and links N sessions through the fake, starts M
 // socket.io clients and one browser, then injects faults on a seeded schedule — one at a time
-// per session, global ones (the service offline, the operator or a hub replica killed) while no
-// session fault runs — and measures what docs/soak.md lists. Returns the figures.
+// per session, global ones (the service offline, the operator or a hub replica killed, a part of
+// the cluster restarted) while no session fault runs — and measures what docs/soak.md lists.
+// Returns the figures.
 import { execSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,7 +12,7 @@ import { restLogin } from '../rest.mjs';
 import { sleep } from '../wait.mjs';
 import { GLOBAL_KINDS, SESSION_KINDS } from './faults.mjs';
 import { Kube } from './kube.mjs';
-import { describe, laneRng, memoryGrowth, pick, between, summarizeFaults, uptime } from './stats.mjs';
+import { deck, describe, globalGapMs, laneRng, memoryGrowth, between, summarizeFaults, uptime } from './stats.mjs';
 import { BrowserViews, SocketClients, Truth } from './views.mjs';
 
 const uptimeLine = () => execSync('uptime', { encoding: 'utf8' }).trim();
@@ -36,6 +37,7 @@ export async function soak(cfg) {
   const injected = new Map(sessions.map((s) => [s.name, []]));
   const crLies = new Map(sessions.map((s) => [s.name, 0])); // ms the CR said connected while the fake did not
   const faults = [];
+  const clusterRestarts = []; // the cluster part's own side of a cluster kind: back, and when
   const rest = { during: {}, outside: {}, total: 0 };
   const memory = new Map(); // component key → [{t, bytes}]
   let globalFault = null;
@@ -288,9 +290,15 @@ export async function soak(cfg) {
     }
     log(`global: ${kind}: ${g.detail}`);
     if (g.affectsSessions) {
-      // Every linked session goes down with the service; each is judged as its own fault.
-      await Promise.all(
-        sessions.filter((s) => s.linked).map(async (s) => {
+      // Every linked session goes down with the service, or (a cluster part restarting) should
+      // hold on; each is judged as its own fault, while the part comes back.
+      const part = g.done?.then((r) => {
+        clusterRestarts.push({ kind, component: g.clusterPart, at: new Date(g.at).toISOString(), ok: r.ok, backMs: r.backMs, said: r.said });
+        log(`global: ${kind}: ${r.ok ? `back in ${r.backMs} ms: ${r.said}` : `NOT back: ${r.said}`}`);
+      });
+      await Promise.all([
+        part,
+        ...sessions.filter((s) => s.linked).map(async (s) => {
           const f = { kind, session: s.name, at: g.at, injectedMs: g.injectedMs, expect: 'reconnect', detail: g.detail };
           s.fault = f;
           injected.get(s.name).push({ from: f.at, to: f.at + f.injectedMs });
@@ -304,7 +312,7 @@ export async function soak(cfg) {
             excused.get(s.name).push({ from: f.at, to: Date.now() });
           }
         }),
-      );
+      ]);
     } else {
       // A control-plane component: it must come back Ready, sessions must stay connected, and
       // (for a hub) every socket client must be connected again.
@@ -342,21 +350,26 @@ export async function soak(cfg) {
   log(`faults for ${cfg.minutes} min, seed ${cfg.seed}: ${cfg.faults.join(', ')} (${uptimeLine()})`);
   const sessionLane = async (s) => {
     const rng = laneRng(cfg.seed, s.name);
+    const nextKind = deck(rng, sessionKinds);
     // Spread the lanes' first faults over the first gap.
     await sleep(between(rng, 0, cfg.gapSecs[1]) * 1000);
     while (Date.now() < endAt && sessionKinds.length) {
       while ((globalFault || globalPending) && Date.now() < endAt) await sleep(500);
       if (Date.now() >= endAt) break;
-      await sessionFault(s, pick(rng, sessionKinds));
+      await sessionFault(s, nextKind());
       await sleep(between(rng, cfg.gapSecs[0], cfg.gapSecs[1]) * 1000);
     }
   };
   const globalLane = async () => {
     const rng = laneRng(cfg.seed, 'global');
+    const nextKind = deck(rng, globalKinds);
+    let drawn = 0;
     while (Date.now() < endAt && globalKinds.length) {
-      await sleep(between(rng, cfg.globalGapSecs[0], cfg.globalGapSecs[1]) * 1000);
+      const gap = between(rng, cfg.globalGapSecs[0], cfg.globalGapSecs[1]) * 1000;
+      await sleep(globalGapMs(gap, endAt - Date.now(), globalKinds.length - drawn));
       if (Date.now() >= endAt) break;
-      await globalFaultRun(pick(rng, globalKinds), rng);
+      drawn += 1;
+      await globalFaultRun(nextKind(), rng);
     }
   };
   try {
@@ -399,6 +412,7 @@ export async function soak(cfg) {
     })(),
     byKind: summarizeFaults(faults.filter((f) => f.outcome !== 'inject-failed')),
     podDeleteCrLeftConnectedMs: describe(faults.filter((f) => f.kind === 'pod-delete' && f.crLeftConnectedAfterMs != null).map((f) => f.crLeftConnectedAfterMs)),
+    clusterRestarts,
     injectFailures: faults.filter((f) => f.outcome === 'inject-failed').map((f) => ({ kind: f.kind, session: f.session, error: f.error })),
     socketClients: clients.figures(),
     browser: browser ? await browser.figures() : null,

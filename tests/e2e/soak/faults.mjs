@@ -2,7 +2,9 @@
 // soak must know to judge it: `injectedMs` (how long the fault itself holds the session down by
 // design: an outage of the service; 0 for a kill) and `expect` ('reconnect', or 'logged-out'
 // for an unlink from the phone). Session kinds act on one session; global kinds on a component
-// every session depends on.
+// every session depends on (cluster kinds restart a part of the cluster itself through
+// `devcluster restart`).
+import { execFile } from 'node:child_process';
 import { podProcesses } from './kube.mjs';
 import { between } from './stats.mjs';
 
@@ -122,5 +124,51 @@ export const GLOBAL_KINDS = {
     },
   },
 };
+
+/**
+ * `devcluster restart [--kill] COMPONENT` on the soak's cluster (ctx.devclusterStateDir, with
+ * ctx.devclusterBin): the supervisor stops the component and starts it again, and the command
+ * returns once it is back (tests/devcluster/src/control.rs). Bounded by `devcluster`'s own
+ * 10 s stop grace + 120 s to be back; killed here after 180 s.
+ */
+function devclusterRestart(ctx, component, kill) {
+  if (!ctx.devclusterStateDir) throw new Error('no devcluster state dir known to the soak (SOAK_DEVCLUSTER_STATE_DIR / DEVCLUSTER_STATE_DIR)');
+  const args = ['restart', '--state-dir', ctx.devclusterStateDir, ...(kill ? ['--kill'] : []), component];
+  return new Promise((resolve, reject) => {
+    execFile(ctx.devclusterBin ?? 'devcluster', args, { timeout: 180_000, encoding: 'utf8' }, (err, stdout, stderr) => {
+      const said = `${stderr}${stdout}`.trim();
+      if (err) reject(new Error(`devcluster ${args.join(' ')}: ${said || err.message}`));
+      else resolve(said.replace(/^devcluster: /, ''));
+    });
+  });
+}
+
+/** A restart of a cluster part: how it is stopped (SIGTERM, or SIGKILL as a crash) is drawn. */
+function clusterRestart(component) {
+  return {
+    async inject(ctx, rng) {
+      const kill = rng() < 0.5;
+      const t0 = Date.now();
+      // Not awaited here: the sessions are judged while the part is down and coming back.
+      const done = devclusterRestart(ctx, component, kill).then(
+        (said) => ({ ok: true, said, backMs: Date.now() - t0 }),
+        (err) => ({ ok: false, said: err.message, backMs: Date.now() - t0 }),
+      );
+      // The sessions hold on through it (their pods, browsers and the service do not need the
+      // part while it restarts): each is judged like after an outage with no injected
+      // downtime, so any drop counts against uptime and a QR is a lost login.
+      return { detail: `devcluster restart${kill ? ' --kill' : ''} ${component}`, injectedMs: 0, expect: 'reconnect', affectsSessions: true, clusterPart: component, done };
+    },
+  };
+}
+
+/** Cluster-wide: one at a time for the whole cluster, on the global lane. */
+export const CLUSTER_KINDS = {
+  'apiserver-restart': clusterRestart('kube-apiserver'),
+  'etcd-restart': clusterRestart('etcd'),
+  'kubelet-restart': clusterRestart('kubelet'),
+  'containerd-restart': clusterRestart('containerd'),
+};
+Object.assign(GLOBAL_KINDS, CLUSTER_KINDS);
 
 export const ALL_KINDS = [...Object.keys(SESSION_KINDS), ...Object.keys(GLOBAL_KINDS)];

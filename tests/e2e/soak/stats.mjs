@@ -25,6 +25,36 @@ export function laneRng(seed, lane) {
 export const between = (rng, lo, hi) => lo + (hi - lo) * rng();
 export const pick = (rng, xs) => xs[Math.floor(rng() * xs.length) % xs.length];
 
+/**
+ * Draws from `xs` as from a shuffled deck: every kind once (in a seeded order), then a fresh
+ * shuffle. Independent picks left kinds undrawn: a 30-minute soak runs only ~5 global faults,
+ * and seed 1's first four picks never drew `hub-kill`.
+ */
+export function deck(rng, xs) {
+  let hand = [];
+  return () => {
+    if (!hand.length) {
+      hand = [...xs];
+      for (let i = hand.length - 1; i > 0; i--) {
+        const j = Math.floor(rng() * (i + 1)) % (i + 1);
+        [hand[i], hand[j]] = [hand[j], hand[i]];
+      }
+    }
+    return hand.pop();
+  };
+}
+
+/**
+ * The wait before the next global fault: the drawn gap, but while the first round of the deck
+ * is not through, at most half the time left per kind still undrawn (the other half is for the
+ * faults themselves: waiting for the session lanes, the outage, the judging), so every kind is
+ * drawn before the end however long the faults take.
+ */
+export function globalGapMs(drawnMs, leftMs, undrawn) {
+  if (undrawn <= 0) return drawnMs;
+  return Math.max(0, Math.min(drawnMs, leftMs / (2 * undrawn)));
+}
+
 /** Nearest-rank percentile (p in 0..100) of numbers; null for none. */
 export function percentile(xs, p) {
   if (!xs.length) return null;

@@ -1,7 +1,7 @@
 // Unit tests of the soak's arithmetic (node --test soak/stats.test.mjs; no cluster).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { describe, laneRng, memoryGrowth, percentile, prng, summarizeFaults, uiLabel, uptime } from './stats.mjs';
+import { deck, describe, globalGapMs, laneRng, memoryGrowth, percentile, prng, summarizeFaults, uiLabel, uptime } from './stats.mjs';
 
 test('the same seed draws the same schedule; lanes differ', () => {
   const a = prng(7);
@@ -60,4 +60,34 @@ test('UI labels and memory growth', () => {
     maxMiB: 150,
     growthMiB: 20,
   });
+});
+
+test('a deck draws every kind once per round, in a seeded order', () => {
+  const kinds = ['fake-offline', 'operator-kill', 'hub-kill', 'apiserver-restart', 'etcd-restart', 'kubelet-restart', 'containerd-restart'];
+  for (const seed of [1, 2, 3, 12, 99]) {
+    const next = deck(laneRng(seed, 'global'), kinds);
+    const round1 = kinds.map(() => next());
+    const round2 = kinds.map(() => next());
+    assert.deepEqual([...round1].sort(), [...kinds].sort(), `seed ${seed}`);
+    assert.deepEqual([...round2].sort(), [...kinds].sort(), `seed ${seed}`);
+    const again = deck(laneRng(seed, 'global'), kinds);
+    assert.deepEqual(kinds.map(() => again()), round1);
+  }
+});
+
+test('global gaps leave room for every kind of the first round', () => {
+  assert.equal(globalGapMs(120_000, 1_800_000, 7), 120_000);
+  assert.equal(globalGapMs(120_000, 600_000, 5), 60_000);
+  assert.equal(globalGapMs(120_000, 600_000, 0), 120_000);
+  assert.equal(globalGapMs(120_000, -5, 1), 0);
+  // 30 minutes, 7 kinds, each fault taking 150 s after its gap: all drawn before the end.
+  let t = 0;
+  let drawn = 0;
+  while (t < 1_800_000) {
+    t += globalGapMs(135_000, 1_800_000 - t, 7 - drawn);
+    if (t >= 1_800_000) break;
+    drawn += 1;
+    t += 150_000;
+  }
+  assert.ok(drawn >= 7, `drawn ${drawn}`);
 });
