@@ -266,7 +266,8 @@ impl BrowserSession {
         }
     }
 
-    /// Starts loading `url` (does not wait for the load: the agent polls the page).
+    /// Loads `url`. chromiumoxide answers `Page.navigate` only once the page's `load` event
+    /// has fired (its navigation watcher), within the CDP timeout; the agent then polls the page.
     pub async fn navigate(&self, url: &str) -> Result<()> {
         let params = NavigateParams::builder()
             .url(url)

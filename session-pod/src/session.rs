@@ -322,10 +322,15 @@ impl Agent {
             Err(e) => return launch_failed(&e),
         };
         tracing::info!(pid = b.pid, url = %self.cfg.url, "Chromium running; opening WhatsApp Web");
+        let navigating = Instant::now();
         if let Err(e) = b.navigate(&self.cfg.url).await {
             b.kill().await;
             return launch_failed(&e);
         }
+        tracing::debug!(
+            ms = navigating.elapsed().as_millis() as u64,
+            "WhatsApp Web loaded (Page.navigate answered)"
+        );
         let outcome = self.drive(&mut b).await;
         if matches!(outcome, Outcome::Shutdown) {
             // Say so before the browser closes: from now on nothing holds the session.
@@ -453,6 +458,13 @@ impl Agent {
                 poll = tokio::time::interval(self.cfg.poll_interval);
                 poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
                 poll.reset();
+            }
+            if snap.loaded && !loaded_once {
+                tracing::debug!(
+                    ms = started.elapsed().as_millis() as u64,
+                    state = snap.state.as_deref(),
+                    "WhatsApp Web booted (first snapshot with its modules)"
+                );
             }
             loaded_once |= snap.loaded;
             self.health.set_ready(snap.loaded);

@@ -18,6 +18,64 @@ fn production_poll() -> Vec<(&'static str, String)> {
     vec![("WA_POLL_INTERVAL", "1s".into())]
 }
 
+/// Where a restore's time goes, from the agent's own log (`wa_session=debug`): each step's
+/// first log line, in ms after the agent's process was started.
+const STEPS: [(&str, &str); 8] = [
+    ("agent_started", "wa-session starting"),
+    ("chromium_spawned", "launching Chromium"),
+    (
+        "devtools_connected",
+        "Chromium launched (DevTools connected)",
+    ),
+    ("tab_attached", "initial tab attached"),
+    (
+        "page_ready",
+        "page ready (bindings, listeners, interception)",
+    ),
+    (
+        "page_loaded",
+        "WhatsApp Web loaded (Page.navigate answered)",
+    ),
+    (
+        "app_booted",
+        "WhatsApp Web booted (first snapshot with its modules)",
+    ),
+    ("connected_written", "status published"),
+];
+
+/// The agent with its debug log on, so that [`steps`] can read the restore's steps.
+fn bench_env() -> Vec<(&'static str, String)> {
+    let mut env = production_poll();
+    env.push(("RUST_LOG", "info,wa_session=debug".into()));
+    env
+}
+
+/// Each of [`STEPS`] found in `log` (JSON lines), in ms after `started` (wall clock); a step
+/// not logged is left out. `connected_written` is the write of `connected`.
+fn steps(log: &str, started: std::time::SystemTime) -> Vec<(&'static str, i64)> {
+    let started = k8s_openapi::jiff::Timestamp::try_from(started).expect("timestamp");
+    let mut found = Vec::new();
+    for (step, message) in STEPS {
+        let at = log.lines().find_map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).ok()?;
+            let fields = &v["fields"];
+            if fields["message"] != message
+                || (step == "connected_written" && fields["status"] != "connected")
+            {
+                return None;
+            }
+            v["timestamp"]
+                .as_str()?
+                .parse::<k8s_openapi::jiff::Timestamp>()
+                .ok()
+        });
+        if let Some(at) = at {
+            found.push((step, at.duration_since(started).as_millis() as i64));
+        }
+    }
+    found
+}
+
 /// The `p`th percentile (nearest rank).
 fn pct(v: &[Duration], p: usize) -> Duration {
     let mut v = v.to_vec();
@@ -97,7 +155,7 @@ async fn agent_figures() {
         url: &fake_url,
         data_dir: &data,
         kubeconfig: c.kubeconfig(),
-        extra_env: production_poll(),
+        extra_env: bench_env(),
     };
     let mut agent = Agent::start_pod(opts());
     poll_until(&api, |s| s.qr.is_some()).await;
@@ -112,6 +170,7 @@ async fn agent_figures() {
     poll_until(&api, |s| s.status == Some(SessionState::Connected)).await;
     let mut restore = Vec::new();
     let (mut stop, mut handover) = (Vec::new(), Vec::new());
+    let mut breakdown: Vec<Vec<(&str, i64)>> = Vec::new();
     for _ in 0..runs {
         let sigterm = Instant::now();
         agent.terminate_group(Duration::from_secs(25)).await;
@@ -119,9 +178,13 @@ async fn agent_figures() {
         // Mark the CR so that "connected" below is the new agent's doing.
         reset_status(&api, "s1").await;
         let started = Instant::now();
+        let wall = std::time::SystemTime::now();
         agent = Agent::start_pod(opts());
         poll_until(&api, |s| s.status == Some(SessionState::Connected)).await;
         restore.push(started.elapsed());
+        let mut run = steps(&agent.log_text(), wall);
+        run.push(("seen_in_cr", started.elapsed().as_millis() as i64));
+        breakdown.push(run);
         handover.push(sigterm.elapsed());
     }
 
@@ -152,6 +215,24 @@ async fn agent_figures() {
         pct(&restore, 50).as_millis(),
         pct(&restore, 90).as_millis(),
         restore.iter().map(|d| d.as_millis()).collect::<Vec<_>>()
+    );
+    // The median of each step over the runs (ms after the agent's process was started).
+    let mut names: Vec<&str> = STEPS.iter().map(|(step, _)| *step).collect();
+    names.push("seen_in_cr");
+    let medians: Vec<String> = names
+        .iter()
+        .filter_map(|name| {
+            let mut at: Vec<i64> = breakdown
+                .iter()
+                .filter_map(|run| run.iter().find(|(n, _)| n == name).map(|(_, ms)| *ms))
+                .collect();
+            at.sort();
+            (!at.is_empty()).then(|| format!("{name}={}", at[(at.len() - 1) / 2]))
+        })
+        .collect();
+    println!(
+        "BENCH restore_steps_p50_ms {} (ms after the agent's start; runs={runs})",
+        medians.join(" ")
     );
     println!(
         "BENCH sigterm_to_agent_exit_p50_ms={} p90_ms={} (runs={runs}, all={:?})",
