@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Session agent figures (issue 4): start → first QR in the CR status (p50 of 10), start →
-# connected when restoring a saved login (p50/p90 of 10; plan target < 3 s), SIGTERM to the
+# connected when restoring a saved login (p50/p90 of 10; plan target < 3 s; issue 15: <= 1 s) and
+# where its time goes (restore_steps_p50_ms, from the agent's debug log), SIGTERM to the
 # agent's process group (a pod deletion) → agent exited and → next agent connected (issue 12),
 # and the memory of the agent + Chromium process tree while connected and idle (plan budget
 # 500 MB): peak RSS, PSS and USS, and per process.

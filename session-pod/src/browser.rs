@@ -20,6 +20,7 @@ use chromiumoxide::cdp::browser_protocol::memory::{
 };
 use chromiumoxide::cdp::browser_protocol::network::{ErrorReason, ResourceType};
 use chromiumoxide::cdp::browser_protocol::page::NavigateParams;
+use chromiumoxide::cdp::browser_protocol::target::EventAttachedToTarget;
 use chromiumoxide::cdp::js_protocol::heap_profiler::CollectGarbageParams;
 use chromiumoxide::cdp::js_protocol::runtime::{
     AddBindingParams, EvaluateParams, EventBindingCalled, GetHeapUsageParams,
@@ -587,22 +588,13 @@ async fn open_page(
     gone: Arc<watch::Sender<bool>>,
 ) -> Result<(Page, mpsc::Receiver<String>, Aux)> {
     let t0 = std::time::Instant::now();
-    let page = tokio::time::timeout(cfg.cdp_timeout, browser.new_page("about:blank"))
+    let page = tokio::time::timeout(cfg.cdp_timeout, initial_tab(browser))
         .await
         .map_err(|_| Error::ScriptTimeout {
-            script: "Target.createTarget",
+            script: "Target.attachToTarget (Chromium's initial tab)",
             secs: cfg.cdp_timeout.as_secs_f64(),
         })??;
-    tracing::debug!(ms = t0.elapsed().as_millis() as u64, "page target created");
-    // The initial tab Chromium opens by itself would cost a renderer: close it.
-    if let Ok(pages) = browser.pages().await {
-        for other in pages {
-            if other.target_id() != page.target_id() {
-                let _ = other.close().await;
-            }
-        }
-    }
-    tracing::debug!(ms = t0.elapsed().as_millis() as u64, "initial tab closed");
+    tracing::debug!(ms = t0.elapsed().as_millis() as u64, "initial tab attached");
     let mut aux = Vec::new();
     // Page -> agent wake-ups (Runtime.addBinding survives navigations).
     page.execute(AddBindingParams::new(NOTIFY_BINDING)).await?;
@@ -636,6 +628,35 @@ async fn open_page(
         )));
     }
     Ok((page, rx, aux))
+}
+
+/// The tab Chromium opens by itself at launch (about:blank), once chromiumoxide has attached
+/// to it. The agent drives that tab instead of creating a second one and closing the first
+/// (`Target.createTarget`, the load of its about:blank and the close: connected → page ready
+/// took 590 ms at load 8, the initial tab 435 ms; docs/session-agent.md "Restore time").
+/// chromiumoxide discovers and attaches to every page target by itself from the moment it
+/// connects (`Target.setDiscoverTargets`, then `attachToTarget` and its own page set-up, which
+/// runs before any command of ours reaches the tab), so the tab is only waited for here, never
+/// fetched: `Browser::fetch_targets` would register the targets a second time and lose the
+/// session chromiumoxide attached. `Browser::pages` lists only attached tabs; the listener is
+/// registered before the first look, so an attach in between is not missed. Normally there is
+/// one tab; should there be more (a restored session), the first is driven, the others closed.
+async fn initial_tab(browser: &Browser) -> Result<Page> {
+    let mut attached = browser.event_listener::<EventAttachedToTarget>().await?;
+    loop {
+        let mut pages = browser.pages().await?.into_iter();
+        if let Some(page) = pages.next() {
+            for other in pages {
+                let _ = other.close().await;
+            }
+            return Ok(page);
+        }
+        if attached.next().await.is_none() {
+            return Err(Error::Launch(
+                "the CDP connection ended before Chromium's initial tab was attached".into(),
+            ));
+        }
+    }
 }
 
 /// Every `interval`: a critical memory-pressure signal to the page's renderer (Blink and V8

@@ -919,4 +919,23 @@ async fn chromium_runs_the_real_binary_with_the_low_memory_flags() {
         1,
         "{kinds:?}"
     );
+    // The agent drives the tab Chromium opened at launch (no Target.createTarget): one tab,
+    // on WhatsApp Web, as Chromium's own DevTools HTTP endpoint lists them.
+    let active = std::fs::read_to_string(agent.profile().join("DevToolsActivePort"))
+        .expect("DevToolsActivePort");
+    let port = active.lines().next().expect("port line").trim();
+    let targets: Vec<serde_json::Value> =
+        reqwest::get(format!("http://127.0.0.1:{port}/json/list"))
+            .await
+            .expect("/json/list")
+            .json()
+            .await
+            .expect("json");
+    let tabs: Vec<&str> = targets
+        .iter()
+        .filter(|t| t["type"] == "page")
+        .filter_map(|t| t["url"].as_str())
+        .collect();
+    assert_eq!(tabs.len(), 1, "{targets:?}");
+    assert!(tabs[0].starts_with(&f.fake.url()), "{tabs:?}");
 }
