@@ -3,8 +3,15 @@
 # Measures the time until all are Ready, the operator's peak RSS and CPU seconds (from /proc)
 # and the API requests it sent per session (its own wa_operator_kube_requests_total).
 #
+# Where the time goes: from the pods' own conditions (second resolution) the seconds from the
+# first apply until the last pod was created, scheduled, had its containers running (the
+# kubelet/containerd side) and was Ready (the readiness probe), next to the last session Ready.
+#
 # Usage: KUBECONFIG=<devcluster kubeconfig> REGISTRY=<its registry> bench/operator-scale/run.sh [N ...]
-#   (default: 100 500; both from the devcluster's cluster.env)
+#   (default: 100 500; both from the devcluster's cluster.env). For 500 the node needs pod
+#   addresses: `devcluster up --pod-cidr 10.246.0.0/21` (kubelet maxPods follows the subnet).
+#   OPERATOR_ARGS: extra wa-operator flags (e.g. --concurrency 32).
+#   BENCH_JSON=FILE: also write the figures as JSON (with the command and `uptime`).
 # Needs the release binaries (wa-operator, devcluster-testpod) in $WA_BIN_DIR or
 # $CARGO_TARGET_DIR/release; the stand-in image is built and pushed to $REGISTRY.
 set -euo pipefail
@@ -19,9 +26,21 @@ clk=$(getconf CLK_TCK)
 : "${REGISTRY:?set REGISTRY to the registry of the devcluster (cluster.env)}"
 stand_in=$(WA_BIN_DIR=$bin tests/devcluster/images/build.sh --registry "$REGISTRY" | sed -n 's/^image=\(.*testpod.*\)/\1/p')
 results=()
+json_rows=()
 
 kubectl apply --server-side --force-conflicts --field-manager=whatsapp-bench -f crds/whatsappsession.yaml >/dev/null
 kubectl wait --for=condition=Established crd/whatsappsessions.whatsapp.leadmaster.io --timeout=60s >/dev/null
+
+# The cluster's memory cgroup (the node's parts, shims and pods): what each pod costs the machine.
+kubelet_pid=$(cat "$(dirname "$KUBECONFIG")/pids/kubelet.pid" 2>/dev/null || true)
+cg=/sys/fs/cgroup/memory$(grep -m1 ':memory:' "/proc/$kubelet_pid/cgroup" 2>/dev/null | cut -d: -f3 | cut -d/ -f1-2)
+cluster_mem_mib() { # rss + kernel memory of every process of the cluster (page cache excluded)
+  [[ -r $cg/memory.stat ]] || { echo 0; return; }
+  local rss kmem
+  rss=$(awk '$1=="total_rss" {print $2}' "$cg/memory.stat")
+  kmem=$(cat "$cg/memory.kmem.usage_in_bytes" 2>/dev/null || echo 0)
+  echo $(((rss + kmem) / 1048576))
+}
 
 metric() { curl -fsS "http://127.0.0.1:$port/metrics" | awk -v m="$1" '$1==m {print $2}'; }
 
@@ -32,18 +51,24 @@ for n in "${sizes[@]}"; do
   log="/tmp/wa-operator-$ns.log"
   "$op_bin" --namespace "$ns" --leader-election=false --session-image "$stand_in" \
     --metrics-addr "127.0.0.1:$port" --default-cpu-request= --default-memory-request= \
-    --default-cpu-limit= --default-memory-limit= >"$log" 2>&1 &
+    --default-cpu-limit= --default-memory-limit= ${OPERATOR_ARGS:-} >"$log" 2>&1 &
   op_pid=$!
   trap 'kill $op_pid 2>/dev/null || true' EXIT
   until curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; do sleep 0.2; done
   base_requests=$(metric wa_operator_kube_requests_total)
 
-  manifest=$(mktemp)
+  # One file per 25 sessions, created 8 at a time: one `kubectl apply` of all 500 (a GET and a
+  # create per object, in sequence) took 4 minutes on the loaded 2-core machine, longer than
+  # the operator needed to keep up with it.
+  manifest=$(mktemp -d)
   for i in $(seq 1 "$n"); do
-    printf -- '---\napiVersion: whatsapp.leadmaster.io/v1alpha1\nkind: WhatsAppSession\nmetadata: {name: s%04d}\nspec: {tenant: bench, deletionPolicy: Delete}\n' "$i"
-  done >"$manifest"
+    printf -- '---\napiVersion: whatsapp.leadmaster.io/v1alpha1\nkind: WhatsAppSession\nmetadata: {name: s%04d}\nspec: {tenant: bench, deletionPolicy: Delete}\n' "$i" \
+      >>"$manifest/$(( (i - 1) / 25 )).yaml"
+  done
+  load_before=$(uptime)
+  mem_before=$(cluster_mem_mib)
   start=$(date +%s.%N)
-  kubectl apply -n "$ns" -f "$manifest" >/dev/null
+  printf '%s\n' "$manifest"/*.yaml | xargs -P 8 -I{} kubectl create -n "$ns" -f {} >/dev/null
   ready=0
   while :; do
     ready=$(kubectl get wa -n "$ns" -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c '^True$' || true)
@@ -59,6 +84,29 @@ for n in "${sizes[@]}"; do
   cpu=$(echo "scale=2; ($utime + $stime) / $clk" | bc)
   requests=$(( $(metric wa_operator_kube_requests_total) - base_requests ))
   per_cr=$(echo "scale=1; $requests / $n" | bc)
+  # seconds after the start (whole seconds: Kubernetes timestamps) of the last pod event of each kind
+  phases=$(kubectl get pods -n "$ns" -o json | python3 -c '
+import json, sys, datetime
+start = float(sys.argv[1])
+ts = lambda t: datetime.datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp() - start
+pods = json.load(sys.stdin)["items"]
+last = lambda f: max((f(p) for p in pods), default=0.0)
+cond = lambda p, c: next((ts(x["lastTransitionTime"]) for x in p["status"].get("conditions", []) if x["type"] == c), 0.0)
+print(json.dumps({
+  "pods": len(pods),
+  "last_pod_created_s": round(last(lambda p: ts(p["metadata"]["creationTimestamp"])), 1),
+  "last_pod_scheduled_s": round(last(lambda p: cond(p, "PodScheduled")), 1),
+  "last_container_started_s": round(last(lambda p: max((ts(c["state"]["running"]["startedAt"]) for c in p["status"].get("containerStatuses", []) if "running" in c["state"]), default=0.0)), 1),
+  "last_pod_ready_s": round(last(lambda p: cond(p, "Ready")), 1),
+}))' "$start")
+  mem_after=$(cluster_mem_mib)
+  per_pod_mib=$(echo "scale=2; ($mem_after - $mem_before) / $n" | bc)
+  phases=$(echo "$phases" | python3 -c 'import json,sys; d=json.load(sys.stdin); d["cluster_mem_per_pod_mib"]=float(sys.argv[1]); d["mem_available_mib"]=int(sys.argv[2]); print(json.dumps(d))' \
+    "$per_pod_mib" "$(awk '/MemAvailable/ {print int($2/1024)}' /proc/meminfo)")
+  echo "N=$n $phases" >&2
+  load_after=$(uptime)
+  json_rows+=("$(python3 -c 'import json,sys; a=sys.argv; print(json.dumps({"sessions": int(a[1]), "ready": int(a[2]), "seconds_to_all_ready": round(float(a[3]), 1), "operator_peak_rss_mib": int(a[4]), "operator_cpu_s": float(a[5]), "kube_requests_per_session": float(a[6]), "phases": json.loads(a[7]), "uptime_before": a[8].strip(), "uptime_after": a[9].strip()}))' \
+    "$n" "$ready" "$secs" "$((hwm_kb / 1024))" "$cpu" "$per_cr" "$phases" "$load_before" "$load_after")")
   results+=("$(printf '%6s %8s %10.1f %12s %10s %14s' "$n" "$ready" "$secs" "$((hwm_kb / 1024))" "$cpu" "$per_cr")")
 
   # Clean up: deleting the namespace deletes the sessions (policy Delete) through the operator.
@@ -67,8 +115,12 @@ for n in "${sizes[@]}"; do
   kill "$op_pid" 2>/dev/null || true
   wait "$op_pid" 2>/dev/null || true
   trap - EXIT
-  rm -f "$manifest"
+  rm -rf "$manifest"
 done
 
 printf '%6s %8s %10s %12s %10s %14s\n' "N" "Ready" "seconds" "peakRSS_MiB" "cpu_s" "requests/CR"
 printf '%s\n' "${results[@]}"
+if [[ -n "${BENCH_JSON:-}" ]]; then
+  python3 -c 'import json,sys; print(json.dumps({"command": sys.argv[1], "operator_args": sys.argv[2], "runs": [json.loads(r) for r in sys.argv[3:]]}, indent=1))' \
+    "bench/operator-scale/run.sh ${sizes[*]}" "${OPERATOR_ARGS:-}" "${json_rows[@]}" >"$BENCH_JSON"
+fi

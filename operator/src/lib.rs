@@ -1,4 +1,6 @@
 //! wa-operator: reconciles `WhatsAppSession` resources (see docs/design.md §2 and docs/operator.md).
+pub mod applied;
+pub mod caches;
 pub mod children;
 pub mod config;
 pub mod error;

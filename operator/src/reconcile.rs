@@ -2,7 +2,7 @@
 //! into its ServiceAccount, Role, RoleBinding, PVC and StatefulSet.
 use std::collections::HashMap;
 use std::fmt::Debug;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crds::{SessionApply, WhatsAppSession, Writer};
@@ -10,8 +10,9 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Patch, PatchParams};
-use kube::core::DeserializeGuard;
+use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::utils::Predicate;
@@ -21,6 +22,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
+use crate::applied::{Applied, Ledger, Tracked, body_hash, fingerprint, needs_apply};
+use crate::caches::{self, Caches};
 use crate::children::{self, Settings};
 use crate::error::{Error, Result};
 use crate::events::Events;
@@ -31,6 +34,8 @@ use crate::status;
 /// Periodic re-check of every session (catches anything a watch might have missed).
 const RESYNC: Duration = Duration::from_secs(300);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// How long a reconcile waits for the children's caches to hold their first lists.
+const CACHE_SYNC_WAIT: Duration = Duration::from_secs(10);
 
 pub struct Context {
     pub client: Client,
@@ -40,6 +45,11 @@ pub struct Context {
     pub events: Events,
     /// Consecutive failures per session, for exponential back-off in `error_policy`.
     failures: Mutex<HashMap<(String, String), u32>>,
+    /// The children's watch caches, once `run` started them (without them every reconcile
+    /// applies every child and GETs the pod, as a reconcile called on its own must).
+    caches: OnceLock<Caches>,
+    /// What was applied to each child (crate::applied).
+    applied: Ledger,
 }
 
 impl Context {
@@ -57,6 +67,8 @@ impl Context {
             metrics,
             events,
             failures: Mutex::new(HashMap::new()),
+            caches: OnceLock::new(),
+            applied: Ledger::default(),
         }
     }
 
@@ -135,17 +147,41 @@ pub async fn run(
         crds::labels::MANAGED_BY,
         crds::labels::MANAGED_BY_VALUE
     ));
+    // Each child watch both fills its cache (read by the reconcile) and triggers its session.
+    let (cache, w) = caches::new();
+    tokio::spawn(cache.clone().announce_synced());
+    let _ = ctx.caches.set(cache);
+    let statefulsets = watcher(api::<StatefulSet>(&client, namespace), child_cfg.clone())
+        .default_backoff()
+        .modify(caches::slim_statefulset)
+        .reflect(w.statefulsets)
+        .touched_objects();
+    let pods = watcher(api::<Pod>(&client, namespace), child_cfg.clone())
+        .default_backoff()
+        .modify(caches::slim_pod)
+        .reflect(w.pods)
+        .touched_objects();
+    macro_rules! meta_stream {
+        ($kind:ty, $writer:expr) => {
+            // An Api of PartialObjectMeta makes metadata-only requests (kube 5).
+            watcher(
+                api::<PartialObjectMeta<$kind>>(&client, namespace),
+                child_cfg.clone(),
+            )
+            .default_backoff()
+            .modify(caches::slim_meta)
+            .reflect($writer)
+            .touched_objects()
+        };
+    }
     Controller::for_stream(trigger, reader)
         .with_config(ControllerConfig::default().concurrency(concurrency))
-        .owns(api::<StatefulSet>(&client, namespace), child_cfg.clone())
-        .owns(
-            api::<PersistentVolumeClaim>(&client, namespace),
-            child_cfg.clone(),
-        )
-        .owns(api::<ServiceAccount>(&client, namespace), child_cfg.clone())
-        .owns(api::<Role>(&client, namespace), child_cfg.clone())
-        .owns(api::<RoleBinding>(&client, namespace), child_cfg.clone())
-        .watches(api::<Pod>(&client, namespace), child_cfg, session_of_pod)
+        .owns_stream(statefulsets)
+        .owns_stream(meta_stream!(PersistentVolumeClaim, w.pvcs))
+        .owns_stream(meta_stream!(ServiceAccount, w.service_accounts))
+        .owns_stream(meta_stream!(Role, w.roles))
+        .owns_stream(meta_stream!(RoleBinding, w.role_bindings))
+        .watches_stream(pods, session_of_pod)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
@@ -247,7 +283,15 @@ async fn reconcile_inner(obj: &Guarded, ctx: &Context) -> Result<Action> {
         |event| async move {
             match event {
                 finalizer::Event::Apply(s) => apply(&s, ctx).await,
-                finalizer::Event::Cleanup(s) => cleanup(&s, ctx).await,
+                finalizer::Event::Cleanup(s) => {
+                    let done = cleanup(&s, ctx).await;
+                    let name = s.name_any();
+                    ctx.applied.forget(
+                        &ns,
+                        &[children::object_name(&name), children::pvc_name(&name)],
+                    );
+                    done
+                }
             }
         },
     )
@@ -261,7 +305,16 @@ fn ssa() -> PatchParams {
     Writer::Operator.patch_params()
 }
 
-async fn apply_child<K>(client: &Client, ns: &str, obj: &K) -> Result<K>
+/// Applies `obj` unless the ledger shows this very body applied and `cached` (the child's
+/// metadata in the watch cache) unchanged since (crate::applied). Returns the child as the
+/// apply left it, or `None` when skipped.
+async fn apply_child<K>(
+    ctx: &Context,
+    ns: &str,
+    obj: &K,
+    tracked: Tracked,
+    cached: Option<&ObjectMeta>,
+) -> Result<Option<K>>
 where
     K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
         + Serialize
@@ -274,12 +327,28 @@ where
         .name
         .clone()
         .ok_or(Error::MissingField("metadata.name"))?;
-    let api: Api<K> = Api::namespaced(client.clone(), ns);
     // apiVersion/kind are required in an apply body; typed k8s-openapi objects don't serialize them.
     let mut body = serde_json::to_value(obj)?;
     body["apiVersion"] = json!(K::api_version(&()));
     body["kind"] = json!(K::kind(&()));
-    Ok(api.patch(&name, &ssa(), &Patch::Apply(&body)).await?)
+    let hash = body_hash(&body)?;
+    let key = (K::kind(&()).into_owned(), ns.to_string(), name.clone());
+    let now = cached.map(|m| fingerprint(m, tracked));
+    if !needs_apply(ctx.applied.get(&key), hash, now, Instant::now()) {
+        tracing::trace!(kind = %key.0, child = %name, "unchanged since our last apply; skipped");
+        return Ok(None);
+    }
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    let applied = api.patch(&name, &ssa(), &Patch::Apply(&body)).await?;
+    ctx.applied.record(
+        key,
+        Applied {
+            body: hash,
+            left: fingerprint(applied.meta(), tracked),
+            at: Instant::now(),
+        },
+    );
+    Ok(Some(applied))
 }
 
 async fn apply(session: &WhatsAppSession, ctx: &Context) -> Result<Action> {
@@ -289,6 +358,24 @@ async fn apply(session: &WhatsAppSession, ctx: &Context) -> Result<Action> {
     let name = session.name_any();
     let client = &ctx.client;
     let oref = session.object_ref(&());
+    let cache = match ctx.caches.get() {
+        // Right after start-up an empty cache would read as "pod missing": wait for the lists,
+        // and go to the API server if they take too long.
+        Some(c) if c.synced(CACHE_SYNC_WAIT).await => Some(c),
+        Some(_) => {
+            tracing::warn!(
+                "the children's watch caches are not synced yet; reading from the API server"
+            );
+            None
+        }
+        None => None,
+    };
+    let (object, pvc_name) = (children::object_name(&name), children::pvc_name(&name));
+    let cached_sa = cache.and_then(|c| caches::get(&c.service_accounts, &ns, &object));
+    let cached_role = cache.and_then(|c| caches::get(&c.roles, &ns, &object));
+    let cached_rb = cache.and_then(|c| caches::get(&c.role_bindings, &ns, &object));
+    let cached_pvc = cache.and_then(|c| caches::get(&c.pvcs, &ns, &pvc_name));
+    let cached_sts = cache.and_then(|c| caches::get(&c.statefulsets, &ns, &object));
 
     let (sa, role, rb) = (
         children::service_account(session)?,
@@ -296,11 +383,36 @@ async fn apply(session: &WhatsAppSession, ctx: &Context) -> Result<Action> {
         children::role_binding(session)?,
     );
     let pvc = children::pvc(session, &ctx.settings)?;
+    let every = Tracked::EveryWrite;
     let (r1, r2, r3, r4) = tokio::join!(
-        apply_child(client, &ns, &sa),
-        apply_child(client, &ns, &role),
-        apply_child(client, &ns, &rb),
-        apply_child(client, &ns, &pvc),
+        apply_child(
+            ctx,
+            &ns,
+            &sa,
+            every,
+            cached_sa.as_ref().map(|m| &m.metadata)
+        ),
+        apply_child(
+            ctx,
+            &ns,
+            &role,
+            every,
+            cached_role.as_ref().map(|m| &m.metadata)
+        ),
+        apply_child(
+            ctx,
+            &ns,
+            &rb,
+            every,
+            cached_rb.as_ref().map(|m| &m.metadata)
+        ),
+        apply_child(
+            ctx,
+            &ns,
+            &pvc,
+            every,
+            cached_pvc.as_ref().map(|m| &m.metadata)
+        ),
     );
     r1?;
     r2?;
@@ -321,14 +433,30 @@ async fn apply(session: &WhatsAppSession, ctx: &Context) -> Result<Action> {
         }
         Err(e) => return Err(e),
     }
-    let sts = apply_child(client, &ns, &children::statefulset(session, &ctx.settings)?).await?;
+    let applied_sts = apply_child(
+        ctx,
+        &ns,
+        &children::statefulset(session, &ctx.settings)?,
+        Tracked::SpecAndMetadata,
+        cached_sts.as_ref().map(|s| &s.metadata),
+    )
+    .await?;
+    // Skipped only when the cache holds it, so one of the two is there.
+    let sts = applied_sts.or_else(|| cached_sts.as_deref().cloned());
 
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let pod = pods.get_opt(&children::pod_name(&name)).await?;
+    let pod = match cache {
+        Some(c) => caches::get(&c.pods, &ns, &children::pod_name(&name))
+            .as_deref()
+            .cloned(),
+        None => {
+            let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+            pods.get_opt(&children::pod_name(&name)).await?
+        }
+    };
     let desired = status::desired(
         session,
         status::Observed {
-            statefulset: Some(&sts),
+            statefulset: sts.as_ref(),
             pod: pod.as_ref(),
         },
         crds::now(),
