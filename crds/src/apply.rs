@@ -106,6 +106,9 @@ struct ApplyMeta {
     name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     namespace: Option<String>,
+    /// A precondition: the API server refuses the request (409) if the object changed since.
+    #[serde(rename = "resourceVersion", skip_serializing_if = "Option::is_none")]
+    resource_version: Option<String>,
 }
 
 /// A server-side apply request for one session: either spec requests or a status part.
@@ -129,6 +132,7 @@ impl SessionApply {
             metadata: ApplyMeta {
                 name: name.into(),
                 namespace: None,
+                resource_version: None,
             },
             spec: None,
             status: None,
@@ -154,6 +158,14 @@ impl SessionApply {
     /// Name the namespace in the body too (it must then match the `Api`'s).
     pub fn in_namespace(mut self, namespace: Option<String>) -> Self {
         self.metadata.namespace = namespace;
+        self
+    }
+
+    /// Only if the object is still at `resource_version` (else the API server answers 409
+    /// Conflict): for a write decided from what the object said, which a newer write must not
+    /// be overwritten by.
+    pub fn unless_changed_since(mut self, resource_version: Option<String>) -> Self {
+        self.metadata.resource_version = resource_version;
         self
     }
 

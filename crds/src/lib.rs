@@ -4,6 +4,7 @@
 //! Every optional field is skipped when `None` so that each writer's server-side-apply patch
 //! carries only the fields it owns (operator, agent and hub use different field managers).
 
+pub mod agent_status;
 mod apply;
 mod conditions;
 mod schemas;

@@ -37,7 +37,8 @@ pub const SESSION_UID: i64 = 1000;
 pub const TERMINATION_GRACE_SECONDS: i64 = 45;
 /// Default PVC size when `spec.storage.size` is unset.
 pub const DEFAULT_STORAGE_SIZE: &str = "1Gi";
-const CONTAINER_NAME: &str = "session";
+/// The session agent's container in the session pod.
+pub const CONTAINER_NAME: &str = "session";
 
 /// What the builders need from the operator's configuration.
 #[derive(Clone, Debug)]

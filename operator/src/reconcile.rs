@@ -453,14 +453,14 @@ async fn apply(session: &WhatsAppSession, ctx: &Context) -> Result<Action> {
             pods.get_opt(&children::pod_name(&name)).await?
         }
     };
-    let desired = status::desired(
-        session,
-        status::Observed {
-            statefulset: sts.as_ref(),
-            pod: pod.as_ref(),
-        },
-        crds::now(),
-    );
+    let observed = status::Observed {
+        statefulset: sts.as_ref(),
+        pod: pod.as_ref(),
+    };
+    if let Some(stopped) = status::stand_in_for_agent(session, observed, crds::now()) {
+        stand_in_for_agent(session, &ns, stopped, ctx).await?;
+    }
+    let desired = status::desired(session, observed, crds::now());
     if status::needs_patch(session, &desired) {
         let was_ready = session.status.as_ref().is_some_and(status::is_ready);
         let api: Api<WhatsAppSession> = Api::namespaced(client.clone(), &ns);
@@ -490,6 +490,41 @@ async fn apply(session: &WhatsAppSession, ctx: &Context) -> Result<Action> {
         }
     }
     Ok(Action::requeue(RESYNC))
+}
+
+/// Writes, as the agent, the status of an agent that died without a word
+/// ([`status::stand_in_for_agent`]), on condition that the CR did not change since it was read:
+/// an agent that started meanwhile has written its own status, which wins.
+async fn stand_in_for_agent(
+    session: &WhatsAppSession,
+    ns: &str,
+    stopped: crds::WhatsAppSessionStatus,
+    ctx: &Context,
+) -> Result<()> {
+    let name = session.name_any();
+    let api: Api<WhatsAppSession> = Api::namespaced(ctx.client.clone(), ns);
+    let body =
+        SessionApply::status(&name, stopped).unless_changed_since(session.resource_version());
+    match body.apply(&api, Writer::Agent).await {
+        Ok(_) => {
+            ctx.events
+                .warning(
+                    &session.object_ref(&()),
+                    "AgentStopped",
+                    "Reconcile",
+                    format!(
+                        "the session agent in pod {} stopped without saying so (killed, out of memory, or its pod gone): the session is connecting until an agent restores it",
+                        children::pod_name(&name)
+                    ),
+                )
+                .await;
+            Ok(())
+        }
+        // The CR changed since it was read (most likely the new agent wrote): its word counts;
+        // the change triggers the next reconcile anyway.
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 pub fn error_policy(obj: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> Action {

@@ -3,7 +3,10 @@
 //! the cluster shows, then compared with what is already there: the status patch is sent only
 //! when something changed, so re-running a reconcile (after an agent status write, a resync or a
 //! child event) costs no write and triggers no further event.
-use crds::{ConditionType, DesiredState, WhatsAppSession, WhatsAppSessionStatus, set_condition};
+use crds::{
+    ConditionType, DesiredState, WhatsAppSession, WhatsAppSessionStatus, agent_status,
+    set_condition,
+};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -35,6 +38,55 @@ fn pod_waiting_reason(pod: &Pod) -> Option<String> {
             _ => reason,
         })
     })
+}
+
+/// When the session container of `pod` started, if it runs (it may be starting, waiting to
+/// restart after a crash, or finished).
+fn agent_started_at(pod: &Pod) -> Option<&Time> {
+    let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+    let c = statuses
+        .iter()
+        .find(|c| c.name == crate::children::CONTAINER_NAME)?;
+    c.state.as_ref()?.running.as_ref()?.started_at.as_ref()
+}
+
+/// Whether the agent that wrote `part` may still hold the session: its container runs and
+/// started before that write (a container started since has not spoken yet: what the CR says
+/// is the previous agent's word).
+fn writer_alive(part: &WhatsAppSessionStatus, pod: Option<&Pod>) -> bool {
+    let Some(started) = pod.and_then(agent_started_at) else {
+        return false;
+    };
+    part.updated_at
+        .as_ref()
+        .is_some_and(|wrote| wrote.0 >= started.0)
+}
+
+/// The agent's part of the status as the operator writes it when no agent can: the agent
+/// said `connected` (or showed a QR) and then died without a word — `kill -9`, an OOM kill,
+/// its pod gone with the node — so its SIGTERM path never wrote that nothing holds the session
+/// any more. Told by the session container: not running, or restarted after the agent's last
+/// write (`updatedAt`; whole seconds, so a restart within the same second is left to the new
+/// agent, which writes `connecting` when its browser starts). `Some` with the stopped agent's status (`connecting`, `Authenticated` Unknown
+/// `AgentStopped`: what the agent itself writes on SIGTERM), to be written as the agent, with the
+/// CR's `resourceVersion` as precondition (an agent that started meanwhile wins).
+pub fn stand_in_for_agent(
+    session: &WhatsAppSession,
+    obs: Observed<'_>,
+    now: Time,
+) -> Option<WhatsAppSessionStatus> {
+    let current = session.status.as_ref()?;
+    let mut part = agent_status::agent_part(current)?;
+    // (agent_part leaves updatedAt out: the agent's publisher compares without it.)
+    part.updated_at = current.updated_at.clone();
+    if !agent_status::needs_a_live_agent(&part) || writer_alive(&part, obs.pod) {
+        return None;
+    }
+    let mut stopped = agent_status::stopped(&part)?;
+    agent_status::sync_condition(&mut stopped, true, false, now);
+    // updatedAt stays when the agent last wrote; the operator's write is told apart by the
+    // condition's reason, the Event and managedFields.
+    Some(stopped)
 }
 
 fn restarts(pod: &Pod) -> i32 {
@@ -348,5 +400,130 @@ mod tests {
             at(1),
         );
         assert_eq!(cond(&d, ConditionType::Progressing).reason, "RollingUpdate");
+    }
+
+    fn with_agent(status: WhatsAppSessionStatus) -> WhatsAppSession {
+        let mut s = session();
+        s.status = Some(status);
+        s
+    }
+    fn connected_agent() -> WhatsAppSessionStatus {
+        let mut st = WhatsAppSessionStatus {
+            status: Some(crds::SessionState::Connected),
+            qr_status: Some(crds::QrStatus::Used),
+            phone_number: Some("5491100000000".into()),
+            connected_at: Some(at(5)),
+            updated_at: Some(at(5)),
+            ..Default::default()
+        };
+        agent_status::sync_condition(&mut st, false, false, at(5));
+        st
+    }
+    fn running(mut p: Pod, running: bool) -> Pod {
+        use k8s_openapi::api::core::v1::{
+            ContainerState, ContainerStateRunning, ContainerStateWaiting,
+        };
+        let started = at(if running { 1 } else { 0 });
+        if let Some(cs) = p
+            .status
+            .as_mut()
+            .and_then(|s| s.container_statuses.as_mut())
+        {
+            cs[0].name = crate::children::CONTAINER_NAME.into();
+            cs[0].state = Some(if running {
+                ContainerState {
+                    running: Some(ContainerStateRunning {
+                        started_at: Some(started.clone()),
+                    }),
+                    ..Default::default()
+                }
+            } else {
+                ContainerState {
+                    waiting: Some(ContainerStateWaiting {
+                        reason: Some("CrashLoopBackOff".into()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }
+            });
+        }
+        p
+    }
+
+    #[test]
+    fn a_connected_agent_whose_container_died_is_marked_stopped() {
+        let p = running(pod(false, 1), false);
+        let s = with_agent(connected_agent());
+        let obs = Observed {
+            statefulset: None,
+            pod: Some(&p),
+        };
+        let st = stand_in_for_agent(&s, obs, at(20)).expect("the operator stands in");
+        assert_eq!(st.status, Some(crds::SessionState::Connecting));
+        assert_eq!(st.connected_at, None);
+        assert_eq!(st.phone_number.as_deref(), Some("5491100000000"));
+        assert_eq!(
+            st.updated_at,
+            Some(at(5)),
+            "the agent's last write time is kept"
+        );
+        assert!(agent_status::agent_stopped(&st));
+        // Only the agent's fields: none of the operator's.
+        assert!(st.conditions.iter().all(|c| c.type_ == "Authenticated"));
+        assert_eq!(st.pod_name, None);
+        // A container restarted after the agent's last write: the new agent has not spoken,
+        // and what the CR says is the killed one's word.
+        let mut restarted = running(pod(false, 1), true);
+        if let Some(r) = restarted
+            .status
+            .as_mut()
+            .and_then(|s| s.container_statuses.as_mut())
+            .and_then(|cs| cs[0].state.as_mut())
+            .and_then(|st| st.running.as_mut())
+        {
+            r.started_at = Some(at(6));
+        }
+        let obs = Observed {
+            statefulset: None,
+            pod: Some(&restarted),
+        };
+        assert!(stand_in_for_agent(&s, obs, at(20)).is_some());
+        // The same with no pod at all (deleted with the node, force-deleted).
+        let gone = stand_in_for_agent(&s, Observed::default(), at(20)).expect("no pod");
+        assert_eq!(gone.status, Some(crds::SessionState::Connecting));
+    }
+
+    #[test]
+    fn a_running_agent_or_a_session_with_nothing_to_hold_is_left_to_the_agent() {
+        let live = running(pod(false, 0), true);
+        let obs = Observed {
+            statefulset: None,
+            pod: Some(&live),
+        };
+        // Running since before its last write (e.g. not ready: restoring): its word stands.
+        assert_eq!(
+            stand_in_for_agent(&with_agent(connected_agent()), obs, at(20)),
+            None
+        );
+        // Already stopped (its SIGTERM wrote it, or the operator did): written once.
+        let mut stopped = agent_status::stopped(&connected_agent()).expect("stoppable");
+        agent_status::sync_condition(&mut stopped, true, false, at(6));
+        assert_eq!(
+            stand_in_for_agent(&with_agent(stopped), Observed::default(), at(20)),
+            None
+        );
+        // Never written by an agent, or logged out: nothing to withdraw.
+        assert_eq!(
+            stand_in_for_agent(&session(), Observed::default(), at(20)),
+            None
+        );
+        let out = WhatsAppSessionStatus {
+            status: Some(crds::SessionState::Disconnected),
+            ..Default::default()
+        };
+        assert_eq!(
+            stand_in_for_agent(&with_agent(out), Observed::default(), at(20)),
+            None
+        );
     }
 }

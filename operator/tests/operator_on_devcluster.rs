@@ -1063,3 +1063,83 @@ async fn a_session_image_missing_from_the_registry_shows_in_ready() {
     assert_eq!(reason, "PodNotReady");
     assert!(message.contains("does-not-exist"), "{message}");
 }
+
+/// An agent that dies without SIGTERM (`kill -9`, OOM) cannot say that nothing holds its
+/// session any more: the operator, seeing the session container restarted after the agent's
+/// last word, writes the stopped agent's status for it (docs/design.md §2), so the CR stops
+/// claiming `connected`. The stand-in agent never writes, so what the CR shows afterwards is the
+/// operator's doing.
+#[tokio::test]
+async fn an_agent_killed_without_a_word_is_not_left_connected() {
+    use crds::{QrStatus, SessionApply, SessionState, WhatsAppSessionStatus, Writer, agent_status};
+    let (cluster, client, ns) = setup("op-agent-killed").await;
+    let _op = Operator::start(cluster, &ns, &[]).await;
+    let api: Api<WhatsAppSession> = Api::namespaced(client.clone(), &ns);
+    create_session(&api, "k1", json!({})).await;
+    wait_ready(&api, "k1").await;
+
+    // What a linked agent writes (as the agent's field manager).
+    let now = crds::now();
+    let mut linked = WhatsAppSessionStatus {
+        status: Some(SessionState::Connected),
+        qr_status: Some(QrStatus::Used),
+        phone_number: Some("5491100000000".into()),
+        connected_at: Some(now.clone()),
+        updated_at: Some(now.clone()),
+        handled: Some(Default::default()),
+        ..Default::default()
+    };
+    agent_status::sync_condition(&mut linked, false, false, now);
+    SessionApply::status("k1", linked)
+        .apply(&api, Writer::Agent)
+        .await
+        .expect("write the agent's status");
+
+    // The agent dies without a word: the container exits as a SIGKILL does (137).
+    let pod = session_pods(&client, &ns, "k1").await.pop().expect("pod");
+    let ip = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .expect("pod ip");
+    http_get(&ip, 8080, "/exit?code=137").await;
+
+    let stopped = wait_for_value("the CR to stop saying connected", READY_TIMEOUT, || async {
+        let s = api.get_opt("k1").await.ok().flatten()?;
+        let st = s.status.clone()?;
+        (st.status == Some(SessionState::Connecting)).then_some(s)
+    })
+    .await;
+    let st = stopped.status.clone().expect("status");
+    assert_eq!(st.connected_at, None, "no browser holds it");
+    assert_eq!(
+        st.phone_number.as_deref(),
+        Some("5491100000000"),
+        "the account is kept: the saved login is still there"
+    );
+    assert_eq!(
+        condition(&stopped, "Authenticated"),
+        Some(("Unknown".into(), agent_status::AGENT_STOPPED.into()))
+    );
+    // Written as the agent (its field manager owns the state), and said where operators look.
+    let managers: Vec<String> = stopped
+        .managed_fields()
+        .iter()
+        .filter_map(|m| m.manager.clone())
+        .collect();
+    assert!(
+        managers.iter().any(|m| m == crds::managers::AGENT),
+        "{managers:?}"
+    );
+    let events = wait_for_value("an AgentStopped event", READY_TIMEOUT, || async {
+        let e = events_for(&client, &ns, "k1").await;
+        e.iter()
+            .any(|e| e.reason.as_deref() == Some("AgentStopped"))
+            .then_some(e)
+    })
+    .await;
+    assert!(
+        events.iter().any(|e| e.type_.as_deref() == Some("Warning")
+            && e.reason.as_deref() == Some("AgentStopped"))
+    );
+}

@@ -616,7 +616,7 @@ async fn open_page(
     let mut crashed = page.event_listener::<EventTargetCrashed>().await?;
     aux.push(tokio::spawn(async move {
         if crashed.next().await.is_some() {
-            tracing::error!("the page's renderer crashed");
+            tracing::warn!("the page's renderer crashed; relaunching");
             let _ = gone.send(true);
         }
     }));

@@ -34,7 +34,13 @@ fn main() -> ExitCode {
         return canary_main();
     }
     let cfg = Config::parse();
-    init_logs("info,chromiumoxide=warn,kube=warn", std::io::stdout);
+    // chromiumoxide's handler logs a broken CDP socket (Chromium gone) at ERROR, and then
+    // hands the same error to our handler loop (browser.rs), which ends the browser and says
+    // so once, at the level of what it means (a relaunch, WARN).
+    init_logs(
+        "info,chromiumoxide=warn,chromiumoxide::handler=off,kube=warn",
+        std::io::stdout,
+    );
     let Some(runtime) = runtime() else {
         return ExitCode::FAILURE;
     };

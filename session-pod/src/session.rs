@@ -274,7 +274,8 @@ impl Agent {
                     )
                 }
                 Outcome::Failed { code, message, .. } => {
-                    tracing::error!(code, %message, "browser session failed; relaunching");
+                    // The agent recovers by itself (relaunch, restore): WARN, not ERROR.
+                    tracing::warn!(code, %message, "browser session failed; relaunching");
                     self.metrics.browser_restarts.inc();
                 }
             }
@@ -438,7 +439,13 @@ impl Agent {
                         };
                     }
                     hangs += 1;
-                    tracing::warn!(error = %e, hangs, "page did not answer");
+                    // One unanswered poll is no problem yet (INFO, once); a page that stays
+                    // silent ends as a TIMEOUT outcome, logged once at WARN below.
+                    if hangs == 1 {
+                        tracing::info!(error = %e, "page did not answer");
+                    } else {
+                        tracing::debug!(error = %e, hangs, "page did not answer");
+                    }
                     if hangs >= HANG_LIMIT {
                         return Outcome::Failed {
                             code: error_codes::TIMEOUT,

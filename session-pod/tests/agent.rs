@@ -557,6 +557,87 @@ async fn chromium_killed_is_relaunched_at_once_not_taken_for_a_hung_page() {
     );
 }
 
+/// An agent killed without a word (`kill -9`, OOM) leaves `connected` in the CR. The next agent
+/// does not hold the session until its page is linked again, so the CR must say `connecting`
+/// in between (every version of the CR is watched: a poll could miss a short window).
+#[tokio::test]
+async fn a_new_agent_says_connecting_over_a_killed_agents_connected_until_linked() {
+    use futures::StreamExt;
+    let (f, agent) = Fixture::connected("agent-kill-truth").await;
+    agent.kill9().await;
+    let left = status(&f.api, "s1").await;
+    assert_eq!(
+        left.status,
+        Some(SessionState::Connected),
+        "what the killed agent left"
+    );
+    let mut versions = kube::runtime::watcher::watch_object(f.api.clone(), "s1").boxed();
+    let _next = f.agent();
+    let mut seen: Vec<SessionState> = Vec::new();
+    let linked = tokio::time::timeout(T, async {
+        while let Some(Ok(Some(obj))) = versions.next().await {
+            let Some(st) = obj.status else { continue };
+            let Some(state) = st.status else { continue };
+            if seen.last() != Some(&state) {
+                seen.push(state);
+            }
+            if state == SessionState::Connected && seen.contains(&SessionState::Connecting) {
+                return Some(st);
+            }
+        }
+        None
+    })
+    .await;
+    let st = linked
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("never connecting then connected again: {seen:?}"));
+    assert_eq!(
+        seen,
+        vec![
+            SessionState::Connected,
+            SessionState::Connecting,
+            SessionState::Connected
+        ],
+        "the stale connected, the restore, linked again"
+    );
+    assert_eq!(st.qr, None, "restored without a QR");
+    assert_eq!(st.phone_number.as_deref(), Some(PHONE));
+    assert!(st.connected_at.is_some());
+}
+
+/// WhatsApp Web unreachable (the page shows TIMEOUT): the login is kept but nothing flows, so
+/// the CR says `connecting` with TIMEOUT, and `connected` again — no QR — once it is back.
+#[tokio::test]
+async fn a_timeout_page_is_connecting_until_whatsapp_is_back() {
+    let (f, _agent) = Fixture::connected("agent-offline").await;
+    let r = fake_post(
+        &f.fake.url(),
+        "/_fake/offline",
+        serde_json::json!({"secs": 8}),
+    )
+    .await;
+    assert!(r.status().is_success());
+    let down = wait_status(&f.api, "s1", "connecting with TIMEOUT", T, |s| {
+        s.status == Some(SessionState::Connecting) && code(s) == Some(error_codes::TIMEOUT)
+    })
+    .await;
+    assert_eq!(down.connected_at, None);
+    assert_eq!(
+        down.phone_number.as_deref(),
+        Some(PHONE),
+        "the account is kept"
+    );
+    assert_eq!(authenticated(&down).as_deref(), Some("Unknown"));
+    let back = wait_status(&f.api, "s1", "connected again", T, |s| {
+        s.status == Some(SessionState::Connected)
+    })
+    .await;
+    assert_eq!(back.qr, None, "no QR: the login was never lost");
+    assert_eq!(code(&back), None, "the TIMEOUT is over");
+    assert!(back.connected_at.is_some());
+}
+
 #[tokio::test]
 async fn health_and_metrics_reflect_the_page() {
     let (_f, agent) = Fixture::connected("agent-http").await;

@@ -3,12 +3,12 @@
 //! part of the CR status plus the [`Action`]s the session loop performs. Pure logic, no I/O
 //! (times come in with the events), so every transition is unit-tested (`tests.rs`).
 
-mod status;
 #[cfg(test)]
 mod tests;
 
 use std::time::Duration;
 
+use crds::agent_status as status;
 use crds::{LastError, QrStatus, SessionState, WhatsAppSessionStatus, error_codes};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::SignedDuration;
@@ -492,11 +492,15 @@ impl Machine {
             Restored::Pending => Restored::Running,
             _ => Restored::No,
         };
-        if matches!(
-            self.state(),
-            SessionState::Disconnected | SessionState::Error
-        ) {
-            self.set_state(SessionState::Init);
+        match self.state() {
+            SessionState::Disconnected | SessionState::Error => self.set_state(SessionState::Init),
+            // A previous browser's (or agent's: killed without a word) `connected` is not this
+            // one's: it is restoring the login until its page says it is linked.
+            SessionState::Connected => {
+                self.set_state(SessionState::Connecting);
+                self.status.connected_at = None;
+            }
+            _ => {}
         }
         // A QR from a previous browser can no longer be scanned.
         self.clear_qr(QrStatus::None);
@@ -743,6 +747,13 @@ impl Machine {
                 fx.conflict = true;
             }
             PageState::Timeout => {
+                // WhatsApp Web cannot reach its server: the login is kept but no message
+                // flows, so a linked session is not `connected` until the page is back.
+                if self.state() == SessionState::Connected {
+                    self.set_state(SessionState::Connecting);
+                    self.status.connected_at = None;
+                    fx.urgent = true;
+                }
                 self.set_error(
                     error_codes::TIMEOUT,
                     "WhatsApp Web cannot reach the phone or the server",
@@ -758,22 +769,13 @@ impl Machine {
     }
 
     /// The agent stops (SIGTERM) and its browser closes: from now until the next agent has
-    /// restored the login, nothing holds the session. A linked (or restoring) session is
-    /// `connecting`, with the account kept (the saved login is still there) and no
-    /// `connectedAt`; a QR on screen can no longer be scanned and is withdrawn. A session
-    /// with nothing to hold (`init`, `disconnected`, `error`) is left as it is.
+    /// restored the login, nothing holds the session ([`status::stopped`], the same status the
+    /// operator writes for an agent killed without a word).
     fn agent_stopping(&mut self) {
-        match self.state() {
-            SessionState::Connected | SessionState::Connecting => {
-                self.set_state(SessionState::Connecting);
-                self.status.connected_at = None;
-            }
-            SessionState::QrRequired => {
-                self.clear_qr(QrStatus::None);
-                self.status.pairing_code = None;
-            }
-            SessionState::Init | SessionState::Disconnected | SessionState::Error => return,
-        }
+        let Some(stopped) = status::stopped(&self.status) else {
+            return;
+        };
+        self.status = stopped;
         self.seen_connected = false;
         self.agent_stopped = true;
     }

@@ -266,17 +266,47 @@ fn conflict_sets_error_and_takes_over_after_the_delay_then_clears() {
 #[test]
 fn timeout_and_blocked_pages_are_errors() {
     let mut w = World::new().connected();
-    w.page("TIMEOUT", None, 1);
+    // WhatsApp Web cannot reach its server: linked, but nothing flows until it is back.
+    assert_eq!(w.page("TIMEOUT", None, 1), vec![URGENT]);
     assert_eq!(w.error_code(), Some("TIMEOUT"));
+    assert_eq!(w.m.state(), SessionState::Connecting);
+    assert_eq!(w.st().connected_at, None);
+    assert_eq!(w.st().phone_number.as_deref(), Some("5491122334455"));
+    assert_eq!(w.authenticated().0, "Unknown");
     assert_eq!(
-        w.m.state(),
-        SessionState::Connected,
-        "a timeout alone keeps the state"
+        w.page("CONNECTED", None, 40),
+        vec![URGENT],
+        "back: no new backup, the same browser"
     );
+    assert_eq!(w.m.state(), SessionState::Connected);
+    assert_eq!(w.st().connected_at, Some(t(40)));
+    assert_eq!(w.error_code(), None);
     w.page("TOS_BLOCK", None, 2);
     assert_eq!(w.m.state(), SessionState::Error);
     assert_eq!(w.error_code(), Some("TOS_BLOCK"));
     assert_eq!(w.authenticated().0, "False");
+}
+
+#[test]
+fn a_new_browser_is_connecting_until_its_page_is_linked() {
+    // A Chromium crash relaunched by the same agent, or a new agent after a `kill -9` (the
+    // CR still says what the killed one wrote): the previous browser's `connected` is not
+    // this one's.
+    let mut w = World::new().connected();
+    let relaunch = w.start();
+    assert_eq!(relaunch, vec![PUBLISH]);
+    assert_eq!(w.m.state(), SessionState::Connecting);
+    assert_eq!(w.st().connected_at, None);
+    assert_eq!(w.st().phone_number.as_deref(), Some("5491122334455"));
+    w.page("CONNECTED", None, 3);
+    assert_eq!(w.m.state(), SessionState::Connected);
+    assert_eq!(w.st().connected_at, Some(t(3)));
+
+    let killed = w.st().clone();
+    let mut next = World::from(Some(&killed));
+    next.start();
+    assert_eq!(next.m.state(), SessionState::Connecting);
+    assert_eq!(next.authenticated().0, "Unknown");
 }
 
 #[test]

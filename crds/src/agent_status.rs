@@ -1,16 +1,20 @@
 //! The agent's part of the CR status: a projection of the shared [`WhatsAppSessionStatus`]
 //! holding exactly the fields the agent owns (field manager `wa-agent`), and its
-//! `Authenticated` condition, derived from the session state.
+//! `Authenticated` condition, derived from the session state. Shared by the agent, which
+//! writes it, and the operator, which writes a stopped agent's status when the agent could not
+//! (killed, OOM, pod gone: [`stopped`]).
 
-use crds::{
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::{
     ConditionStatus, ConditionType, Handled, QrStatus, SessionState, WhatsAppSessionStatus,
     set_condition,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 /// Condition reason of a session whose agent stopped (SIGTERM: pod deleted, rolling upgrade,
-/// node drain, `desiredState: Stopped`): no browser holds it until an agent runs again. It is
-/// also how a stopped agent is read back from the CR.
+/// node drain, `desiredState: Stopped`; or, written by the operator, killed without a word):
+/// no browser holds it until an agent runs again. It is also how a stopped agent is read back
+/// from the CR.
 pub const AGENT_STOPPED: &str = "AgentStopped";
 
 /// Condition reason of a session connected on a login put back from the agent's backup
@@ -140,4 +144,120 @@ pub fn sync_condition(
         None,
         at,
     );
+}
+
+/// What an agent's status becomes when the agent stops and its browser closes: from then until
+/// the next agent has restored the login, nothing holds the session. A linked (or restoring)
+/// session is `connecting`, with the account kept (the saved login is still there) and no
+/// `connectedAt`; a QR on screen can no longer be scanned and is withdrawn. `None` for a
+/// session with nothing to hold (`init`, `disconnected`, `error`), which is left as it is.
+/// The `Authenticated` condition is left to the caller ([`sync_condition`] with
+/// `agent_stopped`).
+pub fn stopped(s: &WhatsAppSessionStatus) -> Option<WhatsAppSessionStatus> {
+    let mut s = s.clone();
+    match state_of(&s) {
+        SessionState::Connected | SessionState::Connecting => {
+            s.status = Some(SessionState::Connecting);
+            s.connected_at = None;
+        }
+        SessionState::QrRequired => {
+            // A scanned QR stays `used`; a shown or expired one is withdrawn.
+            if s.qr_status != Some(QrStatus::Used) {
+                s.qr_status = Some(QrStatus::None);
+            }
+            s.qr = None;
+            s.qr_generated_at = None;
+            s.qr_expires_at = None;
+            s.pairing_code = None;
+        }
+        SessionState::Init | SessionState::Disconnected | SessionState::Error => return None,
+    }
+    Some(s)
+}
+
+/// Whether the agent's status claims something only a running agent can keep true: a linked
+/// browser (`connected`) or a QR that can be scanned now.
+pub fn needs_a_live_agent(s: &WhatsAppSessionStatus) -> bool {
+    match state_of(s) {
+        SessionState::Connected => true,
+        SessionState::QrRequired => s.qr.is_some() || s.pairing_code.is_some(),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::jiff::Timestamp;
+
+    fn at(s: i64) -> Time {
+        Time(Timestamp::from_second(s).expect("valid"))
+    }
+
+    fn connected() -> WhatsAppSessionStatus {
+        let mut s = WhatsAppSessionStatus {
+            status: Some(SessionState::Connected),
+            qr_status: Some(QrStatus::Used),
+            phone_number: Some("5491100000000".into()),
+            connected_at: Some(at(100)),
+            handled: Some(Handled::default()),
+            ..Default::default()
+        };
+        sync_condition(&mut s, false, false, at(100));
+        s
+    }
+
+    #[test]
+    fn a_stopped_connected_session_is_connecting_with_its_account_kept() {
+        let mut s = stopped(&connected()).expect("something to hold");
+        sync_condition(&mut s, true, false, at(200));
+        assert_eq!(s.status, Some(SessionState::Connecting));
+        assert_eq!(s.connected_at, None);
+        assert_eq!(s.phone_number.as_deref(), Some("5491100000000"));
+        assert_eq!(s.qr_status, Some(QrStatus::Used));
+        assert!(agent_stopped(&s));
+        let c = &s.conditions[0];
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("Unknown", AGENT_STOPPED)
+        );
+        assert!(!needs_a_live_agent(&s));
+    }
+
+    #[test]
+    fn a_stopped_agents_qr_is_withdrawn() {
+        let shown = WhatsAppSessionStatus {
+            status: Some(SessionState::QrRequired),
+            qr_status: Some(QrStatus::Generated),
+            qr: Some("2@abc".into()),
+            qr_generated_at: Some(at(1)),
+            qr_expires_at: Some(at(21)),
+            ..Default::default()
+        };
+        assert!(needs_a_live_agent(&shown));
+        let s = stopped(&shown).expect("a QR to withdraw");
+        assert_eq!(s.qr_status, Some(QrStatus::None));
+        assert_eq!(
+            (s.qr, s.qr_generated_at, s.qr_expires_at),
+            (None, None, None)
+        );
+        assert_eq!(s.status, Some(SessionState::QrRequired));
+    }
+
+    #[test]
+    fn nothing_to_hold_is_left_as_it_is() {
+        for state in [
+            SessionState::Init,
+            SessionState::Disconnected,
+            SessionState::Error,
+        ] {
+            let s = WhatsAppSessionStatus {
+                status: Some(state),
+                ..Default::default()
+            };
+            assert_eq!(stopped(&s), None, "{state:?}");
+            assert!(!needs_a_live_agent(&s), "{state:?}");
+        }
+        assert!(needs_a_live_agent(&connected()));
+    }
 }
