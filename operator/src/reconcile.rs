@@ -457,8 +457,18 @@ async fn apply(session: &WhatsAppSession, ctx: &Context) -> Result<Action> {
         statefulset: sts.as_ref(),
         pod: pod.as_ref(),
     };
-    if let Some(stopped) = status::stand_in_for_agent(session, observed, crds::now()) {
-        stand_in_for_agent(session, &ns, stopped, ctx).await?;
+    if status::stand_in_for_agent(session, observed, crds::now()).is_some() {
+        // The pod cache may lag behind the CR: decide again on a fresh read before writing as
+        // the agent (rare: only after an agent died).
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let fresh = pods.get_opt(&children::pod_name(&name)).await?;
+        let observed = status::Observed {
+            pod: fresh.as_ref(),
+            ..observed
+        };
+        if let Some(stopped) = status::stand_in_for_agent(session, observed, crds::now()) {
+            stand_in_for_agent(session, &ns, stopped, ctx).await?;
+        }
     }
     let desired = status::desired(session, observed, crds::now());
     if status::needs_patch(session, &desired) {
