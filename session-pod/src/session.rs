@@ -443,6 +443,8 @@ impl Agent {
                     // silent ends as a TIMEOUT outcome, logged once at WARN below.
                     if hangs == 1 {
                         tracing::info!(error = %e, "page did not answer");
+                        let actions = self.handle(Event::PageSilent);
+                        self.perform(actions);
                     } else {
                         tracing::debug!(error = %e, hangs, "page did not answer");
                     }

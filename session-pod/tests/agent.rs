@@ -338,11 +338,14 @@ async fn conflict_is_taken_over(g: Generation) {
     )
     .await;
     assert!(r.status().is_success());
-    // The agent waits WA_TAKEOVER_DELAY (2 s) before taking over: CONFLICT is visible.
-    wait_status(api, "s1", "CONFLICT", T, |s| {
+    // The agent waits WA_TAKEOVER_DELAY (2 s) before taking over: CONFLICT is visible, and
+    // the session is not ours meanwhile (connecting, the account kept).
+    let held_elsewhere = wait_status(api, "s1", "CONFLICT", T, |s| {
         code(s) == Some(error_codes::CONFLICT)
     })
     .await;
+    assert_eq!(held_elsewhere.status, Some(SessionState::Connecting));
+    assert_eq!(held_elsewhere.phone_number.as_deref(), Some(PHONE));
     let s = wait_status(api, "s1", "connected after takeover", T, |s| {
         s.status == Some(SessionState::Connected) && s.last_error.is_none()
     })
@@ -666,7 +669,14 @@ async fn hung_page_is_relaunched_and_restored() {
     let before = agent.chromium_pids();
     let r = fake_post(&fake.url(), "/_fake/hang", serde_json::json!({})).await;
     assert!(r.status().is_success());
-    // Three unanswered polls (WA_CDP_TIMEOUT 5 s each) mark the page hung.
+    // Nobody vouches for a page that does not answer: connecting from the first unanswered
+    // poll (WA_CDP_TIMEOUT 5 s) ...
+    let silent = wait_status(api, "s1", "connecting while the page is silent", T, |s| {
+        s.status == Some(SessionState::Connecting)
+    })
+    .await;
+    assert_eq!(silent.connected_at, None);
+    // ... and three unanswered polls mark the page hung.
     wait_status(api, "s1", "TIMEOUT", T, |s| {
         code(s) == Some(error_codes::TIMEOUT)
     })

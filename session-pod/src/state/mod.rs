@@ -83,6 +83,9 @@ pub enum Event<'a> {
     },
     /// SIGTERM: the agent stops and its browser closes.
     Stopping,
+    /// The page did not answer a snapshot in time (it may be hung: the loop gives it a few
+    /// more tries before relaunching).
+    PageSilent,
     /// How [`Action::RestoreBackup`] went: when the copy put back was taken, or why none
     /// could be.
     Restored(Result<Time, String>),
@@ -295,6 +298,14 @@ impl Machine {
                 vec![Action::Ready(false), Action::Publish { urgent: true }]
             }
             Event::Restored(result) => self.restored(result, &at),
+            // Nobody can vouch for a page that does not answer.
+            Event::PageSilent => {
+                if self.not_held_for_now() {
+                    vec![Action::Publish { urgent: true }]
+                } else {
+                    Vec::new()
+                }
+            }
         };
         let restored = self.backup.restored == Restored::Running;
         status::sync_condition(&mut self.status, self.agent_stopped, restored, at);
@@ -739,6 +750,8 @@ impl Machine {
                 self.status.last_error = None;
             }
             PageState::Conflict => {
+                // Another browser holds the session until our takeover: not ours meanwhile.
+                fx.urgent |= self.not_held_for_now();
                 self.set_error(
                     error_codes::CONFLICT,
                     "the WhatsApp account was opened in another browser",
@@ -749,11 +762,7 @@ impl Machine {
             PageState::Timeout => {
                 // WhatsApp Web cannot reach its server: the login is kept but no message
                 // flows, so a linked session is not `connected` until the page is back.
-                if self.state() == SessionState::Connected {
-                    self.set_state(SessionState::Connecting);
-                    self.status.connected_at = None;
-                    fx.urgent = true;
-                }
+                fx.urgent |= self.not_held_for_now();
                 self.set_error(
                     error_codes::TIMEOUT,
                     "WhatsApp Web cannot reach the phone or the server",
@@ -778,6 +787,18 @@ impl Machine {
         self.status = stopped;
         self.seen_connected = false;
         self.agent_stopped = true;
+    }
+
+    /// A linked session this browser does not hold right now (TIMEOUT, CONFLICT, a page that
+    /// stopped answering) is `connecting`, account kept, until the page says it is linked again
+    /// (then `connectedAt` is that moment). True if the state changed.
+    fn not_held_for_now(&mut self) -> bool {
+        if self.state() != SessionState::Connected {
+            return false;
+        }
+        self.set_state(SessionState::Connecting);
+        self.status.connected_at = None;
+        true
     }
 
     /// Logged out: nothing linked, idle until a QR request.

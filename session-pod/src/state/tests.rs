@@ -236,7 +236,7 @@ fn unlink_after_connected_is_a_logout() {
 #[test]
 fn conflict_sets_error_and_takes_over_after_the_delay_then_clears() {
     let mut w = World::new().connected();
-    assert_eq!(w.page("CONFLICT", None, 1), vec![PUBLISH]);
+    assert_eq!(w.page("CONFLICT", None, 1), vec![URGENT]);
     assert_eq!(w.st().last_error.as_ref().map(|e| e.at.clone()), Some(t(1)));
     assert_eq!(w.page("CONFLICT", None, 2), vec![PUBLISH]);
     assert_eq!(
@@ -254,13 +254,17 @@ fn conflict_sets_error_and_takes_over_after_the_delay_then_clears() {
         vec![PUBLISH],
         "the delay starts over"
     );
+    // Another browser held it meanwhile: connecting, account kept, until ours has it back.
+    assert_eq!(w.m.state(), SessionState::Connecting);
+    assert_eq!(w.st().phone_number.as_deref(), Some("5491122334455"));
     w.page("CONNECTED", None, 8);
     assert_eq!(w.st().last_error, None);
-    assert_eq!(w.st().connected_at, Some(t(0)));
+    assert_eq!(w.m.state(), SessionState::Connected);
+    assert_eq!(w.st().connected_at, Some(t(8)));
     // A conflict that ends before the delay never takes over.
-    w.page("CONFLICT", None, 20);
+    assert_eq!(w.page("CONFLICT", None, 20), vec![URGENT]);
     w.page("CONNECTED", None, 21);
-    assert_eq!(w.page("CONFLICT", None, 24), vec![PUBLISH]);
+    assert_eq!(w.page("CONFLICT", None, 24), vec![URGENT]);
 }
 
 #[test]
@@ -285,6 +289,22 @@ fn timeout_and_blocked_pages_are_errors() {
     assert_eq!(w.m.state(), SessionState::Error);
     assert_eq!(w.error_code(), Some("TOS_BLOCK"));
     assert_eq!(w.authenticated().0, "False");
+}
+
+#[test]
+fn a_page_that_does_not_answer_is_not_vouched_for() {
+    let mut w = World::new().connected();
+    let silent = w.m.handle(Event::PageSilent, t(5));
+    assert_eq!(silent, vec![URGENT]);
+    assert_eq!(w.m.state(), SessionState::Connecting);
+    assert_eq!(w.st().connected_at, None);
+    assert_eq!(w.m.handle(Event::PageSilent, t(6)), vec![], "said once");
+    w.page("CONNECTED", None, 7);
+    assert_eq!(w.m.state(), SessionState::Connected);
+    // Not linked: nothing to take back.
+    let mut fresh = World::new();
+    fresh.start();
+    assert_eq!(fresh.m.handle(Event::PageSilent, t(1)), vec![]);
 }
 
 #[test]
@@ -723,7 +743,11 @@ fn a_login_is_backed_up_once_per_browser_that_connects() {
     );
     // A conflict and takeover within the same browser is not a new login.
     w.page("CONFLICT", None, 5);
-    assert_eq!(w.page("CONNECTED", None, 6), vec![PUBLISH]);
+    assert_eq!(
+        w.page("CONNECTED", None, 6),
+        vec![URGENT],
+        "connected again (at once), no backup"
+    );
     // The next browser (a relaunch restored from the profile) backs up again.
     w.start();
     w.page("OPENING", None, 7);
