@@ -54,4 +54,6 @@ log "helm upgrade: hub.replicas=${SOAK_HUB_REPLICAS:-2}, session memory limit ${
 export SOAK_NODE_LOG_DIR=$dir/cluster/node/var-log/pods SOAK_ARTIFACTS=$dir/artifacts
 # the cluster kinds restart its parts through `devcluster restart` (demo.sh's state dir)
 export SOAK_DEVCLUSTER_STATE_DIR=$dir/cluster SOAK_DEVCLUSTER_BIN=$CARGO_TARGET_DIR/release/devcluster
-exec node bench/soak/soak.mjs
+# Not `exec`: the EXIT trap above tears the cluster down afterwards (an exec'd shell never
+# runs it, which left the 30-minute run's cluster up).
+node bench/soak/soak.mjs
