@@ -503,16 +503,15 @@ impl Machine {
             Restored::Pending => Restored::Running,
             _ => Restored::No,
         };
-        match self.state() {
-            SessionState::Disconnected | SessionState::Error => self.set_state(SessionState::Init),
-            // A previous browser's (or agent's: killed without a word) `connected` is not this
-            // one's: it is restoring the login until its page says it is linked.
-            SessionState::Connected => {
-                self.set_state(SessionState::Connecting);
-                self.status.connected_at = None;
-            }
-            _ => {}
+        if matches!(
+            self.state(),
+            SessionState::Disconnected | SessionState::Error
+        ) {
+            self.set_state(SessionState::Init);
         }
+        // A previous browser's (or agent's: killed without a word) `connected` is not this
+        // one's: it is restoring the login until its page says it is linked.
+        self.not_held_for_now();
         // A QR from a previous browser can no longer be scanned.
         self.clear_qr(QrStatus::None);
     }
