@@ -5,6 +5,8 @@
 # agent's process group (a pod deletion) → agent exited and → next agent connected (issue 12),
 # and the memory of the agent + Chromium process tree while connected and idle (plan budget
 # 500 MB): peak RSS, PSS and USS, and per process.
+# Hang recovery (issue 12): a hung page → relaunch decided → connected again, with the agent's
+# defaults and with the rule before the hang watchdog (HANG_RUNS=N, default 3).
 # Real Chromium, the fake WhatsApp Web, a devcluster API server.
 # Usage: bench/agent/run.sh   (DEVCLUSTER_STATE_DIR=<running cluster> to reuse one; BENCH_RUNS=N)
 set -euo pipefail

@@ -305,6 +305,17 @@ impl BrowserSession {
         script: &Script,
         args: &[serde_json::Value],
     ) -> Result<serde_json::Value> {
+        self.run_within(script, args, self.cdp_timeout).await
+    }
+
+    /// As [`Self::run`], answered within `timeout` (the page snapshot has a deadline of its
+    /// own: the hang watchdog's, `state/watchdog.rs`).
+    pub async fn run_within(
+        &self,
+        script: &Script,
+        args: &[serde_json::Value],
+        timeout: Duration,
+    ) -> Result<serde_json::Value> {
         let params = EvaluateParams::builder()
             .expression(script.call(args))
             .await_promise(true)
@@ -314,11 +325,11 @@ impl BrowserSession {
                 script: script.name,
                 message,
             })?;
-        let res = tokio::time::timeout(self.cdp_timeout, self.page.execute(params))
+        let res = tokio::time::timeout(timeout, self.page.execute(params))
             .await
             .map_err(|_| Error::ScriptTimeout {
                 script: script.name,
-                secs: self.cdp_timeout.as_secs_f64(),
+                secs: timeout.as_secs_f64(),
             })??;
         if let Some(ex) = &res.result.exception_details {
             let message = ex

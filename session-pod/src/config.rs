@@ -118,9 +118,27 @@ pub struct Config {
     #[arg(long, env = "WA_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
     pub poll_interval: Duration,
 
-    /// A page script (CDP call) not answering within this is counted as a hang.
+    /// Deadline of a CDP command (launch, navigation, page actions such as logout or takeover).
+    /// The page's liveness has its own deadlines (below).
     #[arg(long, env = "WA_CDP_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub cdp_timeout: Duration,
+
+    /// How long a page snapshot (a tiny script a healthy page answers in milliseconds) may
+    /// take before the page counts as silent: from the first silent one the session is
+    /// `connecting` (nobody vouches for it) until the page answers again.
+    #[arg(long, env = "WA_PAGE_ANSWER_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub page_answer_timeout: Duration,
+
+    /// A settled page (linked and synced, or showing a QR) silent this long is hung: Chromium
+    /// is relaunched and the login restored from the profile.
+    #[arg(long, env = "WA_HANG_AFTER", default_value = "6s", value_parser = parse_duration)]
+    pub hang_after: Duration,
+
+    /// The same while the page loads, boots, restores a login or syncs its history, when the
+    /// real WhatsApp Web can block its main thread for seconds (a false relaunch would start
+    /// all of it again).
+    #[arg(long, env = "WA_HANG_AFTER_LOADING", default_value = "30s", value_parser = parse_duration)]
+    pub hang_after_loading: Duration,
 
     /// How long the page may take to expose WhatsApp's modules after loading.
     #[arg(long, env = "WA_PAGE_LOAD_TIMEOUT", default_value = "90s", value_parser = parse_duration)]
@@ -214,5 +232,8 @@ mod tests {
         assert_eq!(c.js_heap_mb, 512);
         assert_eq!(c.http_addr.to_string(), "0.0.0.0:8080");
         assert!(!c.user_agent.contains("Headless"));
+        assert_eq!(c.page_answer_timeout, Duration::from_secs(2));
+        assert_eq!(c.hang_after, Duration::from_secs(6));
+        assert_eq!(c.hang_after_loading, Duration::from_secs(30));
     }
 }

@@ -22,11 +22,10 @@ use crate::http::Health;
 use crate::metrics::{Metrics, ResultLabel};
 use crate::profile::{Health as ProfileHealth, Profile};
 use crate::publisher::Publisher;
+use crate::state::watchdog::{Deadlines, Watchdog};
 use crate::state::{Action, Event, Machine, Outcome};
 use crds::now;
 
-/// Consecutive unanswered page scripts before Chromium is declared hung.
-const HANG_LIMIT: u32 = 3;
 /// A browser that ran this long resets the relaunch back-off.
 const STABLE_AFTER: Duration = Duration::from_secs(60);
 /// Poll interval while the page loads (before its listeners are installed).
@@ -411,7 +410,12 @@ impl Agent {
         // change) are not installed: poll quickly so a restore is not held up by the interval.
         let mut poll = tokio::time::interval(self.cfg.poll_interval.min(LOADING_POLL));
         poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut hangs = 0u32;
+        // A hung page is told from a busy one by how long it stays silent (state/watchdog.rs).
+        let mut watchdog = Watchdog::new(Deadlines {
+            answer: self.cfg.page_answer_timeout,
+            hang_after: self.cfg.hang_after,
+            hang_after_loading: self.cfg.hang_after_loading,
+        });
         let mut loaded_once = false;
         let mut gone = b.gone();
         loop {
@@ -425,10 +429,13 @@ impl Agent {
                 _ = self.requests.changed() => {}
             }
             self.health.beat();
-            let snap = match b.run(&self.driver.snapshot, &[]).await {
+            let sent = Instant::now();
+            let deadline = watchdog.deadline(sent);
+            let snap = match b.run_within(&self.driver.snapshot, &[], deadline).await {
                 Ok(v) => {
-                    hangs = 0;
-                    serde_json::from_value::<Snapshot>(v).unwrap_or_default()
+                    let snap = serde_json::from_value::<Snapshot>(v).unwrap_or_default();
+                    watchdog.answered(&snap);
+                    snap
                 }
                 Err(e @ (Error::ScriptTimeout { .. } | Error::Cdp(_))) => {
                     if b.is_gone() {
@@ -438,20 +445,25 @@ impl Agent {
                             launch: false,
                         };
                     }
-                    hangs += 1;
-                    // One unanswered poll is no problem yet (INFO, once); a page that stays
-                    // silent ends as a TIMEOUT outcome, logged once at WARN below.
-                    if hangs == 1 {
-                        tracing::info!(error = %e, "page did not answer");
+                    let silence = watchdog.silent(sent, Instant::now());
+                    // One unanswered snapshot is no problem yet (INFO, once); a page that stays
+                    // silent for the watchdog's limit ends as a TIMEOUT outcome, logged once at
+                    // WARN by the caller.
+                    if silence.first {
+                        tracing::info!(error = %e, limit_ms = silence.limit.as_millis() as u64, "page did not answer");
                         let actions = self.handle(Event::PageSilent);
                         self.perform(actions);
                     } else {
-                        tracing::debug!(error = %e, hangs, "page did not answer");
+                        tracing::debug!(error = %e, silent_ms = silence.silent_for.as_millis() as u64, "page did not answer");
                     }
-                    if hangs >= HANG_LIMIT {
+                    if silence.hung() {
                         return Outcome::Failed {
                             code: error_codes::TIMEOUT,
-                            message: format!("the page stopped answering: {e}"),
+                            message: format!(
+                                "the page stopped answering: silent for {:.1} s (limit {:?})",
+                                silence.silent_for.as_secs_f64(),
+                                silence.limit
+                            ),
                             launch: false,
                         };
                     }
@@ -459,6 +471,8 @@ impl Agent {
                 }
                 Err(e) => {
                     // The script threw, e.g. while the page navigates: read it again next tick.
+                    // The page answered, so it is not silent.
+                    watchdog.alive();
                     tracing::debug!(error = %e, "snapshot failed");
                     Snapshot::default()
                 }

@@ -69,6 +69,15 @@ impl Fixture {
     /// Starts the agent for `s1` with the admin kubeconfig, by `start` (`Agent::start` or
     /// `Agent::start_pod`).
     fn start_with(&self, start: fn(AgentOpts<'_>) -> Agent) -> Agent {
+        self.start_env(start, vec![])
+    }
+
+    /// As [`Self::start_with`], with more environment for the agent.
+    fn start_env(
+        &self,
+        start: fn(AgentOpts<'_>) -> Agent,
+        extra_env: Vec<(&'static str, String)>,
+    ) -> Agent {
         let data = self.data();
         start(AgentOpts {
             ns: &self.ns,
@@ -76,7 +85,7 @@ impl Fixture {
             url: &self.fake.url(),
             data_dir: &data,
             kubeconfig: self.c.kubeconfig(),
-            extra_env: vec![],
+            extra_env,
         })
     }
 
@@ -97,8 +106,17 @@ impl Fixture {
 
     /// As [`Self::connected`], the fake serving generation `g` of WhatsApp Web.
     async fn connected_in(prefix: &str, g: Generation) -> (Self, Agent) {
+        Self::connected_env(prefix, g, vec![]).await
+    }
+
+    /// As [`Self::connected_in`], with more environment for the agent.
+    async fn connected_env(
+        prefix: &str,
+        g: Generation,
+        extra_env: Vec<(&'static str, String)>,
+    ) -> (Self, Agent) {
         let f = Self::new_in(prefix, g).await;
-        let agent = f.agent();
+        let agent = f.start_env(Agent::start, extra_env);
         let s = wait_status(&f.api, "s1", "first QR", T, |s| s.qr.is_some()).await;
         scan(&f.fake.url(), s.qr.as_deref().expect("qr")).await;
         let s = wait_status(&f.api, "s1", "connected", T, |s| {
@@ -498,7 +516,7 @@ async fn sigterm_to_the_pod_closes_chromium_cleanly_and_the_next_agent_restores(
 /// cannot come and then killing it.
 #[tokio::test]
 async fn chromium_signalled_with_the_agent_is_waited_for_not_killed() {
-    let (_f, agent) = Fixture::connected("agent-sigterm-both").await;
+    let (_f, mut agent) = Fixture::connected("agent-sigterm-both").await;
     let profile = agent.profile();
     let log = agent.log.clone();
     let browser = agent
@@ -506,11 +524,15 @@ async fn chromium_signalled_with_the_agent_is_waited_for_not_killed() {
         .into_iter()
         .find(|p| chromium_kind(*p) == "browser")
         .expect("the browser process");
-    // Chromium leads its own process group: SIGTERM to all of it, then to the agent.
+    // Chromium leads its own process group: SIGTERM to the agent and to all of that group in
+    // one kill(1), microseconds apart, as a group-wide signal arrives. (Two kill processes
+    // left Chromium ~tens of ms to exit before the agent had its SIGTERM: under load the agent
+    // then saw a crash first and relaunched.)
+    let pid = agent.child.id().expect("running");
     let _ = std::process::Command::new("kill")
-        .args(["-TERM", "--", &format!("-{browser}")])
+        .args(["-TERM", "--", &pid.to_string(), &format!("-{browser}")])
         .status();
-    let exit = agent.terminate(Duration::from_secs(25)).await;
+    let exit = agent.exited(Duration::from_secs(25)).await;
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(exit.success(), "clean exit: {exit:?}\n{text}");
     assert!(
@@ -661,36 +683,212 @@ async fn health_and_metrics_reflect_the_page() {
     );
 }
 
+/// The hang watchdog's deadlines for the hang tests (docs/session-agent.md "Recovery"): a
+/// snapshot answers within `ANSWER`, a settled page silent for `HANG_AFTER` is hung. Shorter
+/// than the defaults (2 s, 6 s) so the tests are quick; the harness' `WA_CDP_TIMEOUT` stays 5 s.
+const ANSWER: Duration = Duration::from_secs(1);
+const HANG_AFTER: Duration = Duration::from_secs(3);
+/// The harness' `WA_CDP_TIMEOUT` (support/mod.rs): before the watchdog, a hang was called after
+/// three snapshots each unanswered for it.
+const HARNESS_CDP_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn hang_env() -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "WA_PAGE_ANSWER_TIMEOUT",
+            format!("{}ms", ANSWER.as_millis()),
+        ),
+        ("WA_HANG_AFTER", format!("{}ms", HANG_AFTER.as_millis())),
+    ]
+}
+
+/// Every version of the CR's status from now on, with when it was seen (a poll every 200 ms
+/// could miss a short `connecting`).
+struct Recorder {
+    seen:
+        std::sync::Arc<std::sync::Mutex<Vec<(tokio::time::Instant, crds::WhatsAppSessionStatus)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Recorder {
+    async fn start(api: &kube::Api<crds::WhatsAppSession>) -> Self {
+        use futures::StreamExt;
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let mut versions = kube::runtime::watcher::watch_object(api.clone(), "s1").boxed();
+        let out = seen.clone();
+        let task = tokio::spawn(async move {
+            let mut ready = Some(ready_tx);
+            while let Some(Ok(obj)) = versions.next().await {
+                if let Some(st) = obj.and_then(|o| o.status)
+                    && let Ok(mut seen) = out.lock()
+                {
+                    seen.push((tokio::time::Instant::now(), st));
+                }
+                if let Some(tx) = ready.take() {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        // The watch has delivered the current version: later changes are not missed.
+        let _ = tokio::time::timeout(T, ready_rx).await;
+        Self { seen, task }
+    }
+
+    /// The statuses seen so far.
+    fn seen(&self) -> Vec<(tokio::time::Instant, crds::WhatsAppSessionStatus)> {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// When a status matching `pred` was first seen after `after` (waits up to `within`).
+    async fn first(
+        &self,
+        what: &str,
+        after: tokio::time::Instant,
+        within: Duration,
+        pred: impl Fn(&crds::WhatsAppSessionStatus) -> bool,
+    ) -> tokio::time::Instant {
+        devcluster::testing::wait_for_value(what, within, || {
+            let found = self
+                .seen()
+                .into_iter()
+                .find(|(at, s)| *at > after && pred(s))
+                .map(|(at, _)| at);
+            async move { found }
+        })
+        .await
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A hung page (`/_fake/hang`: its main thread spins for good) is relaunched once it has been
+/// silent for `WA_HANG_AFTER`, and the login restored from the profile without a QR. Before
+/// the watchdog, three snapshots each unanswered for `WA_CDP_TIMEOUT` made a hang (the soak's
+/// hang recovery p50 was 33.6 s with the 10 s default); the bound asserted here would fail so.
 #[tokio::test]
 async fn hung_page_is_relaunched_and_restored() {
-    let (f, agent) = Fixture::connected("agent-hang").await;
+    let (f, agent) = Fixture::connected_env("agent-hang", Generation::default(), hang_env()).await;
     let api = &f.api;
     let fake = &f.fake;
     let before = agent.chromium_pids();
+    let rec = Recorder::start(api).await;
+    let hung = tokio::time::Instant::now();
     let r = fake_post(&fake.url(), "/_fake/hang", serde_json::json!({})).await;
     assert!(r.status().is_success());
+    // The relaunch: Chromium's life ended as TIMEOUT (published when it ends). Bound: the
+    // silence limit, one answer deadline (the spell may start with a snapshot sent just before
+    // the page began to spin), and 3 s for the hook to reach the page, the kill and the status
+    // write on a loaded machine.
+    let bound = HANG_AFTER + ANSWER + Duration::from_secs(3);
+    let old_behaviour = 3 * HARNESS_CDP_TIMEOUT;
+    assert!(
+        bound < old_behaviour,
+        "the bound tells the watchdog from three CDP timeouts"
+    );
+    let timeout_at = rec
+        .first("TIMEOUT (the hung page relaunched)", hung, T, |s| {
+            code(s) == Some(error_codes::TIMEOUT)
+        })
+        .await;
+    let back_at = rec
+        .first("connected after relaunch", timeout_at, T, |s| {
+            s.status == Some(SessionState::Connected) && s.connected_at.is_some()
+        })
+        .await;
+    let detected = timeout_at - hung;
+    let recovered = back_at - hung;
+    eprintln!(
+        "hang → relaunch (TIMEOUT in the CR) {} ms, → connected again {} ms (bound {} ms; three CDP timeouts {} ms)",
+        detected.as_millis(),
+        recovered.as_millis(),
+        bound.as_millis(),
+        old_behaviour.as_millis()
+    );
+    assert!(
+        detected < bound,
+        "the hang was called after {detected:?}, bound {bound:?}"
+    );
     // Nobody vouches for a page that does not answer: connecting from the first unanswered
-    // poll (WA_CDP_TIMEOUT 5 s) ...
-    let silent = wait_status(api, "s1", "connecting while the page is silent", T, |s| {
-        s.status == Some(SessionState::Connecting)
-    })
-    .await;
+    // snapshot, before the relaunch.
+    let seen = rec.seen();
+    let silent = seen
+        .iter()
+        .find(|(at, s)| {
+            *at > hung && *at < timeout_at && s.status == Some(SessionState::Connecting)
+        })
+        .map(|(_, s)| s.clone())
+        .unwrap_or_else(|| {
+            panic!(
+                "never connecting while the page was silent: {:?}",
+                seen.iter().map(|(_, s)| s.status).collect::<Vec<_>>()
+            )
+        });
     assert_eq!(silent.connected_at, None);
-    // ... and three unanswered polls mark the page hung.
-    wait_status(api, "s1", "TIMEOUT", T, |s| {
-        code(s) == Some(error_codes::TIMEOUT)
-    })
-    .await;
-    let s = wait_status(api, "s1", "connected after relaunch", T, |s| {
-        s.status == Some(SessionState::Connected)
-    })
-    .await;
-    assert_eq!(s.qr, None);
+    let s = status(api, "s1").await;
+    assert_eq!(s.qr, None, "restored without a QR");
     let after = agent.chromium_pids();
     assert!(
         !after.is_empty() && after.iter().all(|p| !before.contains(p)),
         "a new Chromium: {before:?} -> {after:?}"
     );
+}
+
+/// A page whose main thread is busy for a while — longer than a snapshot's answer deadline,
+/// shorter than `WA_HANG_AFTER`, as the real WhatsApp Web is while it decrypts a burst of
+/// messages — is not relaunched: `connecting` while it is silent, `connected` again as soon as
+/// it answers, the same Chromium.
+#[tokio::test]
+async fn a_busy_page_is_not_relaunched() {
+    let (f, agent) = Fixture::connected_env("agent-busy", Generation::default(), hang_env()).await;
+    let api = &f.api;
+    let before = agent.chromium_pids();
+    let rec = Recorder::start(api).await;
+    let asked = tokio::time::Instant::now();
+    let busy = ANSWER + (HANG_AFTER - ANSWER) / 4;
+    let r = fake_post(
+        &f.fake.url(),
+        "/_fake/hang",
+        serde_json::json!({"ms": busy.as_millis() as u64}),
+    )
+    .await;
+    assert!(r.status().is_success());
+    let silent_at = rec
+        .first("connecting while the page is busy", asked, T, |s| {
+            s.status == Some(SessionState::Connecting)
+        })
+        .await;
+    let back_at = rec
+        .first("connected again", silent_at, T, |s| {
+            s.status == Some(SessionState::Connected) && s.connected_at.is_some()
+        })
+        .await;
+    assert!(back_at > silent_at);
+    // Well past the moment a hang would have been called.
+    tokio::time::sleep(HANG_AFTER + ANSWER + Duration::from_secs(2)).await;
+    let seen = rec.seen();
+    assert!(
+        seen.iter()
+            .all(|(_, s)| code(s) != Some(error_codes::TIMEOUT)
+                && s.status != Some(SessionState::Error)),
+        "a busy page was taken for a hung one: {:?}",
+        seen.iter()
+            .map(|(_, s)| (s.status, code(s).map(str::to_string)))
+            .collect::<Vec<_>>()
+    );
+    let s = status(api, "s1").await;
+    assert_eq!(s.status, Some(SessionState::Connected));
+    assert_eq!(agent.chromium_pids(), before, "the same Chromium");
+    let log = agent.log_text();
+    assert!(
+        log.contains("page did not answer"),
+        "the page was silent:\n{log}"
+    );
+    assert!(!log.contains("relaunching"), "{log}");
 }
 
 async fn pairing_code_is_published_and_entering_it_connects(g: Generation) {

@@ -1,7 +1,9 @@
 //! Figures for bench/agent/run.sh (ignored in normal test runs):
 //! start → first QR in the CR status (p50 of 10), start → connected when restoring a saved
 //! login (p50 of 10), SIGTERM to the agent's process group (what a pod deletion sends) → the
-//! agent has exited and → the next agent on the profile is connected (p50 of 10), and the memory (RSS, PSS, USS) of agent + Chromium while connected and idle.
+//! agent has exited and → the next agent on the profile is connected (p50 of 10), and the memory (RSS, PSS, USS) of agent + Chromium while connected and idle;
+//! hang recovery: a hung page → relaunch decided → connected again, now and with the rule before
+//! the hang watchdog (`hang_recovery_figures`, p50 of 3).
 
 mod support;
 
@@ -270,4 +272,95 @@ async fn agent_figures() {
         );
     }
     agent.terminate_group(Duration::from_secs(25)).await;
+}
+
+/// Hang recovery (issue 12): a linked session's page hangs (`/_fake/hang`, its main thread
+/// spins for good) → the relaunch is decided (`TIMEOUT` in the CR) → `connected` again from
+/// the profile. With the agent's defaults (1 s poll, 10 s CDP timeout, the hang watchdog's
+/// 2 s answer deadline and 6 s silence limit for a settled page) and with the rule before the
+/// watchdog, reproduced by it: snapshots answering within 10 s, hung after 30 s of silence
+/// (three unanswered 10 s snapshots). `HANG_RUNS` runs each (default 3).
+#[tokio::test]
+#[ignore = "benchmark: run bench/agent/run.sh"]
+async fn hang_recovery_figures() {
+    let c = cluster().await;
+    let runs: usize = std::env::var("HANG_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let ns = c.namespace("agent-hang-bench").await;
+    let defaults = vec![("WA_CDP_TIMEOUT", "10s".to_string())];
+    let before = vec![
+        ("WA_CDP_TIMEOUT", "10s".to_string()),
+        ("WA_PAGE_ANSWER_TIMEOUT", "10s".to_string()),
+        ("WA_HANG_AFTER", "30s".to_string()),
+    ];
+    for (label, env) in [("now", defaults), ("before", before)] {
+        let (mut detected, mut recovered) = (Vec::new(), Vec::new());
+        for i in 0..runs {
+            let fake = fake(Duration::from_secs(60), Duration::from_secs(20), 6).await;
+            let name = format!("h{label}{i}");
+            let api = create_session(c, &ns, &name).await;
+            let tmp = tempfile::tempdir().expect("tmp");
+            let mut extra_env = production_poll();
+            extra_env.extend(env.iter().cloned());
+            let agent = Agent::start(AgentOpts {
+                ns: &ns,
+                name: &name,
+                url: &fake.url(),
+                data_dir: &tmp.path().join("data"),
+                kubeconfig: c.kubeconfig(),
+                extra_env,
+            });
+            let status = |api: kube::Api<crds::WhatsAppSession>, name: String| async move {
+                api.get(&name).await.ok().and_then(|cr| cr.status)
+            };
+            let wait = |what: &'static str, pred: fn(&crds::WhatsAppSessionStatus) -> bool| {
+                let (api, name) = (api.clone(), name.clone());
+                async move {
+                    let deadline = Instant::now() + 2 * T;
+                    loop {
+                        if let Some(s) = status(api.clone(), name.clone()).await
+                            && pred(&s)
+                        {
+                            return s;
+                        }
+                        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+                        tokio::time::sleep(Duration::from_millis(25)).await;
+                    }
+                }
+            };
+            let s = wait("QR", |s| s.qr.is_some()).await;
+            scan(&fake.url(), s.qr.as_deref().expect("qr")).await;
+            wait("connected", |s| s.status == Some(SessionState::Connected)).await;
+            // Settled: the page is linked and synced (the fake syncs within ~50 ms).
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let hung = Instant::now();
+            fake_post(&fake.url(), "/_fake/hang", serde_json::json!({})).await;
+            wait("TIMEOUT", |s| {
+                s.last_error.as_ref().map(|e| e.code.as_str()) == Some("TIMEOUT")
+            })
+            .await;
+            detected.push(hung.elapsed());
+            wait("connected again", |s| {
+                s.status == Some(SessionState::Connected) && s.last_error.is_none()
+            })
+            .await;
+            recovered.push(hung.elapsed());
+            agent.kill9().await;
+        }
+        detected.sort();
+        recovered.sort();
+        let ms = |v: &[Duration]| v.iter().map(|d| d.as_millis()).collect::<Vec<_>>();
+        println!(
+            "BENCH hang_to_relaunch_{label}_p50_ms={} (runs={runs}, all={:?})",
+            pct(&detected, 50).as_millis(),
+            ms(&detected)
+        );
+        println!(
+            "BENCH hang_to_connected_{label}_p50_ms={} (runs={runs}, all={:?})",
+            pct(&recovered, 50).as_millis(),
+            ms(&recovered)
+        );
+    }
 }

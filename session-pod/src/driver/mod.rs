@@ -95,6 +95,10 @@ pub struct Snapshot {
     pub loaded: bool,
     /// `Socket.state` (WAState).
     pub state: Option<String>,
+    /// `Socket.hasSynced`: the linked page has loaded its history (whatsapp-web.js takes
+    /// `change:hasSynced` for "authenticated and ready"). False from a driver override that
+    /// does not report it: the hang watchdog then keeps its lenient bound (`state/watchdog.rs`).
+    pub synced: bool,
     /// The full QR string while the page offers one.
     pub qr: Option<String>,
     pub phone: Option<String>,

@@ -5,6 +5,7 @@
 
 #[cfg(test)]
 mod tests;
+pub mod watchdog;
 
 use std::time::Duration;
 
@@ -83,8 +84,8 @@ pub enum Event<'a> {
     },
     /// SIGTERM: the agent stops and its browser closes.
     Stopping,
-    /// The page did not answer a snapshot in time (it may be hung: the loop gives it a few
-    /// more tries before relaunching).
+    /// The first snapshot of a silent spell went unanswered (the page is busy or hung: the
+    /// loop's [`watchdog`] relaunches a page that stays silent for its limit).
     PageSilent,
     /// How [`Action::RestoreBackup`] went: when the copy put back was taken, or why none
     /// could be.

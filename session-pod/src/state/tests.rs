@@ -959,3 +959,161 @@ fn logout_and_unlink_delete_the_backups() {
     w.start();
     assert_eq!(w.page("UNPAIRED", Some("r,k"), 4), vec![URGENT]);
 }
+
+// ---- The hang watchdog (watchdog.rs): a busy page from a hung one, by how long it is silent.
+
+mod watchdog_tests {
+    use super::super::watchdog::{Deadlines, Watchdog, settled};
+    use super::*;
+
+    /// The defaults (`WA_PAGE_ANSWER_TIMEOUT`, `WA_HANG_AFTER`, `WA_HANG_AFTER_LOADING`).
+    const D: Deadlines = Deadlines {
+        answer: Duration::from_secs(2),
+        hang_after: Duration::from_secs(6),
+        hang_after_loading: Duration::from_secs(30),
+    };
+
+    fn linked(synced: bool) -> Snapshot {
+        Snapshot {
+            synced,
+            ..snap("CONNECTED", None)
+        }
+    }
+
+    fn ms(t0: Instant, ms: u64) -> Instant {
+        t0 + Duration::from_millis(ms)
+    }
+
+    /// Polls a silent page the way the loop does (each snapshot sent as the previous one timed
+    /// out) from `from` ms; returns when it was called hung (ms after t0) and how many times
+    /// the spell counted as first.
+    fn silent_until_hung(w: &mut Watchdog, t0: Instant, from: u64) -> (u64, u32) {
+        let (mut at, mut firsts) = (from, 0);
+        for _ in 0..1000 {
+            let sent = ms(t0, at);
+            at += w.deadline(sent).as_millis() as u64;
+            let s = w.silent(sent, ms(t0, at));
+            firsts += u32::from(s.first);
+            if s.hung() {
+                return (at, firsts);
+            }
+        }
+        panic!("never hung");
+    }
+
+    #[test]
+    fn what_counts_as_a_settled_page() {
+        assert!(settled(&linked(true)), "linked and synced");
+        assert!(!settled(&linked(false)), "still syncing its history");
+        assert!(!settled(&Snapshot::default()), "loading");
+        assert!(!settled(&snap("OPENING", None)), "restoring a login");
+        assert!(!settled(&snap("PAIRING", None)), "completing a scan");
+        assert!(settled(&snap("UNPAIRED", Some("r,k"))), "a QR page");
+        assert!(settled(&snap("UNPAIRED_IDLE", None)));
+        assert!(settled(&snap("CONFLICT", None)));
+        assert!(settled(&snap("TIMEOUT", None)));
+        // A driver override that does not report `synced`: the lenient bound, never the
+        // strict one on a page that may be syncing.
+        let old_driver: Snapshot =
+            serde_json::from_str(r#"{"loaded":true,"state":"CONNECTED"}"#).expect("json");
+        assert!(!settled(&old_driver));
+    }
+
+    #[test]
+    fn a_settled_page_silent_for_hang_after_is_hung_on_time() {
+        let t0 = Instant::now();
+        let mut w = Watchdog::new(D);
+        w.answered(&linked(true));
+        assert_eq!(
+            w.deadline(t0),
+            D.answer,
+            "a healthy page gets the answer deadline"
+        );
+        let (hung_at, firsts) = silent_until_hung(&mut w, t0, 0);
+        // Called at the limit exactly (the last snapshot's deadline is cut to it), not up to
+        // one answer deadline late, and far sooner than the old three 10 s CDP timeouts.
+        assert_eq!(hung_at, 6000);
+        assert_eq!(firsts, 1, "PageSilent once per spell");
+        assert!(Duration::from_millis(hung_at) < 3 * Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_page_that_loads_boots_or_syncs_gets_the_lenient_limit() {
+        let t0 = Instant::now();
+        // Before any answer in this browser's life (loading).
+        let mut w = Watchdog::new(D);
+        assert_eq!(silent_until_hung(&mut w, t0, 0).0, 30_000);
+        // Linked but still syncing its history.
+        let mut w = Watchdog::new(D);
+        w.answered(&linked(false));
+        assert_eq!(w.limit(), D.hang_after_loading);
+        assert_eq!(silent_until_hung(&mut w, t0, 0).0, 30_000);
+        // Restoring a login.
+        let mut w = Watchdog::new(D);
+        w.answered(&snap("OPENING", None));
+        assert_eq!(w.limit(), D.hang_after_loading);
+    }
+
+    #[test]
+    fn a_busy_page_that_answers_within_the_limit_is_not_hung() {
+        let t0 = Instant::now();
+        let mut w = Watchdog::new(D);
+        w.answered(&linked(true));
+        // Busy 5 s: two snapshots time out, the third is answered.
+        let first = w.silent(ms(t0, 0), ms(t0, 2000));
+        assert!(first.first && !first.hung());
+        let second = w.silent(ms(t0, 2000), ms(t0, 4000));
+        assert!(!second.first && !second.hung());
+        assert_eq!(second.silent_for, Duration::from_secs(4));
+        w.answered(&linked(true));
+        // A new spell starts from nothing: PageSilent again, a full limit again.
+        assert_eq!(w.deadline(ms(t0, 5000)), D.answer);
+        let again = w.silent(ms(t0, 5000), ms(t0, 7000));
+        assert!(again.first && !again.hung());
+        assert_eq!(again.silent_for, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn a_snapshot_that_throws_is_an_answer() {
+        let t0 = Instant::now();
+        let mut w = Watchdog::new(D);
+        w.answered(&linked(true));
+        w.silent(ms(t0, 0), ms(t0, 2000));
+        w.silent(ms(t0, 2000), ms(t0, 4000));
+        // The page navigates: its script fails, but the page answered.
+        w.alive();
+        assert_eq!(w.limit(), D.hang_after, "its phase is kept");
+        let s = w.silent(ms(t0, 4500), ms(t0, 6500));
+        assert!(s.first && !s.hung(), "{s:?}");
+    }
+
+    #[test]
+    fn the_phase_follows_the_last_answer() {
+        let t0 = Instant::now();
+        let mut w = Watchdog::new(D);
+        w.answered(&linked(true));
+        assert_eq!(w.limit(), D.hang_after);
+        // A reload (the agent's refresh, or WhatsApp's own) starts loading again.
+        w.answered(&Snapshot::default());
+        assert_eq!(w.limit(), D.hang_after_loading);
+        let s = w.silent(ms(t0, 0), ms(t0, 10_000));
+        assert!(!s.hung(), "10 s of a loading page is not a hang");
+    }
+
+    #[test]
+    fn a_limit_below_the_answer_deadline_cuts_the_first_snapshot() {
+        let t0 = Instant::now();
+        let mut w = Watchdog::new(Deadlines {
+            answer: Duration::from_secs(2),
+            hang_after: Duration::from_millis(500),
+            hang_after_loading: Duration::from_secs(30),
+        });
+        w.answered(&linked(true));
+        let (hung_at, firsts) = silent_until_hung(&mut w, t0, 0);
+        assert_eq!(
+            (hung_at, firsts),
+            (2000, 1),
+            "first snapshot's deadline, then hung"
+        );
+    }
+}

@@ -109,9 +109,18 @@ async fn pages(State(s): State<AppState>) -> Response {
     Json(s.registry().pages(Instant::now())).into_response()
 }
 
-async fn hang(State(s): State<AppState>, body: Option<Json<PageSelector>>) -> Response {
-    let sel = body.map(|Json(b)| b).unwrap_or_default();
-    let n = s.registry().hang(&sel, Instant::now());
+/// `/_fake/hang {ms?, page?, ref?, phone?}`: without `ms` for good, with it for that long.
+#[derive(Deserialize, Default)]
+struct HangBody {
+    ms: Option<u64>,
+    #[serde(flatten)]
+    sel: PageSelector,
+}
+
+async fn hang(State(s): State<AppState>, body: Option<Json<HangBody>>) -> Response {
+    let b = body.map(|Json(b)| b).unwrap_or_default();
+    let busy = b.ms.map(std::time::Duration::from_millis);
+    let n = s.registry().hang(&b.sel, busy, Instant::now());
     Json(json!({"ok": true, "pages": n})).into_response()
 }
 

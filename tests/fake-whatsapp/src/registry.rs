@@ -78,6 +78,9 @@ pub struct Page {
     events: Vec<(u64, &'static str)>,
     navigate: Option<String>,
     hang: bool,
+    /// Test hook: the last bounded busy spell asked for (`/_fake/hang {ms}`): its number (the
+    /// page runs each number once) and length.
+    busy: (u64, u64),
     crash: bool,
     /// Test hook: MiB the page script keeps allocated (`/_fake/bloat`).
     bloat_mb: u32,
@@ -141,6 +144,10 @@ pub struct Snapshot {
     pub events: Vec<&'static str>,
     pub navigate: Option<String>,
     pub hang: bool,
+    /// A busy spell the page runs once (its main thread spins `busy_ms`, then goes on): the
+    /// page runs each `busy_seq` once.
+    pub busy_seq: u64,
+    pub busy_ms: u64,
     pub crash: bool,
     /// MiB the page must hold allocated (ArrayBuffers, outside the V8 heap limit).
     pub bloat_mb: u32,
@@ -313,6 +320,7 @@ impl Registry {
             events: Vec::new(),
             navigate: None,
             hang: false,
+            busy: (0, 0),
             crash: false,
             bloat_mb: 0,
             pairing: None,
@@ -383,6 +391,8 @@ impl Registry {
                 .collect(),
             navigate: page.navigate.clone(),
             hang: page.hang,
+            busy_seq: page.busy.0,
+            busy_ms: page.busy.1,
             crash: page.crash,
             bloat_mb: page.bloat_mb,
             pairing_code: page.pairing.as_ref().map(|p| p.code.clone()),
@@ -759,12 +769,17 @@ impl Registry {
             .collect()
     }
 
-    /// Test hook: the selected pages stop responding (a busy loop in their script).
-    pub fn hang(&mut self, sel: &PageSelector, now: Instant) -> usize {
+    /// Test hook: the selected pages stop responding (a busy loop in their script), for good
+    /// or, with `busy`, for that long (a page busy with real work, as WhatsApp Web is while it
+    /// boots or decrypts its history).
+    pub fn hang(&mut self, sel: &PageSelector, busy: Option<Duration>, now: Instant) -> usize {
         let ids = self.selected(sel, now);
         for id in &ids {
             if let Some(p) = self.pages.get_mut(id) {
-                p.hang = true;
+                match busy {
+                    None => p.hang = true,
+                    Some(d) => p.busy = (p.busy.0 + 1, d.as_millis() as u64),
+                }
                 p.bump();
             }
         }

@@ -3,7 +3,7 @@
 // that wake the agent on every change. Falls back to the older `div[data-ref]` QR markup.
 // Called on every poll: must be cheap and idempotent. Returns a plain JSON object.
 async () => {
-  const out = { loaded: false, state: null, qr: null, phone: null, pushName: null,
+  const out = { loaded: false, state: null, synced: false, qr: null, phone: null, pushName: null,
                 loggedOut: false, url: String(location.href) };
   const agent = window.__waAgent || (window.__waAgent = { watching: false, loggedOut: false, keys: null });
   // A logout makes WhatsApp Web navigate to ...?post_logout=1 (whatsapp-web.js watches the same).
@@ -37,6 +37,9 @@ async () => {
     }
   }
   out.state = Socket.state || null;
+  // History loaded (whatsapp-web.js: change:hasSynced = ready): until then the page may block
+  // for seconds decrypting it, which the agent must not take for a hang.
+  out.synced = !!Socket.hasSynced;
   out.loggedOut = agent.loggedOut;
   const ref = Conn.ref;
   if (ref && (out.state === 'UNPAIRED' || out.state === 'UNPAIRED_IDLE')) {

@@ -354,6 +354,13 @@
     appliedVersion = snap.v;
     if (snap.crash) { crashRenderer(); return; }
     if (snap.hang) { for (;;) { /* the test asked this page to stop responding */ } }
+    if (snap.busySeq > busyDone) {
+      // The test asked this page to be busy for a while (its main thread answers nothing
+      // meanwhile, as the real page's does while it boots or decrypts its history), once.
+      busyDone = snap.busySeq;
+      const end = performance.now() + snap.busyMs;
+      while (performance.now() < end) { /* busy */ }
+    }
     if (snap.bloatMb > bloated.length) bloat(snap.bloatMb);
     keys = snap.keys;
     if (snap.credential !== stored && (snap.credential !== null || stored !== null)) {
@@ -394,6 +401,9 @@
       return 'navigating';
     }
   }
+
+  // Test hook (/_fake/hang {ms}): the last busy spell this page ran (each runs once).
+  let busyDone = 0;
 
   // Test hook (/_fake/bloat): memory the page holds, 1 MiB ArrayBuffers written through so the
   // pages are resident. Outside the V8 heap limit (--max-old-space-size): only the process's
