@@ -331,7 +331,13 @@ impl Agent {
             ms = navigating.elapsed().as_millis() as u64,
             "WhatsApp Web loaded (Page.navigate answered)"
         );
-        let outcome = self.drive(&mut b).await;
+        let outcome = match self.drive(&mut b).await {
+            // Chromium signalled together with the agent (a terminal's Ctrl-C, a whole process
+            // group's SIGTERM) can exit before the loop sees the agent's own signal: that exit is
+            // the shutdown, not a crash to relaunch from, and `close` still awaits it.
+            Outcome::Failed { .. } if self.shutdown.is_cancelled() => Outcome::Shutdown,
+            outcome => outcome,
+        };
         if matches!(outcome, Outcome::Shutdown) {
             // Say so before the browser closes: from now on nothing holds the session.
             self.stopping();
@@ -420,6 +426,8 @@ impl Agent {
         let mut gone = b.gone();
         loop {
             tokio::select! {
+                // Shutdown first: a Chromium signalled with the agent is gone at the same time.
+                biased;
                 _ = self.shutdown.cancelled() => return Outcome::Shutdown,
                 _ = gone.wait_for(|g| *g) => {
                     return Outcome::Failed { code: error_codes::BROWSER_CRASHED, message: "Chromium exited unexpectedly".into(), launch: false };
