@@ -73,7 +73,7 @@ writeFileSync(out, `${JSON.stringify(figures, null, 1)}\n`);
 const pct = (x) => (x == null ? 'n/a' : `${(x * 100).toFixed(3)} %`);
 console.log(`soak: ${figures.durationMin} min, ${cfg.sessions} sessions, ${cfg.clients} socket clients, seed ${cfg.seed}`);
 console.log(`  faults ${figures.faultsInjected}; lost logins ${figures.lostLogins}; unlink loops ${figures.unlinkLoops}; auto-reconnect ${pct(figures.autoReconnectRate)}`);
-console.log(`  uptime (min over sessions): whole run ${pct(figures.uptime.minWholeRun)}, outside injected downtime ${pct(figures.uptime.minOutsideInjected)}`);
+console.log(`  uptime (min over sessions): whole run ${pct(figures.uptime.minWholeRun)}, outside injected outages ${pct(figures.uptime.minOutsideInjected)}, outside fault windows ${pct(figures.uptime.minOutsideFaults)}`);
 for (const [kind, k] of Object.entries(figures.byKind)) {
   console.log(`  ${kind.padEnd(15)} ${k.injected} injected, ${k.reconnected} reconnected, ${k.expectedEnd} expected end, ${k.failed} failed; recovery p50 ${k.recoveryMs.p50} p99 ${k.recoveryMs.p99} max ${k.recoveryMs.max} ms`);
 }

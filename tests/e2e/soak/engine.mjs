@@ -35,6 +35,7 @@ export async function soak(cfg) {
   const samples = new Map(sessions.map((s) => [s.name, []]));
   const excused = new Map(sessions.map((s) => [s.name, []]));
   const injected = new Map(sessions.map((s) => [s.name, []]));
+  const faultWindows = new Map(sessions.map((s) => [s.name, []])); // takesDown faults: injection → back
   const crLies = new Map(sessions.map((s) => [s.name, 0])); // ms the CR said connected while the fake did not
   const faults = [];
   const clusterRestarts = []; // the cluster part's own side of a cluster kind: back, and when
@@ -225,6 +226,7 @@ export async function soak(cfg) {
       if (settled && connectedNow(s) && (downSeen !== null || Date.now() - f.at > 30_000)) {
         f.recoveryMs = downSeen === null ? 0 : Math.max(0, (fk.at ?? Date.now()) - (f.at + f.injectedMs));
         f.outcome = 'reconnected';
+        f.backAt = Date.now();
         if (downSeen === null) f.note = 'no downtime seen from the fake';
         break;
       }
@@ -256,6 +258,7 @@ export async function soak(cfg) {
     log(`${s.name}: ${kind}: ${f.detail}`);
     if (f.injectedMs) injected.get(s.name).push({ from: f.at, to: f.at + f.injectedMs });
     await judge(s, f);
+    if (f.takesDown) faultWindows.get(s.name).push({ from: f.at, to: f.backAt ?? Date.now() });
     s.fault = null;
     faults.push(f);
     log(`${s.name}: ${kind} → ${f.outcome}${f.recoveryMs != null ? ` in ${f.recoveryMs} ms` : ''}${f.note ? ` (${f.note})` : ''}`);
@@ -299,10 +302,11 @@ export async function soak(cfg) {
       await Promise.all([
         part,
         ...sessions.filter((s) => s.linked).map(async (s) => {
-          const f = { kind, session: s.name, at: g.at, injectedMs: g.injectedMs, expect: 'reconnect', detail: g.detail };
+          const f = { kind, session: s.name, at: g.at, injectedMs: g.injectedMs, expect: 'reconnect', takesDown: g.takesDown, detail: g.detail };
           s.fault = f;
           injected.get(s.name).push({ from: f.at, to: f.at + f.injectedMs });
           await judge(s, f);
+          if (f.takesDown) faultWindows.get(s.name).push({ from: f.at, to: f.backAt ?? Date.now() });
           s.fault = null;
           faults.push(f);
           log(`${s.name}: ${kind} → ${f.outcome}${f.recoveryMs != null ? ` in ${f.recoveryMs} ms` : ''}`);
@@ -390,7 +394,7 @@ export async function soak(cfg) {
     .map((s) => ({ session: s.name, cr: cr.get(s.name)?.status ?? null, crPhone: cr.get(s.name)?.phoneNumber ?? null, fakeConnected: Boolean(fake.get(s.phone)?.connected) }))
     .filter((x) => (x.cr === 'connected') !== x.fakeConnected || (x.cr === 'connected' && x.crPhone?.replace(/\D/g, '') !== sessions.find((s) => s.name === x.session).phone));
   const perSession = Object.fromEntries(
-    sessions.map((s) => [s.name, { ...uptime(samples.get(s.name), { excused: excused.get(s.name), injected: injected.get(s.name), end }), crSaidConnectedWhileDownMs: crLies.get(s.name), relinks: s.relinks }]),
+    sessions.map((s) => [s.name, { ...uptime(samples.get(s.name), { excused: excused.get(s.name), injected: injected.get(s.name), faults: faultWindows.get(s.name), end }), crSaidConnectedWhileDownMs: crLies.get(s.name), relinks: s.relinks }]),
   );
   const uptimes = Object.values(perSession);
   const minOf = (k) => Math.min(...uptimes.map((u) => u[k] ?? 1));
@@ -402,7 +406,7 @@ export async function soak(cfg) {
     durationMin: Math.round(((end - started) / 60_000) * 10) / 10,
     config: { sessions: cfg.sessions, clients: cfg.clients, browser: cfg.browser, minutes: cfg.minutes, seed: cfg.seed, faults: cfg.faults, recoverySecs: cfg.recoverySecs, gapSecs: cfg.gapSecs, globalGapSecs: cfg.globalGapSecs },
     initialLinkMs: describe(linkMs),
-    uptime: { minWholeRun: minOf('wholeRun'), minOutsideInjected: minOf('outsideInjected'), perSession },
+    uptime: { minWholeRun: minOf('wholeRun'), minOutsideInjected: minOf('outsideInjected'), minOutsideFaults: minOf('outsideFaults'), perSession },
     lostLogins: sessionFaults.filter((f) => f.lostLogin).length,
     unlinkLoops: faults.filter((f) => f.outcome === 'looped').length,
     faultsInjected: faults.length,

@@ -1,7 +1,9 @@
 // The fault kinds the soak injects. Each `inject` does one bounded thing and returns what the
 // soak must know to judge it: `injectedMs` (how long the fault itself holds the session down by
-// design: an outage of the service; 0 for a kill) and `expect` ('reconnect', or 'logged-out'
-// for an unlink from the phone). Session kinds act on one session; global kinds on a component
+// design: an outage of the service; 0 for a kill), `expect` ('reconnect', or 'logged-out'
+// for an unlink from the phone) and `takesDown` (the fault ends the browser that holds the
+// session, or its connection, by its nature — a kill, a crash, a hang, an outage — so the session
+// is down until a new browser has restored it; the faults without it must not cost a second). Session kinds act on one session; global kinds on a component
 // every session depends on (cluster kinds restart a part of the cluster itself through
 // `devcluster restart`).
 import { execFile } from 'node:child_process';
@@ -44,46 +46,46 @@ export const SESSION_KINDS = {
     async inject(ctx, s) {
       const pod = await sessionPod(ctx, s.name);
       const pids = kill9(podProcesses(pod.metadata.uid).filter((p) => p.comm === 'wa-session'), `${s.name}'s agent`);
-      return { detail: `kill -9 wa-session pid ${pids} in ${pod.metadata.name}`, injectedMs: 0, expect: 'reconnect' };
+      return { detail: `kill -9 wa-session pid ${pids} in ${pod.metadata.name}`, injectedMs: 0, expect: 'reconnect', takesDown: true };
     },
   },
   'browser-crash': {
     async inject(ctx, s) {
       const pod = await sessionPod(ctx, s.name);
       const pids = kill9(podProcesses(pod.metadata.uid).filter((p) => /\/chromium$/.test(p.cmdline[0] ?? '') && typeOf(p) === null), `${s.name}'s Chromium`);
-      return { detail: `kill -9 Chromium's browser process ${pids}`, injectedMs: 0, expect: 'reconnect' };
+      return { detail: `kill -9 Chromium's browser process ${pids}`, injectedMs: 0, expect: 'reconnect', takesDown: true };
     },
   },
   'renderer-crash': {
     async inject(ctx, s) {
       const pod = await sessionPod(ctx, s.name);
       const pids = kill9(podProcesses(pod.metadata.uid).filter((p) => isChromium(p) && typeOf(p) === 'renderer'), `${s.name}'s renderers`);
-      return { detail: `kill -9 Chromium renderers ${pids}`, injectedMs: 0, expect: 'reconnect' };
+      return { detail: `kill -9 Chromium renderers ${pids}`, injectedMs: 0, expect: 'reconnect', takesDown: true };
     },
   },
   'page-hang': {
     async inject(ctx, s) {
       const r = await post(ctx.fakeUrl, '_fake/hang', { phone: s.phone });
-      return { detail: `/_fake/hang: ${r?.pages} page(s)`, injectedMs: 0, expect: 'reconnect' };
+      return { detail: `/_fake/hang: ${r?.pages} page(s)`, injectedMs: 0, expect: 'reconnect', takesDown: true };
     },
   },
   'pod-delete': {
     async inject(ctx, s) {
       const pod = await sessionPod(ctx, s.name);
       ctx.kube.kubectl(['delete', 'pod', pod.metadata.name, '-n', ctx.namespace, '--wait=false']);
-      return { detail: `kubectl delete pod ${pod.metadata.name} (graceful)`, injectedMs: 0, expect: 'reconnect', watchStatusTruth: true };
+      return { detail: `kubectl delete pod ${pod.metadata.name} (graceful)`, injectedMs: 0, expect: 'reconnect', takesDown: true, watchStatusTruth: true };
     },
   },
   oom: {
     async inject(ctx, s) {
       const r = await post(ctx.fakeUrl, '_fake/bloat', { phone: s.phone, mb: ctx.oomMb });
-      return { detail: `/_fake/bloat ${ctx.oomMb} MiB over the container's limit: ${r?.pages} page(s)`, injectedMs: 0, expect: 'reconnect' };
+      return { detail: `/_fake/bloat ${ctx.oomMb} MiB over the container's limit: ${r?.pages} page(s)`, injectedMs: 0, expect: 'reconnect', takesDown: true };
     },
   },
   conflict: {
     async inject(ctx, s) {
       const r = await post(ctx.fakeUrl, '_fake/conflict', { phone: s.phone });
-      return { detail: `/_fake/conflict: ${r?.pages} page(s)`, injectedMs: 0, expect: 'reconnect' };
+      return { detail: `/_fake/conflict: ${r?.pages} page(s)`, injectedMs: 0, expect: 'reconnect', takesDown: true };
     },
   },
   unlink: {
@@ -108,7 +110,7 @@ export const GLOBAL_KINDS = {
     async inject(ctx, _rng, lane) {
       const secs = Math.round(between(lane, ctx.offlineSecs[0], ctx.offlineSecs[1]));
       await post(ctx.fakeUrl, '_fake/offline', { secs });
-      return { detail: `/_fake/offline ${secs} s (WhatsApp unreachable: TIMEOUT)`, injectedMs: secs * 1000, expect: 'reconnect', affectsSessions: true };
+      return { detail: `/_fake/offline ${secs} s (WhatsApp unreachable: TIMEOUT)`, injectedMs: secs * 1000, expect: 'reconnect', takesDown: true, affectsSessions: true };
     },
   },
   'operator-kill': {

@@ -77,27 +77,34 @@ export function inWindows(windows, t) {
 /**
  * Connected-uptime of one session from the fake's samples [{t, connected}] (ms, sorted): each
  * sample stands for the time until the next one. `excused` windows (the session should be down:
- * unlinked until re-linked) count neither way; `injected` windows (the fault itself holds it
- * down: an outage of the service) are left out of the second figure only.
+ * unlinked until re-linked) count neither way. Three figures:
+ * - `wholeRun`: all the rest;
+ * - `outsideInjected`: without the `injected` windows (the fault itself holds the session down:
+ *   an outage of the service);
+ * - `outsideFaults`: without the `faults` windows either (a fault that takes the browser down by
+ *   its nature, from its injection until the session is back: that time is judged as the
+ *   fault's recovery, per kind) — what is left is downtime no fault explains: a drop during a
+ *   fault the session should ride through (a cluster part or the operator restarting), or none.
  */
-export function uptime(samples, { excused = [], injected = [], end } = {}) {
-  let whole = 0;
-  let wholeUp = 0;
-  let outside = 0;
-  let outsideUp = 0;
+export function uptime(samples, { excused = [], injected = [], faults = [], end } = {}) {
+  const sums = { whole: [0, 0], outside: [0, 0], unexplained: [0, 0] };
+  const add = (k, dt, up) => {
+    sums[k][0] += dt;
+    if (up) sums[k][1] += dt;
+  };
   for (let i = 0; i < samples.length; i++) {
     const { t, connected } = samples[i];
     const next = i + 1 < samples.length ? samples[i + 1].t : (end ?? t);
     const dt = Math.max(0, next - t);
     if (inWindows(excused, t)) continue;
-    whole += dt;
-    if (connected) wholeUp += dt;
+    add('whole', dt, connected);
     if (inWindows(injected, t)) continue;
-    outside += dt;
-    if (connected) outsideUp += dt;
+    add('outside', dt, connected);
+    if (inWindows(faults, t)) continue;
+    add('unexplained', dt, connected);
   }
-  const ratio = (up, all) => (all > 0 ? up / all : null);
-  return { wholeRun: ratio(wholeUp, whole), outsideInjected: ratio(outsideUp, outside), observedMs: whole };
+  const ratio = ([all, up]) => (all > 0 ? up / all : null);
+  return { wholeRun: ratio(sums.whole), outsideInjected: ratio(sums.outside), outsideFaults: ratio(sums.unexplained), observedMs: sums.whole[0] };
 }
 
 /** Per fault kind: count, reconnected, lost logins, recovery times. */

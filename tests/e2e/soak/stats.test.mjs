@@ -34,7 +34,20 @@ test('uptime leaves excused windows out of both figures and injected ones out of
   const u = uptime(samples, { injected: [{ from: 10_000, to: 20_000 }], excused: [{ from: 30_000, to: 40_000 }], end: 50_000 });
   assert.equal(u.wholeRun, 20 / 40);
   assert.equal(u.outsideInjected, 20 / 30);
+  assert.equal(u.outsideFaults, 20 / 30, 'no fault window given: the recovery counts');
   assert.equal(u.observedMs, 40_000);
+});
+
+test('uptime outside fault windows leaves out a down-by-nature fault until its recovery, nothing else', () => {
+  // 0..10 s up; a kill at 10 s, back at 14 s; a drop 30..33 s no fault explains; up to 50 s.
+  const samples = [];
+  for (let t = 0; t < 50_000; t += 1000) {
+    samples.push({ t, connected: !((t >= 10_000 && t < 14_000) || (t >= 30_000 && t < 33_000)) });
+  }
+  const u = uptime(samples, { faults: [{ from: 10_000, to: 14_000 }], end: 50_000 });
+  assert.equal(u.wholeRun, 43 / 50);
+  assert.equal(u.outsideInjected, 43 / 50);
+  assert.equal(u.outsideFaults, 43 / 46);
 });
 
 test('fault summary: reconnect rate leaves out faults whose expected end is not connected', () => {
