@@ -5,8 +5,8 @@ use clap::Parser;
 use hub::config::{Cli, Command};
 
 fn init_logs() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // docs/hub.md "Logs": kube-client's duplicates of errors the hub reports are off.
+    let filter = telemetry::logs::filter("");
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)

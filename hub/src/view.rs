@@ -28,6 +28,7 @@ use tokio::sync::mpsc;
 
 use crate::error::{ApiError, Code};
 use crate::metrics::Metrics;
+use telemetry::logs::{Outage, WatchFailure, classify_watch};
 
 /// What the push side learns from the watch.
 #[derive(Debug)]
@@ -85,6 +86,10 @@ impl View {
             namespace,
         };
         let stale_after_error = Arc::new(AtomicBool::new(false));
+        // How a broken watch is logged (docs/hub.md "Logs"): the API server away is INFO, one
+        // WARN if it lasts past the bound, INFO when the view is live again; anything else
+        // (a 403: the hub's RBAC) is a WARN at once.
+        let outage = Arc::new(Outage::new("the Kubernetes API (the hub's session view)"));
 
         // The watch loop.
         {
@@ -92,6 +97,7 @@ impl View {
             let live = live.clone();
             let stale = stale_after_error.clone();
             let metrics = metrics.clone();
+            let outage = outage.clone();
             tokio::spawn(async move {
                 // The back-off pauses the stream after an error: delaying the next poll delays
                 // the retry.
@@ -118,6 +124,7 @@ impl View {
                         Ok(watcher::Event::Init) => {}
                         Ok(watcher::Event::InitDone) => {
                             warned = false;
+                            outage.recovered();
                             stale.store(false, Ordering::SeqCst);
                             live.store(true, Ordering::SeqCst);
                             metrics.watch_live.set(1);
@@ -130,7 +137,12 @@ impl View {
                         Err(e) => {
                             metrics.watch_errors.inc();
                             let was_live = live.swap(false, Ordering::SeqCst);
-                            if was_live || !warned {
+                            let failure = classify_watch(&e);
+                            if failure == WatchFailure::Outage {
+                                outage.failed(&e);
+                            } else if failure == WatchFailure::Relist {
+                                tracing::debug!(error = %e, "session watch lists again");
+                            } else if was_live || !warned {
                                 tracing::warn!(error = %e, "session watch failed; view is stale");
                                 warned = true;
                             } else {
@@ -164,7 +176,8 @@ impl View {
                     {
                         live.store(true, Ordering::SeqCst);
                         metrics.watch_live.set(1);
-                        tracing::info!("Kubernetes API reachable again; session view live");
+                        outage.recovered();
+                        tracing::debug!("session view live again");
                     }
                 }
             });

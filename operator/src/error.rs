@@ -63,6 +63,23 @@ impl Error {
 }
 
 impl Error {
+    /// Whether this reconcile failed only because the API server was away or overloaded
+    /// (`telemetry::logs::is_transient`): the retry mends it once it is back, so it is not
+    /// reported as a problem before the outage bound (docs/operator.md "Logs").
+    pub fn is_transient(&self) -> bool {
+        use kube::runtime::finalizer::Error as F;
+        use telemetry::logs::is_transient;
+        match self {
+            Error::Kube(e) => is_transient(e),
+            Error::Finalizer(f) => match f.as_ref() {
+                F::ApplyFailed(e) | F::CleanupFailed(e) => e.is_transient(),
+                F::AddFinalizer(e) | F::RemoveFinalizer(e) => is_transient(e),
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
     /// The failure in words for the Warning Event on the session: the API server's own message
     /// rather than kube's debug dump of the whole Status.
     pub fn event_note(&self) -> String {
@@ -113,5 +130,25 @@ mod tests {
             Error::MissingField("metadata.namespace").event_note(),
             "object is missing metadata.namespace"
         );
+        assert!(!e.is_transient(), "a refusal is not an outage");
+    }
+
+    #[test]
+    fn the_api_server_away_is_transient_wherever_the_reconcile_met_it() {
+        let refused = || {
+            kube::Error::Service(Box::new(std::io::Error::from(
+                std::io::ErrorKind::ConnectionRefused,
+            )))
+        };
+        assert!(Error::Kube(refused()).is_transient());
+        let in_apply = Error::Finalizer(Box::new(kube::runtime::finalizer::Error::ApplyFailed(
+            Error::Kube(refused()),
+        )));
+        assert!(in_apply.is_transient());
+        let adding = Error::Finalizer(Box::new(kube::runtime::finalizer::Error::AddFinalizer(
+            refused(),
+        )));
+        assert!(adding.is_transient());
+        assert!(!Error::MissingField("metadata.name").is_transient());
     }
 }

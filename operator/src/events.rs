@@ -87,6 +87,11 @@ impl Events {
             Err(error) if crate::error::kube_gone(&error) => {
                 tracing::debug!(%error, reason, object = ?obj.name, "event not published: namespace going")
             }
+            // The API server away: the failure the Event was about is in the log already, and
+            // the outage is reported once by the watch loop (docs/operator.md "Logs").
+            Err(error) if telemetry::logs::is_transient(&error) => {
+                tracing::info!(%error, reason, object = ?obj.name, "could not publish event; the API server is away")
+            }
             Err(error) => {
                 tracing::warn!(%error, reason, object = ?obj.name, "could not publish event")
             }

@@ -321,7 +321,12 @@ pub async fn acquire(
                 retry_in
             }
             Err(e) => {
-                tracing::warn!(error = %e, "leader election attempt failed");
+                // A standby meeting an API server restart tries again in a moment.
+                if e.is_transient() {
+                    tracing::info!(error = %e, "leader election attempt failed; retrying");
+                } else {
+                    tracing::warn!(error = %e, "leader election attempt failed");
+                }
                 lock.retry_period()
             }
         };
@@ -364,6 +369,11 @@ async fn keep(lock: LeaseLock, mut observed: Observed, held: watch::Sender<bool>
             }
             Ok(Attempt::NotHeld { holder: None, .. }) => {
                 tracing::warn!("renewing the Lease lost a race; retrying")
+            }
+            // The API server away for a moment: the next renewal is in a retry period, and if
+            // none succeeds in time that is the ERROR below.
+            Err(e) if e.is_transient() => {
+                tracing::info!(error = %e, "renewing the Lease failed; retrying")
             }
             Err(e) => tracing::warn!(error = %e, "renewing the Lease failed"),
         }

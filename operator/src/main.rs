@@ -11,7 +11,6 @@ use operator::events::Events;
 use operator::leader::{Leadership, acquire};
 use operator::metrics::{CountRequestsLayer, Metrics, listen};
 use operator::reconcile::{Context, run};
-use tracing_subscriber::EnvFilter;
 
 fn identity(cfg: &Config) -> String {
     cfg.identity
@@ -48,9 +47,8 @@ async fn main() -> anyhow::Result<()> {
         // within a reconcile; the list of enclosing spans would repeat it.
         .with_current_span(true)
         .with_span_list(false)
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,kube=warn")),
-        )
+        // docs/operator.md "Logs": kube-client's duplicates of errors we report are off.
+        .with_env_filter(telemetry::logs::filter(""))
         .init();
 
     let metrics = Arc::new(Metrics::default());

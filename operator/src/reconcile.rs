@@ -30,12 +30,16 @@ use crate::events::Events;
 use crate::finalizer::{FINALIZER, cleanup, logout_gate};
 use crate::metrics::Metrics;
 use crate::status;
+use telemetry::logs::{Outage, WatchFailure};
 
 /// Periodic re-check of every session (catches anything a watch might have missed).
 const RESYNC: Duration = Duration::from_secs(300);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// How long a reconcile waits for the children's caches to hold their first lists.
 const CACHE_SYNC_WAIT: Duration = Duration::from_secs(10);
+/// While the API server is away, how often the operator asks it for its version to tell when
+/// it is back.
+const OUTAGE_PROBE_EVERY: Duration = Duration::from_secs(2);
 
 pub struct Context {
     pub client: Client,
@@ -43,8 +47,12 @@ pub struct Context {
     pub logout_timeout: Duration,
     pub metrics: Arc<Metrics>,
     pub events: Events,
-    /// Consecutive failures per session, for exponential back-off in `error_policy`.
-    failures: Mutex<HashMap<(String, String), u32>>,
+    /// The current streak of failures per session: back-off in `error_policy`, and whether a
+    /// failure is reported as a problem ([`Failing`]).
+    failures: Mutex<HashMap<(String, String), Failing>>,
+    /// How long a session's reconciles may fail because the API server is away before that is
+    /// reported (`telemetry::logs::outage_warn_after`).
+    outage_warn_after: Duration,
     /// The children's watch caches, once `run` started them (without them every reconcile
     /// applies every child and GETs the pod, as a reconcile called on its own must).
     caches: OnceLock<Caches>,
@@ -67,6 +75,7 @@ impl Context {
             metrics,
             events,
             failures: Mutex::new(HashMap::new()),
+            outage_warn_after: telemetry::logs::outage_warn_after(),
             caches: OnceLock::new(),
             applied: Ledger::default(),
         }
@@ -85,17 +94,65 @@ impl Context {
         }
     }
 
-    /// 1s, 2s, 4s, ... up to 5 minutes, per session.
-    fn next_backoff<K: Resource>(&self, obj: &K) -> Duration {
-        let n = match self.failures.lock() {
+    /// Counts a failed reconcile of `obj` in its streak and says whether to report it.
+    fn record_failure<K: Resource>(&self, obj: &K, transient: bool) -> Failing {
+        let now = Instant::now();
+        match self.failures.lock() {
             Ok(mut f) => {
-                let n = f.entry(Self::key(obj)).or_insert(0);
-                *n = n.saturating_add(1);
-                *n
+                let failing = f.entry(Self::key(obj)).or_insert(Failing {
+                    count: 0,
+                    since: now,
+                    loud: false,
+                    warned: false,
+                });
+                failing.record(transient, now, self.outage_warn_after);
+                *failing
             }
-            Err(_) => 1,
+            Err(_) => Failing {
+                count: 1,
+                since: now,
+                loud: true,
+                warned: false,
+            },
+        }
+    }
+
+    /// The streak `record_failure` left (for `error_policy`, which runs right after).
+    fn failing<K: Resource>(&self, obj: &K) -> Option<Failing> {
+        self.failures
+            .lock()
+            .ok()
+            .and_then(|f| f.get(&Self::key(obj)).copied())
+    }
+}
+
+/// A session's current streak of failed reconciles.
+#[derive(Debug, Clone, Copy)]
+pub struct Failing {
+    /// Failures in a row: the back-off is 1 s, 2 s, 4 s, ... up to 5 minutes.
+    pub count: u32,
+    pub since: Instant,
+    /// Whether the last failure is reported as a problem (WARN, and the `ReconcileFailed`
+    /// Event): always for a failure the API server's return does not mend (a refusal, an
+    /// invalid object); for the API server being away (`Error::is_transient`) only once per
+    /// streak, at the first failure after the outage bound — before it the retry usually
+    /// mends it (a restart of the API server or etcd), after it the operator's watch loop
+    /// has said so already, and a WARN per session and retry would bury that.
+    pub loud: bool,
+    warned: bool,
+}
+
+impl Failing {
+    fn record(&mut self, transient: bool, now: Instant, warn_after: Duration) {
+        self.count = self.count.saturating_add(1);
+        self.loud = if !transient {
+            true
+        } else if !self.warned && now.saturating_duration_since(self.since) >= warn_after {
+            self.warned = true;
+            true
+        } else {
+            false
         };
-        backoff_delay(n)
     }
 }
 
@@ -116,6 +173,16 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
+    // The watches resume without a word once the API server is back; the probe says so.
+    let outage = Arc::new(Outage::new("the Kubernetes API (the operator's watches)"));
+    {
+        let client = client.clone();
+        outage.spawn_probe(OUTAGE_PROBE_EVERY, move || {
+            let client = client.clone();
+            async move { client.apiserver_version().await.is_ok() }
+        });
+    }
+    let outage = &outage;
     fn api<K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>>(
         c: &Client,
         ns: Option<&str>,
@@ -187,8 +254,22 @@ pub async fn run(
         .for_each(|result| async move {
             match result {
                 Ok((obj, _)) => {
+                    outage.recovered();
                     tracing::debug!(session = %obj.name, namespace = ?obj.namespace, "reconciled")
                 }
+                // A watch failed (kube-runtime's watcher retries it with its back-off): the API
+                // server away is one streak for all of them (INFO, one WARN past the bound);
+                // anything else (a 403: RBAC) is a problem at once.
+                Err(kube::runtime::controller::Error::QueueError(error)) => {
+                    match telemetry::logs::classify_watch(&error) {
+                        WatchFailure::Outage => {
+                            outage.failed(&error);
+                        }
+                        WatchFailure::Relist => tracing::debug!(%error, "a watch lists again"),
+                        WatchFailure::Other => tracing::warn!(%error, "a watch failed; retrying"),
+                    }
+                }
+                // reported by `reconcile` and `error_policy`
                 Err(error) => tracing::debug!(%error, "reconcile failed"),
             }
         })
@@ -232,16 +313,19 @@ pub async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action> {
     match &result {
         Ok(_) => ctx.reset_failures(&*obj),
         // Where operators look (`kubectl describe`, event exporters); rate-limited per session
-        // and reason by `Events`, as a failing session is retried every few seconds.
+        // and reason by `Events`, as a failing session is retried every few seconds. Only a
+        // failure reported as a problem (`Failing::loud`).
         Err(e) => {
-            ctx.events
-                .warning(
-                    &obj.object_ref(&()),
-                    "ReconcileFailed",
-                    "Reconcile",
-                    e.event_note(),
-                )
-                .await
+            if ctx.record_failure(&*obj, e.is_transient()).loud {
+                ctx.events
+                    .warning(
+                        &obj.object_ref(&()),
+                        "ReconcileFailed",
+                        "Reconcile",
+                        e.event_note(),
+                    )
+                    .await
+            }
         }
     }
     result
@@ -538,14 +622,50 @@ async fn stand_in_for_agent(
 }
 
 pub fn error_policy(obj: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> Action {
-    let delay = ctx.next_backoff(&*obj);
-    tracing::warn!(session = ?obj.meta().name, namespace = ?obj.meta().namespace, %error, retry_in_secs = delay.as_secs(), "reconcile failed");
+    // `reconcile` counted this failure; a caller that skipped it gets the first step.
+    let failing = ctx.failing(&*obj).unwrap_or(Failing {
+        count: 1,
+        since: Instant::now(),
+        loud: true,
+        warned: false,
+    });
+    let delay = backoff_delay(failing.count);
+    let (session, namespace) = (obj.meta().name.as_deref(), obj.meta().namespace.as_deref());
+    let failing_secs = failing.since.elapsed().as_secs();
+    if failing.loud {
+        tracing::warn!(session, namespace, %error, failing_secs, retry_in_secs = delay.as_secs(), "reconcile failed");
+    } else {
+        tracing::info!(session, namespace, %error, failing_secs, retry_in_secs = delay.as_secs(), "reconcile failed; the API server is away, retrying");
+    }
     Action::requeue(delay)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_api_server_away_is_reported_once_past_the_bound_anything_else_every_time() {
+        let bound = Duration::from_secs(60);
+        let t0 = Instant::now();
+        let mut f = Failing {
+            count: 0,
+            since: t0,
+            loud: false,
+            warned: false,
+        };
+        f.record(true, t0, bound);
+        assert!(!f.loud, "a restart's failure is mended by the retry");
+        f.record(true, t0 + Duration::from_secs(30), bound);
+        assert!(!f.loud);
+        f.record(true, t0 + Duration::from_secs(63), bound);
+        assert!(f.loud, "past the bound: once");
+        f.record(true, t0 + Duration::from_secs(127), bound);
+        assert!(!f.loud, "once per streak");
+        f.record(false, t0 + Duration::from_secs(255), bound);
+        assert!(f.loud, "a refusal always");
+        assert_eq!(f.count, 5);
+    }
 
     #[test]
     fn backoff_grows_and_caps() {

@@ -3,8 +3,11 @@
 
 use crds::WhatsAppSession;
 use futures::StreamExt;
+use std::sync::Arc;
+
 use kube::Api;
 use kube::runtime::{WatchStreamExt, watcher};
+use telemetry::logs::{Outage, WatchFailure};
 use tokio::sync::watch;
 
 /// The requests of the spec the agent acts on, once per value.
@@ -25,11 +28,14 @@ impl Requests {
     }
 }
 
-/// Spawns the watch; the receiver always holds the newest spec requests.
+/// Spawns the watch; the receiver always holds the newest spec requests. A watch failure
+/// because the API server is away goes to `outage` (INFO, one WARN past the bound; the watch
+/// resumes by itself); any other (a 403: the session's Role) is a WARN.
 pub fn watch_requests(
     api: Api<WhatsAppSession>,
     name: &str,
     initial: Requests,
+    outage: Arc<Outage>,
 ) -> watch::Receiver<Requests> {
     let (tx, rx) = watch::channel(initial);
     let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
@@ -41,6 +47,7 @@ pub fn watch_requests(
         while let Some(item) = stream.next().await {
             match item {
                 Ok(cr) => {
+                    outage.recovered();
                     let req = Requests::of(&cr);
                     tx.send_if_modified(|cur| {
                         if *cur != req {
@@ -51,7 +58,17 @@ pub fn watch_requests(
                         }
                     });
                 }
-                Err(e) => tracing::warn!(error = %e, "watch of the session CR failed; retrying"),
+                Err(e) => match telemetry::logs::classify_watch(&e) {
+                    WatchFailure::Outage => {
+                        outage.failed(&e);
+                    }
+                    WatchFailure::Relist => {
+                        tracing::debug!(error = %e, "watch of the session CR lists again")
+                    }
+                    WatchFailure::Other => {
+                        tracing::warn!(error = %e, "watch of the session CR failed; retrying")
+                    }
+                },
             }
         }
     });

@@ -37,8 +37,9 @@ fn main() -> ExitCode {
     // chromiumoxide's handler logs a broken CDP socket (Chromium gone) at ERROR, and then
     // hands the same error to our handler loop (browser.rs), which ends the browser and says
     // so once, at the level of what it means (a relaunch, WARN).
+    // kube-client's duplicates are off too (telemetry::logs::QUIET_LIBRARIES).
     init_logs(
-        "info,chromiumoxide=warn,chromiumoxide::handler=off,kube=warn",
+        &telemetry::logs::default_directives("chromiumoxide=warn,chromiumoxide::handler=off"),
         std::io::stdout,
     );
     let Some(runtime) = runtime() else {
@@ -62,10 +63,7 @@ where
         .json()
         .with_current_span(false)
         .with_writer(writer)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
-        )
+        .with_env_filter(telemetry::logs::filter_or(default))
         .init();
 }
 
@@ -160,14 +158,30 @@ async fn run(cfg: Config) -> Result<()> {
             tracing::error!(error = %e, "health and metrics server failed");
         }
     });
-    let requests =
-        commands::watch_requests(api.clone(), &cfg.session_name, commands::Requests::of(&cr));
+    // The API server away (its restart, etcd's) is one streak for the watch and the status
+    // writes (docs/session-agent.md "Logs"); the watch resumes without a word, so a probe
+    // (a GET of the own CR, which the session's Role allows) tells when it is back.
+    let outage = Arc::new(telemetry::logs::Outage::new("the Kubernetes API"));
+    {
+        let (api, name) = (api.clone(), cfg.session_name.clone());
+        outage.spawn_probe(Duration::from_secs(2), move || {
+            let (api, name) = (api.clone(), name.clone());
+            async move { api.get_metadata(&name).await.is_ok() }
+        });
+    }
+    let requests = commands::watch_requests(
+        api.clone(),
+        &cfg.session_name,
+        commands::Requests::of(&cr),
+        outage.clone(),
+    );
     let publisher = publisher::Publisher::spawn(
         api,
         cfg.session_name.clone(),
         Some(&cr),
         cfg.status_coalesce,
         metrics.clone(),
+        outage,
     );
     let machine = state::Machine::new(
         cr.status.as_ref(),
@@ -237,7 +251,13 @@ async fn get_own_cr(
                 tokio::time::sleep(Duration::from_millis(500 * (attempt + 1))).await;
             }
             Err(e) => {
-                tracing::warn!(error = %e, attempt, "reading the session CR failed");
+                // The API server away (restarting) is mended by the next attempts; the final
+                // failure is the ERROR `wa-session failed`.
+                if telemetry::logs::is_transient(&e) {
+                    tracing::info!(error = %e, attempt, "reading the session CR failed; retrying");
+                } else {
+                    tracing::warn!(error = %e, attempt, "reading the session CR failed");
+                }
                 last = Some(e);
                 tokio::time::sleep(Duration::from_millis(500 * (attempt + 1))).await;
             }

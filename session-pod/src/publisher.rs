@@ -1,11 +1,13 @@
 //! Writes the agent's part of the status with server-side apply (field manager `wa-agent`):
 //! a new QR at once, other changes coalesced, an unchanged status never rewritten.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crds::{SessionApply, SessionState, WhatsAppSession, WhatsAppSessionStatus, Writer};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Api;
+use telemetry::logs::Outage;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -47,12 +49,15 @@ fn connected(s: &WhatsAppSessionStatus) -> bool {
 
 impl Publisher {
     /// `current` is the CR as found at start-up: its agent fields count as already published.
+    /// A write that failed because the API server is away goes to `outage` (INFO, one WARN
+    /// past the bound; the write is retried until it succeeds); any other failure is a WARN.
     pub fn spawn(
         api: Api<WhatsAppSession>,
         name: String,
         current: Option<&WhatsAppSession>,
         coalesce: Duration,
         metrics: Metrics,
+        outage: Arc<Outage>,
     ) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let mut published: Option<WhatsAppSessionStatus> =
@@ -99,6 +104,7 @@ impl Publisher {
                         match body.apply(&api, Writer::Agent).await {
                             Ok(_) => {
                                 failures = 0;
+                                outage.recovered();
                                 metrics
                                     .status_writes
                                     .get_or_create(&ResultLabel {
@@ -138,7 +144,11 @@ impl Publisher {
                                         result: "error".into(),
                                     })
                                     .inc();
-                                tracing::warn!(error = %e, failures, "status write failed; retrying");
+                                if telemetry::logs::is_transient(&e) {
+                                    outage.failed(&e);
+                                } else {
+                                    tracing::warn!(error = %e, failures, "status write failed; retrying");
+                                }
                                 pending = Some(status);
                                 let backoff =
                                     Duration::from_millis(500 * u64::from(failures.min(10)));

@@ -5,6 +5,10 @@
 //! A crate of its own rather than a feature of `crds`: `crds` is the API contract that clients
 //! (the kubectl plugin, third parties) depend on, and an HTTP stack has no place there; cargo
 //! would unify such a feature across the workspace anyway.
+//!
+//! [`logs`]: the binaries' log policy (default filters, how a Kubernetes API outage is told).
+
+pub mod logs;
 
 use std::future::Future;
 use std::net::SocketAddr;

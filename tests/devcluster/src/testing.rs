@@ -81,6 +81,45 @@ async fn with_config(state_dir: PathBuf, env: ClusterEnv) -> TestCluster {
     }
 }
 
+/// A cluster of the test's own, never the run's shared one: for a test that restarts or stops
+/// the cluster's parts, which would disturb every other test. Whatever a crashed earlier run
+/// left in `state_dir` is taken down first; take this one down with [`TestCluster::down`].
+/// `state_dir` and `pod_cidr` are the test's (each its own, so such tests can run side by
+/// side); `env_prefix` lets a run move them: `<env_prefix>_STATE` and `<env_prefix>_POD_CIDR`.
+pub async fn own_cluster(env_prefix: &str, state_dir: PathBuf, pod_cidr: &str) -> TestCluster {
+    let state_dir = std::env::var_os(format!("{env_prefix}_STATE"))
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or(state_dir);
+    let pod_cidr = std::env::var(format!("{env_prefix}_POD_CIDR"))
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| pod_cidr.to_string());
+    let _ = lifecycle::down(&state_dir).await;
+    std::fs::create_dir_all(&state_dir)
+        .unwrap_or_else(|e| panic!("creating {}: {e}", state_dir.display()));
+    let opts = UpOptions {
+        state_dir: state_dir.clone(),
+        pod_cidr,
+        pod_egress: false,
+        bin_dir: std::env::var_os("DEVCLUSTER_BIN_DIR").map(PathBuf::from),
+        exe: devcluster_exe(&release_dir()),
+        timeout: Duration::from_secs(180),
+    };
+    let env = lifecycle::up(&opts).await.unwrap_or_else(|e| {
+        panic!(
+            "devcluster up --state-dir {} failed: {e}",
+            state_dir.display()
+        )
+    });
+    with_config(state_dir, env).await
+}
+
+/// A test's own state dir in the cache, `<cache>/state/<name>` (for [`own_cluster`]).
+pub fn own_state_dir(name: &str) -> PathBuf {
+    cache_dir().join("state").join(name)
+}
+
 /// Starts (or reuses) the cluster in `<cache>/state/<name>`.
 async fn start(name: &str, pod_cidr: &str) -> (PathBuf, ClusterEnv) {
     let state_dir = cache_dir().join("state").join(name);
@@ -253,6 +292,11 @@ impl TestCluster {
         )
         .await;
         name
+    }
+
+    /// `devcluster down` of a cluster from [`own_cluster`].
+    pub async fn down(&self) {
+        let _ = lifecycle::down(&self.state_dir).await;
     }
 
     /// Runs `kubectl` against this cluster.
