@@ -3,11 +3,11 @@
 //! they were. Its own cluster (pod CIDR 10.244.252.0/24, a state dir of its own), with a pod
 //! running when it goes down.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use devcluster::lifecycle::{self, UpOptions};
-use devcluster::testing::wait_for_value;
+use devcluster::lifecycle;
+use devcluster::testing::{own_cluster, own_state_dir, wait_for_value};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
 use kube::api::PostParams;
@@ -108,31 +108,20 @@ fn machine(prefix: &str, state_dir: &Path) -> Machine {
 
 #[tokio::test]
 async fn down_leaves_the_machine_as_found() {
-    let state_dir: PathBuf = devcluster::binaries::cache_dir()
-        .join("state")
-        .join("kubelet-down-test");
-    let bin = std::env::var_os("WA_BIN_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("CARGO_TARGET_DIR").map(|d| PathBuf::from(d).join("release")))
-        .expect("WA_BIN_DIR or CARGO_TARGET_DIR (the release binaries)");
+    let state_dir = own_state_dir("kubelet-down-test");
+    // whatever a crashed run left, down first, so `before` is the machine as found
     let _ = lifecycle::down(&state_dir).await;
-    std::fs::create_dir_all(&state_dir).unwrap();
     let prefix = devcluster::node::sandbox::cluster_prefix(&state_dir);
     let before = machine(&prefix, &state_dir);
 
-    let opts = UpOptions {
-        state_dir: state_dir.clone(),
-        pod_cidr: "10.244.252.0/24".into(),
-        pod_egress: false,
-        bin_dir: None,
-        exe: bin.join("devcluster"),
-        timeout: Duration::from_secs(180),
-    };
-    let env = lifecycle::up(&opts).await.expect("devcluster up");
-    let config = devcluster::control_plane::admin_config(&env.kubeconfig)
-        .await
-        .unwrap();
-    let client = kube::Client::try_from(config).unwrap();
+    // no env prefix a run would set: the checks below name this dir and CIDR
+    let cluster = own_cluster(
+        "DEVCLUSTER_KUBELET_DOWN_TEST",
+        state_dir.clone(),
+        "10.244.252.0/24",
+    )
+    .await;
+    let client = cluster.client();
     assert!(
         Api::<Node>::all(client.clone())
             .get("devcluster-node")
@@ -151,22 +140,10 @@ async fn down_leaves_the_machine_as_found() {
     );
 
     // a pod runs when the cluster goes down (its sandbox: the pause image)
-    let registry = env.registry.clone().expect("registry");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/images/build.sh");
-    let out = std::process::Command::new("bash")
-        .arg(script)
-        .args(["--registry", &registry])
-        .env("WA_BIN_DIR", &bin)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let image = cluster.test_pod_image().await;
     let pod: Pod = serde_json::from_value(serde_json::json!({
         "metadata": {"name": "sitter"},
-        "spec": {"containers": [{"name": "main", "image": format!("{registry}/devcluster/testpod:dev"),
+        "spec": {"containers": [{"name": "main", "image": image,
                  "resources": {"requests": {"cpu": "10m"}}}]}
     }))
     .unwrap();

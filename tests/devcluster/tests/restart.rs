@@ -7,14 +7,12 @@
 //! State dir `DEVCLUSTER_RESTART_TEST_STATE` (default `<cache>/state/restart-test`), pod CIDR
 //! `DEVCLUSTER_RESTART_TEST_POD_CIDR` (default 10.244.250.0/24).
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use devcluster::control;
-use devcluster::lifecycle::{self, UpOptions};
 use devcluster::state::StateLayout;
-use devcluster::testing::{wait_for_named, wait_for_value};
+use devcluster::testing::{own_cluster, own_state_dir, wait_for_named, wait_for_value};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::PostParams;
@@ -59,49 +57,17 @@ async fn restart(state_dir: &std::path::Path, component: &str, kill: bool) {
 
 #[tokio::test]
 async fn restarted_parts_come_back_and_an_unrequested_exit_still_stops_the_cluster() {
-    let state_dir: PathBuf = std::env::var_os("DEVCLUSTER_RESTART_TEST_STATE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            devcluster::binaries::cache_dir()
-                .join("state")
-                .join("restart-test")
-        });
-    let pod_cidr = std::env::var("DEVCLUSTER_RESTART_TEST_POD_CIDR")
-        .unwrap_or_else(|_| "10.244.250.0/24".into());
-    let bin = std::env::var_os("WA_BIN_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("CARGO_TARGET_DIR").map(|d| PathBuf::from(d).join("release")))
-        .expect("WA_BIN_DIR or CARGO_TARGET_DIR (the release binaries)");
-    let _ = lifecycle::down(&state_dir).await;
-    std::fs::create_dir_all(&state_dir).unwrap();
-    let opts = UpOptions {
-        state_dir: state_dir.clone(),
-        pod_cidr,
-        pod_egress: false,
-        bin_dir: None,
-        exe: bin.join("devcluster"),
-        timeout: Duration::from_secs(180),
-    };
-    let env = lifecycle::up(&opts).await.expect("devcluster up");
-    let config = devcluster::control_plane::admin_config(&env.kubeconfig)
-        .await
-        .unwrap();
-    let client = kube::Client::try_from(config).unwrap();
+    let cluster = own_cluster(
+        "DEVCLUSTER_RESTART_TEST",
+        own_state_dir("restart-test"),
+        "10.244.250.0/24",
+    )
+    .await;
+    let state_dir = cluster.state_dir();
+    let client = cluster.client();
 
     // a pod running before the node's parts restart
-    let registry = env.registry.clone().expect("registry");
-    let out = std::process::Command::new("bash")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/images/build.sh"))
-        .args(["--registry", &registry])
-        .env("WA_BIN_DIR", &bin)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let image = format!("{registry}/devcluster/testpod:dev");
+    let image = cluster.test_pod_image().await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     pods.create(&PostParams::default(), &pod("sitter", &image))
         .await
@@ -216,5 +182,5 @@ async fn restarted_parts_come_back_and_an_unrequested_exit_still_stops_the_clust
         matches!(refused, Err(control::ControlError::NotRunning { .. })),
         "{refused:?}"
     );
-    let _ = lifecycle::down(&state_dir).await;
+    cluster.down().await;
 }
