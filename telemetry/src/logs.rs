@@ -40,20 +40,29 @@ pub fn default_directives(extra: &str) -> String {
     s
 }
 
-/// The log filter: `RUST_LOG` when set and not empty, else [`default_directives`]`(extra)`.
+/// The log filter: [`default_directives`]`(extra)` with `RUST_LOG` layered over them.
 pub fn filter(extra: &str) -> EnvFilter {
     filter_or(&default_directives(extra))
 }
 
-/// `RUST_LOG` when set and not empty, else `defaults` (for a command whose base level is not
-/// `info`, e.g. `wa-session canary`). An unparsable `RUST_LOG` falls back to the defaults (as
-/// `EnvFilter::try_from_default_env` did), so a typo never silences the logs; an empty one
-/// (a chart value left blank) is unset, not "errors only".
+/// `defaults` with `RUST_LOG` layered over them (for a command whose base level is not
+/// `info`, e.g. `wa-session canary`), read from the environment: see [`layered`].
 pub fn filter_or(defaults: &str) -> EnvFilter {
-    match std::env::var("RUST_LOG") {
-        Ok(v) if !v.trim().is_empty() => {
-            EnvFilter::try_new(v).unwrap_or_else(|_| EnvFilter::new(defaults))
-        }
+    layered(defaults, std::env::var("RUST_LOG").ok().as_deref())
+}
+
+/// `defaults`, then the directives of `rust_log`. Layered, not replaced: the chart sets
+/// `RUST_LOG=info` (`logLevel`), and a replacing `info` brought back kube-client's duplicate
+/// ERROR lines on every API server restart (the soak counted 12 per binary). A more specific
+/// default (`kube_client::client::builder=off`) outranks a general level, so `RUST_LOG=debug`
+/// raises our lines and leaves those off; naming the same target brings it back
+/// (`kube_client::client::builder=debug`: the later directive for a target wins). An
+/// unparsable `RUST_LOG` falls back to the defaults, so a typo never silences the logs; an
+/// empty one (a chart value left blank) adds nothing.
+pub fn layered(defaults: &str, rust_log: Option<&str>) -> EnvFilter {
+    match rust_log.map(str::trim) {
+        Some(v) if !v.is_empty() => EnvFilter::try_new(format!("{defaults},{v}"))
+            .unwrap_or_else(|_| EnvFilter::new(defaults)),
         _ => EnvFilter::new(defaults),
     }
 }
@@ -89,8 +98,8 @@ pub fn is_transient(e: &kube::Error) -> bool {
 /// What a kube-runtime watcher's error means for the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WatchFailure {
-    /// 410 Gone ("too old resource version", e.g. after an etcd restart): the watcher lists
-    /// again by itself. Debug.
+    /// 410 Gone ("too old resource version", e.g. after an API server or etcd restart): the
+    /// watcher lists again by itself. Debug.
     Relist,
     /// The API server away ([`is_transient`]): an [`Outage`].
     Outage,
@@ -319,5 +328,53 @@ mod tests {
         // every directive parses
         EnvFilter::try_new(&d).expect("valid directives");
         assert_eq!(default_directives(""), format!("info,{QUIET_LIBRARIES}"));
+    }
+
+    /// Which of a few probe lines a filter lets through, through a real subscriber.
+    fn passes(filter: EnvFilter) -> Vec<&'static str> {
+        use tracing_subscriber::layer::SubscriberExt;
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        struct Record(Arc<Mutex<Vec<&'static str>>>);
+        impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Record {
+            fn on_event(
+                &self,
+                e: &tracing::Event<'_>,
+                _: tracing_subscriber::layer::Context<'_, S>,
+            ) {
+                if let Ok(mut v) = self.0.lock() {
+                    v.push(e.metadata().name());
+                }
+            }
+        }
+        let subscriber = tracing_subscriber::registry()
+            .with(Record(seen.clone()))
+            .with(filter);
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::error!(name: "builder-error", target: "kube_client::client::builder", "x");
+            tracing::warn!(name: "client-warn", target: "kube_client::client", "x");
+            tracing::info!(name: "ours-info", target: "operator::reconcile", "x");
+            tracing::debug!(name: "ours-debug", target: "operator::reconcile", "x");
+        });
+        seen.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    #[test]
+    fn rust_log_is_layered_over_the_defaults_not_in_their_place() {
+        let d = default_directives("");
+        assert_eq!(passes(layered(&d, None)), ["ours-info"]);
+        // the chart's logLevel: info
+        assert_eq!(passes(layered(&d, Some("info"))), ["ours-info"]);
+        assert_eq!(passes(layered(&d, Some(""))), ["ours-info"]);
+        assert_eq!(
+            passes(layered(&d, Some("debug"))),
+            ["ours-info", "ours-debug"]
+        );
+        // a library's lines come back when named
+        assert_eq!(
+            passes(layered(&d, Some("info,kube_client::client::builder=error"))),
+            ["builder-error", "ours-info"]
+        );
+        // a typo keeps the defaults
+        assert_eq!(passes(layered(&d, Some("info,=x=y"))), ["ours-info"]);
     }
 }
