@@ -102,14 +102,19 @@ async fn poll_until(
     }
 }
 
+/// How many runs a figure takes: `var` when set to a number, else `default`.
+fn runs_from_env(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 #[tokio::test]
 #[ignore = "benchmark: run bench/agent/run.sh"]
 async fn agent_figures() {
     let c = cluster().await;
-    let runs: usize = std::env::var("BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10);
+    let runs = runs_from_env("BENCH_RUNS", 10);
     let fake = fake(Duration::from_secs(60), Duration::from_secs(20), 6).await;
     let ns = c.namespace("agent-bench").await;
 
@@ -284,10 +289,7 @@ async fn agent_figures() {
 #[ignore = "benchmark: run bench/agent/run.sh"]
 async fn hang_recovery_figures() {
     let c = cluster().await;
-    let runs: usize = std::env::var("HANG_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
+    let runs = runs_from_env("HANG_RUNS", 3);
     let ns = c.namespace("agent-hang-bench").await;
     let defaults = vec![("WA_CDP_TIMEOUT", "10s".to_string())];
     let before = vec![
