@@ -1,6 +1,6 @@
 //! The log policy through the real parts (issue 12, docs/operator.md "Logs"): while the real
-//! `wa-operator` and `wa-hub` run against a devcluster of their own (default log filters, a
-//! session with its pod), the API server restarts (SIGTERM) and comes back (`devcluster
+//! `wa-operator` and `wa-hub` run against a devcluster of their own (`RUST_LOG=info` as the
+//! chart sets it, layered over their default filters; a session with its pod), the API server restarts (SIGTERM) and comes back (`devcluster
 //! restart`, as the soak's `apiserver-restart`). Neither
 //! binary logs a WARN or ERROR line for it, the hub's view is live again, the operator acts on a
 //! spec change afterwards and says at INFO when the API works again. The WARN of a long outage is unit-tested (`telemetry::logs`, `operator::reconcile`):
@@ -142,10 +142,11 @@ async fn an_api_server_restart_is_no_warning() {
     let ns = cluster.namespace("outage").await;
     let dir = std::env::temp_dir().join(format!("wa-outage-{ns}"));
     std::fs::create_dir_all(&dir).expect("test dir");
-    // The binaries' own default filters (an empty RUST_LOG counts as unset).
-    let defaults = [("RUST_LOG", ""), ("WA_API_OUTAGE_WARN_AFTER", "")];
-    let operator = Operator::start_with_env(&cluster, &ns, "op", &[], &defaults).await;
-    let hub = Hub::start(&cluster, &ns, &defaults, &dir).await;
+    // As the chart runs them: RUST_LOG=info (`logLevel`), layered over the binaries' default
+    // filters (it replaced them before, and kube-client's duplicates came back in the soak).
+    let as_charted = [("RUST_LOG", "info"), ("WA_API_OUTAGE_WARN_AFTER", "")];
+    let operator = Operator::start_with_env(&cluster, &ns, "op", &[], &as_charted).await;
+    let hub = Hub::start(&cluster, &ns, &as_charted, &dir).await;
     let sessions: Api<WhatsAppSession> = Api::namespaced(client.clone(), &ns);
     create_session(&sessions, "s1", json!({})).await;
     wait_ready(&sessions, "s1").await;
