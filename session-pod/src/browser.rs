@@ -165,6 +165,18 @@ fn dev_shm_size() -> Option<u64> {
     num.parse::<u64>().ok().map(|n| n * mult)
 }
 
+/// The URL Chromium opens at launch: WhatsApp Web itself, so that its load overlaps Chromium's
+/// own start and chromiumoxide's set-up of the tab instead of following them (about 300 ms of
+/// a restore; docs/session-agent.md "The start path"). `None` (about:blank, then
+/// `Page.navigate`) with proxy credentials: only the agent can answer the proxy's challenge,
+/// once `Fetch` is enabled on the tab, so no request may leave before that. The resource block
+/// ([`BLOCKED_TYPES`]) also starts only then: images or fonts the page asks for within its
+/// first few hundred milliseconds still load (WhatsApp Web's own come after it has booted).
+pub fn start_page(cfg: &Config) -> Option<&str> {
+    let credentials = cfg.proxy_username.is_some() && cfg.proxy_password.is_some();
+    (!credentials).then_some(cfg.url.as_str())
+}
+
 /// A running Chromium with the one page the agent drives.
 pub struct BrowserSession {
     browser: Browser,
@@ -178,13 +190,16 @@ pub struct BrowserSession {
     /// The page calls the notify binding on every change it sees.
     pub notifications: mpsc::Receiver<String>,
     cdp_timeout: Duration,
+    /// The URL Chromium was started at ([`start_page`]), already loading in the tab.
+    start_page: Option<String>,
     pub pid: Option<u32>,
 }
 
 impl BrowserSession {
     pub async fn launch(cfg: &Config, profile_dir: &Path) -> Result<Self> {
         let t0 = std::time::Instant::now();
-        let mut child = spawn_chromium(cfg, profile_dir)?;
+        let start_page = start_page(cfg).map(String::from);
+        let mut child = spawn_chromium(cfg, profile_dir, start_page.as_deref())?;
         let pid = child.id();
         let (ws_url, stderr) = match devtools_url(&mut child, LAUNCH_TIMEOUT).await {
             Ok(found) => found,
@@ -255,6 +270,7 @@ impl BrowserSession {
                     gone,
                     notifications,
                     cdp_timeout: cfg.cdp_timeout,
+                    start_page,
                     pid,
                 })
             }
@@ -267,9 +283,25 @@ impl BrowserSession {
         }
     }
 
+    /// Opens `url` in the tab: nothing to do when Chromium was started at it (the page is
+    /// already loading, and the agent's poll waits for it to boot), else [`Self::navigate`].
+    pub async fn open(&self, url: &str) -> Result<()> {
+        if self.start_page.as_deref() == Some(url) {
+            tracing::debug!("WhatsApp Web loading as Chromium's start page");
+            return Ok(());
+        }
+        let t0 = std::time::Instant::now();
+        self.navigate(url).await?;
+        tracing::debug!(
+            ms = t0.elapsed().as_millis() as u64,
+            "WhatsApp Web loaded (Page.navigate answered)"
+        );
+        Ok(())
+    }
+
     /// Loads `url`. chromiumoxide answers `Page.navigate` only once the page's `load` event
     /// has fired (its navigation watcher), within the CDP timeout; the agent then polls the page.
-    pub async fn navigate(&self, url: &str) -> Result<()> {
+    async fn navigate(&self, url: &str) -> Result<()> {
         let params = NavigateParams::builder()
             .url(url)
             .referrer("https://whatsapp.com/")
@@ -476,11 +508,13 @@ const LAUNCH_TIMEOUT: Duration = Duration::from_secs(30);
 /// in the agent or its dependencies calls `block_in_place`, which would retire it), so a
 /// SIGKILLed agent does not leave a browser behind on the profile; in a pod the container's
 /// end takes the rest of the group along.
-fn spawn_chromium(cfg: &Config, profile_dir: &Path) -> Result<Child> {
+fn spawn_chromium(cfg: &Config, profile_dir: &Path, start_page: Option<&str>) -> Result<Child> {
     let mut cmd = Command::new(&cfg.chromium_path);
     cmd.args(chromium_args(cfg))
         .arg("--remote-debugging-port=0")
         .arg(format!("--user-data-dir={}", profile_dir.display()))
+        // After "--": a URL is never read as a switch.
+        .args(start_page.map(|url| ["--", url]).into_iter().flatten())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -806,6 +840,24 @@ mod tests {
         ];
         argv.extend_from_slice(extra);
         Config::try_parse_from(argv).expect("parses")
+    }
+
+    #[test]
+    fn chromium_starts_at_whatsapp_web_unless_a_proxy_needs_credentials_first() {
+        let plain = config(&["--url", "https://web.whatsapp.com/"]);
+        assert_eq!(start_page(&plain), Some("https://web.whatsapp.com/"));
+        // A proxy without credentials takes the first request like any other.
+        let proxied = config(&["--proxy-url", "http://proxy:3128"]);
+        assert_eq!(start_page(&proxied), Some(proxied.url.as_str()));
+        let authenticated = config(&[
+            "--proxy-url",
+            "http://proxy:3128",
+            "--proxy-username",
+            "u",
+            "--proxy-password",
+            "p",
+        ]);
+        assert_eq!(start_page(&authenticated), None);
     }
 
     #[test]

@@ -139,7 +139,7 @@ async fn check_page(
 ) -> Result<Report> {
     let browser = BrowserSession::launch(cfg, profile).await?;
     let report = async {
-        browser.navigate(&cfg.url).await?;
+        browser.open(&cfg.url).await?;
         let deadline = Instant::now() + timeout;
         let mut checks = Vec::new();
         let mut last = Snapshot::default();

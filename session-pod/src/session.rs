@@ -322,15 +322,10 @@ impl Agent {
             Err(e) => return launch_failed(&e),
         };
         tracing::info!(pid = b.pid, url = %self.cfg.url, "Chromium running; opening WhatsApp Web");
-        let navigating = Instant::now();
-        if let Err(e) = b.navigate(&self.cfg.url).await {
+        if let Err(e) = b.open(&self.cfg.url).await {
             b.kill().await;
             return launch_failed(&e);
         }
-        tracing::debug!(
-            ms = navigating.elapsed().as_millis() as u64,
-            "WhatsApp Web loaded (Page.navigate answered)"
-        );
         let outcome = match self.drive(&mut b).await {
             // Chromium signalled together with the agent (a terminal's Ctrl-C, a whole process
             // group's SIGTERM) can exit before the loop sees the agent's own signal: that exit is

@@ -1227,4 +1227,14 @@ async fn chromium_runs_the_real_binary_with_the_low_memory_flags() {
         .collect();
     assert_eq!(tabs.len(), 1, "{targets:?}");
     assert!(tabs[0].starts_with(&f.fake.url()), "{tabs:?}");
+    // Started at WhatsApp Web (no proxy credentials): its load overlaps Chromium's start.
+    let start: Vec<&str> = args
+        .iter()
+        .rev()
+        .take(2)
+        .rev()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(start[0], "--", "{args:?}");
+    assert!(start[1].starts_with(&f.fake.url()), "{args:?}");
 }

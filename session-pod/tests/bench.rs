@@ -34,6 +34,8 @@ const STEPS: [(&str, &str); 8] = [
         "page_ready",
         "page ready (bindings, listeners, interception)",
     ),
+    // Logged only with proxy credentials (Chromium started at about:blank, then navigated):
+    // otherwise the page loads as Chromium's start page, overlapping the steps above.
     (
         "page_loaded",
         "WhatsApp Web loaded (Page.navigate answered)",
