@@ -1,8 +1,7 @@
 //! The controller: watches WhatsAppSessions (and the children they own) and reconciles each
 //! into its ServiceAccount, Role, RoleBinding, PVC and StatefulSet.
-use std::collections::HashMap;
 use std::fmt::Debug;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crds::{SessionApply, WhatsAppSession, Writer};
@@ -30,7 +29,7 @@ use crate::events::Events;
 use crate::finalizer::{FINALIZER, cleanup, logout_gate};
 use crate::metrics::Metrics;
 use crate::status;
-use telemetry::logs::{Outage, WatchFailure};
+use telemetry::logs::{Outage, Streak, Streaks, WatchFailure};
 
 /// Periodic re-check of every session (catches anything a watch might have missed).
 const RESYNC: Duration = Duration::from_secs(300);
@@ -47,9 +46,9 @@ pub struct Context {
     pub logout_timeout: Duration,
     pub metrics: Arc<Metrics>,
     pub events: Events,
-    /// The current streak of failures per session: back-off in `error_policy`, and whether a
-    /// failure is reported as a problem ([`Failing`]).
-    failures: Mutex<HashMap<(String, String), Failing>>,
+    /// The current streak of failed reconciles per session: back-off in `error_policy`, and
+    /// whether a failure is reported as a problem ([`is_loud`]).
+    failures: Streaks<(String, String)>,
     /// How long a session's reconciles may fail because the API server is away before that is
     /// reported (`telemetry::logs::outage_warn_after`).
     outage_warn_after: Duration,
@@ -74,7 +73,7 @@ impl Context {
             logout_timeout,
             metrics,
             events,
-            failures: Mutex::new(HashMap::new()),
+            failures: Streaks::default(),
             outage_warn_after: telemetry::logs::outage_warn_after(),
             caches: OnceLock::new(),
             applied: Ledger::default(),
@@ -89,71 +88,50 @@ impl Context {
     }
 
     fn reset_failures<K: Resource>(&self, obj: &K) {
-        if let Ok(mut f) = self.failures.lock() {
-            f.remove(&Self::key(obj));
-        }
+        self.failures.ended(&Self::key(obj));
     }
 
     /// Counts a failed reconcile of `obj` in its streak and says whether to report it.
-    fn record_failure<K: Resource>(&self, obj: &K, transient: bool) -> Failing {
-        let now = Instant::now();
-        match self.failures.lock() {
-            Ok(mut f) => {
-                let failing = f.entry(Self::key(obj)).or_insert(Failing {
-                    count: 0,
-                    since: now,
-                    loud: false,
-                    warned: false,
-                });
-                failing.record(transient, now, self.outage_warn_after);
-                *failing
-            }
-            Err(_) => Failing {
-                count: 1,
-                since: now,
-                loud: true,
-                warned: false,
-            },
-        }
+    fn record_failure<K: Resource>(&self, obj: &K, transient: bool) -> bool {
+        count_failure(
+            &self.failures,
+            Self::key(obj),
+            transient,
+            Instant::now(),
+            self.outage_warn_after,
+        )
     }
 
     /// The streak `record_failure` left (for `error_policy`, which runs right after).
-    fn failing<K: Resource>(&self, obj: &K) -> Option<Failing> {
-        self.failures
-            .lock()
-            .ok()
-            .and_then(|f| f.get(&Self::key(obj)).copied())
+    fn failing<K: Resource>(&self, obj: &K) -> Option<Streak> {
+        self.failures.get(&Self::key(obj))
     }
 }
 
-/// A session's current streak of failed reconciles.
-#[derive(Debug, Clone, Copy)]
-pub struct Failing {
-    /// Failures in a row: the back-off is 1 s, 2 s, 4 s, ... up to 5 minutes.
-    pub count: u32,
-    pub since: Instant,
-    /// Whether the last failure is reported as a problem (WARN, and the `ReconcileFailed`
-    /// Event): always for a failure the API server's return does not mend (a refusal, an
-    /// invalid object); for the API server being away (`Error::is_transient`) only once per
-    /// streak, at the first failure after the outage bound — before it the retry usually
-    /// mends it (a restart of the API server or etcd), after it the operator's watch loop
-    /// has said so already, and a WARN per session and retry would bury that.
-    pub loud: bool,
-    warned: bool,
+/// Counts a failed reconcile of `key` at `now` and says whether it is loud ([`is_loud`]).
+fn count_failure<K: Eq + std::hash::Hash>(
+    failures: &Streaks<K>,
+    key: K,
+    transient: bool,
+    now: Instant,
+    warn_after: Duration,
+) -> bool {
+    failures.failed(key, now, |streak| {
+        if transient {
+            streak.warn_once_past(now, warn_after);
+        }
+        is_loud(transient, streak)
+    })
 }
 
-impl Failing {
-    fn record(&mut self, transient: bool, now: Instant, warn_after: Duration) {
-        self.count = self.count.saturating_add(1);
-        self.loud = if !transient {
-            true
-        } else if !self.warned && now.saturating_duration_since(self.since) >= warn_after {
-            self.warned = true;
-            true
-        } else {
-            false
-        };
-    }
+/// Whether the latest failure of a session's streak is reported as a problem (WARN, and the
+/// `ReconcileFailed` Event): always for a failure the API server's return does not mend (a
+/// refusal, an invalid object); for the API server being away (`Error::is_transient`) only
+/// once per streak, at the first failure after the outage bound — before it the retry usually
+/// mends it (a restart of the API server or etcd), after it the operator's watch loop has said
+/// so already, and a WARN per session and retry would bury that.
+fn is_loud(transient: bool, streak: &Streak) -> bool {
+    !transient || streak.warned_now()
 }
 
 pub fn backoff_delay(failures: u32) -> Duration {
@@ -315,9 +293,9 @@ pub async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action> {
         Ok(_) => ctx.reset_failures(&*obj),
         // Where operators look (`kubectl describe`, event exporters); rate-limited per session
         // and reason by `Events`, as a failing session is retried every few seconds. Only a
-        // failure reported as a problem (`Failing::loud`).
+        // failure reported as a problem (`is_loud`).
         Err(e) => {
-            if ctx.record_failure(&*obj, e.is_transient()).loud {
+            if ctx.record_failure(&*obj, e.is_transient()) {
                 ctx.events
                     .warning(
                         &obj.object_ref(&()),
@@ -624,16 +602,17 @@ async fn stand_in_for_agent(
 
 pub fn error_policy(obj: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> Action {
     // `reconcile` counted this failure; a caller that skipped it gets the first step.
-    let failing = ctx.failing(&*obj).unwrap_or(Failing {
-        count: 1,
-        since: Instant::now(),
-        loud: true,
-        warned: false,
-    });
-    let delay = backoff_delay(failing.count);
+    let (count, failing_secs, loud) = match ctx.failing(&*obj) {
+        Some(s) => (
+            s.failures(),
+            s.since().elapsed().as_secs(),
+            is_loud(error.is_transient(), &s),
+        ),
+        None => (1, 0, true),
+    };
+    let delay = backoff_delay(count);
     let (session, namespace) = (obj.meta().name.as_deref(), obj.meta().namespace.as_deref());
-    let failing_secs = failing.since.elapsed().as_secs();
-    if failing.loud {
+    if loud {
         tracing::warn!(session, namespace, %error, failing_secs, retry_in_secs = delay.as_secs(), "reconcile failed");
     } else {
         tracing::info!(session, namespace, %error, failing_secs, retry_in_secs = delay.as_secs(), "reconcile failed; the API server is away, retrying");
@@ -666,27 +645,40 @@ impl Backoff for EachWatchBacksOffAlone {
 mod tests {
     use super::*;
 
+    /// A failed reconcile of session "s" `secs` after `t0`, with an outage bound of a minute:
+    /// whether it is loud.
+    fn fail_at(failures: &Streaks<&str>, t0: Instant, transient: bool, secs: u64) -> bool {
+        let now = t0 + Duration::from_secs(secs);
+        count_failure(failures, "s", transient, now, Duration::from_secs(60))
+    }
+
     #[test]
     fn the_api_server_away_is_reported_once_past_the_bound_anything_else_every_time() {
-        let bound = Duration::from_secs(60);
+        let failures = Streaks::default();
         let t0 = Instant::now();
-        let mut f = Failing {
-            count: 0,
-            since: t0,
-            loud: false,
-            warned: false,
-        };
-        f.record(true, t0, bound);
-        assert!(!f.loud, "a restart's failure is mended by the retry");
-        f.record(true, t0 + Duration::from_secs(30), bound);
-        assert!(!f.loud);
-        f.record(true, t0 + Duration::from_secs(63), bound);
-        assert!(f.loud, "past the bound: once");
-        f.record(true, t0 + Duration::from_secs(127), bound);
-        assert!(!f.loud, "once per streak");
-        f.record(false, t0 + Duration::from_secs(255), bound);
-        assert!(f.loud, "a refusal always");
-        assert_eq!(f.count, 5);
+        let fail = |transient, secs| fail_at(&failures, t0, transient, secs);
+        assert!(!fail(true, 0), "a restart's failure is mended by the retry");
+        assert!(!fail(true, 30));
+        assert!(fail(true, 63), "past the bound: once");
+        assert!(
+            failures.get(&"s").is_some_and(|s| is_loud(true, &s)),
+            "error_policy, right after, sees the same"
+        );
+        assert!(!fail(true, 127), "once per streak");
+        assert!(failures.get(&"s").is_some_and(|s| !is_loud(true, &s)));
+        assert!(fail(false, 255), "a refusal always");
+        assert_eq!(failures.get(&"s").map(|s| s.failures()), Some(5));
+    }
+
+    #[test]
+    fn a_refusal_does_not_use_the_outage_warn_up() {
+        let failures = Streaks::default();
+        let t0 = Instant::now();
+        let fail = |transient, secs| fail_at(&failures, t0, transient, secs);
+        assert!(fail(false, 0));
+        assert!(fail(false, 70), "a refusal past the bound: loud, as always");
+        assert!(fail(true, 80), "the outage's one WARN is still to come");
+        assert!(!fail(true, 90));
     }
 
     #[test]

@@ -424,9 +424,7 @@ impl Agent {
                 // Shutdown first: a Chromium signalled with the agent is gone at the same time.
                 biased;
                 _ = self.shutdown.cancelled() => return Outcome::Shutdown,
-                _ = gone.wait_for(|g| *g) => {
-                    return Outcome::Failed { code: error_codes::BROWSER_CRASHED, message: "Chromium exited unexpectedly".into(), launch: false };
-                }
+                _ = gone.wait_for(|g| *g) => return chromium_gone(),
                 _ = poll.tick() => {}
                 Some(_) = b.notifications.recv() => {}
                 _ = self.requests.changed() => {}
@@ -442,11 +440,7 @@ impl Agent {
                 }
                 Err(e @ (Error::ScriptTimeout { .. } | Error::Cdp(_))) => {
                     if b.is_gone() {
-                        return Outcome::Failed {
-                            code: error_codes::BROWSER_CRASHED,
-                            message: "Chromium exited unexpectedly".into(),
-                            launch: false,
-                        };
+                        return chromium_gone();
                     }
                     let silence = watchdog.silent(sent, Instant::now());
                     // One unanswered snapshot is no problem yet (INFO, once); a page that stays
@@ -514,6 +508,16 @@ impl Agent {
                 return outcome;
             }
         }
+    }
+}
+
+/// Chromium exited while the page was driven (crashed, killed, out of memory): whether the
+/// agent saw the exit itself or a snapshot failed because of it.
+fn chromium_gone() -> Outcome {
+    Outcome::Failed {
+        code: error_codes::BROWSER_CRASHED,
+        message: "Chromium exited unexpectedly".into(),
+        launch: false,
     }
 }
 

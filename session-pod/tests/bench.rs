@@ -10,6 +10,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use crds::SessionState;
+use devcluster::testing::TestCluster;
 use support::*;
 
 const T: Duration = Duration::from_secs(60);
@@ -112,6 +113,27 @@ fn runs_from_env(var: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// An agent for session `name` in `ns` on WhatsApp Web at `url`, with an empty profile in a
+/// temporary dir; the dir is returned first so that, bound in that order, it outlives the agent.
+fn start_on_empty_profile(
+    c: &TestCluster,
+    ns: &str,
+    name: &str,
+    url: &str,
+    extra_env: Vec<(&'static str, String)>,
+) -> (tempfile::TempDir, Agent) {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let agent = Agent::start(AgentOpts {
+        ns,
+        name,
+        url,
+        data_dir: &tmp.path().join("data"),
+        kubeconfig: c.kubeconfig(),
+        extra_env,
+    });
+    (tmp, agent)
+}
+
 #[tokio::test]
 #[ignore = "benchmark: run bench/agent/run.sh"]
 async fn agent_figures() {
@@ -125,16 +147,8 @@ async fn agent_figures() {
     for i in 0..runs {
         let name = format!("q{i}");
         let api = create_session(c, &ns, &name).await;
-        let tmp = tempfile::tempdir().expect("tmp");
         let started = Instant::now();
-        let agent = Agent::start(AgentOpts {
-            ns: &ns,
-            name: &name,
-            url: &fake.url(),
-            data_dir: &tmp.path().join("data"),
-            kubeconfig: c.kubeconfig(),
-            extra_env: production_poll(),
-        });
+        let (_tmp, agent) = start_on_empty_profile(c, &ns, &name, &fake.url(), production_poll());
         let deadline = Instant::now() + T;
         loop {
             if api
@@ -305,17 +319,9 @@ async fn hang_recovery_figures() {
             let fake = fake(Duration::from_secs(60), Duration::from_secs(20), 6).await;
             let name = format!("h{label}{i}");
             let api = create_session(c, &ns, &name).await;
-            let tmp = tempfile::tempdir().expect("tmp");
             let mut extra_env = production_poll();
             extra_env.extend(env.iter().cloned());
-            let agent = Agent::start(AgentOpts {
-                ns: &ns,
-                name: &name,
-                url: &fake.url(),
-                data_dir: &tmp.path().join("data"),
-                kubeconfig: c.kubeconfig(),
-                extra_env,
-            });
+            let (_tmp, agent) = start_on_empty_profile(c, &ns, &name, &fake.url(), extra_env);
             let status = |api: kube::Api<crds::WhatsAppSession>, name: String| async move {
                 api.get(&name).await.ok().and_then(|cr| cr.status)
             };

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use devcluster::lifecycle;
-use devcluster::testing::{own_cluster, own_state_dir, wait_for_value};
+use devcluster::testing::{claim, own_state_dir, wait_for_value};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
 use kube::api::PostParams;
@@ -108,19 +108,21 @@ fn machine(prefix: &str, state_dir: &Path) -> Machine {
 
 #[tokio::test]
 async fn down_leaves_the_machine_as_found() {
-    let state_dir = own_state_dir("kubelet-down-test");
-    // whatever a crashed run left, down first, so `before` is the machine as found
+    // no env prefix a run would set: the checks below name this dir and CIDR
+    let claim = claim(
+        "DEVCLUSTER_KUBELET_DOWN_TEST",
+        own_state_dir("kubelet-down-test"),
+        "10.244.252.0/24",
+    )
+    .await;
+    let state_dir = claim.state_dir().to_path_buf();
+    // whatever a crashed run left, down first (the claim keeps other runs away), so `before`
+    // is the machine as found
     let _ = lifecycle::down(&state_dir).await;
     let prefix = devcluster::node::sandbox::cluster_prefix(&state_dir);
     let before = machine(&prefix, &state_dir);
 
-    // no env prefix a run would set: the checks below name this dir and CIDR
-    let cluster = own_cluster(
-        "DEVCLUSTER_KUBELET_DOWN_TEST",
-        state_dir.clone(),
-        "10.244.252.0/24",
-    )
-    .await;
+    let cluster = claim.up().await;
     let client = cluster.client();
     assert!(
         Api::<Node>::all(client.clone())
