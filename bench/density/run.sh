@@ -115,7 +115,8 @@ while :; do
     ) >"$steps.r$i" & pids+=($!)
   done
   for p in "${pids[@]}"; do wait "$p" || restore_failed=$((restore_failed + 1)); done
-  for i in $picks; do restore_ms+=("$(cat "$steps.r$i" 2>/dev/null || echo null)"); rm -f "$steps.r$i"; done
+  # A restore that timed out wrote nothing: null, as one that showed a QR.
+  for i in $picks; do v=$(cat "$steps.r$i" 2>/dev/null || true); restore_ms+=("${v:-null}"); rm -f "$steps.r$i"; done
 
   # QR: a fresh session must show one
   probe=q$(printf '%03d' "$n")
