@@ -22,9 +22,11 @@ use crds::WhatsAppSession;
 use devcluster::control;
 use devcluster::testing::{TestCluster, free_port, own_cluster, own_state_dir, wait_for_named};
 use kube::Api;
-use kube::api::{Patch, PatchParams};
+
 use serde_json::{Value, json};
-use support::{Operator, condition, create_session, http_get, install_crd, wait_ready};
+use support::{
+    Operator, condition, create_session, http_get, install_crd, set_desired_state, wait_ready,
+};
 
 const WAIT: Duration = Duration::from_secs(120);
 /// A watch's own back-off after the restart's failures included (a few seconds), well below the
@@ -157,14 +159,7 @@ async fn an_api_server_restart_is_no_warning() {
     // The operator still acts on a change: each of its watches resumed from a resourceVersion
     // older than the new API server's watch cache and got 410 Gone; with the controller's
     // shared trigger back-off each 410 paused all watches, longer each time (docs/operator.md).
-    sessions
-        .patch(
-            "s1",
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "spec": { "desiredState": "Stopped" } })),
-        )
-        .await
-        .expect("stop s1");
+    set_desired_state(&sessions, "s1", "Stopped").await;
     wait_for_named(
         "the operator to act on a spec change after the restart (Ready False/Stopped)",
         ACT_AFTER_RESTART,

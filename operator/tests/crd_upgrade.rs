@@ -237,13 +237,7 @@ async fn crd_upgrade_from_the_first_release_keeps_sessions_and_the_operator_reco
     )
     .await;
     for state in ["Stopped", "Running"] {
-        api.patch(
-            "old-running",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"desiredState": state}})),
-        )
-        .await
-        .expect("stop/start");
+        set_desired_state(&api, "old-running", state).await;
         let want = if state == "Running" { "True" } else { "False" };
         wait_for_named(
             &format!("old-running Ready={want} after {state}"),

@@ -164,13 +164,7 @@ async fn apply_gives_children_ready_pod_then_stop_and_start() {
     }
 
     // Stopped: no pod, the data stays.
-    api.patch(
-        "s1",
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "spec": { "desiredState": "Stopped" } })),
-    )
-    .await
-    .expect("stop");
+    set_desired_state(&api, "s1", "Stopped").await;
     wait_for_named("no pod for a Stopped session", READY_TIMEOUT, || async {
         session_pods(&client, &ns, "s1").await.is_empty()
     })
@@ -198,13 +192,7 @@ async fn apply_gives_children_ready_pod_then_stop_and_start() {
     assert_eq!(kept.uid(), pvc.uid());
 
     // Running again: the same PVC, the profile written before is still there.
-    api.patch(
-        "s1",
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "spec": { "desiredState": "Running" } })),
-    )
-    .await
-    .expect("start");
+    set_desired_state(&api, "s1", "Running").await;
     wait_ready(&api, "s1").await;
     let pods = session_pods(&client, &ns, "s1").await;
     assert_eq!(pods.len(), 1);

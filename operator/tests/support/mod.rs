@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 // Like `dead_code` above: each test binary of the crate uses a different part.
 #[allow(unused_imports)]
 pub use devcluster::testing::sessions::{
-    create as create_session, install_crd, manifest as session_manifest,
+    create as create_session, install_crd, manifest as session_manifest, set_desired_state,
 };
 
 /// The stand-in for the agent's image: devcluster's test pod (an HTTP server answering the

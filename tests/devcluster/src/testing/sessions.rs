@@ -100,6 +100,18 @@ pub async fn create(api: &Api<WhatsAppSession>, name: &str, spec: Value) -> What
         .unwrap_or_else(|e| panic!("creating session {name}: {e}"))
 }
 
+/// Sets session `name`'s `spec.desiredState` (`Running` or `Stopped`) with a merge patch, as
+/// `kubectl patch` or the hub's connect/disconnect do.
+pub async fn set_desired_state(api: &Api<WhatsAppSession>, name: &str, state: &str) {
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "spec": { "desiredState": state } })),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("setting {name}'s desiredState to {state}: {e}"));
+}
+
 /// `spec` over `{tenant: "acme"}`; an empty tenant counts as none.
 fn with_default_tenant(spec: Value) -> Value {
     let mut full = json!({ "tenant": TENANT });
