@@ -7,7 +7,8 @@
 // Env: KUBECONFIG (required), HUB_BIN, HUB_WRAP (command prefix, e.g. "heaptrack -o /tmp/hub"),
 // HUB_ARGS (extra wa-hub flags), HUB_ENV (extra env, "K=V,K=V"), SESSIONS (1000),
 // STEPS ("1000,2500,5000"), CLIENT_PROCS (4), SETTLE_S (seconds after each step, 3),
-// OUT (optional JSON file).
+// OUT (optional JSON file), TARGET ("hub", default: HUB_BIN with wa-hub's flags — also the
+// bench-only alt/ server, which takes them; "peer": the Node peer, peer/server.mjs).
 import { execSync, fork, spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
@@ -27,6 +28,8 @@ const SETTLE_S = Number(process.env.SETTLE_S ?? 3);
 const HUB_BIN = process.env.HUB_BIN ?? path.join(os.homedir(), ".cache/whatsapp-operator/target/release/wa-hub");
 const HUB_WRAP = (process.env.HUB_WRAP ?? "").split(" ").filter(Boolean);
 const HUB_ARGS = (process.env.HUB_ARGS ?? "").split(" ").filter(Boolean);
+const TARGET = process.env.TARGET ?? "hub";
+if (!["hub", "peer"].includes(TARGET)) throw new Error(`TARGET=${TARGET}: hub or peer`);
 const HUB_ENV = Object.fromEntries((process.env.HUB_ENV ?? "").split(",").filter(Boolean).map((kv) => kv.split(/=(.*)/s).slice(0, 2)));
 const [group, version, plural] = ["whatsapp.leadmaster.io", "v1alpha1", "whatsappsessions"];
 const log = (...a) => console.error(`[memory ${new Date().toISOString().slice(11, 19)}]`, ...a);
@@ -68,9 +71,13 @@ const port = 19000 + Math.floor(Math.random() * 1000);
 const url = `http://127.0.0.1:${port}`;
 const hubArgs = ["--namespace", ns, "--jwt-secret-file", secretFile, "--listen", `127.0.0.1:${port}`, "--metrics-addr", `127.0.0.1:${port + 1000}`, ...HUB_ARGS];
 const [cmd, ...pre] = HUB_WRAP.length ? HUB_WRAP : [HUB_BIN];
-const wrapper = spawn(cmd, HUB_WRAP.length ? [...pre, HUB_BIN, ...hubArgs] : hubArgs, {
-  stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, RUST_LOG: "warn", ...HUB_ENV },
-});
+const wrapper = TARGET === "peer"
+  // The Node peer as run.mjs starts it (its settings come from the environment).
+  ? spawn(process.execPath, [path.join(here, "peer/server.mjs")], { stdio: ["ignore", "ignore", "inherit"],
+    env: { ...process.env, WATCH_NAMESPACE: ns, HUB_JWT_SECRET_FILE: secretFile, PORT: String(port), ...HUB_ENV } })
+  : spawn(cmd, HUB_WRAP.length ? [...pre, HUB_BIN, ...hubArgs] : hubArgs, {
+    stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, RUST_LOG: "warn", ...HUB_ENV },
+  });
 for (let i = 0; ; i++) {
   try {
     if ((await fetch(`${url}/health`)).status === 200) break;
@@ -80,7 +87,7 @@ for (let i = 0; ; i++) {
 }
 // The hub itself (under a wrapper it is a descendant of the spawned process): the process whose
 // command line carries this run's --listen address.
-const hubPid = Number(execSync(`pgrep -f -- '--listen 127.0.0.1:${port}' | while read p; do [ "$(readlink /proc/$p/exe)" = "$(readlink -f ${HUB_BIN})" ] && echo $p; done | head -1`, { encoding: "utf8", shell: "/bin/bash" }).trim());
+const hubPid = TARGET === "peer" ? wrapper.pid : Number(execSync(`pgrep -f -- '--listen 127.0.0.1:${port}' | while read p; do [ "$(readlink /proc/$p/exe)" = "$(readlink -f ${HUB_BIN})" ] && echo $p; done | head -1`, { encoding: "utf8", shell: "/bin/bash" }).trim());
 const status = () => {
   const s = fs.readFileSync(`/proc/${hubPid}/status`, "utf8");
   const kb = (k) => Number(new RegExp(`${k}:\\s+(\\d+) kB`).exec(s)[1]) / 1024;
@@ -119,7 +126,7 @@ log("after the clients closed", afterClose);
 process.kill(hubPid, "SIGTERM");
 await new Promise((r) => wrapper.once("exit", r));
 await core.deleteNamespace({ name: ns }).catch(() => {});
-const out = { command: `HUB_WRAP=${JSON.stringify(process.env.HUB_WRAP ?? "")} HUB_ARGS=${JSON.stringify(process.env.HUB_ARGS ?? "")} HUB_ENV=${JSON.stringify(process.env.HUB_ENV ?? "")} SESSIONS=${SESSIONS} STEPS=${STEPS.join(",")} CLIENT_PROCS=${CLIENT_PROCS} node bench/hub-fanout/memory.mjs`, rows, afterClose };
+const out = { command: `TARGET=${TARGET} HUB_BIN=${TARGET === "peer" ? "" : HUB_BIN} HUB_WRAP=${JSON.stringify(process.env.HUB_WRAP ?? "")} HUB_ARGS=${JSON.stringify(process.env.HUB_ARGS ?? "")} HUB_ENV=${JSON.stringify(process.env.HUB_ENV ?? "")} SESSIONS=${SESSIONS} STEPS=${STEPS.join(",")} CLIENT_PROCS=${CLIENT_PROCS} node bench/hub-fanout/memory.mjs`, rows, afterClose };
 if (process.env.OUT) fs.writeFileSync(process.env.OUT, JSON.stringify(out, null, 2));
 console.log(JSON.stringify(out));
 process.exit(0);
