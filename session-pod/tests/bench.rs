@@ -10,7 +10,6 @@ mod support;
 use std::time::{Duration, Instant};
 
 use crds::SessionState;
-use devcluster::testing::TestCluster;
 use support::*;
 
 const T: Duration = Duration::from_secs(60);
@@ -111,27 +110,6 @@ fn runs_from_env(var: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// An agent for session `name` in `ns` on WhatsApp Web at `url`, with an empty profile in a
-/// temporary dir; the dir is returned first so that, bound in that order, it outlives the agent.
-fn start_on_empty_profile(
-    c: &TestCluster,
-    ns: &str,
-    name: &str,
-    url: &str,
-    extra_env: Vec<(&'static str, String)>,
-) -> (tempfile::TempDir, Agent) {
-    let tmp = tempfile::tempdir().expect("tmp");
-    let agent = Agent::start(AgentOpts {
-        ns,
-        name,
-        url,
-        data_dir: &tmp.path().join("data"),
-        kubeconfig: c.kubeconfig(),
-        extra_env,
-    });
-    (tmp, agent)
 }
 
 #[tokio::test]

@@ -274,6 +274,27 @@ impl Agent {
     }
 }
 
+/// An agent for session `name` in `ns` on WhatsApp Web at `url`, with an empty profile in a
+/// temporary dir; the dir is returned first so that, bound in that order, it outlives the agent.
+pub fn start_on_empty_profile(
+    c: &TestCluster,
+    ns: &str,
+    name: &str,
+    url: &str,
+    extra_env: Vec<(&'static str, String)>,
+) -> (tempfile::TempDir, Agent) {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let agent = Agent::start(AgentOpts {
+        ns,
+        name,
+        url,
+        data_dir: &tmp.path().join("data"),
+        kubeconfig: c.kubeconfig(),
+        extra_env,
+    });
+    (tmp, agent)
+}
+
 /// An agent killed by `kill_on_drop` (SIGKILL) leaves its Chromium behind on a host (in a pod
 /// the container's end takes it along), so a finished test kills that Chromium itself.
 impl Drop for Agent {
