@@ -5,14 +5,15 @@ use std::collections::{HashSet, VecDeque};
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chromiumoxide::Page;
+use chromiumoxide::auth::Credentials;
 use chromiumoxide::browser::Browser;
 use chromiumoxide::cdp::browser_protocol::fetch::{
-    self, AuthChallengeResponse, AuthChallengeResponseResponse, AuthChallengeSource,
-    ContinueRequestParams, ContinueWithAuthParams, EventAuthRequired, EventRequestPaused,
-    FailRequestParams, RequestPattern,
+    self, ContinueRequestParams, EventAuthRequired, EventRequestPaused, FailRequestParams,
+    RequestPattern,
 };
 use chromiumoxide::cdp::browser_protocol::inspector::EventTargetCrashed;
 use chromiumoxide::cdp::browser_protocol::memory::{
@@ -41,6 +42,11 @@ use crate::error::{Error, Result};
 /// 64 MiB): then `--disable-dev-shm-usage` makes it use /tmp instead. The operator mounts a
 /// 256 MiB memory emptyDir, which one WhatsApp tab fits in.
 const MIN_DEV_SHM: u64 = 128 * 1024 * 1024;
+
+/// What the agent says when the proxy refused the credentials (log, and the status of a page
+/// that did not load).
+pub const PROXY_REFUSED: &str =
+    "the proxy refused the credentials (WA_PROXY_USERNAME, WA_PROXY_PASSWORD)";
 
 /// Resource types not needed to log in and keep the session: skipping them saves memory.
 const BLOCKED_TYPES: [ResourceType; 3] =
@@ -173,8 +179,18 @@ fn dev_shm_size() -> Option<u64> {
 /// ([`BLOCKED_TYPES`]) also starts only then: images or fonts the page asks for within its
 /// first few hundred milliseconds still load (WhatsApp Web's own come after it has booted).
 pub fn start_page(cfg: &Config) -> Option<&str> {
-    let credentials = cfg.proxy_username.is_some() && cfg.proxy_password.is_some();
-    (!credentials).then_some(cfg.url.as_str())
+    proxy_credentials(cfg).is_none().then_some(cfg.url.as_str())
+}
+
+/// The proxy's user name and password, when both are configured.
+fn proxy_credentials(cfg: &Config) -> Option<Credentials> {
+    match (&cfg.proxy_username, &cfg.proxy_password) {
+        (Some(username), Some(password)) => Some(Credentials {
+            username: username.clone(),
+            password: password.clone(),
+        }),
+        _ => None,
+    }
 }
 
 /// A running Chromium with the one page the agent drives.
@@ -187,6 +203,8 @@ pub struct BrowserSession {
     aux: Vec<JoinHandle<()>>,
     /// Becomes true when the CDP connection ends (Chromium exited) or the page's renderer crashed.
     gone: watch::Receiver<bool>,
+    /// Set when the proxy challenged a request again after the credentials were sent.
+    proxy_refused: Arc<AtomicBool>,
     /// The page calls the notify binding on every change it sees.
     pub notifications: mpsc::Receiver<String>,
     cdp_timeout: Duration,
@@ -214,6 +232,10 @@ impl BrowserSession {
             request_timeout: cfg.cdp_timeout,
             viewport: None,
             ignore_invalid_messages: false,
+            // With proxy credentials chromiumoxide answers the challenges ([`intercept`]); this
+            // keeps it from also continuing every paused request itself, which the agent does
+            // (or fails, for the blocked resource types).
+            request_intercept: proxy_credentials(cfg).is_some(),
             ..HandlerConfig::default()
         };
         let (browser, mut handler) =
@@ -253,7 +275,8 @@ impl BrowserSession {
             }
             let _ = gone_tx.send(true);
         });
-        let opened = open_page(&browser, cfg, gone_tx2).await;
+        let proxy_refused = Arc::new(AtomicBool::new(false));
+        let opened = open_page(&browser, cfg, gone_tx2, proxy_refused.clone()).await;
         tracing::debug!(
             ms = t0.elapsed().as_millis() as u64,
             "page ready (bindings, listeners, interception)"
@@ -268,6 +291,7 @@ impl BrowserSession {
                     handler,
                     aux,
                     gone,
+                    proxy_refused,
                     notifications,
                     cdp_timeout: cfg.cdp_timeout,
                     start_page,
@@ -380,6 +404,12 @@ impl BrowserSession {
             .value
             .clone()
             .unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Whether the proxy refused the credentials (a request challenged again after them): a
+    /// page that does not load says why.
+    pub fn proxy_refused(&self) -> bool {
+        self.proxy_refused.load(Ordering::Relaxed)
     }
 
     /// True once Chromium's CDP connection is gone.
@@ -631,6 +661,7 @@ async fn open_page(
     browser: &Browser,
     cfg: &Config,
     gone: Arc<watch::Sender<bool>>,
+    proxy_refused: Arc<AtomicBool>,
 ) -> Result<(Page, mpsc::Receiver<String>, Aux)> {
     let t0 = std::time::Instant::now();
     let page = tokio::time::timeout(cfg.cdp_timeout, initial_tab(browser))
@@ -665,7 +696,7 @@ async fn open_page(
             let _ = gone.send(true);
         }
     }));
-    intercept(cfg, &page, &mut aux).await?;
+    intercept(cfg, &page, &mut aux, proxy_refused).await?;
     if !cfg.memory_relief_interval.is_zero() {
         aux.push(tokio::spawn(relieve_memory(
             page.clone(),
@@ -736,11 +767,13 @@ async fn relieve_memory(page: Page, interval: Duration) {
 /// Fetch interception: blocks heavy resource types and answers the proxy's auth challenge.
 /// Only requests matching the patterns are paused, so without proxy credentials ordinary
 /// requests never wait on the agent.
-async fn intercept(cfg: &Config, page: &Page, aux: &mut Aux) -> Result<()> {
-    let credentials = match (&cfg.proxy_username, &cfg.proxy_password) {
-        (Some(u), Some(p)) => Some((u.clone(), p.clone())),
-        _ => None,
-    };
+async fn intercept(
+    cfg: &Config,
+    page: &Page,
+    aux: &mut Aux,
+    proxy_refused: Arc<AtomicBool>,
+) -> Result<()> {
+    let credentials = proxy_credentials(cfg);
     let mut patterns = Vec::new();
     if cfg.block_resources {
         for t in BLOCKED_TYPES {
@@ -775,38 +808,27 @@ async fn intercept(cfg: &Config, page: &Page, aux: &mut Aux) -> Result<()> {
             }
         }
     }));
-    if let Some((user, pass)) = credentials.clone() {
+    if let Some(credentials) = credentials.clone() {
+        // chromiumoxide (0.9.1) answers every `Fetch.authRequired` of a page itself, before any
+        // listener of ours sees it: without credentials of its own with `Default`, which
+        // headless Chromium takes as a cancel, so the agent's own answer then failed ("Invalid
+        // state for continueInterceptedRequest") and WhatsApp Web never loaded through an
+        // authenticating proxy (tests/proxy.rs found it). So chromiumoxide is given the
+        // credentials and answers: the first challenge of a request with them, a second one for
+        // the same request (credentials refused) with a cancel, so a refusal is never retried.
+        page.authenticate(credentials).await?;
+        // The agent only watches, to tell a refusal: a page that then does not load says why
+        // (the loop's load timeout; the relaunch is the incident's one WARN).
         let mut auth = page.event_listener::<EventAuthRequired>().await?;
-        let p = page.clone();
-        let creds = Arc::new((user, pass));
         aux.push(tokio::spawn(async move {
-            // A second challenge for the same request means the credentials were refused.
-            let mut tried = HashSet::new();
+            let mut challenged = HashSet::new();
             while let Some(ev) = auth.next().await {
-                let is_proxy = ev.auth_challenge.source == Some(AuthChallengeSource::Proxy);
-                let response = if is_proxy && tried.insert(ev.request_id.inner().clone()) {
-                    AuthChallengeResponse {
-                        response: AuthChallengeResponseResponse::ProvideCredentials,
-                        username: Some(creds.0.clone()),
-                        password: Some(creds.1.clone()),
-                    }
+                let source = ev.auth_challenge.source.clone();
+                if challenged.insert(ev.request_id.inner().clone()) {
+                    tracing::debug!(?source, url = %ev.request.url, "auth challenge answered with the proxy credentials");
                 } else {
-                    let response = if is_proxy {
-                        AuthChallengeResponseResponse::CancelAuth
-                    } else {
-                        AuthChallengeResponseResponse::Default
-                    };
-                    AuthChallengeResponse {
-                        response,
-                        username: None,
-                        password: None,
-                    }
-                };
-                if let Err(e) = p
-                    .execute(ContinueWithAuthParams::new(ev.request_id.clone(), response))
-                    .await
-                {
-                    tracing::debug!(error = %e, "answering an auth challenge");
+                    proxy_refused.store(true, Ordering::Relaxed);
+                    tracing::info!(?source, url = %ev.request.url, "{PROXY_REFUSED}");
                 }
             }
         }));

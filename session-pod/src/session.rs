@@ -489,12 +489,16 @@ impl Agent {
             loaded_once |= snap.loaded;
             self.health.set_ready(snap.loaded);
             if !loaded_once && started.elapsed() > self.cfg.page_load_timeout {
+                let mut message = format!(
+                    "WhatsApp Web did not load within {:?}",
+                    self.cfg.page_load_timeout
+                );
+                if b.proxy_refused() {
+                    message = format!("{message}: {}", crate::browser::PROXY_REFUSED);
+                }
                 return Outcome::Failed {
                     code: error_codes::TIMEOUT,
-                    message: format!(
-                        "WhatsApp Web did not load within {:?}",
-                        self.cfg.page_load_timeout
-                    ),
+                    message,
                     launch: true,
                 };
             }

@@ -6,6 +6,8 @@ command -v chromium >/dev/null || need+=(chromium)
 command -v ip >/dev/null || need+=(iproute2)
 fc-list 2>/dev/null | grep -qi noto || need+=(fonts-noto-core)
 command -v nsenter >/dev/null || need+=(util-linux)
+# the egress proxy of session-pod/tests/proxy.rs (an authenticating proxy, BasicAuth)
+command -v tinyproxy >/dev/null || need+=(tinyproxy)
 # The devcluster node: runc and the CNI plugins beside containerd (built from Go modules),
 # iptables/conntrack for kube-proxy, and the image tools (buildah, skopeo, debootstrap, the
 # distribution registry) for the images it runs.
