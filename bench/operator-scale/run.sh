@@ -7,9 +7,16 @@
 # first apply until the last pod was created, scheduled, had its containers running (the
 # kubelet/containerd side) and was Ready (the readiness probe), next to the last session Ready.
 #
+# Where the CPU goes: seconds of each part of the cluster from the first create to all Ready
+# (cpu.py: the control plane's processes, the node's by name with the children they reaped,
+# the node's and the pods' cgroups), and the client-side throttling the controller-manager,
+# the scheduler and the kubelet logged in that time (client-go logs a wait over 1 s).
+#
 # Usage: KUBECONFIG=<devcluster kubeconfig> REGISTRY=<its registry> bench/operator-scale/run.sh [N ...]
 #   (default: 100 500; both from the devcluster's cluster.env). For 500 the node needs pod
-#   addresses: `devcluster up --pod-cidr 10.246.0.0/21` (kubelet maxPods follows the subnet).
+#   addresses: `devcluster up --pod-cidr 10.246.0.0/21` (kubelet maxPods follows the subnet);
+#   `--api-qps 100` lifts kube-controller-manager's 20 requests/s, which otherwise holds pod
+#   creation to ~5 a second (docs/operator.md "Scale").
 #   OPERATOR_ARGS: extra wa-operator flags (e.g. --concurrency 32).
 #   BENCH_JSON=FILE: also write the figures as JSON (with the command and `uptime`).
 # Needs the release binaries (wa-operator, devcluster-testpod) in $WA_BIN_DIR or
@@ -42,6 +49,14 @@ cluster_mem_mib() { # rss + kernel memory of every process of the cluster (page 
   echo $(((rss + kmem) / 1048576))
 }
 
+state_dir=$(dirname "$KUBECONFIG")
+throttled() { # client-go's "Waited for ... due to client-side throttling" lines so far, per part
+  local c
+  for c in kube-controller-manager kube-scheduler kubelet; do
+    printf '%s=%s ' "$c" "$(grep -c 'client-side throttling' "$state_dir/logs/$c.log" 2>/dev/null || true)"
+  done
+}
+
 metric() { curl -fsS "http://127.0.0.1:$port/metrics" | awk -v m="$1" '$1==m {print $2}'; }
 
 for n in "${sizes[@]}"; do
@@ -65,8 +80,14 @@ for n in "${sizes[@]}"; do
     printf -- '---\napiVersion: whatsapp.leadmaster.io/v1alpha1\nkind: WhatsAppSession\nmetadata: {name: s%04d}\nspec: {tenant: bench, deletionPolicy: Delete}\n' "$i" \
       >>"$manifest/$(( (i - 1) / 25 )).yaml"
   done
+  lag_json=$(mktemp)
+  python3 bench/operator-scale/lag.py "$ns" "$n" "$lag_json" &
+  lag_pid=$!
   load_before=$(uptime)
   mem_before=$(cluster_mem_mib)
+  cpu_before=$(mktemp)
+  python3 bench/operator-scale/cpu.py snapshot "$state_dir" >"$cpu_before"
+  throttled_before=$(throttled)
   start=$(date +%s.%N)
   printf '%s\n' "$manifest"/*.yaml | xargs -P 8 -I{} kubectl create -n "$ns" -f {} >/dev/null
   ready=0
@@ -78,6 +99,16 @@ for n in "${sizes[@]}"; do
     sleep 2
   done
   end=$(date +%s.%N)
+  wait "$lag_pid" || true
+  lag=$(cat "$lag_json" 2>/dev/null || echo null); rm -f "$lag_json"
+  echo "N=$n as the watches saw it (s after the start; lag = session Ready after its pod's Ready): $lag" >&2
+  cpu_after=$(mktemp)
+  python3 bench/operator-scale/cpu.py snapshot "$state_dir" >"$cpu_after"
+  cluster_cpu=$(python3 bench/operator-scale/cpu.py diff "$cpu_before" "$cpu_after" "$n")
+  rm -f "$cpu_before" "$cpu_after"
+  throttling="before: $throttled_before after: $(throttled)"
+  echo "N=$n CPU seconds (ms per pod) from the first create to all Ready: $cluster_cpu" >&2
+  echo "N=$n client-side throttling lines, $throttling" >&2
   secs=$(echo "$end - $start" | bc)
   hwm_kb=$(awk '/VmHWM/ {print $2}' "/proc/$op_pid/status")
   read -r utime stime < <(awk '{print $14, $15}' "/proc/$op_pid/stat")
@@ -105,8 +136,8 @@ print(json.dumps({
     "$per_pod_mib" "$(awk '/MemAvailable/ {print int($2/1024)}' /proc/meminfo)")
   echo "N=$n $phases" >&2
   load_after=$(uptime)
-  json_rows+=("$(python3 -c 'import json,sys; a=sys.argv; print(json.dumps({"sessions": int(a[1]), "ready": int(a[2]), "seconds_to_all_ready": round(float(a[3]), 1), "operator_peak_rss_mib": int(a[4]), "operator_cpu_s": float(a[5]), "kube_requests_per_session": float(a[6]), "phases": json.loads(a[7]), "uptime_before": a[8].strip(), "uptime_after": a[9].strip()}))' \
-    "$n" "$ready" "$secs" "$((hwm_kb / 1024))" "$cpu" "$per_cr" "$phases" "$load_before" "$load_after")")
+  json_rows+=("$(python3 -c 'import json,sys; a=sys.argv; print(json.dumps({"sessions": int(a[1]), "ready": int(a[2]), "seconds_to_all_ready": round(float(a[3]), 1), "operator_peak_rss_mib": int(a[4]), "operator_cpu_s": float(a[5]), "kube_requests_per_session": float(a[6]), "phases": json.loads(a[7]), "cluster_cpu": json.loads(a[10]), "watched": json.loads(a[12]), "throttling_log_lines": a[11].strip(), "uptime_before": a[8].strip(), "uptime_after": a[9].strip()}))' \
+    "$n" "$ready" "$secs" "$((hwm_kb / 1024))" "$cpu" "$per_cr" "$phases" "$load_before" "$load_after" "$cluster_cpu" "$throttling" "$lag")")
   results+=("$(printf '%6s %8s %10.1f %12s %10s %14s' "$n" "$ready" "$secs" "$((hwm_kb / 1024))" "$cpu" "$per_cr")")
 
   # Clean up: deleting the namespace deletes the sessions (policy Delete) through the operator.

@@ -83,6 +83,7 @@ pub async fn start(
     bins: &Binaries,
     pki: &Pki,
     host_ip: Ipv4Addr,
+    api_qps: Option<u32>,
     cp: &mut ControlPlane,
 ) -> Result<kube::Client, StartError> {
     let s = |p: &Path| p.display().to_string();
@@ -194,7 +195,7 @@ pub async fn start(
 
     // Controllers needing a cloud provider or node CIDR allocation are off; everything else
     // (GC, namespace, ServiceAccount, token, StatefulSet, PV binder, endpoints, ...) runs.
-    let cm_args = vec![
+    let mut cm_args = vec![
         format!("--kubeconfig={}", s(&cm_kc)),
         format!("--authentication-kubeconfig={}", s(&cm_kc)),
         format!("--authorization-kubeconfig={}", s(&cm_kc)),
@@ -209,6 +210,7 @@ pub async fn start(
         "--service-cluster-ip-range=10.0.0.0/24".into(),
         "--v=1".into(),
     ];
+    cm_args.extend(client_rate_args(api_qps));
     let cm = spawn(
         layout,
         "kube-controller-manager",
@@ -217,7 +219,7 @@ pub async fn start(
     )?;
     cp.components.push(cm);
 
-    let sched_args = vec![
+    let mut sched_args = vec![
         format!("--kubeconfig={}", s(&sched_kc)),
         format!("--authentication-kubeconfig={}", s(&sched_kc)),
         format!("--authorization-kubeconfig={}", s(&sched_kc)),
@@ -225,9 +227,23 @@ pub async fn start(
         "--leader-elect=false".into(),
         "--v=1".into(),
     ];
+    sched_args.extend(client_rate_args(api_qps));
     let sched = spawn(layout, "kube-scheduler", &bins.kube_scheduler, &sched_args)?;
     cp.components.push(sched);
     Ok(client)
+}
+
+/// `--kube-api-qps`/`--kube-api-burst` of the controller-manager and the scheduler (burst twice
+/// the rate, as the kubelet's defaults are); nothing keeps their own defaults.
+fn client_rate_args(api_qps: Option<u32>) -> Vec<String> {
+    api_qps
+        .map(|q| {
+            vec![
+                format!("--kube-api-qps={q}"),
+                format!("--kube-api-burst={}", q.saturating_mul(2)),
+            ]
+        })
+        .unwrap_or_default()
 }
 
 /// Starts one part of the cluster (control plane or node) with its log and pidfile in `layout`.
@@ -335,4 +351,18 @@ pub async fn readyz(client: &kube::Client) -> bool {
         return false;
     };
     matches!(tokio::time::timeout(Duration::from_secs(3), client.request_text(req)).await, Ok(Ok(t)) if t.trim() == "ok")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_rate_args;
+
+    #[test]
+    fn client_rate_is_the_components_own_unless_asked_for() {
+        assert!(client_rate_args(None).is_empty());
+        assert_eq!(
+            client_rate_args(Some(100)),
+            ["--kube-api-qps=100", "--kube-api-burst=200"]
+        );
+    }
 }

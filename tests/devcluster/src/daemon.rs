@@ -29,6 +29,8 @@ pub struct DaemonOptions {
     pub pod_cidr: PodCidr,
     pub pod_egress: bool,
     pub bin_dir: Option<PathBuf>,
+    /// Client request rate of the controller-manager, scheduler and kubelet; none: theirs.
+    pub api_qps: Option<u32>,
 }
 
 /// Runs the supervisor to completion; returns the process exit code.
@@ -184,7 +186,7 @@ async fn start(
     // the API server reaches the kubelet port at the Node's InternalIP
     let pki =
         pki::generate(&layout.pki_dir(), host_ip, &[plan.node_ip]).map_err(|e| daemon_err(&e))?;
-    let client = control_plane::start(layout, &bins, &pki, host_ip, cp).await?;
+    let client = control_plane::start(layout, &bins, &pki, host_ip, opts.api_qps, cp).await?;
 
     provisioner::ensure_storage_class_with_retry(&client)
         .await
@@ -224,6 +226,7 @@ async fn start(
         pki: &pki,
         api_server: format!("https://{host_ip}:{}", cp.api_port),
         pod_egress: opts.pod_egress,
+        api_qps: opts.api_qps,
         bins: node_bins,
     };
     let mut started = Vec::new();

@@ -61,6 +61,8 @@ pub struct UpOptions {
     pub pod_egress: bool,
     /// Directory holding etcd and the kube-* binaries; none: the versioned build cache.
     pub bin_dir: Option<PathBuf>,
+    /// Client request rate of the controller-manager, scheduler and kubelet; none: theirs.
+    pub api_qps: Option<u32>,
     /// The `devcluster` executable that runs the supervisor (`devcluster daemon`).
     pub exe: PathBuf,
     pub timeout: Duration,
@@ -163,6 +165,9 @@ pub async fn up(opts: &UpOptions) -> Result<ClusterEnv, UpError> {
     }
     if opts.pod_egress {
         cmd.arg("--pod-egress");
+    }
+    if let Some(qps) = opts.api_qps {
+        cmd.arg("--api-qps").arg(qps.to_string());
     }
     cmd.stdin(Stdio::null()).stdout(log).stderr(log2);
     // SAFETY: setsid is async-signal-safe. Its own session: the supervisor outlives `up`

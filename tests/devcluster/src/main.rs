@@ -43,6 +43,12 @@ enum Command {
         /// Give up when not ready after this many seconds.
         #[arg(long, env = "DEVCLUSTER_UP_TIMEOUT", default_value_t = 180)]
         timeout_secs: u64,
+        /// Requests per second (bursts of twice that) each client of kube-controller-manager,
+        /// kube-scheduler and the kubelet may send [default: their own, 20, 50 and 50]. At
+        /// 20/s the StatefulSet controller creates ~5 pods a second; benches that start
+        /// hundreds of pods raise it, as large clusters do.
+        #[arg(long, env = "DEVCLUSTER_API_QPS", value_parser = clap::value_parser!(u32).range(1..=10000))]
+        api_qps: Option<u32>,
     },
     /// Stop the cluster and remove its processes, mounts and network namespaces (idempotent).
     Down {
@@ -77,6 +83,8 @@ enum Command {
         pod_egress: bool,
         #[arg(long)]
         bin_dir: Option<PathBuf>,
+        #[arg(long)]
+        api_qps: Option<u32>,
     },
 }
 
@@ -106,6 +114,7 @@ async fn main() -> ExitCode {
             pod_egress,
             bin_dir,
             timeout_secs,
+            api_qps,
         } => {
             init_logs(false);
             let exe = match std::env::current_exe() {
@@ -120,6 +129,7 @@ async fn main() -> ExitCode {
                 pod_cidr,
                 pod_egress,
                 bin_dir,
+                api_qps,
                 exe,
                 timeout: Duration::from_secs(timeout_secs),
             };
@@ -173,6 +183,7 @@ async fn main() -> ExitCode {
             pod_cidr,
             pod_egress,
             bin_dir,
+            api_qps,
         } => {
             init_logs(true);
             let pod_cidr = match PodCidr::parse(&pod_cidr) {
@@ -187,6 +198,7 @@ async fn main() -> ExitCode {
                 pod_cidr,
                 pod_egress,
                 bin_dir,
+                api_qps,
             };
             match daemon::run(opts).await {
                 0 => ExitCode::SUCCESS,

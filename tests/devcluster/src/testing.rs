@@ -165,6 +165,7 @@ impl Claim {
             pod_cidr,
             pod_egress: false,
             bin_dir: std::env::var_os("DEVCLUSTER_BIN_DIR").map(PathBuf::from),
+            api_qps: None,
             exe: devcluster_exe(&release_dir()),
             timeout: Duration::from_secs(180),
         };
@@ -247,6 +248,7 @@ async fn start(name: &str, pod_cidr: &str) -> (PathBuf, ClusterEnv) {
         pod_cidr: pod_cidr.into(),
         pod_egress: false,
         bin_dir: std::env::var_os("DEVCLUSTER_BIN_DIR").map(PathBuf::from),
+        api_qps: None,
         exe,
         timeout: Duration::from_secs(300),
     };

@@ -114,7 +114,10 @@ pub fn max_pods(plan: &NodePlan) -> u32 {
     (1u32 << (32 - u32::from(plan.pods.prefix))).saturating_sub(3)
 }
 
-pub fn kubelet_config(plan: &NodePlan, f: &KubeletFiles<'_>) -> String {
+pub fn kubelet_config(plan: &NodePlan, f: &KubeletFiles<'_>, api_qps: Option<u32>) -> String {
+    let rate = api_qps
+        .map(|q| format!("kubeAPIQPS: {q}\nkubeAPIBurst: {}\n", q.saturating_mul(2)))
+        .unwrap_or_default();
     format!(
         r#"apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -159,7 +162,7 @@ protectKernelDefaults: false
 makeIPTablesUtilChains: false
 shutdownGracePeriod: 0s
 maxPods: {max_pods}
-"#,
+{rate}"#,
         max_pods = max_pods(plan),
         cgroup_root = f.cgroup_root,
         node_ip = plan.node_ip,
@@ -287,13 +290,18 @@ mod tests {
             volume_plugin_dir: Path::new("/s/plugins"),
             cgroup_root: "/dc-0000abcd",
         };
-        let c = kubelet_config(&plan(), &f);
+        let c = kubelet_config(&plan(), &f, None);
         assert!(c.contains("address: 10.244.7.2\n"));
         assert!(c.contains("failCgroupV1: false"));
         assert!(c.contains("cgroupRoot: /dc-0000abcd"));
         assert!(c.contains("clusterDNS: [10.0.0.10]"));
         assert!(c.contains("anonymous:\n    enabled: false"));
         assert!(c.contains("maxPods: 125\n"));
+        // the kubelet's own client rate unless one is asked for
+        assert!(!c.contains("kubeAPIQPS"));
+        let fast = kubelet_config(&plan(), &f, Some(100));
+        assert!(fast.contains("kubeAPIQPS: 100\nkubeAPIBurst: 200\n"));
+        serde_saphyr::from_str::<serde_json::Value>(&fast).expect("valid YAML");
     }
 
     #[test]

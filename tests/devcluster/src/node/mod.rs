@@ -37,6 +37,8 @@ pub struct RealNodeConfig<'a> {
     /// The API server as the node reaches it (the forwarder on the host's link address).
     pub api_server: String,
     pub pod_egress: bool,
+    /// The kubelet's `kubeAPIQPS` (burst twice that); none: the kubelet's default.
+    pub api_qps: Option<u32>,
     pub bins: NodeBinaries,
 }
 
@@ -199,7 +201,10 @@ impl RealNode {
             volume_plugin_dir: &root.join("var-lib").join("volume-plugins"),
             cgroup_root: &names.cgroup,
         };
-        write(&kubelet_cfg, &config::kubelet_config(plan, &files))?;
+        write(
+            &kubelet_cfg,
+            &config::kubelet_config(plan, &files, cfg.api_qps),
+        )?;
         let proxy_cfg = etc.join("kube-proxy.yaml");
         write(
             &proxy_cfg,
