@@ -158,23 +158,7 @@ impl Claim {
             locks,
         } = self;
         let _ = lifecycle::down(&state_dir).await;
-        std::fs::create_dir_all(&state_dir)
-            .unwrap_or_else(|e| panic!("creating {}: {e}", state_dir.display()));
-        let opts = UpOptions {
-            state_dir: state_dir.clone(),
-            pod_cidr,
-            pod_egress: false,
-            bin_dir: std::env::var_os("DEVCLUSTER_BIN_DIR").map(PathBuf::from),
-            api_qps: None,
-            exe: devcluster_exe(&release_dir()),
-            timeout: Duration::from_secs(180),
-        };
-        let env = lifecycle::up(&opts).await.unwrap_or_else(|e| {
-            panic!(
-                "devcluster up --state-dir {} failed: {e}",
-                state_dir.display()
-            )
-        });
+        let env = up(&state_dir, pod_cidr, Duration::from_secs(180)).await;
         let mut cluster = with_config(state_dir, env).await;
         cluster.claim = locks;
         cluster
@@ -239,26 +223,30 @@ pub fn own_state_dir(name: &str) -> PathBuf {
 /// Starts (or reuses) the cluster in `<cache>/state/<name>`.
 async fn start(name: &str, pod_cidr: &str) -> (PathBuf, ClusterEnv) {
     let state_dir = cache_dir().join("state").join(name);
-    let bin_dir = release_dir();
-    let exe = devcluster_exe(&bin_dir);
-    std::fs::create_dir_all(&state_dir)
+    let env = up(&state_dir, pod_cidr.into(), Duration::from_secs(300)).await;
+    (state_dir, env)
+}
+
+/// `devcluster up` of a test cluster in `state_dir` (the components' own client rates, no
+/// egress, this checkout's binaries), panicking with the reason when it does not come up.
+async fn up(state_dir: &Path, pod_cidr: String, timeout: Duration) -> ClusterEnv {
+    std::fs::create_dir_all(state_dir)
         .unwrap_or_else(|e| panic!("creating {}: {e}", state_dir.display()));
     let opts = UpOptions {
-        state_dir: state_dir.clone(),
-        pod_cidr: pod_cidr.into(),
+        state_dir: state_dir.to_path_buf(),
+        pod_cidr,
         pod_egress: false,
         bin_dir: std::env::var_os("DEVCLUSTER_BIN_DIR").map(PathBuf::from),
         api_qps: None,
-        exe,
-        timeout: Duration::from_secs(300),
+        exe: devcluster_exe(&release_dir()),
+        timeout,
     };
-    match lifecycle::up(&opts).await {
-        Ok(env) => (state_dir, env),
-        Err(e) => panic!(
+    lifecycle::up(&opts).await.unwrap_or_else(|e| {
+        panic!(
             "devcluster up --state-dir {} failed: {e}",
             state_dir.display()
-        ),
-    }
+        )
+    })
 }
 
 /// Where the project's release binaries are: `$WA_BIN_DIR`, `$CARGO_TARGET_DIR/release`, or
