@@ -233,14 +233,20 @@ pub async fn start(
     Ok(client)
 }
 
-/// `--kube-api-qps`/`--kube-api-burst` of the controller-manager and the scheduler (burst twice
-/// the rate, as the kubelet's defaults are); nothing keeps their own defaults.
+/// The burst allowed with a client request rate `qps` (`devcluster up --api-qps`): twice the
+/// rate, as the kubelet's and the scheduler's own defaults (50/100) are.
+pub fn api_burst(qps: u32) -> u32 {
+    qps.saturating_mul(2)
+}
+
+/// `--kube-api-qps`/`--kube-api-burst` of the controller-manager and the scheduler; nothing
+/// keeps their own defaults.
 fn client_rate_args(api_qps: Option<u32>) -> Vec<String> {
     api_qps
         .map(|q| {
             vec![
                 format!("--kube-api-qps={q}"),
-                format!("--kube-api-burst={}", q.saturating_mul(2)),
+                format!("--kube-api-burst={}", api_burst(q)),
             ]
         })
         .unwrap_or_default()

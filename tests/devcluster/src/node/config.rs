@@ -4,6 +4,7 @@
 use std::net::Ipv4Addr;
 use std::path::Path;
 
+use crate::control_plane::api_burst;
 use crate::state::NodePlan;
 
 /// The ClusterIP of the `kube-dns` Service (the tenth address of the service range, as on
@@ -116,7 +117,7 @@ pub fn max_pods(plan: &NodePlan) -> u32 {
 
 pub fn kubelet_config(plan: &NodePlan, f: &KubeletFiles<'_>, api_qps: Option<u32>) -> String {
     let rate = api_qps
-        .map(|q| format!("kubeAPIQPS: {q}\nkubeAPIBurst: {}\n", q.saturating_mul(2)))
+        .map(|q| format!("kubeAPIQPS: {q}\nkubeAPIBurst: {}\n", api_burst(q)))
         .unwrap_or_default();
     format!(
         r#"apiVersion: kubelet.config.k8s.io/v1beta1
