@@ -45,7 +45,8 @@ const custom = kc.makeApiClient(k8s.CustomObjectsApi);
 const crd = k8s.loadYaml(fs.readFileSync(path.join(here, "../../crds/whatsappsession.yaml"), "utf8"));
 await ext.createCustomResourceDefinition({ body: crd }).catch((e) => { if (e.code !== 409) throw e; });
 const ns = `bench-memory-${Math.random().toString(36).slice(2, 8)}`;
-await core.createNamespace({ body: { metadata: { name: ns } } });
+// Claimed for tenant bench (docs/design.md §2): the hub serves no session of an unclaimed namespace.
+await core.createNamespace({ body: { metadata: { name: ns, labels: { "tenant.whatsapp.leadmaster.io/bench": "" } } } });
 for (;;) {
   try {
     await custom.listNamespacedCustomObject({ group, version, namespace: ns, plural });

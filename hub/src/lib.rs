@@ -7,6 +7,7 @@
 pub mod actions;
 pub mod app;
 pub mod auth;
+pub mod client_addr;
 pub mod config;
 pub mod error;
 pub mod ids;
@@ -18,4 +19,5 @@ pub mod ratelimit;
 pub mod routes;
 pub mod snapshot;
 pub mod socket;
+pub mod tenancy;
 pub mod view;

@@ -30,6 +30,8 @@ pub struct Metrics {
     pub watch_live: Gauge,
     pub watch_errors: Counter,
     pub sessions: Gauge,
+    /// Sessions whose namespace does not claim their tenant: served to nobody.
+    pub unclaimed_sessions: Gauge,
     pub qr_renders: Counter,
 }
 
@@ -52,6 +54,7 @@ impl Metrics {
         let watch_live = Gauge::default();
         let watch_errors = Counter::default();
         let sessions = Gauge::default();
+        let unclaimed_sessions = Gauge::default();
         let qr_renders = Counter::default();
         registry.register(
             "sockets_connected",
@@ -90,6 +93,11 @@ impl Metrics {
         );
         registry.register("sessions", "WhatsAppSessions in the view", sessions.clone());
         registry.register(
+            "unclaimed_sessions",
+            "WhatsAppSessions served to nobody: their namespace lacks the label tenant.whatsapp.leadmaster.io/<tenant>",
+            unclaimed_sessions.clone(),
+        );
+        registry.register(
             "qr_renders",
             "QR strings rendered to PNG (cache misses)",
             qr_renders.clone(),
@@ -104,6 +112,7 @@ impl Metrics {
             watch_live,
             watch_errors,
             sessions,
+            unclaimed_sessions,
             qr_renders,
         }
     }
@@ -123,6 +132,9 @@ impl telemetry::Scrape for crate::app::Hub {
     }
 
     fn refresh(&self) {
-        self.metrics.sessions.set(self.view.all().len() as i64);
+        let all = self.view.all();
+        self.metrics.sessions.set(all.len() as i64);
+        let unclaimed = all.iter().filter(|s| !self.is_claimed(s)).count();
+        self.metrics.unclaimed_sessions.set(unclaimed as i64);
     }
 }

@@ -195,6 +195,14 @@ async function startSystem() {
   kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd/whatsappsessions.whatsapp.leadmaster.io']);
   namespace = `e2e-${randomBytes(3).toString('hex')}`;
   kubectl(['create', 'namespace', namespace]);
+  // The namespace holds the sessions of every test tenant: a cluster admin's claim labels
+  // (docs/design.md §2 "Tenants and namespaces"); the hub serves no session without its claim.
+  kubectl([
+    'label',
+    'namespace',
+    namespace,
+    ...['acme', 'globex', 'initech', 'figures', 'soak'].map((t) => `tenant.whatsapp.leadmaster.io/${t}=`),
+  ]);
   log(`namespace ${namespace}`);
 
   // Users: one per tenant (+ the plan test's user and the figures user), fresh passwords per run.

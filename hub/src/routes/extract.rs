@@ -29,10 +29,7 @@ impl FromRequestParts<Arc<Hub>> for Caller {
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))
             .ok_or_else(|| ApiError::unauthenticated("Authorization must be 'Bearer <token>'"))?;
-        hub.jwt
-            .verify(token.trim())
-            .map(Caller)
-            .map_err(ApiError::unauthenticated)
+        hub.authenticate(token).map(Caller)
     }
 }
 

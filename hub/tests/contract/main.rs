@@ -3,13 +3,15 @@
 //! - `rest`: login, lists, snapshots, disconnect, the OpenAPI document, metrics;
 //! - `socket`: subscribing, pushes of status changes, unsubscribing;
 //! - `qr`: QR requests (what the hub writes, pending requests, the rate limit) and QR pushes;
-//! - `tenants`: tenant isolation over REST and socket.io;
+//! - `tenants`: tenant isolation over REST and socket.io, tenant claims of namespaces;
+//! - `auth`: the login throttle, tokens refused alike on both transports, expiry, revocation;
 //! - `bad_input`: documented errors for every kind of bad input;
 //! - `resilience`: hub restart, API outage, events emitted on connect.
 
 #[path = "../support/mod.rs"]
 mod support;
 
+mod auth;
 mod bad_input;
 mod qr;
 mod resilience;

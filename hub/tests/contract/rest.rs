@@ -128,6 +128,45 @@ async fn disconnect_requests_logout_and_keeps_the_qr_request() {
     assert_eq!(cr.spec.qr_requested_at, requested);
 }
 
+#[tokio::test]
+async fn repeated_logouts_write_once_and_each_caller_has_a_request_budget() {
+    let e = env("hub-logout-storm").await;
+    e.session("a-main", "a").await;
+    let mut args = hs256_args(&e.files, &e.ns);
+    // 6 a minute, 5 at once.
+    args.extend(["--session-requests-per-minute".into(), "6".into()]);
+    let hub = HubProc::start(&e.kubeconfig, args).await;
+    let ana = login(&hub, "ana").await;
+    let admin = login(&hub, "admin").await;
+    let url = format!("{}/a-main/disconnect", sessions_url(&hub, true));
+    assert_eq!(post(&url, Some(&ana), None).await.0, 200);
+    let first = e.sessions().get("a-main").await.unwrap();
+    assert!(first.spec.logout_requested_at.is_some());
+    // No agent runs: the request stays pending, and asking again changes nothing.
+    for _ in 0..4 {
+        assert_eq!(
+            post(&url, Some(&ana), None).await,
+            (200, json!({"ok": true}))
+        );
+    }
+    let after = e.sessions().get("a-main").await.unwrap();
+    assert_eq!(
+        after.metadata.resource_version, first.metadata.resource_version,
+        "repeated logouts of a pending request wrote nothing"
+    );
+    let limited = post(&url, Some(&ana), None).await;
+    assert_err(&limited, 429, "RATE_LIMITED");
+    let qr = post(
+        &format!("{}/a-main/qr", sessions_url(&hub, true)),
+        Some(&ana),
+        None,
+    )
+    .await;
+    assert_err(&qr, 429, "RATE_LIMITED");
+    // The budget is per caller: the admin's is untouched.
+    assert_eq!(post(&url, Some(&admin), None).await.0, 200);
+}
+
 /// Every operation of the served `/api/openapi.json` is routed with its method: answered by
 /// its handler, not by the router's JSON 404 (`no such route`) or a 405.
 #[tokio::test]

@@ -85,12 +85,15 @@ pub fn rfc3339_in(secs: i64) -> String {
 
 pub fn token(sub: &str, tenants: &[&str], role: &str, exp_in: i64) -> String {
     let exp = jsonwebtoken::get_current_timestamp() as i64 + exp_in;
-    jsonwebtoken::encode(
+    signed(
         &Header::new(Algorithm::HS256),
         &json!({"sub": sub, "tenants": tenants, "role": role, "exp": exp}),
-        &EncodingKey::from_secret(SECRET.as_bytes()),
     )
-    .unwrap()
+}
+
+/// `claims` signed with the test secret under `header`.
+pub fn signed(header: &Header, claims: &Value) -> String {
+    jsonwebtoken::encode(header, claims, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap()
 }
 
 /// Files a hub needs: secret, users (admin + one user per tenant a/b).
@@ -102,12 +105,28 @@ impl HubFiles {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("secret"), format!("{SECRET}\n")).unwrap();
-        let h = hub::auth::users::hash_password(PASSWORD).unwrap();
+        let files = Self { dir };
+        files.write_users("");
+        files
+    }
+
+    /// Writes the users file: admin, ana (tenant a), bob (tenant b), password [`PASSWORD`];
+    /// `ana_extra` is added to ana's entry (e.g. `tokensNotBefore: '…'`). Written to a new file
+    /// then renamed over the old one, as the kubelet swaps a Secret's files.
+    pub fn write_users(&self, ana_extra: &str) {
+        static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let h = HASH.get_or_init(|| hub::auth::users::hash_password(PASSWORD).unwrap());
+        let ana_extra = if ana_extra.is_empty() {
+            String::new()
+        } else {
+            format!(", {ana_extra}")
+        };
         let users = format!(
-            "users:\n  - {{username: admin, passwordHash: '{h}', tenants: [], role: admin}}\n  - {{username: ana, passwordHash: '{h}', tenants: [a], role: user}}\n  - {{username: bob, passwordHash: '{h}', tenants: [b], role: user}}\n"
+            "users:\n  - {{username: admin, passwordHash: '{h}', tenants: [], role: admin}}\n  - {{username: ana, passwordHash: '{h}', tenants: [a], role: user{ana_extra}}}\n  - {{username: bob, passwordHash: '{h}', tenants: [b], role: user}}\n"
         );
-        std::fs::write(dir.path().join("users.yaml"), users).unwrap();
-        Self { dir }
+        let tmp = self.path("users.yaml.new");
+        std::fs::write(&tmp, users).unwrap();
+        std::fs::rename(tmp, self.path("users.yaml")).unwrap();
     }
     pub fn path(&self, f: &str) -> PathBuf {
         self.dir.path().join(f)
@@ -207,6 +226,16 @@ pub fn hs256_args(files: &HubFiles, ns: &str) -> Vec<String> {
     vec![
         "--namespace".into(),
         ns.into(),
+        "--jwt-secret-file".into(),
+        files.path("secret").display().to_string(),
+        "--users-file".into(),
+        files.path("users.yaml").display().to_string(),
+    ]
+}
+
+/// A hub serving every namespace (the chart's default): HS256 and the users file.
+pub fn all_namespaces_args(files: &HubFiles) -> Vec<String> {
+    vec![
         "--jwt-secret-file".into(),
         files.path("secret").display().to_string(),
         "--users-file".into(),
