@@ -19,6 +19,12 @@ pub struct HttpLabels {
     pub status: String,
 }
 
+/// Why a connection was closed on accept (`crate::server`): `total` or `per_client`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    pub reason: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub sockets_connected: Gauge,
@@ -31,6 +37,9 @@ pub struct Metrics {
     pub watch_errors: Counter,
     pub sessions: Gauge,
     pub qr_renders: Counter,
+    /// Open connections on the public listener (websockets included).
+    pub connections_open: Gauge,
+    pub connections_refused: Family<RefusedLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -53,6 +62,8 @@ impl Metrics {
         let watch_errors = Counter::default();
         let sessions = Gauge::default();
         let qr_renders = Counter::default();
+        let connections_open = Gauge::default();
+        let connections_refused = Family::<RefusedLabels, Counter>::default();
         registry.register(
             "sockets_connected",
             "Connected socket.io clients",
@@ -94,6 +105,16 @@ impl Metrics {
             "QR strings rendered to PNG (cache misses)",
             qr_renders.clone(),
         );
+        registry.register(
+            "connections_open",
+            "Open connections on the public listener, websockets included",
+            connections_open.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections closed on accept because a connection limit was reached, by limit (total, per_client)",
+            connections_refused.clone(),
+        );
         Self {
             registry,
             sockets_connected,
@@ -105,6 +126,8 @@ impl Metrics {
             watch_errors,
             sessions,
             qr_renders,
+            connections_open,
+            connections_refused,
         }
     }
 

@@ -10,8 +10,8 @@ fn err(desc: &str) -> Value {
 }
 
 fn session_ops(prefix: &str, paths: &mut serde_json::Map<String, Value>) {
-    let id = json!({"name": "instance_id", "in": "path", "required": true, "description": "The WhatsAppSession name (DNS label, at most 52 characters)", "schema": {"type": "string", "maxLength": 52, "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"}});
-    let ns = json!({"name": "namespace", "in": "query", "required": false, "description": "Disambiguates a name present in several namespaces", "schema": {"type": "string"}});
+    let id = json!({"name": "instance_id", "in": "path", "required": true, "description": "The WhatsAppSession name (DNS label, at most 52 characters)", "example": "acme-ventas", "schema": {"type": "string", "minLength": 1, "maxLength": 52, "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"}});
+    let ns = json!({"name": "namespace", "in": "query", "required": false, "description": "Disambiguates a name present in several namespaces (a Kubernetes namespace: DNS label, at most 63 characters)", "schema": {"type": "string", "minLength": 1, "maxLength": 63, "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"}});
     let common = json!({"400": err("Bad input (invalid id)"), "401": err("Missing or invalid token"), "403": err("Session of another tenant"), "404": err("Unknown session"), "409": err("Name exists in several namespaces"), "503": err("Kubernetes unreachable / view not synced")});
     let with = |extra: Value| {
         let mut m = common.as_object().cloned().unwrap_or_default();
@@ -42,9 +42,9 @@ pub fn document() -> Value {
     paths.insert("/health".into(), json!({"get": {"summary": "200 when the watch of WhatsAppSessions is live, else 503",
         "responses": {"200": {"description": "Live", "content": {"application/json": {"schema": {"type": "object", "properties": {"status": {"type": "string"}}}}}}, "503": err("Watch not live")}}}));
     paths.insert("/api/auth/login".into(), json!({"post": {"summary": "Log in against the users file",
-        "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["username", "password"], "properties": {"username": {"type": "string", "maxLength": 128}, "password": {"type": "string", "maxLength": 1024}}}}}},
+        "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["username", "password"], "properties": {"username": {"type": "string", "minLength": 1, "maxLength": 128}, "password": {"type": "string", "maxLength": 1024}}}}}},
         "responses": {"200": {"description": "Token", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/LoginResponse"}}}},
-            "400": err("Malformed body"), "401": err("Wrong username or password"), "413": err("Body too large"), "429": err("Too many failed attempts (Retry-After)"), "503": err("Login disabled (no users file, or RS256 without private key)")}}}));
+            "400": err("Malformed body"), "401": err("Wrong username or password"), "408": err("The body did not arrive within the body read timeout"), "413": err("Body too large"), "429": err("Too many failed attempts (Retry-After)"), "503": err("Login disabled (no users file, or RS256 without private key)")}}}));
     session_ops("/api/session-manager", &mut paths);
     session_ops("/session-manager", &mut paths);
     // /metrics is not here: it is served on the separate metrics listener (--metrics-addr).

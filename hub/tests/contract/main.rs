@@ -5,12 +5,15 @@
 //! - `qr`: QR requests (what the hub writes, pending requests, the rate limit) and QR pushes;
 //! - `tenants`: tenant isolation over REST and socket.io;
 //! - `bad_input`: documented errors for every kind of bad input;
-//! - `resilience`: hub restart, API outage, events emitted on connect.
+//! - `resilience`: hub restart, API outage, events emitted on connect;
+//! - `limits`: what one client may take: socket.io message size on websockets, slow and idle
+//!   connections, connection caps.
 
 #[path = "../support/mod.rs"]
 mod support;
 
 mod bad_input;
+mod limits;
 mod qr;
 mod resilience;
 mod rest;
