@@ -6,6 +6,7 @@
 //! - `tenants`: tenant isolation over REST and socket.io;
 //! - `bad_input`: documented errors for every kind of bad input;
 //! - `resilience`: hub restart, API outage, events emitted on connect;
+//! - `fuzz`: schemathesis against the served OpenAPI document;
 //! - `limits`: what one client may take: socket.io message size on websockets, slow and idle
 //!   connections, connection caps.
 
@@ -13,6 +14,7 @@
 mod support;
 
 mod bad_input;
+mod fuzz;
 mod limits;
 mod qr;
 mod resilience;
