@@ -49,14 +49,19 @@ pub async fn add(mut resp: Response) -> Response {
 }
 
 fn set(headers: &mut HeaderMap) {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
     for (name, value) in COMMON {
         headers.insert(name, HeaderValue::from_static(value));
     }
+    // An answer without a body type gets no policy: a 304 (a reload revalidating index.html)
+    // carries none, and the headers of a 304 replace the cached ones, so the empty policy there
+    // turned the reloaded UI into a page that may load nothing.
+    let Some(content_type) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_ascii_lowercase)
+    else {
+        return;
+    };
     let csp = if content_type.starts_with("text/html") {
         APP_CSP
     } else {
@@ -95,6 +100,15 @@ mod tests {
             assert_eq!(h[header::X_FRAME_OPTIONS], "DENY");
             assert_eq!(h[header::REFERRER_POLICY], "no-referrer");
         }
+    }
+
+    #[test]
+    fn an_answer_without_a_body_type_keeps_the_cached_policy() {
+        // A 304 revalidating the UI: its headers replace the cached 200's.
+        let mut h = HeaderMap::new();
+        set(&mut h);
+        assert!(h.get(header::CONTENT_SECURITY_POLICY).is_none());
+        assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
     }
 
     #[test]
