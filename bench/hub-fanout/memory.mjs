@@ -77,7 +77,8 @@ const wrapper = TARGET === "peer"
   ? spawn(process.execPath, [path.join(here, "peer/server.mjs")], { stdio: ["ignore", "ignore", "inherit"],
     env: { ...process.env, WATCH_NAMESPACE: ns, HUB_JWT_SECRET_FILE: secretFile, PORT: String(port), ...HUB_ENV } })
   : spawn(cmd, HUB_WRAP.length ? [...pre, HUB_BIN, ...hubArgs] : hubArgs, {
-    stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, RUST_LOG: "warn", ...HUB_ENV },
+    // Every client connects from loopback: the per-client connection cap (256) would refuse them.
+    stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, RUST_LOG: "warn", HUB_MAX_CONNECTIONS_PER_CLIENT: "0", ...HUB_ENV },
   });
 for (let i = 0; ; i++) {
   try {

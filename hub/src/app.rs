@@ -21,6 +21,9 @@ use crate::ratelimit::{QrLimiter, RequestBudget};
 use crate::tenancy::Tenancy;
 use crate::view::View;
 
+/// The largest socket.io message the hub accepts, on either transport (docs/hub.md).
+pub const SOCKET_MESSAGE_LIMIT: usize = 16 * 1024;
+
 pub struct Hub {
     pub config: ServeArgs,
     pub client: kube::Client,
@@ -52,8 +55,6 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("server: {0}")]
-    Serve(std::io::Error),
     #[error("metrics server: {0}")]
     Metrics(#[from] telemetry::ServeError),
 }
@@ -146,8 +147,14 @@ pub async fn run(
 
     let (io_layer, io) = SocketIo::builder()
         .with_state(hub.clone())
-        // Payloads are tiny JSON objects; anything large is abuse.
-        .max_payload(16 * 1024)
+        // Payloads are tiny JSON objects; anything large is abuse. One limit for both
+        // transports: a polling request body (413 beyond), and a websocket message and frame
+        // (the connection is closed). engineioxide's websocket defaults are 64 MiB / 16 MiB,
+        // and tungstenite reserves a frame's announced length before reading it, so the frame
+        // limit is what keeps an announced 8 MB frame from costing 8 MB.
+        .max_payload(SOCKET_MESSAGE_LIMIT as u64)
+        .ws_max_message_size(SOCKET_MESSAGE_LIMIT)
+        .ws_max_frame_size(SOCKET_MESSAGE_LIMIT)
         .ping_interval(Duration::from_secs(20))
         .ws_read_buffer_size(hub.config.ws_read_buffer_bytes as usize)
         .build_layer();
@@ -157,12 +164,13 @@ pub async fn run(
     tokio::spawn(crate::socket::expiry::run(io.clone(), hub.clone()));
 
     // The outer layer runs first: the request head is copied before engineioxide keeps it.
-    let router =
-        crate::routes::router(hub.clone())
-            .layer(io_layer)
-            .layer(axum::middleware::map_request(
-                crate::socket::detach::detach_head,
-            ));
+    // The security headers go on every answer, socket.io's included.
+    let router = crate::routes::router(hub.clone())
+        .layer(io_layer)
+        .layer(axum::middleware::map_request(
+            crate::socket::detach::detach_head,
+        ))
+        .layer(axum::middleware::map_response(crate::headers::add));
     let addr = hub.config.listen;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -175,19 +183,23 @@ pub async fn run(
         telemetry::router(hub.clone()),
         stopped.clone().cancelled_owned(),
     );
+    let limits = hub.config.connection_limits();
     let public = async move {
-        axum::serve(
+        crate::server::serve(
             listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
+            router,
+            limits,
+            hub.trusted_proxies.clone(),
+            &hub.metrics,
+            shutdown,
+            async move {
+                stopped.cancel();
+                // Open websockets would hold a graceful shutdown forever: close them first.
+                io.close().await;
+            },
         )
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            stopped.cancel();
-            // Open websockets would hold a graceful shutdown forever: close them first.
-            io.close().await;
-        })
-        .await
-        .map_err(StartError::Serve)
+        .await;
+        Ok::<(), StartError>(())
     };
     tokio::try_join!(public, async { metrics.await.map_err(StartError::from) }).map(|_| ())
 }

@@ -63,6 +63,20 @@ impl TrustedProxies {
     }
 }
 
+/// What one client is counted as by the limits keyed on clients (the login throttle, the
+/// connection caps): an IPv4 address (also when it arrives IPv4-mapped on a dual-stack
+/// listener), or an IPv6 /64 — the block one host or one home router usually gets, so a client
+/// cannot escape a limit by cycling addresses within it.
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match canonical(ip) {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
+    }
+}
+
 /// IPv4 addresses seen on an IPv6 socket (`::ffff:a.b.c.d`) as plain IPv4.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
@@ -139,6 +153,20 @@ mod tests {
         assert_eq!(
             p.client(ip("10.244.3.7"), &xff(&["198.51.100.20, unknown"])),
             ip("10.244.3.7")
+        );
+    }
+
+    #[test]
+    fn a_client_is_an_ipv4_address_or_an_ipv6_slash_64() {
+        assert_eq!(client_key(ip("192.0.2.1")), ip("192.0.2.1"));
+        assert_eq!(client_key(ip("::ffff:192.0.2.1")), ip("192.0.2.1"));
+        assert_eq!(
+            client_key(ip("2001:db8:1:2:aaaa::1")),
+            client_key(ip("2001:db8:1:2:bbbb::9"))
+        );
+        assert_ne!(
+            client_key(ip("2001:db8:1:2::1")),
+            client_key(ip("2001:db8:1:3::1"))
         );
     }
 

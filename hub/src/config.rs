@@ -140,6 +140,33 @@ pub struct ServeArgs {
     #[arg(long, env = "HUB_WS_READ_BUFFER_BYTES", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(64..=1024 * 1024))]
     pub ws_read_buffer_bytes: u32,
+
+    /// Seconds a client has to send a request head, counted from when the connection waits for
+    /// one: a new connection, or an idle keep-alive one between requests (so this is also the
+    /// idle timeout). Longer than the 60 s idle timeout of the proxies usually in front
+    /// (ingress-nginx's upstream keep-alive, cloud load balancers), so the proxy closes its idle
+    /// connections first and never sends a request into one the hub is closing.
+    #[arg(long, env = "HUB_HEADER_READ_TIMEOUT_SECS", default_value_t = 65,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout_secs: u64,
+
+    /// Seconds a client has to send a whole request body, counted from its request head
+    /// (408 `TIMEOUT` beyond). Bodies are at most --body-limit-bytes.
+    #[arg(long, env = "HUB_BODY_READ_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_read_timeout_secs: u64,
+
+    /// Open connections on the public listener, websockets included; more are closed on
+    /// accept. About 20 KiB each as a socket (docs/hub.md "Memory per socket"): 8192 stay well
+    /// under the chart's 256Mi limit. 0: no limit.
+    #[arg(long, env = "HUB_MAX_CONNECTIONS", default_value_t = 8192)]
+    pub max_connections: usize,
+
+    /// Open connections from one client address (IPv6: one /64), websockets included; more
+    /// are closed on accept. The `--trusted-proxies` have none (they carry many clients);
+    /// behind a proxy that is not one of them, set 0 (no limit) and limit clients at the proxy.
+    #[arg(long, env = "HUB_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 256)]
+    pub max_connections_per_client: usize,
 }
 
 impl ServeArgs {
@@ -157,6 +184,15 @@ impl ServeArgs {
         let rate = NonZeroU32::new(self.session_requests_per_minute).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new((rate.get() / 3).max(5)).unwrap_or(NonZeroU32::MIN);
         (rate, burst)
+    }
+    /// What each connection of the public listener may take (`crate::server`).
+    pub fn connection_limits(&self) -> crate::server::Limits {
+        crate::server::Limits {
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
+            body_read_timeout: Duration::from_secs(self.body_read_timeout_secs),
+            max_connections: self.max_connections,
+            max_connections_per_client: self.max_connections_per_client,
+        }
     }
     /// The static directory: explicit, else `frontend/dist` when it exists.
     pub fn static_dir(&self) -> Option<PathBuf> {

@@ -19,6 +19,12 @@ pub struct HttpLabels {
     pub status: String,
 }
 
+/// Why a connection was closed on accept (`crate::server`): `total` or `per_client`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    pub reason: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub sockets_connected: Gauge,
@@ -33,6 +39,9 @@ pub struct Metrics {
     /// Sessions whose namespace does not claim their tenant: served to nobody.
     pub unclaimed_sessions: Gauge,
     pub qr_renders: Counter,
+    /// Open connections on the public listener (websockets included).
+    pub connections_open: Gauge,
+    pub connections_refused: Family<RefusedLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -56,6 +65,8 @@ impl Metrics {
         let sessions = Gauge::default();
         let unclaimed_sessions = Gauge::default();
         let qr_renders = Counter::default();
+        let connections_open = Gauge::default();
+        let connections_refused = Family::<RefusedLabels, Counter>::default();
         registry.register(
             "sockets_connected",
             "Connected socket.io clients",
@@ -102,6 +113,16 @@ impl Metrics {
             "QR strings rendered to PNG (cache misses)",
             qr_renders.clone(),
         );
+        registry.register(
+            "connections_open",
+            "Open connections on the public listener, websockets included",
+            connections_open.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections closed on accept because a connection limit was reached, by limit (total, per_client)",
+            connections_refused.clone(),
+        );
         Self {
             registry,
             sockets_connected,
@@ -114,6 +135,8 @@ impl Metrics {
             sessions,
             unclaimed_sessions,
             qr_renders,
+            connections_open,
+            connections_refused,
         }
     }
 

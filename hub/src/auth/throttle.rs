@@ -53,7 +53,7 @@ impl LoginThrottle {
     /// Start an attempt of `username` from `client`, or `Err(retry_after_secs)` when one of its
     /// budgets is used up.
     pub fn begin(&self, username: &str, client: IpAddr, now: Instant) -> Result<Attempt<'_>, u64> {
-        let client = client_key(client);
+        let client = crate::client_addr::client_key(client);
         let keys = [
             format!("p:{client} {username}"),
             format!("c:{client}"),
@@ -131,17 +131,6 @@ impl Attempt<'_> {
 
     /// The password was wrong: the charge stays (the same as dropping the attempt).
     pub fn failed(self) {}
-}
-
-/// IPv6 clients are counted by /64: one host usually holds the whole prefix.
-fn client_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-        }
-        v4 => v4,
-    }
 }
 
 #[cfg(test)]

@@ -189,6 +189,34 @@ async fn the_served_openapi_document_matches_the_routes() {
         doc["paths"].get("/metrics").is_none(),
         "openapi lists /metrics"
     );
+    // The constraints the handlers enforce are in the document (issue 28 item 11).
+    let ns_param = doc["paths"]["/api/session-manager/sessions/{instance_id}"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "namespace")
+        .unwrap()["schema"]
+        .clone();
+    assert_eq!(
+        (&ns_param["maxLength"], &ns_param["pattern"]),
+        (&json!(63), &json!("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")),
+        "{ns_param}"
+    );
+    let login = &doc["paths"]["/api/auth/login"]["post"]["requestBody"]["content"]["application/json"]
+        ["schema"];
+    assert_eq!(
+        login["required"],
+        json!(["username", "password"]),
+        "{login}"
+    );
+    assert_eq!(
+        (
+            &login["properties"]["username"]["minLength"],
+            &login["properties"]["username"]["maxLength"]
+        ),
+        (&json!(1), &json!(128)),
+        "{login}"
+    );
     let ana = token("ana", &["a"], "user", 600);
     let mut checked = 0;
     for (template, ops) in doc["paths"].as_object().unwrap() {
@@ -302,4 +330,87 @@ async fn metrics_are_off_the_public_listener() {
         .await
         .unwrap();
     assert_eq!(other.status(), 404);
+}
+
+/// Issue 28 items 8 and 11: with the UI served, `/api` and `/api/` are JSON 404s (they were
+/// the SPA page), and every answer carries the security headers: the UI's CSP on the page, the
+/// empty one and `no-store` on JSON.
+#[tokio::test]
+async fn api_prefixes_answer_json_and_every_answer_carries_the_security_headers() {
+    let e = env("hub-headers").await;
+    let site = tempfile::tempdir().unwrap();
+    std::fs::write(site.path().join("index.html"), "<html>spa</html>").unwrap();
+    std::fs::create_dir(site.path().join("assets")).unwrap();
+    std::fs::write(site.path().join("assets/app.js"), "export {};").unwrap();
+    let mut args = hs256_args(&e.files, &e.ns);
+    args.extend(["--static-dir".into(), site.path().display().to_string()]);
+    let hub = HubProc::start(&e.kubeconfig, args).await;
+
+    for path in ["/api", "/api/", "/session-manager", "/session-manager/"] {
+        let (st, body) = get(&format!("{}{path}", hub.url), None).await;
+        assert_eq!(
+            (st, &body["error"]),
+            (404, &json!("NOT_FOUND")),
+            "{path}: {body}"
+        );
+    }
+
+    let headers = |r: &reqwest::Response, name: &str| {
+        r.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    let admin = token("root", &[], "admin", 600);
+    let c = reqwest::Client::new();
+    let page = c
+        .get(format!("{}/some/page", hub.url))
+        .send()
+        .await
+        .unwrap();
+    let asset = c
+        .get(format!("{}/assets/app.js", hub.url))
+        .send()
+        .await
+        .unwrap();
+    let api = c
+        .get(sessions_url(&hub, true))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    let error = c
+        .get(format!("{}/api/nothing", hub.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        [&page, &asset, &api, &error].map(|r| r.status().as_u16()),
+        [200, 200, 200, 404]
+    );
+    for r in [&page, &asset, &api, &error] {
+        assert_eq!(
+            headers(r, "x-content-type-options"),
+            "nosniff",
+            "{}",
+            r.url()
+        );
+        assert_eq!(headers(r, "x-frame-options"), "DENY", "{}", r.url());
+        assert_eq!(headers(r, "referrer-policy"), "no-referrer", "{}", r.url());
+        assert!(
+            headers(r, "content-security-policy").contains("frame-ancestors 'none'"),
+            "{}",
+            r.url()
+        );
+    }
+    let csp = headers(&page, "content-security-policy");
+    assert_eq!(csp, hub::headers::APP_CSP);
+    assert!(!csp.contains("unsafe"), "{csp}");
+    for r in [&api, &error] {
+        assert_eq!(
+            headers(r, "content-security-policy"),
+            "default-src 'none'; frame-ancestors 'none'"
+        );
+        assert_eq!(headers(r, "cache-control"), "no-store", "{}", r.url());
+    }
 }

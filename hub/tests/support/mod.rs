@@ -53,6 +53,17 @@ impl Env {
         sessions::create(&api, name, json!({ "tenant": tenant })).await
     }
 
+    /// Labels the test's namespace with the claim of `tenant`, which the hub requires before
+    /// it serves the tenant's sessions there (issue 28).
+    pub async fn claim(&self, tenant: &str) {
+        let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
+        let label = format!("tenant.whatsapp.leadmaster.io/{tenant}");
+        let patch = json!({"metadata": {"labels": {label: ""}}});
+        api.patch(&self.ns, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+    }
+
     pub fn sessions(&self) -> Api<WhatsAppSession> {
         Api::namespaced(self.client.clone(), &self.ns)
     }
