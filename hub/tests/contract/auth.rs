@@ -57,10 +57,8 @@ async fn parallel_guesses_cannot_pass_the_login_limit() {
 #[tokio::test]
 async fn a_guesser_is_throttled_by_its_own_address_behind_a_trusted_proxy() {
     let e = env("hub-proxy").await;
-    let mut args = hs256_args(&e.files, &e.ns);
     // The test talks to the hub from 127.0.0.1, standing for an ingress controller.
-    args.extend(["--trusted-proxies".into(), "127.0.0.0/8".into()]);
-    let hub = HubProc::start(&e.kubeconfig, args).await;
+    let hub = e.hub_with(&["--trusted-proxies", "127.0.0.0/8"]).await;
     let guesser = "203.0.113.66";
     for _ in 0..5 {
         assert_eq!(login_from(&hub, "ana", "guess", Some(guesser)).await, 401);
@@ -142,9 +140,7 @@ async fn tokens_are_refused_alike_over_rest_and_socket_io() {
 async fn an_expired_token_ends_the_sockets_subscriptions() {
     let e = env("hub-expiry").await;
     e.session("a-one", "a").await;
-    let mut args = hs256_args(&e.files, &e.ns);
-    args.extend(["--auth-timeout-secs".into(), "3".into()]);
-    let hub = HubProc::start(&e.kubeconfig, args).await;
+    let hub = e.hub_with(&["--auth-timeout-secs", "3"]).await;
     let mut b = Bridge::start().await;
     // A witness with a long token sees every push the expiring socket would have seen.
     b.subscribed(
@@ -232,9 +228,7 @@ async fn an_expired_token_ends_the_sockets_subscriptions() {
 async fn revoking_a_users_tokens_refuses_them_and_ends_their_sockets() {
     let e = env("hub-revoke").await;
     e.session("a-one", "a").await;
-    let mut args = hs256_args(&e.files, &e.ns);
-    args.extend(["--users-reload-secs".into(), "1".into()]);
-    let hub = HubProc::start(&e.kubeconfig, args).await;
+    let hub = e.hub_with(&["--users-reload-secs", "1"]).await;
     let old = login(&hub, "ana").await;
     let bob = login(&hub, "bob").await;
     let mut b = Bridge::start().await;

@@ -84,16 +84,7 @@ const HEALTH: &str = "GET /health HTTP/1.1\r\nHost: hub\r\n\r\n";
 
 /// The hub's own count of one series on its metrics listener (0 when absent).
 async fn metric(hub: &HubProc, series: &str) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", hub.metrics_url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .map(|v| v.trim().parse().unwrap())
-        .unwrap_or(0)
+    hub.metric(series).await as u64
 }
 
 async fn wait_open_connections(hub: &HubProc, n: u64) {
@@ -229,14 +220,14 @@ async fn slow_and_idle_connections_are_closed_and_the_rest_is_unaffected() {
     let e = env("hub-slow").await;
     e.claim("a").await;
     e.session("a-one", "a").await;
-    let mut args = hs256_args(&e.files, &e.ns);
-    args.extend([
-        "--header-read-timeout-secs".into(),
-        "1".into(),
-        "--body-read-timeout-secs".into(),
-        "1".into(),
-    ]);
-    let hub = HubProc::start(&e.kubeconfig, args).await;
+    let hub = e
+        .hub_with(&[
+            "--header-read-timeout-secs",
+            "1",
+            "--body-read-timeout-secs",
+            "1",
+        ])
+        .await;
     let ana = token("ana", &["a"], "user", 600);
 
     // A socket.io websocket connected before, and used after, the timeouts below.
@@ -336,14 +327,14 @@ async fn slow_and_idle_connections_are_closed_and_the_rest_is_unaffected() {
 #[tokio::test]
 async fn connections_beyond_the_per_client_and_total_caps_are_closed_at_once() {
     let e = env("hub-conncap").await;
-    let mut args = hs256_args(&e.files, &e.ns);
-    args.extend([
-        "--max-connections-per-client".into(),
-        "2".into(),
-        "--max-connections".into(),
-        "3".into(),
-    ]);
-    let hub = HubProc::start(&e.kubeconfig, args).await;
+    let hub = e
+        .hub_with(&[
+            "--max-connections-per-client",
+            "2",
+            "--max-connections",
+            "3",
+        ])
+        .await;
     // HubProc::start's health checks are gone once their connections close.
     wait_open_connections(&hub, 0).await;
 

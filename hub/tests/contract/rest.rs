@@ -132,10 +132,8 @@ async fn disconnect_requests_logout_and_keeps_the_qr_request() {
 async fn repeated_logouts_write_once_and_each_caller_has_a_request_budget() {
     let e = env("hub-logout-storm").await;
     e.session("a-main", "a").await;
-    let mut args = hs256_args(&e.files, &e.ns);
     // 6 a minute, 5 at once.
-    args.extend(["--session-requests-per-minute".into(), "6".into()]);
-    let hub = HubProc::start(&e.kubeconfig, args).await;
+    let hub = e.hub_with(&["--session-requests-per-minute", "6"]).await;
     let ana = login(&hub, "ana").await;
     let admin = login(&hub, "admin").await;
     let url = format!("{}/a-main/disconnect", sessions_url(&hub, true));
@@ -269,12 +267,7 @@ async fn metrics_carry_the_advertised_series() {
     // JSON 404.
     let (st, body) = get(&format!("{}/metrics", hub.url), None).await;
     assert_eq!((st, &body["error"]), (404, &json!("NOT_FOUND")), "{body}");
-    let metrics = reqwest::get(format!("{}/metrics", hub.metrics_url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = hub.metrics_page().await;
     for m in [
         "wa_hub_sockets_connected 2",
         "wa_hub_subscriptions 1",
@@ -295,9 +288,9 @@ async fn metrics_are_off_the_public_listener() {
     let e = env("hub-metrics").await;
     let site = tempfile::tempdir().unwrap();
     std::fs::write(site.path().join("index.html"), "<html>spa</html>").unwrap();
-    let mut args = hs256_args(&e.files, &e.ns);
-    args.extend(["--static-dir".into(), site.path().display().to_string()]);
-    let hub = HubProc::start(&e.kubeconfig, args).await;
+    let hub = e
+        .hub_with(&["--static-dir", &site.path().display().to_string()])
+        .await;
 
     let spa = reqwest::get(format!("{}/some/page", hub.url))
         .await
@@ -342,9 +335,9 @@ async fn api_prefixes_answer_json_and_every_answer_carries_the_security_headers(
     std::fs::write(site.path().join("index.html"), "<html>spa</html>").unwrap();
     std::fs::create_dir(site.path().join("assets")).unwrap();
     std::fs::write(site.path().join("assets/app.js"), "export {};").unwrap();
-    let mut args = hs256_args(&e.files, &e.ns);
-    args.extend(["--static-dir".into(), site.path().display().to_string()]);
-    let hub = HubProc::start(&e.kubeconfig, args).await;
+    let hub = e
+        .hub_with(&["--static-dir", &site.path().display().to_string()])
+        .await;
 
     for path in ["/api", "/api/", "/session-manager", "/session-manager/"] {
         let (st, body) = get(&format!("{}{path}", hub.url), None).await;

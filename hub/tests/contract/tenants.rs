@@ -18,9 +18,7 @@ async fn tenant_isolation_matrix() {
     let e = env("hub-tenants").await;
     e.session("a-one", "a").await;
     e.session("b-one", "b").await;
-    let mut args = hs256_args(&e.files, &e.ns);
-    args.extend(["--auth-timeout-secs".into(), "2".into()]);
-    let hub = HubProc::start(&e.kubeconfig, args).await;
+    let hub = e.hub_with(&["--auth-timeout-secs", "2"]).await;
     let ana = token("ana", &["a"], "user", 600);
     let admin = token("root", &[], "admin", 600);
 
@@ -318,17 +316,7 @@ async fn names_resolve_among_visible_sessions_of_claimed_namespaces() {
             .any(|s| s["namespace"] == attacker_ns.as_str()),
         "the planted session is served to nobody"
     );
-    let metrics = reqwest::get(format!("{}/metrics", hub.metrics_url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let unclaimed: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("wa_hub_unclaimed_sessions "))
-        .and_then(|v| v.parse().ok())
-        .expect("wa_hub_unclaimed_sessions");
+    let unclaimed = hub.metric("wa_hub_unclaimed_sessions").await;
     assert!(unclaimed >= 1.0, "{unclaimed}");
 
     // The claim is the trust anchor: once a cluster admin labels the attacker's namespace for

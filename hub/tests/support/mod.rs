@@ -70,7 +70,14 @@ impl Env {
 
     /// A hub serving the test's namespace with HS256 and the users file.
     pub async fn hub(&self) -> HubProc {
-        HubProc::start(&self.kubeconfig, hs256_args(&self.files, &self.ns)).await
+        self.hub_with(&[]).await
+    }
+
+    /// [`hub`](Self::hub) with `extra` flags.
+    pub async fn hub_with(&self, extra: &[&str]) -> HubProc {
+        let mut args = hs256_args(&self.files, &self.ns);
+        args.extend(extra.iter().map(|a| a.to_string()));
+        HubProc::start(&self.kubeconfig, args).await
     }
 }
 
@@ -204,6 +211,26 @@ impl HubProc {
             },
         )
         .await;
+    }
+
+    /// The page of the metrics listener (`--metrics-addr`).
+    pub async fn metrics_page(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.metrics_url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// The value of one series (`name{labels}` as printed) on the metrics page, 0 when absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        self.metrics_page()
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .map(|v| v.trim().parse().unwrap())
+            .unwrap_or(0.0)
     }
 
     /// SIGTERM and wait for exit (graceful shutdown must not hang on open websockets).
