@@ -7,6 +7,7 @@
 pub mod agent_status;
 mod apply;
 mod conditions;
+pub mod rules;
 mod schemas;
 mod session;
 mod time;
