@@ -11,6 +11,7 @@ pub mod rules;
 mod schemas;
 mod session;
 mod time;
+pub mod watch;
 
 pub use apply::{SessionApply, SpecRequests, Writer};
 pub use conditions::{ConditionStatus, ConditionType, set_condition};
