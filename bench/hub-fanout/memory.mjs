@@ -45,7 +45,8 @@ const custom = kc.makeApiClient(k8s.CustomObjectsApi);
 const crd = k8s.loadYaml(fs.readFileSync(path.join(here, "../../crds/whatsappsession.yaml"), "utf8"));
 await ext.createCustomResourceDefinition({ body: crd }).catch((e) => { if (e.code !== 409) throw e; });
 const ns = `bench-memory-${Math.random().toString(36).slice(2, 8)}`;
-await core.createNamespace({ body: { metadata: { name: ns } } });
+// Claimed for tenant bench (docs/design.md §2): the hub serves no session of an unclaimed namespace.
+await core.createNamespace({ body: { metadata: { name: ns, labels: { "tenant.whatsapp.leadmaster.io/bench": "" } } } });
 for (;;) {
   try {
     await custom.listNamespacedCustomObject({ group, version, namespace: ns, plural });
@@ -76,7 +77,8 @@ const wrapper = TARGET === "peer"
   ? spawn(process.execPath, [path.join(here, "peer/server.mjs")], { stdio: ["ignore", "ignore", "inherit"],
     env: { ...process.env, WATCH_NAMESPACE: ns, HUB_JWT_SECRET_FILE: secretFile, PORT: String(port), ...HUB_ENV } })
   : spawn(cmd, HUB_WRAP.length ? [...pre, HUB_BIN, ...hubArgs] : hubArgs, {
-    stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, RUST_LOG: "warn", ...HUB_ENV },
+    // Every client connects from loopback: the per-client connection cap (256) would refuse them.
+    stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, RUST_LOG: "warn", HUB_MAX_CONNECTIONS_PER_CLIENT: "0", ...HUB_ENV },
   });
 for (let i = 0; ; i++) {
   try {

@@ -49,7 +49,8 @@ async function setup() {
     if (e.code !== 409) throw e;
   }
   const ns = `bench-fanout-${Math.random().toString(36).slice(2, 8)}`;
-  await core.createNamespace({ body: { metadata: { name: ns } } });
+  // Claimed for tenant bench (docs/design.md §2): the hub serves no session of an unclaimed namespace.
+  await core.createNamespace({ body: { metadata: { name: ns, labels: { "tenant.whatsapp.leadmaster.io/bench": "" } } } });
   for (;;) {
     try {
       await custom.listNamespacedCustomObject({ group, version, namespace: ns, plural });
@@ -257,7 +258,7 @@ fs.writeFileSync(secretFile, secret);
 const token = jwt.sign({ sub: "bench", tenants: ["bench"], role: "user" }, secret, { algorithm: "HS256", expiresIn: "6h" });
 
 const targets = {
-  hub: () => runTarget("wa-hub", (port) => spawn(HUB_BIN, ["--namespace", ns, "--jwt-secret-file", secretFile, "--listen", `127.0.0.1:${port}`], { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, RUST_LOG: "warn" } }), ns, names, token, probe),
+  hub: () => runTarget("wa-hub", (port) => spawn(HUB_BIN, ["--namespace", ns, "--jwt-secret-file", secretFile, "--listen", `127.0.0.1:${port}`], { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, RUST_LOG: "warn", HUB_MAX_CONNECTIONS_PER_CLIENT: "0" } }), ns, names, token, probe),
   peer: () => runTarget("node-peer", (port) => spawn(process.execPath, [path.join(here, "peer/server.mjs")], { stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, WATCH_NAMESPACE: ns, HUB_JWT_SECRET_FILE: secretFile, PORT: String(port) } }), ns, names, token, probe),
 };
 const results = {};

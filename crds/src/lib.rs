@@ -40,6 +40,17 @@ pub mod labels {
     pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
     pub const MANAGED_BY_VALUE: &str = "whatsapp-operator";
     pub const TENANT: &str = "whatsapp.leadmaster.io/tenant";
+
+    /// A namespace label key `tenant.whatsapp.leadmaster.io/<tenant>` (value ignored): the
+    /// namespace may hold sessions of that tenant. Only cluster admins can label namespaces;
+    /// admission (the chart's ValidatingAdmissionPolicy) and the hub both require it
+    /// (docs/design.md §2 "Tenants and namespaces").
+    pub const TENANT_CLAIM_PREFIX: &str = "tenant.whatsapp.leadmaster.io/";
+
+    /// The claim label key of `tenant` on a namespace.
+    pub fn tenant_claim(tenant: &str) -> String {
+        format!("{TENANT_CLAIM_PREFIX}{tenant}")
+    }
 }
 
 /// Known `status.lastError.code` values (the field is a free string so agents can add codes

@@ -61,6 +61,9 @@ describe('App', () => {
     await userEvent.click(container.querySelector('button[type=submit]')!);
     expect(await screen.findByRole('link', { name: 'WhatsApp' })).toBeVisible();
     expect(loadAuth()?.token).toBe('tok-1');
+    // With this tab only: never in localStorage, which outlives the tab on disk.
+    expect(JSON.parse(sessionStorage.getItem('wa.auth') ?? '{}')).toMatchObject({ token: 'tok-1' });
+    expect(localStorage.getItem('wa.auth')).toBeNull();
     expect(await screen.findAllByTestId('session-item')).toHaveLength(2);
     const listCall = fetchMock.mock.calls.find(([u]) => u === '/api/session-manager/sessions');
     expect((listCall?.[1] as RequestInit).headers).toMatchObject({ Authorization: 'Bearer tok-1' });
@@ -81,17 +84,25 @@ describe('App', () => {
     expect(await screen.findByText(/No tiene sesiones de WhatsApp/)).toBeInTheDocument();
   });
 
-  it('drops an expired login at load', () => {
-    localStorage.setItem('wa.auth', JSON.stringify({ token: 't', expiresAtMs: Date.now() - 1, user: { username: 'a', tenants: [], role: 'user' } }));
+  it('removes a login an earlier version left in localStorage without using it', () => {
+    localStorage.setItem('wa.auth', JSON.stringify({ token: 'old', expiresAtMs: Date.now() + 3600_000, user: { username: 'a', tenants: [], role: 'user' } }));
     mockHub({});
     renderApp();
     expect(screen.getByRole('heading', { name: 'Iniciar sesión' })).toBeInTheDocument();
     expect(localStorage.getItem('wa.auth')).toBeNull();
   });
 
+  it('drops an expired login at load', () => {
+    sessionStorage.setItem('wa.auth', JSON.stringify({ token: 't', expiresAtMs: Date.now() - 1, user: { username: 'a', tenants: [], role: 'user' } }));
+    mockHub({});
+    renderApp();
+    expect(screen.getByRole('heading', { name: 'Iniciar sesión' })).toBeInTheDocument();
+    expect(sessionStorage.getItem('wa.auth')).toBeNull();
+  });
+
   it('returns to the login page when the token expires with the page open', async () => {
     vi.useFakeTimers({ shouldAdvanceTime: true });
-    localStorage.setItem('wa.auth', JSON.stringify({ token: 't', expiresAtMs: Date.now() + 5000, user: { username: 'a', tenants: [], role: 'user' } }));
+    sessionStorage.setItem('wa.auth', JSON.stringify({ token: 't', expiresAtMs: Date.now() + 5000, user: { username: 'a', tenants: [], role: 'user' } }));
     mockHub({ 'GET /api/session-manager/sessions': () => ({ status: 200, body: [] }) });
     renderApp();
     expect(screen.getByRole('link', { name: 'WhatsApp' })).toBeInTheDocument();

@@ -1,7 +1,11 @@
 import type { AuthUser, LoginResponse } from './types';
 
-// The login is kept in localStorage so a reload keeps the user signed in, but only until the
-// token's expiry: past it the hub would answer 401 anyway, so the app drops it first.
+// Where the token lives (docs/frontend.md "Where the token lives"): in sessionStorage, i.e.
+// with this tab only. A reload keeps the user signed in; closing the tab ends the login, other
+// tabs log in on their own, and the token is never written to disk for the next person at the
+// machine or kept past the tab. Script on the page could read it from any storage (the
+// strict Content-Security-Policy the hub sends is what keeps script out); the app drops it at
+// its expiry, since the hub would answer 401 anyway.
 const KEY = 'wa.auth';
 
 export interface StoredAuth {
@@ -37,16 +41,18 @@ export function authFromLogin(res: LoginResponse): StoredAuth | null {
 }
 
 export function saveAuth(auth: StoredAuth): void {
-  localStorage.setItem(KEY, JSON.stringify(auth));
+  sessionStorage.setItem(KEY, JSON.stringify(auth));
 }
 
 export function clearAuth(): void {
-  localStorage.removeItem(KEY);
+  sessionStorage.removeItem(KEY);
 }
 
 /** The stored login if it has not expired yet; an expired one is removed. */
 export function loadAuth(now: number = Date.now()): StoredAuth | null {
-  const raw = localStorage.getItem(KEY);
+  // Earlier versions kept the login in localStorage: a token found there is removed, unused.
+  localStorage.removeItem(KEY);
+  const raw = sessionStorage.getItem(KEY);
   if (!raw) return null;
   try {
     const auth = JSON.parse(raw) as StoredAuth;

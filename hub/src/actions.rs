@@ -10,7 +10,7 @@ use kube::{Api, ResourceExt};
 
 use crate::app::Hub;
 use crate::auth::Claims;
-use crate::error::ApiError;
+use crate::error::{ApiError, Code};
 use crate::ids;
 use crate::qr_request::{self, QrOutcome};
 use crate::snapshot::{self, Snapshot};
@@ -19,13 +19,20 @@ use crate::snapshot::{self, Snapshot};
 const SYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Hub {
-    /// Wait for the first complete list of sessions (bounded; see `View::wait_synced`).
+    /// Wait for the first complete lists of sessions and namespaces (bounded; see
+    /// `View::wait_synced`).
     pub async fn synced(&self) {
-        self.view.wait_synced(SYNC_WAIT).await;
+        tokio::join!(
+            self.view.wait_synced(SYNC_WAIT),
+            self.tenancy.wait_synced(SYNC_WAIT)
+        );
     }
 
-    /// The session `id` (optionally in `namespace`) if `claims` may see it: 400 bad id,
-    /// 404 unknown, 409 ambiguous, 403 other tenant.
+    /// The session `id` (in `namespace` when given) among those `claims` may see: 400 bad id,
+    /// 404 when none of them has that name, 409 when several do (in several namespaces).
+    /// Sessions the caller may not see are never named: another tenant's session, or one whose
+    /// namespace does not claim its tenant, answers the same 404 as no session at all, and a
+    /// session of the same name elsewhere never makes the caller's own ambiguous.
     pub fn authorize(
         &self,
         claims: &Claims,
@@ -36,13 +43,34 @@ impl Hub {
         if let Some(ns) = namespace {
             ids::validate_namespace(ns)?;
         }
-        let s = self.view.find(id, namespace)?;
-        if !claims.may_access(&s.spec.tenant) {
-            return Err(ApiError::forbidden(format!(
-                "session {id} belongs to another tenant"
-            )));
+        let mut visible = self
+            .view
+            .named(id, namespace)?
+            .into_iter()
+            .filter(|s| self.may_see(claims, s));
+        match (visible.next(), visible.next()) {
+            (Some(one), None) => Ok(one),
+            (None, _) => Err(ApiError::not_found(format!("session {id} not found"))),
+            (Some(_), Some(_)) => Err(ApiError::new(
+                Code::Conflict,
+                format!("you have sessions named {id} in several namespaces; add ?namespace="),
+            )),
         }
-        Ok(s)
+    }
+
+    /// Whether `claims` may see `session`: its tenant is the caller's (or the caller is an
+    /// admin) and its namespace claims that tenant (`tenancy`).
+    pub fn may_see(&self, claims: &Claims, session: &WhatsAppSession) -> bool {
+        claims.may_access(&session.spec.tenant) && self.is_claimed(session)
+    }
+
+    /// Whether the session's namespace claims the session's tenant: only then is it served.
+    pub fn is_claimed(&self, session: &WhatsAppSession) -> bool {
+        session
+            .metadata
+            .namespace
+            .as_deref()
+            .is_some_and(|ns| self.tenancy.claims(ns, &session.spec.tenant))
     }
 
     /// The sessions `claims` may see, sorted by namespace and name.
@@ -54,7 +82,7 @@ impl Hub {
             .view
             .all()
             .iter()
-            .filter(|s| claims.may_access(&s.spec.tenant))
+            .filter(|s| self.may_see(claims, s))
             .map(|s| Snapshot::of(s))
             .collect();
         out.sort_by(|a, b| (&a.namespace, &a.instance_id).cmp(&(&b.namespace, &b.instance_id)));
@@ -72,6 +100,7 @@ impl Hub {
     ) -> Result<Snapshot, ApiError> {
         self.synced().await;
         let cached = self.authorize(claims, id, namespace)?;
+        self.spend_budget(claims)?;
         let ns = cached.namespace().unwrap_or_default();
         let api: Api<WhatsAppSession> = Api::namespaced(self.client.clone(), &ns);
         // Decide on the current object, not the cache: another replica may have just acted.
@@ -121,9 +150,15 @@ impl Hub {
     ) -> Result<(), ApiError> {
         self.synced().await;
         let cached = self.authorize(claims, id, namespace)?;
+        self.spend_budget(claims)?;
         let ns = cached.namespace().unwrap_or_default();
         let api: Api<WhatsAppSession> = Api::namespaced(self.client.clone(), &ns);
         let fresh = api.get(id).await?;
+        if logout_pending(&fresh) {
+            // The agent acts once per value: a second request before it has would change
+            // nothing but cost a write (a double click, a retrying client).
+            return Ok(());
+        }
         let patch = hub_fields(
             &fresh,
             fresh.spec.desired_state,
@@ -134,6 +169,28 @@ impl Hub {
         tracing::info!(session = %id, namespace = %ns, user = %claims.sub, "logout requested");
         Ok(())
     }
+}
+
+impl Hub {
+    /// One request of the caller's budget (`ratelimit::RequestBudget`), or 429.
+    fn spend_budget(&self, claims: &Claims) -> Result<(), ApiError> {
+        self.budget
+            .spend(&claims.sub)
+            .map_err(|wait| ApiError::rate_limited("too many session requests; slow down", wait))
+    }
+}
+
+/// A logout was requested and the agent has not acted on it yet.
+fn logout_pending(s: &WhatsAppSession) -> bool {
+    let Some(requested) = s.spec.logout_requested_at.as_ref() else {
+        return false;
+    };
+    let handled = s
+        .status
+        .as_ref()
+        .and_then(|st| st.handled.as_ref())
+        .and_then(|h| h.logout_requested_at.as_ref());
+    handled != Some(requested)
 }
 
 /// The hub's apply configuration: exactly the three spec fields it manages. All three are
@@ -156,7 +213,26 @@ fn hub_fields(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crds::WhatsAppSessionSpec;
+    use crds::{Handled, WhatsAppSessionSpec, WhatsAppSessionStatus};
+
+    #[test]
+    fn a_logout_is_pending_until_the_agent_handled_its_value() {
+        let t = |s: i64| Time(Timestamp::from_second(1_700_000_000 + s).unwrap());
+        let mut s = WhatsAppSession::new("s1", WhatsAppSessionSpec::default());
+        assert!(!logout_pending(&s));
+        s.spec.logout_requested_at = Some(t(0));
+        assert!(logout_pending(&s));
+        s.status = Some(WhatsAppSessionStatus {
+            handled: Some(Handled {
+                logout_requested_at: Some(t(0)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        assert!(!logout_pending(&s));
+        s.spec.logout_requested_at = Some(t(5));
+        assert!(logout_pending(&s));
+    }
 
     #[test]
     fn apply_carries_only_hub_fields() {

@@ -10,25 +10,34 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::jwt::Jwt;
-use crate::auth::throttle::Throttle;
-use crate::auth::users::Users;
+use crate::auth::password::PasswordChecker;
+use crate::auth::throttle::{Limits, LoginThrottle};
+use crate::auth::users::UsersSource;
+use crate::client_addr::TrustedProxies;
 use crate::config::ServeArgs;
 use crate::metrics::Metrics;
 use crate::qr::QrRenderer;
-use crate::ratelimit::QrLimiter;
+use crate::ratelimit::{QrLimiter, RequestBudget};
+use crate::tenancy::Tenancy;
 use crate::view::View;
+
+/// The largest socket.io message the hub accepts, on either transport (docs/hub.md).
+pub const SOCKET_MESSAGE_LIMIT: usize = 16 * 1024;
 
 pub struct Hub {
     pub config: ServeArgs,
     pub client: kube::Client,
     pub view: View,
+    pub tenancy: Tenancy,
     pub jwt: Jwt,
-    pub users: Option<Users>,
-    pub user_throttle: Throttle,
-    pub ip_throttle: Throttle,
+    pub users: Option<UsersSource>,
+    pub passwords: PasswordChecker,
+    pub login_throttle: LoginThrottle,
+    pub trusted_proxies: TrustedProxies,
     pub qr: QrRenderer,
     pub metrics: Arc<Metrics>,
     pub limiter: QrLimiter,
+    pub budget: RequestBudget,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +46,8 @@ pub enum StartError {
     Jwt(#[from] crate::auth::jwt::JwtError),
     #[error(transparent)]
     Users(#[from] crate::auth::users::UsersError),
+    #[error("--trusted-proxies: {0}")]
+    TrustedProxies(String),
     #[error("Kubernetes client: {0}")]
     Kube(#[from] kube::Error),
     #[error("listening on {addr}: {source}")]
@@ -44,10 +55,35 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("server: {0}")]
-    Serve(std::io::Error),
     #[error("metrics server: {0}")]
     Metrics(#[from] telemetry::ServeError),
+}
+
+/// Re-read the users file now and then (sockets whose tokens it revoked lose their
+/// subscriptions at `socket::expiry`'s next sweep).
+async fn reload_users(hub: Arc<Hub>) {
+    let Some(source) = hub.users.as_ref() else {
+        return;
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs(hub.config.users_reload_secs));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        match source.reload() {
+            Ok(false) => failing = false,
+            Ok(true) => {
+                failing = false;
+                tracing::info!(users = source.current().len(), "users file reloaded");
+            }
+            // Once per run of failures: a Secret being rewritten can be unreadable for a moment.
+            Err(e) if !failing => {
+                failing = true;
+                tracing::warn!(error = %e, "users file not reloaded; the users loaded before stay");
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 /// Build the hub from configuration and serve until `shutdown` resolves.
@@ -63,9 +99,11 @@ pub async fn run(
         config.jwt_audience.clone(),
     )?;
     let users = match &config.users_file {
-        Some(p) => Some(Users::load(p)?),
+        Some(p) => Some(UsersSource::load(p)?),
         None => None,
     };
+    let trusted_proxies =
+        TrustedProxies::parse(&config.trusted_proxies).map_err(StartError::TrustedProxies)?;
     let client = kube::Client::try_default().await?;
     let metrics = Arc::new(Metrics::new());
     let (tx, rx) = mpsc::unbounded_channel();
@@ -75,24 +113,33 @@ pub async fn run(
         metrics.clone(),
         tx,
     );
+    let tenancy = Tenancy::start(client.clone(), config.namespace.as_deref());
     tracing::info!(
         namespace = config.namespace.as_deref().unwrap_or("<all>"),
         algorithm = ?jwt.algorithm(),
         login = users.is_some() && jwt.can_issue(),
-        users = users.as_ref().map(|u| u.len()).unwrap_or(0),
+        users = users.as_ref().map(|u| u.current().len()).unwrap_or(0),
         "starting wa-hub"
     );
     let hub = Arc::new(Hub {
-        user_throttle: Throttle::new(config.login_max_failures, config.login_window()),
-        ip_throttle: Throttle::new(
-            config.login_max_failures.saturating_mul(4),
-            config.login_window(),
-        ),
+        login_throttle: LoginThrottle::new(Limits {
+            per_pair: config.login_max_failures,
+            per_client: config.login_max_failures.saturating_mul(4),
+            per_user: config.login_max_failures_per_user,
+            window: config.login_window(),
+        }),
+        passwords: PasswordChecker::new(config.login_workers as usize, config.login_queue as usize),
+        trusted_proxies,
         limiter: QrLimiter::new(config.qr_rate_limit()),
+        budget: {
+            let (rate, burst) = config.session_request_budget();
+            RequestBudget::new(rate, burst)
+        },
         qr: QrRenderer::new(),
         config,
         client,
         view,
+        tenancy,
         jwt,
         users,
         metrics,
@@ -100,21 +147,30 @@ pub async fn run(
 
     let (io_layer, io) = SocketIo::builder()
         .with_state(hub.clone())
-        // Payloads are tiny JSON objects; anything large is abuse.
-        .max_payload(16 * 1024)
+        // Payloads are tiny JSON objects; anything large is abuse. One limit for both
+        // transports: a polling request body (413 beyond), and a websocket message and frame
+        // (the connection is closed). engineioxide's websocket defaults are 64 MiB / 16 MiB,
+        // and tungstenite reserves a frame's announced length before reading it, so the frame
+        // limit is what keeps an announced 8 MB frame from costing 8 MB.
+        .max_payload(SOCKET_MESSAGE_LIMIT as u64)
+        .ws_max_message_size(SOCKET_MESSAGE_LIMIT)
+        .ws_max_frame_size(SOCKET_MESSAGE_LIMIT)
         .ping_interval(Duration::from_secs(20))
         .ws_read_buffer_size(hub.config.ws_read_buffer_bytes as usize)
         .build_layer();
     crate::socket::register(&io);
     tokio::spawn(crate::socket::push::run(io.clone(), hub.clone(), rx));
+    tokio::spawn(reload_users(hub.clone()));
+    tokio::spawn(crate::socket::expiry::run(io.clone(), hub.clone()));
 
     // The outer layer runs first: the request head is copied before engineioxide keeps it.
-    let router =
-        crate::routes::router(hub.clone())
-            .layer(io_layer)
-            .layer(axum::middleware::map_request(
-                crate::socket::detach::detach_head,
-            ));
+    // The security headers go on every answer, socket.io's included.
+    let router = crate::routes::router(hub.clone())
+        .layer(io_layer)
+        .layer(axum::middleware::map_request(
+            crate::socket::detach::detach_head,
+        ))
+        .layer(axum::middleware::map_response(crate::headers::add));
     let addr = hub.config.listen;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -127,19 +183,23 @@ pub async fn run(
         telemetry::router(hub.clone()),
         stopped.clone().cancelled_owned(),
     );
+    let limits = hub.config.connection_limits();
     let public = async move {
-        axum::serve(
+        crate::server::serve(
             listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
+            router,
+            limits,
+            hub.trusted_proxies.clone(),
+            &hub.metrics,
+            shutdown,
+            async move {
+                stopped.cancel();
+                // Open websockets would hold a graceful shutdown forever: close them first.
+                io.close().await;
+            },
         )
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            stopped.cancel();
-            // Open websockets would hold a graceful shutdown forever: close them first.
-            io.close().await;
-        })
-        .await
-        .map_err(StartError::Serve)
+        .await;
+        Ok::<(), StartError>(())
     };
     tokio::try_join!(public, async { metrics.await.map_err(StartError::from) }).map(|_| ())
 }

@@ -60,7 +60,7 @@ impl Code {
 pub struct ApiError {
     pub code: Code,
     pub message: String,
-    /// Seconds after which a retry may succeed (429 only).
+    /// Seconds after which a retry may succeed (429, a busy 503).
     pub retry_after: Option<u64>,
 }
 
@@ -91,11 +91,13 @@ impl ApiError {
         Self::new(Code::Internal, m)
     }
     pub fn rate_limited(m: impl Into<String>, retry_after: u64) -> Self {
-        Self {
-            code: Code::RateLimited,
-            message: m.into(),
-            retry_after: Some(retry_after),
-        }
+        Self::new(Code::RateLimited, m).retry_after(retry_after)
+    }
+    /// With `Retry-After` (REST) / `retryAfter` (socket.io): seconds after which a retry may
+    /// succeed (429, and 503 when the hub is momentarily too busy).
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
 
     /// The REST body `{"error": CODE, "message": text}`.

@@ -19,6 +19,12 @@ pub struct HttpLabels {
     pub status: String,
 }
 
+/// Why a connection was closed on accept (`crate::server`): `total` or `per_client`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    pub reason: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub sockets_connected: Gauge,
@@ -31,7 +37,12 @@ pub struct Metrics {
     pub watch_errors: Counter,
     pub sessions: Gauge,
     pub unparsable_sessions: Gauge,
+    /// Sessions whose namespace does not claim their tenant: served to nobody.
+    pub unclaimed_sessions: Gauge,
     pub qr_renders: Counter,
+    /// Open connections on the public listener (websockets included).
+    pub connections_open: Gauge,
+    pub connections_refused: Family<RefusedLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -54,7 +65,10 @@ impl Metrics {
         let watch_errors = Counter::default();
         let sessions = Gauge::default();
         let unparsable_sessions = Gauge::default();
+        let unclaimed_sessions = Gauge::default();
         let qr_renders = Counter::default();
+        let connections_open = Gauge::default();
+        let connections_refused = Family::<RefusedLabels, Counter>::default();
         registry.register(
             "sockets_connected",
             "Connected socket.io clients",
@@ -97,9 +111,24 @@ impl Metrics {
             unparsable_sessions.clone(),
         );
         registry.register(
+            "unclaimed_sessions",
+            "WhatsAppSessions served to nobody: their namespace lacks the label tenant.whatsapp.leadmaster.io/<tenant>",
+            unclaimed_sessions.clone(),
+        );
+        registry.register(
             "qr_renders",
             "QR strings rendered to PNG (cache misses)",
             qr_renders.clone(),
+        );
+        registry.register(
+            "connections_open",
+            "Open connections on the public listener, websockets included",
+            connections_open.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections closed on accept because a connection limit was reached, by limit (total, per_client)",
+            connections_refused.clone(),
         );
         Self {
             registry,
@@ -112,7 +141,10 @@ impl Metrics {
             watch_errors,
             sessions,
             unparsable_sessions,
+            unclaimed_sessions,
             qr_renders,
+            connections_open,
+            connections_refused,
         }
     }
 
@@ -131,9 +163,12 @@ impl telemetry::Scrape for crate::app::Hub {
     }
 
     fn refresh(&self) {
-        self.metrics.sessions.set(self.view.all().len() as i64);
         self.metrics
             .unparsable_sessions
             .set(self.view.unparsable() as i64);
+        let all = self.view.all();
+        self.metrics.sessions.set(all.len() as i64);
+        let unclaimed = all.iter().filter(|s| !self.is_claimed(s)).count();
+        self.metrics.unclaimed_sessions.set(unclaimed as i64);
     }
 }

@@ -10,9 +10,9 @@ fn err(desc: &str) -> Value {
 }
 
 fn session_ops(prefix: &str, paths: &mut serde_json::Map<String, Value>) {
-    let id = json!({"name": "instance_id", "in": "path", "required": true, "description": "The WhatsAppSession name (DNS label, at most 52 characters)", "schema": {"type": "string", "maxLength": 52, "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"}});
-    let ns = json!({"name": "namespace", "in": "query", "required": false, "description": "Disambiguates a name present in several namespaces", "schema": {"type": "string"}});
-    let common = json!({"400": err("Bad input (invalid id)"), "401": err("Missing or invalid token"), "403": err("Session of another tenant"), "404": err("Unknown session"), "409": err("Name exists in several namespaces"), "503": err("Kubernetes unreachable / view not synced")});
+    let id = json!({"name": "instance_id", "in": "path", "required": true, "description": "The WhatsAppSession name (DNS label, at most 52 characters)", "example": "acme-ventas", "schema": {"type": "string", "minLength": 1, "maxLength": 52, "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"}});
+    let ns = json!({"name": "namespace", "in": "query", "required": false, "description": "Disambiguates a name present in several namespaces (a Kubernetes namespace: DNS label, at most 63 characters)", "schema": {"type": "string", "minLength": 1, "maxLength": 63, "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"}});
+    let common = json!({"400": err("Bad input (invalid id)"), "401": err("Missing, invalid or revoked token"), "404": err("No such session among those the caller may see (another tenant's answers the same)"), "409": err("The caller has sessions of that name in several namespaces"), "503": err("Kubernetes unreachable / view not synced")});
     let with = |extra: Value| {
         let mut m = common.as_object().cloned().unwrap_or_default();
         if let Value::Object(e) = extra {
@@ -31,10 +31,10 @@ fn session_ops(prefix: &str, paths: &mut serde_json::Map<String, Value>) {
         "summary": "Make sure the session runs and ask for a fresh QR when none is valid",
         "description": "Sets spec.desiredState=Running and spec.qrRequestedAt=now (server-side apply, field manager whatsapp-hub) unless a valid QR exists or a request is pending; at most one new round per session per --qr-rate-limit-secs.",
         "security": [{"bearer": []}], "parameters": [id, ns],
-        "responses": with(json!({"200": {"description": "Snapshot after the request", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Snapshot"}}}}, "429": err("A new QR round was started too recently (Retry-After)")}))}}));
+        "responses": with(json!({"200": {"description": "Snapshot after the request", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Snapshot"}}}}, "429": err("A new QR round was started too recently, or the caller's request budget is spent (Retry-After)")}))}}));
     paths.insert(format!("{prefix}/sessions/{{instance_id}}/disconnect"), json!({"post": {
-        "summary": "Request logout (spec.logoutRequestedAt=now)", "security": [{"bearer": []}], "parameters": [id, ns],
-        "responses": with(json!({"200": {"description": "Requested", "content": {"application/json": {"schema": {"type": "object", "properties": {"ok": {"type": "boolean", "const": true}}, "required": ["ok"]}}}}}))}}));
+        "summary": "Request logout (spec.logoutRequestedAt=now; nothing is written while an earlier request is still unhandled)", "security": [{"bearer": []}], "parameters": [id, ns],
+        "responses": with(json!({"200": {"description": "Requested", "content": {"application/json": {"schema": {"type": "object", "properties": {"ok": {"type": "boolean", "const": true}}, "required": ["ok"]}}}}, "429": err("The caller's request budget is spent (Retry-After)")}))}}));
 }
 
 pub fn document() -> Value {
@@ -42,9 +42,9 @@ pub fn document() -> Value {
     paths.insert("/health".into(), json!({"get": {"summary": "200 when the watch of WhatsAppSessions is live, else 503",
         "responses": {"200": {"description": "Live", "content": {"application/json": {"schema": {"type": "object", "properties": {"status": {"type": "string"}}}}}}, "503": err("Watch not live")}}}));
     paths.insert("/api/auth/login".into(), json!({"post": {"summary": "Log in against the users file",
-        "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["username", "password"], "properties": {"username": {"type": "string", "maxLength": 128}, "password": {"type": "string", "maxLength": 1024}}}}}},
+        "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["username", "password"], "properties": {"username": {"type": "string", "minLength": 1, "maxLength": 128}, "password": {"type": "string", "maxLength": 1024}}}}}},
         "responses": {"200": {"description": "Token", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/LoginResponse"}}}},
-            "400": err("Malformed body"), "401": err("Wrong username or password"), "413": err("Body too large"), "429": err("Too many failed attempts (Retry-After)"), "503": err("Login disabled (no users file, or RS256 without private key)")}}}));
+            "400": err("Malformed body"), "401": err("Wrong username or password"), "408": err("The body did not arrive within the body read timeout"), "413": err("Body too large"), "429": err("Too many failed attempts (Retry-After)"), "503": err("Login disabled (no users file, or RS256 without private key), or too many logins in progress (Retry-After)")}}}));
     session_ops("/api/session-manager", &mut paths);
     session_ops("/session-manager", &mut paths);
     // /metrics is not here: it is served on the separate metrics listener (--metrics-addr).

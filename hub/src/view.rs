@@ -30,7 +30,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::mpsc;
 
-use crate::error::{ApiError, Code};
+use crate::error::ApiError;
 use crate::metrics::Metrics;
 use telemetry::logs::{Outage, WatchFailure, classify_watch};
 
@@ -216,34 +216,24 @@ impl View {
         self.store.get(&ObjectRef::new(name).within(namespace))
     }
 
-    /// The session named `name` (in `namespace` when given): 404 when unknown, 409 when the
-    /// name exists in several namespaces, 503 before the first sync.
-    pub fn find(
+    /// The sessions named `name` (in `namespace` when given, or in the namespace served): 503
+    /// before the first sync. Who may see which is the caller's to decide (`Hub::authorize`).
+    pub fn named(
         &self,
         name: &str,
         namespace: Option<&str>,
-    ) -> Result<Arc<WhatsAppSession>, ApiError> {
+    ) -> Result<Vec<Arc<WhatsAppSession>>, ApiError> {
         if !self.is_live() && self.store.is_empty() {
             return Err(ApiError::unavailable("session view not synced yet"));
         }
-        let ns = namespace.or(self.namespace.as_deref());
-        if let Some(ns) = ns {
-            return self
-                .get(ns, name)
-                .ok_or_else(|| ApiError::not_found(format!("session {name} not found")));
+        if let Some(ns) = namespace.or(self.namespace.as_deref()) {
+            return Ok(self.get(ns, name).into_iter().collect());
         }
-        let mut found = self
+        Ok(self
             .store
             .state()
             .into_iter()
-            .filter(|s| s.metadata.name.as_deref() == Some(name));
-        match (found.next(), found.next()) {
-            (Some(one), None) => Ok(one),
-            (None, _) => Err(ApiError::not_found(format!("session {name} not found"))),
-            (Some(_), Some(_)) => Err(ApiError::new(
-                Code::Conflict,
-                format!("session name {name} exists in several namespaces; add ?namespace="),
-            )),
-        }
+            .filter(|s| s.metadata.name.as_deref() == Some(name))
+            .collect())
     }
 }

@@ -38,8 +38,8 @@ const FAKE_MAX_QRS = Number(process.env.E2E_MAX_QRS ?? 2);
 const FIGURES_SAMPLES = Number(process.env.FIGURES_SAMPLES ?? 10);
 
 // Test files in run order, and those verified to pass against the parts on main.
-const ORDER = ['plan', 'flow', 'expiry', 'tenants', 'hub-restart', 'soak'];
-const VERIFIED = ['tenants', 'plan', 'flow', 'expiry', 'hub-restart', 'soak'];
+const ORDER = ['plan', 'flow', 'expiry', 'tenants', 'security', 'hub-restart', 'soak'];
+const VERIFIED = ['tenants', 'plan', 'flow', 'expiry', 'security', 'hub-restart', 'soak'];
 
 const log = (...a) => console.error(`[e2e] ${new Date().toISOString().slice(11, 19)}`, ...a);
 
@@ -195,6 +195,14 @@ async function startSystem() {
   kubectl(['wait', '--for=condition=Established', '--timeout=60s', 'crd/whatsappsessions.whatsapp.leadmaster.io']);
   namespace = `e2e-${randomBytes(3).toString('hex')}`;
   kubectl(['create', 'namespace', namespace]);
+  // The namespace holds the sessions of every test tenant: a cluster admin's claim labels
+  // (docs/design.md §2 "Tenants and namespaces"); the hub serves no session without its claim.
+  kubectl([
+    'label',
+    'namespace',
+    namespace,
+    ...['acme', 'globex', 'initech', 'figures', 'soak'].map((t) => `tenant.whatsapp.leadmaster.io/${t}=`),
+  ]);
   log(`namespace ${namespace}`);
 
   // Users: one per tenant (+ the plan test's user and the figures user), fresh passwords per run.
@@ -205,6 +213,8 @@ async function startSystem() {
     { username: 'fiona', tenants: ['figures'], role: 'user' },
     // The short soak (tests/soak.test.mjs) creates its own sessions of tenant soak.
     { username: 'sofia', tenants: ['soak'], role: 'user' },
+    // The security headers test (tests/security.test.mjs) links a session of its own.
+    { username: 'sol', tenants: ['secure'], role: 'user' },
   ].map((u) => ({ ...u, password: randomBytes(9).toString('base64url') }));
   const cfgDir = join(artifacts, 'config');
   mkdirSync(cfgDir, { recursive: true });
@@ -226,8 +236,12 @@ async function startSystem() {
     ['acme-second', 'acme'],
     ['globex-main', 'globex'],
     ['initech-main', 'initech'],
+    ['secure-main', 'secure'],
     ...(mode === 'figures' ? Array.from({ length: FIGURES_SAMPLES }, (_, i) => [`figures-${i + 1}`, 'figures']) : []),
   ];
+  // The hub serves a tenant's sessions only from namespaces that claim the tenant (issue 28).
+  const tenants = [...new Set([...sessions.map(([, t]) => t), ...users.flatMap((u) => u.tenants)])];
+  kubectl(['label', 'namespace', namespace, ...tenants.map((t) => `tenant.whatsapp.leadmaster.io/${t}=`)]);
   const manifests = sessions
     .map(
       ([name, tenant]) => `apiVersion: whatsapp.leadmaster.io/v1alpha1

@@ -24,6 +24,8 @@ command -v jq >/dev/null || need+=(jq)
 command -v curl >/dev/null || need+=(curl)
 command -v ps >/dev/null || need+=(procps)
 command -v bc >/dev/null || need+=(bc)
+# the venv of schemathesis (hub/tests/contract/fuzz.rs)
+python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 if ((${#need[@]})); then
   echo "[deps] installing: ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
@@ -33,3 +35,11 @@ fi
 for tool in go cargo node npm kubectl; do
   command -v "$tool" >/dev/null || { echo "[deps] missing $tool: install it first" >&2; exit 1; }
 done
+# schemathesis (PyPI, pinned) in a venv of its own: the OpenAPI probe of hub/tests/contract/fuzz.rs.
+st_version=4.32.5
+st_venv="${WA_CACHE_DIR:-$HOME/.cache/whatsapp-operator}/schemathesis"
+if ! "$st_venv/bin/st" --version 2>/dev/null | grep -qF "$st_version"; then
+  echo "[deps] installing schemathesis $st_version into $st_venv" >&2
+  python3 -m venv --clear "$st_venv"
+  "$st_venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$st_version"
+fi

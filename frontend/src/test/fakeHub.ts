@@ -47,7 +47,7 @@ export function snapshot(over: Partial<SessionSnapshot> = {}): SessionSnapshot {
 
 /** A token the app accepts: stored with an expiry one hour ahead. */
 export function signIn(username = 'ana', tenants = ['acme']) {
-  localStorage.setItem(
+  sessionStorage.setItem(
     'wa.auth',
     JSON.stringify({ token: 'tok-123', expiresAtMs: Date.now() + 3600_000, user: { username, tenants, role: 'user' } }),
   );

@@ -1,6 +1,8 @@
 //! JWT verification and issuing with the algorithm pinned by configuration: HS256 with a
 //! secret or RS256 with a public key. Tokens of any other algorithm (`none`, HS256 signed with
-//! the RSA public key, ...) are rejected; `exp` and `sub` are required.
+//! the RSA public key, ...) are rejected; `exp` and `sub` are required, `nbf` is honoured, a
+//! `crit` header is refused (the hub understands no JWS extension, RFC 7515 §4.1.11), and a
+//! token larger than [`MAX_TOKEN_BYTES`] is refused before any parsing.
 
 use std::path::Path;
 
@@ -24,6 +26,10 @@ pub enum JwtError {
     #[error("signing token: {0}")]
     Sign(String),
 }
+
+/// Tokens the hub issues are ~300 bytes and those of external issuers rarely pass 2 KiB; a
+/// larger one is refused before it is decoded or its signature computed.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
 pub struct Jwt {
     alg: Algorithm,
@@ -112,6 +118,7 @@ impl Jwt {
         validation.algorithms = vec![alg];
         validation.set_required_spec_claims(&["exp", "sub"]);
         validation.validate_exp = true;
+        validation.validate_nbf = true;
         // Small leeway for clock skew between issuer and hub; tests rely on it being short.
         validation.leeway = 5;
         match &issuer {
@@ -140,12 +147,24 @@ impl Jwt {
         self.encoding.is_some()
     }
 
-    /// The claims of a valid token. The error text is safe to show to clients.
+    /// The claims of a valid token. The same for REST and socket.io: whitespace around the
+    /// token is not part of it. The error text is safe to show to clients.
     pub fn verify(&self, token: &str) -> Result<Claims, String> {
+        let token = token.trim_ascii();
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(format!("token larger than {MAX_TOKEN_BYTES} bytes"));
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| "invalid token".to_owned())?;
+        if header.crit.is_some() {
+            return Err("token has critical header extensions the hub does not support".into());
+        }
         jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map(|d| d.claims)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => "token expired".to_owned(),
+                jsonwebtoken::errors::ErrorKind::ImmatureSignature => {
+                    "token not valid yet (nbf)".to_owned()
+                }
                 jsonwebtoken::errors::ErrorKind::InvalidAlgorithm => {
                     "token algorithm not accepted".to_owned()
                 }
@@ -271,6 +290,48 @@ mod tests {
         assert_eq!(
             j.verify(&hs512).unwrap_err(),
             "token algorithm not accepted"
+        );
+    }
+
+    #[test]
+    fn nbf_crit_size_and_whitespace() {
+        let j = Jwt::hs256(SECRET, None, None).unwrap();
+        let now = jsonwebtoken::get_current_timestamp();
+        let key = EncodingKey::from_secret(SECRET);
+        let claims = serde_json::json!({"sub": "a", "role": "admin", "exp": now + 600});
+        let sign = |h: &Header, c: &serde_json::Value| jsonwebtoken::encode(h, c, &key).unwrap();
+
+        let mut later = claims.clone();
+        later["nbf"] = (now + 300).into();
+        assert_eq!(
+            j.verify(&sign(&Header::new(Algorithm::HS256), &later))
+                .unwrap_err(),
+            "token not valid yet (nbf)"
+        );
+        let mut earlier = claims.clone();
+        earlier["nbf"] = (now - 1).into();
+        assert!(
+            j.verify(&sign(&Header::new(Algorithm::HS256), &earlier))
+                .is_ok()
+        );
+
+        let mut crit = Header::new(Algorithm::HS256);
+        crit.crit = Some(vec!["exp-ext".into()]);
+        assert!(
+            j.verify(&sign(&crit, &claims))
+                .unwrap_err()
+                .contains("critical")
+        );
+
+        let plain = sign(&Header::new(Algorithm::HS256), &claims);
+        assert!(j.verify(&format!(" \t{plain} \n")).is_ok());
+
+        let mut big = claims.clone();
+        big["pad"] = "x".repeat(MAX_TOKEN_BYTES).into();
+        assert!(
+            j.verify(&sign(&Header::new(Algorithm::HS256), &big))
+                .unwrap_err()
+                .contains("larger than")
         );
     }
 }

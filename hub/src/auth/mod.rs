@@ -2,6 +2,7 @@
 //! the tenants in its token).
 
 pub mod jwt;
+pub mod password;
 pub mod throttle;
 pub mod users;
 
@@ -34,6 +35,27 @@ impl Claims {
     /// May this caller see sessions of `tenant`?
     pub fn may_access(&self, tenant: &str) -> bool {
         self.role == Role::Admin || self.tenants.iter().any(|t| t == tenant)
+    }
+}
+
+impl crate::app::Hub {
+    /// The claims of a valid, unrevoked token: what REST and socket.io both accept.
+    pub fn authenticate(&self, token: &str) -> Result<Claims, crate::error::ApiError> {
+        let claims = self
+            .jwt
+            .verify(token)
+            .map_err(crate::error::ApiError::unauthenticated)?;
+        if self.is_revoked(&claims) {
+            return Err(crate::error::ApiError::unauthenticated("token revoked"));
+        }
+        Ok(claims)
+    }
+
+    /// Whether the users file revoked this token since it was issued (`tokensNotBefore`).
+    pub fn is_revoked(&self, claims: &Claims) -> bool {
+        self.users
+            .as_ref()
+            .is_some_and(|u| u.current().revoked(&claims.sub, claims.iat))
     }
 }
 

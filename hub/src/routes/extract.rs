@@ -29,10 +29,25 @@ impl FromRequestParts<Arc<Hub>> for Caller {
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))
             .ok_or_else(|| ApiError::unauthenticated("Authorization must be 'Bearer <token>'"))?;
-        hub.jwt
-            .verify(token.trim())
-            .map(Caller)
-            .map_err(ApiError::unauthenticated)
+        hub.authenticate(token).map(Caller)
+    }
+}
+
+/// The `{instance_id}` path segment. axum's `Path` answers a segment that does not decode
+/// (`%FF`: not UTF-8) in plain text; this answers the JSON 400. What the id may contain is
+/// checked where it is used (`crate::ids`).
+pub struct InstanceId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for InstanceId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<String>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(id)) => Ok(InstanceId(id)),
+            Err(_) => Err(ApiError::bad_request(
+                "instance_id in the path is not valid percent-encoded UTF-8",
+            )),
+        }
     }
 }
 
@@ -48,6 +63,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             Err(rej) if rej.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => Err(
                 ApiError::new(Code::PayloadTooLarge, "request body too large"),
             ),
+            // The server's body read deadline (crate::server) passed before the body was whole.
+            Err(rej) if crate::server::is_body_timeout(&rej) => Err(ApiError::new(
+                Code::Timeout,
+                "the request body did not arrive in time",
+            )),
             // Messages are generic on purpose: serde's text may quote the offending value
             // (a password sent as a number, say), which must not be echoed or logged.
             Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::bad_request(

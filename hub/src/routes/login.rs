@@ -1,4 +1,5 @@
-//! `POST /api/auth/login`: users file + argon2, throttled per username and per client address.
+//! `POST /api/auth/login`: users file + argon2 on the bounded password pool, throttled per
+//! guesser and per account (`auth::throttle`), with the client address from trusted proxies.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -6,6 +7,7 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::extract::{ConnectInfo, State};
+use axum::http::HeaderMap;
 use serde::Deserialize;
 
 use super::JsonBody;
@@ -21,9 +23,10 @@ pub struct LoginRequest {
 pub async fn login(
     State(hub): State<Arc<Hub>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     JsonBody(req): JsonBody<LoginRequest>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let Some(users) = hub.users.as_ref() else {
+    let Some(source) = hub.users.as_ref() else {
         return Err(ApiError::unavailable(
             "login is disabled: the hub has no --users-file",
         ));
@@ -38,47 +41,36 @@ pub async fn login(
             "username and password are required (at most 128 / 1024 bytes)",
         ));
     }
-    let now = Instant::now();
-    let user_key = format!("u:{}", req.username);
-    let ip_key = format!("ip:{}", peer.ip());
-    for key in [&user_key, &ip_key] {
-        let limited = if key.starts_with("u:") {
-            hub.user_throttle.check(key, now)
-        } else {
-            hub.ip_throttle.check(key, now)
-        };
-        if let Err(wait) = limited {
-            return Err(ApiError::rate_limited(
-                "too many failed logins; try again later",
-                wait,
-            ));
+    let client = hub.trusted_proxies.client(peer.ip(), &headers);
+    let attempt = hub
+        .login_throttle
+        .begin(&req.username, client, Instant::now())
+        .map_err(|wait| ApiError::rate_limited("too many failed logins; try again later", wait))?;
+    let users = source.current();
+    let checked = hub
+        .passwords
+        .check(users.hash_for(&req.username), &req.password)
+        .await;
+    let user = match checked {
+        Err(_busy) => {
+            attempt.not_checked();
+            return Err(ApiError::unavailable("too many logins in progress; retry").retry_after(1));
         }
-    }
-    // argon2 takes tens of milliseconds of CPU: keep it off the async workers.
-    let hub2 = hub.clone();
-    let (username, password) = (req.username.clone(), req.password);
-    let user = tokio::task::spawn_blocking(move || {
-        hub2.users
-            .as_ref()
-            .and_then(|u| u.verify(&username, &password))
-            .map(|u| (u.tenants.clone(), u.role))
-    })
-    .await
-    .map_err(|_| ApiError::internal("login failed"))?;
-    let _ = users;
-    let Some((tenants, role)) = user else {
-        hub.user_throttle.record_failure(&user_key, now);
-        hub.ip_throttle.record_failure(&ip_key, now);
-        tracing::info!(username = %req.username, client = %peer.ip(), "login failed");
+        Ok(true) => users.get(&req.username),
+        Ok(false) => None,
+    };
+    let Some(user) = user else {
+        attempt.failed();
+        tracing::info!(username = %req.username, %client, "login failed");
         return Err(ApiError::unauthenticated("invalid username or password"));
     };
-    hub.user_throttle.reset(&user_key);
+    attempt.succeeded();
     let (token, exp) = hub
         .jwt
         .issue(
             &req.username,
-            tenants.clone(),
-            role,
+            user.tenants.clone(),
+            user.role,
             hub.config.token_ttl_secs,
         )
         .map_err(|e| {
@@ -88,10 +80,10 @@ pub async fn login(
     let expires_at = k8s_openapi::jiff::Timestamp::from_second(exp as i64)
         .map(|t| t.to_string())
         .unwrap_or_default();
-    tracing::info!(username = %req.username, client = %peer.ip(), "login");
+    tracing::info!(username = %req.username, %client, "login");
     Ok(Json(serde_json::json!({
         "token": token,
         "expiresAt": expires_at,
-        "user": {"username": req.username, "tenants": tenants, "role": role},
+        "user": {"username": req.username, "tenants": user.tenants, "role": user.role},
     })))
 }

@@ -14,7 +14,7 @@ use axum::routing::{any, get, post};
 
 use crate::app::Hub;
 
-pub use extract::{Caller, JsonBody};
+pub use extract::{Caller, InstanceId, JsonBody};
 
 pub fn router(hub: Arc<Hub>) -> Router {
     let mut r = Router::new()
@@ -42,10 +42,14 @@ pub fn router(hub: Arc<Hub>) -> Router {
                 post(sessions::disconnect),
             );
     }
-    // Unknown API paths (e.g. an id containing '/') answer a JSON 404, never the SPA page.
-    r = r
-        .route("/api/{*rest}", any(system::not_found))
-        .route("/session-manager/{*rest}", any(system::not_found));
+    // Unknown API paths (e.g. an id containing '/') answer a JSON 404, never the SPA page; the
+    // prefixes themselves too (a wildcard matches no empty rest).
+    for prefix in ["/api", "/session-manager"] {
+        r = r
+            .route(prefix, any(system::not_found))
+            .route(&format!("{prefix}/"), any(system::not_found))
+            .route(&format!("{prefix}/{{*rest}}"), any(system::not_found));
+    }
     r = match hub.config.static_dir() {
         Some(dir) => {
             let index = dir.join("index.html");

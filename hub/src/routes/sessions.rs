@@ -3,10 +3,10 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use serde::Deserialize;
 
-use super::Caller;
+use super::{Caller, InstanceId};
 use crate::app::Hub;
 use crate::error::ApiError;
 use crate::snapshot::Snapshot;
@@ -37,7 +37,7 @@ pub async fn list(
 pub async fn get(
     State(hub): State<Arc<Hub>>,
     Caller(c): Caller,
-    Path(id): Path<String>,
+    InstanceId(id): InstanceId,
     q: Q,
 ) -> Result<Json<Snapshot>, ApiError> {
     hub.synced().await;
@@ -48,7 +48,7 @@ pub async fn get(
 pub async fn request_qr(
     State(hub): State<Arc<Hub>>,
     Caller(c): Caller,
-    Path(id): Path<String>,
+    InstanceId(id): InstanceId,
     q: Q,
 ) -> Result<Json<Snapshot>, ApiError> {
     hub.request_qr(&c, &id, ns(&q)?).await.map(Json)
@@ -57,7 +57,7 @@ pub async fn request_qr(
 pub async fn disconnect(
     State(hub): State<Arc<Hub>>,
     Caller(c): Caller,
-    Path(id): Path<String>,
+    InstanceId(id): InstanceId,
     q: Q,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     hub.disconnect(&c, &id, ns(&q)?)

@@ -13,6 +13,9 @@ use crate::error::{ApiError, Code};
 use crate::metrics::HttpLabels;
 
 pub async fn health(State(hub): State<Arc<Hub>>) -> Response {
+    if !hub.tenancy.is_synced() {
+        return ApiError::unavailable("namespaces (tenant claims) not listed yet").into_response();
+    }
     if hub.view.is_live() {
         (
             StatusCode::OK,

@@ -8,6 +8,7 @@
 
 pub mod contract;
 pub mod detach;
+pub mod expiry;
 pub mod push;
 
 use std::collections::HashSet;
@@ -26,9 +27,26 @@ use contract::{
     Ack, Authenticated, ConnectionError, QrCode, QrExpired, ServerEvent, SessionStatus, client,
 };
 
-/// The rooms a socket joined through `subscribe-session` (for the subscriptions gauge).
+/// The rooms a socket joined through `subscribe-session` (for the subscriptions gauge, and to
+/// leave them all when its authentication ends).
 #[derive(Clone, Default)]
 struct Subscriptions(Arc<Mutex<HashSet<String>>>);
+
+impl Subscriptions {
+    /// Every room the socket subscribed to, forgotten here (the caller leaves them).
+    fn take_all(socket: &SocketRef) -> Vec<String> {
+        socket
+            .extensions
+            .get::<Subscriptions>()
+            .map(|s| {
+                s.0.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .drain()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
 
 pub fn register(io: &SocketIo) {
     // Handlers are registered in a connect *middleware*: socketioxide awaits middlewares before
@@ -55,7 +73,7 @@ async fn prepare(
     socket.on(client::REQUEST_QR, on_request_qr);
     socket.on_fallback(on_unknown);
     if let Some(token) = handshake_token(auth)
-        && let Ok(claims) = hub.jwt.verify(&token)
+        && let Ok(claims) = hub.authenticate(&token)
     {
         socket.extensions.insert(Arc::new(claims));
     }
@@ -80,17 +98,21 @@ async fn on_connect(socket: SocketRef, TryData(auth): TryData<Value>, State(hub)
         authenticate(&socket, &hub, &token, None);
     }
     if socket.extensions.get::<Arc<Claims>>().is_none() {
-        let timeout = hub.config.auth_timeout();
-        let s = socket.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
-            if s.connected() && s.extensions.get::<Arc<Claims>>().is_none() {
-                let err = ApiError::new(crate::error::Code::Timeout, "not authenticated in time");
-                send(&s, &ConnectionError::of(&err, None));
-                let _ = s.disconnect();
-            }
-        });
+        drop_unless_authenticated(&socket, hub.config.auth_timeout());
     }
+}
+
+/// Disconnect the socket `timeout` from now unless it is authenticated by then.
+fn drop_unless_authenticated(socket: &SocketRef, timeout: std::time::Duration) {
+    let s = socket.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(timeout).await;
+        if s.connected() && s.extensions.get::<Arc<Claims>>().is_none() {
+            let err = ApiError::new(crate::error::Code::Timeout, "not authenticated in time");
+            send(&s, &ConnectionError::of(&err, None));
+            let _ = s.disconnect();
+        }
+    });
 }
 
 async fn on_disconnect(socket: SocketRef, State(hub): State<Arc<Hub>>) {
@@ -102,7 +124,7 @@ async fn on_disconnect(socket: SocketRef, State(hub): State<Arc<Hub>>) {
 }
 
 fn authenticate(socket: &SocketRef, hub: &Hub, token: &str, ack: Option<AckSender>) {
-    match hub.jwt.verify(token) {
+    match hub.authenticate(token) {
         Ok(claims) => {
             socket.extensions.insert(Arc::new(claims));
             send(socket, &Authenticated::OK);
@@ -110,7 +132,7 @@ fn authenticate(socket: &SocketRef, hub: &Hub, token: &str, ack: Option<AckSende
                 let _ = ack.send(&Authenticated::OK);
             }
         }
-        Err(msg) => fail(socket, ack, &ApiError::unauthenticated(msg), None),
+        Err(e) => fail(socket, ack, &e, None),
     }
 }
 
@@ -151,15 +173,20 @@ fn fail(socket: &SocketRef, ack: Option<AckSender>, err: &ApiError, id: Option<&
     }
 }
 
-/// The claims of an authenticated socket whose token has not expired since.
-fn claims(socket: &SocketRef) -> Result<Arc<Claims>, ApiError> {
+/// The claims of an authenticated socket whose token has not expired or been revoked since
+/// (between two sweeps of [`expiry`], which end the socket's subscriptions).
+fn claims(socket: &SocketRef, hub: &Hub) -> Result<Arc<Claims>, ApiError> {
     let c = socket
         .extensions
         .get::<Arc<Claims>>()
         .ok_or_else(|| ApiError::unauthenticated("authenticate first"))?;
     if c.exp <= jsonwebtoken::get_current_timestamp() {
-        socket.extensions.remove::<Arc<Claims>>();
+        expiry::unauthenticate(socket, hub);
         return Err(ApiError::unauthenticated("token expired"));
+    }
+    if hub.is_revoked(&c) {
+        expiry::unauthenticate(socket, hub);
+        return Err(ApiError::unauthenticated("token revoked"));
     }
     Ok(c)
 }
@@ -216,7 +243,7 @@ async fn on_subscribe(
         Err(e) => return fail(&socket, Some(ack), &e, None),
     };
     hub.synced().await;
-    let result = claims(&socket).and_then(|c| hub.authorize(&c, &id, ns.as_deref()));
+    let result = claims(&socket, &hub).and_then(|c| hub.authorize(&c, &id, ns.as_deref()));
     match result {
         Ok(session) => {
             let snap = Snapshot::of(&session);
@@ -248,7 +275,7 @@ async fn on_unsubscribe(
         Ok(t) => t,
         Err(e) => return fail(&socket, Some(ack), &e, None),
     };
-    if let Err(e) = claims(&socket).and_then(|_| crate::ids::validate(&id)) {
+    if let Err(e) = claims(&socket, &hub).and_then(|_| crate::ids::validate(&id)) {
         return fail(&socket, Some(ack), &e, echo(&id));
     }
     // Leave whatever room of that name this socket is in (unknown or deleted sessions included).
@@ -287,7 +314,7 @@ async fn on_request_qr(
         Ok(t) => t,
         Err(e) => return fail(&socket, Some(ack), &e, None),
     };
-    let c = match claims(&socket) {
+    let c = match claims(&socket, &hub) {
         Ok(c) => c,
         Err(e) => return fail(&socket, Some(ack), &e, echo(&id)),
     };

@@ -1,7 +1,7 @@
 //! Pushes CR changes to the rooms of the sessions: `session-status` on every change of what it
 //! carries, `qr-code` on every new valid QR, `qr-expired` when the QR status turns expired.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use k8s_openapi::jiff::Timestamp;
@@ -32,11 +32,30 @@ pub fn qr_image(hub: &Hub, snap: &Snapshot) -> Option<Arc<str>> {
 
 pub async fn run(io: SocketIo, hub: Arc<Hub>, mut rx: mpsc::UnboundedReceiver<ViewEvent>) {
     let mut last: HashMap<String, Snapshot> = HashMap::new();
+    // Rooms of sessions already reported as unclaimed (one log line per session).
+    let mut unclaimed: HashSet<String> = HashSet::new();
+    // Claims decide what is pushed: not before the namespaces are listed (bounded, as requests).
+    hub.synced().await;
     while let Some(ev) = rx.recv().await {
         match ev {
             ViewEvent::Changed { obj, at } => {
                 let snap = Snapshot::of(&obj);
                 let room = snap.room();
+                if !hub.is_claimed(&obj) {
+                    // Served to nobody; a namespace that lost its claim since a socket
+                    // subscribed sends that socket nothing more either.
+                    if unclaimed.insert(room.clone()) {
+                        tracing::warn!(
+                            namespace = %snap.namespace, session = %snap.instance_id,
+                            tenant = %snap.tenant,
+                            label = %crds::labels::tenant_claim(&snap.tenant),
+                            "session not served: its namespace does not claim its tenant"
+                        );
+                    }
+                    last.remove(&room);
+                    continue;
+                }
+                unclaimed.remove(&room);
                 let p = snapshot::diff(last.get(&room), &snap, Timestamp::now());
                 // A session nobody watches costs only the diff.
                 let mut emitted = false;
@@ -58,7 +77,9 @@ pub async fn run(io: SocketIo, hub: Arc<Hub>, mut rx: mpsc::UnboundedReceiver<Vi
                 last.insert(room, snap);
             }
             ViewEvent::Deleted { namespace, name } => {
-                last.remove(&snapshot::room(&namespace, &name));
+                let room = snapshot::room(&namespace, &name);
+                unclaimed.remove(&room);
+                last.remove(&room);
             }
             ViewEvent::Relisted => {
                 let present: std::collections::HashSet<String> = hub
@@ -68,6 +89,7 @@ pub async fn run(io: SocketIo, hub: Arc<Hub>, mut rx: mpsc::UnboundedReceiver<Vi
                     .map(|s| Snapshot::of(s).room())
                     .collect();
                 last.retain(|room, _| present.contains(room));
+                unclaimed.retain(|room| present.contains(room));
             }
         }
     }

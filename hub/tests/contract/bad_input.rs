@@ -217,6 +217,17 @@ async fn bad_input_gets_documented_errors_and_hub_keeps_serving() {
             .0,
         400
     );
+    // A segment that does not decode to UTF-8 (issue 28 item 11: was plain text).
+    for (method, path) in [
+        ("GET", "/api/session-manager/sessions/%FF"),
+        ("POST", "/session-manager/sessions/%FF/qr"),
+        ("POST", "/api/session-manager/sessions/a%C3%28/disconnect"),
+    ] {
+        let (status, body) = raw_http(hub.port, method, path, &admin).await;
+        let v: Value =
+            serde_json::from_str(&body).unwrap_or_else(|_| panic!("{path}: not JSON: {body}"));
+        assert_err(&(status, v), 400, "BAD_REQUEST");
+    }
     for id in ["a%2Fb", &"a".repeat(300), "A-ONE", "a_one"] {
         assert_err(
             &get(&format!("{list}/{id}"), Some(&admin)).await,

@@ -128,6 +128,43 @@ async fn disconnect_requests_logout_and_keeps_the_qr_request() {
     assert_eq!(cr.spec.qr_requested_at, requested);
 }
 
+#[tokio::test]
+async fn repeated_logouts_write_once_and_each_caller_has_a_request_budget() {
+    let e = env("hub-logout-storm").await;
+    e.session("a-main", "a").await;
+    // 6 a minute, 5 at once.
+    let hub = e.hub_with(&["--session-requests-per-minute", "6"]).await;
+    let ana = login(&hub, "ana").await;
+    let admin = login(&hub, "admin").await;
+    let url = format!("{}/a-main/disconnect", sessions_url(&hub, true));
+    assert_eq!(post(&url, Some(&ana), None).await.0, 200);
+    let first = e.sessions().get("a-main").await.unwrap();
+    assert!(first.spec.logout_requested_at.is_some());
+    // No agent runs: the request stays pending, and asking again changes nothing.
+    for _ in 0..4 {
+        assert_eq!(
+            post(&url, Some(&ana), None).await,
+            (200, json!({"ok": true}))
+        );
+    }
+    let after = e.sessions().get("a-main").await.unwrap();
+    assert_eq!(
+        after.metadata.resource_version, first.metadata.resource_version,
+        "repeated logouts of a pending request wrote nothing"
+    );
+    let limited = post(&url, Some(&ana), None).await;
+    assert_err(&limited, 429, "RATE_LIMITED");
+    let qr = post(
+        &format!("{}/a-main/qr", sessions_url(&hub, true)),
+        Some(&ana),
+        None,
+    )
+    .await;
+    assert_err(&qr, 429, "RATE_LIMITED");
+    // The budget is per caller: the admin's is untouched.
+    assert_eq!(post(&url, Some(&admin), None).await.0, 200);
+}
+
 /// Every operation of the served `/api/openapi.json` is routed with its method: answered by
 /// its handler, not by the router's JSON 404 (`no such route`) or a 405.
 #[tokio::test]
@@ -149,6 +186,34 @@ async fn the_served_openapi_document_matches_the_routes() {
     assert!(
         doc["paths"].get("/metrics").is_none(),
         "openapi lists /metrics"
+    );
+    // The constraints the handlers enforce are in the document (issue 28 item 11).
+    let ns_param = doc["paths"]["/api/session-manager/sessions/{instance_id}"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "namespace")
+        .unwrap()["schema"]
+        .clone();
+    assert_eq!(
+        (&ns_param["maxLength"], &ns_param["pattern"]),
+        (&json!(63), &json!("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")),
+        "{ns_param}"
+    );
+    let login = &doc["paths"]["/api/auth/login"]["post"]["requestBody"]["content"]["application/json"]
+        ["schema"];
+    assert_eq!(
+        login["required"],
+        json!(["username", "password"]),
+        "{login}"
+    );
+    assert_eq!(
+        (
+            &login["properties"]["username"]["minLength"],
+            &login["properties"]["username"]["maxLength"]
+        ),
+        (&json!(1), &json!(128)),
+        "{login}"
     );
     let ana = token("ana", &["a"], "user", 600);
     let mut checked = 0;
@@ -202,12 +267,7 @@ async fn metrics_carry_the_advertised_series() {
     // JSON 404.
     let (st, body) = get(&format!("{}/metrics", hub.url), None).await;
     assert_eq!((st, &body["error"]), (404, &json!("NOT_FOUND")), "{body}");
-    let metrics = reqwest::get(format!("{}/metrics", hub.metrics_url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = hub.metrics_page().await;
     for m in [
         "wa_hub_sockets_connected 2",
         "wa_hub_subscriptions 1",
@@ -228,9 +288,9 @@ async fn metrics_are_off_the_public_listener() {
     let e = env("hub-metrics").await;
     let site = tempfile::tempdir().unwrap();
     std::fs::write(site.path().join("index.html"), "<html>spa</html>").unwrap();
-    let mut args = hs256_args(&e.files, &e.ns);
-    args.extend(["--static-dir".into(), site.path().display().to_string()]);
-    let hub = HubProc::start(&e.kubeconfig, args).await;
+    let hub = e
+        .hub_with(&["--static-dir", &site.path().display().to_string()])
+        .await;
 
     let spa = reqwest::get(format!("{}/some/page", hub.url))
         .await
@@ -263,4 +323,87 @@ async fn metrics_are_off_the_public_listener() {
         .await
         .unwrap();
     assert_eq!(other.status(), 404);
+}
+
+/// Issue 28 items 8 and 11: with the UI served, `/api` and `/api/` are JSON 404s (they were
+/// the SPA page), and every answer carries the security headers: the UI's CSP on the page, the
+/// empty one and `no-store` on JSON.
+#[tokio::test]
+async fn api_prefixes_answer_json_and_every_answer_carries_the_security_headers() {
+    let e = env("hub-headers").await;
+    let site = tempfile::tempdir().unwrap();
+    std::fs::write(site.path().join("index.html"), "<html>spa</html>").unwrap();
+    std::fs::create_dir(site.path().join("assets")).unwrap();
+    std::fs::write(site.path().join("assets/app.js"), "export {};").unwrap();
+    let hub = e
+        .hub_with(&["--static-dir", &site.path().display().to_string()])
+        .await;
+
+    for path in ["/api", "/api/", "/session-manager", "/session-manager/"] {
+        let (st, body) = get(&format!("{}{path}", hub.url), None).await;
+        assert_eq!(
+            (st, &body["error"]),
+            (404, &json!("NOT_FOUND")),
+            "{path}: {body}"
+        );
+    }
+
+    let headers = |r: &reqwest::Response, name: &str| {
+        r.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    };
+    let admin = token("root", &[], "admin", 600);
+    let c = reqwest::Client::new();
+    let page = c
+        .get(format!("{}/some/page", hub.url))
+        .send()
+        .await
+        .unwrap();
+    let asset = c
+        .get(format!("{}/assets/app.js", hub.url))
+        .send()
+        .await
+        .unwrap();
+    let api = c
+        .get(sessions_url(&hub, true))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    let error = c
+        .get(format!("{}/api/nothing", hub.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        [&page, &asset, &api, &error].map(|r| r.status().as_u16()),
+        [200, 200, 200, 404]
+    );
+    for r in [&page, &asset, &api, &error] {
+        assert_eq!(
+            headers(r, "x-content-type-options"),
+            "nosniff",
+            "{}",
+            r.url()
+        );
+        assert_eq!(headers(r, "x-frame-options"), "DENY", "{}", r.url());
+        assert_eq!(headers(r, "referrer-policy"), "no-referrer", "{}", r.url());
+        assert!(
+            headers(r, "content-security-policy").contains("frame-ancestors 'none'"),
+            "{}",
+            r.url()
+        );
+    }
+    let csp = headers(&page, "content-security-policy");
+    assert_eq!(csp, hub::headers::APP_CSP);
+    assert!(!csp.contains("unsafe"), "{csp}");
+    for r in [&api, &error] {
+        assert_eq!(
+            headers(r, "content-security-policy"),
+            "default-src 'none'; frame-ancestors 'none'"
+        );
+        assert_eq!(headers(r, "cache-control"), "no-store", "{}", r.url());
+    }
 }

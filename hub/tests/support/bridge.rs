@@ -101,6 +101,35 @@ impl Bridge {
             .await;
     }
 
+    /// Connect client `c` without socket.io-client's reconnection: once it is disconnected,
+    /// it stays so.
+    pub async fn connect_once(&mut self, c: &str, url: &str, auth: Option<Value>) {
+        self.send(
+            json!({"op": "connect", "client": c, "url": url, "auth": auth, "reconnection": false}),
+        )
+        .await;
+    }
+
+    /// Emit asking for an ack, without waiting for it; [`Bridge::ack`] reads it later.
+    pub async fn emit_req(&mut self, c: &str, event: &str, data: Value) -> u64 {
+        self.next_req += 1;
+        let req = self.next_req;
+        self.send(json!({"op": "emit", "client": c, "event": event, "data": data, "req": req}))
+            .await;
+        req
+    }
+
+    /// The ack payload of request `req` of client `c` (`{"timeout": true}` when
+    /// socket.io-client failed it: no answer in 5 s, or the socket went away).
+    pub async fn ack(&mut self, c: &str, req: u64) -> Value {
+        let m = self
+            .expect(&format!("ack {req} on {c}"), |m| {
+                m["type"] == "ack" && m["req"] == req && m["client"] == c
+            })
+            .await;
+        m["data"].clone()
+    }
+
     pub async fn emit(&mut self, c: &str, event: &str, data: Value) {
         self.send(json!({"op": "emit", "client": c, "event": event, "data": data}))
             .await;
@@ -108,16 +137,8 @@ impl Bridge {
 
     /// Emit and wait for the ack payload.
     pub async fn emit_ack(&mut self, c: &str, event: &str, data: Value) -> Value {
-        self.next_req += 1;
-        let req = self.next_req;
-        self.send(json!({"op": "emit", "client": c, "event": event, "data": data, "req": req}))
-            .await;
-        let m = self
-            .expect(&format!("ack {req} of {event}"), |m| {
-                m["type"] == "ack" && m["req"] == req && m["client"] == c
-            })
-            .await;
-        m["data"].clone()
+        let req = self.emit_req(c, event, data).await;
+        self.ack(c, req).await
     }
 
     pub async fn raw(&mut self, c: &str, event: &str, args: Vec<Value>) {

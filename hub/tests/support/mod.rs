@@ -53,13 +53,31 @@ impl Env {
         sessions::create(&api, name, json!({ "tenant": tenant })).await
     }
 
+    /// Labels the test's namespace with the claim of `tenant`, which the hub requires before
+    /// it serves the tenant's sessions there (issue 28).
+    pub async fn claim(&self, tenant: &str) {
+        let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
+        let label = format!("tenant.whatsapp.leadmaster.io/{tenant}");
+        let patch = json!({"metadata": {"labels": {label: ""}}});
+        api.patch(&self.ns, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+    }
+
     pub fn sessions(&self) -> Api<WhatsAppSession> {
         Api::namespaced(self.client.clone(), &self.ns)
     }
 
     /// A hub serving the test's namespace with HS256 and the users file.
     pub async fn hub(&self) -> HubProc {
-        HubProc::start(&self.kubeconfig, hs256_args(&self.files, &self.ns)).await
+        self.hub_with(&[]).await
+    }
+
+    /// [`hub`](Self::hub) with `extra` flags.
+    pub async fn hub_with(&self, extra: &[&str]) -> HubProc {
+        let mut args = hs256_args(&self.files, &self.ns);
+        args.extend(extra.iter().map(|a| a.to_string()));
+        HubProc::start(&self.kubeconfig, args).await
     }
 }
 
@@ -85,12 +103,15 @@ pub fn rfc3339_in(secs: i64) -> String {
 
 pub fn token(sub: &str, tenants: &[&str], role: &str, exp_in: i64) -> String {
     let exp = jsonwebtoken::get_current_timestamp() as i64 + exp_in;
-    jsonwebtoken::encode(
+    signed(
         &Header::new(Algorithm::HS256),
         &json!({"sub": sub, "tenants": tenants, "role": role, "exp": exp}),
-        &EncodingKey::from_secret(SECRET.as_bytes()),
     )
-    .unwrap()
+}
+
+/// `claims` signed with the test secret under `header`.
+pub fn signed(header: &Header, claims: &Value) -> String {
+    jsonwebtoken::encode(header, claims, &EncodingKey::from_secret(SECRET.as_bytes())).unwrap()
 }
 
 /// Files a hub needs: secret, users (admin + one user per tenant a/b).
@@ -102,12 +123,28 @@ impl HubFiles {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("secret"), format!("{SECRET}\n")).unwrap();
-        let h = hub::auth::users::hash_password(PASSWORD).unwrap();
+        let files = Self { dir };
+        files.write_users("");
+        files
+    }
+
+    /// Writes the users file: admin, ana (tenant a), bob (tenant b), password [`PASSWORD`];
+    /// `ana_extra` is added to ana's entry (e.g. `tokensNotBefore: '…'`). Written to a new file
+    /// then renamed over the old one, as the kubelet swaps a Secret's files.
+    pub fn write_users(&self, ana_extra: &str) {
+        static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let h = HASH.get_or_init(|| hub::auth::users::hash_password(PASSWORD).unwrap());
+        let ana_extra = if ana_extra.is_empty() {
+            String::new()
+        } else {
+            format!(", {ana_extra}")
+        };
         let users = format!(
-            "users:\n  - {{username: admin, passwordHash: '{h}', tenants: [], role: admin}}\n  - {{username: ana, passwordHash: '{h}', tenants: [a], role: user}}\n  - {{username: bob, passwordHash: '{h}', tenants: [b], role: user}}\n"
+            "users:\n  - {{username: admin, passwordHash: '{h}', tenants: [], role: admin}}\n  - {{username: ana, passwordHash: '{h}', tenants: [a], role: user{ana_extra}}}\n  - {{username: bob, passwordHash: '{h}', tenants: [b], role: user}}\n"
         );
-        std::fs::write(dir.path().join("users.yaml"), users).unwrap();
-        Self { dir }
+        let tmp = self.path("users.yaml.new");
+        std::fs::write(&tmp, users).unwrap();
+        std::fs::rename(tmp, self.path("users.yaml")).unwrap();
     }
     pub fn path(&self, f: &str) -> PathBuf {
         self.dir.path().join(f)
@@ -176,6 +213,26 @@ impl HubProc {
         .await;
     }
 
+    /// The page of the metrics listener (`--metrics-addr`).
+    pub async fn metrics_page(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.metrics_url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// The value of one series (`name{labels}` as printed) on the metrics page, 0 when absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        self.metrics_page()
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .map(|v| v.trim().parse().unwrap())
+            .unwrap_or(0.0)
+    }
+
     /// SIGTERM and wait for exit (graceful shutdown must not hang on open websockets).
     pub async fn stop(&mut self) {
         if let Some(pid) = self.child.id() {
@@ -207,6 +264,16 @@ pub fn hs256_args(files: &HubFiles, ns: &str) -> Vec<String> {
     vec![
         "--namespace".into(),
         ns.into(),
+        "--jwt-secret-file".into(),
+        files.path("secret").display().to_string(),
+        "--users-file".into(),
+        files.path("users.yaml").display().to_string(),
+    ]
+}
+
+/// A hub serving every namespace (the chart's default): HS256 and the users file.
+pub fn all_namespaces_args(files: &HubFiles) -> Vec<String> {
+    vec![
         "--jwt-secret-file".into(),
         files.path("secret").display().to_string(),
         "--users-file".into(),

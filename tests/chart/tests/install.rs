@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use chart_tests::*;
 use devcluster::testing::{TestCluster, wait_for_value};
+use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
@@ -123,8 +124,8 @@ impl<'a> Release<'a> {
         extra_values: Value,
     ) -> Self {
         let ns = cluster.namespace(name).await;
-        // restricted pods; sessions of tenant acme, the hub user's (the chart's tenant-claims
-        // policy), labelled before the policy exists so it never sees the namespace without
+        // Labelled before the chart's tenant-claims policy exists, so it never sees the
+        // namespace without its claim.
         kubectl_ok(
             cluster,
             &[
@@ -132,6 +133,7 @@ impl<'a> Release<'a> {
                 "namespace",
                 &ns,
                 "pod-security.kubernetes.io/enforce=restricted",
+                // A cluster admin's claim: the namespace holds sessions of tenant acme.
                 "tenant.whatsapp.leadmaster.io/acme=",
             ],
         )
@@ -870,3 +872,134 @@ async fn helm_install_session_lifecycle_upgrade_and_uninstall() {
         "retained PVC still owned: {pvc}"
     );
 }
+
+/// Issue 28 item 1: hundreds of logins — sequential and parallel, right and wrong passwords —
+/// leave the chart's hub (its memory limit, 256Mi) running, never OOM-killed, and its working
+/// set (the kubelet's figure, what limits and evictions act on) returns under
+/// [`LOGIN_WORKING_SET_BOUND`]: the idle hub plus the password workers' argon2 buffers
+/// (2 × 19 MiB), with room to spare. Before the bounded password pool each concurrent login
+/// kept ~19 MiB and 30 parallel logins OOM-killed the hub.
+#[tokio::test]
+async fn hub_memory_stays_bounded_through_hundreds_of_logins() {
+    let test = "hub_memory_stays_bounded_through_hundreds_of_logins";
+    let Some(helm) = helm_or_skip(test) else {
+        return;
+    };
+    let cluster = devcluster::testing::cluster().await;
+    let Some(programs) = programs_or_skip(test, &["wa-hub"]) else {
+        return;
+    };
+    // The throttle out of the way: every login must reach the password check.
+    let values = json!({"hub": {"extraArgs": [
+        "--login-max-failures=1000000", "--login-max-failures-per-user=1000000"]}});
+    let release = Release::install(cluster, &helm, "wa-logins", &programs[0], values).await;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let (hub, _) = release.login(&http).await;
+    let attempt = |i: usize| {
+        let (http, hub) = (http.clone(), hub.clone());
+        async move {
+            let password = if i.is_multiple_of(4) {
+                PASSWORD
+            } else {
+                "wrong"
+            };
+            match http
+                .post(format!("{hub}/api/auth/login"))
+                .json(&json!({"username": "acme", "password": password}))
+                .send()
+                .await
+            {
+                Ok(r) => r.status().as_u16(),
+                Err(e) => panic!("login {i}: {e} (the hub went away?)"),
+            }
+        }
+    };
+    let mut statuses = Vec::new();
+    for i in 0..100 {
+        statuses.push(attempt(i).await);
+    }
+    for round in 0..2 {
+        let batch: Vec<u16> = futures::stream::iter(0..300)
+            .map(|i| attempt(round * 1000 + i))
+            .buffer_unordered(30)
+            .collect()
+            .await;
+        statuses.extend(batch);
+    }
+    let right = statuses.iter().filter(|s| **s == 200).count();
+    let wrong = statuses.iter().filter(|s| **s == 401).count();
+    let busy = statuses.iter().filter(|s| **s == 503).count();
+    assert_eq!(right + wrong + busy, statuses.len(), "{statuses:?}");
+    assert!(
+        right >= 100 && wrong >= 300,
+        "right {right}, wrong {wrong}, busy {busy}"
+    );
+
+    let pod = kubectl_json(
+        cluster,
+        &[
+            "get",
+            "pods",
+            "-n",
+            &release.ns,
+            "-l",
+            "app.kubernetes.io/component=hub",
+        ],
+    )
+    .await["items"][0]
+        .clone();
+    let hub_status = &pod["status"]["containerStatuses"][0];
+    assert_eq!(
+        hub_status["restartCount"], 0,
+        "the hub restarted: {}",
+        hub_status["lastState"]
+    );
+    let (node, name) = (
+        pod["spec"]["nodeName"].as_str().unwrap().to_string(),
+        pod["metadata"]["name"].as_str().unwrap().to_string(),
+    );
+    let working_set = || async {
+        let summary = kubectl_ok(
+            cluster,
+            &[
+                "get",
+                "--raw",
+                &format!("/api/v1/nodes/{node}/proxy/stats/summary"),
+            ],
+        )
+        .await;
+        let summary: Value = serde_json::from_str(&summary).unwrap();
+        summary["pods"]
+            .as_array()?
+            .iter()
+            .find(|p| p["podRef"]["name"] == name.as_str())?["containers"]
+            .as_array()?
+            .iter()
+            .find(|c| c["name"] == "hub")?["memory"]["workingSetBytes"]
+            .as_u64()
+    };
+    // The kubelet refreshes its figures every few seconds: wait for one under the bound.
+    let settled = wait_for_value(
+        "the hub's working set under the bound",
+        Duration::from_secs(90),
+        || async {
+            working_set()
+                .await
+                .filter(|b| *b <= LOGIN_WORKING_SET_BOUND)
+        },
+    )
+    .await;
+    eprintln!(
+        "{test}: {} logins ({right} right, {wrong} wrong, {busy} busy), working set {:.1} MiB",
+        statuses.len(),
+        settled as f64 / 1048576.0
+    );
+    release.uninstall_leaving_only(vec![]).await;
+}
+
+/// The hub's working set after a login storm: idle (~15 MiB) + 2 password workers × 19 MiB
+/// argon2 buffers (docs/hub.md "Login memory"), rounded up.
+const LOGIN_WORKING_SET_BOUND: u64 = 96 * 1024 * 1024;

@@ -402,13 +402,27 @@ fn rbac_is_least_privilege() {
         )]
     );
 
+    // The hub reads namespaces' labels (tenant claims), nothing else of them.
+    assert_eq!(
+        rules(find(&objs, "ClusterRole", "-hub-namespaces")),
+        vec![(
+            vec![String::new()],
+            vec!["namespaces".to_string()],
+            ["get", "list", "watch"].map(String::from).to_vec()
+        )]
+    );
+
     // Bindings point at the chart's ServiceAccounts in the release namespace.
-    for suffix in ["-operator", "-hub"] {
-        let b = find(&objs, "ClusterRoleBinding", suffix);
+    for (binding, account) in [
+        ("-operator", "-operator"),
+        ("-hub", "-hub"),
+        ("-hub-namespaces", "-hub"),
+    ] {
+        let b = find(&objs, "ClusterRoleBinding", binding);
         assert_eq!(b["subjects"][0]["namespace"], "wa-system");
         assert_eq!(
             b["subjects"][0]["name"],
-            find(&objs, "ServiceAccount", suffix)["metadata"]["name"]
+            find(&objs, "ServiceAccount", account)["metadata"]["name"]
         );
     }
 }
@@ -428,9 +442,16 @@ fn watch_namespace_turns_cluster_roles_into_roles() {
         &[],
     )
     .unwrap();
-    assert!(
-        of_kind(&objs, "ClusterRole").is_empty() && of_kind(&objs, "ClusterRoleBinding").is_empty()
+    // Cluster-wide, only what cannot be namespaced: the hub reads the served namespace's
+    // labels (its tenant claims), that namespace only.
+    let cluster_roles = of_kind(&objs, "ClusterRole");
+    assert_eq!(cluster_roles.len(), 1, "{cluster_roles:#?}");
+    assert_eq!(
+        cluster_roles[0]["rules"],
+        serde_json::json!([{"apiGroups": [""], "resources": ["namespaces"],
+            "verbs": ["get", "list", "watch"], "resourceNames": ["tenants"]}])
     );
+    assert_eq!(of_kind(&objs, "ClusterRoleBinding").len(), 1);
     for suffix in ["-operator", "-hub"] {
         assert_eq!(
             find(&objs, "Role", suffix)["metadata"]["namespace"],

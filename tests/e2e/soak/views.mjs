@@ -136,6 +136,9 @@ export class BrowserViews {
     const context = first.context();
     for (const [i, s] of this.sessions.entries()) {
       const page = i === 0 ? first : await context.newPage();
+      // The token lives in each tab's sessionStorage (docs/frontend.md "Where the token lives"):
+      // a tab opened afresh logs in, as a user's would.
+      if (i > 0) await this.lib.login(page, this.user, this.password);
       await this.lib.openSession(page, s);
       await page.evaluate(() => {
         window.__soak = [];

@@ -1,4 +1,5 @@
-// A user of tenant A never sees tenant B's sessions: not in the UI, not over REST, not over socket.io.
+// A user of tenant A never sees tenant B's sessions: not in the UI, not over REST, not over
+// socket.io — not even that they exist (another tenant's session is answered as no session).
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { io } from 'socket.io-client';
@@ -29,10 +30,10 @@ test('the UI lists only the own tenant and refuses another tenant\'s session', a
   await page.goto(`${env.url}#/whatsapp/acme-main`);
   const alert = page.getByTestId('connection-error');
   await alert.waitFor();
-  assert.equal(await alert.getAttribute('data-code'), 'FORBIDDEN');
-  assert.match(await alert.textContent(), /No tiene permiso/);
+  assert.equal(await alert.getAttribute('data-code'), 'NOT_FOUND');
+  assert.match(await alert.textContent(), /no existe/);
   assert.equal(await page.getByTestId('qr-code').count(), 0);
-  await shot(page, 'tenants', 'bruno-forbidden');
+  await shot(page, 'tenants', 'bruno-not-found');
 });
 
 test('REST answers each user with its own tenant only', async () => {
@@ -40,13 +41,13 @@ test('REST answers each user with its own tenant only', async () => {
   const ana = await restLogin('ana');
   assert.deepEqual(ids((await restGet(bruno, '/api/session-manager/sessions')).body), ['globex-main']);
   assert.deepEqual(ids((await restGet(ana, '/api/session-manager/sessions')).body), ['acme-main', 'acme-second']);
-  assert.equal((await restGet(bruno, '/api/session-manager/sessions/acme-main')).status, 403);
+  assert.equal((await restGet(bruno, '/api/session-manager/sessions/acme-main')).status, 404);
   const post = await fetch(new URL('api/session-manager/sessions/acme-main/qr', env.url), {
     method: 'POST',
     headers: { Authorization: `Bearer ${bruno}`, 'Content-Type': 'application/json' },
     body: '{}',
   });
-  assert.equal(post.status, 403);
+  assert.equal(post.status, 404);
 });
 
 test('socket.io refuses a subscription to another tenant\'s session', async () => {
@@ -68,7 +69,7 @@ test('socket.io refuses a subscription to another tenant\'s session', async () =
       });
       socket.emit('subscribe-session', { instance_id: 'acme-main' });
     });
-    assert.equal(error.error, 'FORBIDDEN');
+    assert.equal(error.error, 'NOT_FOUND');
     assert.ok(!events.some(([name, p]) => (name === 'session-status' || name === 'qr-code') && p?.instance_id === 'acme-main'));
   } finally {
     socket.close();

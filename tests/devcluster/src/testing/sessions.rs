@@ -16,6 +16,7 @@
 use std::time::Duration;
 
 use crds::WhatsAppSession;
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
@@ -93,13 +94,41 @@ pub fn manifest(name: &str, spec: Value) -> Value {
 }
 
 /// Creates session `name` with `spec` (JSON, as in a manifest) merged over
-/// `{tenant: "acme"}`.
+/// `{tenant: "acme"}`, in a namespace that claims that tenant ([`claim_tenant`]), as an admin
+/// sets it up: the chart's admission policy and the hub both require the claim.
 pub async fn create(api: &Api<WhatsAppSession>, name: &str, spec: Value) -> WhatsAppSession {
     let obj: WhatsAppSession = serde_json::from_value(manifest(name, with_default_tenant(spec)))
         .unwrap_or_else(|e| panic!("session {name}: {e}"));
+    let ns = api.namespace().expect("sessions are namespaced");
+    claim_tenant(&api.clone().into_client(), ns, &obj.spec.tenant).await;
     api.create(&PostParams::default(), &obj)
         .await
         .unwrap_or_else(|e| panic!("creating session {name}: {e}"))
+}
+
+/// Labels namespace `ns` with the claim of `tenant` (`tenant.whatsapp.leadmaster.io/<tenant>`):
+/// it may hold that tenant's sessions.
+pub async fn claim_tenant(client: &Client, ns: &str, tenant: &str) {
+    set_tenant_claim(client, ns, tenant, true).await;
+}
+
+/// Removes the claim of `tenant` from namespace `ns`.
+pub async fn unclaim_tenant(client: &Client, ns: &str, tenant: &str) {
+    set_tenant_claim(client, ns, tenant, false).await;
+}
+
+async fn set_tenant_claim(client: &Client, ns: &str, tenant: &str, on: bool) {
+    let key = crds::labels::tenant_claim(tenant);
+    let value = if on { json!("") } else { Value::Null };
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .patch(
+            ns,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "metadata": { "labels": { key: value } } })),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("labelling namespace {ns} for tenant {tenant}: {e}"));
 }
 
 /// Sets session `name`'s `spec.desiredState` (`Running` or `Stopped`) with a merge patch, as
