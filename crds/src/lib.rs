@@ -7,9 +7,11 @@
 pub mod agent_status;
 mod apply;
 mod conditions;
+pub mod rules;
 mod schemas;
 mod session;
 mod time;
+pub mod watch;
 
 pub use apply::{SessionApply, SpecRequests, Writer};
 pub use conditions::{ConditionStatus, ConditionType, set_condition};

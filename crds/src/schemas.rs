@@ -2,8 +2,11 @@
 //! generated schemas say too little (`Condition` has none of the validations upstream CRDs get
 //! from `metav1.Condition`'s markers) or too much (`ResourceRequirements` documents `claims`,
 //! which a session pod cannot use, and repeats a page of `Quantity` internals twice).
+use kube::core::Rule;
 use schemars::{Schema, SchemaGenerator};
 use serde_json::{Value, json};
+
+use crate::rules;
 
 /// Kubernetes' quantity grammar (`resource.Quantity`), as controller-gen emits it for
 /// int-or-string quantities: a typo such as `1 Gi` is refused at admission instead of failing
@@ -18,18 +21,35 @@ fn schema(value: Value) -> Schema {
     }
 }
 
-fn quantities(what: &str) -> Value {
+/// A CEL rule as the schema's `x-kubernetes-validations` entry.
+fn rule(r: Rule) -> Value {
+    serde_json::to_value(r).unwrap_or(Value::Null)
+}
+
+/// A requests or limits map: only the resource names a session container uses, each value a
+/// non-negative quantity within its bound (crate::rules), and for limits a memory limit
+/// Chromium can start in.
+fn quantities(what: &str, limits: bool) -> Value {
+    let mut rules = vec![
+        rule(rules::resource_names()),
+        rule(rules::resources_not_negative()),
+    ];
+    rules.extend(rules::resources_at_most().into_iter().map(rule));
+    if limits {
+        rules.push(rule(rules::memory_limit_at_least()));
+    }
     json!({
         "type": "object",
         "description": what,
-        // cpu, memory, ephemeral-storage and hugepages-<size> are all a container can use.
-        "maxProperties": 16,
+        "maxProperties": rules::RESOURCE_LIMITS.len(),
         "additionalProperties": {
             "description": "A Kubernetes quantity, e.g. 500m (CPU) or 512Mi (memory).",
             "anyOf": [{"type": "integer"}, {"type": "string"}],
             "pattern": QUANTITY_PATTERN,
+            "maxLength": 64,
             "x-kubernetes-int-or-string": true,
         },
+        "x-kubernetes-validations": rules,
     })
 }
 
@@ -43,8 +63,8 @@ pub fn resources(_: &mut SchemaGenerator) -> Schema {
         "nullable": true,
         "description": "CPU and memory of the session container (Chromium and the agent). Unset: the operator's defaults (flags --default-cpu-request, --default-memory-request, --default-cpu-limit, --default-memory-limit). Set: replaces the defaults entirely.",
         "properties": {
-            "requests": quantities("Minimum resources the scheduler reserves for the session container, by resource name (cpu, memory, ephemeral-storage). Defaults to limits when only limits are set."),
-            "limits": quantities("Maximum resources of the session container, by resource name. Past the memory limit the container is OOM-killed and restarted, and restores its login from the volume without a QR."),
+            "requests": quantities("Minimum resources the scheduler reserves for the session container, by resource name: cpu (at most 32), memory (at most 64Gi), ephemeral-storage (at most 100Gi); none negative, none above its limit. Defaults to limits when only limits are set.", false),
+            "limits": quantities("Maximum resources of the session container, by resource name: cpu (at most 32), memory (128Mi to 64Gi), ephemeral-storage (at most 100Gi). Past the memory limit the container is OOM-killed and restarted, and restores its login from the volume without a QR.", true),
             "claims": {
                 "type": "array",
                 "description": "Not supported: session pods use no dynamic resource allocation (DRA) claims. Always refused.",
@@ -55,10 +75,12 @@ pub fn resources(_: &mut SchemaGenerator) -> Schema {
                 },
             },
         },
-        "x-kubernetes-validations": [{
+        "x-kubernetes-validations": std::iter::once(json!({
             "rule": "!has(self.claims)",
             "message": "resources.claims is not supported: session pods have no resourceClaims (dynamic resource allocation); use requests and limits only",
-        }],
+        }))
+        .chain(rules::requests_within_limits().into_iter().map(rule))
+        .collect::<Vec<_>>(),
     }))
 }
 
@@ -102,6 +124,7 @@ pub fn conditions(_: &mut SchemaGenerator) -> Schema {
                     "type": "string",
                     "format": "date-time",
                     "description": "When status last changed (rewriting the same status keeps it).",
+                    "x-kubernetes-validations": [rule(rules::time_before_limit())],
                 },
                 "observedGeneration": {
                     "type": "integer",

@@ -52,11 +52,13 @@ pub struct WhatsAppSessionSpec {
     /// A request for a fresh round of QR codes (RFC 3339 time, set by the hub); the agent acts
     /// on each new value once and records it in `status.handled.qrRequestedAt`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = crate::rules::time_before_limit())]
     pub qr_requested_at: Option<Time>,
 
     /// A request to log out of WhatsApp and wipe the saved login (RFC 3339 time); the agent
     /// acts on each new value once and records it in `status.handled.logoutRequestedAt`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = crate::rules::time_before_limit())]
     pub logout_requested_at: Option<Time>,
 
     /// What happens to the login and data when the CR is deleted: `Logout` (default) logs out
@@ -108,9 +110,10 @@ pub enum DeletionPolicy {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StorageSpec {
-    /// Size of the profile volume as a Kubernetes quantity (default 1Gi).
+    /// Size of the profile volume as a Kubernetes quantity (default 1Gi, at most 1Ti).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))").message("size must be a positive quantity such as 1Gi or 500Mi"))]
+    #[x_kube(validation = crate::rules::storage_size())]
+    #[schemars(length(max = 64))]
     pub size: Option<String>,
     /// StorageClass of the profile volume (default: the cluster's default class).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -120,8 +123,12 @@ pub struct StorageSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProxySpec {
-    /// Proxy URL: http://, https:// or socks5:// host and port, without credentials.
-    #[x_kube(validation = Rule::new("self.matches('^(http|https|socks5)://[^/@\\\\s]+(:[0-9]+)?/?$')").message("proxy url must look like http://host:port, https://host:port or socks5://host:port, without credentials"))]
+    /// Proxy URL: http://, https:// or socks5:// host and an explicit port, without
+    /// credentials. The host is a DNS name or a unicast IP address; loopback, unspecified,
+    /// link-local (cloud metadata) and multicast addresses and `localhost` are refused.
+    #[x_kube(validation = crate::rules::proxy_url_shape())]
+    #[x_kube(validation = crate::rules::proxy_url_host())]
+    #[schemars(length(max = 256))]
     pub url: String,
     /// A Secret in the session's namespace with keys `username` and `password`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -162,9 +169,11 @@ pub struct WhatsAppSessionStatus {
     pub qr: Option<String>,
     /// When the current QR was generated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = crate::rules::time_before_limit())]
     pub qr_generated_at: Option<Time>,
     /// When the current QR stops being valid (about 20 s after the previous one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = crate::rules::time_before_limit())]
     pub qr_expires_at: Option<Time>,
     /// The 8-character code to type on the phone, when `spec.pairing` is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -177,9 +186,11 @@ pub struct WhatsAppSessionStatus {
     pub push_name: Option<String>,
     /// When the session last became connected; cleared while it is not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = crate::rules::time_before_limit())]
     pub connected_at: Option<Time>,
     /// When the agent last wrote this status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = crate::rules::time_before_limit())]
     pub updated_at: Option<Time>,
     /// The last error the agent met (kept until the next one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -250,7 +261,7 @@ impl QrStatus {
 }
 
 /// The last error the agent met.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 pub struct LastError {
     /// A stable code: AUTH_FAILURE, BROWSER_CRASHED, PROFILE_CORRUPT, CONFLICT,
     /// LOGGED_OUT_REMOTELY, TIMEOUT (agents may add codes).
@@ -258,18 +269,21 @@ pub struct LastError {
     /// What happened, for humans.
     pub message: String,
     /// When it happened.
+    #[x_kube(validation = crate::rules::time_before_limit())]
     pub at: Time,
 }
 
 /// The request values (from the spec) that the agent has acted on.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Handled {
     /// The last `spec.qrRequestedAt` the agent started a QR round for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = crate::rules::time_before_limit())]
     pub qr_requested_at: Option<Time>,
     /// The last `spec.logoutRequestedAt` the agent logged out for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = crate::rules::time_before_limit())]
     pub logout_requested_at: Option<Time>,
 }
 

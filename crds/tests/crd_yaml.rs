@@ -136,3 +136,26 @@ fn category_whatsapp_and_not_all() {
         Some(&["whatsapp".to_string()][..])
     );
 }
+
+/// Every time field is bounded below what k8s-openapi's `Time` reads (crds::rules::TIME_LIMIT),
+/// a field added later included: one unreadable time makes the whole session unreadable.
+#[test]
+fn every_time_field_is_bounded() {
+    let crd = serde_json::to_value(crds::WhatsAppSession::crd()).expect("crd json");
+    let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+    let mut all = Vec::new();
+    properties("", schema, &mut all);
+    let times: Vec<_> = all
+        .iter()
+        .filter(|(_, s)| s["format"] == "date-time")
+        .collect();
+    assert!(times.len() >= 10, "only {} time fields", times.len());
+    let rule = format!("self < timestamp('{}')", crds::rules::TIME_LIMIT);
+    for (path, s) in times {
+        let rules = s["x-kubernetes-validations"].as_array();
+        assert!(
+            rules.is_some_and(|r| r.iter().any(|v| v["rule"] == rule.as_str())),
+            "{path} has no bound: {s}"
+        );
+    }
+}

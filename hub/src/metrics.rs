@@ -36,6 +36,7 @@ pub struct Metrics {
     pub watch_live: Gauge,
     pub watch_errors: Counter,
     pub sessions: Gauge,
+    pub unparsable_sessions: Gauge,
     /// Sessions whose namespace does not claim their tenant: served to nobody.
     pub unclaimed_sessions: Gauge,
     pub qr_renders: Counter,
@@ -63,6 +64,7 @@ impl Metrics {
         let watch_live = Gauge::default();
         let watch_errors = Counter::default();
         let sessions = Gauge::default();
+        let unparsable_sessions = Gauge::default();
         let unclaimed_sessions = Gauge::default();
         let qr_renders = Counter::default();
         let connections_open = Gauge::default();
@@ -104,6 +106,11 @@ impl Metrics {
         );
         registry.register("sessions", "WhatsAppSessions in the view", sessions.clone());
         registry.register(
+            "unparsable_sessions",
+            "WhatsAppSessions the hub cannot read, left out of the view (a WARN line names each and its field)",
+            unparsable_sessions.clone(),
+        );
+        registry.register(
             "unclaimed_sessions",
             "WhatsAppSessions served to nobody: their namespace lacks the label tenant.whatsapp.leadmaster.io/<tenant>",
             unclaimed_sessions.clone(),
@@ -133,6 +140,7 @@ impl Metrics {
             watch_live,
             watch_errors,
             sessions,
+            unparsable_sessions,
             unclaimed_sessions,
             qr_renders,
             connections_open,
@@ -155,6 +163,9 @@ impl telemetry::Scrape for crate::app::Hub {
     }
 
     fn refresh(&self) {
+        self.metrics
+            .unparsable_sessions
+            .set(self.view.unparsable() as i64);
         let all = self.view.all();
         self.metrics.sessions.set(all.len() as i64);
         let unclaimed = all.iter().filter(|s| !self.is_claimed(s)).count();

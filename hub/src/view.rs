@@ -1,6 +1,10 @@
 //! The live view of WhatsAppSession CRs: a kube reflector (one namespace or all) whose events
 //! also feed the socket.io push task, plus a liveness flag for `/health`.
 //!
+//! The watch is `crds::watch`'s, shared with the operator: raw objects, each read on its own,
+//! so an object the types cannot read is left out of the view with a WARN line naming it and
+//! the field, and counted (`wa_hub_unparsable_sessions`), instead of the whole list failing.
+//!
 //! Liveness: the view is live after the first complete list and stale after any watch error.
 //! The kube watcher resumes a broken watch from its last resourceVersion without emitting an
 //! event when nothing changed, so a stale view is declared live again by a probe (a cheap list
@@ -20,10 +24,10 @@ use std::time::{Duration, Instant};
 
 use crds::WhatsAppSession;
 use futures::StreamExt;
+use kube::Client;
 use kube::api::ListParams;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client};
 use tokio::sync::mpsc;
 
 use crate::error::ApiError;
@@ -49,6 +53,8 @@ pub struct View {
     store: Store<WhatsAppSession>,
     live: Arc<AtomicBool>,
     namespace: Option<String>,
+    /// Objects of the watch the types cannot read (left out of `store`).
+    unparsables: crds::watch::Unparsables,
 }
 
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
@@ -74,16 +80,15 @@ impl View {
         metrics: Arc<Metrics>,
         events: mpsc::UnboundedSender<ViewEvent>,
     ) -> Self {
-        let api: Api<WhatsAppSession> = match &namespace {
-            Some(ns) => Api::namespaced(client, ns),
-            None => Api::all(client),
-        };
+        let api = crds::watch::api(client, namespace.as_deref());
         let (store, writer) = reflector::store();
         let live = Arc::new(AtomicBool::new(false));
+        let unparsables = crds::watch::Unparsables::new();
         let view = View {
             store,
             live: live.clone(),
             namespace,
+            unparsables: unparsables.clone(),
         };
         let stale_after_error = Arc::new(AtomicBool::new(false));
         // How a broken watch is logged (docs/hub.md "Logs"): the API server away is INFO, one
@@ -101,9 +106,10 @@ impl View {
             tokio::spawn(async move {
                 // The back-off pauses the stream after an error: delaying the next poll delays
                 // the retry.
-                let stream = watcher(api, watcher::Config::default())
-                    .backoff(backoff())
-                    .reflect(writer);
+                let stream =
+                    crds::watch::typed(watcher(api, watcher::Config::default()), unparsables)
+                        .backoff(backoff())
+                        .reflect(writer);
                 futures::pin_mut!(stream);
                 let mut synced_once = false;
                 let mut warned = false;
@@ -195,6 +201,11 @@ impl View {
 
     pub fn is_live(&self) -> bool {
         self.live.load(Ordering::SeqCst)
+    }
+
+    /// How many sessions of the watch cannot be read (and are left out).
+    pub fn unparsable(&self) -> usize {
+        self.unparsables.count()
     }
 
     pub fn all(&self) -> Vec<Arc<WhatsAppSession>> {

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use axum::routing::get;
 use crds::WhatsAppSession;
-use kube::core::DeserializeGuard;
 use kube::runtime::reflector::Store;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -48,8 +47,12 @@ pub struct Metrics {
     pub sessions: Family<StatusLabels, Gauge>,
     pub kube_requests: Counter,
     pub leader: Gauge,
+    /// Sessions the operator cannot read (crds::watch), set at scrape time.
+    pub unparsable_sessions: Gauge,
     /// The controller's cache, read at scrape time for the sessions-by-status gauge.
-    store: OnceLock<Store<DeserializeGuard<WhatsAppSession>>>,
+    store: OnceLock<Store<WhatsAppSession>>,
+    /// The watch's unreadable objects, read at scrape time.
+    unparsables: OnceLock<crds::watch::Unparsables>,
 }
 
 impl Default for Metrics {
@@ -92,6 +95,12 @@ impl Default for Metrics {
             "Requests sent to the Kubernetes API",
             kube_requests.clone(),
         );
+        let unparsable_sessions = Gauge::default();
+        registry.register(
+            "unparsable_sessions",
+            "WhatsAppSessions the operator cannot read (an Unparsable Warning Event on each names the field); left out of the other gauges and not reconciled",
+            unparsable_sessions.clone(),
+        );
         registry.register(
             "leader",
             "1 while this replica holds the leader Lease",
@@ -106,14 +115,20 @@ impl Default for Metrics {
             kube_requests,
             leader,
             session_restarts,
+            unparsable_sessions,
             store: OnceLock::new(),
+            unparsables: OnceLock::new(),
         }
     }
 }
 
 impl Metrics {
-    pub fn set_store(&self, store: Store<DeserializeGuard<WhatsAppSession>>) {
+    pub fn set_store(&self, store: Store<WhatsAppSession>) {
         let _ = self.store.set(store);
+    }
+
+    pub fn set_unparsables(&self, unparsables: crds::watch::Unparsables) {
+        let _ = self.unparsables.set(unparsables);
     }
 
     pub fn observe_reconcile(&self, took: Duration, error: Option<&'static str>) {
@@ -139,24 +154,22 @@ impl telemetry::Scrape for Metrics {
 
     /// The sessions-by-status gauge, counted from the controller's cache at scrape time.
     fn refresh(&self) {
+        if let Some(u) = self.unparsables.get() {
+            self.unparsable_sessions.set(u.count() as i64);
+        }
         let Some(store) = self.store.get() else {
             return;
         };
         let mut counts: BTreeMap<String, i64> = BTreeMap::new();
         self.session_restarts.clear();
-        for obj in store.state() {
-            let status = match &obj.0 {
-                Ok(s) => s
-                    .status
-                    .as_ref()
-                    .and_then(|st| st.status)
-                    .map_or("unknown", |st| st.as_str()),
-                Err(_) => "invalid",
-            };
+        for s in store.state() {
+            let status = s
+                .status
+                .as_ref()
+                .and_then(|st| st.status)
+                .map_or("unknown", |st| st.as_str());
             *counts.entry(status.to_string()).or_default() += 1;
-            if let Ok(s) = &obj.0
-                && let Some(restarts) = s.status.as_ref().and_then(|st| st.restarts)
-            {
+            if let Some(restarts) = s.status.as_ref().and_then(|st| st.restarts) {
                 let labels = SessionLabels {
                     namespace: s.metadata.namespace.clone().unwrap_or_default(),
                     session: s.metadata.name.clone().unwrap_or_default(),

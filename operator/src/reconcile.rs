@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Patch, PatchParams};
-use kube::core::{DeserializeGuard, PartialObjectMeta};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::utils::{Backoff, Predicate};
@@ -31,6 +31,8 @@ use crate::metrics::Metrics;
 use crate::status;
 use telemetry::logs::{Outage, Streak, Streaks, WatchFailure};
 
+/// The reason of the Warning Event on a session the operator cannot read (crds::watch).
+pub const UNPARSABLE: &str = "Unparsable";
 /// Periodic re-check of every session (catches anything a watch might have missed).
 const RESYNC: Duration = Duration::from_secs(300);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -141,8 +143,6 @@ pub fn backoff_delay(failures: u32) -> Duration {
     Duration::from_secs(secs).min(MAX_BACKOFF)
 }
 
-type Guarded = DeserializeGuard<WhatsAppSession>;
-
 /// Runs the controller until shutdown is signalled.
 pub async fn run(
     ctx: Arc<Context>,
@@ -170,7 +170,28 @@ pub async fn run(
             None => Api::all(c.clone()),
         }
     }
-    let sessions: Api<Guarded> = api(&client, namespace);
+    // Raw objects, each read on its own (crds::watch): one the types cannot read is left out
+    // and reported — a log line, the gauge, and a Warning Event on it — instead of breaking the
+    // list for all the others.
+    let unparsables = {
+        let events = ctx.events.clone();
+        crds::watch::Unparsables::with_hook(move |u| {
+            let (events, u) = (events.clone(), u.clone());
+            tokio::spawn(async move {
+                events
+                    .warning(
+                        &u.reference,
+                        UNPARSABLE,
+                        "Read",
+                        format!(
+                            "cannot read this WhatsAppSession at {u}; the operator leaves it and its children as they are (no reconcile, no deletion cleanup) until the field is fixed"
+                        ),
+                    )
+                    .await
+            });
+        })
+    };
+    ctx.metrics.set_unparsables(unparsables.clone());
     let (reader, writer) = reflector::store();
     // Only spec changes (generation; the deletion mark bumps it too) and finalizer changes
     // trigger a reconcile from the CR itself: the agent patches status many times per minute
@@ -178,14 +199,20 @@ pub async fn run(
     // through the owned StatefulSet's status; why a pod is not ready (ErrImagePull,
     // CrashLoopBackOff, ...) changes only the pod, so the session pods are watched too
     // (mapped by their instance label), plus the periodic resync.
-    let trigger = watcher(sessions, watcher::Config::default().any_semantic())
-        .default_backoff()
-        .reflect(writer)
-        .applied_objects()
-        .predicate_filter(
-            predicates::generation::<Guarded>.combine(predicates::finalizers::<Guarded>),
-            Default::default(),
-        );
+    let trigger = crds::watch::watch(
+        client.clone(),
+        namespace,
+        watcher::Config::default().any_semantic(),
+        unparsables,
+    )
+    .default_backoff()
+    .reflect(writer)
+    .applied_objects()
+    .predicate_filter(
+        predicates::generation::<WhatsAppSession>
+            .combine(predicates::finalizers::<WhatsAppSession>),
+        Default::default(),
+    );
     ctx.metrics.set_store(reader.clone());
     let child_cfg = watcher::Config::default().labels(&format!(
         "{}={}",
@@ -257,7 +284,7 @@ pub async fn run(
 
 /// The session a pod belongs to (its StatefulSet owns it, the session owns the StatefulSet):
 /// named by the pod's instance label, in the pod's namespace.
-fn session_of_pod(pod: Pod) -> Option<ObjectRef<Guarded>> {
+fn session_of_pod(pod: Pod) -> Option<ObjectRef<WhatsAppSession>> {
     let name = pod
         .metadata
         .labels
@@ -273,7 +300,7 @@ fn session_of_pod(pod: Pod) -> Option<ObjectRef<Guarded>> {
     session = obj.meta().name.as_deref().unwrap_or_default(),
     namespace = obj.meta().namespace.as_deref().unwrap_or_default(),
 ))]
-pub async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action> {
+pub async fn reconcile(obj: Arc<WhatsAppSession>, ctx: Arc<Context>) -> Result<Action> {
     let started = Instant::now();
     let result = match reconcile_inner(&obj, &ctx).await {
         // Typically the namespace is being deleted: the namespace controller deletes the
@@ -310,25 +337,7 @@ pub async fn reconcile(obj: Arc<Guarded>, ctx: Arc<Context>) -> Result<Action> {
     result
 }
 
-async fn reconcile_inner(obj: &Guarded, ctx: &Context) -> Result<Action> {
-    let session = match &obj.0 {
-        Ok(s) => s,
-        Err(invalid) => {
-            // Reported and skipped until the object changes: one bad object must not stop the
-            // controller or spam retries.
-            tracing::warn!(session = ?invalid.metadata.name, namespace = ?invalid.metadata.namespace,
-                error = %invalid.error, "skipping malformed WhatsAppSession");
-            ctx.events
-                .warning(
-                    &obj.object_ref(&()),
-                    "InvalidObject",
-                    "Reconcile",
-                    format!("cannot read this object: {}", invalid.error),
-                )
-                .await;
-            return Ok(Action::await_change());
-        }
-    };
+async fn reconcile_inner(session: &WhatsAppSession, ctx: &Context) -> Result<Action> {
     let ns = session
         .namespace()
         .ok_or(Error::MissingField("metadata.namespace"))?;
@@ -600,7 +609,7 @@ async fn stand_in_for_agent(
     }
 }
 
-pub fn error_policy(obj: Arc<Guarded>, error: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy(obj: Arc<WhatsAppSession>, error: &Error, ctx: Arc<Context>) -> Action {
     // `reconcile` counted this failure; a caller that skipped it gets the first step.
     let (count, failing_secs, loud) = match ctx.failing(&*obj) {
         Some(s) => (

@@ -9,7 +9,6 @@ use devcluster::testing::{wait_for_named, wait_for_value};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, ServiceAccount};
-use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{
     ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
@@ -313,18 +312,6 @@ async fn deleted_and_edited_children_are_restored() {
     .await;
 }
 
-async fn events_for(client: &Client, ns: &str, name: &str) -> Vec<Event> {
-    let events: Api<Event> = Api::namespaced(client.clone(), ns);
-    events
-        .list(&ListParams::default())
-        .await
-        .map(|l| l.items)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
-        .collect()
-}
-
 #[tokio::test]
 async fn deletion_policies() {
     let (cluster, client, ns) = setup("op-delete").await;
@@ -500,13 +487,134 @@ async fn invalid_sessions_are_refused_with_readable_messages() {
             json!({ "tenant": "acme", "resources": { "limits": { "memory": "1 Gi" } } }),
             "spec.resources.limits.memory: Invalid value",
         ),
+        // Issue 28: what a session cannot run, refused where the user makes the mistake
+        // instead of failing every reconcile (or binding an absurd volume).
+        (
+            "negative-cpu",
+            json!({ "tenant": "acme", "resources": { "requests": { "cpu": "-1" } } }),
+            "resource quantities must not be negative",
+        ),
+        (
+            "request-over-limit",
+            json!({ "tenant": "acme", "resources": {
+                "requests": { "cpu": "2", "memory": "2Gi" }, "limits": { "cpu": "2", "memory": "1Gi" } } }),
+            "requests.memory must not exceed limits.memory",
+        ),
+        (
+            "memory-1ei",
+            json!({ "tenant": "acme", "resources": { "limits": { "memory": "1Ei" } } }),
+            "memory must be at most 64Gi",
+        ),
+        (
+            // an integer, as YAML gives `cpu: 33`
+            "cpu-33",
+            json!({ "tenant": "acme", "resources": { "requests": { "cpu": 33 } } }),
+            "cpu must be at most 32",
+        ),
+        (
+            "gpu",
+            json!({ "tenant": "acme", "resources": { "limits": { "nvidia.com/gpu": "1" } } }),
+            "spec.resources.limits: Invalid value: unsupported resource name",
+        ),
+        (
+            "memory-in-bytes",
+            json!({ "tenant": "acme", "resources": { "limits": { "memory": "512" } } }),
+            "memory limit must be at least 128Mi",
+        ),
+        (
+            "storage-unbounded",
+            json!({ "tenant": "acme", "storage": { "size": "999999999999999Ei" } }),
+            "size must be a positive quantity of at most 1Ti",
+        ),
+        (
+            "qr-year-9999",
+            json!({ "tenant": "acme", "qrRequestedAt": "9999-12-31T23:59:59Z" }),
+            "spec.qrRequestedAt: Invalid value: \"9999-12-31T23:59:59Z\": must be a time before 2100-01-01T00:00:00Z",
+        ),
+        (
+            "logout-at-the-bound",
+            json!({ "tenant": "acme", "logoutRequestedAt": "2100-01-01T00:00:00Z" }),
+            "spec.logoutRequestedAt: Invalid value: \"2100-01-01T00:00:00Z\": must be a time before",
+        ),
     ];
+    let mut cases: Vec<(String, serde_json::Value, &str)> = cases
+        .into_iter()
+        .map(|(n, spec, m)| (n.to_string(), spec, m))
+        .collect();
+    // Proxies: an explicit port, and never an address of the pod itself or of the node's
+    // link-local services (cloud metadata), however it is written.
+    let port = "with an explicit port (1-65535)";
+    let host = "proxy host must be a DNS name or a unicast IP address";
+    for (i, (url, expected)) in [
+        ("http://proxy.example", port),
+        ("http://proxy.example:0", port),
+        ("http://proxy.example:70000", port),
+        ("http://user:pw@proxy.example:3128", port),
+        ("http://169.254.169.254:80", host),
+        ("http://127.0.0.1:3128", host),
+        ("http://0.0.0.0:3128", host),
+        ("http://[::1]:3128", host),
+        ("http://[::]:3128", host),
+        ("http://[fe80::1]:3128", host),
+        ("http://[::ffff:169.254.169.254]:80", host),
+        ("http://224.0.0.1:3128", host),
+        ("http://localhost:3128", host),
+        ("socks5://proxy.localhost:1080", host),
+        ("http://metadata.google.internal:80", host),
+        // numbers Chromium reads as IPv4 addresses: 127.0.0.1 and 169.254.169.254
+        ("http://2130706433:3128", host),
+        ("http://0xa9fea9fe:80", host),
+        ("http://0x7f.1:3128", host),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        cases.push((
+            format!("proxy-{i}"),
+            json!({ "tenant": "acme", "proxy": { "url": url } }),
+            expected,
+        ));
+    }
     for (name, spec, expected) in cases {
-        let message = refused(try_create(name, spec).await);
+        let message = refused(try_create(&name, spec.clone()).await);
         assert!(
             message.contains(expected),
-            "{name}: {message:?} should contain {expected:?}"
+            "{name} {spec}: {message:?} should contain {expected:?}"
         );
+    }
+    // The bounds themselves are accepted, as are proxies on private and IPv6 addresses and
+    // in-cluster names (they are what a cluster's proxy usually is).
+    for (name, spec) in [
+        (
+            "at-the-bounds",
+            json!({ "tenant": "acme", "desiredState": "Stopped",
+                "resources": {
+                    "requests": { "cpu": 32, "memory": "64Gi", "ephemeral-storage": "100Gi" },
+                    "limits": { "cpu": "32", "memory": "64Gi", "ephemeral-storage": "100Gi" } },
+                "storage": { "size": "1Ti" },
+                "qrRequestedAt": "2099-12-31T23:59:59Z", "logoutRequestedAt": "2099-12-31T23:59:59Z",
+                "proxy": { "url": "http://10.0.0.5:3128" } }),
+        ),
+        (
+            "smallest-limit",
+            json!({ "tenant": "acme", "desiredState": "Stopped",
+                "resources": { "requests": { "cpu": "0", "memory": "0" }, "limits": { "memory": "128Mi" } },
+                "proxy": { "url": "socks5://proxy.tenants.svc.cluster.local:1080/" } }),
+        ),
+        (
+            "proxy-v6",
+            json!({ "tenant": "acme", "desiredState": "Stopped",
+                "proxy": { "url": "https://[2001:db8::1]:443" } }),
+        ),
+        (
+            "proxy-public-name",
+            json!({ "tenant": "acme", "desiredState": "Stopped",
+                "proxy": { "url": "http://Proxy.Example.com:8080" } }),
+        ),
+    ] {
+        try_create(name, spec.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{name} {spec} must be accepted: {e}"));
     }
     try_create("ok", json!({ "tenant": "acme" }))
         .await
@@ -554,6 +662,25 @@ async fn invalid_sessions_are_refused_with_readable_messages() {
     )
     .await
     .expect("a valid condition is accepted");
+    // Times in the status are bounded like the spec's: every writer puts "now" there, and a
+    // time the types cannot read would make the whole session unreadable.
+    for status in [
+        json!({ "status": { "updatedAt": "9999-12-31T23:59:59Z" } }),
+        json!({ "status": { "lastError": { "code": "X", "message": "", "at": "2100-01-01T00:00:00Z" } } }),
+        json!({ "status": { "handled": { "qrRequestedAt": "2200-01-01T00:00:00Z" } } }),
+        json!({ "status": { "conditions": [{
+            "type": "Ready", "status": "True", "reason": "PodReady", "message": "",
+            "lastTransitionTime": "9999-12-31T23:59:59Z" }] } }),
+    ] {
+        let message = refused(
+            api.patch_status("ok", &PatchParams::default(), &Patch::Merge(status.clone()))
+                .await,
+        );
+        assert!(
+            message.contains("must be a time before 2100-01-01T00:00:00Z"),
+            "{status}: {message:?}"
+        );
+    }
 }
 
 /// `kubectl explain` over the installed CRD reads as documentation: every field shows its own

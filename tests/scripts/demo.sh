@@ -202,9 +202,11 @@ hub:
         passwordHash: '$hash'
         tenants: [$tenant_ns]
         role: user
+# The tenant's namespace, created with the label that lets it hold tenant $tenant_ns's sessions
+# (tenant.whatsapp.leadmaster.io/$tenant_ns): the chart's admission policy refuses them elsewhere.
 sessionNamespaces:
   create: true
-  names: [$tenant_ns]
+  names: [{name: $tenant_ns, tenants: [$tenant_ns]}]
 networkPolicy:
   # Pods reach the fake (and the API server) on the host's address.
   extraEgress:

@@ -150,6 +150,27 @@ spec:
 {{- define "wa.sessionNamespaces" -}}
 {{- $all := list .Release.Namespace -}}
 {{- with .Values.operator.watchNamespace }}{{ $all = append $all . }}{{ end -}}
-{{- range .Values.sessionNamespaces.names }}{{ $all = append $all . }}{{ end -}}
+{{- range (include "wa.sessionNamespaceEntries" . | fromJsonArray) }}{{ $all = append $all .name }}{{ end -}}
 {{- $all | uniq | toJson -}}
+{{- end -}}
+
+{{/* sessionNamespaces.names as [{name, tenants}]: a string entry is a namespace of the tenant
+     of the same name; an object entry names its tenants (`tenants` left out: the namespace's
+     name, as for a string; `[]`: none). */}}
+{{- define "wa.sessionNamespaceEntries" -}}
+{{- $out := list -}}
+{{- range .Values.sessionNamespaces.names -}}
+{{- if kindIs "string" . -}}
+{{- $out = append $out (dict "name" . "tenants" (list .)) -}}
+{{- else -}}
+{{- $out = append $out (dict "name" .name "tenants" (ternary .tenants (list .name) (hasKey . "tenants"))) -}}
+{{- end -}}
+{{- end -}}
+{{- $out | toJson -}}
+{{- end -}}
+
+{{/* The label by which a namespace may hold sessions of tenant `.` (README "Security model";
+     the tenant-claims policy checks it, the hub trusts it). */}}
+{{- define "wa.tenantClaimLabel" -}}
+tenant.whatsapp.leadmaster.io/{{ . }}
 {{- end -}}

@@ -8,7 +8,9 @@ use std::time::Duration;
 use crds::WhatsAppSession;
 use devcluster::testing::{TestCluster, free_port, wait_for_value};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::ListParams;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -170,15 +172,33 @@ pub fn metric_value(text: &str, name: &str) -> Option<f64> {
 
 /// A minimal HTTP/1.0 GET (status, body).
 pub async fn http_get(host: &str, port: u16, path: &str) -> Option<(u16, String)> {
+    http(host, port, "GET", path, &[], None).await
+}
+
+/// A minimal HTTP/1.0 request with extra headers and a JSON body (status, body).
+pub async fn http(
+    host: &str,
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    json_body: Option<&str>,
+) -> Option<(u16, String)> {
+    let mut request = format!("{method} {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if let Some(body) = json_body {
+        request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ));
+    } else {
+        request.push_str("\r\n");
+    }
     let fut = async {
         let mut stream = tokio::net::TcpStream::connect((host, port)).await.ok()?;
-        stream
-            .write_all(
-                format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n")
-                    .as_bytes(),
-            )
-            .await
-            .ok()?;
+        stream.write_all(request.as_bytes()).await.ok()?;
         let mut buf = Vec::new();
         stream.read_to_end(&mut buf).await.ok()?;
         let text = String::from_utf8_lossy(&buf).to_string();
@@ -220,6 +240,80 @@ pub async fn session_pods(client: &Client, ns: &str, name: &str) -> Vec<Pod> {
         .await
         .map(|l| l.items)
         .unwrap_or_default()
+}
+
+/// The events.k8s.io Events about the object `name` in `ns`.
+pub async fn events_for(client: &Client, ns: &str, name: &str) -> Vec<Event> {
+    let events: Api<Event> = Api::namespaced(client.clone(), ns);
+    events
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .collect()
+}
+
+pub const CRD_NAME: &str = "whatsappsessions.whatsapp.leadmaster.io";
+/// The first release's CRD (`git show 411c26f:crds/whatsappsession.yaml`).
+pub const OLD_CRD: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../crds/tests/fixtures/whatsappsession-0.1.0.yaml"
+);
+pub const CHART_CRD: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../charts/whatsapp-operator/crds/whatsappsession.yaml"
+);
+
+/// Puts the current CRD back (server-side apply, forced) when the test ends, however it ends.
+/// For the tests that swap the cluster-wide CRD: each is a test binary of its own (cargo runs
+/// test binaries one after another), so no other test sees the swap half done.
+pub struct RestoreCurrentCrd(pub PathBuf);
+impl Drop for RestoreCurrentCrd {
+    fn drop(&mut self) {
+        let out = std::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.0)
+            .args([
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "--field-manager=whatsapp-tests",
+                "-f",
+                CHART_CRD,
+            ])
+            .output();
+        if !out.as_ref().is_ok_and(|o| o.status.success()) {
+            eprintln!("restoring the current CRD failed: {out:?}");
+        }
+    }
+}
+
+/// What `helm install` of the first release leaves: [`OLD_CRD`] written by the field manager
+/// "helm" with a plain (non-apply) request, so "helm" owns `.spec.versions`. Here a replace of
+/// the CRD the other tests applied: deleting it instead would delete every session in the
+/// cluster, and hang on any whose finalizer no operator removes.
+pub async fn install_old_crd_as_helm(client: &Client) {
+    let yaml = std::fs::read_to_string(OLD_CRD).expect("read the old CRD");
+    let mut old: CustomResourceDefinition =
+        serde_saphyr::from_str(&yaml).expect("parse the old CRD");
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let pp = PostParams {
+        field_manager: Some("helm".into()),
+        ..Default::default()
+    };
+    match crds.get_opt(CRD_NAME).await.expect("read the CRD") {
+        Some(current) => {
+            old.metadata.resource_version = current.metadata.resource_version;
+            crds.replace(CRD_NAME, &pp, &old)
+                .await
+                .expect("replace the CRD with the old one");
+        }
+        None => {
+            crds.create(&pp, &old).await.expect("create the old CRD");
+        }
+    }
 }
 
 pub async fn setup(prefix: &str) -> (&'static TestCluster, Client, String) {

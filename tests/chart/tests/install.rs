@@ -111,7 +111,8 @@ struct Release<'a> {
 const PASSWORD: &str = "chart-test-password";
 
 impl<'a> Release<'a> {
-    /// `helm install NAME` into a fresh namespace labelled Pod Security `restricted`, scoped to
+    /// `helm install NAME` into a fresh namespace labelled Pod Security `restricted` and for
+    /// tenant acme (`tenant.whatsapp.leadmaster.io/acme`), scoped to
     /// that namespace (so this operator never touches other tests' sessions), with the images
     /// from the cluster's registry, a hub user `acme` (password [`PASSWORD`]) and
     /// `extra_values` merged over that; returns once both Deployments are Available.
@@ -123,6 +124,8 @@ impl<'a> Release<'a> {
         extra_values: Value,
     ) -> Self {
         let ns = cluster.namespace(name).await;
+        // Labelled before the chart's tenant-claims policy exists, so it never sees the
+        // namespace without its claim.
         kubectl_ok(
             cluster,
             &[
@@ -401,6 +404,167 @@ async fn alerts_and_dashboard_use_exposed_metrics(
     );
 }
 
+/// `kubectl create -f` of `obj` (JSON), with `extra` kubectl arguments first (`--as=…`,
+/// `--dry-run=server`).
+async fn kubectl_create(
+    cluster: &TestCluster,
+    extra: &[&str],
+    obj: &Value,
+) -> std::process::Output {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), obj.to_string()).unwrap();
+    let path = file.path().display().to_string();
+    let mut args = extra.to_vec();
+    args.extend(["create", "-f", &path]);
+    cluster.kubectl(&args).await
+}
+
+/// Who may claim a tenant (README "Security model"), with a real tenant ServiceAccount that may
+/// edit WhatsAppSessions in the release's (watched) namespace and nothing else there. With the
+/// namespace labelled for tenant `other` only, it is refused a session of tenant `acme` — the
+/// message names the namespace, the tenant and the label — and may create one of `other`; it
+/// cannot label the namespace itself; once a cluster admin labels it for acme again, it may
+/// create acme's. Leaves nothing behind (the sessions are deleted, the operator's finalizers
+/// removed, the tenant's RBAC deleted).
+///
+/// The policy reads the namespace from the API server's cache, which follows a label change
+/// within moments: each step waits (an admin's dry run) until the server answers as the labels
+/// now say, then acts as the tenant.
+async fn tenant_claims_are_enforced(release: &Release<'_>) {
+    let (cluster, ns) = (release.cluster, release.ns.as_str());
+    let rbac = json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "tenant-other", "namespace": ns}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "metadata": {"name": "tenant-other-sessions", "namespace": ns},
+         "rules": [{"apiGroups": ["whatsapp.leadmaster.io"], "resources": ["whatsappsessions"],
+                    "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": {"name": "tenant-other-sessions", "namespace": ns},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "tenant-other-sessions"},
+         "subjects": [{"kind": "ServiceAccount", "name": "tenant-other", "namespace": ns}]},
+    ]});
+    let out = kubectl_create(cluster, &[], &rbac).await;
+    assert!(out.status.success(), "the tenant's RBAC: {out:?}");
+    kubectl_ok(
+        cluster,
+        &[
+            "label",
+            "namespace",
+            ns,
+            "tenant.whatsapp.leadmaster.io/other=",
+            "tenant.whatsapp.leadmaster.io/acme-",
+        ],
+    )
+    .await;
+    let session = |name: &str, tenant: &str| {
+        json!({"apiVersion": "whatsapp.leadmaster.io/v1alpha1", "kind": "WhatsAppSession",
+               "metadata": {"name": name, "namespace": ns},
+               "spec": {"tenant": tenant, "desiredState": "Stopped", "deletionPolicy": "Delete"}})
+    };
+    let tenant = format!("--as=system:serviceaccount:{ns}:tenant-other");
+    let expected = format!(
+        "namespace {ns} may not hold sessions of tenant acme: it lacks the label tenant.whatsapp.leadmaster.io/acme (a cluster admin grants it: kubectl label namespace {ns} tenant.whatsapp.leadmaster.io/acme=)"
+    );
+    // An admin's dry run of a session of `tenant`: refused with the policy's message or not.
+    let admitted = |tenant: &'static str| {
+        let obj = session("probe", tenant);
+        async move {
+            let out = kubectl_create(cluster, &["--dry-run=server"], &obj).await;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(String::from_utf8_lossy(&out.stderr).into_owned())
+            }
+        }
+    };
+    wait_for_value(
+        "the tenant-claims policy in force for acme",
+        Duration::from_secs(60),
+        || async {
+            admitted("acme")
+                .await
+                .err()
+                .filter(|e| e.contains(&expected))
+        },
+    )
+    .await;
+    wait_for_value(
+        "sessions of other admitted",
+        Duration::from_secs(60),
+        || async { admitted("other").await.ok() },
+    )
+    .await;
+    let refused = kubectl_create(cluster, &[&tenant], &session("acme-ventas", "acme")).await;
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && err.contains(&expected),
+        "a session of tenant acme in a namespace claimed by other only: {refused:?}"
+    );
+    assert!(err.contains(&release.object("tenant-claims")), "{err}");
+    let own = kubectl_create(cluster, &[&tenant], &session("other-ventas", "other")).await;
+    assert!(own.status.success(), "the tenant's own session: {own:?}");
+    // Namespace labels are a cluster admin's: the tenant cannot claim acme by itself.
+    let label = cluster
+        .kubectl(&[
+            &tenant,
+            "label",
+            "namespace",
+            ns,
+            "tenant.whatsapp.leadmaster.io/acme=",
+        ])
+        .await;
+    assert!(
+        !label.status.success() && String::from_utf8_lossy(&label.stderr).contains("forbidden"),
+        "the tenant labelled its namespace: {label:?}"
+    );
+    kubectl_ok(
+        cluster,
+        &[
+            "label",
+            "namespace",
+            ns,
+            "tenant.whatsapp.leadmaster.io/acme=",
+        ],
+    )
+    .await;
+    wait_for_value(
+        "sessions of acme admitted once labelled",
+        Duration::from_secs(60),
+        || async { admitted("acme").await.ok() },
+    )
+    .await;
+    let claimed = kubectl_create(cluster, &[&tenant], &session("acme-ventas", "acme")).await;
+    assert!(
+        claimed.status.success(),
+        "a session of acme once the namespace is labelled for acme: {claimed:?}"
+    );
+    kubectl_ok(
+        cluster,
+        &[
+            "delete",
+            "wa",
+            "-n",
+            ns,
+            "acme-ventas",
+            "other-ventas",
+            "--timeout=90s",
+        ],
+    )
+    .await;
+    kubectl_ok(
+        cluster,
+        &[
+            "delete",
+            "-n",
+            ns,
+            "serviceaccount/tenant-other",
+            "role/tenant-other-sessions",
+            "rolebinding/tenant-other-sessions",
+        ],
+    )
+    .await;
+}
+
 async fn hub_get(http: &reqwest::Client, hub: &str, token: &str, path: &str) -> Option<Value> {
     let r = http
         .get(format!("{hub}/api/session-manager/{path}"))
@@ -429,6 +593,7 @@ async fn helm_install_upgrade_and_uninstall() {
         return;
     };
     let release = Release::install(cluster, &helm, "wa-upgrade", &programs[0], json!({})).await;
+    tenant_claims_are_enforced(&release).await;
     // `helm test`: the chart's test pod (restricted namespace) reaches the operator's /healthz
     // and the hub's /health through their Services; it exits non-zero on the first failure.
     // (No --logs: the hook-succeeded delete policy removes the pod, so uninstall leaves nothing.)
@@ -486,6 +651,22 @@ async fn helm_install_upgrade_and_uninstall() {
         .await;
     }
     release.uninstall_leaving_only(vec![]).await;
+    // The cluster-scoped policy goes with the release (helm deletes it): nothing of it is left
+    // to refuse other namespaces' sessions.
+    let left = kubectl_ok(
+        cluster,
+        &[
+            "get",
+            "validatingadmissionpolicies,validatingadmissionpolicybindings",
+            "-o",
+            "name",
+        ],
+    )
+    .await;
+    assert!(
+        !left.contains(&release.object("tenant-claims")),
+        "left behind: {left}"
+    );
 }
 
 /// A session's whole lifecycle under the installed chart: created with `kubectl apply`, a QR

@@ -595,6 +595,134 @@ fn created_session_namespaces_are_restricted_and_kept() {
     );
 }
 
+/// `sessionNamespaces.names`: a string is a tenant's own namespace, an object names its tenants;
+/// created namespaces carry the claim label of each (README "Security model").
+#[test]
+fn created_session_namespaces_carry_their_tenant_claims() {
+    let Some(helm) = helm_or_skip("created_session_namespaces_carry_their_tenant_claims") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let values = dir.path().join("values.yaml");
+    std::fs::write(
+        &values,
+        "sessionNamespaces:\n  create: true\n  names:\n    - acme\n    - {name: shared, tenants: [globex, initech]}\n    - {name: own}\n    - {name: none, tenants: []}\n",
+    )
+    .unwrap();
+    let objs = render(&helm, "wa-system", &[], &["-f", values.to_str().unwrap()]).unwrap();
+    let claims = |ns: &str| -> Vec<String> {
+        let labels = find(&objs, "Namespace", ns)["metadata"]["labels"]
+            .as_object()
+            .unwrap()
+            .clone();
+        labels
+            .iter()
+            .filter_map(|(k, v)| {
+                let tenant = k.strip_prefix("tenant.whatsapp.leadmaster.io/")?;
+                assert_eq!(v, "", "{ns}: {k}");
+                Some(tenant.to_string())
+            })
+            .collect()
+    };
+    assert_eq!(claims("acme"), ["acme"]);
+    assert_eq!(claims("shared"), ["globex", "initech"]);
+    assert_eq!(claims("own"), ["own"]);
+    assert!(claims("none").is_empty());
+    // every entry, string or object, also gets the session NetworkPolicy
+    let policies: Vec<&str> = of_kind(&objs, "NetworkPolicy")
+        .iter()
+        .filter_map(|p| p["metadata"]["namespace"].as_str())
+        .collect();
+    for ns in ["wa-system", "acme", "shared", "own", "none"] {
+        assert!(policies.contains(&ns), "{ns}: {policies:?}");
+    }
+    // Not created: no Namespace objects (the admin labels them), the policy still renders.
+    let objs = render(&helm, "wa-system", &["sessionNamespaces.names={acme}"], &[]).unwrap();
+    assert!(of_kind(&objs, "Namespace").is_empty());
+    // A typo in an entry is refused by the schema.
+    let out = run(
+        &helm,
+        &template_args(
+            "wa-system",
+            &[
+                "sessionNamespaces.names[0].name=x",
+                "sessionNamespaces.names[0].tenant=x",
+            ],
+            &[],
+        ),
+        &[],
+    )
+    .unwrap();
+    assert!(
+        !out.status.success(),
+        "an unknown key in an entry was accepted"
+    );
+}
+
+/// The tenant-claims policy (templates/tenant-claims.yaml): on by default, CREATE only, fails
+/// closed, denies; scoped to the watched namespaces when both binaries watch one; off by value.
+#[test]
+fn tenant_claims_policy() {
+    let Some(helm) = helm_or_skip("tenant_claims_policy") else {
+        return;
+    };
+    let objs = render(&helm, "wa-system", &[], &[]).unwrap();
+    let vap = find(&objs, "ValidatingAdmissionPolicy", "-tenant-claims");
+    let spec = &vap["spec"];
+    assert_eq!(spec["failurePolicy"], "Fail");
+    let rule = &spec["matchConstraints"]["resourceRules"][0];
+    assert_eq!(strings(&rule["operations"]), ["CREATE"]);
+    assert_eq!(strings(&rule["resources"]), ["whatsappsessions"]);
+    assert_eq!(strings(&rule["apiGroups"]), ["whatsapp.leadmaster.io"]);
+    assert_eq!(
+        spec["variables"][0]["expression"],
+        "'tenant.whatsapp.leadmaster.io/' + object.spec.tenant"
+    );
+    let validation = &spec["validations"][0];
+    assert!(
+        validation["expression"]
+            .as_str()
+            .unwrap()
+            .contains("variables.label in namespaceObject.metadata.labels"),
+        "{validation}"
+    );
+    assert!(validation["messageExpression"].is_string());
+    let binding = find(&objs, "ValidatingAdmissionPolicyBinding", "-tenant-claims");
+    assert_eq!(binding["spec"]["policyName"], vap["metadata"]["name"]);
+    assert_eq!(strings(&binding["spec"]["validationActions"]), ["Deny"]);
+    assert!(
+        binding["spec"]["matchResources"].is_null(),
+        "watching every namespace: the policy covers every namespace"
+    );
+
+    let scoped = |sets: &[&str]| {
+        let objs = render(&helm, "wa-system", sets, &[]).unwrap();
+        let b = find(&objs, "ValidatingAdmissionPolicyBinding", "-tenant-claims").clone();
+        b["spec"]["matchResources"]["namespaceSelector"].clone()
+    };
+    let sel = scoped(&["operator.watchNamespace=t1", "hub.watchNamespace=t2"]);
+    assert_eq!(
+        sel["matchExpressions"][0],
+        serde_json::json!({"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["t1", "t2"]})
+    );
+    let sel = scoped(&["operator.watchNamespace=t1", "hub.enabled=false"]);
+    assert_eq!(strings(&sel["matchExpressions"][0]["values"]), ["t1"]);
+    let sel = scoped(&["operator.watchNamespace=t1", "hub.watchNamespace=t1"]);
+    assert_eq!(strings(&sel["matchExpressions"][0]["values"]), ["t1"]);
+    // the hub watching every namespace serves sessions from all of them
+    assert!(scoped(&["operator.watchNamespace=t1"]).is_null());
+
+    let objs = render(
+        &helm,
+        "wa-system",
+        &["tenantClaims.admissionPolicy=false"],
+        &[],
+    )
+    .unwrap();
+    assert!(of_kind(&objs, "ValidatingAdmissionPolicy").is_empty());
+    assert!(of_kind(&objs, "ValidatingAdmissionPolicyBinding").is_empty());
+}
+
 #[test]
 fn hub_auth_secret_and_ingress() {
     let Some(helm) = helm_or_skip("hub_auth_secret_and_ingress") else {

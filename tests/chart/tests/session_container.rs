@@ -62,6 +62,7 @@ impl<'a> Operator<'a> {
         fake: &Fake,
     ) -> Self {
         let ns = cluster.namespace(name).await;
+        // restricted pods; sessions of tenant acme (the chart's tenant-claims policy)
         kubectl_ok(
             cluster,
             &[
@@ -69,6 +70,7 @@ impl<'a> Operator<'a> {
                 "namespace",
                 &ns,
                 "pod-security.kubernetes.io/enforce=restricted",
+                "tenant.whatsapp.leadmaster.io/acme=",
             ],
         )
         .await;

@@ -266,6 +266,19 @@ fn release_dir() -> PathBuf {
         })
 }
 
+/// A program of the project's release build (`make build`) in [`release_dir`], for a test
+/// that runs another package's binary (the operator's tests run the hub); panics, naming the
+/// build command, when it is not built.
+pub fn release_program(name: &str) -> PathBuf {
+    let p = release_dir().join(name);
+    assert!(
+        p.is_file(),
+        "{} is not built: cargo build --release --workspace --bins (or set WA_BIN_DIR)",
+        p.display()
+    );
+    p
+}
+
 /// The `devcluster` binary: `$DEVCLUSTER_BIN`, else in `bin_dir`, else built with cargo.
 fn devcluster_exe(bin_dir: &Path) -> PathBuf {
     if let Some(p) = std::env::var_os("DEVCLUSTER_BIN").filter(|v| !v.is_empty()) {
