@@ -19,6 +19,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
+use telemetry::logs::{WatchFailure, classify_watch};
 
 #[derive(Clone)]
 pub struct Tenancy {
@@ -49,8 +50,13 @@ impl Tenancy {
                         flag.store(true, Ordering::SeqCst);
                     }
                     Ok(_) => {}
-                    // Without the namespaces no session can be served: say so once per run of
-                    // errors (a 403 is the hub's RBAC lacking namespaces get/list/watch).
+                    // The API server away (a restart) is the session view's to report, once
+                    // (docs/hub.md "Logs"); the watch resumes by itself.
+                    Err(e) if classify_watch(&e) != WatchFailure::Other => {
+                        tracing::debug!(error = %e, "watch of namespaces interrupted; retrying");
+                    }
+                    // Anything else (a 403: the hub's RBAC lacks namespaces get/list/watch) means
+                    // no session can be served: say so once per run of errors.
                     Err(e) if !warned => {
                         warned = true;
                         tracing::warn!(error = %e, "watch of namespaces (tenant claims) failed");
