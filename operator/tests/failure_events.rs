@@ -16,17 +16,10 @@ use serde_json::{Value, json};
 use support::*;
 
 async fn failure_events(client: &Client, ns: &str, name: &str) -> Vec<Event> {
-    let events: Api<Event> = Api::namespaced(client.clone(), ns);
-    events
-        .list(&ListParams::default())
+    events_for(client, ns, name)
         .await
-        .map(|l| l.items)
-        .unwrap_or_default()
         .into_iter()
-        .filter(|e| {
-            e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
-                && e.reason.as_deref() == Some("ReconcileFailed")
-        })
+        .filter(|e| e.reason.as_deref() == Some("ReconcileFailed"))
         .collect()
 }
 
