@@ -45,17 +45,15 @@ impl crate::app::Hub {
             .jwt
             .verify(token)
             .map_err(crate::error::ApiError::unauthenticated)?;
-        if self.is_revoked(&claims) {
+        // Revoked by the users file since it was issued (`tokensNotBefore`).
+        if self
+            .users
+            .as_ref()
+            .is_some_and(|u| u.current().revoked(&claims.sub, claims.iat))
+        {
             return Err(crate::error::ApiError::unauthenticated("token revoked"));
         }
         Ok(claims)
-    }
-
-    /// Whether the users file revoked this token since it was issued (`tokensNotBefore`).
-    pub fn is_revoked(&self, claims: &Claims) -> bool {
-        self.users
-            .as_ref()
-            .is_some_and(|u| u.current().revoked(&claims.sub, claims.iat))
     }
 }
 

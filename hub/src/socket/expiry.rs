@@ -15,6 +15,7 @@ use socketioxide::extract::SocketRef;
 
 use crate::app::Hub;
 use crate::auth::Claims;
+use crate::auth::users::Users;
 use crate::error::ApiError;
 
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -30,18 +31,22 @@ pub async fn run(io: SocketIo, hub: Arc<Hub>) {
             let Some(claims) = socket.extensions.get::<Arc<Claims>>() else {
                 continue;
             };
-            let reason = if claims.exp <= now {
-                "token expired"
-            } else if users
-                .as_ref()
-                .is_some_and(|u| u.revoked(&claims.sub, claims.iat))
-            {
-                "token revoked"
-            } else {
-                continue;
-            };
-            end(&socket, &hub, reason);
+            if let Some(reason) = ended(&claims, users.as_deref(), now) {
+                end(&socket, &hub, reason);
+            }
         }
+    }
+}
+
+/// Why a socket's authentication has ended by `now` (seconds): its token expired, or `users`
+/// (the users file, when the hub has one) revoked it. `None` while it stands.
+pub fn ended(claims: &Claims, users: Option<&Users>, now: u64) -> Option<&'static str> {
+    if claims.exp <= now {
+        Some("token expired")
+    } else if users.is_some_and(|u| u.revoked(&claims.sub, claims.iat)) {
+        Some("token revoked")
+    } else {
+        None
     }
 }
 
@@ -59,4 +64,38 @@ pub fn unauthenticate(socket: &SocketRef, hub: &Hub) {
     hub.metrics.subscriptions.dec_by(rooms.len() as i64);
     socket.leave(rooms);
     super::drop_unless_authenticated(socket, hub.config.auth_timeout());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Role;
+
+    #[test]
+    fn authentication_ends_at_expiry_or_when_the_users_file_revokes_it() {
+        let claims = Claims {
+            sub: "ana".into(),
+            tenants: vec![],
+            role: Role::User,
+            exp: 1_000,
+            iat: Some(500),
+            iss: None,
+            aud: None,
+        };
+        assert_eq!(ended(&claims, None, 999), None);
+        assert_eq!(ended(&claims, None, 1_000), Some("token expired"));
+        let h = crate::auth::users::hash_password("x").unwrap();
+        let users = |nb: &str| {
+            Users::parse(&format!(
+                "users: [{{username: ana, passwordHash: '{h}', role: user, tokensNotBefore: '{nb}'}}]"
+            ))
+            .unwrap()
+        };
+        // iat 500 is 1970-01-01T00:08:20Z.
+        let before = users("1970-01-01T00:08:00Z");
+        let after = users("1970-01-01T00:09:00Z");
+        assert_eq!(ended(&claims, Some(&before), 999), None);
+        assert_eq!(ended(&claims, Some(&after), 999), Some("token revoked"));
+        assert_eq!(ended(&claims, Some(&after), 1_000), Some("token expired"));
+    }
 }

@@ -180,13 +180,11 @@ fn claims(socket: &SocketRef, hub: &Hub) -> Result<Arc<Claims>, ApiError> {
         .extensions
         .get::<Arc<Claims>>()
         .ok_or_else(|| ApiError::unauthenticated("authenticate first"))?;
-    if c.exp <= jsonwebtoken::get_current_timestamp() {
+    let users = hub.users.as_ref().map(|u| u.current());
+    if let Some(reason) = expiry::ended(&c, users.as_deref(), jsonwebtoken::get_current_timestamp())
+    {
         expiry::unauthenticate(socket, hub);
-        return Err(ApiError::unauthenticated("token expired"));
-    }
-    if hub.is_revoked(&c) {
-        expiry::unauthenticate(socket, hub);
-        return Err(ApiError::unauthenticated("token revoked"));
+        return Err(ApiError::unauthenticated(reason));
     }
     Ok(c)
 }
