@@ -169,9 +169,7 @@ impl Hub {
         tracing::info!(session = %id, namespace = %ns, user = %claims.sub, "logout requested");
         Ok(())
     }
-}
 
-impl Hub {
     /// One request of the caller's budget (`ratelimit::RequestBudget`), or 429.
     fn spend_budget(&self, claims: &Claims) -> Result<(), ApiError> {
         self.budget

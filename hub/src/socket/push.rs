@@ -82,7 +82,7 @@ pub async fn run(io: SocketIo, hub: Arc<Hub>, mut rx: mpsc::UnboundedReceiver<Vi
                 last.remove(&room);
             }
             ViewEvent::Relisted => {
-                let present: std::collections::HashSet<String> = hub
+                let present: HashSet<String> = hub
                     .view
                     .all()
                     .iter()
