@@ -10,7 +10,7 @@ use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use crds::{WhatsAppSession, WhatsAppSessionSpec};
-use devcluster::testing::{TestCluster, sessions};
+use devcluster::testing::{TestCluster, release_program, sessions};
 use kube::Api;
 use serde_json::Value;
 
@@ -92,27 +92,6 @@ pub async fn through_kubectl(kubeconfig: &Path, lang: &str, args: &[&str]) -> Ou
         .output()
         .await
         .expect("run kubectl whatsapp")
-}
-
-/// A program of the project's release build (`make build`): `$WA_BIN_DIR`, else
-/// `$CARGO_TARGET_DIR/release`, else this test's own profile directory.
-pub fn release_program(name: &str) -> PathBuf {
-    let dir = std::env::var_os("WA_BIN_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("CARGO_TARGET_DIR").map(|d| PathBuf::from(d).join("release")))
-        .unwrap_or_else(|| {
-            PathBuf::from(PLUGIN)
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_default()
-        });
-    let p = dir.join(name);
-    assert!(
-        p.is_file(),
-        "{} is not built: cargo build --release --workspace --bins (or set WA_BIN_DIR)",
-        p.display()
-    );
-    p
 }
 
 /// The real session agent for `ns/name` against `fake_url`, with the admin kubeconfig (in a
