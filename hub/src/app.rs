@@ -56,7 +56,7 @@ pub enum StartError {
         source: std::io::Error,
     },
     #[error("metrics server: {0}")]
-    Metrics(#[from] telemetry::ServeError),
+    Metrics(#[from] runtime::metrics::ServeError),
 }
 
 /// Re-read the users file now and then (sockets whose tokens it revoked lose their
@@ -178,9 +178,9 @@ pub async fn run(
     tracing::info!(%addr, "listening");
     // The metrics server stops with the public one.
     let stopped = CancellationToken::new();
-    let metrics = telemetry::serve(
+    let metrics = runtime::metrics::serve(
         hub.config.metrics_addr,
-        telemetry::router(hub.clone()),
+        runtime::metrics::router(hub.clone()),
         stopped.clone().cancelled_owned(),
     );
     let limits = hub.config.connection_limits();

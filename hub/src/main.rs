@@ -6,7 +6,7 @@ use hub::config::{Cli, Command};
 
 fn init_logs() {
     // docs/hub.md "Logs": kube-client's duplicates of errors the hub reports are off.
-    let filter = telemetry::logs::filter("");
+    let filter = runtime::logs::filter("");
     tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)
@@ -49,19 +49,14 @@ async fn main() -> ExitCode {
         return hash_password();
     }
     init_logs();
-    let shutdown = async {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return std::future::pending().await,
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+    let shutdown = match runtime::shutdown::Shutdown::on_signals() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install the signal handlers");
+            return ExitCode::FAILURE;
         }
-        tracing::info!("shutting down");
     };
-    match hub::app::run(cli.serve, shutdown).await {
+    match hub::app::run(cli.serve, async move { shutdown.started().await }).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "wa-hub failed");

@@ -157,7 +157,7 @@ impl Metrics {
     }
 }
 
-impl telemetry::Scrape for crate::app::Hub {
+impl runtime::metrics::Scrape for crate::app::Hub {
     fn registry(&self) -> &Registry {
         &self.metrics.registry
     }

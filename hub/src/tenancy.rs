@@ -19,7 +19,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
-use telemetry::logs::{WatchFailure, classify_watch};
+use runtime::kube_errors::{WatchFailure, classify_watch};
 
 #[derive(Clone)]
 pub struct Tenancy {

@@ -32,7 +32,8 @@ use tokio::sync::mpsc;
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use telemetry::logs::{Outage, WatchFailure, classify_watch};
+use runtime::kube_errors::{WatchFailure, classify_watch};
+use runtime::outage::Outage;
 
 /// What the push side learns from the watch.
 #[derive(Debug)]

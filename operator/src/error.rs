@@ -64,11 +64,11 @@ impl Error {
 
 impl Error {
     /// Whether this reconcile failed only because the API server was away or overloaded
-    /// (`telemetry::logs::is_transient`): the retry mends it once it is back, so it is not
+    /// (`runtime::kube_errors::is_transient`): the retry mends it once it is back, so it is not
     /// reported as a problem before the outage bound (docs/operator.md "Logs").
     pub fn is_transient(&self) -> bool {
         use kube::runtime::finalizer::Error as F;
-        use telemetry::logs::is_transient;
+        use runtime::kube_errors::is_transient;
         match self {
             Error::Kube(e) => is_transient(e),
             Error::Finalizer(f) => match f.as_ref() {

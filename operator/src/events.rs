@@ -89,7 +89,7 @@ impl Events {
             }
             // The API server away: the failure the Event was about is in the log already, and
             // the outage is reported once by the watch loop (docs/operator.md "Logs").
-            Err(error) if telemetry::logs::is_transient(&error) => {
+            Err(error) if runtime::kube_errors::is_transient(&error) => {
                 tracing::info!(%error, reason, object = ?obj.name, "could not publish event; the API server is away")
             }
             Err(error) => {

@@ -48,7 +48,7 @@ async fn main() -> anyhow::Result<()> {
         .with_current_span(true)
         .with_span_list(false)
         // docs/operator.md "Logs": kube-client's duplicates of errors we report are off.
-        .with_env_filter(telemetry::logs::filter(""))
+        .with_env_filter(runtime::logs::filter(""))
         .init();
 
     let metrics = Arc::new(Metrics::default());

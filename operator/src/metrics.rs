@@ -143,11 +143,11 @@ impl Metrics {
     }
 
     pub fn render(&self) -> Result<String, std::fmt::Error> {
-        telemetry::render(self)
+        runtime::metrics::render(self)
     }
 }
 
-impl telemetry::Scrape for Metrics {
+impl runtime::metrics::Scrape for Metrics {
     fn registry(&self) -> &Registry {
         &self.registry
     }
@@ -192,10 +192,17 @@ impl telemetry::Scrape for Metrics {
 pub async fn listen(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
-) -> Result<impl Future<Output = Result<(), telemetry::ServeError>>, telemetry::ServeError> {
-    let listener = telemetry::bind(addr).await?;
-    let app = telemetry::router(metrics).route("/healthz", get(|| async { "ok" }));
-    Ok(telemetry::serve_on(listener, app, std::future::pending()))
+) -> Result<
+    impl Future<Output = Result<(), runtime::metrics::ServeError>>,
+    runtime::metrics::ServeError,
+> {
+    let listener = runtime::metrics::bind(addr).await?;
+    let app = runtime::metrics::router(metrics).route("/healthz", get(|| async { "ok" }));
+    Ok(runtime::metrics::serve_on(
+        listener,
+        app,
+        std::future::pending(),
+    ))
 }
 
 /// A tower layer for the kube client that counts API requests (for the per-session request

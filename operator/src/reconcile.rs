@@ -29,7 +29,9 @@ use crate::events::Events;
 use crate::finalizer::{FINALIZER, cleanup, logout_gate};
 use crate::metrics::Metrics;
 use crate::status;
-use telemetry::logs::{Outage, Streak, Streaks, WatchFailure};
+use runtime::kube_errors::WatchFailure;
+use runtime::outage::Outage;
+use runtime::streaks::{Streak, Streaks};
 
 /// The reason of the Warning Event on a session the operator cannot read (crds::watch).
 pub const UNPARSABLE: &str = "Unparsable";
@@ -52,7 +54,7 @@ pub struct Context {
     /// whether a failure is reported as a problem ([`is_loud`]).
     failures: Streaks<(String, String)>,
     /// How long a session's reconciles may fail because the API server is away before that is
-    /// reported (`telemetry::logs::outage_warn_after`).
+    /// reported (`runtime::outage::outage_warn_after`).
     outage_warn_after: Duration,
     /// The children's watch caches, once `run` started them (without them every reconcile
     /// applies every child and GETs the pod, as a reconcile called on its own must).
@@ -76,7 +78,7 @@ impl Context {
             metrics,
             events,
             failures: Streaks::default(),
-            outage_warn_after: telemetry::logs::outage_warn_after(),
+            outage_warn_after: runtime::outage::outage_warn_after(),
             caches: OnceLock::new(),
             applied: Ledger::default(),
         }
@@ -267,7 +269,7 @@ pub async fn run(
                 // server away is one streak for all of them (INFO, one WARN past the bound);
                 // anything else (a 403: RBAC) is a problem at once.
                 Err(kube::runtime::controller::Error::QueueError(error)) => {
-                    match telemetry::logs::classify_watch(&error) {
+                    match runtime::kube_errors::classify_watch(&error) {
                         WatchFailure::Outage => {
                             outage.failed(&error);
                         }

@@ -3,7 +3,7 @@
 //! chart sets it, layered over their default filters; a session with its pod), the API server restarts (SIGTERM) and comes back (`devcluster
 //! restart`, as the soak's `apiserver-restart`). Neither
 //! binary logs a WARN or ERROR line for it, the hub's view is live again, the operator acts on a
-//! spec change afterwards and says at INFO when the API works again. The WARN of a long outage is unit-tested (`telemetry::logs`, `operator::reconcile`):
+//! spec change afterwards and says at INFO when the API works again. The WARN of a long outage is unit-tested (`runtime::logs`, `operator::reconcile`):
 //! `devcluster restart` brings the API server back within seconds, and scaling the bound down
 //! (`WA_API_OUTAGE_WARN_AFTER=1`) did not make a reliable test — a restart's failures come
 //! 0.8–4 s apart, as the watchers' back-off and the API server's start allow.

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use kube::Api;
 use kube::runtime::{WatchStreamExt, watcher};
-use telemetry::logs::{Outage, WatchFailure};
+use runtime::kube_errors::WatchFailure;
+use runtime::outage::Outage;
 use tokio::sync::watch;
 
 /// The requests of the spec the agent acts on, once per value.
@@ -58,7 +59,7 @@ pub fn watch_requests(
                         }
                     });
                 }
-                Err(e) => match telemetry::logs::classify_watch(&e) {
+                Err(e) => match runtime::kube_errors::classify_watch(&e) {
                     WatchFailure::Outage => {
                         outage.failed(&e);
                     }

@@ -45,7 +45,7 @@ pub enum Error {
     },
 
     #[error("health and metrics server: {0}")]
-    Http(#[from] telemetry::ServeError),
+    Http(#[from] runtime::metrics::ServeError),
 
     #[error("JSON: {0}")]
     Json(#[from] serde_json::Error),

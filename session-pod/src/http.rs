@@ -59,8 +59,8 @@ pub async fn serve(
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
         .with_state(health);
-    let app = telemetry::router(registry).merge(probes);
-    telemetry::serve(addr, app, shutdown.cancelled_owned()).await?;
+    let app = runtime::metrics::router(registry).merge(probes);
+    runtime::metrics::serve(addr, app, shutdown.cancelled_owned()).await?;
     Ok(())
 }
 

@@ -37,9 +37,9 @@ fn main() -> ExitCode {
     // chromiumoxide's handler logs a broken CDP socket (Chromium gone) at ERROR, and then
     // hands the same error to our handler loop (browser.rs), which ends the browser and says
     // so once, at the level of what it means (a relaunch, WARN).
-    // kube-client's duplicates are off too (telemetry::logs::QUIET_LIBRARIES).
+    // kube-client's duplicates are off too (runtime::logs::QUIET_LIBRARIES).
     init_logs(
-        &telemetry::logs::default_directives("chromiumoxide=warn,chromiumoxide::handler=off"),
+        &runtime::logs::default_directives("chromiumoxide=warn,chromiumoxide::handler=off"),
         std::io::stdout,
     );
     let Some(runtime) = runtime() else {
@@ -63,7 +63,7 @@ where
         .json()
         .with_current_span(false)
         .with_writer(writer)
-        .with_env_filter(telemetry::logs::filter_or(default))
+        .with_env_filter(runtime::logs::filter_or(default))
         .init();
 }
 
@@ -161,7 +161,7 @@ async fn run(cfg: Config) -> Result<()> {
     // The API server away (its restart, etcd's) is one streak for the watch and the status
     // writes (docs/session-agent.md "Logs"); the watch resumes without a word, so a probe
     // (a GET of the own CR, which the session's Role allows) tells when it is back.
-    let outage = Arc::new(telemetry::logs::Outage::new("the Kubernetes API"));
+    let outage = Arc::new(runtime::outage::Outage::new("the Kubernetes API"));
     {
         let (api, name) = (api.clone(), cfg.session_name.clone());
         outage.spawn_probe(Duration::from_secs(2), move || {
@@ -253,7 +253,7 @@ async fn get_own_cr(
             Err(e) => {
                 // The API server away (restarting) is mended by the next attempts; the final
                 // failure is the ERROR `wa-session failed`.
-                if telemetry::logs::is_transient(&e) {
+                if runtime::kube_errors::is_transient(&e) {
                     tracing::info!(error = %e, attempt, "reading the session CR failed; retrying");
                 } else {
                     tracing::warn!(error = %e, attempt, "reading the session CR failed");

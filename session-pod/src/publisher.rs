@@ -7,7 +7,7 @@ use std::time::Duration;
 use crds::{SessionApply, SessionState, WhatsAppSession, WhatsAppSessionStatus, Writer};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Api;
-use telemetry::logs::Outage;
+use runtime::outage::Outage;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -144,7 +144,7 @@ impl Publisher {
                                         result: "error".into(),
                                     })
                                     .inc();
-                                if telemetry::logs::is_transient(&e) {
+                                if runtime::kube_errors::is_transient(&e) {
                                     outage.failed(&e);
                                 } else {
                                     tracing::warn!(error = %e, failures, "status write failed; retrying");

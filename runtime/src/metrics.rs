@@ -1,14 +1,5 @@
-//! The one way the three binaries (`wa-operator`, `wa-hub`, `wa-session`) expose their
-//! prometheus-client registry: `GET /metrics` in the OpenMetrics text format, on a listener of
-//! its own (never the hub's public one).
-//!
-//! A crate of its own rather than a feature of `crds`: `crds` is the API contract that clients
-//! (the kubectl plugin, third parties) depend on, and an HTTP stack has no place there; cargo
-//! would unify such a feature across the workspace anyway.
-//!
-//! [`logs`]: the binaries' log policy (default filters, how a Kubernetes API outage is told).
-
-pub mod logs;
+//! The one way the binaries expose their prometheus-client registry: `GET /metrics` in the
+//! OpenMetrics text format, on a listener of its own (never the hub's public one).
 
 use std::future::Future;
 use std::net::SocketAddr;
