@@ -63,7 +63,7 @@ pub enum Command {
     Qr {
         name: String,
         /// Give up after this long (e.g. 90s, 10m, 1h30m).
-        #[arg(long, default_value = "10m", value_parser = parse_duration)]
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
         timeout: Duration,
         /// Draw dark modules as blocks (for terminals with a light background) when colours are
         /// off (output not a terminal, or NO_COLOR set).
@@ -86,7 +86,7 @@ pub enum Command {
         #[arg(long = "for", value_enum)]
         state: WaitFor,
         /// Give up after this long (e.g. 30s, 5m).
-        #[arg(long, default_value = "30s", value_parser = parse_duration)]
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
         timeout: Duration,
     },
 }
@@ -114,34 +114,6 @@ impl WaitFor {
             Self::Error => SessionState::Error,
         }
     }
-}
-
-/// A kubectl-style duration: `90`, `90s`, `5m`, `1h30m`, `1.5m` (a bare number is seconds).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration {text:?} (e.g. 30s, 5m, 1h30m)");
-    if let Ok(secs) = text.parse::<f64>() {
-        return Duration::try_from_secs_f64(secs).map_err(|_| bad());
-    }
-    let mut total = 0.0;
-    let mut number = String::new();
-    for c in text.chars() {
-        if c.is_ascii_digit() || c == '.' {
-            number.push(c);
-            continue;
-        }
-        let unit = match c {
-            'h' => 3600.0,
-            'm' => 60.0,
-            's' => 1.0,
-            _ => return Err(bad()),
-        };
-        total += number.parse::<f64>().map_err(|_| bad())? * unit;
-        number.clear();
-    }
-    if !number.is_empty() || text.is_empty() {
-        return Err(bad());
-    }
-    Duration::try_from_secs_f64(total).map_err(|_| bad())
 }
 
 #[cfg(test)]
@@ -209,14 +181,22 @@ mod tests {
     }
 
     #[test]
-    fn durations_read_like_kubectl() {
-        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("45s"), Ok(Duration::from_secs(45)));
-        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("1.5m"), Ok(Duration::from_secs(90)));
-        for bad in ["", "m", "5x", "5m3", "-1", "1d"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
+    fn timeouts_take_the_binaries_one_duration_grammar() {
+        let timeout = |t: &str| match parse(&["wait", "s", "--for", "connected", "--timeout", t]) {
+            Ok(Cli {
+                command: Command::Wait { timeout, .. },
+                ..
+            }) => Ok(timeout),
+            Ok(_) => panic!("not a wait"),
+            Err(e) => Err(e.to_string()),
+        };
+        assert_eq!(timeout("45s"), Ok(Duration::from_secs(45)));
+        assert_eq!(timeout("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(timeout("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(timeout("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(timeout("1.5m"), Ok(Duration::from_secs(90)));
+        for bad in ["", "m", "5x", "90", "-1"] {
+            assert!(timeout(bad).is_err(), "{bad}");
         }
     }
 }
