@@ -40,10 +40,12 @@ crds:
 	cargo run -q -p crds --bin crdgen > crds/whatsappsession.yaml
 	cp crds/whatsappsession.yaml charts/whatsapp-operator/crds/whatsappsession.yaml
 
-## lint: formatting first (seconds), then the frontend's ESLint + tsc, then clippy (-D warnings).
+## lint: formatting first (seconds), cargo-deny (licences, duplicate versions, sources,
+## advisories: deny.toml), then the frontend's ESLint + tsc, then clippy (-D warnings).
 ## CI runs it before the tests, so a slip fails fast.
 lint:
 	cargo fmt --all --check
+	@tests/scripts/deny.sh
 	cd frontend && npm ci --no-audit --no-fund && npm run lint && npm run typecheck
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
