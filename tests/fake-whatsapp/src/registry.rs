@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use chrono::{DateTime, Utc};
+use jiff::Timestamp;
 use rand::Rng as _;
 use serde::Serialize;
 use tokio::sync::watch;
@@ -123,8 +123,8 @@ impl Page {
 struct Device {
     phone: String,
     push_name: String,
-    linked_at: DateTime<Utc>,
-    last_seen: DateTime<Utc>,
+    linked_at: Timestamp,
+    last_seen: Timestamp,
 }
 
 /// What a page learns on each poll (JSON to the page script).
@@ -183,8 +183,8 @@ pub struct PageInfo {
 pub struct DeviceInfo {
     pub phone: String,
     pub push_name: String,
-    pub linked_at: DateTime<Utc>,
-    pub last_seen: DateTime<Utc>,
+    pub linked_at: Timestamp,
+    pub last_seen: Timestamp,
     pub connected: bool,
 }
 
@@ -352,7 +352,7 @@ impl Registry {
         page.last_poll = now;
         let version = page.version;
         if let Some(device) = page.device.as_ref().and_then(|d| self.devices.get_mut(d)) {
-            device.last_seen = Utc::now();
+            device.last_seen = Timestamp::now();
         }
         Ok(version)
     }
@@ -611,7 +611,7 @@ impl Registry {
 
     fn link(&mut self, id: &str, phone: String, push_name: String, now: Instant) {
         let token = random_token(24);
-        let at = Utc::now();
+        let at = Timestamp::now();
         self.devices.insert(
             token.clone(),
             Device {
