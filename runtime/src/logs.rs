@@ -43,7 +43,7 @@ pub fn filter_or(defaults: &str) -> EnvFilter {
 
 /// `defaults`, then the directives of `rust_log`. Layered, not replaced: the chart sets
 /// `RUST_LOG=info` (`logLevel`), and a replacing `info` brought back kube-client's duplicate
-/// ERROR lines on every API server restart (the soak counted 12 per binary). A more specific
+/// ERROR lines on every API server restart. A more specific
 /// default (`kube_client::client::builder=off`) outranks a general level, so `RUST_LOG=debug`
 /// raises our lines and leaves those off; naming the same target brings it back
 /// (`kube_client::client::builder=debug`: the later directive for a target wins). An
