@@ -2,6 +2,7 @@
 //! [`crate::outage::Outage`]) or a real problem (a 403, a 404, an unreadable object). Used by the
 //! log policy and by the operator's retry policy alike.
 
+/// Whether a kube-client error is the API server being away or overloaded (connection
 /// refused or reset, a watch cut, 5xx, 429): the kind of failure a retry mends once it is
 /// back. Anything else (403, 404, 422, an unreadable object) is not an outage.
 pub fn is_transient(e: &kube::Error) -> bool {

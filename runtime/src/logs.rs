@@ -57,11 +57,6 @@ pub fn layered(defaults: &str, rust_log: Option<&str>) -> EnvFilter {
     }
 }
 
-/// How long the Kubernetes API may fail before a binary says so at WARN, unless
-/// `WA_API_OUTAGE_WARN_AFTER` (whole seconds) says otherwise. A minute: `devcluster restart`
-/// of the API server or etcd, a control-plane upgrade or a leader change of a managed control
-/// plane take seconds to tens of seconds, and the clients retry by themselves; longer than
-
 #[cfg(test)]
 mod tests {
     use std::sync::{Arc, Mutex};

@@ -9,6 +9,10 @@ use std::time::{Duration, Instant};
 
 use crate::streaks::Streaks;
 
+/// How long the Kubernetes API may fail before a binary says so at WARN, unless
+/// `WA_API_OUTAGE_WARN_AFTER` (whole seconds) says otherwise. A minute: `devcluster restart`
+/// of the API server or etcd, a control-plane upgrade or a leader change of a managed control
+/// plane take seconds to tens of seconds, and the clients retry by themselves; longer than
 /// that, sessions' requests (QR, logout) and status changes are held up, which an operator
 /// should know.
 pub const OUTAGE_WARN_AFTER: Duration = Duration::from_secs(60);
@@ -21,8 +25,6 @@ pub fn outage_warn_after() -> Duration {
         .map(Duration::from_secs)
         .unwrap_or(OUTAGE_WARN_AFTER)
 }
-
-/// Whether a kube-client error is the API server being away or overloaded (connection
 
 /// A streak of transient failures of one thing (`what`, e.g. "the Kubernetes API"), reported
 /// as the module docs say: INFO at its first failure, one WARN once it is older than the
