@@ -104,8 +104,7 @@ fn end_container(kills: u64, limit: u64) -> ! {
         "a process of this container was killed for exceeding its memory limit: ending the container (SIGKILL) so that it is restarted"
     );
     let _ = std::io::Write::flush(&mut std::io::stdout());
-    // SAFETY: raise(3) has no memory-safety preconditions.
-    unsafe { libc::raise(libc::SIGKILL) };
+    let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
     std::process::abort()
 }
 

@@ -321,7 +321,7 @@ impl Agent {
             Ok(b) => b,
             Err(e) => return launch_failed(&e),
         };
-        tracing::info!(pid = b.pid, url = %self.cfg.url, "Chromium running; opening WhatsApp Web");
+        tracing::info!(pid = b.pid(), url = %self.cfg.url, "Chromium running; opening WhatsApp Web");
         if let Err(e) = b.open(&self.cfg.url).await {
             b.kill().await;
             return launch_failed(&e);
@@ -426,7 +426,7 @@ impl Agent {
                 _ = self.shutdown.cancelled() => return Outcome::Shutdown,
                 _ = gone.wait_for(|g| *g) => return chromium_gone(),
                 _ = poll.tick() => {}
-                Some(_) = b.notifications.recv() => {}
+                Some(_) = b.notified() => {}
                 _ = self.requests.changed() => {}
             }
             self.health.beat();
