@@ -17,8 +17,8 @@ use tokio::time::Instant;
 
 pub use status::agent_part;
 
-use crate::commands::Requests;
 use crate::driver::{PageState, Snapshot};
+use crate::own_cr::Requests;
 use crate::profile::Health as ProfileHealth;
 
 /// Consecutive failed launches with an existing profile before it is declared corrupt.
