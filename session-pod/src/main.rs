@@ -35,8 +35,8 @@ fn main() -> ExitCode {
     }
     let cfg = Config::parse();
     // chromiumoxide's handler logs a broken CDP socket (Chromium gone) at ERROR, and then
-    // hands the same error to our handler loop (browser.rs), which ends the browser and says
-    // so once, at the level of what it means (a relaunch, WARN).
+    // hands the same error to our handler loop (browser/handler.rs), which ends the browser
+    // and says so once, at the level of what it means (a relaunch, WARN).
     // kube-client's duplicates are off too (runtime::logs::QUIET_LIBRARIES).
     init_logs(
         &runtime::logs::default_directives("chromiumoxide=warn,chromiumoxide::handler=off"),
