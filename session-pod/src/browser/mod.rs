@@ -126,22 +126,13 @@ impl BrowserSession {
             .referrer("https://whatsapp.com/")
             .build()
             .map_err(Error::Launch)?;
-        tokio::time::timeout(self.cdp_timeout, self.page.execute(params))
-            .await
-            .map_err(|_| Error::ScriptTimeout {
-                script: "Page.navigate",
-                secs: self.cdp_timeout.as_secs_f64(),
-            })??;
+        within("Page.navigate", self.cdp_timeout, self.page.execute(params)).await?;
         Ok(())
     }
 
     pub async fn reload(&self) -> Result<()> {
-        tokio::time::timeout(self.cdp_timeout, self.page.execute(ReloadParams::default()))
-            .await
-            .map_err(|_| Error::ScriptTimeout {
-                script: "Page.reload",
-                secs: self.cdp_timeout.as_secs_f64(),
-            })??;
+        let reload = self.page.execute(ReloadParams::default());
+        within("Page.reload", self.cdp_timeout, reload).await?;
         Ok(())
     }
 
@@ -172,12 +163,7 @@ impl BrowserSession {
                 script: script.name,
                 message,
             })?;
-        let res = tokio::time::timeout(timeout, self.page.execute(params))
-            .await
-            .map_err(|_| Error::ScriptTimeout {
-                script: script.name,
-                secs: timeout.as_secs_f64(),
-            })??;
+        let res = within(script.name, timeout, self.page.execute(params)).await?;
         if let Some(ex) = &res.result.exception_details {
             let message = ex
                 .exception
@@ -269,6 +255,22 @@ impl BrowserSession {
         self.chromium.kill().await;
         self.tasks.abort_all();
     }
+}
+
+/// `call`'s result, or [`Error::ScriptTimeout`] naming `script` when it takes longer than
+/// `timeout` (the page is hung or Chromium is gone).
+async fn within<T, E: Into<Error>>(
+    script: &'static str,
+    timeout: Duration,
+    call: impl Future<Output = std::result::Result<T, E>>,
+) -> Result<T> {
+    tokio::time::timeout(timeout, call)
+        .await
+        .map_err(|_| Error::ScriptTimeout {
+            script,
+            secs: timeout.as_secs_f64(),
+        })?
+        .map_err(Into::into)
 }
 
 #[cfg(test)]

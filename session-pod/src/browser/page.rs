@@ -29,12 +29,12 @@ pub(super) async fn open(
     tasks: &mut JoinSet<()>,
 ) -> Result<(Page, mpsc::Receiver<String>)> {
     let t0 = std::time::Instant::now();
-    let page = tokio::time::timeout(cfg.cdp_timeout, initial_tab(browser))
-        .await
-        .map_err(|_| Error::ScriptTimeout {
-            script: "Target.attachToTarget (Chromium's initial tab)",
-            secs: cfg.cdp_timeout.as_secs_f64(),
-        })??;
+    let page = super::within(
+        "Target.attachToTarget (Chromium's initial tab)",
+        cfg.cdp_timeout,
+        initial_tab(browser),
+    )
+    .await?;
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, "initial tab attached");
     // Page -> agent wake-ups (Runtime.addBinding survives navigations).
     page.execute(AddBindingParams::new(NOTIFY_BINDING)).await?;
