@@ -10,7 +10,7 @@ use clap::Parser;
 use serde::{Deserialize, Serialize};
 
 use crate::browser::BrowserSession;
-use crate::config::{Config, parse_duration};
+use crate::config::Config;
 use crate::driver::{Driver, PageState, Snapshot};
 use crate::error::{Error, Result};
 
@@ -29,7 +29,7 @@ pub struct CanaryArgs {
     pub driver_dir: Option<PathBuf>,
 
     /// How long the page may take to boot and show a QR.
-    #[arg(long, env = "WA_CANARY_TIMEOUT", default_value = "90s", value_parser = parse_duration)]
+    #[arg(long, env = "WA_CANARY_TIMEOUT", default_value = "90s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
 
     /// Print the report as JSON instead of text.

@@ -66,7 +66,7 @@ pub struct Config {
     /// `Memory.simulatePressureNotification`, critical) and collect its JavaScript garbage
     /// (`HeapProfiler.collectGarbage`), so an idle session gives back what it no longer uses;
     /// `0s` never does.
-    #[arg(long, env = "WA_MEMORY_RELIEF_INTERVAL", default_value = "0s", value_parser = parse_duration)]
+    #[arg(long, env = "WA_MEMORY_RELIEF_INTERVAL", default_value = "0s", value_parser = humantime::parse_duration)]
     pub memory_relief_interval: Duration,
 
     /// Address of /livez, /readyz and /metrics.
@@ -103,53 +103,53 @@ pub struct Config {
     pub user_agent: String,
 
     /// Lifetime announced in qrExpiresAt for the first QR of a round.
-    #[arg(long, env = "WA_QR_FIRST_TTL", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, env = "WA_QR_FIRST_TTL", default_value = "60s", value_parser = humantime::parse_duration)]
     pub qr_first_ttl: Duration,
 
     /// Lifetime announced in qrExpiresAt for every following QR of a round.
-    #[arg(long, env = "WA_QR_NEXT_TTL", default_value = "20s", value_parser = parse_duration)]
+    #[arg(long, env = "WA_QR_NEXT_TTL", default_value = "20s", value_parser = humantime::parse_duration)]
     pub qr_next_ttl: Duration,
 
     /// Delay before taking the session back when WhatsApp reports CONFLICT (opened elsewhere).
-    #[arg(long, env = "WA_TAKEOVER_DELAY", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, env = "WA_TAKEOVER_DELAY", default_value = "5s", value_parser = humantime::parse_duration)]
     pub takeover_delay: Duration,
 
     /// How often the page state is polled (page events also trigger an immediate read).
-    #[arg(long, env = "WA_POLL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, env = "WA_POLL_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub poll_interval: Duration,
 
     /// Deadline of a CDP command (launch, navigation, page actions such as logout or takeover).
     /// The page's liveness has its own deadlines (below).
-    #[arg(long, env = "WA_CDP_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "WA_CDP_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
     pub cdp_timeout: Duration,
 
     /// How long a page snapshot (a tiny script a healthy page answers in milliseconds) may
     /// take before the page counts as silent: from the first silent one the session is
     /// `connecting` (nobody vouches for it) until the page answers again.
-    #[arg(long, env = "WA_PAGE_ANSWER_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, env = "WA_PAGE_ANSWER_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
     pub page_answer_timeout: Duration,
 
     /// A settled page (linked and synced, or showing a QR) silent this long is hung: Chromium
     /// is relaunched and the login restored from the profile.
-    #[arg(long, env = "WA_HANG_AFTER", default_value = "6s", value_parser = parse_duration)]
+    #[arg(long, env = "WA_HANG_AFTER", default_value = "6s", value_parser = humantime::parse_duration)]
     pub hang_after: Duration,
 
     /// The same while the page loads, boots, restores a login or syncs its history, when the
     /// real WhatsApp Web can block its main thread for seconds (a false relaunch would start
     /// all of it again).
-    #[arg(long, env = "WA_HANG_AFTER_LOADING", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env = "WA_HANG_AFTER_LOADING", default_value = "30s", value_parser = humantime::parse_duration)]
     pub hang_after_loading: Duration,
 
     /// How long the page may take to expose WhatsApp's modules after loading.
-    #[arg(long, env = "WA_PAGE_LOAD_TIMEOUT", default_value = "90s", value_parser = parse_duration)]
+    #[arg(long, env = "WA_PAGE_LOAD_TIMEOUT", default_value = "90s", value_parser = humantime::parse_duration)]
     pub page_load_timeout: Duration,
 
     /// Quiet period used to coalesce status changes (a new QR is published at once).
-    #[arg(long, env = "WA_STATUS_COALESCE", default_value = "250ms", value_parser = parse_duration)]
+    #[arg(long, env = "WA_STATUS_COALESCE", default_value = "250ms", value_parser = humantime::parse_duration)]
     pub status_coalesce: Duration,
 
     /// Time allowed for closing Chromium on SIGTERM (keep below the pod's grace period).
-    #[arg(long, env = "WA_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    #[arg(long, env = "WA_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
 
     /// Last-good copies of the login kept in `<data-dir>/backups` (taken once connected,
@@ -163,7 +163,7 @@ pub struct Config {
 
     /// How long after connecting (and between attempts, while the profile keeps changing)
     /// the agent waits before copying the login.
-    #[arg(long, env = "WA_BACKUP_SETTLE", default_value = "3s", value_parser = parse_duration)]
+    #[arg(long, env = "WA_BACKUP_SETTLE", default_value = "3s", value_parser = humantime::parse_duration)]
     pub backup_settle: Duration,
 }
 
@@ -181,34 +181,28 @@ fn default_chromium() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(CHROMIUM_CANDIDATES[1]))
 }
 
-/// Parses `250ms`, `5s`, `2m` or a bare number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let value: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
-    let secs = match unit {
-        "ms" => value / 1000.0,
-        "s" => value,
-        "m" => value * 60.0,
-        _ => return Err(format!("invalid duration unit in {s:?} (use ms, s or m)")),
-    };
-    Duration::try_from_secs_f64(secs).map_err(|e| format!("invalid duration {s:?}: {e}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert!(parse_duration("3h").is_err());
+    fn durations_need_a_unit() {
+        let parse = |value: &str| {
+            Config::try_parse_from([
+                "wa-session",
+                "--session-name",
+                "s",
+                "--session-namespace",
+                "n",
+                "--poll-interval",
+                value,
+            ])
+            .map(|c| c.poll_interval)
+        };
+        assert_eq!(parse("250ms").ok(), Some(Duration::from_millis(250)));
+        assert_eq!(parse("2m").ok(), Some(Duration::from_secs(120)));
+        assert_eq!(parse("1m30s").ok(), Some(Duration::from_secs(90)));
+        assert!(parse("3").is_err(), "a bare number has no unit");
     }
 
     #[test]

@@ -44,6 +44,9 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    #[error("installing the signal handlers: {0}")]
+    Signals(std::io::Error),
+
     #[error("health and metrics server: {0}")]
     Http(#[from] runtime::metrics::ServeError),
 

@@ -5,13 +5,13 @@
 mod backup;
 mod browser;
 mod canary;
-mod commands;
 mod config;
 mod driver;
 mod error;
 mod http;
 mod metrics;
 mod oom;
+mod own_cr;
 mod profile;
 mod publisher;
 mod session;
@@ -24,7 +24,7 @@ use std::time::Duration;
 use clap::Parser;
 use crds::WhatsAppSession;
 use kube::Api;
-use tokio_util::sync::CancellationToken;
+use runtime::shutdown::Shutdown;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -35,8 +35,8 @@ fn main() -> ExitCode {
     }
     let cfg = Config::parse();
     // chromiumoxide's handler logs a broken CDP socket (Chromium gone) at ERROR, and then
-    // hands the same error to our handler loop (browser.rs), which ends the browser and says
-    // so once, at the level of what it means (a relaunch, WARN).
+    // hands the same error to our handler loop (browser/handler.rs), which ends the browser
+    // and says so once, at the level of what it means (a relaunch, WARN).
     // kube-client's duplicates are off too (runtime::logs::QUIET_LIBRARIES).
     init_logs(
         &runtime::logs::default_directives("chromiumoxide=warn,chromiumoxide::handler=off"),
@@ -134,14 +134,15 @@ async fn run(cfg: Config) -> Result<()> {
         .await
         .map_err(|e| Error::KubeConfig(e.to_string()))?;
     let api: Api<WhatsAppSession> = Api::namespaced(client, &cfg.session_namespace);
-    let cr = get_own_cr(&api, &cfg.session_namespace, &cfg.session_name).await?;
+    let cr = own_cr::get(&api, &cfg.session_namespace, &cfg.session_name).await?;
 
     let metrics = metrics::Metrics::default();
     let mut registry = prometheus_client::registry::Registry::with_prefix("wa_session");
     metrics.register(&mut registry);
     let health = Arc::new(http::Health::default());
     health.beat();
-    let shutdown = CancellationToken::new();
+    // SIGTERM or SIGINT: the agent closes Chromium in order and exits.
+    let shutdown = Shutdown::on_signals().map_err(Error::Signals)?;
     // an OOM kill in the container restarts the whole container (docs/session-agent.md,
     // "Memory limit"), once per agent
     oom::watch_container();
@@ -150,7 +151,7 @@ async fn run(cfg: Config) -> Result<()> {
         cfg.http_addr,
         health.clone(),
         Arc::new(registry),
-        shutdown.clone(),
+        shutdown.token(),
     );
     let http_task = tokio::spawn(async move {
         // Without probes the pod would be restarted anyway; say why right away.
@@ -169,10 +170,10 @@ async fn run(cfg: Config) -> Result<()> {
             async move { api.get_metadata(&name).await.is_ok() }
         });
     }
-    let requests = commands::watch_requests(
+    let requests = own_cr::watch_requests(
         api.clone(),
         &cfg.session_name,
-        commands::Requests::of(&cr),
+        own_cr::Requests::of(&cr),
         outage.clone(),
     );
     let publisher = publisher::Publisher::spawn(
@@ -202,7 +203,6 @@ async fn run(cfg: Config) -> Result<()> {
         },
     );
 
-    tokio::spawn(wait_for_signal(shutdown.clone()));
     let agent = session::Agent {
         cfg,
         driver,
@@ -214,76 +214,11 @@ async fn run(cfg: Config) -> Result<()> {
         requests,
         health,
         metrics,
-        shutdown: shutdown.clone(),
+        shutdown: shutdown.token(),
     };
     agent.run().await;
-    shutdown.cancel();
+    shutdown.trigger();
     let _ = tokio::time::timeout(Duration::from_secs(2), http_task).await;
     tracing::info!("wa-session stopped");
     Ok(())
-}
-
-/// The CR must exist (the operator creates the pod for it); retry briefly for a fresh
-/// apiserver or RBAC still propagating. A refusal (401/403) that outlasts the RBAC grace
-/// period ends the agent with an error naming the CR: these credentials are not this
-/// session's (the operator's Role grants a session pod its own CR only), and retrying for
-/// longer would only hide that.
-async fn get_own_cr(
-    api: &Api<WhatsAppSession>,
-    namespace: &str,
-    name: &str,
-) -> Result<WhatsAppSession> {
-    let mut last = None;
-    for attempt in 0..10u64 {
-        match api.get(name).await {
-            Ok(cr) => return Ok(cr),
-            Err(kube::Error::Api(e)) if e.code == 401 || e.code == 403 => {
-                // `detail`, not `message`: that key is the event's own text in the JSON log.
-                tracing::warn!(code = e.code, reason = %e.reason, detail = %e.message, attempt, "reading the session CR was refused");
-                if attempt + 1 >= REFUSED_ATTEMPTS {
-                    return Err(Error::Refused {
-                        namespace: namespace.to_string(),
-                        name: name.to_string(),
-                        code: e.code,
-                        message: e.message,
-                    });
-                }
-                tokio::time::sleep(Duration::from_millis(500 * (attempt + 1))).await;
-            }
-            Err(e) => {
-                // The API server away (restarting) is mended by the next attempts; the final
-                // failure is the ERROR `wa-session failed`.
-                if runtime::kube_errors::is_transient(&e) {
-                    tracing::info!(error = %e, attempt, "reading the session CR failed; retrying");
-                } else {
-                    tracing::warn!(error = %e, attempt, "reading the session CR failed");
-                }
-                last = Some(e);
-                tokio::time::sleep(Duration::from_millis(500 * (attempt + 1))).await;
-            }
-        }
-    }
-    Err(last
-        .map(Error::Kube)
-        .unwrap_or_else(|| Error::KubeConfig("no attempt made".into())))
-}
-
-/// Attempts (0.5 s + 1 s + 1.5 s apart) before a 401/403 is taken as final: the operator
-/// creates the Role and RoleBinding before the pod, so only authorizer cache lag is waited out.
-const REFUSED_ATTEMPTS: u64 = 4;
-
-async fn wait_for_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: closing Chromium and exiting"),
-        _ = int.recv() => tracing::info!("SIGINT: closing Chromium and exiting"),
-    }
-    shutdown.cancel();
 }

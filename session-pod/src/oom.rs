@@ -6,9 +6,9 @@
 //! Why the agent has to do it (docs/session-agent.md, "Memory limit"): on cgroup v1 the kernel
 //! kills only the task with the highest badness (`rss + oom_score_adj × limit / 1000`), and that
 //! is Chromium's renderer: Chromium sets its renderer's `oom_score_adj` to 300 itself, and the
-//! renderer holds most of the memory. The agent survived, relaunched Chromium
-//! (`BROWSER_CRASHED`) and the container was never restarted: no `OOMKilled`, no restart count,
-//! nothing for an operator to see. Raising the agent's own `oom_score_adj` to 1000 does not
+//! renderer holds most of the memory. The agent would survive, relaunch Chromium
+//! (`BROWSER_CRASHED`) and the container would never be restarted: no `OOMKilled`, no restart
+//! count, nothing for an operator to see. Raising the agent's own `oom_score_adj` to 1000 does not
 //! change that (at most `1000 × limit / 1000` = the limit, less than a renderer at 300 that holds
 //! more than 70 % of the limit). So the agent watches the container's OOM-kill counter instead.
 //!
@@ -104,8 +104,7 @@ fn end_container(kills: u64, limit: u64) -> ! {
         "a process of this container was killed for exceeding its memory limit: ending the container (SIGKILL) so that it is restarted"
     );
     let _ = std::io::Write::flush(&mut std::io::stdout());
-    // SAFETY: raise(3) has no memory-safety preconditions.
-    unsafe { libc::raise(libc::SIGKILL) };
+    let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
     std::process::abort()
 }
 

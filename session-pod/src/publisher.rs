@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use crds::{SessionApply, SessionState, WhatsAppSession, WhatsAppSessionStatus, Writer};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Api;
@@ -43,6 +44,20 @@ pub fn apply_body(name: &str, s: &WhatsAppSessionStatus, updated_at: Time) -> Se
     )
 }
 
+/// Wait before retrying a failed status write: 500 ms, doubling up to 5 s, for as long as
+/// writes fail.
+const RETRY_MIN: Duration = Duration::from_millis(500);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+fn retry_backoff() -> ExponentialBackoff {
+    ExponentialBuilder::default()
+        .with_min_delay(RETRY_MIN)
+        .with_max_delay(RETRY_MAX)
+        .with_factor(2.0)
+        .without_max_times()
+        .build()
+}
+
 fn connected(s: &WhatsAppSessionStatus) -> bool {
     s.status == Some(SessionState::Connected)
 }
@@ -67,6 +82,7 @@ impl Publisher {
             let mut deadline: Option<Instant> = None;
             let mut waiters: Vec<oneshot::Sender<()>> = Vec::new();
             let mut failures = 0u32;
+            let mut retry = retry_backoff();
             loop {
                 let msg = match deadline {
                     Some(d) => tokio::select! {
@@ -104,6 +120,7 @@ impl Publisher {
                         match body.apply(&api, Writer::Agent).await {
                             Ok(_) => {
                                 failures = 0;
+                                retry = retry_backoff();
                                 outage.recovered();
                                 metrics
                                     .status_writes
@@ -150,9 +167,8 @@ impl Publisher {
                                     tracing::warn!(error = %e, failures, "status write failed; retrying");
                                 }
                                 pending = Some(status);
-                                let backoff =
-                                    Duration::from_millis(500 * u64::from(failures.min(10)));
-                                deadline = Some(Instant::now() + backoff);
+                                let delay = retry.next().unwrap_or(RETRY_MAX);
+                                deadline = Some(Instant::now() + delay);
                                 // Waiters are only released once written (or at shutdown).
                                 continue;
                             }
@@ -186,8 +202,8 @@ impl Publisher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::commands::Requests;
     use crate::driver::Snapshot;
+    use crate::own_cr::Requests;
     use crate::state::{Event, Machine, Timings};
     use k8s_openapi::jiff::Timestamp;
 

@@ -1,11 +1,12 @@
 //! The session loop, I/O only: runs Chromium, reads the page, watches its process and the
 //! page's liveness (crash, hang, load timeout), and performs what the state machine decides
-//! (`state.rs`: status changes, requests, logout, QR rounds, takeover, corrupt profiles).
+//! (`state/`: status changes, requests, logout, QR rounds, takeover, corrupt profiles).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use crds::error_codes;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::sync::watch;
@@ -14,12 +15,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backup::{BackupError, Backups, Taken};
 use crate::browser::BrowserSession;
-use crate::commands::Requests;
 use crate::config::Config;
 use crate::driver::{Driver, Snapshot};
 use crate::error::Error;
 use crate::http::Health;
 use crate::metrics::{Metrics, ResultLabel};
+use crate::own_cr::Requests;
 use crate::profile::{Health as ProfileHealth, Profile};
 use crate::publisher::Publisher;
 use crate::state::watchdog::{Deadlines, Watchdog};
@@ -28,6 +29,9 @@ use crds::now;
 
 /// A browser that ran this long resets the relaunch back-off.
 const STABLE_AFTER: Duration = Duration::from_secs(60);
+/// Wait before relaunching after a failed browser: 1 s, doubling up to 30 s.
+const RELAUNCH_MIN: Duration = Duration::from_secs(1);
+const RELAUNCH_MAX: Duration = Duration::from_secs(30);
 /// Poll interval while the page loads (before its listeners are installed).
 const LOADING_POLL: Duration = Duration::from_millis(100);
 /// Beat of the loop while idle (keeps /livez honest).
@@ -239,7 +243,7 @@ impl Agent {
     }
 
     pub async fn run(mut self) {
-        let mut backoff = Duration::ZERO;
+        let mut backoff = relaunch_backoff();
         loop {
             self.health.beat();
             if self.shutdown.is_cancelled() {
@@ -261,7 +265,7 @@ impl Agent {
             let outcome = self.run_browser().await;
             self.end_backup().await;
             if started.elapsed() > STABLE_AFTER {
-                backoff = Duration::ZERO;
+                backoff = relaunch_backoff();
             }
             match &outcome {
                 Outcome::Shutdown => break,
@@ -285,10 +289,10 @@ impl Agent {
             });
             self.perform(actions);
             if matches!(outcome, Outcome::Failed { .. }) {
-                backoff = (backoff * 2).clamp(Duration::from_secs(1), Duration::from_secs(30));
+                let delay = backoff.next().unwrap_or(RELAUNCH_MAX);
                 tokio::select! {
                     _ = self.shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(delay) => {}
                 }
             }
         }
@@ -321,7 +325,7 @@ impl Agent {
             Ok(b) => b,
             Err(e) => return launch_failed(&e),
         };
-        tracing::info!(pid = b.pid, url = %self.cfg.url, "Chromium running; opening WhatsApp Web");
+        tracing::info!(pid = b.pid(), url = %self.cfg.url, "Chromium running; opening WhatsApp Web");
         if let Err(e) = b.open(&self.cfg.url).await {
             b.kill().await;
             return launch_failed(&e);
@@ -426,7 +430,7 @@ impl Agent {
                 _ = self.shutdown.cancelled() => return Outcome::Shutdown,
                 _ = gone.wait_for(|g| *g) => return chromium_gone(),
                 _ = poll.tick() => {}
-                Some(_) = b.notifications.recv() => {}
+                Some(_) = b.notified() => {}
                 _ = self.requests.changed() => {}
             }
             self.health.beat();
@@ -513,6 +517,16 @@ impl Agent {
             }
         }
     }
+}
+
+/// The relaunch back-off of failed browsers in a row.
+fn relaunch_backoff() -> ExponentialBackoff {
+    ExponentialBuilder::default()
+        .with_min_delay(RELAUNCH_MIN)
+        .with_max_delay(RELAUNCH_MAX)
+        .with_factor(2.0)
+        .without_max_times()
+        .build()
 }
 
 /// Chromium exited while the page was driven (crashed, killed, out of memory): whether the

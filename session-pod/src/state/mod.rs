@@ -17,8 +17,8 @@ use tokio::time::Instant;
 
 pub use status::agent_part;
 
-use crate::commands::Requests;
 use crate::driver::{PageState, Snapshot};
+use crate::own_cr::Requests;
 use crate::profile::Health as ProfileHealth;
 
 /// Consecutive failed launches with an existing profile before it is declared corrupt.
@@ -451,8 +451,8 @@ impl Machine {
                 launch,
             } => {
                 // A launch that timed out says the machine is slow, not that the profile is
-                // bad: counting it moved good profiles aside (a lost login) on a loaded node
-                // (issue 12's soak and density ramp). Only Chromium failing outright counts.
+                // bad: counting it would move good profiles aside (a lost login) on a loaded
+                // node. Only Chromium failing outright counts.
                 let profile_suspect = *launch && *code != error_codes::TIMEOUT;
                 self.failed_launches = if profile_suspect {
                     self.failed_launches + 1
