@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 /// Error codes as they appear in `{"error": CODE}` and `connection-error {error: CODE}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Code {
     BadRequest,
@@ -52,6 +52,16 @@ impl Code {
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
+}
+
+/// The REST error body `{"error": CODE, "message": text}`.
+// `Error` in the OpenAPI document.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    #[schema(inline)]
+    pub error: Code,
+    pub message: String,
 }
 
 /// An error answered to a client. `message` is meant for humans and never contains secrets.
@@ -100,9 +110,12 @@ impl ApiError {
         self
     }
 
-    /// The REST body `{"error": CODE, "message": text}`.
-    pub fn body(&self) -> serde_json::Value {
-        serde_json::json!({"error": self.code.as_str(), "message": self.message})
+    /// The REST body.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: self.code,
+            message: self.message.clone(),
+        }
     }
 }
 

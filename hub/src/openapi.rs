@@ -1,76 +1,160 @@
-//! The OpenAPI 3.1 document of the REST API, written by hand next to the routes it describes.
-//! The contract test `the_served_openapi_document_matches_the_routes` (hub/tests/contract)
-//! sends every documented operation to a real hub: each must be routed with its method and
-//! answer a status documented for it.
+//! The OpenAPI 3.1 document of the REST API, served at `/api/openapi.json`. It is derived with
+//! utoipa from each handler's `#[utoipa::path]` attribute and the types the handler reads and
+//! answers; `routes::router` registers every documented handler from that same attribute
+//! (utoipa-axum's `routes!`), so the document cannot name a route the router lacks, nor miss
+//! one it serves. `/metrics` is not in it: it is served on the metrics listener only.
 
-use serde_json::{Value, json};
+use std::collections::BTreeMap;
 
-fn err(desc: &str) -> Value {
-    json!({"description": desc, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+use serde_json::Value;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ObjectBuilder, OpenApi, RefOr, Response, ResponseBuilder, Type};
+
+use crate::error::ErrorBody;
+
+/// What the document says besides its operations: title, description, the error body, the
+/// `bearer` scheme the session operations require.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "wa-hub",
+        description = "REST API of the WhatsApp session hub. Realtime events are on socket.io at /socket.io (see docs/design.md §4)."
+    ),
+    components(schemas(ErrorBody)),
+    modifiers(&BearerScheme)
+)]
+pub struct ApiDoc;
+
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, api: &mut OpenApi) {
+        api.components.get_or_insert_default().add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
 }
 
-fn session_ops(prefix: &str, paths: &mut serde_json::Map<String, Value>) {
-    let id = json!({"name": "instance_id", "in": "path", "required": true, "description": "The WhatsAppSession name (DNS label, at most 52 characters)", "example": "acme-ventas", "schema": {"type": "string", "minLength": 1, "maxLength": 52, "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"}});
-    let ns = json!({"name": "namespace", "in": "query", "required": false, "description": "Disambiguates a name present in several namespaces (a Kubernetes namespace: DNS label, at most 63 characters)", "schema": {"type": "string", "minLength": 1, "maxLength": 63, "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"}});
-    let common = json!({"400": err("Bad input (invalid id)"), "401": err("Missing, invalid or revoked token"), "404": err("No such session among those the caller may see (another tenant's answers the same)"), "409": err("The caller has sessions of that name in several namespaces"), "503": err("Kubernetes unreachable / view not synced")});
-    let with = |extra: Value| {
-        let mut m = common.as_object().cloned().unwrap_or_default();
-        if let Value::Object(e) = extra {
-            m.extend(e);
-        }
-        Value::Object(m)
-    };
-    paths.insert(format!("{prefix}/sessions"), json!({"get": {
-        "summary": "Sessions the caller may see", "security": [{"bearer": []}],
-        "responses": {"200": {"description": "Snapshots", "content": {"application/json": {"schema": {"type": "array", "items": {"$ref": "#/components/schemas/Snapshot"}}}}},
-                      "401": err("Missing or invalid token"), "503": err("View not synced")}}}));
-    paths.insert(format!("{prefix}/sessions/{{instance_id}}"), json!({"get": {
-        "summary": "Snapshot of one session", "security": [{"bearer": []}], "parameters": [id, ns],
-        "responses": with(json!({"200": {"description": "Snapshot", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Snapshot"}}}}}))}}));
-    paths.insert(format!("{prefix}/sessions/{{instance_id}}/qr"), json!({"post": {
-        "summary": "Make sure the session runs and ask for a fresh QR when none is valid",
-        "description": "Sets spec.desiredState=Running and spec.qrRequestedAt=now (server-side apply, field manager whatsapp-hub) unless a valid QR exists or a request is pending; at most one new round per session per --qr-rate-limit-secs.",
-        "security": [{"bearer": []}], "parameters": [id, ns],
-        "responses": with(json!({"200": {"description": "Snapshot after the request", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Snapshot"}}}}, "429": err("A new QR round was started too recently, or the caller's request budget is spent (Retry-After)")}))}}));
-    paths.insert(format!("{prefix}/sessions/{{instance_id}}/disconnect"), json!({"post": {
-        "summary": "Request logout (spec.logoutRequestedAt=now; nothing is written while an earlier request is still unhandled)", "security": [{"bearer": []}], "parameters": [id, ns],
-        "responses": with(json!({"200": {"description": "Requested", "content": {"application/json": {"schema": {"type": "object", "properties": {"ok": {"type": "boolean", "const": true}}, "required": ["ok"]}}}}, "429": err("The caller's request budget is spent (Retry-After)")}))}}));
+/// The document the hub serves, from the same routes it serves them with.
+pub fn document() -> OpenApi {
+    finish(crate::routes::documented().split_for_parts().1)
 }
 
-pub fn document() -> Value {
-    let mut paths = serde_json::Map::new();
-    paths.insert("/health".into(), json!({"get": {"summary": "200 when the watch of WhatsAppSessions is live, else 503",
-        "responses": {"200": {"description": "Live", "content": {"application/json": {"schema": {"type": "object", "properties": {"status": {"type": "string"}}}}}}, "503": err("Watch not live")}}}));
-    paths.insert("/api/auth/login".into(), json!({"post": {"summary": "Log in against the users file",
-        "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["username", "password"], "properties": {"username": {"type": "string", "minLength": 1, "maxLength": 128}, "password": {"type": "string", "maxLength": 1024}}}}}},
-        "responses": {"200": {"description": "Token", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/LoginResponse"}}}},
-            "400": err("Malformed body"), "401": err("Wrong username or password"), "408": err("The body did not arrive within the body read timeout"), "413": err("Body too large"), "429": err("Too many failed attempts (Retry-After)"), "503": err("Login disabled (no users file, or RS256 without private key), or too many logins in progress (Retry-After)")}}}));
-    session_ops("/api/session-manager", &mut paths);
-    session_ops("/session-manager", &mut paths);
-    // /metrics is not here: it is served on the separate metrics listener (--metrics-addr).
-    json!({
-        "openapi": "3.1.0",
-        "info": {"title": "wa-hub", "version": env!("CARGO_PKG_VERSION"), "description": "REST API of the WhatsApp session hub. Realtime events are on socket.io at /socket.io (see docs/design.md §4)."},
-        "paths": paths,
-        "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
-            "schemas": {
-                "Error": {"type": "object", "required": ["error", "message"], "properties": {
-                    "error": {"type": "string", "enum": ["BAD_REQUEST", "UNAUTHENTICATED", "FORBIDDEN", "NOT_FOUND", "CONFLICT", "PAYLOAD_TOO_LARGE", "RATE_LIMITED", "TIMEOUT", "UNAVAILABLE", "INTERNAL"]},
-                    "message": {"type": "string"}}},
-                "Snapshot": {"type": "object", "required": ["instance_id", "namespace", "tenant", "status", "qr_status"], "properties": {
-                    "instance_id": {"type": "string"}, "namespace": {"type": "string"}, "tenant": {"type": "string"},
-                    "display_name": {"type": ["string", "null"]},
-                    "status": {"type": "string", "enum": ["init", "qr_required", "connecting", "connected", "disconnected", "error"]},
-                    "qr_status": {"type": "string", "enum": ["none", "generated", "expired", "used"]},
-                    "qr_string": {"type": ["string", "null"]}, "qr_expires_at": {"type": ["string", "null"], "format": "date-time"},
-                    "phone_number": {"type": ["string", "null"]}, "connected_at": {"type": ["string", "null"], "format": "date-time"},
-                    "updated_at": {"type": ["string", "null"], "format": "date-time"},
-                    "last_error": {"oneOf": [{"type": "null"}, {"type": "object", "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "at": {"type": "string", "format": "date-time"}}}]}}},
-                "LoginResponse": {"type": "object", "required": ["token", "expiresAt", "user"], "properties": {
-                    "token": {"type": "string"}, "expiresAt": {"type": "string", "format": "date-time"},
-                    "user": {"type": "object", "properties": {"username": {"type": "string"}, "tenants": {"type": "array", "items": {"type": "string"}}, "role": {"type": "string", "enum": ["admin", "user"]}}}}}
-            }
+/// The last touches on the derived document. utoipa names each operation after its handler;
+/// the session handlers are mounted under two prefixes, and an `operationId` must be unique,
+/// so none is given (clients address operations by path and method).
+pub fn finish(mut api: OpenApi) -> OpenApi {
+    for item in api.paths.paths.values_mut() {
+        for op in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            op.operation_id = None;
         }
-    })
+    }
+    api
+}
+
+/// A string schema listing the values of `T` as serde writes them, taken from `T`'s schemars
+/// schema: crds' status enums derive `JsonSchema` (for the CRD), not utoipa's `ToSchema`.
+pub fn string_enum<T: schemars::JsonSchema>() -> ObjectBuilder {
+    let schema = schemars::schema_for!(T);
+    let values = schema
+        .get("enum")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(values))
+}
+
+/// Error answers `(status, description)`, each with the error body.
+pub fn errors(list: &[(u16, &str)]) -> BTreeMap<String, RefOr<Response>> {
+    list.iter()
+        .map(|(status, description)| {
+            let response = ResponseBuilder::new()
+                .description(*description)
+                .content(
+                    "application/json",
+                    utoipa::openapi::ContentBuilder::new()
+                        .schema(Some(utoipa::openapi::Ref::from_schema_name("Error")))
+                        .build(),
+                )
+                .build();
+            (status.to_string(), RefOr::T(response))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_lists_every_route_with_its_method_and_no_operation_ids() {
+        let doc = serde_json::to_value(document()).unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        let mut ops: Vec<String> = paths
+            .iter()
+            .flat_map(|(path, item)| {
+                let item = item.as_object().unwrap();
+                item.keys()
+                    .map(|method| format!("{method} {path}"))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        ops.sort();
+        let mut want = vec![
+            "get /health".to_string(),
+            "post /api/auth/login".to_string(),
+        ];
+        for prefix in ["/api/session-manager", "/session-manager"] {
+            want.push(format!("get {prefix}/sessions"));
+            want.push(format!("get {prefix}/sessions/{{instance_id}}"));
+            want.push(format!("post {prefix}/sessions/{{instance_id}}/qr"));
+            want.push(format!("post {prefix}/sessions/{{instance_id}}/disconnect"));
+        }
+        want.sort();
+        assert_eq!(ops, want);
+        assert!(!doc.to_string().contains("operationId"));
+        assert_eq!(doc["openapi"], "3.1.0");
+        assert_eq!(
+            doc["components"]["securitySchemes"]["bearer"],
+            serde_json::json!({"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
+        );
+    }
+
+    #[test]
+    fn the_snapshot_states_are_the_crds_values() {
+        let doc = serde_json::to_value(document()).unwrap();
+        let snapshot = &doc["components"]["schemas"]["Snapshot"]["properties"];
+        assert_eq!(
+            snapshot["status"]["enum"],
+            serde_json::json!([
+                "init",
+                "qr_required",
+                "connecting",
+                "connected",
+                "disconnected",
+                "error"
+            ])
+        );
+        assert_eq!(
+            snapshot["qr_status"]["enum"],
+            serde_json::json!(["none", "generated", "expired", "used"])
+        );
+    }
 }

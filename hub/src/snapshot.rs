@@ -5,28 +5,35 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use serde::Serialize;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct LastErrorView {
     pub code: String,
     pub message: String,
+    #[schema(format = DateTime)]
     pub at: String,
 }
 
 /// docs/design.md §3 snapshot, plus `namespace` and `display_name` (additive, for UIs listing
 /// sessions across namespaces).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Snapshot {
     pub instance_id: String,
     pub namespace: String,
     pub tenant: String,
     pub display_name: Option<String>,
+    #[schema(schema_with = crate::openapi::string_enum::<SessionState>)]
     pub status: &'static str,
+    #[schema(schema_with = crate::openapi::string_enum::<QrStatus>)]
     pub qr_status: &'static str,
     pub qr_string: Option<String>,
+    #[schema(format = DateTime)]
     pub qr_expires_at: Option<String>,
     pub phone_number: Option<String>,
+    #[schema(format = DateTime)]
     pub connected_at: Option<String>,
+    #[schema(format = DateTime)]
     pub updated_at: Option<String>,
+    #[schema(inline)]
     pub last_error: Option<LastErrorView>,
 }
 

@@ -35,8 +35,19 @@ impl FromRequestParts<Arc<Hub>> for Caller {
 
 /// The `{instance_id}` path segment. axum's `Path` answers a segment that does not decode
 /// (`%FF`: not UTF-8) in plain text; this answers the JSON 400. What the id may contain is
-/// checked where it is used (`crate::ids`).
-pub struct InstanceId(pub String);
+/// checked where it is used (`crate::ids`); the document states it.
+#[derive(utoipa::IntoParams)]
+#[into_params(names("instance_id"), parameter_in = Path)]
+pub struct InstanceId(
+    /// The WhatsAppSession name (DNS label, at most 52 characters)
+    #[param(
+        example = "acme-ventas",
+        min_length = 1,
+        max_length = 52,
+        pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+    )]
+    pub String,
+);
 
 impl<S: Send + Sync> FromRequestParts<S> for InstanceId {
     type Rejection = ApiError;

@@ -8,24 +8,60 @@ use std::time::Instant;
 use axum::Json;
 use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::JsonBody;
 use crate::app::Hub;
-use crate::error::ApiError;
+use crate::auth::Role;
+use crate::error::{ApiError, ErrorBody};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct LoginRequest {
+    #[schema(min_length = 1, max_length = 128)]
     username: String,
+    #[schema(max_length = 1024)]
     password: String,
 }
 
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LoginResponse {
+    token: String,
+    #[schema(format = DateTime)]
+    expires_at: String,
+    #[schema(inline)]
+    user: LoggedInUser,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct LoggedInUser {
+    username: String,
+    tenants: Vec<String>,
+    #[schema(inline)]
+    role: Role,
+}
+
+/// Log in against the users file
+#[utoipa::path(
+    post,
+    path = "/api/auth/login",
+    request_body(content = inline(LoginRequest)),
+    responses(
+        (status = 200, description = "Token", body = LoginResponse),
+        (status = 400, description = "Malformed body", body = ErrorBody),
+        (status = 401, description = "Wrong username or password", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within the body read timeout", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 429, description = "Too many failed attempts (Retry-After)", body = ErrorBody),
+        (status = 503, description = "Login disabled (no users file, or RS256 without private key), or too many logins in progress (Retry-After)", body = ErrorBody),
+    )
+)]
 pub async fn login(
     State(hub): State<Arc<Hub>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     JsonBody(req): JsonBody<LoginRequest>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<LoginResponse>, ApiError> {
     let Some(source) = hub.users.as_ref() else {
         return Err(ApiError::unavailable(
             "login is disabled: the hub has no --users-file",
@@ -81,9 +117,13 @@ pub async fn login(
         .map(|t| t.to_string())
         .unwrap_or_default();
     tracing::info!(username = %req.username, %client, "login");
-    Ok(Json(serde_json::json!({
-        "token": token,
-        "expiresAt": expires_at,
-        "user": {"username": req.username, "tenants": user.tenants, "role": user.role},
-    })))
+    Ok(Json(LoginResponse {
+        token,
+        expires_at,
+        user: LoggedInUser {
+            username: req.username,
+            tenants: user.tenants.clone(),
+            role: user.role,
+        },
+    }))
 }

@@ -8,40 +8,37 @@ mod system;
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{any, get, post};
+use axum::routing::{any, get};
+use axum::{Json, Router};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::app::Hub;
 
 pub use extract::{Caller, InstanceId, JsonBody};
 
+/// The operations of the OpenAPI document, each registered from its handler's
+/// `#[utoipa::path]`. The session routes are served with and without the /api prefix
+/// (docs/design.md §3).
+pub fn documented() -> OpenApiRouter<Arc<Hub>> {
+    OpenApiRouter::with_openapi(crate::openapi::ApiDoc::openapi())
+        .routes(routes!(system::health))
+        .routes(routes!(login::login))
+        .nest("/api/session-manager", sessions::routes())
+        .nest("/session-manager", sessions::routes())
+}
+
 pub fn router(hub: Arc<Hub>) -> Router {
-    let mut r = Router::new()
-        .route("/health", get(system::health))
+    let (r, document) = documented().split_for_parts();
+    let document = Json(crate::openapi::finish(document));
+    let mut r = r
         // The public listener sits behind the Ingress: metrics (session counts, request
         // patterns) are for in-cluster scrapers only. An explicit 404, or the SPA fallback
         // would answer index.html.
         .route("/metrics", any(system::not_found))
-        .route("/api/openapi.json", get(system::openapi))
-        .route("/api/auth/login", post(login::login));
-    // The session routes are served with and without the /api prefix (docs/design.md §3).
-    for prefix in ["/api/session-manager", "/session-manager"] {
-        r = r
-            .route(&format!("{prefix}/sessions"), get(sessions::list))
-            .route(
-                &format!("{prefix}/sessions/{{instance_id}}"),
-                get(sessions::get),
-            )
-            .route(
-                &format!("{prefix}/sessions/{{instance_id}}/qr"),
-                post(sessions::request_qr),
-            )
-            .route(
-                &format!("{prefix}/sessions/{{instance_id}}/disconnect"),
-                post(sessions::disconnect),
-            );
-    }
+        .route("/api/openapi.json", get(move || async move { document }));
     // Unknown API paths (e.g. an id containing '/') answer a JSON 404, never the SPA page; the
     // prefixes themselves too (a wildcard matches no empty rest).
     for prefix in ["/api", "/session-manager"] {

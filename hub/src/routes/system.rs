@@ -9,26 +9,36 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::app::Hub;
-use crate::error::{ApiError, Code};
+use crate::error::{ApiError, Code, ErrorBody};
 use crate::metrics::HttpLabels;
 
-pub async fn health(State(hub): State<Arc<Hub>>) -> Response {
-    if !hub.tenancy.is_synced() {
-        return ApiError::unavailable("namespaces (tenant claims) not listed yet").into_response();
-    }
-    if hub.view.is_live() {
-        (
-            StatusCode::OK,
-            axum::Json(serde_json::json!({"status": "ok"})),
-        )
-            .into_response()
-    } else {
-        ApiError::unavailable("watch of WhatsAppSessions is not live").into_response()
-    }
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Live {
+    status: &'static str,
 }
 
-pub async fn openapi() -> Response {
-    axum::Json(crate::openapi::document()).into_response()
+/// 200 when the watch of WhatsAppSessions is live, else 503
+#[utoipa::path(
+    get,
+    path = "/health",
+    responses(
+        (status = 200, description = "Live", body = inline(Live)),
+        (status = 503, description = "Watch not live", body = ErrorBody),
+    )
+)]
+pub async fn health(State(hub): State<Arc<Hub>>) -> Result<axum::Json<Live>, ApiError> {
+    if !hub.tenancy.is_synced() {
+        return Err(ApiError::unavailable(
+            "namespaces (tenant claims) not listed yet",
+        ));
+    }
+    if hub.view.is_live() {
+        Ok(axum::Json(Live { status: "ok" }))
+    } else {
+        Err(ApiError::unavailable(
+            "watch of WhatsAppSessions is not live",
+        ))
+    }
 }
 
 pub async fn not_found() -> ApiError {
