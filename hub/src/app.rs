@@ -16,7 +16,7 @@ use crate::auth::users::UsersSource;
 use crate::client_addr::TrustedProxies;
 use crate::config::ServeArgs;
 use crate::metrics::Metrics;
-use crate::qr::QrRenderer;
+use crate::qr_image::QrRenderer;
 use crate::ratelimit::{QrLimiter, RequestBudget};
 use crate::tenancy::Tenancy;
 use crate::view::View;
@@ -170,7 +170,7 @@ pub async fn run(
         .layer(axum::middleware::map_request(
             crate::socket::detach::detach_head,
         ))
-        .layer(axum::middleware::map_response(crate::headers::add));
+        .layer(axum::middleware::map_response(crate::security_headers::add));
     let addr = hub.config.listen;
     let listener = tokio::net::TcpListener::bind(addr)
         .await

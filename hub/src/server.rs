@@ -1,9 +1,9 @@
 //! The public listener's own accept loop (issue 28, item 7).
 //!
-//! `axum::serve` gives hyper no timer, so hyper's header read timeout never applied: a client
-//! trickling header bytes, an idle keep-alive connection and a request whose body never
-//! completes each held a connection (and its buffers) for as long as the client liked. Here
-//! every connection gets:
+//! Not `axum::serve`: it gives hyper no timer, so hyper's header read timeout would not apply,
+//! and a client trickling header bytes, an idle keep-alive connection or a request whose body
+//! never completes could each hold a connection (and its buffers) for as long as the client
+//! liked. Here every connection gets:
 //! - a **header read timeout** (hyper's, with a tokio timer). hyper restarts it whenever it
 //!   waits for a request head, so it also bounds an idle keep-alive connection between requests;
 //! - a **body read deadline** counted from the request head: the whole body must arrive within
@@ -18,10 +18,9 @@
 //!   `wa_hub_connections_refused_total{reason}`. A connection counts until its socket is closed,
 //!   including its life as a websocket after an upgrade.
 //!
-//! HTTP/1.1 only, as before: axum's `http2` feature was never on, so `axum::serve` spoke HTTP/1.1
-//! alone, and websockets (socket.io) need it. Graceful shutdown keeps what `run` did: stop
-//! accepting, close the socket.io sockets first (an open websocket would otherwise hold the
-//! shutdown forever), then let requests in flight finish — for at most [`DRAIN_LIMIT`].
+//! HTTP/1.1 only: websockets (socket.io) need it. Graceful shutdown: stop accepting, close the
+//! socket.io sockets first (an open websocket would otherwise hold the shutdown forever), then
+//! let requests in flight finish — for at most [`DRAIN_LIMIT`].
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -76,7 +75,7 @@ pub struct Limits {
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves; then stops accepting, awaits
-/// `close_sockets` (the socket.io sockets: open websockets are no longer hyper's to close) and
+/// `close_sockets` (the socket.io sockets: an upgraded connection is not hyper's to close) and
 /// gives requests in flight [`DRAIN_LIMIT`] to finish.
 pub async fn serve<C>(
     mut listener: TcpListener,

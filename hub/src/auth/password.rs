@@ -1,14 +1,13 @@
 //! Password checks on a small pool of dedicated threads, each hashing in a block buffer of its
 //! own that it reuses.
 //!
-//! argon2 fills `m` KiB of memory per check (19 MiB with the defaults of `hash-password`). Run on
-//! tokio's blocking pool, parallel logins each got a new thread (up to 512), glibc gave each
-//! thread an arena of its own, and the freed 19 MiB stayed in that arena: the hub's memory grew
-//! by ~19 MiB per concurrent login until the container was OOM-killed (docs/hub.md "Login
-//! memory", measured). Here at most `workers` checks run at once, each in its worker's buffer,
-//! so what checks take is `workers × the largest m` of the users file, whatever the load; a
-//! check beyond `workers + queue` waiting ones is refused at once ([`Busy`]) instead of queueing
-//! without bound.
+//! argon2 fills `m` KiB of memory per check (19 MiB with the defaults of `hash-password`). Not
+//! tokio's blocking pool: it starts a thread per concurrent check (up to 512), glibc gives each
+//! thread an arena of its own and keeps the freed memory there, so the hub would grow by `m`
+//! per concurrent login (docs/hub.md "Login memory"). Here at most `workers` checks run at
+//! once, each in its worker's buffer, so what checks take is `workers × the largest m` of the
+//! users file, whatever the load; a check beyond `workers + queue` waiting ones is refused at
+//! once ([`Busy`]) instead of queueing without bound.
 
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};

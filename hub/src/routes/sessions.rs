@@ -74,11 +74,12 @@ fn always_true() -> utoipa::openapi::ObjectBuilder {
         .enum_values(Some([true]))
 }
 
-type Q = Result<Query<Scope>, axum::extract::rejection::QueryRejection>;
+/// The query string, read as [`Scope`] where it is used: a malformed one answers the JSON 400.
+type ScopeQuery = Result<Query<Scope>, axum::extract::rejection::QueryRejection>;
 
-fn ns(q: &Q) -> Result<Option<&str>, ApiError> {
-    match q {
-        Ok(Query(s)) => Ok(s.namespace.as_deref()),
+fn namespace(query: &ScopeQuery) -> Result<Option<&str>, ApiError> {
+    match query {
+        Ok(Query(scope)) => Ok(scope.namespace.as_deref()),
         Err(_) => Err(ApiError::bad_request("invalid query string")),
     }
 }
@@ -96,10 +97,10 @@ fn ns(q: &Q) -> Result<Option<&str>, ApiError> {
 )]
 pub async fn list(
     State(hub): State<Arc<Hub>>,
-    Caller(c): Caller,
+    Caller(caller): Caller,
 ) -> Result<Json<Vec<Snapshot>>, ApiError> {
     hub.synced().await;
-    hub.list(&c).map(Json)
+    hub.list(&caller).map(Json)
 }
 
 /// Snapshot of one session
@@ -115,12 +116,12 @@ pub async fn list(
 )]
 pub async fn get(
     State(hub): State<Arc<Hub>>,
-    Caller(c): Caller,
+    Caller(caller): Caller,
     InstanceId(id): InstanceId,
-    q: Q,
+    query: ScopeQuery,
 ) -> Result<Json<Snapshot>, ApiError> {
     hub.synced().await;
-    hub.authorize(&c, &id, ns(&q)?)
+    hub.authorize(&caller, &id, namespace(&query)?)
         .map(|s| Json(Snapshot::of(&s)))
 }
 
@@ -140,11 +141,13 @@ pub async fn get(
 )]
 pub async fn request_qr(
     State(hub): State<Arc<Hub>>,
-    Caller(c): Caller,
+    Caller(caller): Caller,
     InstanceId(id): InstanceId,
-    q: Q,
+    query: ScopeQuery,
 ) -> Result<Json<Snapshot>, ApiError> {
-    hub.request_qr(&c, &id, ns(&q)?).await.map(Json)
+    hub.request_qr(&caller, &id, namespace(&query)?)
+        .await
+        .map(Json)
 }
 
 /// Request logout (spec.logoutRequestedAt=now; nothing is written while an earlier request is still unhandled)
@@ -161,11 +164,11 @@ pub async fn request_qr(
 )]
 pub async fn disconnect(
     State(hub): State<Arc<Hub>>,
-    Caller(c): Caller,
+    Caller(caller): Caller,
     InstanceId(id): InstanceId,
-    q: Q,
+    query: ScopeQuery,
 ) -> Result<Json<LogoutRequested>, ApiError> {
-    hub.disconnect(&c, &id, ns(&q)?)
+    hub.disconnect(&caller, &id, namespace(&query)?)
         .await
         .map(|()| Json(LogoutRequested { ok: true }))
 }

@@ -2,10 +2,10 @@
 //!
 //! hyper parses a request head in place: the URI and the header values are `Bytes` slices of
 //! the connection's read buffer (16 KiB once grown). engineioxide keeps the request parts of
-//! every socket for its whole life (`Socket::req_parts`), so each websocket kept its whole
-//! read buffer alive for a few hundred bytes of headers — 78 MiB of heap at 5,000 clients, the
-//! largest site in the hub's heap profile (docs/hub.md, "Memory per socket"). With owned copies
-//! the buffer is freed when hyper hands the connection over to the websocket.
+//! every socket for its whole life (`Socket::req_parts`), so without a copy each websocket
+//! would keep its whole read buffer alive for a few hundred bytes of headers (docs/hub.md,
+//! "Memory per socket"). With owned copies the buffer is freed when hyper hands the connection
+//! over to the websocket.
 
 use axum::extract::{OriginalUri, Request};
 use axum::http::header::{HeaderMap, HeaderName, HeaderValue};

@@ -190,7 +190,9 @@ fn claims(socket: &SocketRef, hub: &Hub) -> Result<Arc<Claims>, ApiError> {
 }
 
 /// `{instance_id, namespace?}` (or a bare string id).
-fn target(data: Result<Value, impl std::fmt::Debug>) -> Result<(String, Option<String>), ApiError> {
+fn requested_session(
+    data: Result<Value, impl std::fmt::Debug>,
+) -> Result<(String, Option<String>), ApiError> {
     let bad = || ApiError::bad_request("expected {instance_id}");
     match data.map_err(|_| bad())? {
         Value::String(s) => Ok((s, None)),
@@ -212,7 +214,7 @@ fn target(data: Result<Value, impl std::fmt::Debug>) -> Result<(String, Option<S
 }
 
 /// For error payloads: echo the id only when it is a plausible one (never 300 characters back).
-fn echo(id: &str) -> Option<&str> {
+fn echoable_id(id: &str) -> Option<&str> {
     crate::ids::validate(id).ok().map(|()| id)
 }
 
@@ -236,7 +238,7 @@ async fn on_subscribe(
     ack: AckSender,
     State(hub): State<Arc<Hub>>,
 ) {
-    let (id, ns) = match target(data) {
+    let (id, ns) = match requested_session(data) {
         Ok(t) => t,
         Err(e) => return fail(&socket, Some(ack), &e, None),
     };
@@ -259,7 +261,7 @@ async fn on_subscribe(
             emit_snapshot(&socket, &hub, &snap);
             let _ = ack.send(&Ack::with(&snap));
         }
-        Err(e) => fail(&socket, Some(ack), &e, echo(&id)),
+        Err(e) => fail(&socket, Some(ack), &e, echoable_id(&id)),
     }
 }
 
@@ -269,12 +271,12 @@ async fn on_unsubscribe(
     ack: AckSender,
     State(hub): State<Arc<Hub>>,
 ) {
-    let (id, ns) = match target(data) {
+    let (id, ns) = match requested_session(data) {
         Ok(t) => t,
         Err(e) => return fail(&socket, Some(ack), &e, None),
     };
     if let Err(e) = claims(&socket, &hub).and_then(|_| crate::ids::validate(&id)) {
-        return fail(&socket, Some(ack), &e, echo(&id));
+        return fail(&socket, Some(ack), &e, echoable_id(&id));
     }
     // Leave whatever room of that name this socket is in (unknown or deleted sessions included).
     let Some(subs) = socket.extensions.get::<Subscriptions>() else {
@@ -308,20 +310,20 @@ async fn on_request_qr(
     ack: AckSender,
     State(hub): State<Arc<Hub>>,
 ) {
-    let (id, ns) = match target(data) {
+    let (id, ns) = match requested_session(data) {
         Ok(t) => t,
         Err(e) => return fail(&socket, Some(ack), &e, None),
     };
     let c = match claims(&socket, &hub) {
         Ok(c) => c,
-        Err(e) => return fail(&socket, Some(ack), &e, echo(&id)),
+        Err(e) => return fail(&socket, Some(ack), &e, echoable_id(&id)),
     };
     match hub.request_qr(&c, &id, ns.as_deref()).await {
         Ok(snap) => {
             emit_snapshot(&socket, &hub, &snap);
             let _ = ack.send(&Ack::with(&snap));
         }
-        Err(e) => fail(&socket, Some(ack), &e, echo(&id)),
+        Err(e) => fail(&socket, Some(ack), &e, echoable_id(&id)),
     }
 }
 

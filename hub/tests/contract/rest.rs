@@ -397,7 +397,7 @@ async fn api_prefixes_answer_json_and_every_answer_carries_the_security_headers(
         );
     }
     let csp = headers(&page, "content-security-policy");
-    assert_eq!(csp, hub::headers::APP_CSP);
+    assert_eq!(csp, hub::security_headers::APP_CSP);
     assert!(!csp.contains("unsafe"), "{csp}");
     for r in [&api, &error] {
         assert_eq!(
