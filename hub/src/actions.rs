@@ -212,6 +212,7 @@ fn hub_fields(
 mod tests {
     use super::*;
     use crds::{Handled, WhatsAppSessionSpec, WhatsAppSessionStatus};
+    use serde_json::json;
 
     #[test]
     fn a_logout_is_pending_until_the_agent_handled_its_value() {
@@ -250,5 +251,123 @@ mod tests {
         assert_eq!(spec["desiredState"], "Running");
         assert_eq!(spec["qrRequestedAt"], "2023-11-14T22:13:20Z");
         assert_eq!(p["metadata"]["namespace"], "ns");
+    }
+
+    /// The actions against a mocked API server that checks each request (`crate::fixtures`).
+    mod against_the_api {
+        use super::*;
+        use crate::error::Code;
+        use crate::fixtures::*;
+
+        fn hub_with(sessions: Vec<WhatsAppSession>) -> (std::sync::Arc<Hub>, ApiServerVerifier) {
+            let (client, server) = api_server();
+            (Hub::test(client, sessions), server)
+        }
+
+        #[tokio::test]
+        async fn a_qr_request_on_a_stopped_session_starts_it_with_a_new_round() {
+            let s = session("s1")
+                .stopped()
+                .logout_requested(at(-600))
+                .logout_handled(at(-600));
+            let (hub, server) = hub_with(vec![s.clone()]);
+            let scenario = server.run(Scenario::ReadThenApply(s, |spec, read| {
+                assert_eq!(spec["desiredState"], "Running");
+                let requested: Timestamp = spec["qrRequestedAt"].as_str().unwrap().parse().unwrap();
+                assert!(requested >= at(-5), "{spec}");
+                // The logout request stays as it was: a field left out would be removed.
+                assert_eq!(
+                    spec["logoutRequestedAt"],
+                    json!(read.spec.logout_requested_at)
+                );
+            }));
+            let snap = hub.request_qr(&user(), "s1", None).await.unwrap();
+            timeout(scenario).await;
+            assert_eq!(snap.instance_id, "s1");
+            // The round is recorded here: a second request within the interval is refused
+            // even before the watch shows the first.
+            assert!(hub.limiter.last("acme-ns/s1").is_some());
+        }
+
+        #[tokio::test]
+        async fn a_running_session_showing_a_valid_qr_is_answered_without_a_write() {
+            let s = session("s1").showing_qr(at(60));
+            let (hub, server) = hub_with(vec![s.clone()]);
+            let scenario = server.run(Scenario::Read(s));
+            let snap = hub.request_qr(&user(), "s1", None).await.unwrap();
+            timeout(scenario).await;
+            assert_eq!(snap.qr_status, "generated");
+        }
+
+        #[tokio::test]
+        async fn a_pending_qr_request_on_a_stopped_session_resumes_it_with_the_same_request() {
+            let s = session("s1").stopped().qr_requested(at(-10));
+            let (hub, server) = hub_with(vec![s.clone()]);
+            let scenario = server.run(Scenario::ReadThenApply(s, |spec, read| {
+                assert_eq!(spec["desiredState"], "Running");
+                assert_eq!(spec["qrRequestedAt"], json!(read.spec.qr_requested_at));
+                assert!(spec.get("logoutRequestedAt").is_none(), "{spec}");
+            }));
+            hub.request_qr(&user(), "s1", None).await.unwrap();
+            timeout(scenario).await;
+            // No new round: nothing recorded for the rate limit.
+            assert_eq!(hub.limiter.last("acme-ns/s1"), None);
+        }
+
+        #[tokio::test]
+        async fn a_qr_round_started_within_the_interval_is_refused_with_retry_after() {
+            let s = session("s1").qr_requested(at(-10)).qr_handled(at(-10));
+            let (hub, server) = hub_with(vec![s.clone()]);
+            let scenario = server.run(Scenario::Read(s));
+            let err = hub.request_qr(&user(), "s1", None).await.unwrap_err();
+            timeout(scenario).await;
+            assert_eq!(err.code, Code::RateLimited);
+            let retry = err.retry_after.unwrap();
+            assert!((49..=50).contains(&retry), "{retry}");
+        }
+
+        #[tokio::test]
+        async fn a_logout_request_sets_its_time_and_keeps_the_other_fields() {
+            let s = session("s1").qr_requested(at(-100));
+            let (hub, server) = hub_with(vec![s.clone()]);
+            let scenario = server.run(Scenario::ReadThenApply(s, |spec, read| {
+                assert_eq!(spec["desiredState"], "Running");
+                assert_eq!(spec["qrRequestedAt"], json!(read.spec.qr_requested_at));
+                let requested: Timestamp =
+                    spec["logoutRequestedAt"].as_str().unwrap().parse().unwrap();
+                assert!(requested >= at(-5), "{spec}");
+            }));
+            hub.disconnect(&user(), "s1", None).await.unwrap();
+            timeout(scenario).await;
+        }
+
+        #[tokio::test]
+        async fn a_logout_request_while_one_is_unhandled_writes_nothing() {
+            let s = session("s1").logout_requested(at(-3));
+            let (hub, server) = hub_with(vec![s.clone()]);
+            let scenario = server.run(Scenario::Read(s));
+            hub.disconnect(&user(), "s1", None).await.unwrap();
+            timeout(scenario).await;
+        }
+
+        #[tokio::test]
+        async fn another_tenants_session_is_not_found_without_a_request() {
+            let s = session("s1").of_tenant("globex");
+            let (hub, server) = hub_with(vec![s]);
+            let scenario = server.run(Scenario::Nothing);
+            let qr = hub.request_qr(&user(), "s1", None).await.unwrap_err();
+            let logout = hub.disconnect(&user(), "s1", None).await.unwrap_err();
+            timeout(scenario).await;
+            assert_eq!((qr.code, logout.code), (Code::NotFound, Code::NotFound));
+        }
+
+        #[tokio::test]
+        async fn a_session_deleted_since_the_view_saw_it_is_not_found() {
+            let (hub, server) = hub_with(vec![session("s1")]);
+            let scenario = server.run(Scenario::ReadGone("s1".into()));
+            let err = hub.request_qr(&user(), "s1", None).await.unwrap_err();
+            timeout(scenario).await;
+            assert_eq!(err.code, Code::NotFound);
+        }
     }
 }

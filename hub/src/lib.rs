@@ -10,6 +10,8 @@ pub mod auth;
 pub mod client_addr;
 pub mod config;
 pub mod error;
+#[cfg(test)]
+mod fixtures;
 pub mod ids;
 pub mod metrics;
 pub mod openapi;

@@ -68,6 +68,29 @@ impl Tenancy {
         Self { store, synced }
     }
 
+    /// Listed namespaces that each claim the tenants given with them; watches nothing (the
+    /// fast test tier).
+    #[cfg(test)]
+    pub fn listed(claims: &[(&str, &[&str])]) -> Self {
+        let (store, mut writer) = reflector::store();
+        writer.apply_watcher_event(&watcher::Event::Init);
+        for (namespace, tenants) in claims {
+            let labels = tenants
+                .iter()
+                .map(|t| (crds::labels::tenant_claim(t), String::new()))
+                .collect();
+            let mut ns = PartialObjectMeta::<Namespace>::default();
+            ns.metadata.name = Some(namespace.to_string());
+            ns.metadata.labels = Some(labels);
+            writer.apply_watcher_event(&watcher::Event::InitApply(ns));
+        }
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        Self {
+            store,
+            synced: Arc::new(AtomicBool::new(true)),
+        }
+    }
+
     /// Whether the first list of namespaces arrived.
     pub fn is_synced(&self) -> bool {
         self.synced.load(Ordering::SeqCst)

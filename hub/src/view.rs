@@ -192,6 +192,23 @@ impl View {
         view
     }
 
+    /// A live view that lists `sessions` and watches nothing (the fast test tier).
+    #[cfg(test)]
+    pub fn listed(sessions: Vec<WhatsAppSession>) -> Self {
+        let (store, mut writer) = reflector::store();
+        writer.apply_watcher_event(&watcher::Event::Init);
+        for session in sessions {
+            writer.apply_watcher_event(&watcher::Event::InitApply(session));
+        }
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        View {
+            store,
+            live: Arc::new(AtomicBool::new(true)),
+            namespace: None,
+            unparsables: crds::watch::Unparsables::new(),
+        }
+    }
+
     /// Wait (at most `timeout`) for the first complete list: requests arriving while a
     /// freshly started hub lists the CRs (reconnecting clients, typically) are answered from a
     /// complete view instead of failing.
