@@ -90,7 +90,9 @@ pub fn errors(list: &[(u16, &str)]) -> BTreeMap<String, RefOr<Response>> {
                 .content(
                     "application/json",
                     utoipa::openapi::ContentBuilder::new()
-                        .schema(Some(utoipa::openapi::Ref::from_schema_name("Error")))
+                        .schema(Some(utoipa::openapi::Ref::from_schema_name(
+                            <ErrorBody as utoipa::ToSchema>::name(),
+                        )))
                         .build(),
                 )
                 .build();
