@@ -26,7 +26,7 @@ use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::error::Result;
+use crate::error::{Call, During, Result, Verb};
 
 /// The Lease and who we are.
 #[derive(Clone)]
@@ -118,14 +118,14 @@ fn conflict(e: &kube::Error) -> bool {
 
 /// The outcome of a compare-and-swap write of the Lease: ours, or lost to a concurrent writer
 /// (try again at once, with what it wrote).
-fn written(result: kube::Result<Lease>) -> Result<Attempt> {
+fn written(result: kube::Result<Lease>, call: Call) -> Result<Attempt> {
     match result {
         Ok(_) => Ok(Attempt::Held),
         Err(e) if conflict(&e) => Ok(Attempt::NotHeld {
             holder: None,
             retry_in: Duration::ZERO,
         }),
-        Err(e) => Err(e.into()),
+        Err(e) => Err(e).during(call),
     }
 }
 
@@ -149,6 +149,11 @@ impl LeaseLock {
 
     /// The Lease's owners while we hold it: our Pod only (a previous holder's Pod must not take
     /// our Lease with it), none without a Pod.
+    /// `verb` on our Lease, for errors.
+    fn call(&self, verb: Verb) -> Call {
+        Call::on::<Lease>(verb, self.api.namespace(), &self.name)
+    }
+
     fn owners(&self) -> Option<Vec<OwnerReference>> {
         self.owner.clone().map(|o| vec![o])
     }
@@ -180,7 +185,8 @@ impl LeaseLock {
     /// One client-go `tryAcquireOrRenew`.
     async fn try_acquire_or_renew(&self, observed: &mut Observed) -> Result<Attempt> {
         let retry = self.retry_period();
-        let Some(mut lease) = self.api.get_opt(&self.name).await? else {
+        let read = self.api.get_opt(&self.name).await;
+        let Some(mut lease) = read.during(self.call(Verb::Get))? else {
             let lease = Lease {
                 metadata: ObjectMeta {
                     name: Some(self.name.clone()),
@@ -192,7 +198,10 @@ impl LeaseLock {
                     ..self.held_spec(None)
                 }),
             };
-            return written(self.api.create(&PostParams::default(), &lease).await);
+            return written(
+                self.api.create(&PostParams::default(), &lease).await,
+                self.call(Verb::Create),
+            );
         };
         let unchanged_for = observed.unchanged_for(&lease, Instant::now());
         match decide(
@@ -213,6 +222,7 @@ impl LeaseLock {
                     self.api
                         .replace(&self.name, &PostParams::default(), &lease)
                         .await,
+                    self.call(Verb::Replace),
                 )
             }
         }
@@ -226,7 +236,8 @@ impl LeaseLock {
 
     /// Gives the Lease up if we hold it, then deletes it unless someone took it meanwhile.
     async fn release(&self) -> Result<Released> {
-        let Some(mut lease) = self.api.get_opt(&self.name).await? else {
+        let read = self.api.get_opt(&self.name).await;
+        let Some(mut lease) = read.during(self.call(Verb::Get))? else {
             return Ok(Released::Gone);
         };
         if lease
@@ -252,7 +263,7 @@ impl LeaseLock {
         {
             Ok(l) => l,
             Err(e) if conflict(&e) => return Ok(Released::NotOurs),
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e).during(self.call(Verb::Replace)),
         };
         let dp = DeleteParams {
             preconditions: Some(Preconditions {
@@ -268,7 +279,7 @@ impl LeaseLock {
             Err(e) if conflict(&e) => Ok(Released::TakenOver),
             // Older RBAC without `delete` on leases: released is enough for a fast take-over.
             Err(kube::Error::Api(s)) if s.is_forbidden() => Ok(Released::KeptForbidden),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(e).during(self.call(Verb::Delete)),
         }
     }
 }

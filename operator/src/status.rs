@@ -235,7 +235,7 @@ pub fn is_ready(status: &WhatsAppSessionStatus) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crds::WhatsAppSessionSpec;
+    use crate::fixtures::SessionFixture;
     use k8s_openapi::api::apps::v1::{StatefulSetSpec, StatefulSetStatus};
     use k8s_openapi::api::core::v1::{ContainerStatus, PodCondition, PodStatus};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -245,15 +245,7 @@ mod tests {
         Time(Timestamp::from_second(s).unwrap())
     }
     fn session() -> WhatsAppSession {
-        let mut s = WhatsAppSession::new(
-            "s1",
-            WhatsAppSessionSpec {
-                tenant: "t".into(),
-                ..Default::default()
-            },
-        );
-        s.metadata.generation = Some(3);
-        s
+        WhatsAppSession::test("s1").generation(3)
     }
     fn pod(ready: bool, restarts: i32) -> Pod {
         Pod {
@@ -369,8 +361,7 @@ mod tests {
         let d = desired(&session(), Observed::default(), at(1));
         assert_eq!(cond(&d, ConditionType::Ready).reason, "PodMissing");
         assert_eq!(cond(&d, ConditionType::Progressing).status, "True");
-        let mut s = session();
-        s.spec.desired_state = DesiredState::Stopped;
+        let s = session().stopped();
         let st = sts(0);
         let d = desired(
             &s,
@@ -403,9 +394,7 @@ mod tests {
     }
 
     fn with_agent(status: WhatsAppSessionStatus) -> WhatsAppSession {
-        let mut s = session();
-        s.status = Some(status);
-        s
+        session().with_status(status)
     }
     fn connected_agent() -> WhatsAppSessionStatus {
         let mut st = WhatsAppSessionStatus {
