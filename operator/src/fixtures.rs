@@ -8,7 +8,6 @@ use crds::{WhatsAppSession, WhatsAppSessionSpec, WhatsAppSessionStatus, Writer};
 use http::{Method, Request, Response, StatusCode};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::client::Body;
-use kube::runtime::watcher;
 use kube::{Client, Resource};
 use serde_json::{Value, json};
 
@@ -82,6 +81,21 @@ impl SessionFixture for WhatsAppSession {
     }
 }
 
+/// The status of an agent that said `connected` at second 5 and was not heard of since.
+pub fn connected_agent() -> WhatsAppSessionStatus {
+    let at5 = Time(k8s_openapi::jiff::Timestamp::from_second(5).expect("time"));
+    let mut st = WhatsAppSessionStatus {
+        status: Some(crds::SessionState::Connected),
+        qr_status: Some(crds::QrStatus::Used),
+        phone_number: Some("5491100000000".into()),
+        connected_at: Some(at5.clone()),
+        updated_at: Some(at5.clone()),
+        ..Default::default()
+    };
+    crds::agent_status::sync_condition(&mut st, false, false, at5);
+    st
+}
+
 /// The operator's settings with the agent image `img:1`, otherwise the defaults.
 pub fn test_settings() -> Settings {
     use clap::Parser;
@@ -112,15 +126,7 @@ pub fn test_context() -> (Arc<Context>, ApiServerVerifier) {
 pub async fn test_context_with_caches() -> (Arc<Context>, ApiServerVerifier, Writers) {
     let (ctx, verifier) = test_context();
     let (cache, mut w) = caches::new();
-    w.statefulsets
-        .apply_watcher_event(&watcher::Event::InitDone);
-    w.pods.apply_watcher_event(&watcher::Event::InitDone);
-    w.pvcs.apply_watcher_event(&watcher::Event::InitDone);
-    w.service_accounts
-        .apply_watcher_event(&watcher::Event::InitDone);
-    w.roles.apply_watcher_event(&watcher::Event::InitDone);
-    w.role_bindings
-        .apply_watcher_event(&watcher::Event::InitDone);
+    w.all_listed();
     cache.clone().announce_synced().await;
     ctx.use_caches(cache);
     (ctx, verifier, w)

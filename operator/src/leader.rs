@@ -13,6 +13,22 @@
 //!   standby that already took the released Lease keeps it (the delete's precondition fails).
 //! - A replica that loses the Lease stops reconciling and exits (its pod restarts as a standby):
 //!   simpler and safer than trying to resume a half-stopped controller.
+//!
+//! Why ours and not a crate (compared in issue 27; to be reused for one Lease per
+//! WhatsAppSession held by its agent, with the agent's Pod as owner):
+//! - kubert's `lease` (0.25) pins `kube-client >=1.1, <1.2`; with our kube 5 cargo resolves two
+//!   kube-clients whose `Client` and `Api<Lease>` are different types, so it cannot take our
+//!   client. It also judges expiry by `renewTime + duration` against the local clock.
+//! - kube-lease-manager (0.13, kube 5) builds, but takes a Lease when `renewTime + duration`
+//!   has passed on the local clock (skew is only tolerated up to its `grace`), renews by a
+//!   merge patch without a resourceVersion precondition, polls instead of watching (a standby
+//!   takes over a released Lease only at its next poll), sets no ownerReference (our Pod-owned
+//!   Lease is what lets the garbage collector remove it after SIGKILL or `helm uninstall`),
+//!   and releases without deleting; it also brings a second major of `rand`.
+//!
+//! Each of those is behaviour our tests pin (take-over within seconds of a release, no Lease
+//! left after uninstall, no split brain under clock skew), and per-session leases need the same:
+//! [`LeaseLock`] is already one Lease by namespace, name, identity and owner.
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 

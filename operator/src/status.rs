@@ -235,7 +235,7 @@ pub fn is_ready(status: &WhatsAppSessionStatus) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::SessionFixture;
+    use crate::fixtures::{SessionFixture, connected_agent};
     use k8s_openapi::api::apps::v1::{StatefulSetSpec, StatefulSetStatus};
     use k8s_openapi::api::core::v1::{ContainerStatus, PodCondition, PodStatus};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -395,18 +395,6 @@ mod tests {
 
     fn with_agent(status: WhatsAppSessionStatus) -> WhatsAppSession {
         session().with_status(status)
-    }
-    fn connected_agent() -> WhatsAppSessionStatus {
-        let mut st = WhatsAppSessionStatus {
-            status: Some(crds::SessionState::Connected),
-            qr_status: Some(crds::QrStatus::Used),
-            phone_number: Some("5491100000000".into()),
-            connected_at: Some(at(5)),
-            updated_at: Some(at(5)),
-            ..Default::default()
-        };
-        agent_status::sync_condition(&mut st, false, false, at(5));
-        st
     }
     fn running(mut p: Pod, running: bool) -> Pod {
         use k8s_openapi::api::core::v1::{

@@ -108,57 +108,57 @@ pub fn children(
         crds::labels::MANAGED_BY_VALUE
     ));
     let (cache, w) = caches::new();
+    let on = ChildWatch {
+        client,
+        namespace,
+        cfg: &cfg,
+    };
     let watch = ChildWatches {
-        statefulsets: child_watch(
-            client,
-            namespace,
-            &cfg,
-            caches::slim_statefulset,
-            w.statefulsets,
-        ),
-        pods: child_watch(client, namespace, &cfg, caches::slim_pod, w.pods),
+        statefulsets: on.of(caches::slim_statefulset, w.statefulsets),
+        pods: on.of(caches::slim_pod, w.pods),
         // An Api of PartialObjectMeta makes metadata-only requests.
-        pvcs: child_watch(client, namespace, &cfg, caches::slim_meta, w.pvcs),
-        service_accounts: child_watch(
-            client,
-            namespace,
-            &cfg,
-            caches::slim_meta,
-            w.service_accounts,
-        ),
-        roles: child_watch(client, namespace, &cfg, caches::slim_meta, w.roles),
-        role_bindings: child_watch(client, namespace, &cfg, caches::slim_meta, w.role_bindings),
+        pvcs: on.of(caches::slim_meta, w.pvcs),
+        service_accounts: on.of(caches::slim_meta, w.service_accounts),
+        roles: on.of(caches::slim_meta, w.roles),
+        role_bindings: on.of(caches::slim_meta, w.role_bindings),
     };
     (cache, watch)
 }
 
-/// One child kind's watch: each object slimmed, into its cache, then to the controller.
-fn child_watch<K>(
-    client: &Client,
-    namespace: Option<&str>,
-    cfg: &watcher::Config,
-    slim: fn(&mut K),
-    cache: Writer<K>,
-) -> impl Stream<Item = Watched<K>> + Send + use<K>
-where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + Debug
-        + Send
-        + Sync
-        + 'static,
-    K::DynamicType: Eq + Hash + Clone,
-{
-    let api: Api<K> = match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    watcher(api, cfg.clone())
-        .default_backoff()
-        .modify(slim)
-        .reflect(cache)
-        .touched_objects()
+/// Where the children are watched: the namespace (or all) and the operator's label.
+struct ChildWatch<'a> {
+    client: &'a Client,
+    namespace: Option<&'a str>,
+    cfg: &'a watcher::Config,
+}
+
+impl ChildWatch<'_> {
+    /// One child kind's watch: each object slimmed, into its cache, then to the controller.
+    fn of<K>(
+        &self,
+        slim: fn(&mut K),
+        cache: Writer<K>,
+    ) -> impl Stream<Item = Watched<K>> + Send + use<K>
+    where
+        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + Debug
+            + Send
+            + Sync
+            + 'static,
+        K::DynamicType: Eq + Hash + Clone,
+    {
+        let api: Api<K> = match self.namespace {
+            Some(ns) => Api::namespaced(self.client.clone(), ns),
+            None => Api::all(self.client.clone()),
+        };
+        watcher(api, self.cfg.clone())
+            .default_backoff()
+            .modify(slim)
+            .reflect(cache)
+            .touched_objects()
+    }
 }
 
 /// The session a pod belongs to (its StatefulSet owns it, the session owns the StatefulSet):

@@ -3,13 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crds::{WhatsAppSession, WhatsAppSessionStatus, Writer, agent_status};
+use crds::{WhatsAppSession, WhatsAppSessionStatus, Writer};
 use http::{Method, StatusCode};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::PartialObjectMetaExt;
 use kube::runtime::controller::Action;
 use kube::runtime::watcher;
@@ -185,27 +184,39 @@ async fn children_unchanged_since_our_apply_are_not_applied_again() {
     );
 }
 
+/// The four children applied, the PVC refused with `code`; then a Warning Event (returned).
+async fn pvc_refused_then_event(
+    api: &mut ApiServerVerifier,
+    code: StatusCode,
+    message: &'static str,
+) -> Value {
+    children_applied(api, |r| {
+        r.fail(code, message);
+        None
+    })
+    .await;
+    let event = api.expect(Method::POST, EVENTS).await;
+    let body = event.body.clone();
+    event.ok(&body);
+    body
+}
+
 #[tokio::test]
 async fn a_rejected_storage_change_is_an_event_not_a_failure() {
     let (ctx, mut api) = test_context();
     let session = WhatsAppSession::test("s1").finalized();
     let answered = session.clone();
     let (result, event) = run_against(reconcile(Arc::new(session), ctx), async move {
-        children_applied(&mut api, |r| {
-            r.fail(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "PersistentVolumeClaim \"wa-s1-data\" is invalid: spec: Forbidden: spec is immutable",
-            );
-            None
-        })
+        let event = pvc_refused_then_event(
+            &mut api,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "PersistentVolumeClaim \"wa-s1-data\" is invalid: spec: Forbidden: spec is immutable",
+        )
         .await;
-        let event = api.expect(Method::POST, EVENTS).await;
-        let body = event.body.clone();
-        event.ok(&body);
         statefulset_applied(&mut api).await;
         no_pod(&mut api).await;
         status_written(&mut api, &answered).await;
-        body
+        event
     })
     .await;
     result.expect("the reconcile goes on");
@@ -228,18 +239,12 @@ async fn a_refused_child_fails_the_reconcile_with_an_event_naming_it() {
     let (ctx, mut api) = test_context();
     let session = WhatsAppSession::test("s1").finalized();
     let (result, event) = run_against(reconcile(Arc::new(session), ctx), async move {
-        children_applied(&mut api, |r| {
-            r.fail(
-                StatusCode::FORBIDDEN,
-                "persistentvolumeclaims \"wa-s1-data\" is forbidden: exceeded quota: no-pvc",
-            );
-            None
-        })
-        .await;
-        let event = api.expect(Method::POST, EVENTS).await;
-        let body = event.body.clone();
-        event.ok(&body);
-        body
+        pvc_refused_then_event(
+            &mut api,
+            StatusCode::FORBIDDEN,
+            "persistentvolumeclaims \"wa-s1-data\" is forbidden: exceeded quota: no-pvc",
+        )
+        .await
     })
     .await;
     let error = result.expect_err("refused");
@@ -252,24 +257,6 @@ async fn a_refused_child_fails_the_reconcile_with_an_event_naming_it() {
         "the API server refused (403): persistentvolumeclaims \"wa-s1-data\" is forbidden: \
          exceeded quota: no-pvc (applying PersistentVolumeClaim wa-s1-data)"
     );
-}
-
-fn at(s: i64) -> Time {
-    Time(Timestamp::from_second(s).expect("time"))
-}
-
-/// The status of an agent that said `connected` and was not heard of since.
-fn connected_agent() -> WhatsAppSessionStatus {
-    let mut st = WhatsAppSessionStatus {
-        status: Some(crds::SessionState::Connected),
-        qr_status: Some(crds::QrStatus::Used),
-        phone_number: Some("5491100000000".into()),
-        connected_at: Some(at(5)),
-        updated_at: Some(at(5)),
-        ..Default::default()
-    };
-    agent_status::sync_condition(&mut st, false, false, at(5));
-    st
 }
 
 #[tokio::test]
