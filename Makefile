@@ -12,7 +12,7 @@ export TEST_STATE ?= $(CACHE)/state/test
 export WA_BIN_DIR := $(BIN)
 export DEVCLUSTER_BIN := $(BIN)/devcluster
 
-.PHONY: all deps control-plane build frontend crds lint test cluster-up cluster-down demo demo-down clean
+.PHONY: all deps control-plane build frontend crds lint test test-fast cluster-up cluster-down demo demo-down clean
 
 all: build
 
@@ -48,6 +48,12 @@ lint:
 	@tests/scripts/deny.sh
 	cd frontend && npm ci --no-audit --no-fund && npm run lint && npm run typecheck
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+## test-fast: the tier that needs no cluster, no root and no Chromium, in seconds once built:
+## every crate's unit tests (`--lib --bins`: lib and binary targets, no tests/ suites), e.g.
+## the operator's reconcile against a mocked API server. `make test` stays the gate.
+test-fast:
+	cargo test --workspace --lib --bins
 
 ## test: every test, from a fresh machine. The Go and the Rust builds run side by side: on a
 ## fresh machine each spends minutes downloading and linking, which the other fills.

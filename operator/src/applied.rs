@@ -1,15 +1,14 @@
-//! Which children need a server-side apply. Every reconcile used to apply all five children
-//! (ServiceAccount, Role, RoleBinding, PVC, StatefulSet) and GET the pod: ~7 requests each
-//! time any of them changed, and a session starting up changes them a dozen times (the
-//! StatefulSet's status, the pod's phases, the PVC's binding), ~50 requests per session in all.
+//! Which children need a server-side apply. Applying all five children (ServiceAccount, Role,
+//! RoleBinding, PVC, StatefulSet) and GETting the pod at every reconcile costs ~7 requests each
+//! time any of them changes, and a session starting up changes them a dozen times.
 //!
-//! Now the operator remembers, per child, what it last applied (a hash of the body) and how the
+//! So the operator remembers, per child, what it last applied (a hash of the body) and how the
 //! apply left the child (its [`fingerprint`]); the watch caches show the child as it is. An
 //! apply is skipped when both match: nothing was changed on our side, and nobody changed the
 //! child since (a hand edit, a deletion, a re-creation all change the fingerprint, so they are
 //! still taken back at once). Forgetting is always safe: an unknown child is applied. A memory
 //! is trusted for [`TRUSTED_FOR`] at most, so whatever a watch may have missed is still applied
-//! again at the periodic resync, as before the caches.
+//! again at the periodic resync.
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
@@ -82,17 +81,26 @@ pub const TRUSTED_FOR: Duration = Duration::from_secs(290);
 
 /// What was last applied to one child, how the apply left it, and when.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Applied {
-    pub body: u64,
-    pub left: u64,
-    pub at: Instant,
+pub struct AppliedChild {
+    /// [`body_hash`] of the apply body.
+    pub body_hash: u64,
+    /// The child's [`fingerprint`] as the apply returned it.
+    pub fingerprint_after: u64,
+    pub applied_at: Instant,
 }
 
 /// Whether the child must be applied: unless we applied this very body less than
 /// [`TRUSTED_FOR`] ago and the child, as the cache shows it, is still as that apply left it.
-pub fn needs_apply(last: Option<Applied>, body: u64, cached: Option<u64>, now: Instant) -> bool {
+pub fn needs_apply(
+    last: Option<AppliedChild>,
+    body: u64,
+    cached: Option<u64>,
+    now: Instant,
+) -> bool {
     !matches!((last, cached), (Some(a), Some(seen))
-        if a.body == body && a.left == seen && now.saturating_duration_since(a.at) < TRUSTED_FOR)
+        if a.body_hash == body
+            && a.fingerprint_after == seen
+            && now.saturating_duration_since(a.applied_at) < TRUSTED_FOR)
 }
 
 /// (kind, namespace, name) of a child.
@@ -100,14 +108,14 @@ pub type ChildKey = (String, String, String);
 
 /// The operator's memory of its applies.
 #[derive(Default)]
-pub struct Ledger(Mutex<HashMap<ChildKey, Applied>>);
+pub struct Ledger(Mutex<HashMap<ChildKey, AppliedChild>>);
 
 impl Ledger {
-    pub fn get(&self, key: &ChildKey) -> Option<Applied> {
+    pub fn get(&self, key: &ChildKey) -> Option<AppliedChild> {
         self.0.lock().ok()?.get(key).copied()
     }
 
-    pub fn record(&self, key: ChildKey, applied: Applied) {
+    pub fn record(&self, key: ChildKey, applied: AppliedChild) {
         if let Ok(mut m) = self.0.lock() {
             m.insert(key, applied);
         }
@@ -168,10 +176,10 @@ mod tests {
     #[test]
     fn apply_is_skipped_only_for_the_same_body_on_an_untouched_child() {
         let t = Instant::now();
-        let a = Applied {
-            body: 7,
-            left: 70,
-            at: t,
+        let a = AppliedChild {
+            body_hash: 7,
+            fingerprint_after: 70,
+            applied_at: t,
         };
         assert!(!needs_apply(Some(a), 7, Some(70), t));
         assert!(needs_apply(Some(a), 8, Some(70), t), "our body changed");
@@ -200,10 +208,10 @@ mod tests {
     #[test]
     fn forget_drops_only_that_sessions_children() {
         let l = Ledger::default();
-        let a = Applied {
-            body: 1,
-            left: 1,
-            at: Instant::now(),
+        let a = AppliedChild {
+            body_hash: 1,
+            fingerprint_after: 1,
+            applied_at: Instant::now(),
         };
         l.record(("Role".into(), "ns".into(), "wa-s1".into()), a);
         l.record(("Role".into(), "ns".into(), "wa-s2".into()), a);

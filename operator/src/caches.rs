@@ -1,7 +1,7 @@
 //! The watches of the sessions' children, kept as caches the reconcile reads instead of the API
 //! server: the StatefulSet and the pod for the status (no GET per reconcile), and every child's
 //! metadata for [`crate::applied`] (no apply when nothing changed). The same watches trigger
-//! the reconciles ([`crate::reconcile::run`]).
+//! the reconciles ([`crate::controller::run`]).
 //!
 //! Kept small (500 sessions within the operator's 64 MiB): ServiceAccount, Role, RoleBinding
 //! and PVC as metadata only (a metadata watch), managedFields dropped everywhere, the pod
@@ -67,13 +67,27 @@ impl Caches {
 
     /// Whether every cache holds its first complete list, waiting for that at most `within`.
     /// Until then an empty cache would read as "child missing" or "no pod", so a reconcile
-    /// that finds them unsynced goes to the API server instead (see `reconcile::apply`).
+    /// that finds them unsynced goes to the API server instead (`Context::synced_caches`).
     pub async fn synced(&self, within: Duration) -> bool {
         let mut rx = self.synced.subscribe();
         matches!(
             tokio::time::timeout(within, rx.wait_for(|synced| *synced)).await,
             Ok(Ok(_))
         )
+    }
+}
+
+#[cfg(test)]
+impl Writers {
+    /// As when every watch has delivered its first complete list (tests).
+    pub fn all_listed(&mut self) {
+        use kube::runtime::watcher::Event::InitDone;
+        self.statefulsets.apply_watcher_event(&InitDone);
+        self.pods.apply_watcher_event(&InitDone);
+        self.pvcs.apply_watcher_event(&InitDone);
+        self.service_accounts.apply_watcher_event(&InitDone);
+        self.roles.apply_watcher_event(&InitDone);
+        self.role_bindings.apply_watcher_event(&InitDone);
     }
 }
 
@@ -139,7 +153,6 @@ mod tests {
     use k8s_openapi::api::apps::v1::{StatefulSetSpec, StatefulSetStatus};
     use k8s_openapi::api::core::v1::{PodSpec, PodStatus};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
-    use kube::runtime::watcher;
 
     /// The restart bug: several reconciles waiting at once for the caches must all go on
     /// once the lists are in (a store's own `wait_until_ready` wakes only its last waiter).
@@ -158,15 +171,7 @@ mod tests {
             !caches.synced(Duration::from_millis(10)).await,
             "not yet listed"
         );
-        w.statefulsets
-            .apply_watcher_event(&watcher::Event::InitDone);
-        w.pods.apply_watcher_event(&watcher::Event::InitDone);
-        w.pvcs.apply_watcher_event(&watcher::Event::InitDone);
-        w.service_accounts
-            .apply_watcher_event(&watcher::Event::InitDone);
-        w.roles.apply_watcher_event(&watcher::Event::InitDone);
-        w.role_bindings
-            .apply_watcher_event(&watcher::Event::InitDone);
+        w.all_listed();
         for waiter in waiters {
             let synced = tokio::time::timeout(Duration::from_secs(5), waiter)
                 .await

@@ -480,7 +480,8 @@ pub fn statefulset(session: &WhatsAppSession, settings: &Settings) -> Result<Sta
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crds::{ProxySpec, SecretRef, StorageSpec, WhatsAppSessionSpec};
+    use crate::fixtures::SessionFixture;
+    use crds::{ProxySpec, SecretRef, StorageSpec};
 
     fn settings() -> Settings {
         use clap::Parser;
@@ -490,16 +491,7 @@ mod tests {
     }
 
     fn session(name: &str) -> WhatsAppSession {
-        let mut s = WhatsAppSession::new(
-            name,
-            WhatsAppSessionSpec {
-                tenant: "acme".into(),
-                ..Default::default()
-            },
-        );
-        s.metadata.namespace = Some("ns1".into());
-        s.metadata.uid = Some("uid-1".into());
-        s
+        WhatsAppSession::test(name)
     }
 
     fn assert_child_meta(meta: &ObjectMeta) {
@@ -531,8 +523,7 @@ mod tests {
 
     #[test]
     fn children_need_a_uid() {
-        let mut s = session("s1");
-        s.metadata.uid = None;
+        let s = session("s1").without_uid();
         assert!(matches!(role(&s), Err(Error::MissingField(_))));
     }
 
@@ -707,8 +698,7 @@ mod tests {
 
     #[test]
     fn stopped_means_zero_replicas() {
-        let mut s = session("s1");
-        s.spec.desired_state = DesiredState::Stopped;
+        let s = session("s1").stopped();
         assert_eq!(
             statefulset(&s, &settings()).unwrap().spec.unwrap().replicas,
             Some(0)

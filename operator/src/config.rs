@@ -60,7 +60,7 @@ pub struct Config {
 
     /// How long deletion under deletionPolicy Logout waits for the agent to confirm the logout
     /// (status.handled.logoutRequestedAt) before deleting the data anyway, e.g. 60s, 2m.
-    #[arg(long, env = "WA_LOGOUT_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, env = "WA_LOGOUT_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
     pub logout_timeout: Duration,
 
     /// ConfigMap (in the session's namespace) with page-driver overrides, mounted read-only at
@@ -129,38 +129,23 @@ impl Config {
     }
 }
 
-/// Parses `90`, `90s`, `2m`, `500ms`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => text.split_at(i),
-        None => (text, "s"),
-    };
-    let value: u64 = number
-        .parse()
-        .map_err(|_| format!("not a duration: {text:?} (use e.g. 60s, 2m, 500ms)"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(value)),
-        "s" => Ok(Duration::from_secs(value)),
-        "m" => Ok(Duration::from_secs(value * 60)),
-        "h" => Ok(Duration::from_secs(value * 3600)),
-        _ => Err(format!(
-            "unknown duration unit in {text:?} (use ms, s, m or h)"
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn durations_parse() {
-        assert_eq!(parse_duration("60"), Ok(Duration::from_secs(60)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert!(parse_duration("5x").is_err());
-        assert!(parse_duration("s").is_err());
+        let timeout = |t: &str| {
+            Config::try_parse_from(["wa-operator", &format!("--logout-timeout={t}")])
+                .map(|c| c.logout_timeout)
+        };
+        assert_eq!(timeout("60s").ok(), Some(Duration::from_secs(60)));
+        assert_eq!(timeout("2m").ok(), Some(Duration::from_secs(120)));
+        assert_eq!(timeout("500ms").ok(), Some(Duration::from_millis(500)));
+        assert!(timeout("5x").is_err());
+        assert!(timeout("s").is_err());
+        // humantime, like kubectl's Go durations: a number needs its unit.
+        assert!(timeout("60").is_err());
     }
 
     #[test]

@@ -7,6 +7,10 @@
 //! [`WARNING_INTERVAL`], and kube's [`Recorder`] folds the repeats it does publish (same
 //! session, reason and action within 6 minutes) into one Event whose `series.count` grows,
 //! which kubectl shows as "(x5 over 4m)".
+//!
+//! An error becomes an Event in one place, [`Events::error`] (Stackable operator-rs's
+//! `publish_controller_error_as_k8s_event` is the model): the note is the API server's message
+//! and the call that failed, and the Event's related object is the child that call was about.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,6 +18,8 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+
+use crate::error::{Call, Error};
 
 /// Shortest time between two Warnings of one session with one reason. Shorter than the
 /// Recorder's 6-minute series window, so a steady failure stays one Event with a count.
@@ -41,13 +47,33 @@ impl Events {
     }
 
     pub async fn normal(&self, obj: &ObjectReference, reason: &str, action: &str, note: String) {
-        self.publish(obj, EventType::Normal, reason, action, note)
+        self.publish(obj, EventType::Normal, reason, action, note, None)
             .await;
     }
 
     /// A Warning, unless one with this reason was published for this object within
     /// [`WARNING_INTERVAL`] (then only logged at debug level).
     pub async fn warning(&self, obj: &ObjectReference, reason: &str, action: &str, note: String) {
+        self.gated_warning(obj, reason, action, note, None).await
+    }
+
+    /// The Warning for `error` on the session `obj` (rate-limited as [`Events::warning`]):
+    /// its note says what the API server answered and to which call, its related object is
+    /// the child that call was about.
+    pub async fn error(&self, obj: &ObjectReference, reason: &str, error: &Error) {
+        let related = error.call().map(Call::object_ref);
+        self.gated_warning(obj, reason, "Reconcile", error.event_note(), related)
+            .await
+    }
+
+    async fn gated_warning(
+        &self,
+        obj: &ObjectReference,
+        reason: &str,
+        action: &str,
+        note: String,
+        related: Option<ObjectReference>,
+    ) {
         let key = WarningKey {
             namespace: obj.namespace.clone().unwrap_or_default(),
             name: obj.name.clone().unwrap_or_default(),
@@ -59,7 +85,7 @@ impl Events {
             Err(_) => true,
         };
         if admitted {
-            self.publish(obj, EventType::Warning, reason, action, note)
+            self.publish(obj, EventType::Warning, reason, action, note, related)
                 .await;
         } else {
             tracing::debug!(reason, %note, "warning event suppressed (published recently)");
@@ -73,13 +99,14 @@ impl Events {
         reason: &str,
         action: &str,
         note: String,
+        related: Option<ObjectReference>,
     ) {
         let event = Event {
             type_,
             reason: reason.into(),
             note: Some(truncate(note, NOTE_MAX_BYTES)),
             action: action.into(),
-            secondary: None,
+            secondary: related,
         };
         match self.recorder.publish(&event, obj).await {
             Ok(()) => {}

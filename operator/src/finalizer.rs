@@ -22,8 +22,9 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use crate::children::pvc_name;
-use crate::error::{Error, Result};
-use crate::reconcile::Context;
+use crate::context::Context;
+use crate::error::{Call, During, Error, Result, Verb};
+use crate::reconcile::namespace;
 
 pub const FINALIZER: &str = "whatsapp.leadmaster.io/cleanup";
 /// How often a pending logout is checked.
@@ -78,9 +79,7 @@ pub fn logout_decision(session: &WhatsAppSession, now_secs: i64, timeout: Durati
 /// Runs before the finalizer cleanup. `Some(action)` = keep the finalizer and come back later.
 pub async fn logout_gate(session: &WhatsAppSession, ctx: &Context) -> Result<Option<Action>> {
     let oref = session.object_ref(&());
-    let ns = session
-        .namespace()
-        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let ns = namespace(session)?;
     let now = now();
     match logout_decision(session, now.0.as_second(), ctx.logout_timeout) {
         Gate::Proceed => Ok(None),
@@ -91,7 +90,12 @@ pub async fn logout_gate(session: &WhatsAppSession, ctx: &Context) -> Result<Opt
                 SpecRequests::default().request_logout(now),
             )
             .apply(&api, Writer::OperatorFinalizer)
-            .await?;
+            .await
+            .during(Call::on::<WhatsAppSession>(
+                Verb::Apply,
+                Some(&ns),
+                session.name_any(),
+            ))?;
             ctx.events
                 .normal(
                     &oref,
@@ -122,15 +126,14 @@ pub async fn logout_gate(session: &WhatsAppSession, ctx: &Context) -> Result<Opt
 
 /// The cleanup itself; when it returns Ok the finalizer is removed.
 pub async fn cleanup(session: &WhatsAppSession, ctx: &Context) -> Result<Action> {
-    let ns = session
-        .namespace()
-        .ok_or(Error::MissingField("metadata.namespace"))?;
+    let ns = namespace(session)?;
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
     let name = pvc_name(&session.name_any());
     let oref = session.object_ref(&());
+    let on_pvc = |verb| Call::on::<PersistentVolumeClaim>(verb, Some(&ns), &name);
     match session.spec.deletion_policy {
         DeletionPolicy::Retain => {
-            if let Some(pvc) = pvcs.get_opt(&name).await? {
+            if let Some(pvc) = pvcs.get_opt(&name).await.during(on_pvc(Verb::Get))? {
                 let uid = session.uid();
                 let owners: Vec<_> = pvc
                     .owner_references()
@@ -143,7 +146,9 @@ pub async fn cleanup(session: &WhatsAppSession, ctx: &Context) -> Result<Action>
                     // fail (and retry) instead of dropping someone else's edit.
                     let patch = json!({ "metadata": {
                         "resourceVersion": pvc.resource_version(),
-                        "ownerReferences": if owners.is_empty() { serde_json::Value::Null } else { serde_json::to_value(&owners)? },
+                        "ownerReferences": if owners.is_empty() { serde_json::Value::Null } else {
+                            serde_json::to_value(&owners).map_err(|source| Error::Serialize { object: format!("the owners of PersistentVolumeClaim {name}"), source })?
+                        },
                     }});
                     match pvcs
                         .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
@@ -152,7 +157,7 @@ pub async fn cleanup(session: &WhatsAppSession, ctx: &Context) -> Result<Action>
                         Ok(_) => {}
                         // deleted meanwhile (its namespace is going): nothing left to retain
                         Err(kube::Error::Api(e)) if e.is_not_found() => {}
-                        Err(e) => return Err(e.into()),
+                        Err(e) => return Err(e).during(on_pvc(Verb::Patch)),
                     }
                 }
             }
@@ -169,7 +174,7 @@ pub async fn cleanup(session: &WhatsAppSession, ctx: &Context) -> Result<Action>
             match pvcs.delete(&name, &DeleteParams::background()).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e).during(on_pvc(Verb::Delete)),
             }
             ctx.events
                 .normal(
@@ -187,7 +192,8 @@ pub async fn cleanup(session: &WhatsAppSession, ctx: &Context) -> Result<Action>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crds::{Handled, WhatsAppSessionSpec, WhatsAppSessionStatus};
+    use crate::fixtures::SessionFixture;
+    use crds::{Handled, WhatsAppSessionStatus};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use k8s_openapi::jiff::Timestamp;
 
@@ -195,15 +201,7 @@ mod tests {
         Time(Timestamp::from_second(s).unwrap())
     }
     fn deleting(at: i64) -> WhatsAppSession {
-        let mut s = WhatsAppSession::new(
-            "s",
-            WhatsAppSessionSpec {
-                tenant: "t".into(),
-                ..Default::default()
-            },
-        );
-        s.metadata.deletion_timestamp = Some(t(at));
-        s
+        WhatsAppSession::test("s").deleting_since(t(at))
     }
     const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -237,8 +235,7 @@ mod tests {
         assert_eq!(logout_decision(&s, 100, TIMEOUT), Gate::Request);
         s.spec.deletion_policy = DeletionPolicy::Retain;
         assert_eq!(logout_decision(&s, 100, TIMEOUT), Gate::Proceed);
-        let mut s = deleting(100);
-        s.spec.desired_state = DesiredState::Stopped;
+        let s = deleting(100).stopped();
         assert_eq!(logout_decision(&s, 100, TIMEOUT), Gate::Proceed);
     }
 }

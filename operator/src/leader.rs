@@ -13,6 +13,22 @@
 //!   standby that already took the released Lease keeps it (the delete's precondition fails).
 //! - A replica that loses the Lease stops reconciling and exits (its pod restarts as a standby):
 //!   simpler and safer than trying to resume a half-stopped controller.
+//!
+//! Why ours and not a crate (compared in issue 27; to be reused for one Lease per
+//! WhatsAppSession held by its agent, with the agent's Pod as owner):
+//! - kubert's `lease` (0.25) pins `kube-client >=1.1, <1.2`; with our kube 5 cargo resolves two
+//!   kube-clients whose `Client` and `Api<Lease>` are different types, so it cannot take our
+//!   client. It also judges expiry by `renewTime + duration` against the local clock.
+//! - kube-lease-manager (0.13, kube 5) builds, but takes a Lease when `renewTime + duration`
+//!   has passed on the local clock (skew is only tolerated up to its `grace`), renews by a
+//!   merge patch without a resourceVersion precondition, polls instead of watching (a standby
+//!   takes over a released Lease only at its next poll), sets no ownerReference (our Pod-owned
+//!   Lease is what lets the garbage collector remove it after SIGKILL or `helm uninstall`),
+//!   and releases without deleting; it also brings a second major of `rand`.
+//!
+//! Each of those is behaviour our tests pin (take-over within seconds of a release, no Lease
+//! left after uninstall, no split brain under clock skew), and per-session leases need the same:
+//! [`LeaseLock`] is already one Lease by namespace, name, identity and owner.
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
@@ -26,7 +42,7 @@ use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::error::Result;
+use crate::error::{Call, During, Result, Verb};
 
 /// The Lease and who we are.
 #[derive(Clone)]
@@ -118,14 +134,14 @@ fn conflict(e: &kube::Error) -> bool {
 
 /// The outcome of a compare-and-swap write of the Lease: ours, or lost to a concurrent writer
 /// (try again at once, with what it wrote).
-fn written(result: kube::Result<Lease>) -> Result<Attempt> {
+fn written(result: kube::Result<Lease>, call: Call) -> Result<Attempt> {
     match result {
         Ok(_) => Ok(Attempt::Held),
         Err(e) if conflict(&e) => Ok(Attempt::NotHeld {
             holder: None,
             retry_in: Duration::ZERO,
         }),
-        Err(e) => Err(e.into()),
+        Err(e) => Err(e).during(call),
     }
 }
 
@@ -149,6 +165,11 @@ impl LeaseLock {
 
     /// The Lease's owners while we hold it: our Pod only (a previous holder's Pod must not take
     /// our Lease with it), none without a Pod.
+    /// `verb` on our Lease, for errors.
+    fn call(&self, verb: Verb) -> Call {
+        Call::on::<Lease>(verb, self.api.namespace(), &self.name)
+    }
+
     fn owners(&self) -> Option<Vec<OwnerReference>> {
         self.owner.clone().map(|o| vec![o])
     }
@@ -180,7 +201,8 @@ impl LeaseLock {
     /// One client-go `tryAcquireOrRenew`.
     async fn try_acquire_or_renew(&self, observed: &mut Observed) -> Result<Attempt> {
         let retry = self.retry_period();
-        let Some(mut lease) = self.api.get_opt(&self.name).await? else {
+        let read = self.api.get_opt(&self.name).await;
+        let Some(mut lease) = read.during(self.call(Verb::Get))? else {
             let lease = Lease {
                 metadata: ObjectMeta {
                     name: Some(self.name.clone()),
@@ -192,7 +214,10 @@ impl LeaseLock {
                     ..self.held_spec(None)
                 }),
             };
-            return written(self.api.create(&PostParams::default(), &lease).await);
+            return written(
+                self.api.create(&PostParams::default(), &lease).await,
+                self.call(Verb::Create),
+            );
         };
         let unchanged_for = observed.unchanged_for(&lease, Instant::now());
         match decide(
@@ -213,6 +238,7 @@ impl LeaseLock {
                     self.api
                         .replace(&self.name, &PostParams::default(), &lease)
                         .await,
+                    self.call(Verb::Replace),
                 )
             }
         }
@@ -226,7 +252,8 @@ impl LeaseLock {
 
     /// Gives the Lease up if we hold it, then deletes it unless someone took it meanwhile.
     async fn release(&self) -> Result<Released> {
-        let Some(mut lease) = self.api.get_opt(&self.name).await? else {
+        let read = self.api.get_opt(&self.name).await;
+        let Some(mut lease) = read.during(self.call(Verb::Get))? else {
             return Ok(Released::Gone);
         };
         if lease
@@ -252,7 +279,7 @@ impl LeaseLock {
         {
             Ok(l) => l,
             Err(e) if conflict(&e) => return Ok(Released::NotOurs),
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e).during(self.call(Verb::Replace)),
         };
         let dp = DeleteParams {
             preconditions: Some(Preconditions {
@@ -268,7 +295,7 @@ impl LeaseLock {
             Err(e) if conflict(&e) => Ok(Released::TakenOver),
             // Older RBAC without `delete` on leases: released is enough for a fast take-over.
             Err(kube::Error::Api(s)) if s.is_forbidden() => Ok(Released::KeptForbidden),
-            Err(e) => Err(e.into()),
+            Err(e) => Err(e).during(self.call(Verb::Delete)),
         }
     }
 }

@@ -7,10 +7,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::client::ClientBuilder;
 use operator::children::Settings;
 use operator::config::Config;
+use operator::context::Context;
+use operator::controller::run;
 use operator::events::Events;
 use operator::leader::{Leadership, acquire};
 use operator::metrics::{CountRequestsLayer, Metrics, listen};
-use operator::reconcile::{Context, run};
+use runtime::shutdown::Shutdown;
+use tokio::sync::watch;
 
 fn identity(cfg: &Config) -> String {
     cfg.identity
@@ -25,14 +28,39 @@ fn identity(cfg: &Config) -> String {
         .unwrap_or_else(|| format!("wa-operator-{}", std::process::id()))
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
-        }
-        Err(_) => {
-            let _ = ctrl_c.await;
+/// Why the controller stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// SIGTERM or SIGINT: a graceful shutdown.
+    Signal,
+    /// Another replica holds the Lease now: exit non-zero so the pod restarts as a standby.
+    LostLeadership,
+    /// The controller ended by itself.
+    ControllerEnded,
+}
+
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Stop::Signal => "signal",
+            Stop::LostLeadership => "lost leadership",
+            Stop::ControllerEnded => "controller stopped",
+        })
+    }
+}
+
+/// Resolves with the reason to stop: the shutdown started, or the leadership was lost (which
+/// then starts the shutdown, so the controller drains as on a signal).
+async fn stop_reason(shutdown: Shutdown, leadership: Option<watch::Receiver<bool>>) -> Stop {
+    let Some(changes) = leadership else {
+        shutdown.started().await;
+        return Stop::Signal;
+    };
+    tokio::select! {
+        _ = shutdown.started() => Stop::Signal,
+        _ = Leadership::lost(changes) => {
+            shutdown.trigger();
+            Stop::LostLeadership
         }
     }
 }
@@ -40,6 +68,7 @@ async fn shutdown_signal() {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cfg = Config::parse();
+    let shutdown = Shutdown::on_signals().context("installing the SIGTERM and SIGINT handlers")?;
     tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
@@ -93,7 +122,7 @@ async fn main() -> anyhow::Result<()> {
         };
         let acquired = tokio::select! {
             l = acquire(client.clone(), &lease_ns, &cfg.lease_name, &identity, cfg.lease_duration_seconds, owner) => l?,
-            _ = shutdown_signal() => return Ok(()),
+            _ = shutdown.started() => return Ok(()),
         };
         Some(acquired)
     } else {
@@ -108,36 +137,31 @@ async fn main() -> anyhow::Result<()> {
         metrics.clone(),
         Events::new(client.clone(), &identity),
     ));
-    let lost = leadership.as_ref().map(|l| l.changes.clone());
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<&'static str>();
-    let watcher = tokio::spawn(async move {
-        let reason = match lost {
-            Some(changes) => tokio::select! {
-                _ = shutdown_signal() => "signal",
-                _ = Leadership::lost(changes) => "lost leadership",
-            },
-            None => {
-                shutdown_signal().await;
-                "signal"
-            }
-        };
-        let _ = stop_tx.send(reason);
-    });
-    let (reason_tx, reason_rx) = tokio::sync::oneshot::channel::<&'static str>();
-    let shutdown = async move {
-        let reason = stop_rx.await.unwrap_or("signal");
-        let _ = reason_tx.send(reason);
-    };
-    run(ctx, cfg.watch_namespace(), cfg.concurrency, shutdown).await;
-    watcher.abort();
+    let stop = tokio::spawn(stop_reason(
+        shutdown.clone(),
+        leadership.as_ref().map(|l| l.changes.clone()),
+    ));
+    run(
+        ctx,
+        cfg.watch_namespace(),
+        cfg.concurrency,
+        shutdown.token().cancelled_owned(),
+    )
+    .await;
     server.abort();
-    let reason = reason_rx.await.unwrap_or("controller stopped");
-    tracing::info!(reason, "controller stopped");
+    // Once the shutdown started, `stop` has its reason (or is about to).
+    let reason = if shutdown.is_started() {
+        stop.await.unwrap_or(Stop::Signal)
+    } else {
+        stop.abort();
+        Stop::ControllerEnded
+    };
+    tracing::info!(%reason, "controller stopped");
     if let Some(l) = leadership {
         l.release().await;
         metrics.leader.set(0);
     }
-    if reason == "lost leadership" {
+    if reason == Stop::LostLeadership {
         anyhow::bail!("lost leadership of the Lease; exiting so the pod restarts as a standby");
     }
     Ok(())

@@ -235,7 +235,7 @@ pub fn is_ready(status: &WhatsAppSessionStatus) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crds::WhatsAppSessionSpec;
+    use crate::fixtures::{SessionFixture, connected_agent};
     use k8s_openapi::api::apps::v1::{StatefulSetSpec, StatefulSetStatus};
     use k8s_openapi::api::core::v1::{ContainerStatus, PodCondition, PodStatus};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -245,15 +245,7 @@ mod tests {
         Time(Timestamp::from_second(s).unwrap())
     }
     fn session() -> WhatsAppSession {
-        let mut s = WhatsAppSession::new(
-            "s1",
-            WhatsAppSessionSpec {
-                tenant: "t".into(),
-                ..Default::default()
-            },
-        );
-        s.metadata.generation = Some(3);
-        s
+        WhatsAppSession::test("s1").generation(3)
     }
     fn pod(ready: bool, restarts: i32) -> Pod {
         Pod {
@@ -369,8 +361,7 @@ mod tests {
         let d = desired(&session(), Observed::default(), at(1));
         assert_eq!(cond(&d, ConditionType::Ready).reason, "PodMissing");
         assert_eq!(cond(&d, ConditionType::Progressing).status, "True");
-        let mut s = session();
-        s.spec.desired_state = DesiredState::Stopped;
+        let s = session().stopped();
         let st = sts(0);
         let d = desired(
             &s,
@@ -403,21 +394,7 @@ mod tests {
     }
 
     fn with_agent(status: WhatsAppSessionStatus) -> WhatsAppSession {
-        let mut s = session();
-        s.status = Some(status);
-        s
-    }
-    fn connected_agent() -> WhatsAppSessionStatus {
-        let mut st = WhatsAppSessionStatus {
-            status: Some(crds::SessionState::Connected),
-            qr_status: Some(crds::QrStatus::Used),
-            phone_number: Some("5491100000000".into()),
-            connected_at: Some(at(5)),
-            updated_at: Some(at(5)),
-            ..Default::default()
-        };
-        agent_status::sync_condition(&mut st, false, false, at(5));
-        st
+        session().with_status(status)
     }
     fn running(mut p: Pod, running: bool) -> Pod {
         use k8s_openapi::api::core::v1::{
