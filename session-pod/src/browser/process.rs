@@ -52,6 +52,7 @@ impl Chromium {
             .process_group(0);
         // SAFETY: the closure runs in the child between fork and exec; prctl(2) is
         // async-signal-safe and touches no memory of the parent.
+        #[allow(unsafe_code)]
         unsafe {
             cmd.pre_exec(|| {
                 nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
