@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use devcluster::testing::TestCluster;
+use devcluster_testing::TestCluster;
 use serde_json::{Value, json};
 
 use crate::{PushedImage, PushedImages, run_ok};
