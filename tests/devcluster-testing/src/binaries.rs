@@ -8,7 +8,7 @@ const BUILD: &str = "make build (cargo build --release --workspace --bins)";
 
 /// Where the project's release binaries are: `$WA_BIN_DIR`, `$CARGO_TARGET_DIR/release`, or
 /// the directory of the running test binary's profile (`target/release/deps/..`).
-pub(crate) fn release_dir() -> PathBuf {
+pub fn release_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("WA_BIN_DIR").filter(|v| !v.is_empty()) {
         return d.into();
     }
@@ -27,13 +27,17 @@ pub(crate) fn release_dir() -> PathBuf {
 /// package's binary (the operator's tests run the hub, the plugin's the agent); panics, naming
 /// the missing binary and the command that builds it, when it is not built.
 pub fn release_program(name: &str) -> PathBuf {
-    let p = release_dir().join(name);
-    assert!(
-        p.is_file(),
-        "{} is not built: run `{BUILD}`, or point WA_BIN_DIR at the directory that holds it",
-        p.display()
-    );
-    p
+    find_release_program(name).unwrap_or_else(|| {
+        panic!(
+            "{} is not built: run `{BUILD}`, or point WA_BIN_DIR at the directory that holds it",
+            release_dir().join(name).display()
+        )
+    })
+}
+
+/// As [`release_program`], None when it is not built (for a test that skips then).
+pub fn find_release_program(name: &str) -> Option<PathBuf> {
+    Some(release_dir().join(name)).filter(|p| p.is_file())
 }
 
 /// The `devcluster` launcher: `$DEVCLUSTER_BIN`, else the release build's, which must also

@@ -29,7 +29,7 @@ pub mod metrics;
 pub mod operator;
 mod wait;
 
-pub use binaries::release_program;
+pub use binaries::{find_release_program, release_dir, release_program};
 pub use claim::{Claim, claim, own_cluster, own_state_dir};
 pub use cluster::{TestCluster, cluster};
 pub use events::events_for;

@@ -278,22 +278,7 @@ fn write_configs(
     let kubelet_kubeconfig = kc("kubelet", "kubelet", &cfg.pki.node)?;
     let proxy_kc = kc("kube-proxy", "kube-proxy", &cfg.pki.kube_proxy)?;
     let coredns_kc = kc("coredns", "coredns", &cfg.pki.coredns)?;
-    let cni_dir = etc.join("cni");
-    write(
-        &cni_dir.join("10-devcluster.conflist"),
-        &config::cni_conflist(plan, &root.join("var-lib").join("cni")),
-    )?;
-    let certs_d = etc.join("certs.d");
-    write(
-        &certs_d.join(registry).join("hosts.toml"),
-        &config::registry_hosts_toml(registry),
-    )?;
-    let containerd = etc.join("containerd.toml");
-    let sandbox_image = format!("{registry}/{PAUSE_IMAGE}");
-    write(
-        &containerd,
-        &config::containerd_toml(&root.join("containerd"), &certs_d, &cni_dir, &sandbox_image),
-    )?;
+    let containerd = write_containerd_files(plan, root, registry)?;
     let upstream = if cfg.pod_egress {
         sandbox::host_nameserver()
     } else {
@@ -336,6 +321,33 @@ fn write_configs(
         kube_proxy,
         corefile,
     })
+}
+
+/// containerd's configuration with what it reads: the CNI network and the registry's hosts
+/// (pulls over plain HTTP); returns the configuration file.
+fn write_containerd_files(
+    plan: &NodePlan,
+    root: &Path,
+    registry: &str,
+) -> Result<PathBuf, StartError> {
+    let etc = root.join("etc");
+    let cni_dir = etc.join("cni");
+    write(
+        &cni_dir.join("10-devcluster.conflist"),
+        &config::cni_conflist(plan, &root.join("var-lib").join("cni")),
+    )?;
+    let certs_d = etc.join("certs.d");
+    write(
+        &certs_d.join(registry).join("hosts.toml"),
+        &config::registry_hosts_toml(registry),
+    )?;
+    let containerd = etc.join("containerd.toml");
+    let sandbox_image = format!("{registry}/{PAUSE_IMAGE}");
+    write(
+        &containerd,
+        &config::containerd_toml(&root.join("containerd"), &certs_d, &cni_dir, &sandbox_image),
+    )?;
+    Ok(containerd)
 }
 
 /// containerd (shims and runc found on its PATH), ready when its socket answers.
