@@ -10,6 +10,8 @@ mod conditions;
 pub mod rules;
 mod schemas;
 mod session;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod time;
 pub mod watch;
 

@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use crds::{DesiredState, WhatsAppSession, WhatsAppSessionSpec};
-use devcluster::testing::wait_for_value;
+use devcluster_testing::wait_for_value;
 use fake_whatsapp::{FakeWhatsApp, Timings};
 use kube::Api;
 use support::terminal_qr::{decode, modules_from_plain, plain_frames};
@@ -77,7 +77,7 @@ async fn qr_draws_the_rotating_qr_until_a_phone_scans_it_and_exits_with_the_phon
     .await
     .expect("the fake starts");
     let tmp = tempfile::tempdir().unwrap();
-    let _agent = Agent::start(
+    let _agent = start_agent(
         c,
         &ns,
         "ventas",

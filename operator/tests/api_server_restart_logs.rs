@@ -12,21 +12,21 @@
 //! `WA_OUTAGE_TEST_POD_CIDR` (default 10.244.249.0/24). `wa-hub` is taken from beside
 //! `wa-operator` (both built by `cargo test --workspace`).
 
-mod support;
-
+use crds::testing::{
+    condition, create as create_session, install_crd, set_desired_state, wait_ready,
+};
+use devcluster_testing::operator::Operator;
+use devcluster_testing::{
+    TestCluster, free_port, http_get, own_cluster, own_state_dir, release_program, wait_for_named,
+};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use crds::WhatsAppSession;
-use devcluster::control;
-use devcluster::testing::{TestCluster, free_port, own_cluster, own_state_dir, wait_for_named};
 use kube::Api;
 
 use serde_json::{Value, json};
-use support::{
-    Operator, condition, create_session, http_get, install_crd, set_desired_state, wait_ready,
-};
 
 const WAIT: Duration = Duration::from_secs(120);
 /// A watch's own back-off after the restart's failures included (a few seconds), well below the
@@ -42,12 +42,7 @@ struct Hub {
 
 impl Hub {
     async fn start(cluster: &TestCluster, ns: &str, envs: &[(&str, &str)], dir: &Path) -> Hub {
-        let exe = Path::new(env!("CARGO_BIN_EXE_wa-operator")).with_file_name("wa-hub");
-        assert!(
-            exe.is_file(),
-            "{} missing: run the tests with `cargo test --workspace`",
-            exe.display()
-        );
+        let exe = release_program("wa-hub");
         let secret = dir.join("jwt-secret");
         std::fs::write(&secret, "a-secret-of-at-least-thirty-two-bytes!!\n").expect("secret");
         let (port, metrics) = (free_port(), free_port());
@@ -84,7 +79,7 @@ impl Hub {
     /// `/health` 200: the hub's watch of the sessions is live.
     async fn wait_live(&self) {
         wait_for_named("the hub's /health 200", WAIT, || async {
-            http_get("127.0.0.1", self.port, "/health")
+            http_get(format!("127.0.0.1:{}", self.port), "/health")
                 .await
                 .is_some_and(|(code, _)| code == 200)
         })
@@ -121,9 +116,7 @@ fn lines_with(log: &str, text: &str) -> Vec<Value> {
 
 async fn restart(cluster: &TestCluster, component: &str, kill: bool) {
     let started = std::time::Instant::now();
-    let reply = control::restart(&cluster.state_dir(), component, kill)
-        .await
-        .unwrap_or_else(|e| panic!("devcluster restart {component}: {e}"));
+    let reply = cluster.restart(component, kill).await;
     eprintln!(
         "{component} back after {:.1} s: {}",
         started.elapsed().as_secs_f64(),

@@ -7,14 +7,20 @@
 //! A test binary of its own: it swaps the cluster-wide CRD, which no other test may see half
 //! done, and cargo runs test binaries one after another. The current CRD is put back even when
 //! an assertion fails.
-mod support;
+#[path = "support/crd.rs"]
+mod crd;
 
+use crd::{CHART_CRD, RestoreCurrentCrd, install_old_crd_as_helm};
 use crds::WhatsAppSession;
-use devcluster::testing::{wait_for_named, wait_for_value};
+use crds::testing::{
+    GONE_TIMEOUT, READY_TIMEOUT, condition, manifest as session_manifest, set_desired_state,
+    wait_ready,
+};
+use devcluster_testing::operator::Operator;
+use devcluster_testing::{wait_for_named, wait_for_value};
 use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
-use support::*;
 
 /// A session as a DynamicObject, so specs the typed struct would reshape are sent as written.
 fn dynamic(name: &str, spec: Value) -> DynamicObject {
@@ -44,7 +50,7 @@ async fn claims_accepted(api: &Api<DynamicObject>) -> Result<(), String> {
     }
 }
 
-fn kubectl(cluster: &devcluster::testing::TestCluster, args: &[&str]) -> std::process::Output {
+fn kubectl(cluster: &devcluster_testing::TestCluster, args: &[&str]) -> std::process::Output {
     std::process::Command::new("kubectl")
         .arg("--kubeconfig")
         .arg(cluster.kubeconfig())
@@ -55,7 +61,7 @@ fn kubectl(cluster: &devcluster::testing::TestCluster, args: &[&str]) -> std::pr
 
 #[tokio::test]
 async fn crd_upgrade_from_the_first_release_keeps_sessions_and_the_operator_reconciles_them() {
-    let cluster = devcluster::testing::cluster().await;
+    let cluster = devcluster_testing::cluster().await;
     let client = cluster.client();
     let _restore = RestoreCurrentCrd(cluster.kubeconfig());
     let ns = cluster.namespace("crd-upgrade").await;

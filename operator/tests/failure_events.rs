@@ -2,18 +2,19 @@
 //! gets a readable Warning Event, repeated failures do not multiply it, and every line logged
 //! within a reconcile names the session (its tracing span). Real `wa-operator`, real control
 //! plane; the refusal comes from a real ResourceQuota.
-// The shared helpers re-export more than this suite uses.
-#[allow(unused_imports)]
+
 mod support;
 
 use crds::WhatsAppSession;
-use devcluster::testing::{wait_for_named, wait_for_value};
+use crds::testing::{READY_TIMEOUT, create as create_session};
+use devcluster_testing::operator::Operator;
+use devcluster_testing::{events_for, wait_for_named, wait_for_value};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, ResourceQuota};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
-use support::*;
+use support::setup;
 
 async fn failure_events(client: &Client, ns: &str, name: &str) -> Vec<Event> {
     events_for(client, ns, name)

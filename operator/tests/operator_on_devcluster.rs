@@ -2,10 +2,16 @@
 //! binary with the devcluster test program standing in for the session agent.
 mod support;
 
+use crds::testing::{
+    GONE_TIMEOUT, READY_TIMEOUT, condition, create as create_session, manifest as session_manifest,
+    session_pods, set_desired_state, wait_ready,
+};
+use devcluster_testing::operator::Operator;
+use devcluster_testing::{events_for, http_get, wait_for_named, wait_for_value};
 use std::time::{Duration, Instant};
+use support::setup;
 
 use crds::WhatsAppSession;
-use devcluster::testing::{wait_for_named, wait_for_value};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, ServiceAccount};
@@ -15,7 +21,6 @@ use kube::api::{
 };
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
-use support::*;
 
 fn assert_child<K: Resource>(child: &K, session: &WhatsAppSession) {
     let meta = child.meta();
@@ -123,7 +128,7 @@ async fn apply_gives_children_ready_pod_then_stop_and_start() {
         .as_ref()
         .and_then(|s| s.pod_ip.clone())
         .expect("pod ip");
-    let (code, env) = http_get(&ip, 8080, "/env")
+    let (code, env) = http_get(format!("{ip}:8080"), "/env")
         .await
         .expect("GET /env from the pod");
     assert_eq!(code, 200);
@@ -132,7 +137,7 @@ async fn apply_gives_children_ready_pod_then_stop_and_start() {
     assert_eq!(env["WA_SESSION_NAMESPACE"], ns.as_str());
     assert_eq!(env["WA_DATA_DIR"], "/data");
     assert_eq!(env["WA_URL"], "https://web.whatsapp.com/");
-    let (_, proc_status) = http_get(&ip, 8080, "/read?path=/proc/self/status")
+    let (_, proc_status) = http_get(format!("{ip}:8080"), "/read?path=/proc/self/status")
         .await
         .expect("read /proc/self/status");
     let uid_line = proc_status
@@ -143,7 +148,7 @@ async fn apply_gives_children_ready_pod_then_stop_and_start() {
         uid_line.split_whitespace().skip(1).all(|u| u == "1000"),
         "{uid_line}"
     );
-    let (code, body) = http_get(&ip, 8080, "/write?path=/data/probe&data=profile")
+    let (code, body) = http_get(format!("{ip}:8080"), "/write?path=/data/probe&data=profile")
         .await
         .expect("write /data");
     assert_eq!(code, 200, "{body}");
@@ -200,7 +205,7 @@ async fn apply_gives_children_ready_pod_then_stop_and_start() {
         .as_ref()
         .and_then(|s| s.pod_ip.clone())
         .expect("pod ip");
-    let (code, body) = http_get(&ip, 8080, "/read?path=/data/probe")
+    let (code, body) = http_get(format!("{ip}:8080"), "/read?path=/data/probe")
         .await
         .expect("read /data");
     assert_eq!((code, body.as_str()), (200, "profile"));
@@ -769,7 +774,7 @@ fn schema_fields(path: &str, schema: &serde_json::Value, out: &mut Vec<(String, 
 }
 
 async fn can_i(
-    cluster: &devcluster::testing::TestCluster,
+    cluster: &devcluster_testing::TestCluster,
     ns: &str,
     sa: &str,
     args: &[&str],
@@ -837,17 +842,16 @@ async fn session_service_account_has_least_privilege() {
         .expect("pod");
     let ip = pod.status.and_then(|s| s.pod_ip).expect("ip");
     let base = format!("/apis/whatsapp.leadmaster.io/v1alpha1/namespaces/{ns}/whatsappsessions");
-    let (code, body) = http_get(&ip, 8080, &format!("/kube?path={base}/one"))
+    let (code, body) = http_get(format!("{ip}:8080"), &format!("/kube?path={base}/one"))
         .await
         .expect("kube get own");
     assert_eq!(code, 200, "{body}");
-    let (code, _) = http_get(&ip, 8080, &format!("/kube?path={base}/two"))
+    let (code, _) = http_get(format!("{ip}:8080"), &format!("/kube?path={base}/two"))
         .await
         .expect("kube get other");
     assert_eq!(code, 403);
     let (code, _) = http_get(
-        &ip,
-        8080,
+        format!("{ip}:8080"),
         &format!("/kube?path=/api/v1/namespaces/{ns}/secrets"),
     )
     .await
@@ -1086,7 +1090,7 @@ async fn the_lease_is_owned_by_the_holders_pod_and_goes_with_it() {
     let (cluster, client, ns) = setup("op-leaseown").await;
     // A Pod object standing for the operator's own (the operator runs as a host process here).
     let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), &ns);
-    let image = stand_in_image(cluster).await;
+    let image = cluster.test_pod_image().await;
     let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": { "name": "wa-operator-0" },
@@ -1217,7 +1221,7 @@ async fn an_agent_killed_without_a_word_is_not_left_connected() {
         .as_ref()
         .and_then(|s| s.pod_ip.clone())
         .expect("pod ip");
-    http_get(&ip, 8080, "/exit?code=137").await;
+    http_get(format!("{ip}:8080"), "/exit?code=137").await;
 
     let stopped = wait_for_value("the CR to stop saying connected", READY_TIMEOUT, || async {
         let s = api.get_opt("k1").await.ok().flatten()?;

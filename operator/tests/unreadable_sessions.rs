@@ -13,18 +13,24 @@
 //!
 //! A test binary of its own: it swaps the cluster-wide CRD (see crd_upgrade.rs); the current
 //! CRD is put back even when an assertion fails.
-mod support;
+#[path = "support/crd.rs"]
+mod crd;
 
+use crd::{RestoreCurrentCrd, install_old_crd_as_helm};
+use crds::testing::{GONE_TIMEOUT, READY_TIMEOUT, condition, manifest as session_manifest};
+use devcluster_testing::metrics::metric_value;
+use devcluster_testing::operator::Operator;
+use devcluster_testing::{
+    TestCluster, events_for, free_port, http, http_get, wait_for_named, wait_for_value,
+};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
 use crds::WhatsAppSession;
-use devcluster::testing::{TestCluster, free_port, sessions, wait_for_named, wait_for_value};
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
-use support::*;
 
 const BAD_TIME: &str = "9999-12-31T23:59:59Z";
 const PASSWORD: &str = "unreadable-test-password";
@@ -43,7 +49,7 @@ struct Hub {
 
 impl Hub {
     async fn start(cluster: &TestCluster, ns: &str, dir: &std::path::Path) -> Hub {
-        let program = devcluster::testing::release_program("wa-hub");
+        let program = devcluster_testing::release_program("wa-hub");
         let hash = {
             let mut child = tokio::process::Command::new(&program)
                 .arg("hash-password")
@@ -89,7 +95,7 @@ impl Hub {
     ) -> Hub {
         let (port, metrics_port) = (free_port(), free_port());
         let file = std::fs::File::create(&log).expect("hub log");
-        let child = tokio::process::Command::new(devcluster::testing::release_program("wa-hub"))
+        let child = tokio::process::Command::new(devcluster_testing::release_program("wa-hub"))
             .args(["--namespace", ns, "--users-file"])
             .arg(&users)
             .arg("--jwt-secret-file")
@@ -144,7 +150,7 @@ impl Hub {
     }
 
     async fn health(&self) -> Option<u16> {
-        http_get("127.0.0.1", self.port, "/health")
+        http_get(format!("127.0.0.1:{}", self.port), "/health")
             .await
             .map(|(c, _)| c)
     }
@@ -153,9 +159,8 @@ impl Hub {
         let body = json!({"username": "admin", "password": PASSWORD}).to_string();
         let (code, answer) = wait_for_value("a hub login", Duration::from_secs(30), || async {
             http(
-                "127.0.0.1",
-                self.port,
                 "POST",
+                format!("127.0.0.1:{}", self.port),
                 "/api/auth/login",
                 &[],
                 Some(&body),
@@ -172,9 +177,8 @@ impl Hub {
     async fn listed(&self, token: &str) -> Option<Vec<String>> {
         let auth = format!("Bearer {token}");
         let (code, body) = http(
-            "127.0.0.1",
-            self.port,
             "GET",
+            format!("127.0.0.1:{}", self.port),
             "/api/session-manager/sessions",
             &[("Authorization", &auth)],
             None,
@@ -196,9 +200,8 @@ impl Hub {
     async fn get_session(&self, token: &str, id: &str) -> Option<u16> {
         let auth = format!("Bearer {token}");
         http(
-            "127.0.0.1",
-            self.port,
             "GET",
+            format!("127.0.0.1:{}", self.port),
             &format!("/api/session-manager/sessions/{id}"),
             &[("Authorization", &auth)],
             None,
@@ -208,7 +211,7 @@ impl Hub {
     }
 
     async fn metric(&self, name: &str) -> Option<f64> {
-        let (_, text) = http_get("127.0.0.1", self.metrics_port, "/metrics").await?;
+        let (_, text) = http_get(format!("127.0.0.1:{}", self.metrics_port), "/metrics").await?;
         metric_value(&text, name)
     }
 }
@@ -326,7 +329,7 @@ fn unparsable_line(log: &str) -> Option<Value> {
 
 #[tokio::test]
 async fn an_unreadable_session_is_reported_and_the_others_are_still_served() {
-    let cluster = devcluster::testing::cluster().await;
+    let cluster = devcluster_testing::cluster().await;
     let client = cluster.client();
     let _restore = RestoreCurrentCrd(cluster.kubeconfig());
     let ns = cluster.namespace("unreadable").await;
@@ -367,7 +370,7 @@ async fn an_unreadable_session_is_reported_and_the_others_are_still_served() {
     }
 
     // 2. The CRD upgrade: new writes of such a time are refused, the stored one stays.
-    sessions::install_crd(&client).await;
+    crds::testing::install_crd(&client).await;
     let refusal = wait_for_value(
         "the current CRD to be served (a 9999 time refused)",
         READY_TIMEOUT,

@@ -1,11 +1,17 @@
 //! wa-session end to end at the host level: the real agent binary, real Chromium, the fake
 //! WhatsApp Web, and the devcluster API server holding the WhatsAppSession.
 
+#[path = "support/devices.rs"]
+mod devices;
 mod support;
 
 use std::time::Duration;
 
+use crds::testing::{request, reset_status, status, wait_status};
 use crds::{ConditionType, QrStatus, SessionState, error_codes};
+use devcluster_testing::agent::{Agent, AgentOpts, AgentProgram};
+use devcluster_testing::chromium::{chromium_kind, chromium_pids, cmdline};
+use devices::fake_devices;
 use fake_whatsapp::Generation;
 use support::*;
 
@@ -25,7 +31,7 @@ fn authenticated(s: &crds::WhatsAppSessionStatus) -> Option<String> {
 /// One test's world: a fresh namespace holding the CR `s1`, the fake WhatsApp Web, and a data
 /// directory for the agent's profile.
 struct Fixture {
-    c: &'static devcluster::testing::TestCluster,
+    c: &'static devcluster_testing::TestCluster,
     ns: String,
     api: kube::Api<crds::WhatsAppSession>,
     fake: fake_whatsapp::FakeWhatsApp,
@@ -66,37 +72,40 @@ impl Fixture {
         self.tmp.path().join("data")
     }
 
-    /// Starts the agent for `s1` with the admin kubeconfig, by `start` (`Agent::start` or
-    /// `Agent::start_pod`).
-    fn start_with(&self, start: fn(AgentOpts<'_>) -> Agent) -> Agent {
+    /// Starts the agent for `s1` with the admin kubeconfig, by `start` (`AgentProgram::start`
+    /// or `AgentProgram::start_pod`).
+    fn start_with(&self, start: fn(&AgentProgram, AgentOpts<'_>) -> Agent) -> Agent {
         self.start_env(start, vec![])
     }
 
     /// As [`Self::start_with`], with more environment for the agent.
     fn start_env(
         &self,
-        start: fn(AgentOpts<'_>) -> Agent,
+        start: fn(&AgentProgram, AgentOpts<'_>) -> Agent,
         extra_env: Vec<(&'static str, String)>,
     ) -> Agent {
         let data = self.data();
-        start(AgentOpts {
-            ns: &self.ns,
-            name: "s1",
-            url: &self.fake.url(),
-            data_dir: &data,
-            kubeconfig: self.c.kubeconfig(),
-            extra_env,
-        })
+        start(
+            &wa_session(),
+            AgentOpts {
+                ns: &self.ns,
+                name: "s1",
+                url: &self.fake.url(),
+                data_dir: &data,
+                kubeconfig: self.c.kubeconfig(),
+                extra_env,
+            },
+        )
     }
 
     /// Starts the agent for `s1` with the admin kubeconfig.
     fn agent(&self) -> Agent {
-        self.start_with(Agent::start)
+        self.start_with(AgentProgram::start)
     }
 
     /// As [`Self::agent`], the agent in a process group of its own, as in a pod.
     fn pod_agent(&self) -> Agent {
-        self.start_with(Agent::start_pod)
+        self.start_with(AgentProgram::start_pod)
     }
 
     /// Starts an agent and links it by scanning the QR it published.
@@ -116,7 +125,7 @@ impl Fixture {
         extra_env: Vec<(&'static str, String)>,
     ) -> (Self, Agent) {
         let f = Self::new_in(prefix, g).await;
-        let agent = f.start_env(Agent::start, extra_env);
+        let agent = f.start_env(AgentProgram::start, extra_env);
         let s = wait_status(&f.api, "s1", "first QR", T, |s| s.qr.is_some()).await;
         scan(&f.fake.url(), s.qr.as_deref().expect("qr")).await;
         let s = wait_status(&f.api, "s1", "connected", T, |s| {
@@ -748,7 +757,7 @@ impl Recorder {
         within: Duration,
         pred: impl Fn(&crds::WhatsAppSessionStatus) -> bool,
     ) -> tokio::time::Instant {
-        devcluster::testing::wait_for_value(what, within, || {
+        devcluster_testing::wait_for_value(what, within, || {
             let found = self
                 .seen()
                 .into_iter()
@@ -1019,7 +1028,7 @@ async fn session_credentials_cannot_touch_another_sessions_cr() {
     let fake = fake(Duration::from_secs(20), Duration::from_secs(20), 6).await;
     // A's credentials pointed at B: refused, reported, and B untouched.
     let b_data = tmp.path().join("b");
-    let mut agent_b = Agent::start(AgentOpts {
+    let mut agent_b = wa_session().start(AgentOpts {
         ns: &ns,
         name: "b",
         url: &fake.url(),
@@ -1089,7 +1098,7 @@ async fn session_credentials_cannot_touch_another_sessions_cr() {
     }
 
     // The same credentials do work for A (so the refusal above is about B, not a broken token).
-    let agent_a = Agent::start(AgentOpts {
+    let agent_a = wa_session().start(AgentOpts {
         ns: &ns,
         name: "a",
         url: &fake.url(),

@@ -2,13 +2,18 @@
 //! binary, real Chromium, the fake WhatsApp Web (which keeps its login in IndexedDB, like the
 //! real page) and the devcluster API server holding the WhatsAppSession.
 
+#[path = "support/devices.rs"]
+mod devices;
 mod support;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crds::testing::{request, wait_status};
 use crds::{ConditionType, QrStatus, SessionState, error_codes};
-use devcluster::testing::{TestCluster, wait_for_named};
+use devcluster_testing::agent::{Agent, AgentOpts};
+use devcluster_testing::{TestCluster, wait_for_named};
+use devices::fake_devices;
 use support::*;
 
 const T: Duration = Duration::from_secs(60);
@@ -52,7 +57,7 @@ impl Fixture {
 
     fn agent(&self) -> Agent {
         let data = self.data();
-        Agent::start(AgentOpts {
+        wa_session().start(AgentOpts {
             ns: &self.ns,
             name: "s1",
             url: &self.fake.url(),

@@ -10,6 +10,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use crds::SessionState;
+use crds::testing::reset_status;
+use devcluster_testing::agent::AgentOpts;
+use devcluster_testing::chromium::{chromium_kind, pss_kb, rss_kb, uss_kb};
 use support::*;
 
 const T: Duration = Duration::from_secs(60);
@@ -126,7 +129,8 @@ async fn agent_figures() {
         let name = format!("q{i}");
         let api = create_session(c, &ns, &name).await;
         let started = Instant::now();
-        let (_tmp, agent) = start_on_empty_profile(c, &ns, &name, &fake.url(), production_poll());
+        let (_tmp, agent) =
+            wa_session().start_on_empty_profile(c, &ns, &name, &fake.url(), production_poll());
         let deadline = Instant::now() + T;
         loop {
             if api
@@ -158,7 +162,7 @@ async fn agent_figures() {
         kubeconfig: c.kubeconfig(),
         extra_env: bench_env(),
     };
-    let mut agent = Agent::start_pod(opts());
+    let mut agent = wa_session().start_pod(opts());
     poll_until(&api, |s| s.qr.is_some()).await;
     let qr = api
         .get("s1")
@@ -180,7 +184,7 @@ async fn agent_figures() {
         reset_status(&api, "s1").await;
         let started = Instant::now();
         let wall = std::time::SystemTime::now();
-        agent = Agent::start_pod(opts());
+        agent = wa_session().start_pod(opts());
         poll_until(&api, |s| s.status == Some(SessionState::Connected)).await;
         restore.push(started.elapsed());
         let mut run = steps(&agent.log_text(), wall);
@@ -191,7 +195,7 @@ async fn agent_figures() {
 
     // 3. Memory of agent + Chromium while connected and idle (10 s after a settle period):
     // peak RSS (shared pages counted once per process, as the 864 MB figure of the first
-    // report), and PSS and USS at the end (see support::pss_kb / uss_kb).
+    // report), and PSS and USS at the end (see devcluster_testing::chromium::pss_kb / uss_kb).
     tokio::time::sleep(Duration::from_secs(5)).await;
     let agent_pid = agent.child.id().expect("running");
     let mut peak = 0;
@@ -299,7 +303,8 @@ async fn hang_recovery_figures() {
             let api = create_session(c, &ns, &name).await;
             let mut extra_env = production_poll();
             extra_env.extend(env.iter().cloned());
-            let (_tmp, agent) = start_on_empty_profile(c, &ns, &name, &fake.url(), extra_env);
+            let (_tmp, agent) =
+                wa_session().start_on_empty_profile(c, &ns, &name, &fake.url(), extra_env);
             let status = |api: kube::Api<crds::WhatsAppSession>, name: String| async move {
                 api.get(&name).await.ok().and_then(|cr| cr.status)
             };

@@ -12,8 +12,11 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crds::testing::status;
 use crds::{QrStatus, SessionState, error_codes};
-use devcluster::testing::free_port;
+use devcluster_testing::agent::Agent;
+use devcluster_testing::chromium::{chromium_kind, cmdline};
+use devcluster_testing::free_port;
 use support::*;
 
 const T: Duration = Duration::from_secs(60);
@@ -151,7 +154,7 @@ impl Behind {
         let api = create_session(c, &ns, "s1").await;
         let mut env = proxy_env(&proxy, credentials);
         env.extend(extra_env);
-        let (tmp, agent) = start_on_empty_profile(c, &ns, "s1", &fake.url(), env);
+        let (tmp, agent) = wa_session().start_on_empty_profile(c, &ns, "s1", &fake.url(), env);
         Self {
             proxy,
             fake,

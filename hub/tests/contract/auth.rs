@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use devcluster::testing::wait_for_value;
+use devcluster_testing::wait_for_value;
 use jsonwebtoken::{Algorithm, Header};
 use serde_json::{Value, json};
 

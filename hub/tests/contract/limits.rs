@@ -88,7 +88,7 @@ async fn metric(hub: &HubProc, series: &str) -> u64 {
 }
 
 async fn wait_open_connections(hub: &HubProc, n: u64) {
-    devcluster::testing::wait_for_value(
+    devcluster_testing::wait_for_value(
         &format!("{n} open connections"),
         Duration::from_secs(30),
         || async { (metric(hub, "wa_hub_connections_open").await == n).then_some(()) },

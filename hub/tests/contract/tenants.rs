@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crds::WhatsAppSession;
-use devcluster::testing::wait_for_value;
+use devcluster_testing::wait_for_value;
 use kube::Api;
 use serde_json::{Value, json};
 
@@ -205,9 +205,8 @@ async fn tenant_isolation_matrix() {
 /// sessions the caller may see.
 #[tokio::test]
 async fn names_resolve_among_visible_sessions_of_claimed_namespaces() {
-    use devcluster::testing::sessions;
     let e = env("hub-claims").await;
-    let cluster = devcluster::testing::cluster().await;
+    let cluster = devcluster_testing::cluster().await;
     // Tenants of this test only: other tests' sessions are served by this hub too.
     let suffix = &e.ns[e.ns.len() - 6..];
     let (acme, globex) = (format!("acme-{suffix}"), format!("globex-{suffix}"));
@@ -217,16 +216,16 @@ async fn names_resolve_among_visible_sessions_of_claimed_namespaces() {
         cluster.namespace("hub-claims-x").await,
     );
     let api = |ns: &str| Api::<WhatsAppSession>::namespaced(e.client.clone(), ns);
-    sessions::create(
+    crds::testing::create(
         &api(&own_ns),
         "ventas",
         json!({"tenant": acme, "displayName": "Ventas"}),
     )
     .await;
-    sessions::create(&api(&other_ns), "ventas", json!({"tenant": globex})).await;
+    crds::testing::create(&api(&other_ns), "ventas", json!({"tenant": globex})).await;
     // The attacker's namespace claims its own tenant only; the planted session names acme's.
-    sessions::claim_tenant(&e.client, &attacker_ns, "attacker").await;
-    let planted: WhatsAppSession = serde_json::from_value(sessions::manifest(
+    crds::testing::claim_tenant(&e.client, &attacker_ns, "attacker").await;
+    let planted: WhatsAppSession = serde_json::from_value(crds::testing::manifest(
         "ventas",
         json!({"tenant": acme, "displayName": "Ventas", "desiredState": "Stopped"}),
     ))
@@ -322,7 +321,7 @@ async fn names_resolve_among_visible_sessions_of_claimed_namespaces() {
     // The claim is the trust anchor: once a cluster admin labels the attacker's namespace for
     // acme, its session is acme's too (and the name becomes ambiguous for acme); unlabelled
     // again, it is gone.
-    sessions::claim_tenant(&e.client, &attacker_ns, &acme).await;
+    crds::testing::claim_tenant(&e.client, &attacker_ns, &acme).await;
     wait_for_value(
         "the claimed session listed",
         Duration::from_secs(20),
@@ -337,7 +336,7 @@ async fn names_resolve_among_visible_sessions_of_claimed_namespaces() {
         409,
         "CONFLICT",
     );
-    sessions::unclaim_tenant(&e.client, &attacker_ns, &acme).await;
+    crds::testing::unclaim_tenant(&e.client, &attacker_ns, &acme).await;
     wait_for_value(
         "the unclaimed session gone",
         Duration::from_secs(20),

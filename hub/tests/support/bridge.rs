@@ -130,11 +130,6 @@ impl Bridge {
         m["data"].clone()
     }
 
-    pub async fn emit(&mut self, c: &str, event: &str, data: Value) {
-        self.send(json!({"op": "emit", "client": c, "event": event, "data": data}))
-            .await;
-    }
-
     /// Emit and wait for the ack payload.
     pub async fn emit_ack(&mut self, c: &str, event: &str, data: Value) -> Value {
         let req = self.emit_req(c, event, data).await;

@@ -1,7 +1,6 @@
 //! Test support: a `wa-hub` process on the devcluster, the Node bridge to the real
 //! socket.io-client, token minting, and kube helpers that play the agent (the CRD, sessions,
-//! ports and waits are `devcluster::testing`'s, shared with the operator and agent suites).
-#![allow(dead_code)]
+//! ports and waits are `devcluster_testing`'s, shared with the operator and agent suites).
 
 pub mod bridge;
 pub mod proxy;
@@ -11,7 +10,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use crds::{WhatsAppSession, managers};
-use devcluster::testing::{free_port, sessions, wait_for_value};
+use devcluster_testing::{free_port, wait_for_value};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
@@ -34,9 +33,9 @@ pub struct Env {
 
 /// The devcluster with the CRD installed, and a fresh namespace `<prefix>-…`.
 pub async fn env(prefix: &str) -> Env {
-    let cluster = devcluster::testing::cluster().await;
+    let cluster = devcluster_testing::cluster().await;
     let client = cluster.client();
-    sessions::install_crd(&client).await;
+    crds::testing::install_crd(&client).await;
     let ns = cluster.namespace(prefix).await;
     Env {
         client,
@@ -50,7 +49,7 @@ impl Env {
     /// Creates session `name` of `tenant` in the test's namespace.
     pub async fn session(&self, name: &str, tenant: &str) -> WhatsAppSession {
         let api: Api<WhatsAppSession> = Api::namespaced(self.client.clone(), &self.ns);
-        sessions::create(&api, name, json!({ "tenant": tenant })).await
+        crds::testing::create(&api, name, json!({ "tenant": tenant })).await
     }
 
     /// Labels the test's namespace with the claim of `tenant`, which the hub requires before

@@ -30,7 +30,7 @@ impl ApiProxy {
             .expect("https server")
             .trim_end_matches('/');
         let upstream: SocketAddr = hostport.parse().expect("server is ip:port");
-        let port = devcluster::testing::free_port();
+        let port = devcluster_testing::free_port();
         let mut p = ApiProxy {
             port,
             upstream,

@@ -1,7 +1,6 @@
 //! What the devcluster tests of the plugin share: the CRD, sessions, the plugin binary run as a
 //! user runs it, the real session agent (`wa-session`, release build) as a host process with
 //! real Chromium, and kubeconfigs of users without rights.
-#![allow(dead_code)]
 
 pub mod terminal_qr;
 
@@ -10,15 +9,16 @@ use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use crds::{WhatsAppSession, WhatsAppSessionSpec};
-use devcluster::testing::{TestCluster, release_program, sessions};
+use devcluster_testing::agent::{Agent, AgentOpts, AgentProgram};
+use devcluster_testing::{TestCluster, release_program};
 use kube::Api;
 use serde_json::Value;
 
 pub const PLUGIN: &str = env!("CARGO_BIN_EXE_kubectl-whatsapp");
 
 pub async fn cluster() -> &'static TestCluster {
-    let c = devcluster::testing::cluster().await;
-    sessions::install_crd(&c.client()).await;
+    let c = devcluster_testing::cluster().await;
+    crds::testing::install_crd(&c.client()).await;
     c
 }
 
@@ -41,7 +41,7 @@ pub async fn create_session(
 ) -> Api<WhatsAppSession> {
     let api: Api<WhatsAppSession> = Api::namespaced(c.client(), ns);
     let spec = serde_json::to_value(spec).expect("the spec as JSON");
-    sessions::create(&api, name, spec).await;
+    crds::testing::create(&api, name, spec).await;
     api
 }
 
@@ -94,78 +94,31 @@ pub async fn through_kubectl(kubeconfig: &Path, lang: &str, args: &[&str]) -> Ou
         .expect("run kubectl whatsapp")
 }
 
-/// The real session agent for `ns/name` against `fake_url`, with the admin kubeconfig (in a
-/// pod it has its own ServiceAccount; what it writes is the same). Killed, with its Chromium,
-/// when dropped.
-pub struct Agent {
-    child: tokio::process::Child,
-    profile: PathBuf,
-    pub log: PathBuf,
-}
-
-impl Agent {
-    pub fn start(
-        c: &TestCluster,
-        ns: &str,
-        name: &str,
-        fake_url: &str,
-        data_dir: &Path,
-        qr_ttl: &str,
-    ) -> Agent {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
-        let log = data_dir.with_extension("agent.log");
-        let file = std::fs::File::create(&log).expect("agent log");
-        let mut cmd = tokio::process::Command::new(release_program("wa-session"));
-        cmd.env("WA_SESSION_NAME", name)
-            .env("WA_SESSION_NAMESPACE", ns)
-            .env("WA_URL", fake_url)
-            .env("WA_DATA_DIR", data_dir)
-            .env("WA_HTTP_ADDR", format!("127.0.0.1:{port}"))
-            .env("KUBECONFIG", c.kubeconfig())
-            // the lifetimes the fake gives its QRs, for qrExpiresAt
-            .env("WA_QR_FIRST_TTL", qr_ttl)
-            .env("WA_QR_NEXT_TTL", qr_ttl)
-            .env("WA_POLL_INTERVAL", "200ms")
-            .env("RUST_LOG", "info")
-            .stdout(file.try_clone().expect("dup log"))
-            .stderr(file)
-            .kill_on_drop(true);
-        let child = cmd.spawn().expect("spawn wa-session");
-        eprintln!("agent log: {}", log.display());
-        Agent {
-            child,
-            profile: data_dir.join("profile"),
-            log,
-        }
-    }
-}
-
-/// An agent killed by `kill_on_drop` leaves its Chromium behind on a host: kill the processes
-/// using its profile too.
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-        let needle = format!("--user-data-dir={}", self.profile.display());
-        let Ok(dir) = std::fs::read_dir("/proc") else {
-            return;
-        };
-        for e in dir.flatten() {
-            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-                continue;
-            };
-            let uses = std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| c.split(|b| *b == 0).any(|a| a == needle.as_bytes()))
-                .unwrap_or(false);
-            if uses {
-                let _ = std::process::Command::new("kill")
-                    .args(["-9", &pid.to_string()])
-                    .status();
-            }
-        }
-    }
+/// The real session agent (release build) for `ns/name` against `fake_url`, with the admin
+/// kubeconfig and QRs living `qr_ttl` (the lifetimes the fake gives them, for qrExpiresAt).
+pub fn start_agent(
+    c: &TestCluster,
+    ns: &str,
+    name: &str,
+    fake_url: &str,
+    data_dir: &Path,
+    qr_ttl: &str,
+) -> Agent {
+    let wa_session = AgentProgram {
+        program: release_program("wa-session"),
+        env: vec![],
+    };
+    wa_session.start(AgentOpts {
+        ns,
+        name,
+        url: fake_url,
+        data_dir,
+        kubeconfig: c.kubeconfig(),
+        extra_env: vec![
+            ("WA_QR_FIRST_TTL", qr_ttl.to_string()),
+            ("WA_QR_NEXT_TTL", qr_ttl.to_string()),
+        ],
+    })
 }
 
 /// A kubeconfig for ServiceAccount `ns/sa` (a token from the TokenRequest API, the cluster's
@@ -197,10 +150,6 @@ pub async fn service_account_kubeconfig(
     let path = dir.join(format!("{sa}.kubeconfig"));
     std::fs::write(&path, config.to_string()).expect("write kubeconfig");
     path
-}
-
-pub fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 pub fn stderr(o: &Output) -> String {

@@ -1,6 +1,6 @@
-//! Reading a QR back from what the plugin printed: the half-block characters (or ANSI colours)
-//! turned into modules, the modules into a picture, the picture through a real QR decoder
-//! (rqrr), as a phone's camera would see the terminal.
+//! Reading a QR back from what the plugin printed: the half-block characters (ANSI colours:
+//! tests/render.rs) turned into modules, the modules into a picture, the picture through a real
+//! QR decoder (rqrr), as a phone's camera would see the terminal.
 
 /// Dark modules, row by row, from plain half-block lines (`invert: false` = blocks are light).
 pub fn modules_from_plain(lines: &[String], invert: bool) -> Vec<Vec<bool>> {
@@ -17,42 +17,6 @@ pub fn modules_from_plain(lines: &[String], invert: bool) -> Vec<Vec<bool>> {
             // a drawn half is light unless inverted
             top.push(upper == invert);
             bottom.push(lower == invert);
-        }
-        rows.push(top);
-        rows.push(bottom);
-    }
-    rows
-}
-
-/// Dark modules from ANSI lines: each `▀` is foreground (upper) over background (lower).
-pub fn modules_from_ansi(lines: &[String]) -> Vec<Vec<bool>> {
-    let mut rows = Vec::new();
-    for line in lines {
-        let (mut top, mut bottom) = (Vec::new(), Vec::new());
-        let (mut fg_dark, mut bg_dark) = (false, false);
-        let mut chars = line.chars().peekable();
-        while let Some(c) = chars.next() {
-            if c == '\x1b' {
-                let mut code = String::new();
-                for d in chars.by_ref() {
-                    if d == 'm' {
-                        break;
-                    }
-                    code.push(d);
-                }
-                for part in code.trim_start_matches('[').split(';') {
-                    match part {
-                        "30" => fg_dark = true,
-                        "97" => fg_dark = false,
-                        "40" => bg_dark = true,
-                        "107" => bg_dark = false,
-                        _ => {}
-                    }
-                }
-            } else if c == '▀' {
-                top.push(fg_dark);
-                bottom.push(bg_dark);
-            }
         }
         rows.push(top);
         rows.push(bottom);

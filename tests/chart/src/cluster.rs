@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use devcluster::testing::TestCluster;
+use devcluster_testing::TestCluster;
 use serde_json::{Value, json};
 
 use crate::{PushedImage, PushedImages, run_ok};
@@ -29,24 +29,15 @@ pub fn merge(a: &mut Value, b: &Value) {
     }
 }
 
-/// The release binaries (`make build`), for what the tests run on the host: the hub's
-/// `hash-password` and the fake WhatsApp Web.
-pub fn release_program(name: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("WA_BIN_DIR")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("CARGO_TARGET_DIR").map(|d| PathBuf::from(d).join("release"))
-        })?;
-    Some(dir.join(name)).filter(|p| p.is_file())
-}
-
+/// The release binaries (`make build`) the tests run on the host (the hub's `hash-password`,
+/// the fake WhatsApp Web), or None, saying the test skips, when one is not built.
 pub fn programs_or_skip(test: &str, names: &[&str]) -> Option<Vec<PathBuf>> {
     names
         .iter()
         .map(|n| {
-            let p = release_program(n);
+            let p = devcluster_testing::find_release_program(n);
             if p.is_none() {
-                eprintln!("SKIP {test}: {n} is not built (WA_BIN_DIR / CARGO_TARGET_DIR)");
+                eprintln!("SKIP {test}: {n} is not built (make build; WA_BIN_DIR)");
             }
             p
         })

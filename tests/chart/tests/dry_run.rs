@@ -37,7 +37,7 @@ async fn server_side_dry_run_accepts_the_rendered_chart() {
     let Some(helm) = helm_or_skip("server_side_dry_run_accepts_the_rendered_chart") else {
         return;
     };
-    let cluster = devcluster::testing::cluster().await;
+    let cluster = devcluster_testing::cluster().await;
     let release_ns = cluster.namespace("chart-dry").await;
     let tenant_ns = cluster.namespace("chart-dry-tenant").await;
     // Pod Security `restricted` on the release namespace. Admission enforces it on pods only;

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chart_tests::*;
-use devcluster::testing::{TestCluster, wait_for_value};
+use devcluster_testing::{TestCluster, wait_for_value};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
@@ -588,7 +588,7 @@ async fn helm_install_upgrade_and_uninstall() {
     let Some(helm) = helm_or_skip(test) else {
         return;
     };
-    let cluster = devcluster::testing::cluster().await;
+    let cluster = devcluster_testing::cluster().await;
     let Some(programs) = programs_or_skip(test, &["wa-hub"]) else {
         return;
     };
@@ -679,7 +679,7 @@ async fn helm_install_session_lifecycle_upgrade_and_uninstall() {
     let Some(helm) = helm_or_skip(test) else {
         return;
     };
-    let cluster = devcluster::testing::cluster().await;
+    let cluster = devcluster_testing::cluster().await;
     let Some(programs) = programs_or_skip(test, &["wa-hub", "fake-whatsapp"]) else {
         return;
     };
@@ -885,7 +885,7 @@ async fn hub_memory_stays_bounded_through_hundreds_of_logins() {
     let Some(helm) = helm_or_skip(test) else {
         return;
     };
-    let cluster = devcluster::testing::cluster().await;
+    let cluster = devcluster_testing::cluster().await;
     let Some(programs) = programs_or_skip(test, &["wa-hub"]) else {
         return;
     };

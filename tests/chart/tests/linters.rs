@@ -200,7 +200,7 @@ async fn kubeconform_validates_against_the_cluster_schemas() {
     let Some(bin) = tool_or_skip(test, "kubeconform", "KUBECONFORM_VERSION", "kubeconform") else {
         return;
     };
-    let cluster = devcluster::testing::cluster().await;
+    let cluster = devcluster_testing::cluster().await;
     let out = cluster.kubectl(&["get", "--raw", "/openapi/v2"]).await;
     assert!(
         out.status.success(),

@@ -18,15 +18,8 @@ use std::time::Duration;
 use chart_tests::*;
 use serde_json::Value;
 
-fn bin_dir() -> PathBuf {
-    std::env::var_os("WA_BIN_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("CARGO_TARGET_DIR").map(|d| PathBuf::from(d).join("release")))
-        .unwrap_or_else(|| repo_root().join("target/release"))
-}
-
 fn make(target: &str, demo_dir: &Path) -> std::process::Output {
-    let bin = bin_dir();
+    let bin = devcluster_testing::release_dir();
     Command::new("make")
         .arg("-s")
         .arg(target)
@@ -60,17 +53,15 @@ async fn readme_quick_start_with_the_fake_whatsapp() {
     if helm_or_skip(test).is_none() {
         return;
     }
-    for b in [
+    let built = [
         "devcluster",
         "wa-operator",
         "wa-hub",
         "wa-session",
         "fake-whatsapp",
-    ] {
-        if !bin_dir().join(b).is_file() {
-            eprintln!("SKIP {test}: {} is not built", bin_dir().join(b).display());
-            return;
-        }
+    ];
+    if programs_or_skip(test, &built).is_none() {
+        return;
     }
     // Not under /tmp: session pods mount their own /tmp over it (see tests/scripts/demo.sh).
     let cache = std::env::var_os("WA_CACHE_DIR")

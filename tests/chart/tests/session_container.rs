@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chart_tests::*;
-use devcluster::testing::{TestCluster, wait_for_value};
+use devcluster_testing::{TestCluster, wait_for_value};
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
@@ -324,7 +324,7 @@ async fn security_context_read_from_the_running_session_container() {
     let Some(helm) = helm_or_skip(test) else {
         return;
     };
-    let cluster = devcluster::testing::cluster().await;
+    let cluster = devcluster_testing::cluster().await;
     let Some(programs) = programs_or_skip(test, &["fake-whatsapp"]) else {
         return;
     };
@@ -518,7 +518,7 @@ async fn exceeding_the_session_memory_limit_restarts_the_container_and_restores_
     let Some(helm) = helm_or_skip(test) else {
         return;
     };
-    let cluster = devcluster::testing::cluster().await;
+    let cluster = devcluster_testing::cluster().await;
     let Some(programs) = programs_or_skip(test, &["fake-whatsapp"]) else {
         return;
     };
@@ -652,7 +652,7 @@ async fn kubectl_logs_and_port_forward_reach_the_session_agent() {
     let Some(helm) = helm_or_skip(test) else {
         return;
     };
-    let cluster = devcluster::testing::cluster().await;
+    let cluster = devcluster_testing::cluster().await;
     let Some(programs) = programs_or_skip(test, &["fake-whatsapp"]) else {
         return;
     };

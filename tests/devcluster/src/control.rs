@@ -299,16 +299,11 @@ pub async fn wait_back(component: &str, probes: &Probes, stopped_at: SystemTime)
     loop {
         let (ok, what) = match component {
             "etcd" => (
-                crate::control_plane::plain_get(&probes.etcd, "/health")
-                    .await
-                    .is_some_and(|r| r.contains(r#""health":"true""#))
-                    && crate::control_plane::readyz(&probes.client).await,
+                crate::health::etcd_healthy(&probes.etcd).await
+                    && crate::health::readyz(&probes.client).await,
                 "etcd /health and kube-apiserver /readyz ok",
             ),
-            "kube-apiserver" => (
-                crate::control_plane::readyz(&probes.client).await,
-                "/readyz ok",
-            ),
+            "kube-apiserver" => (crate::health::readyz(&probes.client).await, "/readyz ok"),
             "kubelet" => (
                 lease_renewed_after(&probes.client, stopped_ms).await
                     && crate::daemon::node_is_ready(&probes.client).await,

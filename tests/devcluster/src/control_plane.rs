@@ -2,13 +2,13 @@
 //! kube-scheduler on free loopback ports, each waited for before the next depends on it.
 
 use std::net::{Ipv4Addr, TcpListener};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::binaries::Binaries;
+use crate::health;
 use crate::pki::{self, Pki};
 use crate::process::{Component, ProcessError};
 use crate::state::StateLayout;
@@ -86,43 +86,105 @@ pub async fn start(
     api_qps: Option<u32>,
     cp: &mut ControlPlane,
 ) -> Result<kube::Client, StartError> {
-    let s = |p: &Path| p.display().to_string();
     // phase timings in the daemon log, for tests/devcluster/bench/devcluster-start.sh
     let t0 = std::time::Instant::now();
+    let etcd_url = start_etcd(layout, bins, cp).await?;
+    tracing::info!(secs = t0.elapsed().as_secs_f64(), "etcd healthy");
 
-    // etcd: fresh data every time (tests always start from a clean cluster); fsync off
-    // because the data is throwaway and fsync dominates start-up on slow disks.
+    let api_port = port("kube-apiserver")?;
+    cp.api_port = api_port;
+    let server = format!("https://127.0.0.1:{api_port}");
+    let mut apiserver = spawn(
+        layout,
+        "kube-apiserver",
+        &bins.kube_apiserver,
+        &apiserver_args(layout, pki, host_ip, &etcd_url, api_port),
+    )?;
+    // written while the API server starts
+    let kubeconfigs = write_kubeconfigs(layout, pki, &server)?;
+    let client = admin_client(&layout.kubeconfig())
+        .await
+        .map_err(|e| StartError::new("kube-apiserver", e))?;
+    wait_ready(&mut apiserver, "/readyz not ok after 60 s", || {
+        health::readyz(&client)
+    })
+    .await?;
+    tracing::info!(secs = t0.elapsed().as_secs_f64(), "kube-apiserver ready");
+    cp.components.push(apiserver);
+
+    cp.components.push(spawn(
+        layout,
+        "kube-controller-manager",
+        &bins.kube_controller_manager,
+        &controller_manager_args(pki, &kubeconfigs.controller_manager, api_qps),
+    )?);
+    cp.components.push(spawn(
+        layout,
+        "kube-scheduler",
+        &bins.kube_scheduler,
+        &scheduler_args(&kubeconfigs.scheduler, api_qps),
+    )?);
+    Ok(client)
+}
+
+/// Starts etcd on fresh data and waits until it is healthy; returns its client URL.
+async fn start_etcd(
+    layout: &StateLayout,
+    bins: &Binaries,
+    cp: &mut ControlPlane,
+) -> Result<String, StartError> {
+    // Fresh data every time: tests always start from a clean cluster.
     let etcd_dir = layout.etcd_dir();
     if etcd_dir.exists() {
         std::fs::remove_dir_all(&etcd_dir)
-            .map_err(|e| StartError::new("etcd", format!("wiping {}: {e}", s(&etcd_dir))))?;
+            .map_err(|e| StartError::new("etcd", format!("wiping {}: {e}", etcd_dir.display())))?;
     }
     let (client_port, peer_port) = (port("etcd")?, port("etcd")?);
     let client_url = format!("http://127.0.0.1:{client_port}");
+    let mut etcd = spawn(
+        layout,
+        "etcd",
+        &bins.etcd,
+        &etcd_args(&etcd_dir, &client_url, peer_port),
+    )?;
+    let health = format!("127.0.0.1:{client_port}");
+    wait_ready(&mut etcd, "not healthy after 60 s", || {
+        health::etcd_healthy(&health)
+    })
+    .await?;
+    cp.components.push(etcd);
+    Ok(client_url)
+}
+
+fn etcd_args(data_dir: &Path, client_url: &str, peer_port: u16) -> Vec<String> {
     let peer_url = format!("http://127.0.0.1:{peer_port}");
-    let etcd_args = vec![
+    vec![
         "--name=devcluster".into(),
-        format!("--data-dir={}", s(&etcd_dir)),
+        format!("--data-dir={}", data_dir.display()),
         format!("--listen-client-urls={client_url}"),
         format!("--advertise-client-urls={client_url}"),
         format!("--listen-peer-urls={peer_url}"),
         format!("--initial-advertise-peer-urls={peer_url}"),
         format!("--initial-cluster=devcluster={peer_url}"),
+        // fsync off: the data is throwaway and fsync dominates start-up on slow disks
         "--unsafe-no-fsync=true".into(),
         "--log-level=warn".into(),
-    ];
-    let mut etcd = spawn(layout, "etcd", &bins.etcd, &etcd_args)?;
-    wait_etcd(&mut etcd, client_port).await?;
-    tracing::info!(secs = t0.elapsed().as_secs_f64(), "etcd healthy");
-    cp.components.push(etcd);
+    ]
+}
 
-    // kube-apiserver on loopback; it advertises the bridge address, where pods reach it
-    // through the node agent's forward.
-    let api_port = port("kube-apiserver")?;
-    cp.api_port = api_port;
+/// kube-apiserver on loopback; it advertises the bridge address, where pods reach it through
+/// the node agent's forward.
+fn apiserver_args(
+    layout: &StateLayout,
+    pki: &Pki,
+    host_ip: Ipv4Addr,
+    etcd_url: &str,
+    api_port: u16,
+) -> Vec<String> {
+    let s = |p: &Path| p.display().to_string();
     let server = format!("https://127.0.0.1:{api_port}");
-    let apiserver_args = vec![
-        format!("--etcd-servers={client_url}"),
+    vec![
+        format!("--etcd-servers={etcd_url}"),
         "--bind-address=127.0.0.1".into(),
         format!("--secure-port={api_port}"),
         format!("--advertise-address={host_ip}"),
@@ -151,54 +213,52 @@ pub async fn start(
         "--enable-priority-and-fairness=false".into(),
         "--profiling=false".into(),
         "--v=1".into(),
-    ];
-    let mut apiserver = spawn(
-        layout,
-        "kube-apiserver",
-        &bins.kube_apiserver,
-        &apiserver_args,
-    )?;
+    ]
+}
 
-    // kubeconfigs: admin (users, the supervisor, the node agent) and one per component
-    let admin_kc = pki::kubeconfig(&server, &pki.ca_pem, "admin", &pki.admin);
-    let write = |path: &Path, text: &str| {
-        pki::write_kubeconfig(path, text).map_err(|e| StartError::new("daemon", e))
+/// The kubeconfigs of the controller-manager and the scheduler (the admin's is at
+/// [`StateLayout::kubeconfig`]).
+struct ComponentKubeconfigs {
+    controller_manager: PathBuf,
+    scheduler: PathBuf,
+}
+
+/// Writes the kubeconfigs: admin (users, the supervisor, the node agent) and one per component.
+fn write_kubeconfigs(
+    layout: &StateLayout,
+    pki: &Pki,
+    server: &str,
+) -> Result<ComponentKubeconfigs, StartError> {
+    let write = |path: &Path, user: &str, pair: &pki::CertPair| {
+        pki::write_kubeconfig(path, &pki::kubeconfig(server, &pki.ca_pem, user, pair))
+            .map_err(|e| StartError::new("daemon", e))
     };
-    write(&layout.kubeconfig(), &admin_kc)?;
-    let cm_kc = layout.component_kubeconfig("kube-controller-manager");
+    write(&layout.kubeconfig(), "admin", &pki.admin)?;
+    let kubeconfigs = ComponentKubeconfigs {
+        controller_manager: layout.component_kubeconfig("kube-controller-manager"),
+        scheduler: layout.component_kubeconfig("kube-scheduler"),
+    };
     write(
-        &cm_kc,
-        &pki::kubeconfig(
-            &server,
-            &pki.ca_pem,
-            "system:kube-controller-manager",
-            &pki.controller_manager,
-        ),
+        &kubeconfigs.controller_manager,
+        "system:kube-controller-manager",
+        &pki.controller_manager,
     )?;
-    let sched_kc = layout.component_kubeconfig("kube-scheduler");
     write(
-        &sched_kc,
-        &pki::kubeconfig(
-            &server,
-            &pki.ca_pem,
-            "system:kube-scheduler",
-            &pki.scheduler,
-        ),
+        &kubeconfigs.scheduler,
+        "system:kube-scheduler",
+        &pki.scheduler,
     )?;
+    Ok(kubeconfigs)
+}
 
-    let client = admin_client(&layout.kubeconfig())
-        .await
-        .map_err(|e| StartError::new("kube-apiserver", e))?;
-    wait_readyz(&mut apiserver, &client).await?;
-    tracing::info!(secs = t0.elapsed().as_secs_f64(), "kube-apiserver ready");
-    cp.components.push(apiserver);
-
-    // Controllers needing a cloud provider or node CIDR allocation are off; everything else
-    // (GC, namespace, ServiceAccount, token, StatefulSet, PV binder, endpoints, ...) runs.
-    let mut cm_args = vec![
-        format!("--kubeconfig={}", s(&cm_kc)),
-        format!("--authentication-kubeconfig={}", s(&cm_kc)),
-        format!("--authorization-kubeconfig={}", s(&cm_kc)),
+/// Controllers needing a cloud provider or node CIDR allocation are off; everything else
+/// (GC, namespace, ServiceAccount, token, StatefulSet, PV binder, endpoints, ...) runs.
+fn controller_manager_args(pki: &Pki, kubeconfig: &Path, api_qps: Option<u32>) -> Vec<String> {
+    let s = |p: &Path| p.display().to_string();
+    let mut args = vec![
+        format!("--kubeconfig={}", s(kubeconfig)),
+        format!("--authentication-kubeconfig={}", s(kubeconfig)),
+        format!("--authorization-kubeconfig={}", s(kubeconfig)),
         "--secure-port=0".into(),
         "--leader-elect=false".into(),
         "--controllers=*,-cloud-node-lifecycle-controller,-node-ipam-controller,-node-route-controller,-service-lb-controller".into(),
@@ -210,27 +270,22 @@ pub async fn start(
         "--service-cluster-ip-range=10.0.0.0/24".into(),
         "--v=1".into(),
     ];
-    cm_args.extend(client_rate_args(api_qps));
-    let cm = spawn(
-        layout,
-        "kube-controller-manager",
-        &bins.kube_controller_manager,
-        &cm_args,
-    )?;
-    cp.components.push(cm);
+    args.extend(client_rate_args(api_qps));
+    args
+}
 
-    let mut sched_args = vec![
-        format!("--kubeconfig={}", s(&sched_kc)),
-        format!("--authentication-kubeconfig={}", s(&sched_kc)),
-        format!("--authorization-kubeconfig={}", s(&sched_kc)),
+fn scheduler_args(kubeconfig: &Path, api_qps: Option<u32>) -> Vec<String> {
+    let kc = kubeconfig.display();
+    let mut args = vec![
+        format!("--kubeconfig={kc}"),
+        format!("--authentication-kubeconfig={kc}"),
+        format!("--authorization-kubeconfig={kc}"),
         "--secure-port=0".into(),
         "--leader-elect=false".into(),
         "--v=1".into(),
     ];
-    sched_args.extend(client_rate_args(api_qps));
-    let sched = spawn(layout, "kube-scheduler", &bins.kube_scheduler, &sched_args)?;
-    cp.components.push(sched);
-    Ok(client)
+    args.extend(client_rate_args(api_qps));
+    args
 }
 
 /// The burst allowed with a client request rate `qps` (`devcluster up --api-qps`): twice the
@@ -291,72 +346,33 @@ pub async fn admin_config(kubeconfig: &Path) -> Result<kube::Config, ClientError
     Ok(config)
 }
 
-async fn wait_etcd(etcd: &mut Component, port: u16) -> Result<(), StartError> {
+/// Polls `probe` until the component is ready, failing when it exits first or after
+/// [`READY_TIMEOUT`] (`not_ready` says what was missing then).
+async fn wait_ready<F, Fut>(
+    component: &mut Component,
+    not_ready: &str,
+    mut probe: F,
+) -> Result<(), StartError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
     let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
     loop {
-        if let Some(status) = etcd.exited() {
+        if let Some(status) = component.exited() {
             return Err(StartError::new(
-                "etcd",
+                &component.name,
                 format!("exited during start-up ({status})"),
             ));
         }
-        let health = plain_get(&format!("127.0.0.1:{port}"), "/health").await;
-        if health.is_some_and(|r| r.contains(r#""health":"true""#)) {
+        if probe().await {
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(StartError::new("etcd", "not healthy after 60 s"));
+            return Err(StartError::new(&component.name, not_ready));
         }
         tokio::time::sleep(POLL).await;
     }
-}
-
-/// The whole response (status line, headers, body) to a plain HTTP/1.0 GET of `path` at
-/// `host:port`, or None within 2 s (no HTTP client needed for a readiness probe).
-pub async fn plain_get(host: &str, path: &str) -> Option<String> {
-    let attempt = async {
-        let mut s = tokio::net::TcpStream::connect(host).await.ok()?;
-        s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
-            .await
-            .ok()?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await.ok()?;
-        Some(String::from_utf8_lossy(&buf).into_owned())
-    };
-    tokio::time::timeout(Duration::from_secs(2), attempt)
-        .await
-        .ok()
-        .flatten()
-}
-
-async fn wait_readyz(apiserver: &mut Component, client: &kube::Client) -> Result<(), StartError> {
-    let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
-    loop {
-        if let Some(status) = apiserver.exited() {
-            return Err(StartError::new(
-                "kube-apiserver",
-                format!("exited during start-up ({status})"),
-            ));
-        }
-        if readyz(client).await {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(StartError::new(
-                "kube-apiserver",
-                "/readyz not ok after 60 s",
-            ));
-        }
-        tokio::time::sleep(POLL).await;
-    }
-}
-
-/// Whether the API server's `/readyz` answers `ok`.
-pub async fn readyz(client: &kube::Client) -> bool {
-    let Ok(req) = http::Request::get("/readyz").body(Vec::new()) else {
-        return false;
-    };
-    matches!(tokio::time::timeout(Duration::from_secs(3), client.request_text(req)).await, Ok(Ok(t)) if t.trim() == "ok")
 }
 
 #[cfg(test)]

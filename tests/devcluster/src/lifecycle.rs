@@ -172,6 +172,7 @@ pub async fn up(opts: &UpOptions) -> Result<ClusterEnv, UpError> {
     cmd.stdin(Stdio::null()).stdout(log).stderr(log2);
     // SAFETY: setsid is async-signal-safe. Its own session: the supervisor outlives `up`
     // and the terminal or test harness that ran it.
+    #[allow(unsafe_code)]
     unsafe {
         cmd.pre_exec(|| {
             if libc::setsid() < 0 {

@@ -68,32 +68,92 @@ pub fn generate(dir: &Path, host_ip: Ipv4Addr, kubelet_ips: &[Ipv4Addr]) -> Resu
         path: dir.into(),
         source,
     })?;
-    let gen_err = |what: &str| {
-        let what = what.to_string();
-        move |source| PkiError::Generate {
-            what: what.clone(),
-            source,
-        }
-    };
+    let ca = Ca::generate(dir)?;
+    let client = |id: Identity<'_>| sign(dir, id.file, client_params(&id), &ca.issuer);
+    let node_cn = format!("system:node:{}", crate::daemon::NODE_NAME);
+    let (sa_key, sa_pub) = service_account_key(dir)?;
+    Ok(Pki {
+        apiserver: sign(dir, "apiserver", apiserver_serving(host_ip), &ca.issuer)?,
+        admin: client(Identity {
+            file: "admin",
+            cn: "admin",
+            org: Some("system:masters"),
+        })?,
+        controller_manager: client(Identity {
+            file: "controller-manager",
+            cn: "system:kube-controller-manager",
+            org: None,
+        })?,
+        scheduler: client(Identity {
+            file: "scheduler",
+            cn: "system:kube-scheduler",
+            org: None,
+        })?,
+        apiserver_kubelet_client: client(Identity {
+            file: "apiserver-kubelet-client",
+            cn: "kube-apiserver-kubelet-client",
+            org: None,
+        })?,
+        node: client(Identity {
+            file: "node",
+            cn: &node_cn,
+            org: Some("system:nodes"),
+        })?,
+        kube_proxy: client(Identity {
+            file: "kube-proxy",
+            cn: "system:kube-proxy",
+            org: None,
+        })?,
+        coredns: client(Identity {
+            file: "coredns",
+            cn: "system:coredns",
+            org: None,
+        })?,
+        kubelet: sign(dir, "kubelet", kubelet_serving(kubelet_ips), &ca.issuer)?,
+        sa_key,
+        sa_pub,
+        ca_crt: ca.crt,
+        ca_key: ca.key,
+        ca_pem: ca.pem,
+    })
+}
 
-    let ca_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(gen_err("CA key"))?;
-    let ca_key_pem = ca_key.serialize_pem();
-    let mut ca_params = CertificateParams::default();
-    ca_params.distinguished_name = dn("devcluster-ca", None);
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca = CertifiedIssuer::self_signed(ca_params, ca_key).map_err(gen_err("CA certificate"))?;
-    let ca_pem = ca.pem();
-    let ca_crt = write(dir, "ca.crt", &ca_pem)?;
-    let ca_key_path = write(dir, "ca.key", &ca_key_pem)?;
+/// The cluster's CA, written as `ca.crt` and `ca.key`.
+struct Ca {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+    crt: PathBuf,
+    key: PathBuf,
+    pem: String,
+}
 
-    // The serving certificate covers every name a client may use: loopback (kubectl, the
-    // supervisor), the bridge address (pods, via the node agent's forward) and the
-    // `kubernetes` Service (its first ClusterIP and DNS names).
+impl Ca {
+    fn generate(dir: &Path) -> Result<Self, PkiError> {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(gen_err("CA key"))?;
+        let key_pem = key.serialize_pem();
+        let mut params = CertificateParams::default();
+        params.distinguished_name = dn("devcluster-ca", None);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let issuer =
+            CertifiedIssuer::self_signed(params, key).map_err(gen_err("CA certificate"))?;
+        let pem = issuer.pem();
+        Ok(Self {
+            crt: write(dir, "ca.crt", &pem)?,
+            key: write(dir, "ca.key", &key_pem)?,
+            issuer,
+            pem,
+        })
+    }
+}
+
+/// The API server's serving certificate covers every name a client may use: loopback
+/// (kubectl, the supervisor), the bridge address (pods, via the node agent's forward) and the
+/// `kubernetes` Service (its first ClusterIP and DNS names).
+fn apiserver_serving(host_ip: Ipv4Addr) -> CertificateParams {
     let mut sans: Vec<SanType> = [
         "localhost",
         "kubernetes",
@@ -107,103 +167,62 @@ pub fn generate(dir: &Path, host_ip: Ipv4Addr, kubelet_ips: &[Ipv4Addr]) -> Resu
     for ip in [Ipv4Addr::LOCALHOST, host_ip, Ipv4Addr::new(10, 0, 0, 1)] {
         sans.push(SanType::IpAddress(IpAddr::V4(ip)));
     }
-    let mut serving = CertificateParams::default();
-    serving.distinguished_name = dn("kube-apiserver", None);
-    serving.subject_alt_names = sans;
-    serving.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    serving.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let apiserver = sign(dir, "apiserver", serving, &ca)?;
+    let mut params = serving_params(dn("kube-apiserver", None));
+    params.subject_alt_names = sans;
+    params
+}
 
-    let client = |id: Identity<'_>| -> Result<CertPair, PkiError> {
-        let mut p = CertificateParams::default();
-        p.distinguished_name = dn(id.cn, id.org);
-        p.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        sign(dir, id.file, p, &ca)
-    };
-    let admin = client(Identity {
-        file: "admin",
-        cn: "admin",
-        org: Some("system:masters"),
-    })?;
-    let controller_manager = client(Identity {
-        file: "controller-manager",
-        cn: "system:kube-controller-manager",
-        org: None,
-    })?;
-    let scheduler = client(Identity {
-        file: "scheduler",
-        cn: "system:kube-scheduler",
-        org: None,
-    })?;
-    let apiserver_kubelet_client = client(Identity {
-        file: "apiserver-kubelet-client",
-        cn: "kube-apiserver-kubelet-client",
-        org: None,
-    })?;
-    let node_cn = format!("system:node:{}", crate::daemon::NODE_NAME);
-    let node = client(Identity {
-        file: "node",
-        cn: &node_cn,
-        org: Some("system:nodes"),
-    })?;
-    let kube_proxy = client(Identity {
-        file: "kube-proxy",
-        cn: "system:kube-proxy",
-        org: None,
-    })?;
-    let coredns = client(Identity {
-        file: "coredns",
-        cn: "system:coredns",
-        org: None,
-    })?;
-
-    // The API server reaches the kubelet port at the node's InternalIP (the bridge address).
-    let mut kubelet_params = CertificateParams::default();
-    kubelet_params.distinguished_name = dn(crate::daemon::NODE_NAME, None);
-    kubelet_params.subject_alt_names = kubelet_ips
+/// The kubelet port's serving certificate: the API server reaches it at the node's InternalIP
+/// (the bridge address).
+fn kubelet_serving(kubelet_ips: &[Ipv4Addr]) -> CertificateParams {
+    let mut params = serving_params(dn(crate::daemon::NODE_NAME, None));
+    params.subject_alt_names = kubelet_ips
         .iter()
         .map(|ip| SanType::IpAddress(IpAddr::V4(*ip)))
         .collect();
     if let Ok(name) = crate::daemon::NODE_NAME.try_into() {
-        kubelet_params
-            .subject_alt_names
-            .push(SanType::DnsName(name));
+        params.subject_alt_names.push(SanType::DnsName(name));
     }
-    kubelet_params.key_usages = vec![
+    params
+}
+
+fn serving_params(name: DistinguishedName) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = name;
+    params.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,
         KeyUsagePurpose::KeyEncipherment,
     ];
-    kubelet_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let kubelet = sign(dir, "kubelet", kubelet_params, &ca)?;
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params
+}
 
+fn client_params(id: &Identity<'_>) -> CertificateParams {
+    let mut params = CertificateParams::default();
+    params.distinguished_name = dn(id.cn, id.org);
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params
+}
+
+/// The ServiceAccount token signing key: `sa.key` (private, PKCS#8) and `sa.pub`.
+fn service_account_key(dir: &Path) -> Result<(PathBuf, PathBuf), PkiError> {
     let sa =
         KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(gen_err("ServiceAccount key"))?;
-    let sa_key = write(dir, "sa.key", &sa.serialize_pem())?;
-    let sa_pub = write(dir, "sa.pub", &sa.public_key_pem())?;
+    Ok((
+        write(dir, "sa.key", &sa.serialize_pem())?,
+        write(dir, "sa.pub", &sa.public_key_pem())?,
+    ))
+}
 
-    Ok(Pki {
-        ca_crt,
-        ca_key: ca_key_path,
-        ca_pem,
-        apiserver,
-        admin,
-        controller_manager,
-        scheduler,
-        kubelet,
-        apiserver_kubelet_client,
-        node,
-        kube_proxy,
-        coredns,
-        sa_key,
-        sa_pub,
-    })
+fn gen_err(what: &str) -> impl Fn(rcgen::Error) -> PkiError + '_ {
+    move |source| PkiError::Generate {
+        what: what.to_string(),
+        source,
+    }
 }
 
 fn dn(cn: &str, org: Option<&str>) -> DistinguishedName {
@@ -221,17 +240,8 @@ fn sign(
     params: CertificateParams,
     ca: &CertifiedIssuer<'_, KeyPair>,
 ) -> Result<CertPair, PkiError> {
-    let key =
-        KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(|source| PkiError::Generate {
-            what: name.to_string(),
-            source,
-        })?;
-    let cert = params
-        .signed_by(&key, &**ca)
-        .map_err(|source| PkiError::Generate {
-            what: name.into(),
-            source,
-        })?;
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(gen_err(name))?;
+    let cert = params.signed_by(&key, &**ca).map_err(gen_err(name))?;
     let cert_pem = cert.pem();
     let key_pem = key.serialize_pem();
     let cert_path = write(dir, &format!("{name}.crt"), &cert_pem)?;

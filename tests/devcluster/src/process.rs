@@ -101,6 +101,7 @@ impl Component {
             .kill_on_drop(true);
         let parent = std::process::id();
         // SAFETY: only async-signal-safe calls (prctl, getppid, kill) between fork and exec.
+        #[allow(unsafe_code)]
         unsafe {
             cmd.pre_exec(move || {
                 // PDEATHSIG fires when the forking *thread* exits; the supervisor spawns from

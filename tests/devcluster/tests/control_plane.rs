@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use devcluster::testing::{cluster, wait_for_named, wait_for_value};
+use devcluster_testing::{cluster, wait_for_named, wait_for_value};
 use k8s_openapi::api::authentication::v1::{SelfSubjectReview, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{
     ConfigMap, PersistentVolume, PersistentVolumeClaim, Secret, ServiceAccount,

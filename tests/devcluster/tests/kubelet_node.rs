@@ -6,15 +6,12 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use devcluster::testing::{TestCluster, cluster, wait_for_value};
+use devcluster_testing::{TestCluster, cluster, http_get, wait_for_value};
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use kube::Api;
 use kube::api::PostParams;
 use serde_json::json;
 use tokio::sync::OnceCell;
-
-mod node_common;
-use node_common::http_get;
 
 const WAIT: Duration = Duration::from_secs(120);
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use devcluster::lifecycle;
-use devcluster::testing::{claim, own_state_dir, wait_for_value};
+use devcluster_testing::{claim, own_state_dir, wait_for_value};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::Api;
 use kube::api::PostParams;

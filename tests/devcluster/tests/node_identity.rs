@@ -6,7 +6,7 @@ mod node_common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use devcluster::testing::{cluster, wait_for_value};
+use devcluster_testing::{cluster, http_get, wait_for_value};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use devcluster::control;
 use devcluster::state::StateLayout;
-use devcluster::testing::{own_cluster, own_state_dir, wait_for_named, wait_for_value};
+use devcluster_testing::{TestCluster, own_cluster, own_state_dir, wait_for_named, wait_for_value};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::PostParams;
@@ -48,11 +48,8 @@ async fn running_container(pods: &Api<Pod>, name: &str) -> Option<(String, i32)>
     Some((c.container_id?, c.restart_count))
 }
 
-async fn restart(state_dir: &std::path::Path, component: &str, kill: bool) {
-    let reply = control::restart(state_dir, component, kill)
-        .await
-        .unwrap_or_else(|e| panic!("devcluster restart {component}: {e}"));
-    eprintln!("{}", reply.message);
+async fn restart(cluster: &TestCluster, component: &str, kill: bool) {
+    eprintln!("{}", cluster.restart(component, kill).await.message);
 }
 
 #[tokio::test]
@@ -107,7 +104,7 @@ async fn restarted_parts_come_back_and_an_unrequested_exit_still_stops_the_clust
     };
     wait_for_named("the watch to see ConfigMap before", WAIT, watched("before")).await;
 
-    restart(&state_dir, "kube-apiserver", false).await;
+    restart(&cluster, "kube-apiserver", false).await;
     cms.create(&PostParams::default(), &config_map("after-apiserver"))
         .await
         .expect("a write after the API server's restart");
@@ -118,7 +115,7 @@ async fn restarted_parts_come_back_and_an_unrequested_exit_still_stops_the_clust
     )
     .await;
 
-    restart(&state_dir, "etcd", true).await;
+    restart(&cluster, "etcd", true).await;
     let kept = cms
         .get("before")
         .await
@@ -136,9 +133,9 @@ async fn restarted_parts_come_back_and_an_unrequested_exit_still_stops_the_clust
     watch.abort();
 
     // the node's parts: the pod keeps its container; the node works afterwards
-    restart(&state_dir, "kubelet", true).await;
+    restart(&cluster, "kubelet", true).await;
     assert!(devcluster::daemon::node_is_ready(&client).await);
-    restart(&state_dir, "containerd", false).await;
+    restart(&cluster, "containerd", false).await;
     assert!(devcluster::daemon::node_is_ready(&client).await);
     assert_eq!(
         running_container(&pods, "sitter").await,

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use crate::binaries::{NodeBinaries, cache_dir};
 use crate::control_plane::{StartError, free_port, spawn};
+use crate::health;
 use crate::pki::{self, Pki};
 use crate::process::Component;
 use crate::state::{NodePlan, StateLayout};
@@ -95,9 +96,8 @@ impl RealNode {
         client: &kube::Client,
         started: &mut Vec<Component>,
     ) -> Result<String, StartError> {
-        let layout = cfg.layout;
         let names = Names::new(&cfg.prefix);
-        let root = dir(layout);
+        let root = dir(cfg.layout);
         let etc = root.join("etc");
         for fresh in [root.join("var-lib"), root.join("var-log"), etc.clone()] {
             if fresh.exists() {
@@ -105,175 +105,16 @@ impl RealNode {
                     .map_err(|e| err(format!("{}: {e}", fresh.display())))?;
             }
         }
-        let plan = &cfg.plan;
-
-        // The registry, on the host's link address: reachable from the host (pushes) and
-        // from the node (pulls), nowhere else.
-        let registry = format!("{}:{}", plan.host_ip, free_port().map_err(err)?);
-        let storage = cache_dir().join("registry");
-        std::fs::create_dir_all(&storage)
-            .map_err(|e| err(format!("{}: {e}", storage.display())))?;
-        let reg_cfg = etc.join("registry.yml");
-        write(&reg_cfg, &config::registry_config(&registry, &storage))?;
-        started.push(spawn(
-            layout,
-            "registry",
-            Path::new("docker-registry"),
-            &["serve".into(), path(&reg_cfg)],
-        )?);
-        let answers = || async {
-            crate::control_plane::plain_get(&registry, "/v2/")
-                .await
-                .is_some_and(|r| r.starts_with("HTTP/1.1 200") || r.starts_with("HTTP/1.0 200"))
-        };
-        wait_started(
-            "registry",
-            &format!("http://{registry}/v2/ not answering"),
-            started,
-            answers,
-        )
-        .await?;
-
-        bootstrap::apply_all(client, plan)
+        let registry = start_registry(cfg, &etc, started).await?;
+        bootstrap::apply_all(client, &cfg.plan)
             .await
             .map_err(|e| err(format!("bootstrap objects: {e}")))?;
-
-        // The holder of the node's namespaces, then its cgroups and mounts.
-        let (prog, args) = sandbox::holder_command(&names);
-        started.push(spawn(layout, "node-sandbox", &prog, &args)?);
-        let holder = started
-            .last_mut()
-            .and_then(Component::pid)
-            .ok_or_else(|| err("node-sandbox exited at once"))?;
-        sandbox::create_cgroups(&names, holder).map_err(err)?;
-        sandbox::mount_node_paths(holder, &root).map_err(err)?;
-
-        // Configuration files.
-        let kc = |name: &str, user: &str, pair: &pki::CertPair| -> Result<PathBuf, StartError> {
-            let p = etc.join(format!("{name}.kubeconfig"));
-            pki::write_kubeconfig(
-                &p,
-                &pki::kubeconfig(&cfg.api_server, &cfg.pki.ca_pem, user, pair),
-            )
-            .map_err(err)?;
-            Ok(p)
-        };
-        let kubelet_kc = kc("kubelet", "kubelet", &cfg.pki.node)?;
-        let proxy_kc = kc("kube-proxy", "kube-proxy", &cfg.pki.kube_proxy)?;
-        let coredns_kc = kc("coredns", "coredns", &cfg.pki.coredns)?;
-        let cni_dir = etc.join("cni");
-        write(
-            &cni_dir.join("10-devcluster.conflist"),
-            &config::cni_conflist(plan, &root.join("var-lib").join("cni")),
-        )?;
-        let certs_d = etc.join("certs.d");
-        write(
-            &certs_d.join(&registry).join("hosts.toml"),
-            &config::registry_hosts_toml(&registry),
-        )?;
-        let ctd_cfg = etc.join("containerd.toml");
-        let sandbox_image = format!("{registry}/{PAUSE_IMAGE}");
-        write(
-            &ctd_cfg,
-            &config::containerd_toml(&root.join("containerd"), &certs_d, &cni_dir, &sandbox_image),
-        )?;
-        let upstream = if cfg.pod_egress {
-            sandbox::host_nameserver()
-        } else {
-            None
-        };
-        // pods with dnsPolicy Default get the node's resolv.conf: the host's when they may
-        // leave the machine, else none
-        let resolv = etc.join("resolv.conf");
-        write(
-            &resolv,
-            &upstream
-                .as_ref()
-                .map(|u| format!("nameserver {u}\n"))
-                .unwrap_or_default(),
-        )?;
-        let kubelet_cfg = etc.join("kubelet.yaml");
-        let files = config::KubeletFiles {
-            ca_crt: &cfg.pki.ca_crt,
-            tls_cert: &cfg.pki.kubelet.cert_path,
-            tls_key: &cfg.pki.kubelet.key_path,
-            resolv_conf: &resolv,
-            volume_plugin_dir: &root.join("var-lib").join("volume-plugins"),
-            cgroup_root: &names.cgroup,
-        };
-        write(
-            &kubelet_cfg,
-            &config::kubelet_config(plan, &files, cfg.api_qps),
-        )?;
-        let proxy_cfg = etc.join("kube-proxy.yaml");
-        write(
-            &proxy_cfg,
-            &config::kube_proxy_config(plan, &proxy_kc, crate::daemon::NODE_NAME),
-        )?;
-        let corefile = etc.join("Corefile");
-        write(
-            &corefile,
-            &config::corefile(plan, &coredns_kc, upstream.as_deref()),
-        )?;
-
-        // containerd (shims and runc found on its PATH), ready when its socket answers.
-        let path_env = format!(
-            "PATH={}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            cfg.bins.containerd_dir.display()
-        );
-        let ctd_args = vec![
-            path_env,
-            path(&cfg.bins.containerd()),
-            "--config".into(),
-            path(&ctd_cfg),
-        ];
-        started.push(spawn_in_node(
-            layout,
-            &names,
-            holder,
-            "containerd",
-            Path::new("/usr/bin/env"),
-            &ctd_args,
-        )?);
-        wait_started("containerd", "socket not answering", started, || {
-            containerd_answers(holder, &cfg.bins)
-        })
-        .await?;
-
+        let holder = start_sandbox(cfg.layout, &names, &root, started)?;
+        let files = write_configs(cfg, &names, &root, &registry)?;
+        start_containerd(cfg, &names, holder, &files.containerd, started).await?;
         sandbox::record_sysctls(&names, &sysctl_record()).map_err(err)?;
-        let kubelet_args = vec![
-            format!("--config={}", path(&kubelet_cfg)),
-            format!("--kubeconfig={}", path(&kubelet_kc)),
-            format!("--hostname-override={}", crate::daemon::NODE_NAME),
-            format!("--node-ip={}", plan.node_ip),
-            "--v=1".into(),
-        ];
-        started.push(spawn_in_node(
-            layout,
-            &names,
-            holder,
-            "kubelet",
-            &cfg.bins.kubelet,
-            &kubelet_args,
-        )?);
-        let proxy_args = vec![format!("--config={}", path(&proxy_cfg)), "--v=1".into()];
-        started.push(spawn_in_node(
-            layout,
-            &names,
-            holder,
-            "kube-proxy",
-            &cfg.bins.kube_proxy,
-            &proxy_args,
-        )?);
-        started.push(spawn_in_node(
-            layout,
-            &names,
-            holder,
-            "coredns",
-            &cfg.bins.coredns,
-            &["-conf".into(), path(&corefile)],
-        )?);
-        tracing::info!(node = %sandbox::describe(plan), %registry, "node parts started");
+        start_kubernetes_parts(cfg, &names, holder, &files, started)?;
+        tracing::info!(node = %sandbox::describe(&cfg.plan), %registry, "node parts started");
         Ok(registry)
     }
 
@@ -358,6 +199,226 @@ fn remove(names: &Names) {
 /// sysctls); quiet when there is nothing.
 pub fn cleanup_leftovers(state_dir: &Path) {
     remove(&Names::new(&sandbox::cluster_prefix(state_dir)));
+}
+
+/// The image registry, on the host's link address: reachable from the host (pushes) and from
+/// the node (pulls), nowhere else. Returns its `host:port` once it serves.
+async fn start_registry(
+    cfg: &RealNodeConfig<'_>,
+    etc: &Path,
+    started: &mut Vec<Component>,
+) -> Result<String, StartError> {
+    let registry = format!("{}:{}", cfg.plan.host_ip, free_port().map_err(err)?);
+    let storage = cache_dir().join("registry");
+    std::fs::create_dir_all(&storage).map_err(|e| err(format!("{}: {e}", storage.display())))?;
+    let reg_cfg = etc.join("registry.yml");
+    write(&reg_cfg, &config::registry_config(&registry, &storage))?;
+    started.push(spawn(
+        cfg.layout,
+        "registry",
+        Path::new("docker-registry"),
+        &["serve".into(), path(&reg_cfg)],
+    )?);
+    wait_started(
+        "registry",
+        &format!("http://{registry}/v2/ not answering"),
+        started,
+        || health::registry_serves(&registry),
+    )
+    .await?;
+    Ok(registry)
+}
+
+/// The holder of the node's namespaces, then its cgroups and mounts; returns the holder's pid.
+fn start_sandbox(
+    layout: &StateLayout,
+    names: &Names,
+    root: &Path,
+    started: &mut Vec<Component>,
+) -> Result<u32, StartError> {
+    let (prog, args) = sandbox::holder_command(names);
+    started.push(spawn(layout, "node-sandbox", &prog, &args)?);
+    let holder = started
+        .last_mut()
+        .and_then(Component::pid)
+        .ok_or_else(|| err("node-sandbox exited at once"))?;
+    sandbox::create_cgroups(names, holder).map_err(err)?;
+    sandbox::mount_node_paths(holder, root).map_err(err)?;
+    Ok(holder)
+}
+
+/// The configuration files the node's parts start with, under `node/etc/`.
+struct NodeFiles {
+    containerd: PathBuf,
+    kubelet: PathBuf,
+    kubelet_kubeconfig: PathBuf,
+    kube_proxy: PathBuf,
+    corefile: PathBuf,
+}
+
+/// Writes every configuration file of the node: kubeconfigs, CNI, containerd (with the
+/// registry's hosts), resolv.conf, the kubelet's, kube-proxy's and CoreDNS's.
+fn write_configs(
+    cfg: &RealNodeConfig<'_>,
+    names: &Names,
+    root: &Path,
+    registry: &str,
+) -> Result<NodeFiles, StartError> {
+    let plan = &cfg.plan;
+    let etc = root.join("etc");
+    let kc = |name: &str, user: &str, pair: &pki::CertPair| -> Result<PathBuf, StartError> {
+        let p = etc.join(format!("{name}.kubeconfig"));
+        pki::write_kubeconfig(
+            &p,
+            &pki::kubeconfig(&cfg.api_server, &cfg.pki.ca_pem, user, pair),
+        )
+        .map_err(err)?;
+        Ok(p)
+    };
+    let kubelet_kubeconfig = kc("kubelet", "kubelet", &cfg.pki.node)?;
+    let proxy_kc = kc("kube-proxy", "kube-proxy", &cfg.pki.kube_proxy)?;
+    let coredns_kc = kc("coredns", "coredns", &cfg.pki.coredns)?;
+    let containerd = write_containerd_files(plan, root, registry)?;
+    let upstream = if cfg.pod_egress {
+        sandbox::host_nameserver()
+    } else {
+        None
+    };
+    // pods with dnsPolicy Default get the node's resolv.conf: the host's when they may
+    // leave the machine, else none
+    let resolv = etc.join("resolv.conf");
+    write(
+        &resolv,
+        &upstream
+            .as_ref()
+            .map(|u| format!("nameserver {u}\n"))
+            .unwrap_or_default(),
+    )?;
+    let kubelet = etc.join("kubelet.yaml");
+    let files = config::KubeletFiles {
+        ca_crt: &cfg.pki.ca_crt,
+        tls_cert: &cfg.pki.kubelet.cert_path,
+        tls_key: &cfg.pki.kubelet.key_path,
+        resolv_conf: &resolv,
+        volume_plugin_dir: &root.join("var-lib").join("volume-plugins"),
+        cgroup_root: &names.cgroup,
+    };
+    write(&kubelet, &config::kubelet_config(plan, &files, cfg.api_qps))?;
+    let kube_proxy = etc.join("kube-proxy.yaml");
+    write(
+        &kube_proxy,
+        &config::kube_proxy_config(plan, &proxy_kc, crate::daemon::NODE_NAME),
+    )?;
+    let corefile = etc.join("Corefile");
+    write(
+        &corefile,
+        &config::corefile(plan, &coredns_kc, upstream.as_deref()),
+    )?;
+    Ok(NodeFiles {
+        containerd,
+        kubelet,
+        kubelet_kubeconfig,
+        kube_proxy,
+        corefile,
+    })
+}
+
+/// containerd's configuration with what it reads: the CNI network and the registry's hosts
+/// (pulls over plain HTTP); returns the configuration file.
+fn write_containerd_files(
+    plan: &NodePlan,
+    root: &Path,
+    registry: &str,
+) -> Result<PathBuf, StartError> {
+    let etc = root.join("etc");
+    let cni_dir = etc.join("cni");
+    write(
+        &cni_dir.join("10-devcluster.conflist"),
+        &config::cni_conflist(plan, &root.join("var-lib").join("cni")),
+    )?;
+    let certs_d = etc.join("certs.d");
+    write(
+        &certs_d.join(registry).join("hosts.toml"),
+        &config::registry_hosts_toml(registry),
+    )?;
+    let containerd = etc.join("containerd.toml");
+    let sandbox_image = format!("{registry}/{PAUSE_IMAGE}");
+    write(
+        &containerd,
+        &config::containerd_toml(&root.join("containerd"), &certs_d, &cni_dir, &sandbox_image),
+    )?;
+    Ok(containerd)
+}
+
+/// containerd (shims and runc found on its PATH), ready when its socket answers.
+async fn start_containerd(
+    cfg: &RealNodeConfig<'_>,
+    names: &Names,
+    holder: u32,
+    config_file: &Path,
+    started: &mut Vec<Component>,
+) -> Result<(), StartError> {
+    let path_env = format!(
+        "PATH={}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        cfg.bins.containerd_dir.display()
+    );
+    let args = vec![
+        path_env,
+        path(&cfg.bins.containerd()),
+        "--config".into(),
+        path(config_file),
+    ];
+    started.push(spawn_in_node(
+        cfg.layout,
+        names,
+        holder,
+        "containerd",
+        Path::new("/usr/bin/env"),
+        &args,
+    )?);
+    wait_started("containerd", "socket not answering", started, || {
+        containerd_answers(holder, &cfg.bins)
+    })
+    .await
+}
+
+/// The kubelet, kube-proxy and CoreDNS, inside the node.
+fn start_kubernetes_parts(
+    cfg: &RealNodeConfig<'_>,
+    names: &Names,
+    holder: u32,
+    files: &NodeFiles,
+    started: &mut Vec<Component>,
+) -> Result<(), StartError> {
+    let kubelet_args = vec![
+        format!("--config={}", path(&files.kubelet)),
+        format!("--kubeconfig={}", path(&files.kubelet_kubeconfig)),
+        format!("--hostname-override={}", crate::daemon::NODE_NAME),
+        format!("--node-ip={}", cfg.plan.node_ip),
+        "--v=1".into(),
+    ];
+    let parts: [(&str, &Path, Vec<String>); 3] = [
+        ("kubelet", &cfg.bins.kubelet, kubelet_args),
+        (
+            "kube-proxy",
+            &cfg.bins.kube_proxy,
+            vec![
+                format!("--config={}", path(&files.kube_proxy)),
+                "--v=1".into(),
+            ],
+        ),
+        (
+            "coredns",
+            &cfg.bins.coredns,
+            vec!["-conf".into(), path(&files.corefile)],
+        ),
+    ];
+    for (name, program, args) in parts {
+        started.push(spawn_in_node(
+            cfg.layout, names, holder, name, program, &args,
+        )?);
+    }
+    Ok(())
 }
 
 fn path(p: &Path) -> String {

@@ -1,43 +1,15 @@
-//! Helpers shared by the node tests.
-#![allow(dead_code)]
+//! The test pods of the node identity tests: containers of devcluster's test pod image and
+//! waiting for them (the HTTP they answer: `devcluster_testing::http_get`).
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use devcluster::testing::wait_for_value;
+use devcluster_testing::wait_for_value;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The user test pods run as (non-root, no /etc/passwd entry needed).
 pub const TEST_UID: i64 = 65534;
-
-/// A plain HTTP/1.1 GET: (status, body), or None when nothing answers.
-pub async fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let fut = async {
-        let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-        s.write_all(req.as_bytes()).await.ok()?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await.ok()?;
-        let text = String::from_utf8_lossy(&buf).into_owned();
-        let (head, body) = text.split_once("\r\n\r\n")?;
-        let status = head
-            .lines()
-            .next()?
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()?;
-        // axum answers small bodies with Content-Length; chunked bodies are not expected here.
-        Some((status, body.to_string()))
-    };
-    tokio::time::timeout(Duration::from_secs(10), fut)
-        .await
-        .ok()
-        .flatten()
-}
 
 /// The spec of a test-pod container (`image`: `TestCluster::test_pod_image`) listening on
 /// `port`, with a readiness probe.
