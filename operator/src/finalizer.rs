@@ -133,34 +133,7 @@ pub async fn cleanup(session: &WhatsAppSession, ctx: &Context) -> Result<Action>
     let on_pvc = |verb| Call::on::<PersistentVolumeClaim>(verb, Some(&ns), &name);
     match session.spec.deletion_policy {
         DeletionPolicy::Retain => {
-            if let Some(pvc) = pvcs.get_opt(&name).await.during(on_pvc(Verb::Get))? {
-                let uid = session.uid();
-                let owners: Vec<_> = pvc
-                    .owner_references()
-                    .iter()
-                    .filter(|o| Some(&o.uid) != uid.as_ref())
-                    .cloned()
-                    .collect();
-                if owners.len() != pvc.owner_references().len() {
-                    // resourceVersion makes this a compare-and-swap: a concurrent change makes it
-                    // fail (and retry) instead of dropping someone else's edit.
-                    let patch = json!({ "metadata": {
-                        "resourceVersion": pvc.resource_version(),
-                        "ownerReferences": if owners.is_empty() { serde_json::Value::Null } else {
-                            serde_json::to_value(&owners).map_err(|source| Error::Serialize { object: format!("the owners of PersistentVolumeClaim {name}"), source })?
-                        },
-                    }});
-                    match pvcs
-                        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                        .await
-                    {
-                        Ok(_) => {}
-                        // deleted meanwhile (its namespace is going): nothing left to retain
-                        Err(kube::Error::Api(e)) if e.is_not_found() => {}
-                        Err(e) => return Err(e).during(on_pvc(Verb::Patch)),
-                    }
-                }
-            }
+            disown_pvc(&pvcs, &name, session.uid().as_deref(), on_pvc).await?;
             ctx.events
                 .normal(
                     &oref,
@@ -187,6 +160,61 @@ pub async fn cleanup(session: &WhatsAppSession, ctx: &Context) -> Result<Action>
         }
     }
     Ok(Action::await_change())
+}
+
+/// How many times a conflicting change to the retained PVC is read again before the cleanup
+/// fails (and the reconcile retries it): the namespace's deletion and the PVC protection
+/// controller write the PVC at the same moment as we do.
+const DISOWN_ATTEMPTS: u32 = 5;
+
+/// Takes the session out of the retained PVC's owners, so the garbage collector keeps it. As
+/// client-go's `RetryOnConflict`: the patch carries the resourceVersion it read (a concurrent
+/// change is never overwritten), and a 409 reads the PVC again.
+async fn disown_pvc(
+    pvcs: &Api<PersistentVolumeClaim>,
+    name: &str,
+    session_uid: Option<&str>,
+    on_pvc: impl Fn(Verb) -> Call,
+) -> Result<()> {
+    let mut attempt = 1;
+    loop {
+        let Some(pvc) = pvcs.get_opt(name).await.during(on_pvc(Verb::Get))? else {
+            return Ok(());
+        };
+        let owners: Vec<_> = pvc
+            .owner_references()
+            .iter()
+            .filter(|o| Some(o.uid.as_str()) != session_uid)
+            .cloned()
+            .collect();
+        if owners.len() == pvc.owner_references().len() {
+            return Ok(());
+        }
+        let owners = if owners.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::to_value(&owners).map_err(|source| Error::Serialize {
+                object: format!("the owners of PersistentVolumeClaim {name}"),
+                source,
+            })?
+        };
+        let patch = json!({ "metadata": {
+            "resourceVersion": pvc.resource_version(),
+            "ownerReferences": owners,
+        }});
+        match pvcs
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => return Ok(()),
+            // deleted meanwhile (its namespace is going): nothing left to retain
+            Err(kube::Error::Api(e)) if e.is_not_found() => return Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 409 && attempt < DISOWN_ATTEMPTS => {
+                attempt += 1;
+            }
+            Err(e) => return Err(e).during(on_pvc(Verb::Patch)),
+        }
+    }
 }
 
 #[cfg(test)]
