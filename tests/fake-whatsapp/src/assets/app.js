@@ -384,7 +384,9 @@
     });
     Socket.set({ stream: snap.state === 'CONNECTED' ? 'CONNECTED' : 'DISCONNECTED' });
     Socket.set('state', snap.state);
-    if (snap.state === 'CONNECTED' && !snap.hasSynced && !Socket.hasSynced && !progressStarted) {
+    // Announced whatever the poll's timing: a page that polled late may see CONNECTED and
+    // hasSynced in one snapshot, and the real page still reports its progress from 0.
+    if (snap.state === 'CONNECTED' && !Socket.hasSynced && !progressStarted) {
       progressStarted = true;
       setOfflineProgress(0);
     }
