@@ -9,6 +9,7 @@ mod config;
 mod driver;
 mod error;
 mod http;
+mod messages;
 mod metrics;
 mod oom;
 mod own_cr;
