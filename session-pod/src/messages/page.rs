@@ -109,9 +109,14 @@ pub enum PageRequest {
         reply: Reply<Option<String>>,
     },
     /// Send a text to a chat id; the reply comes once the server acknowledged it (ack ≥ 1).
+    /// `id` is the message id the agent chose (WhatsApp's format: uppercase hex, e.g. `3EB0…`,
+    /// derived from the caller's idempotency key), so a send repeated after a crash is
+    /// recognised: when the chat already holds a message with this id the page answers that
+    /// message instead of sending again.
     SendText {
         chat: String,
         body: String,
+        id: String,
         reply: Reply<SentMessage>,
     },
 }
