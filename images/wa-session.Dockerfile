@@ -41,6 +41,10 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 1000 wa && useradd --uid 1000 --gid 1000 --home-dir /data --no-create-home wa \
  && mkdir -p /data && chown 1000:1000 /data
+# Chromium's managed policy: WhatsApp only, no background services (docs/session-agent.md,
+# "What the browser contacts"). The operator mounts the same policy over this directory, with
+# its --whatsapp-url allowed when that is not WhatsApp's own.
+COPY images/wa-session/chromium-policy.json /etc/chromium/policies/managed/whatsapp-operator.json
 # The binary last: a change to the Rust code alone changes (and pushes) one layer.
 COPY --from=binaries /out/wa-session /usr/local/bin/wa-session
 # Debian's /usr/bin/chromium is a shell wrapper; pointing the agent at the real binary means

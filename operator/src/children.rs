@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use crds::{DesiredState, WhatsAppSession, labels};
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetUpdateStrategy};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, HTTPGetAction, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, DownwardAPIVolumeFile,
+    DownwardAPIVolumeSource, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction,
+    ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
     PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
     ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, ServiceAccount,
     Volume, VolumeMount, VolumeResourceRequirements,
@@ -18,6 +19,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, 
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
 
+use crate::chromium_policy;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::placement::{Placement, pull_secret_names};
@@ -46,6 +48,8 @@ pub struct Settings {
     pub image: String,
     pub image_pull_policy: Option<String>,
     pub whatsapp_url: String,
+    /// The managed Chromium policy of session pods (`chromium_policy`), as JSON.
+    pub chromium_policy: String,
     pub default_storage_class: Option<String>,
     pub default_resources: ResourceRequirements,
     pub driver_configmap: Option<String>,
@@ -70,6 +74,7 @@ impl Settings {
                 .clone()
                 .filter(|p| !p.is_empty()),
             whatsapp_url: cfg.whatsapp_url.clone(),
+            chromium_policy: crate::chromium_policy::for_whatsapp_url(&cfg.whatsapp_url),
             default_storage_class: cfg.default_storage_class.clone().filter(|c| !c.is_empty()),
             default_resources: ResourceRequirements {
                 requests: quantities([
@@ -358,6 +363,28 @@ pub fn statefulset(session: &WhatsAppSession, settings: &Settings) -> Result<Sta
             ..Default::default()
         },
     ];
+    // The managed Chromium policy over the image's: WhatsApp Web's URL allowed, the rest not.
+    volumes.push(Volume {
+        name: "chromium-policy".into(),
+        downward_api: Some(DownwardAPIVolumeSource {
+            items: Some(vec![DownwardAPIVolumeFile {
+                path: chromium_policy::POLICY_FILE.into(),
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: format!("metadata.annotations['{}']", chromium_policy::ANNOTATION),
+                    api_version: None,
+                }),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    mounts.push(VolumeMount {
+        name: "chromium-policy".into(),
+        mount_path: chromium_policy::POLICY_DIR.into(),
+        read_only: Some(true),
+        ..Default::default()
+    });
     if let Some(cm) = &settings.driver_configmap {
         volumes.push(Volume {
             name: "driver".into(),
@@ -467,6 +494,10 @@ pub fn statefulset(session: &WhatsAppSession, settings: &Settings) -> Result<Sta
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(pod_labels),
+                    annotations: Some(BTreeMap::from([(
+                        chromium_policy::ANNOTATION.to_string(),
+                        settings.chromium_policy.clone(),
+                    )])),
                     ..Default::default()
                 }),
                 spec: Some(pod_spec),
@@ -749,6 +780,39 @@ mod tests {
             env.iter()
                 .any(|e| e.name == "WA_DRIVER_DIR" && e.value.as_deref() == Some(DRIVER_DIR))
         );
+    }
+
+    #[test]
+    fn the_chromium_policy_for_the_whatsapp_url_is_mounted_over_the_images() {
+        use clap::Parser;
+        let st = Settings::from_config(
+            &Config::try_parse_from(["wa-operator", "--whatsapp-url", "http://10.1.2.3:8080/"])
+                .expect("cfg"),
+        );
+        let template = statefulset(&session("s1"), &st)
+            .unwrap()
+            .spec
+            .unwrap()
+            .template;
+        let policy = &template.metadata.unwrap().annotations.unwrap()[chromium_policy::ANNOTATION];
+        assert!(policy.contains("\"http://10.1.2.3:8080\""), "{policy}");
+        let pod = template.spec.unwrap();
+        let volume = pod
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == "chromium-policy")
+            .expect("the policy volume");
+        let item = &volume.downward_api.unwrap().items.unwrap()[0];
+        assert_eq!(item.path, chromium_policy::POLICY_FILE);
+        assert_eq!(
+            item.field_ref.as_ref().unwrap().field_path,
+            format!("metadata.annotations['{}']", chromium_policy::ANNOTATION)
+        );
+        let mounts = pod.containers[0].volume_mounts.clone().unwrap();
+        let mount = mounts.iter().find(|m| m.name == "chromium-policy").unwrap();
+        assert_eq!(mount.mount_path, "/etc/chromium/policies/managed");
+        assert_eq!(mount.read_only, Some(true));
     }
 
     #[test]

@@ -27,7 +27,12 @@ pub struct Config {
     pub session_image_pull_policy: Option<String>,
 
     /// WhatsApp Web URL passed to every session agent as WA_URL.
-    #[arg(long, env = "WA_URL", default_value = "https://web.whatsapp.com/")]
+    #[arg(
+        long,
+        env = "WA_URL",
+        default_value = "https://web.whatsapp.com/",
+        value_parser = crate::chromium_policy::parse_whatsapp_url
+    )]
     pub whatsapp_url: String,
 
     /// Namespace to watch; empty or unset = all namespaces.

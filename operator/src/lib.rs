@@ -4,6 +4,7 @@ pub mod apply_children;
 pub mod backoff;
 pub mod caches;
 pub mod children;
+pub mod chromium_policy;
 pub mod config;
 pub mod context;
 pub mod controller;

@@ -3,20 +3,21 @@
 //! devcluster API server holding the CR, and Debian's tinyproxy as the proxy (`BasicAuth`).
 //! With credentials Chromium starts on about:blank and the agent answers the proxy's 407 over
 //! CDP `Fetch` before navigating (docs/session-agent.md "The start path"); the proxy's own log
-//! shows that WhatsApp Web's requests went through it (Chromium would bypass it for loopback
-//! but for the agent's `--proxy-bypass-list=<-loopback>`).
+//! shows that WhatsApp Web's requests went through it, and that nothing else did: the agent's
+//! PAC script (`browser/egress.rs`) sends WhatsApp's hosts and its URL's to the proxy and
+//! Chromium's own services nowhere. The fake listens on the cluster's host address, not
+//! loopback, which Chromium never sends to a proxy.
 
 mod support;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use crds::testing::status;
 use crds::{QrStatus, SessionState, error_codes};
 use devcluster_testing::agent::Agent;
 use devcluster_testing::chromium::{chromium_kind, cmdline};
-use devcluster_testing::free_port;
+use devcluster_testing::proxy::Tinyproxy;
+use fake_whatsapp::Generation;
 use support::*;
 
 const T: Duration = Duration::from_secs(60);
@@ -24,100 +25,6 @@ const USER: &str = "wa-proxy-user";
 const PASSWORD: &str = "s3cret-proxy-password";
 /// What the agent says (log, `lastError.message`) when the proxy refused the credentials.
 const REFUSED: &str = "the proxy refused the credentials";
-
-/// tinyproxy in the foreground (`-d`) on a free loopback port, its log in a file.
-struct Tinyproxy {
-    child: Child,
-    port: u16,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Tinyproxy {
-    /// Starts tinyproxy; with `auth` it answers requests without (valid) credentials with 407
-    /// (none) or 401 (wrong ones), as tinyproxy 1.11 does.
-    fn start(auth: Option<(&str, &str)>) -> Self {
-        let dir = tempfile::tempdir().expect("tmp");
-        let port = free_port();
-        // Only the fake (on loopback) is reached: Chromium's own background requests
-        // (component updates, accounts.google.com, ...) are refused here (403 "Filtered"), not
-        // sent out of the machine.
-        let filter = dir.path().join("filter");
-        std::fs::write(&filter, "127.0.0.1\n").expect("write filter");
-        let mut conf = format!(
-            "Port {port}\nListen 127.0.0.1\nTimeout 120\nMaxClients 64\n\
-             LogLevel Connect\nDisableViaHeader Yes\n\
-             Filter \"{}\"\nFilterType fnmatch\nFilterDefaultDeny Yes\n",
-            filter.display()
-        );
-        if let Some((user, password)) = auth {
-            conf.push_str(&format!("BasicAuth {user} {password}\n"));
-        }
-        let conf_path = dir.path().join("tinyproxy.conf");
-        std::fs::write(&conf_path, conf).expect("write tinyproxy.conf");
-        let log = dir.path().join("tinyproxy.log");
-        let file = std::fs::File::create(&log).expect("log file");
-        let mut child = Command::new("tinyproxy")
-            .arg("-d")
-            .arg("-c")
-            .arg(&conf_path)
-            .stdout(Stdio::from(file.try_clone().expect("dup")))
-            .stderr(Stdio::from(file))
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("starting tinyproxy ({e}): install it (tests/scripts/install-deps.sh)")
-            });
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            let exited = child.try_wait().ok().flatten();
-            assert!(
-                exited.is_none() && std::time::Instant::now() < deadline,
-                "tinyproxy not listening on {port} ({exited:?}):\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Self {
-            child,
-            port,
-            log,
-            _dir: dir,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The requests the proxy received for URLs starting with `prefix` (its `Request` lines).
-    fn requests_for(&self, prefix: &str) -> Vec<String> {
-        let needle = format!("GET {prefix}");
-        self.log_text()
-            .lines()
-            .filter(|l| l.contains("]: Request (") && l.contains(&needle))
-            .map(str::to_string)
-            .collect()
-    }
-
-    /// How many connections the proxy opened to a server on the client's behalf.
-    fn forwarded(&self) -> usize {
-        self.log_text()
-            .lines()
-            .filter(|l| l.contains("Established connection to host"))
-            .count()
-    }
-}
-
-impl Drop for Tinyproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The agent's environment for the proxy at `proxy`, with `credentials` if any.
 fn proxy_env(proxy: &Tinyproxy, credentials: Option<(&str, &str)>) -> Vec<(&'static str, String)> {
@@ -147,9 +54,12 @@ impl Behind {
         credentials: Option<(&str, &str)>,
         extra_env: Vec<(&'static str, String)>,
     ) -> Self {
-        let proxy = Tinyproxy::start(proxy_auth);
         let c = cluster().await;
-        let fake = fake(Duration::from_secs(20), Duration::from_secs(20), 6).await;
+        let host = std::net::IpAddr::from(c.host_ip());
+        let proxy = Tinyproxy::start_on([127, 0, 0, 1].into(), &[host.to_string()], proxy_auth);
+        // Not loopback: Chromium never sends loopback to a proxy.
+        let secs = Duration::from_secs(20);
+        let fake = fake_on(host, Generation::default(), secs, secs, 6).await;
         let ns = c.namespace(prefix).await;
         let api = create_session(c, &ns, "s1").await;
         let mut env = proxy_env(&proxy, credentials);
@@ -251,13 +161,24 @@ async fn with_the_right_credentials_whatsapp_web_loads_through_the_proxy() {
     // Credentials only over CDP: not on Chromium's command line, not in the agent's log.
     let args = browser_cmdline(agent);
     assert!(
-        args.iter()
-            .any(|a| a == &format!("--proxy-server={}", proxy.url())),
+        args.iter().any(|a| a.starts_with("--proxy-pac-url=data:")),
         "{args:?}"
     );
+    // Nothing but WhatsApp Web (the fake) asked the proxy for: Chromium's own services
+    // (accounts.google.com, update.googleapis.com, clients2.google.com) went nowhere.
+    let fake_host = fake
+        .url()
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let others: Vec<String> = proxy
+        .requested_hosts()
+        .into_iter()
+        .filter(|h| *h != fake_host)
+        .collect();
     assert!(
-        args.iter().any(|a| a == "--proxy-bypass-list=<-loopback>"),
-        "{args:?}"
+        others.is_empty(),
+        "requests for other hosts than {fake_host}: {others:?}\n{log}"
     );
     assert!(
         !args

@@ -11,7 +11,7 @@ use super::interception::proxy_credentials;
 const MIN_DEV_SHM: u64 = 128 * 1024 * 1024;
 
 /// Chromium features switched off (`--disable-features`).
-const DISABLED_FEATURES: [&str; 10] = [
+const DISABLED_FEATURES: [&str; 11] = [
     "IsolateOrigins",
     "site-per-process",
     "SpareRendererForSitePerProcess",
@@ -21,6 +21,8 @@ const DISABLED_FEATURES: [&str; 10] = [
     "Translate",
     "MediaRouter",
     "OptimizationHints",
+    // Network time: clients2.google.com/time, asked at start-up.
+    "NetworkTimeServiceQuerying",
     "AudioServiceOutOfProcess",
 ];
 
@@ -88,12 +90,10 @@ pub(super) fn chromium_args(cfg: &Config) -> Vec<String> {
     if dev_shm_size().is_some_and(|size| size < MIN_DEV_SHM) {
         args.push("--disable-dev-shm-usage".into());
     }
-    if let Some(proxy) = &cfg.proxy_url {
-        // Credentials are never put on the command line (visible in /proc); they are answered
-        // to the proxy's auth challenge over CDP instead.
-        args.push(format!("--proxy-server={proxy}"));
-        args.push("--proxy-bypass-list=<-loopback>".into());
-    }
+    // Requests go to WhatsApp only, through `WA_PROXY_URL` when set (egress.rs). Proxy
+    // credentials are never put on the command line (visible in /proc); they are answered to
+    // the proxy's auth challenge over CDP instead.
+    args.push(super::egress::pac_switch(cfg));
     // Last, so that a switch given here wins over the agent's own of the same name.
     args.extend(cfg.chromium_extra_args.split_whitespace().map(String::from));
     args

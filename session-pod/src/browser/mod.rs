@@ -11,6 +11,7 @@
 
 mod command_line;
 mod devtools;
+mod egress;
 mod handler;
 mod interception;
 mod memory_relief;

@@ -18,15 +18,31 @@ pub async fn cluster() -> &'static TestCluster {
 }
 
 /// The fake (newest generation) with QRs of `first`/`next` and `max` per round.
+#[allow(
+    dead_code,
+    reason = "proxy.rs starts its fakes with fake_on, off loopback, which Chromium never proxies"
+)]
 pub async fn fake(first: Duration, next: Duration, max: u32) -> FakeWhatsApp {
     fake_in(Generation::default(), first, next, max).await
 }
 
 /// The fake serving generation `g` of WhatsApp Web, with QRs of `first`/`next` and `max` per round.
+#[allow(dead_code, reason = "as fake")]
 pub async fn fake_in(g: Generation, first: Duration, next: Duration, max: u32) -> FakeWhatsApp {
+    fake_on([127, 0, 0, 1].into(), g, first, next, max).await
+}
+
+/// As [`fake_in`], listening on `ip` (a port of its own).
+pub async fn fake_on(
+    ip: std::net::IpAddr,
+    g: Generation,
+    first: Duration,
+    next: Duration,
+    max: u32,
+) -> FakeWhatsApp {
     let mut t = Timings::fast(next, max);
     t.first_qr = first;
-    FakeWhatsApp::start_generation("127.0.0.1:0".parse().expect("addr"), t, g)
+    FakeWhatsApp::start_generation((ip, 0).into(), t, g)
         .await
         .expect("fake starts")
 }

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chart_tests::*;
+use devcluster_testing::proxy::Tinyproxy;
 use devcluster_testing::{TestCluster, wait_for_value};
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
@@ -754,4 +755,122 @@ async fn kubectl_logs_and_port_forward_reach_the_session_agent() {
     );
     let _ = child.kill().await;
     op.remove("logs").await;
+}
+
+/// 4. Chromium talks to WhatsApp only: with the session behind a real proxy (tinyproxy on the
+/// host, forwarding only to the fake and logging every request it gets, forwarded or refused),
+/// from launch through linking to a minute of idling, every request the browser sends is for
+/// WhatsApp Web (the fake): the managed policy the operator mounts keeps Chromium's own
+/// services (component updates, sign-in, sync, safe browsing, search, variations, …) silent.
+#[tokio::test]
+async fn chromium_contacts_only_whatsapp_from_launch_to_idle() {
+    let test = "chromium_contacts_only_whatsapp_from_launch_to_idle";
+    let Some(helm) = helm_or_skip(test) else {
+        return;
+    };
+    let cluster = devcluster_testing::cluster().await;
+    let Some(programs) = programs_or_skip(test, &["fake-whatsapp"]) else {
+        return;
+    };
+    let fake = start_fake(&programs[0], cluster.host_ip());
+    let fake_host = fake
+        .url
+        .strip_prefix("http://")
+        .expect("the fake's URL is http://HOST:PORT")
+        .to_string();
+    let host = std::net::IpAddr::from(cluster.host_ip());
+    let proxy = Tinyproxy::start_on(host, &[host.to_string()], None);
+    let op = Operator::install(cluster, &helm, "wa-egress", &fake).await;
+    let spec = json!({
+        "proxy": {"url": proxy.url()},
+        "resources": {"requests": {"cpu": "50m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+    });
+    let pod = op.session("egress", spec).await;
+    let policy = exec(
+        cluster,
+        &pod,
+        &[
+            "cat",
+            "/etc/chromium/policies/managed/whatsapp-operator.json",
+        ],
+    )
+    .await;
+    assert!(
+        String::from_utf8_lossy(&policy.stdout).contains(&format!("\"http://{fake_host}\"")),
+        "the session container reads the operator's policy: {policy:?}"
+    );
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    link(&op, &http, &fake, "egress").await;
+    assert!(
+        !proxy.requests_for(&fake.url).is_empty(),
+        "WhatsApp Web was loaded through the proxy:\n{}",
+        proxy.log_text()
+    );
+    // The window in which an idle browser's background services would call home (component
+    // updater, variations and safe-browsing fetches start within a minute of launch). The
+    // node's connection records are read through it: what the pod opened, proxy or not.
+    let pod_ip = pod["status"]["podIP"].as_str().expect("podIP").to_string();
+    let mut destinations = std::collections::BTreeSet::new();
+    let until = tokio::time::Instant::now() + IDLE;
+    while tokio::time::Instant::now() < until {
+        destinations.extend(connections_from(cluster, &pod_ip).await);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // The proxy, and the API server through the `kubernetes` Service (the agent's own CR).
+    let api = kubectl_json(cluster, &["get", "service", "-n", "default", "kubernetes"]).await;
+    let allowed = [
+        proxy.url().trim_start_matches("http://").to_string(),
+        format!(
+            "{}:443",
+            api["spec"]["clusterIP"].as_str().expect("clusterIP")
+        ),
+    ];
+    let unexpected: Vec<&String> = destinations
+        .iter()
+        .filter(|d| !allowed.iter().any(|a| d.ends_with(&format!(" {a}"))))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "the session pod opened connections beyond the proxy and the API server {allowed:?}: \
+         {unexpected:?}"
+    );
+    let others: Vec<String> = proxy
+        .requested_hosts()
+        .into_iter()
+        .filter(|h| *h != fake_host)
+        .collect();
+    assert!(
+        others.is_empty(),
+        "Chromium asked the proxy for hosts other than WhatsApp Web ({fake_host}): {others:?}"
+    );
+    op.remove("egress").await;
+}
+
+/// How long the linked session idles under observation.
+const IDLE: Duration = Duration::from_secs(60);
+
+/// `PROTO DST:DPORT` of each connection the node tracks from `pod_ip` (conntrack in the node's
+/// network namespace: TCP and UDP alike, including what bypassed the proxy).
+async fn connections_from(cluster: &TestCluster, pod_ip: &str) -> Vec<String> {
+    let out = tokio::process::Command::new("ip")
+        .args(["netns", "exec", &cluster.node_netns()])
+        .args(["conntrack", "-L", "-s", pod_ip])
+        .output()
+        .await
+        .expect("ip netns exec … conntrack (tests/scripts/install-deps.sh installs conntrack)");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let proto = l.split_whitespace().next()?;
+            // the original direction's fields come first
+            let field = |k: &str| {
+                l.split_whitespace()
+                    .find_map(|f| f.strip_prefix(&format!("{k}=")))
+            };
+            Some(format!("{proto} {}:{}", field("dst")?, field("dport")?))
+        })
+        .collect()
 }

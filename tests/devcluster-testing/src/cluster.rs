@@ -126,6 +126,13 @@ impl TestCluster {
         self.env.node_ip
     }
 
+    /// The node's network namespace (`ip netns exec NAME …`), where its pods' connections
+    /// are tracked.
+    pub fn node_netns(&self) -> String {
+        let prefix = devcluster::node::sandbox::cluster_prefix(&self.state_dir);
+        devcluster::node::sandbox::Names::new(&prefix).netns
+    }
+
     /// `host:port` of the cluster's registry.
     pub fn registry(&self) -> Option<&str> {
         self.env.registry.as_deref()

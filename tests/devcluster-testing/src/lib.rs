@@ -27,6 +27,7 @@ mod events;
 mod http;
 pub mod metrics;
 pub mod operator;
+pub mod proxy;
 mod wait;
 
 pub use binaries::{find_release_program, release_dir, release_program};
