@@ -181,6 +181,24 @@ async fn serve_messages(
     expiry.abort();
 }
 
+/// Answers every page request `NotReady` until the page driver serves the contract.
+async fn unanswered(mut server: messages::page::PageServer) {
+    use messages::page::{PageError, PageRequest};
+    let not_ready = || PageError::NotReady {
+        status: "unsupported".into(),
+    };
+    while let Some(request) = server.requests.recv().await {
+        match request {
+            PageRequest::NumberId { reply, .. } => {
+                let _ = reply.send(Err(not_ready()));
+            }
+            PageRequest::SendText { reply, .. } => {
+                let _ = reply.send(Err(not_ready()));
+            }
+        }
+    }
+}
+
 /// The send rate from the CR's watch, as the message API reads it.
 fn watch_limits(
     mut requests: tokio::sync::watch::Receiver<own_cr::Requests>,
@@ -300,7 +318,7 @@ async fn run(cfg: Config) -> Result<()> {
         metrics,
         shutdown: shutdown.token(),
     };
-    let page = tokio::spawn(messages::page::unanswered(page_server));
+    let page = tokio::spawn(unanswered(page_server));
     agent.run().await;
     shutdown.trigger();
     page.abort();

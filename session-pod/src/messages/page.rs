@@ -152,23 +152,6 @@ pub fn channel(requests: usize, events: usize) -> (PageClient, PageServer) {
     )
 }
 
-/// Answers every request `NotReady` until a page driver serves the contract.
-pub async fn unanswered(mut server: PageServer) {
-    while let Some(request) = server.requests.recv().await {
-        let not_ready = || PageError::NotReady {
-            status: "unsupported".into(),
-        };
-        match request {
-            PageRequest::NumberId { reply, .. } => {
-                let _ = reply.send(Err(not_ready()));
-            }
-            PageRequest::SendText { reply, .. } => {
-                let _ = reply.send(Err(not_ready()));
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
