@@ -146,6 +146,11 @@ impl Hub {
                 let (rate, burst) = config.session_request_budget();
                 RequestBudget::new(rate, burst)
             },
+            agents: crate::agents::Agents::new(
+                config.agent_token_file.clone(),
+                config.agent_port,
+                config.agent_send_timeout,
+            ),
             config,
             client,
         })
