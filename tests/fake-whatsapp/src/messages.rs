@@ -121,7 +121,10 @@ impl Messages {
     }
 
     /// Records a message; the body and the id are checked as WhatsApp's server would.
-    #[expect(clippy::too_many_arguments, reason = "one call site per source; a struct would only rename them")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one call site per source; a struct would only rename them"
+    )]
     pub fn record(
         &mut self,
         account: &str,
