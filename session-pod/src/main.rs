@@ -304,6 +304,10 @@ async fn run(cfg: Config) -> Result<()> {
             settle: cfg.backup_settle,
         },
     );
+    // The message API's requests queue while the loop is busy with the page; events keep the
+    // last ones for late subscribers. The client end is the message API's (issue 24); held
+    // here until it is wired, so the loop's end stays open.
+    let (_page_client, page_server) = messages::page::channel(64, 1024);
 
     let agent = session::Agent {
         cfg,
@@ -317,6 +321,8 @@ async fn run(cfg: Config) -> Result<()> {
         health,
         metrics,
         shutdown: shutdown.token(),
+        page: page_server,
+        sends: Vec::new(),
     };
     let page = tokio::spawn(unanswered(page_server));
     agent.run().await;
