@@ -181,24 +181,6 @@ async fn serve_messages(
     expiry.abort();
 }
 
-/// Answers every page request `NotReady` until the page driver serves the contract.
-async fn unanswered(mut server: messages::page::PageServer) {
-    use messages::page::{PageError, PageRequest};
-    let not_ready = || PageError::NotReady {
-        status: "unsupported".into(),
-    };
-    while let Some(request) = server.requests.recv().await {
-        match request {
-            PageRequest::NumberId { reply, .. } => {
-                let _ = reply.send(Err(not_ready()));
-            }
-            PageRequest::SendText { reply, .. } => {
-                let _ = reply.send(Err(not_ready()));
-            }
-        }
-    }
-}
-
 /// The send rate from the CR's watch, as the message API reads it.
 fn watch_limits(
     mut requests: tokio::sync::watch::Receiver<own_cr::Requests>,
@@ -270,7 +252,9 @@ async fn run(cfg: Config) -> Result<()> {
         own_cr::Requests::of(&cr),
         outage.clone(),
     );
-    let (page_client, page_server) = messages::page::channel(16, 256);
+    // The message API's requests queue while the loop is busy with the page; events keep the
+    // last ones for late subscribers.
+    let (page_client, page_server) = messages::page::channel(64, 1024);
     let messages_task = tokio::spawn(serve_messages(
         cfg.clone(),
         client.clone(),
@@ -304,11 +288,6 @@ async fn run(cfg: Config) -> Result<()> {
             settle: cfg.backup_settle,
         },
     );
-    // The message API's requests queue while the loop is busy with the page; events keep the
-    // last ones for late subscribers. The client end is the message API's (issue 24); held
-    // here until it is wired, so the loop's end stays open.
-    let (_page_client, page_server) = messages::page::channel(64, 1024);
-
     let agent = session::Agent {
         cfg,
         driver,
@@ -324,10 +303,8 @@ async fn run(cfg: Config) -> Result<()> {
         page: page_server,
         sends: Vec::new(),
     };
-    let page = tokio::spawn(unanswered(page_server));
     agent.run().await;
     shutdown.trigger();
-    page.abort();
     let _ = tokio::time::timeout(Duration::from_secs(2), http_task).await;
     let _ = tokio::time::timeout(Duration::from_secs(2), messages_task).await;
     tracing::info!("wa-session stopped");
