@@ -106,3 +106,262 @@ pub async fn send(
         .await
         .map(Json)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use serde_json::{Value, json};
+    use tower::ServiceExt;
+
+    use crate::agents::Agents;
+    use crate::app::Hub;
+    use crate::auth::Role;
+    use crate::fixtures::*;
+
+    /// The operator's running pod of `s1`, at the loopback address (the stub agent's).
+    fn agent_pod() -> Value {
+        json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {
+                "name": "wa-s1-0", "namespace": NAMESPACE,
+                "labels": {"app.kubernetes.io/managed-by": "whatsapp-operator",
+                           "app.kubernetes.io/instance": "s1"},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "StatefulSet",
+                    "name": "wa-s1", "uid": "u", "controller": true}]
+            },
+            "status": {"phase": "Running", "podIP": "127.0.0.1"}
+        })
+    }
+
+    /// What the stub agent saw: (authorization, idempotency key, body).
+    type Seen = Arc<Mutex<Vec<(String, Option<String>, Value)>>>;
+
+    /// A stand-in agent answering `status` and `body`, on a free loopback port.
+    async fn stub_agent(
+        status: u16,
+        body: Value,
+        retry_after: Option<&'static str>,
+    ) -> (u16, Seen) {
+        let seen: Seen = Arc::default();
+        let log = seen.clone();
+        let app = axum::Router::new().route(
+            "/v1/messages",
+            axum::routing::post(
+                move |headers: axum::http::HeaderMap, axum::Json(b): axum::Json<Value>| {
+                    let log = log.clone();
+                    let body = body.clone();
+                    async move {
+                        let h = |n: &str| {
+                            headers
+                                .get(n)
+                                .and_then(|v| v.to_str().ok())
+                                .map(String::from)
+                        };
+                        log.lock().unwrap().push((
+                            h("authorization").unwrap_or_default(),
+                            h("idempotency-key"),
+                            b,
+                        ));
+                        let mut r = axum::response::IntoResponse::into_response((
+                            StatusCode::from_u16(status).unwrap(),
+                            axum::Json(body),
+                        ));
+                        if let Some(s) = retry_after {
+                            r.headers_mut().insert("retry-after", s.parse().unwrap());
+                        }
+                        r
+                    }
+                },
+            ),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (port, seen)
+    }
+
+    fn hub_with_agent(
+        client: kube::Client,
+        port: u16,
+        token: &tempfile::NamedTempFile,
+    ) -> Arc<Hub> {
+        let hub = Hub::test(client, vec![session("s1")]);
+        let mut hub = Arc::try_unwrap(hub).ok().expect("the only reference");
+        hub.agents = Agents::new(
+            Some(token.path().to_path_buf()),
+            port,
+            Duration::from_secs(5),
+        );
+        Arc::new(hub)
+    }
+
+    async fn call(
+        hub: &Arc<Hub>,
+        tenant: &str,
+        body: Value,
+        key: Option<&str>,
+    ) -> (StatusCode, Option<String>, Value) {
+        let (token, _) = hub
+            .jwt
+            .issue("ana", vec![tenant.into()], Role::User, 60)
+            .unwrap();
+        let mut req = Request::post("/api/session-manager/sessions/s1/messages")
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json");
+        if let Some(k) = key {
+            req = req.header("idempotency-key", k);
+        }
+        let resp = crate::routes::router(hub.clone())
+            .oneshot(req.body(Body::from(body.to_string())).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let retry = resp
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_string());
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            retry,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    fn token_file() -> tempfile::NamedTempFile {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), "hub-token\n").unwrap();
+        f
+    }
+
+    #[tokio::test]
+    async fn a_send_reaches_the_sessions_agent_with_the_hubs_token_and_the_key() {
+        let sent = json!({"message_id": "true_5491122334455@c.us_3EB0AA", "to": "5491122334455@c.us", "timestamp": 1, "ack": 1});
+        let (port, seen) = stub_agent(200, sent.clone(), None).await;
+        let token = token_file();
+        let (client, server) = api_server();
+        let hub = hub_with_agent(client, port, &token);
+        let scenario = server.run(Scenario::ReadPod("wa-s1-0".into(), Some(agent_pod())));
+        let (status, _, body) = call(
+            &hub,
+            TENANT,
+            json!({"to": "5491122334455", "text": "hola"}),
+            Some("k1"),
+        )
+        .await;
+        timeout(scenario).await;
+        assert_eq!((status, &body), (StatusCode::OK, &sent));
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(
+            seen,
+            vec![(
+                "Bearer hub-token".to_string(),
+                Some("k1".to_string()),
+                json!({"to": "5491122334455", "text": "hola"})
+            )]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_agents_refusals_keep_their_codes() {
+        for (status, code, retry, expected) in [
+            (400, "INVALID_TO", None, StatusCode::BAD_REQUEST),
+            (404, "NOT_ON_WHATSAPP", None, StatusCode::NOT_FOUND),
+            (409, "SESSION_NOT_READY", None, StatusCode::CONFLICT),
+            (
+                422,
+                "IDEMPOTENCY_KEY_REUSED",
+                None,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            (
+                429,
+                "RATE_LIMITED",
+                Some("42"),
+                StatusCode::TOO_MANY_REQUESTS,
+            ),
+            (504, "TIMEOUT", None, StatusCode::GATEWAY_TIMEOUT),
+            (502, "SEND_FAILED", None, StatusCode::BAD_GATEWAY),
+            (403, "FORBIDDEN", None, StatusCode::BAD_GATEWAY),
+        ] {
+            let (port, _) = stub_agent(status, json!({"error": code, "message": "m"}), retry).await;
+            let token = token_file();
+            let (client, server) = api_server();
+            let hub = hub_with_agent(client, port, &token);
+            let scenario = server.run(Scenario::ReadPod("wa-s1-0".into(), Some(agent_pod())));
+            let (s, retry_after, body) = call(
+                &hub,
+                TENANT,
+                json!({"to": "5491122334455", "text": "x"}),
+                None,
+            )
+            .await;
+            timeout(scenario).await;
+            assert_eq!(s, expected, "{code}: {body}");
+            let want = if code == "FORBIDDEN" {
+                "SEND_FAILED"
+            } else {
+                code
+            };
+            assert_eq!(body["error"], want, "{code}");
+            assert_eq!(retry_after.as_deref(), retry, "{code}");
+        }
+    }
+
+    #[tokio::test]
+    async fn no_agent_is_a_session_not_ready_and_another_tenant_sees_no_session() {
+        let (port, seen) = stub_agent(200, json!({}), None).await;
+        let token = token_file();
+        let (client, server) = api_server();
+        let hub = hub_with_agent(client, port, &token);
+        let scenario = server.run(Scenario::ReadPod("wa-s1-0".into(), None));
+        let (s, _, body) = call(
+            &hub,
+            TENANT,
+            json!({"to": "5491122334455", "text": "x"}),
+            None,
+        )
+        .await;
+        timeout(scenario).await;
+        assert_eq!(
+            (s, body["error"].as_str()),
+            (StatusCode::CONFLICT, Some("SESSION_NOT_READY")),
+            "{body}"
+        );
+
+        // another tenant: 404 as for no session, nothing asked of the API server or the agent
+        let (client, server) = api_server();
+        let hub = hub_with_agent(client, port, &token);
+        let scenario = server.run(Scenario::Nothing);
+        let (s, _, body) = call(
+            &hub,
+            "globex",
+            json!({"to": "5491122334455", "text": "x"}),
+            None,
+        )
+        .await;
+        timeout(scenario).await;
+        assert_eq!(
+            (s, body["error"].as_str()),
+            (StatusCode::NOT_FOUND, Some("NOT_FOUND")),
+            "{body}"
+        );
+        // bad JSON: refused by the hub itself
+        let (client, server) = api_server();
+        let hub = hub_with_agent(client, port, &token);
+        let scenario = server.run(Scenario::Nothing);
+        let (s, _, _) = call(&hub, TENANT, json!({"to": 5}), None).await;
+        timeout(scenario).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST);
+        assert!(
+            seen.lock().unwrap().is_empty(),
+            "the agent was never called"
+        );
+    }
+}
