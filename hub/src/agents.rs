@@ -65,8 +65,9 @@ impl Agents {
         message: &SendMessage,
         idempotency_key: Option<&str>,
     ) -> Result<SentMessage, ApiError> {
-        let token = self.token()?;
+        // The agent first: a session without one is not ready, whatever the hub's setup.
         let ip = self.agent_ip(client, session).await?;
+        let token = self.token()?;
         let url = format!(
             "http://{}/v1/messages",
             std::net::SocketAddr::new(ip, self.port)
@@ -122,7 +123,14 @@ impl Agents {
         let namespace = session.namespace().unwrap_or_default();
         let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
         let name = format!("wa-{}-0", session.name_any());
-        match pods.get_opt(&name).await? {
+        let pod = pods.get_opt(&name).await.map_err(|e| match &e {
+            kube::Error::Api(s) if s.code == 403 => {
+                tracing::error!(error = %e, "the hub's ServiceAccount may not get the session's pod");
+                ApiError::internal("the hub is not allowed to find the session's agent")
+            }
+            _ => ApiError::from(e),
+        })?;
+        match pod {
             Some(pod) => agent_address(&pod, session).ok_or_else(|| not_ready(session)),
             None => Err(not_ready(session)),
         }
