@@ -99,10 +99,7 @@ pub async fn send(
             )
         })?),
     };
-    hub.synced().await;
-    let session = hub.authorize(&caller, &id, namespace.as_deref())?;
-    hub.agents
-        .send(&hub.client, &session, &message, key)
+    hub.send_message(&caller, &id, namespace.as_deref(), &message, key)
         .await
         .map(Json)
 }
