@@ -237,31 +237,41 @@ mod tests {
         f
     }
 
-    #[tokio::test]
-    async fn a_send_reaches_the_sessions_agent_with_the_hubs_token_and_the_key() {
-        let sent = json!({"message_id": "true_5491122334455@c.us_3EB0AA", "to": "5491122334455@c.us", "timestamp": 1, "ack": 1});
-        let (port, seen) = stub_agent(200, sent.clone(), None).await;
+    /// One send of `tenant`'s user to `s1` through a hub whose agent is the stub on `port`,
+    /// the mocked API server serving `scenario`.
+    async fn send_via(
+        port: u16,
+        scenario: Scenario,
+        tenant: &str,
+        body: Value,
+        key: Option<&str>,
+    ) -> (StatusCode, Option<String>, Value) {
         let token = token_file();
         let (client, server) = api_server();
         let hub = hub_with_agent(client, port, &token);
-        let scenario = server.run(Scenario::ReadPod("wa-s1-0".into(), Some(agent_pod())));
-        let (status, _, body) = call(
-            &hub,
-            TENANT,
-            json!({"to": "5491122334455", "text": "hola"}),
-            Some("k1"),
-        )
-        .await;
+        let scenario = server.run(scenario);
+        let answer = call(&hub, tenant, body, key).await;
         timeout(scenario).await;
+        answer
+    }
+
+    fn at_the_pod() -> Scenario {
+        Scenario::ReadPod("wa-s1-0".into(), Some(agent_pod()))
+    }
+
+    #[tokio::test]
+    async fn a_send_reaches_the_sessions_agent_with_the_hubs_token_and_the_key() {
+        let sent = json!({"message_id": "true_5491122334455@c.us_3EB0AA",
+            "to": "5491122334455@c.us", "timestamp": 1, "ack": 1});
+        let (port, seen) = stub_agent(200, sent.clone(), None).await;
+        let hola = json!({"to": "5491122334455", "text": "hola"});
+        let (status, _, body) =
+            send_via(port, at_the_pod(), TENANT, hola.clone(), Some("k1")).await;
         assert_eq!((status, &body), (StatusCode::OK, &sent));
         let seen = seen.lock().unwrap().clone();
         assert_eq!(
             seen,
-            vec![(
-                "Bearer hub-token".to_string(),
-                Some("k1".to_string()),
-                json!({"to": "5491122334455", "text": "hola"})
-            )]
+            vec![("Bearer hub-token".to_string(), Some("k1".to_string()), hola)]
         );
     }
 
@@ -288,18 +298,8 @@ mod tests {
             (403, "FORBIDDEN", None, StatusCode::BAD_GATEWAY),
         ] {
             let (port, _) = stub_agent(status, json!({"error": code, "message": "m"}), retry).await;
-            let token = token_file();
-            let (client, server) = api_server();
-            let hub = hub_with_agent(client, port, &token);
-            let scenario = server.run(Scenario::ReadPod("wa-s1-0".into(), Some(agent_pod())));
-            let (s, retry_after, body) = call(
-                &hub,
-                TENANT,
-                json!({"to": "5491122334455", "text": "x"}),
-                None,
-            )
-            .await;
-            timeout(scenario).await;
+            let x = json!({"to": "5491122334455", "text": "x"});
+            let (s, retry_after, body) = send_via(port, at_the_pod(), TENANT, x, None).await;
             assert_eq!(s, expected, "{code}: {body}");
             let want = if code == "FORBIDDEN" {
                 "SEND_FAILED"
@@ -314,48 +314,36 @@ mod tests {
     #[tokio::test]
     async fn no_agent_is_a_session_not_ready_and_another_tenant_sees_no_session() {
         let (port, seen) = stub_agent(200, json!({}), None).await;
-        let token = token_file();
-        let (client, server) = api_server();
-        let hub = hub_with_agent(client, port, &token);
-        let scenario = server.run(Scenario::ReadPod("wa-s1-0".into(), None));
-        let (s, _, body) = call(
-            &hub,
-            TENANT,
-            json!({"to": "5491122334455", "text": "x"}),
-            None,
-        )
-        .await;
-        timeout(scenario).await;
-        assert_eq!(
-            (s, body["error"].as_str()),
-            (StatusCode::CONFLICT, Some("SESSION_NOT_READY")),
-            "{body}"
-        );
-
-        // another tenant: 404 as for no session, nothing asked of the API server or the agent
-        let (client, server) = api_server();
-        let hub = hub_with_agent(client, port, &token);
-        let scenario = server.run(Scenario::Nothing);
-        let (s, _, body) = call(
-            &hub,
-            "globex",
-            json!({"to": "5491122334455", "text": "x"}),
-            None,
-        )
-        .await;
-        timeout(scenario).await;
-        assert_eq!(
-            (s, body["error"].as_str()),
-            (StatusCode::NOT_FOUND, Some("NOT_FOUND")),
-            "{body}"
-        );
-        // bad JSON: refused by the hub itself
-        let (client, server) = api_server();
-        let hub = hub_with_agent(client, port, &token);
-        let scenario = server.run(Scenario::Nothing);
-        let (s, _, _) = call(&hub, TENANT, json!({"to": 5}), None).await;
-        timeout(scenario).await;
-        assert_eq!(s, StatusCode::BAD_REQUEST);
+        let x = json!({"to": "5491122334455", "text": "x"});
+        for (scenario, tenant, body, status, code) in [
+            // no pod: the session has no running agent
+            (
+                Scenario::ReadPod("wa-s1-0".into(), None),
+                TENANT,
+                x.clone(),
+                StatusCode::CONFLICT,
+                Some("SESSION_NOT_READY"),
+            ),
+            // another tenant: 404 as for no session, nothing asked of the API server
+            (
+                Scenario::Nothing,
+                "globex",
+                x,
+                StatusCode::NOT_FOUND,
+                Some("NOT_FOUND"),
+            ),
+            // bad JSON: refused by the hub itself
+            (
+                Scenario::Nothing,
+                TENANT,
+                json!({"to": 5}),
+                StatusCode::BAD_REQUEST,
+                Some("BAD_REQUEST"),
+            ),
+        ] {
+            let (s, _, b) = send_via(port, scenario, tenant, body, None).await;
+            assert_eq!((s, b["error"].as_str()), (status, code), "{b}");
+        }
         assert!(
             seen.lock().unwrap().is_empty(),
             "the agent was never called"
