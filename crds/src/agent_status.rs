@@ -40,7 +40,10 @@ pub fn agent_part(s: &WhatsAppSessionStatus) -> Option<WhatsAppSessionStatus> {
         conditions: s
             .conditions
             .iter()
-            .filter(|c| c.type_ == ConditionType::Authenticated.as_str())
+            .filter(|c| {
+                c.type_ == ConditionType::Authenticated.as_str()
+                    || c.type_ == ConditionType::Receiving.as_str()
+            })
             .cloned()
             .collect(),
         updated_at: None,
@@ -141,6 +144,55 @@ pub fn sync_condition(
         status,
         reason,
         message,
+        None,
+        at,
+    );
+}
+
+/// Condition reason of a linked session whose page's message listeners are attached.
+pub const LISTENING: &str = "Listening";
+/// Condition reason of a linked session whose agent cannot attach to the page's message
+/// events: incoming messages are lost until a driver that knows the page is deployed.
+pub const MESSAGE_LISTENERS_MISSING: &str = "MessageListenersMissing";
+
+/// `Receiving`: True while the linked page's message listeners are attached, False while the
+/// page is linked and they cannot attach (`detail` says why), Unknown while not linked
+/// (`receiving` `None`). Written from the first time the agent looked at a linked page on.
+pub fn sync_receiving(
+    s: &mut WhatsAppSessionStatus,
+    receiving: Option<&Result<(), String>>,
+    at: Time,
+) {
+    let already = s
+        .conditions
+        .iter()
+        .any(|c| c.type_ == ConditionType::Receiving.as_str());
+    let (status, reason, message) = match receiving {
+        Some(Ok(())) => (
+            ConditionStatus::True,
+            LISTENING,
+            "the agent listens to the linked page's messages".to_string(),
+        ),
+        Some(Err(detail)) => (
+            ConditionStatus::False,
+            MESSAGE_LISTENERS_MISSING,
+            format!(
+                "incoming messages are not received: the agent cannot attach to the page's message events ({detail})"
+            ),
+        ),
+        None if already => (
+            ConditionStatus::Unknown,
+            "NotLinked",
+            "no linked page to listen to".to_string(),
+        ),
+        None => return,
+    };
+    set_condition(
+        &mut s.conditions,
+        ConditionType::Receiving,
+        status,
+        reason,
+        &message,
         None,
         at,
     );

@@ -1,12 +1,14 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 /// The condition types of a session. `Ready` and `Progressing` belong to the operator,
-/// `Authenticated` to the agent.
+/// `Authenticated` and `Receiving` to the agent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConditionType {
     Ready,
     Authenticated,
     Progressing,
+    /// The linked page's message listeners are attached: incoming messages reach the agent.
+    Receiving,
 }
 
 impl ConditionType {
@@ -15,6 +17,7 @@ impl ConditionType {
             Self::Ready => "Ready",
             Self::Authenticated => "Authenticated",
             Self::Progressing => "Progressing",
+            Self::Receiving => "Receiving",
         }
     }
 }

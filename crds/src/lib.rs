@@ -68,4 +68,7 @@ pub mod error_codes {
     pub const PROFILE_RESTORED: &str = "PROFILE_RESTORED";
     /// Neither the profile nor its backup restored the login: a new login is needed.
     pub const LOGIN_LOST: &str = "LOGIN_LOST";
+    /// The page is linked but the agent cannot attach to its message events (a module of
+    /// WhatsApp Web missing or renamed): incoming messages are not received.
+    pub const MESSAGES_NOT_RECEIVED: &str = "MESSAGES_NOT_RECEIVED";
 }

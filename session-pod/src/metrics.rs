@@ -26,6 +26,9 @@ pub struct Metrics {
     pub backups: Family<ResultLabel, Counter>,
     pub backup_bytes: Gauge,
     pub restores: Family<ResultLabel, Counter>,
+    pub messages_sent: Counter,
+    pub message_events: Counter,
+    pub message_listeners: Gauge,
 }
 
 impl Metrics {
@@ -69,6 +72,21 @@ impl Metrics {
             "restores",
             "Lost logins put back from a backup, by result (restored, no_usable_backup, failed)",
             self.restores.clone(),
+        );
+        registry.register(
+            "messages_sent",
+            "Texts the page was asked to send and added (or found already added: a repeated id)",
+            self.messages_sent.clone(),
+        );
+        registry.register(
+            "message_events",
+            "Message events (new messages, acks) the page reported",
+            self.message_events.clone(),
+        );
+        registry.register(
+            "message_listeners",
+            "1 while the listeners that receive messages are attached to the linked page, 0 while the page is linked and they cannot attach (the session cannot receive); 1 while not linked",
+            self.message_listeners.clone(),
         );
     }
 }

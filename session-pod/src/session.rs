@@ -2,6 +2,8 @@
 //! page's liveness (crash, hang, load timeout), and performs what the state machine decides
 //! (`state/`: status changes, requests, logout, QR rounds, takeover, corrupt profiles).
 
+mod messages;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
@@ -14,11 +16,13 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use crate::backup::{BackupError, Backups, Taken};
-use crate::browser::BrowserSession;
+use crate::browser::{BindingCall, BrowserSession};
 use crate::config::Config;
-use crate::driver::{Driver, Snapshot};
+use crate::driver::messages::PendingSend;
+use crate::driver::{Driver, PageState, Snapshot};
 use crate::error::Error;
 use crate::http::Health;
+use crate::messages::page::PageServer;
 use crate::metrics::{Metrics, ResultLabel};
 use crate::own_cr::Requests;
 use crate::profile::{Health as ProfileHealth, Profile};
@@ -50,6 +54,17 @@ pub struct Agent {
     pub health: Arc<Health>,
     pub metrics: Metrics,
     pub shutdown: CancellationToken,
+    /// The session loop's end of the message API's channel (`messages::page`).
+    pub page: PageServer,
+    /// Sends the page added, waiting for their server ack.
+    pub sends: Vec<PendingSend>,
+}
+
+/// What woke the loop while a page is driven.
+enum Wake {
+    Poll,
+    Request(crate::messages::page::PageRequest),
+    MessageEvent(String),
 }
 
 pub struct BackupTask {
@@ -255,6 +270,7 @@ impl Agent {
                     tokio::select! {
                         _ = self.shutdown.cancelled() => break,
                         _ = self.requests.changed() => {}
+                        Some(req) = self.page.requests.recv() => self.refuse(req),
                         _ = tokio::time::sleep(IDLE_BEAT) => {}
                     }
                     continue;
@@ -290,14 +306,26 @@ impl Agent {
             self.perform(actions);
             if matches!(outcome, Outcome::Failed { .. }) {
                 let delay = backoff.next().unwrap_or(RELAUNCH_MAX);
-                tokio::select! {
-                    _ = self.shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(delay) => {}
+                if self.pause(delay).await {
+                    break;
                 }
             }
         }
         self.stopping();
         self.publisher.flush(Duration::from_secs(3)).await;
+    }
+
+    /// Waits `delay` between browsers, refusing the message API's requests meanwhile; true
+    /// when the agent is shutting down.
+    async fn pause(&mut self, delay: Duration) -> bool {
+        let until = Instant::now() + delay;
+        loop {
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return true,
+                _ = tokio::time::sleep_until(until) => return false,
+                Some(req) = self.page.requests.recv() => self.refuse(req),
+            }
+        }
     }
 
     /// SIGTERM: the status stops claiming a session this agent no longer holds (published at
@@ -341,6 +369,8 @@ impl Agent {
             // Say so before the browser closes: from now on nothing holds the session.
             self.stopping();
         }
+        self.abandon_sends();
+        self.metrics.message_listeners.set(1);
         match &outcome {
             Outcome::Failed { .. } => b.kill().await,
             _ => b.close(self.cfg.shutdown_timeout).await,
@@ -423,15 +453,37 @@ impl Agent {
         });
         let mut loaded_once = false;
         let mut gone = b.gone();
+        // The page is linked: the message API's requests are performed on it.
+        let mut linked = false;
         loop {
-            tokio::select! {
+            let wake = tokio::select! {
                 // Shutdown first: a Chromium signalled with the agent is gone at the same time.
                 biased;
                 _ = self.shutdown.cancelled() => return Outcome::Shutdown,
                 _ = gone.wait_for(|g| *g) => return chromium_gone(),
-                _ = poll.tick() => {}
-                Some(_) = b.notified() => {}
-                _ = self.requests.changed() => {}
+                // Events before requests: a send's ack settles it before the next one runs.
+                Some(call) = b.binding_call() => match call {
+                    BindingCall::Message(payload) => Wake::MessageEvent(payload),
+                    BindingCall::Notify => Wake::Poll,
+                },
+                Some(req) = self.page.requests.recv() => Wake::Request(req),
+                _ = poll.tick() => Wake::Poll,
+                _ = self.requests.changed() => Wake::Poll,
+            };
+            match wake {
+                Wake::Poll => {}
+                Wake::MessageEvent(payload) => {
+                    self.on_message_event(&payload);
+                    continue;
+                }
+                Wake::Request(req) if linked => {
+                    self.serve(b, req).await;
+                    continue;
+                }
+                Wake::Request(req) => {
+                    self.refuse(req);
+                    continue;
+                }
             }
             self.health.beat();
             let sent = Instant::now();
@@ -514,6 +566,16 @@ impl Agent {
             });
             if let Some(outcome) = self.act_on_page(b, actions).await {
                 return outcome;
+            }
+            let was_linked = linked;
+            linked = self.linked(snap.page_state() == PageState::Connected);
+            if was_linked && !linked {
+                self.abandon_sends();
+            }
+            if linked {
+                self.watch_messages_on(b, was_linked).await;
+            } else {
+                self.metrics.message_listeners.set(1);
             }
         }
     }

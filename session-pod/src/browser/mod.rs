@@ -40,6 +40,14 @@ use process::Chromium;
 /// How long Chromium may take to print its DevTools address.
 const LAUNCH_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A call of one of the driver's bindings.
+pub enum BindingCall {
+    /// The notify binding: something changed, read the page.
+    Notify,
+    /// A message event (JSON, `driver::messages`).
+    Message(String),
+}
+
 /// A running Chromium with the one page the agent drives. Dropping it kills Chromium.
 pub struct BrowserSession {
     browser: Browser,
@@ -54,6 +62,8 @@ pub struct BrowserSession {
     proxy_refused: Arc<AtomicBool>,
     /// The page calls the notify binding on every change it sees.
     notifications: mpsc::Receiver<String>,
+    /// The page's message events (`driver::messages::MESSAGE_BINDING`).
+    messages: mpsc::UnboundedReceiver<String>,
     cdp_timeout: Duration,
     /// The URL Chromium was started at, already loading in the tab.
     start_page: Option<String>,
@@ -84,7 +94,7 @@ impl BrowserSession {
             ms = t0.elapsed().as_millis() as u64,
             "page ready (bindings, listeners, interception)"
         );
-        let (page, notifications) = opened?;
+        let (page, bindings) = opened?;
         Ok(Self {
             browser,
             chromium,
@@ -92,7 +102,8 @@ impl BrowserSession {
             tasks,
             gone,
             proxy_refused,
-            notifications,
+            notifications: bindings.notify,
+            messages: bindings.messages,
             cdp_timeout: cfg.cdp_timeout,
             start_page,
         })
@@ -184,9 +195,15 @@ impl BrowserSession {
             .unwrap_or(serde_json::Value::Null))
     }
 
-    /// The next call of the page's notify binding (`None` once the page is gone).
-    pub async fn notified(&mut self) -> Option<String> {
-        self.notifications.recv().await
+    /// The page's next call of a driver binding, message events first (`None` once the page
+    /// is gone).
+    pub async fn binding_call(&mut self) -> Option<BindingCall> {
+        tokio::select! {
+            biased;
+            Some(payload) = self.messages.recv() => Some(BindingCall::Message(payload)),
+            Some(_) = self.notifications.recv() => Some(BindingCall::Notify),
+            else => None,
+        }
     }
 
     /// Whether the proxy refused the credentials (a request challenged again after them): a

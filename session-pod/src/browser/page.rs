@@ -15,19 +15,28 @@ use tokio::task::JoinSet;
 
 use crate::config::Config;
 use crate::driver::NOTIFY_BINDING;
+use crate::driver::messages::MESSAGE_BINDING;
 use crate::error::{Error, Result};
 
 use super::{interception, memory_relief};
 
-/// Sets up the page; its listeners run in `tasks`. Returns it with the receiver of its
-/// notify binding's calls. A renderer crash is said on `gone`.
+/// The page's calls of the driver's bindings.
+pub(super) struct Bindings {
+    /// Wake-ups (a full queue already guarantees one: extra calls are dropped).
+    pub notify: mpsc::Receiver<String>,
+    /// Message events, each kept (unbounded: the session loop drains them on every turn).
+    pub messages: mpsc::UnboundedReceiver<String>,
+}
+
+/// Sets up the page; its listeners run in `tasks`. Returns it with the receivers of its
+/// bindings' calls. A renderer crash is said on `gone`.
 pub(super) async fn open(
     browser: &Browser,
     cfg: &Config,
     gone: Arc<watch::Sender<bool>>,
     proxy_refused: Arc<AtomicBool>,
     tasks: &mut JoinSet<()>,
-) -> Result<(Page, mpsc::Receiver<String>)> {
+) -> Result<(Page, Bindings)> {
     let t0 = std::time::Instant::now();
     let page = super::within(
         "Target.attachToTarget (Chromium's initial tab)",
@@ -38,12 +47,18 @@ pub(super) async fn open(
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, "initial tab attached");
     // Page -> agent wake-ups (Runtime.addBinding survives navigations).
     page.execute(AddBindingParams::new(NOTIFY_BINDING)).await?;
+    page.execute(AddBindingParams::new(MESSAGE_BINDING)).await?;
     let mut calls = page.event_listener::<EventBindingCalled>().await?;
     let (tx, rx) = mpsc::channel(64);
+    let (msg_tx, msg_rx) = mpsc::unbounded_channel();
     tasks.spawn(async move {
         while let Some(call) = calls.next().await {
+            if call.name == MESSAGE_BINDING {
+                if msg_tx.send(call.payload.clone()).is_err() {
+                    break;
+                }
             // A full queue already guarantees a wake-up; only a closed one ends the task.
-            if call.name == NOTIFY_BINDING
+            } else if call.name == NOTIFY_BINDING
                 && tx.try_send(call.payload.clone()).is_err()
                 && tx.is_closed()
             {
@@ -64,7 +79,13 @@ pub(super) async fn open(
     if !cfg.memory_relief_interval.is_zero() {
         tasks.spawn(memory_relief::run(page.clone(), cfg.memory_relief_interval));
     }
-    Ok((page, rx))
+    Ok((
+        page,
+        Bindings {
+            notify: rx,
+            messages: msg_rx,
+        },
+    ))
 }
 
 /// The tab Chromium opens by itself at launch (about:blank), once chromiumoxide has attached

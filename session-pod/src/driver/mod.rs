@@ -3,6 +3,8 @@
 //! replaceable at run time from `WA_DRIVER_DIR/<name>.js` (a mounted ConfigMap), so a change
 //! in the live site can be followed without rebuilding the image.
 
+pub mod messages;
+
 use std::path::Path;
 
 use serde::Deserialize;
@@ -38,16 +40,26 @@ pub struct Driver {
     pub logout: Script,
     pub takeover: Script,
     pub pairing_code: Script,
+    /// Installs (idempotently) the listeners that report messages through
+    /// [`messages::MESSAGE_BINDING`]; says whether they are attached.
+    pub messages_watch: Script,
+    /// A number's WhatsApp id, or null.
+    pub number_id: Script,
+    /// Sends a text with the agent's message id (answers an existing one instead).
+    pub send_text: Script,
     /// Only for `wa-session canary`: checks the others' assumptions without changing anything.
     pub canary: Script,
 }
 
-const BUILTIN: [(&str, &str); 6] = [
+const BUILTIN: [(&str, &str); 9] = [
     ("snapshot", include_str!("scripts/snapshot.js")),
     ("refresh_qr", include_str!("scripts/refresh_qr.js")),
     ("logout", include_str!("scripts/logout.js")),
     ("takeover", include_str!("scripts/takeover.js")),
     ("pairing_code", include_str!("scripts/pairing_code.js")),
+    ("messages_watch", include_str!("scripts/messages_watch.js")),
+    ("number_id", include_str!("scripts/number_id.js")),
+    ("send_text", include_str!("scripts/send_text.js")),
     ("canary", include_str!("scripts/canary.js")),
 ];
 
@@ -82,6 +94,9 @@ impl Driver {
             logout: get("logout")?,
             takeover: get("takeover")?,
             pairing_code: get("pairing_code")?,
+            messages_watch: get("messages_watch")?,
+            number_id: get("number_id")?,
+            send_text: get("send_text")?,
             canary: get("canary")?,
         })
     }

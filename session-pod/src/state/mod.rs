@@ -90,6 +90,8 @@ pub enum Event<'a> {
     /// How [`Action::RestoreBackup`] went: when the copy put back was taken, or why none
     /// could be.
     Restored(Result<Time, String>),
+    /// Whether the linked page's message listeners are attached (`Err`: why they cannot be).
+    Receiving(Result<(), String>),
 }
 
 /// What the session loop does, in order.
@@ -153,6 +155,8 @@ pub struct Machine {
     failed_launches: u32,
     browser: BrowserLife,
     backup: BackupState,
+    /// The linked page's message listeners as the loop last saw them; `None` while not linked.
+    receiving: Option<Result<(), String>>,
 }
 
 /// What the machine knows about the login and its backup.
@@ -225,6 +229,7 @@ impl Machine {
             pairing_wanted: false,
             failed_launches: 0,
             browser: BrowserLife::default(),
+            receiving: None,
         }
     }
 
@@ -299,6 +304,7 @@ impl Machine {
                 vec![Action::Ready(false), Action::Publish { urgent: true }]
             }
             Event::Restored(result) => self.restored(result, &at),
+            Event::Receiving(result) => self.receiving(result, &at),
             // Nobody can vouch for a page that does not answer.
             Event::PageSilent => {
                 if self.not_held_for_now() {
@@ -309,8 +315,39 @@ impl Machine {
             }
         };
         let restored = self.backup.restored == Restored::Running;
-        status::sync_condition(&mut self.status, self.agent_stopped, restored, at);
+        if self.state() != SessionState::Connected {
+            self.receiving = None;
+        }
+        status::sync_condition(&mut self.status, self.agent_stopped, restored, at.clone());
+        status::sync_receiving(&mut self.status, self.receiving.as_ref(), at);
         actions
+    }
+
+    /// The loop looked at the linked page's message listeners: a session that cannot receive
+    /// says so (condition `Receiving`, `lastError`), and says when it can again.
+    fn receiving(&mut self, result: Result<(), String>, at: &Time) -> Vec<Action> {
+        if self.state() != SessionState::Connected || self.receiving.as_ref() == Some(&result) {
+            return Vec::new();
+        }
+        match &result {
+            Err(detail) => self.set_error(
+                error_codes::MESSAGES_NOT_RECEIVED,
+                format!("incoming messages are not received: the agent cannot attach to the page's message events ({detail})"),
+                at.clone(),
+            ),
+            Ok(()) => {
+                if self
+                    .status
+                    .last_error
+                    .as_ref()
+                    .is_some_and(|e| e.code == error_codes::MESSAGES_NOT_RECEIVED)
+                {
+                    self.status.last_error = None;
+                }
+            }
+        }
+        self.receiving = Some(result);
+        vec![Action::Publish { urgent: false }]
     }
 
     /// No browser runs: a logout with nothing to log out of is done at once; idle after a
@@ -747,7 +784,10 @@ impl Machine {
                 if snap.push_name.is_some() {
                     self.status.push_name = snap.push_name.clone();
                 }
-                self.status.last_error = None;
+                // Linked: past errors are over, but not one about receiving (still true).
+                if !matches!(self.receiving, Some(Err(_))) {
+                    self.status.last_error = None;
+                }
             }
             PageState::Conflict => {
                 // Another browser holds the session until our takeover: not ours meanwhile.

@@ -1117,3 +1117,56 @@ mod watchdog_tests {
         );
     }
 }
+
+fn receiving(m: &Machine) -> Option<(String, String)> {
+    m.status()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == ConditionType::Receiving.as_str())
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+#[test]
+fn a_linked_session_that_cannot_receive_says_so_until_it_can() {
+    let mut w = World::new();
+    w.start();
+    w.page("CONNECTED", None, 1);
+    assert_eq!(receiving(&w.m), None, "not looked at yet: no condition");
+    let missing = Err("WAWebCollections: Requiring unknown module".to_string());
+    assert_eq!(
+        w.m.handle(Event::Receiving(missing.clone()), t(2)),
+        vec![Action::Publish { urgent: false }]
+    );
+    assert_eq!(
+        receiving(&w.m),
+        Some(("False".into(), status::MESSAGE_LISTENERS_MISSING.into()))
+    );
+    let err = w.m.status().last_error.clone().expect("lastError");
+    assert_eq!(err.code, error_codes::MESSAGES_NOT_RECEIVED);
+    assert!(err.message.contains("WAWebCollections"), "{}", err.message);
+    // Still linked, still broken: the error stays (each snapshot of a linked page clears others).
+    w.page("CONNECTED", None, 3);
+    assert!(
+        w.m.handle(Event::Receiving(missing), t(4)).is_empty(),
+        "nothing new"
+    );
+    assert_eq!(
+        w.m.status().last_error.as_ref().map(|e| e.code.as_str()),
+        Some(error_codes::MESSAGES_NOT_RECEIVED)
+    );
+    // Attached again: the error goes, the condition turns True.
+    w.m.handle(Event::Receiving(Ok(())), t(5));
+    assert_eq!(
+        receiving(&w.m),
+        Some(("True".into(), status::LISTENING.into()))
+    );
+    assert_eq!(w.m.status().last_error, None);
+    // No longer linked (unlinked from the phone): nobody can tell.
+    w.page("UNPAIRED", Some("ref,a,b,c,d"), 6);
+    w.ended(Outcome::LoggedOutRemotely, true, 6);
+    assert_eq!(receiving(&w.m).map(|c| c.0), Some("Unknown".into()));
+    assert!(
+        w.m.handle(Event::Receiving(Ok(())), t(7)).is_empty(),
+        "only a linked page is judged"
+    );
+}

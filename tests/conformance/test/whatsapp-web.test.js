@@ -185,6 +185,77 @@ describe(`whatsapp-web.js ${WWEBJS_VERSION} (npm, unmodified) against the fake W
     assert.equal(ev.of('authenticated').length, 1, 'no authenticated event while logging out');
   });
 
+  it('checks numbers, sends a text the fake records, and hears messages and acks', async (t) => {
+    const MSG_PHONE = '5491133445566';
+    const CONTACT = '5491177889900';
+    const client = newClient({ authStrategy: new LocalAuth({ clientId: 'msg', dataPath: dir }) });
+    const ev = recordEvents(client, [...EVENTS, 'message', 'message_create', 'message_ack']);
+    t.after(() => client.destroy().catch(() => {}));
+    await client.initialize();
+    const qr = (await waitFor('qr', () => ev.of('qr')[0])).args[0];
+    const scanned = await fake.post('/_fake/scan', { qr, phone: MSG_PHONE, pushName: 'Caro' });
+    assert.equal(scanned.status, 200, JSON.stringify(scanned.body));
+    await waitFor('ready', () => ev.of('ready')[0]);
+
+    const declared = await fake.post('/_fake/numbers', { phones: [CONTACT] });
+    assert.equal(declared.status, 200, JSON.stringify(declared.body));
+    const id = await client.getNumberId(CONTACT);
+    assert.equal(id && id._serialized, `${CONTACT}@c.us`);
+    assert.equal(await client.getNumberId('5491100009999'), null, 'a number not on WhatsApp');
+    assert.equal(await client.isRegisteredUser(`${CONTACT}@c.us`), true);
+
+    const sent = await client.sendMessage(`${CONTACT}@c.us`, 'Hola, ¿cómo estás?');
+    assert.ok(sent, 'sendMessage returned the message');
+    assert.equal(sent.fromMe, true);
+    assert.equal(sent.body, 'Hola, ¿cómo estás?');
+    assert.equal(sent.to, `${CONTACT}@c.us`);
+    assert.equal(sent.from, `${MSG_PHONE}@c.us`);
+    assert.equal(sent.type, 'chat');
+    assert.equal(sent.id.fromMe, true);
+    assert.equal(sent.id.remote, `${CONTACT}@c.us`);
+    assert.match(sent.id.id, /^3EB0[0-9A-F]{16}$/);
+    const record = await waitFor('the fake recorded the send', async () =>
+      (await fake.get(`/_fake/messages?account=${MSG_PHONE}`)).find((m) => m.key === sent.id._serialized));
+    assert.equal(record.body, 'Hola, ¿cómo estás?');
+    assert.equal(record.chat, `${CONTACT}@c.us`);
+    assert.equal(record.via, 'page');
+    const created = await waitFor('message_create for our own send', () =>
+      ev.of('message_create').find((e) => e.args[0].id._serialized === sent.id._serialized));
+    assert.equal(created.args[0].fromMe, true);
+    assert.ok(!ev.of('message').some((e) => e.args[0].id._serialized === sent.id._serialized), 'our own send is not a received message');
+
+    // The server ack (1) comes from the fake's answer; delivered and read from its control API.
+    await waitFor('message_ack 1 (server)', () =>
+      ev.of('message_ack').some((e) => e.args[0].id._serialized === sent.id._serialized && e.args[1] === 1));
+    for (const ack of [2, 3]) {
+      const r = await fake.post('/_fake/messages/ack', { id: sent.id.id, ack });
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      await waitFor(`message_ack ${ack}`, () =>
+        ev.of('message_ack').some((e) => e.args[0].id._serialized === sent.id._serialized && e.args[1] === ack));
+    }
+
+    const incoming = await fake.post('/_fake/messages/incoming', { to: MSG_PHONE, from: CONTACT, body: 'Bien, gracias' });
+    assert.equal(incoming.status, 200, JSON.stringify(incoming.body));
+    const received = await waitFor('message for the injected message', () =>
+      ev.of('message').find((e) => e.args[0].id._serialized === incoming.body.key));
+    const msg = received.args[0];
+    assert.equal(msg.body, 'Bien, gracias');
+    assert.equal(msg.from, `${CONTACT}@c.us`);
+    assert.equal(msg.to, `${MSG_PHONE}@c.us`);
+    assert.equal(msg.fromMe, false);
+    assert.equal(msg.type, 'chat');
+    assert.ok(ev.of('message_create').some((e) => e.args[0].id._serialized === incoming.body.key), 'message_create too');
+
+    const fromPhone = await fake.post('/_fake/messages/outgoing', { phone: MSG_PHONE, to: CONTACT, body: 'desde el teléfono' });
+    assert.equal(fromPhone.status, 200, JSON.stringify(fromPhone.body));
+    const own = await waitFor('message_create for the phone\'s message', () =>
+      ev.of('message_create').find((e) => e.args[0].id._serialized === fromPhone.body.key));
+    assert.equal(own.args[0].fromMe, true);
+    assert.equal(own.args[0].body, 'desde el teléfono');
+    assert.ok(!ev.of('message').some((e) => e.args[0].id._serialized === fromPhone.body.key));
+    await client.logout();
+  });
+
   it('contacted nothing but the fake', () => {
     assert.ok(front.seen.requests > 0, 'Chromium loaded the page through the front');
     assert.ok(front.seen.hosts.has('web.whatsapp.com'));

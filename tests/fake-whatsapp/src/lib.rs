@@ -7,6 +7,8 @@
 
 pub mod config;
 mod control_api;
+mod control_messages;
+pub mod messages;
 mod outage;
 mod page_api;
 pub mod registry;

@@ -135,9 +135,38 @@ struct ActionBody {
     page: String,
     action: String,
     phone: Option<String>,
+    /// `sendMessage`: the message id, chat and text.
+    id: Option<String>,
+    chat: Option<String>,
+    body: Option<String>,
 }
 
 async fn action(State(s): State<AppState>, Json(body): Json<ActionBody>) -> Response {
+    match body.action.as_str() {
+        "queryExists" => {
+            let phone = body.phone.unwrap_or_default();
+            return match s.registry().number_exists(&body.page, &phone) {
+                Ok(exists) => Json(json!({"ok": true, "exists": exists})).into_response(),
+                Err(e) => page_error(e),
+            };
+        }
+        "sendMessage" => {
+            let (id, chat, text) = (
+                body.id.unwrap_or_default(),
+                body.chat.unwrap_or_default(),
+                body.body.unwrap_or_default(),
+            );
+            let sent = s.registry().page_send(&body.page, id, &chat, text);
+            return match sent {
+                Ok(r) => {
+                    tracing::info!(page = %body.page, key = %r.key, "message sent");
+                    Json(json!({"ok": true, "ack": r.ack, "t": r.t})).into_response()
+                }
+                Err(e) => page_error(e),
+            };
+        }
+        _ => {}
+    }
     let action = match body.action.as_str() {
         "refreshQR" => PageAction::RefreshQr,
         "logout" => PageAction::Logout,

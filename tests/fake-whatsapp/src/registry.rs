@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tokio::time::{Duration, Instant};
 
 use crate::config::Timings;
+use crate::messages::{MessageError, Messages, PageMessage, Record, Via};
 
 /// The `WAState` values of `window.require('WAWebSocketModel').Socket.state` the fake produces
 /// (whatsapp-web.js src/util/Constants.js `WAState`).
@@ -76,6 +77,8 @@ pub struct Page {
     version: u64,
     /// One-shot `Cmd` events for the page, tagged with the version that introduced them.
     events: Vec<(u64, &'static str)>,
+    /// Messages and acks for the page, tagged likewise.
+    messages: Vec<(u64, PageMessage)>,
     navigate: Option<String>,
     hang: bool,
     /// Test hook: the last bounded busy spell asked for (`/_fake/hang {ms}`): its number (the
@@ -142,6 +145,8 @@ pub struct Snapshot {
     /// The device credential the profile must hold; `None` means wipe it.
     pub credential: Option<String>,
     pub events: Vec<&'static str>,
+    /// Messages and acks since the page's last poll (see `messages.rs`).
+    pub messages: Vec<PageMessage>,
     pub navigate: Option<String>,
     pub hang: bool,
     /// A busy spell the page runs once (its main thread spins `busy_ms`, then goes on): the
@@ -236,6 +241,7 @@ pub struct Registry {
     devices: HashMap<String, Device>,
     /// Refs that were shown and are no longer valid (scan → 410 rather than 404).
     retired_refs: HashSet<String>,
+    messages: Messages,
 }
 
 const POST_LOGOUT_URL: &str = "/?post_logout=1";
@@ -287,6 +293,7 @@ impl Registry {
             pages: HashMap::new(),
             devices: HashMap::new(),
             retired_refs: HashSet::new(),
+            messages: Messages::default(),
         }
     }
 
@@ -318,6 +325,7 @@ impl Registry {
             timer: Some((now + self.timings.opening, Timer::OpeningDone)),
             version: 1,
             events: Vec::new(),
+            messages: Vec::new(),
             navigate: None,
             hang: false,
             busy: (0, 0),
@@ -388,6 +396,12 @@ impl Registry {
                 .iter()
                 .filter(|(v, _)| *v > since)
                 .map(|(_, e)| *e)
+                .collect(),
+            messages: page
+                .messages
+                .iter()
+                .filter(|(v, _)| *v > since)
+                .map(|(_, m)| m.clone())
                 .collect(),
             navigate: page.navigate.clone(),
             hang: page.hang,
@@ -518,6 +532,20 @@ impl Registry {
         page.state = WaState::Connected;
         if !page.has_synced {
             page.timer = Some((now + sync, Timer::Synced));
+        }
+        // The chats' history, as the real page loads it from its store (`isNewMsg` false).
+        let account = self.devices.get(&device).map(|d| d.phone.clone());
+        for record in account
+            .map(|a| self.messages.history(&a))
+            .unwrap_or_default()
+        {
+            page.messages.push((
+                page.version + 1,
+                PageMessage::Msg {
+                    record,
+                    is_new: false,
+                },
+            ));
         }
         page.bump();
         for other in self.pages.values_mut() {
@@ -874,6 +902,160 @@ impl Registry {
                 self.retired_refs.insert(r);
             }
         }
+    }
+}
+
+/// Messages: what the control API (phone, contacts) and the page (sends, number checks) ask.
+impl Registry {
+    /// The account (phone) of a connected page.
+    fn connected_account(&self, page: &str) -> Result<String, PageError> {
+        let p = self.pages.get(page).ok_or(PageError::UnknownPage)?;
+        if p.state != WaState::Connected {
+            return Err(PageError::WrongState(p.state));
+        }
+        p.device
+            .as_ref()
+            .and_then(|d| self.devices.get(d))
+            .map(|d| d.phone.clone())
+            .ok_or(PageError::WrongState(p.state))
+    }
+
+    /// Tells every connected page of `account` (but `except`) about a message or an ack.
+    fn tell_account(&mut self, account: &str, except: Option<&str>, message: PageMessage) -> usize {
+        let mut n = 0;
+        for page in self.pages.values_mut() {
+            let of_account = page
+                .device
+                .as_ref()
+                .and_then(|d| self.devices.get(d))
+                .is_some_and(|d| d.phone == account);
+            if of_account && page.state == WaState::Connected && Some(page.id.as_str()) != except {
+                page.messages.push((page.version + 1, message.clone()));
+                page.bump();
+                n += 1;
+            }
+        }
+        n
+    }
+
+    fn has_account(&self, phone: &str) -> bool {
+        self.devices.values().any(|d| d.phone == phone)
+    }
+
+    /// Declares numbers that exist on WhatsApp; returns how many were new.
+    pub fn declare_numbers(&mut self, phones: &[String]) -> Result<usize, LinkError> {
+        let phones = phones
+            .iter()
+            .map(|p| normalize_phone(p))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(LinkError::BadRequest)?;
+        Ok(self.messages.declare(phones))
+    }
+
+    pub fn numbers(&self) -> Vec<String> {
+        self.messages.numbers()
+    }
+
+    /// `WAWebQueryExistsJob.queryWidExists`: whether `phone` is on WhatsApp (declared, or an
+    /// account with a linked device). Only a connected page can ask.
+    pub fn number_exists(&self, page: &str, phone: &str) -> Result<bool, PageError> {
+        self.connected_account(page)?;
+        let Ok(phone) = normalize_phone(phone) else {
+            return Ok(false);
+        };
+        Ok(self.messages.is_declared(&phone) || self.has_account(&phone))
+    }
+
+    /// A page sends a text (`addAndSendMsgToChat`): recorded, acknowledged by the server
+    /// (ack 1), and shown on the account's other pages as their own outgoing message. Every
+    /// send is recorded, a repeated id included: the record shows what the page sent.
+    pub fn page_send(
+        &mut self,
+        page: &str,
+        id: String,
+        chat: &str,
+        body: String,
+    ) -> Result<Record, PageError> {
+        let account = self.connected_account(page)?;
+        let record = self
+            .messages
+            .record(
+                &account,
+                chat,
+                id,
+                body,
+                true,
+                Via::Page,
+                Some(page.to_string()),
+            )
+            .map_err(|e| PageError::BadRequest(e.to_string()))?;
+        self.tell_account(
+            &account,
+            Some(page),
+            PageMessage::Msg {
+                record: record.clone(),
+                is_new: true,
+            },
+        );
+        Ok(record)
+    }
+
+    /// A contact `from` writes to `account` (`incoming`), or the account's phone writes to
+    /// `from` (`!incoming`). Returns the record and how many pages were told.
+    pub fn phone_message(
+        &mut self,
+        account: &str,
+        other: &str,
+        body: String,
+        incoming: bool,
+    ) -> Result<(Record, usize), LinkError> {
+        let account = normalize_phone(account).map_err(LinkError::BadRequest)?;
+        let other = normalize_phone(other).map_err(LinkError::BadRequest)?;
+        if !self.has_account(&account) {
+            return Err(LinkError::NotFound);
+        }
+        let via = if incoming { Via::Contact } else { Via::Phone };
+        let record = self
+            .messages
+            .record(
+                &account,
+                &other,
+                crate::messages::phone_message_id(),
+                body,
+                !incoming,
+                via,
+                None,
+            )
+            .map_err(|e| LinkError::BadRequest(e.to_string()))?;
+        // Whoever writes is on WhatsApp.
+        self.messages.declare([other]);
+        let told = self.tell_account(
+            &account,
+            None,
+            PageMessage::Msg {
+                record: record.clone(),
+                is_new: true,
+            },
+        );
+        Ok((record, told))
+    }
+
+    /// The recipient's phone acknowledges a message the account sent (2 delivered, 3 read).
+    pub fn ack_message(&mut self, id: &str, ack: i8) -> Result<(Record, usize), MessageError> {
+        let record = self.messages.ack(id, ack)?;
+        let told = self.tell_account(
+            &record.account.clone(),
+            None,
+            PageMessage::Ack {
+                key: record.key.clone(),
+                ack,
+            },
+        );
+        Ok((record, told))
+    }
+
+    pub fn messages(&self, account: Option<&str>) -> Vec<Record> {
+        self.messages.list(account)
     }
 }
 

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use crate::config::{Generation, PageConfig, Timings};
 use crate::outage::Outage;
 use crate::registry::Registry;
-use crate::{control_api, page_api};
+use crate::{control_api, control_messages, page_api};
 
 pub(crate) struct Shared {
     registry: Mutex<Registry>,
@@ -157,6 +157,7 @@ fn router(shared: AppState) -> Router {
             )),
         )
         .merge(control_api::routes())
+        .merge(control_messages::routes())
         .with_state(shared)
 }
 

@@ -124,6 +124,7 @@ impl ScriptedPage {
     async fn until(&mut self, fake: &Fake, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut events = Vec::new();
+        let mut messages = Vec::new();
         while !pred(&self.last) {
             assert!(
                 Instant::now() < deadline,
@@ -135,9 +136,11 @@ impl ScriptedPage {
                 .get(&format!("_page/poll?page={}&since={since}", self.id))
                 .await;
             events.extend(snap["events"].as_array().cloned().unwrap_or_default());
+            messages.extend(snap["messages"].as_array().cloned().unwrap_or_default());
             self.last = snap;
         }
         self.last["seenEvents"] = Value::Array(events);
+        self.last["seenMessages"] = Value::Array(messages);
         self.last.clone()
     }
 }
@@ -456,4 +459,225 @@ async fn offline_cuts_held_polls_refuses_the_page_and_ends_by_itself() {
     assert_eq!(status_of(fake.url.clone()).await, 200);
     let (status, _) = fake.post("_fake/offline", json!({"secs": -1})).await;
     assert_eq!(status, 400);
+}
+
+/// The page's and the phone's side of messages: numbers that exist, a page's send (recorded with
+/// the server ack), a contact's message and the phone's own reaching the page, acks moving
+/// forward, the history a reconnecting page loads, and bad input refused.
+#[tokio::test]
+async fn messages_are_recorded_routed_to_the_page_and_acknowledged() {
+    let fake = start("5", "2");
+    let me = "5491100000010";
+    let (status, body) = fake
+        .post("_fake/numbers", json!({"phones": ["+54 9 11 2233-4455"]}))
+        .await;
+    assert_eq!((status, body["added"].clone()), (200, json!(1)), "{body}");
+    assert_eq!(fake.get("_fake/numbers").await, json!(["5491122334455"]));
+    let (status, _) = fake.post("_fake/numbers", json!({"phones": ["abc"]})).await;
+    assert_eq!(status, 400);
+
+    let mut page = ScriptedPage::open(&fake, None).await;
+    let action = |page: &str, body: Value| {
+        let mut b = body;
+        b["page"] = json!(page);
+        b
+    };
+    // Not linked yet: the page cannot ask.
+    let (status, _) = fake
+        .post(
+            "_page/action",
+            action(
+                &page.id,
+                json!({"action": "queryExists", "phone": "5491122334455"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 409);
+    page.scan_qr(&fake, me).await;
+    page.until(&fake, "CONNECTED", state_is("CONNECTED")).await;
+
+    for (phone, exists) in [
+        ("5491122334455", true),
+        (me, true),
+        ("5491199999999", false),
+    ] {
+        let (status, body) = fake
+            .post(
+                "_page/action",
+                action(&page.id, json!({"action": "queryExists", "phone": phone})),
+            )
+            .await;
+        assert_eq!(
+            (status, body["exists"].clone()),
+            (200, json!(exists)),
+            "{phone}"
+        );
+    }
+
+    let send = json!({"action": "sendMessage", "id": "3EB0AABBCCDD", "chat": "5491122334455@c.us", "body": "hola"});
+    let (status, body) = fake.post("_page/action", action(&page.id, send)).await;
+    assert_eq!((status, body["ack"].clone()), (200, json!(1)), "{body}");
+    for bad in [
+        json!({"action": "sendMessage", "id": "X1", "chat": "123-456@g.us", "body": "hola"}),
+        json!({"action": "sendMessage", "id": "X2", "chat": "5491122334455@c.us", "body": ""}),
+        json!({"action": "sendMessage", "id": "bad id!", "chat": "5491122334455@c.us", "body": "x"}),
+    ] {
+        let (status, body) = fake.post("_page/action", action(&page.id, bad)).await;
+        assert_eq!(status, 400, "{body}");
+    }
+    let sent = fake.get(&format!("_fake/messages?account={me}")).await;
+    assert_eq!(sent.as_array().map(Vec::len), Some(1), "{sent}");
+    assert_eq!(sent[0]["key"], "true_5491122334455@c.us_3EB0AABBCCDD");
+    assert_eq!(
+        (
+            &sent[0]["body"],
+            &sent[0]["chat"],
+            &sent[0]["via"],
+            &sent[0]["page"]
+        ),
+        (
+            &json!("hola"),
+            &json!("5491122334455@c.us"),
+            &json!("page"),
+            &json!(page.id)
+        )
+    );
+
+    // The recipient's phone acknowledges: delivered, then read; never backwards.
+    let (status, body) = fake
+        .post(
+            "_fake/messages/ack",
+            json!({"id": "3EB0AABBCCDD", "ack": 2}),
+        )
+        .await;
+    assert_eq!((status, body["pages"].clone()), (200, json!(1)), "{body}");
+    let key = "true_5491122334455@c.us_3EB0AABBCCDD";
+    let snap = page
+        .until(&fake, "ack 2", |v| {
+            v["messages"]
+                .as_array()
+                .is_some_and(|m| m.iter().any(|m| m["kind"] == "ack"))
+        })
+        .await;
+    assert!(
+        snap["seenMessages"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"kind": "ack", "key": key, "ack": 2})),
+        "{snap}"
+    );
+    let (status, _) = fake
+        .post("_fake/messages/ack", json!({"id": key, "ack": 2}))
+        .await;
+    assert_eq!(status, 400, "acks only move forward");
+    let (status, _) = fake
+        .post("_fake/messages/ack", json!({"id": "NOPE", "ack": 3}))
+        .await;
+    assert_eq!(status, 404);
+    let (status, _) = fake
+        .post("_fake/messages/ack", json!({"id": key, "ack": 3}))
+        .await;
+    assert_eq!(status, 200);
+
+    // A contact writes; the phone writes: both reach the page as new messages.
+    let (status, incoming) = fake
+        .post(
+            "_fake/messages/incoming",
+            json!({"to": me, "from": "5491155556666", "body": "¿precio?"}),
+        )
+        .await;
+    assert_eq!(
+        (status, incoming["pages"].clone()),
+        (200, json!(1)),
+        "{incoming}"
+    );
+    let (status, outgoing) = fake
+        .post(
+            "_fake/messages/outgoing",
+            json!({"phone": me, "to": "5491155556666", "body": "desde el teléfono"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{outgoing}");
+    let has_key = |k: Value| {
+        move |v: &Value| {
+            v["messages"]
+                .as_array()
+                .is_some_and(|m| m.iter().any(|m| m["record"]["key"] == k))
+        }
+    };
+    let snap = page
+        .until(
+            &fake,
+            "the phone's message",
+            has_key(outgoing["key"].clone()),
+        )
+        .await;
+    let seen: Vec<&Value> = snap["seenMessages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["kind"] == "msg")
+        .collect();
+    let got = |k: &Value| seen.iter().find(|m| &m["record"]["key"] == k).copied();
+    let inc = got(&incoming["key"]).expect("the contact's message reached the page");
+    assert_eq!(
+        (
+            &inc["isNew"],
+            &inc["record"]["fromMe"],
+            &inc["record"]["body"],
+            &inc["record"]["chat"]
+        ),
+        (
+            &json!(true),
+            &json!(false),
+            &json!("¿precio?"),
+            &json!("5491155556666@c.us")
+        )
+    );
+    let out = got(&outgoing["key"]).expect("the phone's message reached the page");
+    assert_eq!(
+        (&out["isNew"], &out["record"]["fromMe"]),
+        (&json!(true), &json!(true))
+    );
+    assert!(
+        outgoing["key"]
+            .as_str()
+            .unwrap()
+            .starts_with("true_5491155556666@c.us_"),
+        "{outgoing}"
+    );
+    let (status, _) = fake
+        .post(
+            "_fake/messages/incoming",
+            json!({"to": "5491177777777", "from": "5491155556666", "body": "x"}),
+        )
+        .await;
+    assert_eq!(status, 404, "no linked device of that account");
+
+    // A reload: the new page loads the history (not new), with the acks reached so far.
+    let cred = page.last["credential"]
+        .as_str()
+        .expect("credential")
+        .to_string();
+    let _ = fake
+        .post(&format!("_page/bye?page={}", page.id), json!({}))
+        .await;
+    let mut again = ScriptedPage::open(&fake, Some(&cred)).await;
+    let snap = again
+        .until(&fake, "CONNECTED again", state_is("CONNECTED"))
+        .await;
+    let history: Vec<Value> = snap["seenMessages"].as_array().unwrap().to_vec();
+    let mine = history
+        .iter()
+        .find(|m| m["record"]["key"] == key)
+        .expect("the sent message is in the history");
+    assert_eq!(
+        (&mine["isNew"], &mine["record"]["ack"]),
+        (&json!(false), &json!(3))
+    );
+    assert_eq!(
+        history.iter().filter(|m| m["kind"] == "msg").count(),
+        3,
+        "{history:?}"
+    );
 }

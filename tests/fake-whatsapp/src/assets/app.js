@@ -128,7 +128,27 @@
     for (const b of bytes) bin += String.fromCharCode(b);
     return btoa(bin);
   }
-  function wid(user, server) { return { server, user, _serialized: user + '@' + server }; }
+  // A WhatsApp id (`WAWebWidFactory.createWid`): `<user>@<server>`, with the predicates
+  // whatsapp-web.js calls on chat ids.
+  class Wid {
+    constructor(user, server) { this.server = server; this.user = user; this._serialized = user + '@' + server; }
+    isLid() { return this.server === 'lid'; }
+    isGroup() { return this.server === 'g.us'; }
+    isUser() { return this.server === 'c.us' || this.server === 'lid'; }
+    isStatus() { return this.user === 'status' && this.server === 'broadcast'; }
+    isNewsletter() { return this.server === 'newsletter'; }
+    isBroadcast() { return this.server === 'broadcast'; }
+    equals(o) { return !!o && String(o._serialized || o) === this._serialized; }
+    toString() { return this._serialized; }
+    toJid() { return this._serialized; }
+  }
+  function wid(user, server) { return new Wid(user, server); }
+  function createWid(id) {
+    const s = String(id && id._serialized ? id._serialized : id);
+    const at = s.indexOf('@');
+    if (at <= 0) throw new Error('createWid: invalid wid ' + JSON.stringify(s));
+    return new Wid(s.slice(0, at), s.slice(at + 1));
+  }
   const needKeys = () => { if (!keys) throw new Error('registration not loaded'); return keys; };
 
   let pairingType = null;
@@ -141,6 +161,16 @@
     getModelsArray() { return Array.from(this._index.values()); }
     find(id) { return Promise.resolve(this.get(id)); }
     get length() { return this._index.size; }
+    // Adds a model (once per id) and fires `add` (model, collection), as the real collections do.
+    add(model) {
+      const key = String(model.id && model.id._serialized ? model.id._serialized : model.id);
+      if (this._index.has(key)) return this._index.get(key);
+      this._index.set(key, model);
+      // Like Backbone, a collection re-fires its models' events (Msg.on('change:ack', ...)).
+      if (typeof model.on === 'function') model.on('all', (name, ...args) => this.trigger(name, ...args));
+      this.trigger('add', model, this);
+      return model;
+    }
   }
   const collections = { Msg: new Collection(), Chat: new Collection(), Contact: new Collection(), GroupMetadata: new Collection() };
 
@@ -182,11 +212,118 @@
       },
       initializeQRLinking: async () => { pairingType = null; },
     },
-    // Touched by whatsapp-web.js after login (attachEventListeners); nothing is ever added here.
+    // Touched by whatsapp-web.js after login (attachEventListeners); messages and chats are
+    // added by the messages section below.
     WAWebCollections: collections,
     WAWebSyncGatingUtils: { isPlaceholderMessageResendEnabled: () => false },
     WAWebCallCollection: new Collection(),
   };
+  // ---- Messages (docs/fake-whatsapp.md rows M1-M9): chats, the message key, sending, acks ----
+  class MsgKey {
+    constructor({ from, to, id, participant, selfDir }) {
+      this.fromMe = selfDir === 'out';
+      this.remote = this.fromMe ? to : from;
+      this.id = id;
+      if (participant) this.participant = participant;
+      this._serialized = this.fromMe + '_' + this.remote._serialized + '_' + id;
+    }
+    toString() { return this._serialized; }
+    // Web-made ids: 3EB0 + 16 upper-case hex digits.
+    static newId() {
+      const bytes = crypto.getRandomValues(new Uint8Array(8));
+      return Promise.resolve('3EB0' + Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('').toUpperCase());
+    }
+  }
+  const msgModel = (attrs) => new Model(Object.assign({
+    id: undefined, body: '', type: 'chat', t: 0, from: undefined, to: undefined, author: undefined,
+    ack: 0, isNewMsg: false, self: 'in', local: false, star: false, notifyName: '',
+  }, attrs));
+  collections.Msg.modelClass = Model;
+  // The chat with `wid`, created on first use (a contact's chat, as opening one on the real page).
+  function chatFor(w) {
+    const existing = collections.Chat.get(w);
+    if (existing) return { chat: existing, created: false };
+    const chat = new Model({ id: w, t: 0, unreadCount: 0, archive: false, isReadOnly: false, name: undefined });
+    chat.msgs = new Collection();
+    return { chat: collections.Chat.add(chat), created: true };
+  }
+  // A message the server told about (snapshot.messages): the page's own from another device,
+  // the phone's, a contact's, or the history (isNew false).
+  function addRecord(record, isNew) {
+    const me = Conn.wid;
+    const other = createWid(record.chat);
+    const key = new MsgKey({ from: record.fromMe ? me : other, to: record.fromMe ? other : me, id: record.id, selfDir: record.fromMe ? 'out' : 'in' });
+    if (collections.Msg.get(key._serialized)) return;
+    const msg = msgModel({
+      id: key, body: record.body, t: record.t, ack: record.ack, isNewMsg: isNew,
+      from: record.fromMe ? me : other, to: record.fromMe ? other : me, self: record.fromMe ? 'out' : 'in',
+    });
+    const { chat } = chatFor(other);
+    chat.t = Math.max(chat.t, record.t);
+    collections.Msg.add(msg);
+    chat.msgs.add(msg);
+  }
+  function applyMessages(list) {
+    for (const m of list || []) {
+      try {
+        if (m.kind === 'msg') addRecord(m.record, m.isNew);
+        else if (m.kind === 'ack') { const msg = collections.Msg.get(m.key); if (msg && m.ack > msg.ack) msg.set('ack', m.ack); }
+      } catch (e) { console.error('message from the server not applied', m, e); }
+    }
+  }
+  Object.assign(common, {
+    WAWebWidFactory: {
+      createWid,
+      createWidFromWidLike: createWid,
+      asUserWidOrThrow: (w) => { const x = createWid(w); if (!x.isUser()) throw new Error('not a user wid: ' + x); return x; },
+    },
+    WAWebQueryExistsJob: {
+      queryWidExists: async (w) => {
+        const x = createWid(w);
+        const r = await action('queryExists', { phone: x.user });
+        return r.exists ? { wid: x } : null;
+      },
+    },
+    WAWebFindChatAction: { findOrCreateLatestChat: async (w) => chatFor(createWid(w)) },
+    WAWebChatGetters: {
+      getIsNewsletter: (c) => c.id.server === 'newsletter',
+      getIsBroadcast: (c) => c.id.server === 'broadcast',
+      getIsGroup: (c) => c.id.server === 'g.us',
+    },
+    WALinkify: {
+      findLink: (text) => { const m = /https?:\/\/\S+/.exec(String(text || '')); return m ? { href: m[0], url: m[0] } : null; },
+      findLinks: (text) => (String(text || '').match(/https?:\/\/\S+/g) || []).map((href) => ({ href, url: href })),
+    },
+    WAWebMsgKey: MsgKey,
+    WAWebGetEphemeralFieldsMsgActionsUtils: { getEphemeralFields: () => ({}) },
+    WAWebStreamModel: { Stream: { markAvailable() {}, markUnavailable() {} } },
+    WAWebUpdateUnreadChatAction: { sendSeen: async ({ chat }) => { chat.attributes.unreadCount = 0; } },
+    WAWebSendMsgChatAction: {
+      // [added, sent]: the message is in Msg (firing `add`) once the first resolves; the second
+      // resolves once the server acknowledged it (ack 1, `change:ack`) or refused it (ack -1).
+      addAndSendMsgToChat: (chat, message) => {
+        const msg = msgModel(Object.assign({}, message));
+        const added = Promise.resolve().then(() => {
+          collections.Msg.add(msg);
+          chat.msgs.add(msg);
+          chat.t = msg.t;
+          return msg;
+        });
+        const sent = added.then(async () => {
+          try {
+            const r = await action('sendMessage', { id: msg.id.id, chat: chat.id._serialized, body: String(msg.body) });
+            if (r.ack > msg.ack) msg.set('ack', r.ack);
+            return { messageSendResult: 'OK' };
+          } catch (e) {
+            msg.set('ack', -1);
+            return { messageSendResult: 'ERROR', error: String(e && e.message || e) };
+          }
+        });
+        return [added, sent];
+      },
+    },
+  });
+
   // What moved or changed shape between generations (docs/fake-whatsapp.md, "Generations").
   const byGeneration = {
     '2026-03': {
@@ -396,6 +533,7 @@
       setOfflineProgress(100);
       Socket.set('hasSynced', true);
     }
+    if (snap.state === 'CONNECTED') applyMessages(snap.messages);
     render(snap);
     if (snap.navigate) {
       // Like the real page after a logout: reload to /?post_logout=1 once the listeners ran.
