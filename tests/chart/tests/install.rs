@@ -142,11 +142,15 @@ impl<'a> Release<'a> {
         let dir = tempfile::tempdir().unwrap();
         let values = dir.path().join("values.yaml");
         let mut v = image_values(&images(cluster).await.0);
+        // The test scrapes /metrics from the host, where a cluster's Prometheus would be in
+        // the monitoring namespace: the policies let the host's address in instead.
+        let scraper = json!([{"ipBlock": {"cidr": format!("{}/32", cluster.host_ip())}}]);
         merge(
             &mut v,
             &json!({
                 "operator": {"watchNamespace": ns},
                 "hub": {"watchNamespace": ns, "auth": {"users": [{"username": "acme", "passwordHash": hash, "tenants": ["acme"], "role": "user"}]}},
+                "networkPolicy": {"metricsFrom": scraper},
             }),
         );
         merge(&mut v, &extra_values);
@@ -684,7 +688,10 @@ async fn helm_install_session_lifecycle_upgrade_and_uninstall() {
         return;
     };
     let fake = start_fake(&programs[1], cluster.host_ip());
-    let values = json!({"session": {"whatsappUrl": format!("{}/", fake.url)}});
+    let values = json!({
+        "session": {"whatsappUrl": format!("{}/", fake.url)},
+        "networkPolicy": {"extraEgress": fake_egress(&fake.url)},
+    });
     let release = Release::install(cluster, &helm, "wa-lifecycle", &programs[0], values).await;
     let ns = &release.ns;
 

@@ -467,7 +467,7 @@ fn watch_namespace_turns_cluster_roles_into_roles() {
     );
     assert!(args.contains(&"--namespace=tenants".to_string()));
     // The watched namespace gets the session NetworkPolicy too.
-    let nss: Vec<_> = of_kind(&objs, "NetworkPolicy")
+    let nss: Vec<_> = session_policies(&objs)
         .iter()
         .map(|n| n["metadata"]["namespace"].clone())
         .collect();
@@ -486,7 +486,7 @@ fn session_network_policy() {
         &[],
     )
     .unwrap();
-    let nps = of_kind(&objs, "NetworkPolicy");
+    let nps = session_policies(&objs);
     assert_eq!(nps.len(), 3, "release namespace + 2 tenant namespaces");
     let np = nps[0];
     assert_eq!(
@@ -499,8 +499,24 @@ fn session_network_policy() {
     );
     assert_eq!(
         np["spec"]["ingress"],
-        serde_json::json!([]),
-        "sessions accept no connections"
+        serde_json::json!([{
+            "from": [{
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "wa-system"}},
+                "podSelector": {"matchLabels": {
+                    "app.kubernetes.io/name": "whatsapp-operator",
+                    "app.kubernetes.io/instance": "wa",
+                    "app.kubernetes.io/component": "hub",
+                }},
+            }],
+            "ports": [{"protocol": "TCP", "port": 8081}],
+        }]),
+        "sessions accept the release's hub on `messages` only"
+    );
+    // without the hub, no connections at all
+    let objs = render(&helm, "wa-system", &["hub.enabled=false"], &[]).unwrap();
+    assert_eq!(
+        session_policies(&objs)[0]["spec"]["ingress"],
+        serde_json::json!([])
     );
     let egress = np["spec"]["egress"].as_array().unwrap();
     let internet = egress
@@ -532,7 +548,7 @@ fn session_network_policy() {
         &[],
     )
     .unwrap();
-    let egress = of_kind(&objs, "NetworkPolicy")[0]["spec"]["egress"]
+    let egress = session_policies(&objs)[0]["spec"]["egress"]
         .as_array()
         .unwrap()
         .clone();
@@ -561,10 +577,10 @@ fn session_network_policy() {
         &[],
     )
     .unwrap();
-    let ingress = &of_kind(&objs, "NetworkPolicy")[0]["spec"]["ingress"];
-    assert_eq!(ingress[0]["ports"][0]["port"], 8080);
+    let ingress = &session_policies(&objs)[0]["spec"]["ingress"];
+    assert_eq!(ingress[1]["ports"][0]["port"], 8080);
     assert_eq!(
-        ingress[0]["from"][0]["namespaceSelector"]["matchLabels"]["name"],
+        ingress[1]["from"][0]["namespaceSelector"]["matchLabels"]["name"],
         "monitoring"
     );
 }
@@ -629,7 +645,7 @@ fn created_session_namespaces_carry_their_tenant_claims() {
     assert_eq!(claims("own"), ["own"]);
     assert!(claims("none").is_empty());
     // every entry, string or object, also gets the session NetworkPolicy
-    let policies: Vec<&str> = of_kind(&objs, "NetworkPolicy")
+    let policies: Vec<&str> = session_policies(&objs)
         .iter()
         .filter_map(|p| p["metadata"]["namespace"].as_str())
         .collect();
@@ -777,4 +793,16 @@ fn decode_base64(s: &str) -> String {
             .expect("base64"),
     )
     .expect("utf-8")
+}
+
+/// The session pods' NetworkPolicies (one per session namespace), in render order.
+fn session_policies(objs: &[Value]) -> Vec<&Value> {
+    of_kind(objs, "NetworkPolicy")
+        .into_iter()
+        .filter(|np| {
+            np["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with("-sessions"))
+        })
+        .collect()
 }

@@ -81,6 +81,7 @@ impl<'a> Operator<'a> {
                 "operator": {"watchNamespace": ns, "leaderElection": {"enabled": false}},
                 "hub": {"enabled": false},
                 "session": {"whatsappUrl": format!("{}/", fake.url)},
+                "networkPolicy": {"extraEgress": fake_egress(&fake.url)},
             }),
         );
         let dir = tempfile::tempdir().unwrap();
