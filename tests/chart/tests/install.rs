@@ -325,28 +325,14 @@ async fn alerts_and_dashboard_use_exposed_metrics(
     session_pod: &str,
 ) {
     use chart_tests::monitoring::{exposed_names, expressions, metric_names};
-    let ip = |selector: &str| {
-        let selector = selector.to_string();
-        async move {
-            let pods = kubectl_json(
-                release.cluster,
-                &["get", "pods", "-n", &release.ns, "-l", &selector],
-            )
-            .await;
-            pods["items"][0]["status"]["podIP"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        }
-    };
     let session = kubectl_json(
         release.cluster,
         &["get", "pod", "-n", &release.ns, session_pod],
     )
     .await;
     let session_ip = session["status"]["podIP"].as_str().unwrap().to_string();
-    let hub_ip = ip("app.kubernetes.io/component=hub").await;
-    let operator_ip = ip("app.kubernetes.io/component=operator").await;
+    let hub_ip = component_ip(release.cluster, &release.ns, "hub").await;
+    let operator_ip = component_ip(release.cluster, &release.ns, "operator").await;
     let mut exposed = std::collections::BTreeSet::new();
     for (what, urls) in [
         (
@@ -1010,3 +996,146 @@ async fn hub_memory_stays_bounded_through_hundreds_of_logins() {
 /// The hub's working set after a login storm: idle (~15 MiB) + 2 password workers × 19 MiB
 /// argon2 buffers (docs/hub.md "Login memory"), rounded up.
 const LOGIN_WORKING_SET_BOUND: u64 = 96 * 1024 * 1024;
+
+/// The chart's NetworkPolicies, enforced by devcluster's node (kube-router), both ways, with
+/// real pods making the connections: test pods standing in for a session agent (session labels,
+/// one on the `metrics` port, one on `messages`), the hub's client side (hub labels), a pod in
+/// a tenant's namespace and a Prometheus in the monitoring namespace; the real operator and hub
+/// pods as targets. Denials are awaited first: once a pod is refused, its rules are in place,
+/// so what gets through afterwards gets through because a rule allows it.
+#[tokio::test]
+async fn network_policies_let_in_and_out_only_what_they_must() {
+    use chart_tests::probes::{Check, expect, start_probe_pod};
+    let test = "network_policies_let_in_and_out_only_what_they_must";
+    let Some(helm) = helm_or_skip(test) else {
+        return;
+    };
+    let cluster = devcluster_testing::cluster().await;
+    if !cluster.enforces_network_policy() {
+        eprintln!("SKIP {test}: the cluster enforces no NetworkPolicy (NETWORK_POLICY=off)");
+        return;
+    }
+    let Some(programs) = programs_or_skip(test, &["wa-hub", "fake-whatsapp"]) else {
+        return;
+    };
+    let fake = start_fake(&programs[1], cluster.host_ip());
+    let monitoring = cluster.namespace("monitoring").await;
+    let values = json!({
+        "networkPolicy": {
+            "metricsFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": monitoring}}}],
+            "extraEgress": fake_egress(&fake.url),
+        },
+    });
+    let release = Release::install(cluster, &helm, "wa-netpol", &programs[0], values).await;
+    let ns = release.ns.as_str();
+    let tenant = cluster.namespace("tenant").await;
+
+    let session_labels = |name: &str| json!({"app.kubernetes.io/name": "whatsapp-session", "app.kubernetes.io/managed-by": "whatsapp-operator", "whatsapp.leadmaster.io/session": name});
+    let session = start_probe_pod(cluster, ns, "session-a", session_labels("a"), 8080).await;
+    let other = start_probe_pod(cluster, ns, "session-b", session_labels("b"), 8081).await;
+    let hub_client = start_probe_pod(
+        cluster,
+        ns,
+        "hub-client",
+        json!({"app.kubernetes.io/name": "whatsapp-operator", "app.kubernetes.io/instance": release.name, "app.kubernetes.io/component": "hub", "probe": "hub-client"}),
+        8090,
+    )
+    .await;
+    let intruder = start_probe_pod(
+        cluster,
+        &tenant,
+        "intruder",
+        json!({"app": "intruder"}),
+        8080,
+    )
+    .await;
+    let prometheus = start_probe_pod(
+        cluster,
+        &monitoring,
+        "prometheus",
+        json!({"app": "prometheus"}),
+        9999,
+    )
+    .await;
+    let operator = component_ip(cluster, ns, "operator").await;
+    let hub = component_ip(cluster, ns, "hub").await;
+    let hub_service =
+        kubectl_json(cluster, &["get", "svc", "-n", ns, &release.object("hub")]).await;
+    let hub_cluster_ip = hub_service["spec"]["clusterIP"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let fake_addr = fake.url.trim_start_matches("http://").to_string();
+    let registry = cluster.registry().unwrap().to_string();
+
+    // A tenant's pod reaches none of the agents' ports, nor the operator's or the hub's metrics.
+    for target in [
+        Check::connect(&session.ip, 8080),
+        Check::connect(&other.ip, 8081),
+        Check::connect(&operator, 8080),
+        Check::connect(&hub, 9090),
+    ] {
+        expect(cluster, &intruder, target, false).await;
+    }
+    // A session reaches no other pod (another session, the tenant's, the hub's metrics), no
+    // in-cluster Service, and nothing on the host but what it was given.
+    for target in [
+        Check::connect(&other.ip, 8081),
+        Check::connect(&intruder.ip, 8080),
+        Check::connect(&hub, 9090),
+        Check::connect(&hub_cluster_ip, 8080),
+        Check::Connect(registry.clone()),
+    ] {
+        expect(cluster, &session, target, false).await;
+    }
+    // The hub's side reaches the agents' `messages` port only.
+    expect(
+        cluster,
+        &hub_client,
+        Check::connect(&session.ip, 8080),
+        false,
+    )
+    .await;
+    expect(
+        cluster,
+        &hub_client,
+        Check::connect(&intruder.ip, 8080),
+        false,
+    )
+    .await;
+
+    // What must get through does: a session's DNS, API server and WhatsApp Web (the fake) ...
+    expect(
+        cluster,
+        &session,
+        Check::Resolve("kubernetes.default.svc.cluster.local".into()),
+        true,
+    )
+    .await;
+    expect(cluster, &session, Check::connect("10.0.0.1", 443), true).await;
+    expect(cluster, &session, Check::Connect(fake_addr), true).await;
+    // ... the hub's API server and the agents' `messages` port ...
+    expect(cluster, &hub_client, Check::connect("10.0.0.1", 443), true).await;
+    expect(cluster, &hub_client, Check::connect(&other.ip, 8081), true).await;
+    // ... the hub's public port from anywhere ...
+    expect(cluster, &intruder, Check::connect(&hub, 8080), true).await;
+    // ... and Prometheus in the monitoring namespace scrapes every `metrics` port.
+    for target in [
+        Check::connect(&session.ip, 8080),
+        Check::connect(&operator, 8080),
+        Check::connect(&hub, 9090),
+    ] {
+        expect(cluster, &prometheus, target, true).await;
+    }
+    release.helm(&["uninstall", release.name, "-n", ns, "--wait"]);
+}
+
+/// The pod IP of the release's `component` (operator, hub) in `ns`.
+async fn component_ip(cluster: &TestCluster, ns: &str, component: &str) -> String {
+    let selector = format!("app.kubernetes.io/component={component}");
+    let pods = kubectl_json(cluster, &["get", "pods", "-n", ns, "-l", &selector]).await;
+    pods["items"][0]["status"]["podIP"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {component} pod IP: {pods}"))
+        .to_string()
+}
