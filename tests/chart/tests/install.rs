@@ -1068,64 +1068,45 @@ async fn network_policies_let_in_and_out_only_what_they_must() {
     let fake_addr = fake.url.trim_start_matches("http://").to_string();
     let registry = cluster.registry().unwrap().to_string();
 
-    // A tenant's pod reaches none of the agents' ports, nor the operator's or the hub's metrics.
-    for target in [
-        Check::connect(&session.ip, 8080),
-        Check::connect(&other.ip, 8081),
-        Check::connect(&operator, 8080),
-        Check::connect(&hub, 9090),
-    ] {
-        expect(cluster, &intruder, target, false).await;
-    }
-    // A session reaches no other pod (another session, the tenant's, the hub's metrics), no
-    // in-cluster Service, and nothing on the host but what it was given.
-    for target in [
-        Check::connect(&other.ip, 8081),
-        Check::connect(&intruder.ip, 8080),
-        Check::connect(&hub, 9090),
-        Check::connect(&hub_cluster_ip, 8080),
-        Check::Connect(registry.clone()),
-    ] {
-        expect(cluster, &session, target, false).await;
-    }
-    // The hub's side reaches the agents' `messages` port only.
-    expect(
-        cluster,
-        &hub_client,
-        Check::connect(&session.ip, 8080),
-        false,
-    )
-    .await;
-    expect(
-        cluster,
-        &hub_client,
-        Check::connect(&intruder.ip, 8080),
-        false,
-    )
-    .await;
-
-    // What must get through does: a session's DNS, API server and WhatsApp Web (the fake) ...
-    expect(
-        cluster,
-        &session,
-        Check::Resolve("kubernetes.default.svc.cluster.local".into()),
-        true,
-    )
-    .await;
-    expect(cluster, &session, Check::connect("10.0.0.1", 443), true).await;
-    expect(cluster, &session, Check::Connect(fake_addr), true).await;
-    // ... the hub's API server and the agents' `messages` port ...
-    expect(cluster, &hub_client, Check::connect("10.0.0.1", 443), true).await;
-    expect(cluster, &hub_client, Check::connect(&other.ip, 8081), true).await;
-    // ... the hub's public port from anywhere ...
-    expect(cluster, &intruder, Check::connect(&hub, 8080), true).await;
-    // ... and Prometheus in the monitoring namespace scrapes every `metrics` port.
-    for target in [
-        Check::connect(&session.ip, 8080),
-        Check::connect(&operator, 8080),
-        Check::connect(&hub, 9090),
-    ] {
-        expect(cluster, &prometheus, target, true).await;
+    let api = Check::connect("10.0.0.1", 443);
+    let blocked = [
+        // A tenant's pod reaches none of the agents' ports, nor the operator's or hub's metrics.
+        (&intruder, Check::connect(&session.ip, 8080)),
+        (&intruder, Check::connect(&other.ip, 8081)),
+        (&intruder, Check::connect(&operator, 8080)),
+        (&intruder, Check::connect(&hub, 9090)),
+        // A session reaches no other pod (another session, the tenant's, the hub's metrics), no
+        // in-cluster Service, and nothing on the host but what it was given.
+        (&session, Check::connect(&other.ip, 8081)),
+        (&session, Check::connect(&intruder.ip, 8080)),
+        (&session, Check::connect(&hub, 9090)),
+        (&session, Check::connect(&hub_cluster_ip, 8080)),
+        (&session, Check::Connect(registry)),
+        // The hub's side reaches the agents' `messages` port only.
+        (&hub_client, Check::connect(&session.ip, 8080)),
+        (&hub_client, Check::connect(&intruder.ip, 8080)),
+    ];
+    let allowed = [
+        // A session reaches DNS, the API server and WhatsApp Web (the fake) ...
+        (
+            &session,
+            Check::Resolve("kubernetes.default.svc.cluster.local".into()),
+        ),
+        (&session, api.clone()),
+        (&session, Check::Connect(fake_addr)),
+        // ... the hub the API server and the agents' `messages` port, anyone its public port ...
+        (&hub_client, api),
+        (&hub_client, Check::connect(&other.ip, 8081)),
+        (&intruder, Check::connect(&hub, 8080)),
+        // ... and Prometheus in the monitoring namespace scrapes every `metrics` port.
+        (&prometheus, Check::connect(&session.ip, 8080)),
+        (&prometheus, Check::connect(&operator, 8080)),
+        (&prometheus, Check::connect(&hub, 9090)),
+    ];
+    let checks = (blocked.into_iter().map(|(p, c)| (p, c, false)))
+        .chain(allowed.into_iter().map(|(p, c)| (p, c, true)));
+    for (from, check, outcome) in checks {
+        expect(cluster, from, check, outcome).await;
     }
     release.helm(&["uninstall", release.name, "-n", ns, "--wait"]);
 }
