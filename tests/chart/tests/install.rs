@@ -1029,6 +1029,9 @@ async fn network_policies_let_in_and_out_only_what_they_must() {
     let release = Release::install(cluster, &helm, "wa-netpol", &programs[0], values).await;
     let ns = release.ns.as_str();
     let tenant = cluster.namespace("tenant").await;
+    // the real pods' addresses, before a stand-in with the hub's labels joins them
+    let operator = component_ip(cluster, ns, "operator").await;
+    let hub = component_ip(cluster, ns, "hub").await;
 
     let session_labels = |name: &str| json!({"app.kubernetes.io/name": "whatsapp-session", "app.kubernetes.io/managed-by": "whatsapp-operator", "whatsapp.leadmaster.io/session": name});
     let session = start_probe_pod(cluster, ns, "session-a", session_labels("a"), 8080).await;
@@ -1057,8 +1060,6 @@ async fn network_policies_let_in_and_out_only_what_they_must() {
         9999,
     )
     .await;
-    let operator = component_ip(cluster, ns, "operator").await;
-    let hub = component_ip(cluster, ns, "hub").await;
     let hub_service =
         kubectl_json(cluster, &["get", "svc", "-n", ns, &release.object("hub")]).await;
     let hub_cluster_ip = hub_service["spec"]["clusterIP"]
@@ -1081,7 +1082,7 @@ async fn network_policies_let_in_and_out_only_what_they_must() {
         (&session, Check::connect(&intruder.ip, 8080)),
         (&session, Check::connect(&hub, 9090)),
         (&session, Check::connect(&hub_cluster_ip, 8080)),
-        (&session, Check::Connect(registry)),
+        (&session, Check::Connect(registry.clone())),
         // The hub's side reaches the agents' `messages` port only.
         (&hub_client, Check::connect(&session.ip, 8080)),
         (&hub_client, Check::connect(&intruder.ip, 8080)),
@@ -1102,7 +1103,20 @@ async fn network_policies_let_in_and_out_only_what_they_must() {
         (&prometheus, Check::connect(&session.ip, 8080)),
         (&prometheus, Check::connect(&operator, 8080)),
         (&prometheus, Check::connect(&hub, 9090)),
+        // (and what the session was refused does listen: a refusal is the policy's)
+        (&prometheus, Check::connect(&intruder.ip, 8080)),
+        (&prometheus, Check::connect(&hub_cluster_ip, 8080)),
+        (&intruder, Check::Connect(registry.clone())),
     ];
+    // A closed port is refused like a policy refuses (kube-router rejects): every refused
+    // target is also reached from somewhere, so each refusal is the policy's.
+    let reached: Vec<String> = allowed.iter().map(|(_, c)| format!("{c:?}")).collect();
+    for (_, c) in &blocked {
+        assert!(
+            reached.contains(&format!("{c:?}")),
+            "{c:?} is never shown to listen"
+        );
+    }
     let checks = (blocked.into_iter().map(|(p, c)| (p, c, false)))
         .chain(allowed.into_iter().map(|(p, c)| (p, c, true)));
     for (from, check, outcome) in checks {
