@@ -1062,10 +1062,11 @@ async fn network_policies_let_in_and_out_only_what_they_must() {
     .await;
     let hub_service =
         kubectl_json(cluster, &["get", "svc", "-n", ns, &release.object("hub")]).await;
-    let hub_cluster_ip = hub_service["spec"]["clusterIP"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let hub_service = format!(
+        "{}:{}",
+        hub_service["spec"]["clusterIP"].as_str().unwrap(),
+        hub_service["spec"]["ports"][0]["port"]
+    );
     let fake_addr = fake.url.trim_start_matches("http://").to_string();
     let registry = cluster.registry().unwrap().to_string();
 
@@ -1081,7 +1082,7 @@ async fn network_policies_let_in_and_out_only_what_they_must() {
         (&session, Check::connect(&other.ip, 8081)),
         (&session, Check::connect(&intruder.ip, 8080)),
         (&session, Check::connect(&hub, 9090)),
-        (&session, Check::connect(&hub_cluster_ip, 8080)),
+        (&session, Check::Connect(hub_service.clone())),
         (&session, Check::Connect(registry.clone())),
         // The hub's side reaches the agents' `messages` port only.
         (&hub_client, Check::connect(&session.ip, 8080)),
@@ -1105,7 +1106,7 @@ async fn network_policies_let_in_and_out_only_what_they_must() {
         (&prometheus, Check::connect(&hub, 9090)),
         // (and what the session was refused does listen: a refusal is the policy's)
         (&prometheus, Check::connect(&intruder.ip, 8080)),
-        (&prometheus, Check::connect(&hub_cluster_ip, 8080)),
+        (&prometheus, Check::Connect(hub_service.clone())),
         (&intruder, Check::Connect(registry.clone())),
     ];
     // A closed port is refused like a policy refuses (kube-router rejects): every refused

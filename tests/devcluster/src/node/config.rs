@@ -295,6 +295,21 @@ mod tests {
     }
 
     #[test]
+    fn kube_router_only_enforces_network_policy() {
+        let args = kube_router_args(Path::new("/s/kube-router.kubeconfig"));
+        for a in [
+            "--kubeconfig=/s/kube-router.kubeconfig",
+            "--run-firewall=true",
+            "--run-router=false",
+            "--run-service-proxy=false",
+            "--enable-cni=false",
+            "--service-cluster-ip-range=10.0.0.0/24",
+        ] {
+            assert!(args.iter().any(|x| x == a), "{a} missing from {args:?}");
+        }
+    }
+
+    #[test]
     fn cni_gives_pods_the_upper_half_with_the_node_as_gateway() {
         let v: serde_json::Value =
             serde_json::from_str(&cni_conflist(&plan(), Path::new("/s/ipam"))).unwrap();
