@@ -174,3 +174,49 @@ spec:
 {{- define "wa.tenantClaimLabel" -}}
 tenant.whatsapp.leadmaster.io/{{ . }}
 {{- end -}}
+
+{{/* The egress rules every component's NetworkPolicy shares: DNS and the Kubernetes API server.
+     A NetworkPolicy cannot name the API server nor a DNS server that is not a pod (a node-run
+     or NodeLocal resolver), so addresses are read from the cluster at install (helm `lookup` of
+     the `kubernetes` and `kube-dns` EndpointSlices) unless given; `helm template` sees no
+     cluster and renders the fallbacks (API ports to any address, DNS to pods only). */}}
+{{- define "wa.netpol.baseEgress" -}}
+{{- $np := .Values.networkPolicy -}}
+{{- if $np.dns }}
+{{- $dnsIPs := list -}}
+{{- range (lookup "discovery.k8s.io/v1" "EndpointSlice" "kube-system" "").items | default list -}}
+{{- if eq (index (.metadata.labels | default dict) "kubernetes.io/service-name" | default "") "kube-dns" -}}
+{{- range .endpoints | default list }}{{ range .addresses }}{{ $dnsIPs = append $dnsIPs . }}{{ end }}{{ end -}}
+{{- end -}}
+{{- end }}
+- to:
+    - namespaceSelector: {}
+    {{- range $dnsIPs | uniq }}
+    - ipBlock: {cidr: {{ . }}/32}
+    {{- end }}
+  ports:
+    - {protocol: UDP, port: 53}
+    - {protocol: TCP, port: 53}
+{{- end }}
+{{- $cidrs := $np.apiServer.cidrs -}}
+{{- $ports := $np.apiServer.ports -}}
+{{- if not $cidrs -}}
+{{- with lookup "discovery.k8s.io/v1" "EndpointSlice" "default" "kubernetes" -}}
+{{- $found := list -}}
+{{- range .endpoints | default list }}{{ range .addresses }}{{ $found = append $found (printf "%s/32" .) }}{{ end }}{{ end -}}
+{{- $foundPorts := list -}}
+{{- range .ports | default list }}{{ $foundPorts = append $foundPorts .port }}{{ end -}}
+{{- if and $found $foundPorts }}{{ $cidrs = $found }}{{ $ports = $foundPorts }}{{ end -}}
+{{- end -}}
+{{- end }}
+- ports:
+    {{- range $ports }}
+    - {protocol: TCP, port: {{ . }}}
+    {{- end }}
+  {{- with $cidrs }}
+  to:
+    {{- range . }}
+    - ipBlock: {cidr: {{ . }}}
+    {{- end }}
+  {{- end }}
+{{- end -}}

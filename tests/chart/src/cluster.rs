@@ -103,6 +103,24 @@ pub fn start_fake(program: &Path, host_ip: std::net::Ipv4Addr) -> Fake {
     Fake { child, url }
 }
 
+/// `networkPolicy.extraEgress` letting session pods reach the fake WhatsApp Web at `url`
+/// (`http://HOST_IP:PORT`): the real one is on the internet, which the session policy allows
+/// on 443 and 80 outside private ranges; the fake is on the host's private address.
+pub fn fake_egress(url: &str) -> Value {
+    let authority = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    let (host, port) = authority
+        .rsplit_once(':')
+        .unwrap_or_else(|| panic!("the fake's URL {url} has no port"));
+    let port: u16 = port
+        .parse()
+        .unwrap_or_else(|e| panic!("the fake's URL {url}: port {port}: {e}"));
+    json!([{"to": [{"ipBlock": {"cidr": format!("{host}/32")}}], "ports": [{"protocol": "TCP", "port": port}]}])
+}
+
 /// The fake WhatsApp Web's live pages connected as `phone` (`GET /_fake/pages`): each is a
 /// browser holding the session, as the fake sees it.
 pub async fn connected_pages(http: &reqwest::Client, fake: &str, phone: &str) -> Vec<Value> {

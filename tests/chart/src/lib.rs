@@ -12,6 +12,7 @@ use serde_json::Value;
 pub mod cluster;
 pub mod linters;
 pub mod monitoring;
+pub mod probes;
 pub use cluster::*;
 
 #[derive(Debug, thiserror::Error)]

@@ -142,11 +142,15 @@ impl<'a> Release<'a> {
         let dir = tempfile::tempdir().unwrap();
         let values = dir.path().join("values.yaml");
         let mut v = image_values(&images(cluster).await.0);
+        // The test scrapes /metrics from the host, where a cluster's Prometheus would be in
+        // the monitoring namespace: the policies let the host's address in instead.
+        let scraper = json!([{"ipBlock": {"cidr": format!("{}/32", cluster.host_ip())}}]);
         merge(
             &mut v,
             &json!({
                 "operator": {"watchNamespace": ns},
                 "hub": {"watchNamespace": ns, "auth": {"users": [{"username": "acme", "passwordHash": hash, "tenants": ["acme"], "role": "user"}]}},
+                "networkPolicy": {"metricsFrom": scraper},
             }),
         );
         merge(&mut v, &extra_values);
@@ -321,28 +325,14 @@ async fn alerts_and_dashboard_use_exposed_metrics(
     session_pod: &str,
 ) {
     use chart_tests::monitoring::{exposed_names, expressions, metric_names};
-    let ip = |selector: &str| {
-        let selector = selector.to_string();
-        async move {
-            let pods = kubectl_json(
-                release.cluster,
-                &["get", "pods", "-n", &release.ns, "-l", &selector],
-            )
-            .await;
-            pods["items"][0]["status"]["podIP"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        }
-    };
     let session = kubectl_json(
         release.cluster,
         &["get", "pod", "-n", &release.ns, session_pod],
     )
     .await;
     let session_ip = session["status"]["podIP"].as_str().unwrap().to_string();
-    let hub_ip = ip("app.kubernetes.io/component=hub").await;
-    let operator_ip = ip("app.kubernetes.io/component=operator").await;
+    let hub_ip = component_ip(release.cluster, &release.ns, "hub").await;
+    let operator_ip = component_ip(release.cluster, &release.ns, "operator").await;
     let mut exposed = std::collections::BTreeSet::new();
     for (what, urls) in [
         (
@@ -684,7 +674,10 @@ async fn helm_install_session_lifecycle_upgrade_and_uninstall() {
         return;
     };
     let fake = start_fake(&programs[1], cluster.host_ip());
-    let values = json!({"session": {"whatsappUrl": format!("{}/", fake.url)}});
+    let values = json!({
+        "session": {"whatsappUrl": format!("{}/", fake.url)},
+        "networkPolicy": {"extraEgress": fake_egress(&fake.url)},
+    });
     let release = Release::install(cluster, &helm, "wa-lifecycle", &programs[0], values).await;
     let ns = &release.ns;
 
@@ -1003,3 +996,142 @@ async fn hub_memory_stays_bounded_through_hundreds_of_logins() {
 /// The hub's working set after a login storm: idle (~15 MiB) + 2 password workers × 19 MiB
 /// argon2 buffers (docs/hub.md "Login memory"), rounded up.
 const LOGIN_WORKING_SET_BOUND: u64 = 96 * 1024 * 1024;
+
+/// The chart's NetworkPolicies, enforced by devcluster's node (kube-router), both ways, with
+/// real pods making the connections: test pods standing in for a session agent (session labels,
+/// one on the `metrics` port, one on `messages`), the hub's client side (hub labels), a pod in
+/// a tenant's namespace and a Prometheus in the monitoring namespace; the real operator and hub
+/// pods as targets. Denials are awaited first: once a pod is refused, its rules are in place,
+/// so what gets through afterwards gets through because a rule allows it.
+#[tokio::test]
+async fn network_policies_let_in_and_out_only_what_they_must() {
+    use chart_tests::probes::{Check, expect, start_probe_pod};
+    let test = "network_policies_let_in_and_out_only_what_they_must";
+    let Some(helm) = helm_or_skip(test) else {
+        return;
+    };
+    let cluster = devcluster_testing::cluster().await;
+    if !cluster.enforces_network_policy() {
+        eprintln!("SKIP {test}: the cluster enforces no NetworkPolicy (NETWORK_POLICY=off)");
+        return;
+    }
+    let Some(programs) = programs_or_skip(test, &["wa-hub", "fake-whatsapp"]) else {
+        return;
+    };
+    let fake = start_fake(&programs[1], cluster.host_ip());
+    let monitoring = cluster.namespace("monitoring").await;
+    let values = json!({
+        "networkPolicy": {
+            "metricsFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": monitoring}}}],
+            "extraEgress": fake_egress(&fake.url),
+        },
+    });
+    let release = Release::install(cluster, &helm, "wa-netpol", &programs[0], values).await;
+    let ns = release.ns.as_str();
+    let tenant = cluster.namespace("tenant").await;
+    // the real pods' addresses, before a stand-in with the hub's labels joins them
+    let operator = component_ip(cluster, ns, "operator").await;
+    let hub = component_ip(cluster, ns, "hub").await;
+
+    let session_labels = |name: &str| json!({"app.kubernetes.io/name": "whatsapp-session", "app.kubernetes.io/managed-by": "whatsapp-operator", "whatsapp.leadmaster.io/session": name});
+    let session = start_probe_pod(cluster, ns, "session-a", session_labels("a"), 8080).await;
+    let other = start_probe_pod(cluster, ns, "session-b", session_labels("b"), 8081).await;
+    let hub_client = start_probe_pod(
+        cluster,
+        ns,
+        "hub-client",
+        json!({"app.kubernetes.io/name": "whatsapp-operator", "app.kubernetes.io/instance": release.name, "app.kubernetes.io/component": "hub", "probe": "hub-client"}),
+        8090,
+    )
+    .await;
+    let intruder = start_probe_pod(
+        cluster,
+        &tenant,
+        "intruder",
+        json!({"app": "intruder"}),
+        8080,
+    )
+    .await;
+    let prometheus = start_probe_pod(
+        cluster,
+        &monitoring,
+        "prometheus",
+        json!({"app": "prometheus"}),
+        9999,
+    )
+    .await;
+    let hub_service =
+        kubectl_json(cluster, &["get", "svc", "-n", ns, &release.object("hub")]).await;
+    let hub_service = format!(
+        "{}:{}",
+        hub_service["spec"]["clusterIP"].as_str().unwrap(),
+        hub_service["spec"]["ports"][0]["port"]
+    );
+    let fake_addr = fake.url.trim_start_matches("http://").to_string();
+    let registry = cluster.registry().unwrap().to_string();
+
+    let api = Check::connect("10.0.0.1", 443);
+    let blocked = [
+        // A tenant's pod reaches none of the agents' ports, nor the operator's or hub's metrics.
+        (&intruder, Check::connect(&session.ip, 8080)),
+        (&intruder, Check::connect(&other.ip, 8081)),
+        (&intruder, Check::connect(&operator, 8080)),
+        (&intruder, Check::connect(&hub, 9090)),
+        // A session reaches no other pod (another session, the tenant's, the hub's metrics), no
+        // in-cluster Service, and nothing on the host but what it was given.
+        (&session, Check::connect(&other.ip, 8081)),
+        (&session, Check::connect(&intruder.ip, 8080)),
+        (&session, Check::connect(&hub, 9090)),
+        (&session, Check::Connect(hub_service.clone())),
+        (&session, Check::Connect(registry.clone())),
+        // The hub's side reaches the agents' `messages` port only.
+        (&hub_client, Check::connect(&session.ip, 8080)),
+        (&hub_client, Check::connect(&intruder.ip, 8080)),
+    ];
+    let allowed = [
+        // A session reaches DNS, the API server and WhatsApp Web (the fake) ...
+        (
+            &session,
+            Check::Resolve("kubernetes.default.svc.cluster.local".into()),
+        ),
+        (&session, api.clone()),
+        (&session, Check::Connect(fake_addr)),
+        // ... the hub the API server and the agents' `messages` port, anyone its public port ...
+        (&hub_client, api),
+        (&hub_client, Check::connect(&other.ip, 8081)),
+        (&intruder, Check::connect(&hub, 8080)),
+        // ... and Prometheus in the monitoring namespace scrapes every `metrics` port.
+        (&prometheus, Check::connect(&session.ip, 8080)),
+        (&prometheus, Check::connect(&operator, 8080)),
+        (&prometheus, Check::connect(&hub, 9090)),
+        // (and what the session was refused does listen: a refusal is the policy's)
+        (&prometheus, Check::connect(&intruder.ip, 8080)),
+        (&prometheus, Check::Connect(hub_service.clone())),
+        (&intruder, Check::Connect(registry.clone())),
+    ];
+    // A closed port is refused like a policy refuses (kube-router rejects): every refused
+    // target is also reached from somewhere, so each refusal is the policy's.
+    let reached: Vec<String> = allowed.iter().map(|(_, c)| format!("{c:?}")).collect();
+    for (_, c) in &blocked {
+        assert!(
+            reached.contains(&format!("{c:?}")),
+            "{c:?} is never shown to listen"
+        );
+    }
+    let checks = (blocked.into_iter().map(|(p, c)| (p, c, false)))
+        .chain(allowed.into_iter().map(|(p, c)| (p, c, true)));
+    for (from, check, outcome) in checks {
+        expect(cluster, from, check, outcome).await;
+    }
+    release.helm(&["uninstall", release.name, "-n", ns, "--wait"]);
+}
+
+/// The pod IP of the release's `component` (operator, hub) in `ns`.
+async fn component_ip(cluster: &TestCluster, ns: &str, component: &str) -> String {
+    let selector = format!("app.kubernetes.io/component={component}");
+    let pods = kubectl_json(cluster, &["get", "pods", "-n", ns, "-l", &selector]).await;
+    pods["items"][0]["status"]["podIP"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {component} pod IP: {pods}"))
+        .to_string()
+}

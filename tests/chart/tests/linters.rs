@@ -91,6 +91,11 @@ fn children_of_examples(objects: &[Value], namespace: &str) -> String {
         of_kind(objects, "NetworkPolicy")
             .into_iter()
             .filter(|np| np["metadata"]["namespace"] == namespace)
+            .filter(|np| {
+                np["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.ends_with("-sessions"))
+            })
             .map(|np| np.to_string()),
     );
     // JSON is YAML: one document per child

@@ -395,35 +395,11 @@ fn rbac_is_least_privilege() {
     let hub = rules(find(&objs, "ClusterRole", "-hub"));
     assert_eq!(
         hub,
-        vec![
-            (
-                vec![g.to_string()],
-                vec!["whatsappsessions".to_string()],
-                ["get", "list", "watch", "patch"].map(String::from).to_vec()
-            ),
-            // a session's pod by name, to reach its agent's message API: get only
-            (
-                vec![String::new()],
-                vec!["pods".to_string()],
-                vec!["get".to_string()]
-            ),
-        ]
-    );
-
-    // Session agents check the hub's token (TokenReview, cluster-scoped): create only, bound
-    // to the ServiceAccounts of the session namespaces, nobody else.
-    assert_eq!(
-        rules(find(&objs, "ClusterRole", "-session-tokenreview")),
         vec![(
-            vec!["authentication.k8s.io".to_string()],
-            vec!["tokenreviews".to_string()],
-            vec!["create".to_string()]
+            vec![g.to_string()],
+            vec!["whatsappsessions".to_string()],
+            ["get", "list", "watch", "patch"].map(String::from).to_vec()
         )]
-    );
-    assert_eq!(
-        find(&objs, "ClusterRoleBinding", "-session-tokenreview")["subjects"],
-        serde_json::json!([{"kind": "Group", "apiGroup": "rbac.authorization.k8s.io",
-            "name": "system:serviceaccounts:wa-system"}])
     );
 
     // The hub reads namespaces' labels (tenant claims), nothing else of them.
@@ -467,19 +443,15 @@ fn watch_namespace_turns_cluster_roles_into_roles() {
     )
     .unwrap();
     // Cluster-wide, only what cannot be namespaced: the hub reads the served namespace's
-    // labels (its tenant claims), that namespace only; the session agents review tokens.
+    // labels (its tenant claims), that namespace only.
     let cluster_roles = of_kind(&objs, "ClusterRole");
-    assert_eq!(cluster_roles.len(), 2, "{cluster_roles:#?}");
+    assert_eq!(cluster_roles.len(), 1, "{cluster_roles:#?}");
     assert_eq!(
-        find(&objs, "ClusterRole", "-hub-namespaces")["rules"],
+        cluster_roles[0]["rules"],
         serde_json::json!([{"apiGroups": [""], "resources": ["namespaces"],
             "verbs": ["get", "list", "watch"], "resourceNames": ["tenants"]}])
     );
-    assert_eq!(
-        find(&objs, "ClusterRoleBinding", "-session-tokenreview")["subjects"][1]["name"],
-        "system:serviceaccounts:tenants"
-    );
-    assert_eq!(of_kind(&objs, "ClusterRoleBinding").len(), 2);
+    assert_eq!(of_kind(&objs, "ClusterRoleBinding").len(), 1);
     for suffix in ["-operator", "-hub"] {
         assert_eq!(
             find(&objs, "Role", suffix)["metadata"]["namespace"],
@@ -495,7 +467,7 @@ fn watch_namespace_turns_cluster_roles_into_roles() {
     );
     assert!(args.contains(&"--namespace=tenants".to_string()));
     // The watched namespace gets the session NetworkPolicy too.
-    let nss: Vec<_> = of_kind(&objs, "NetworkPolicy")
+    let nss: Vec<_> = session_policies(&objs)
         .iter()
         .map(|n| n["metadata"]["namespace"].clone())
         .collect();
@@ -514,7 +486,7 @@ fn session_network_policy() {
         &[],
     )
     .unwrap();
-    let nps = of_kind(&objs, "NetworkPolicy");
+    let nps = session_policies(&objs);
     assert_eq!(nps.len(), 3, "release namespace + 2 tenant namespaces");
     let np = nps[0];
     assert_eq!(
@@ -533,9 +505,18 @@ fn session_network_policy() {
                 "podSelector": {"matchLabels": {
                     "app.kubernetes.io/name": "whatsapp-operator",
                     "app.kubernetes.io/instance": "wa",
-                    "app.kubernetes.io/component": "hub"}}}],
-            "ports": [{"protocol": "TCP", "port": 8081}]}]),
-        "sessions accept only the hub, on the message API"
+                    "app.kubernetes.io/component": "hub",
+                }},
+            }],
+            "ports": [{"protocol": "TCP", "port": 8081}],
+        }]),
+        "sessions accept the release's hub on `messages` only"
+    );
+    // without the hub, no connections at all
+    let objs = render(&helm, "wa-system", &["hub.enabled=false"], &[]).unwrap();
+    assert_eq!(
+        session_policies(&objs)[0]["spec"]["ingress"],
+        serde_json::json!([])
     );
     let egress = np["spec"]["egress"].as_array().unwrap();
     let internet = egress
@@ -567,7 +548,7 @@ fn session_network_policy() {
         &[],
     )
     .unwrap();
-    let egress = of_kind(&objs, "NetworkPolicy")[0]["spec"]["egress"]
+    let egress = session_policies(&objs)[0]["spec"]["egress"]
         .as_array()
         .unwrap()
         .clone();
@@ -596,7 +577,7 @@ fn session_network_policy() {
         &[],
     )
     .unwrap();
-    let ingress = &of_kind(&objs, "NetworkPolicy")[0]["spec"]["ingress"];
+    let ingress = &session_policies(&objs)[0]["spec"]["ingress"];
     assert_eq!(ingress[1]["ports"][0]["port"], 8080);
     assert_eq!(
         ingress[1]["from"][0]["namespaceSelector"]["matchLabels"]["name"],
@@ -664,7 +645,7 @@ fn created_session_namespaces_carry_their_tenant_claims() {
     assert_eq!(claims("own"), ["own"]);
     assert!(claims("none").is_empty());
     // every entry, string or object, also gets the session NetworkPolicy
-    let policies: Vec<&str> = of_kind(&objs, "NetworkPolicy")
+    let policies: Vec<&str> = session_policies(&objs)
         .iter()
         .filter_map(|p| p["metadata"]["namespace"].as_str())
         .collect();
@@ -812,4 +793,16 @@ fn decode_base64(s: &str) -> String {
             .expect("base64"),
     )
     .expect("utf-8")
+}
+
+/// The session pods' NetworkPolicies (one per session namespace), in render order.
+fn session_policies(objs: &[Value]) -> Vec<&Value> {
+    of_kind(objs, "NetworkPolicy")
+        .into_iter()
+        .filter(|np| {
+            np["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with("-sessions"))
+        })
+        .collect()
 }

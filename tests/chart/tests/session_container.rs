@@ -62,6 +62,17 @@ impl<'a> Operator<'a> {
         name: &'static str,
         fake: &Fake,
     ) -> Self {
+        Self::install_with(cluster, helm, name, fake, json!({})).await
+    }
+
+    /// As [`Operator::install`], with `values` merged over the test's.
+    async fn install_with(
+        cluster: &'a TestCluster,
+        helm: &Path,
+        name: &'static str,
+        fake: &Fake,
+        values: Value,
+    ) -> Self {
         let ns = cluster.namespace(name).await;
         // restricted pods; sessions of tenant acme (the chart's tenant-claims policy)
         kubectl_ok(
@@ -82,8 +93,10 @@ impl<'a> Operator<'a> {
                 "operator": {"watchNamespace": ns, "leaderElection": {"enabled": false}},
                 "hub": {"enabled": false},
                 "session": {"whatsappUrl": format!("{}/", fake.url)},
+                "networkPolicy": {"extraEgress": fake_egress(&fake.url)},
             }),
         );
+        merge(&mut v, &values);
         let dir = tempfile::tempdir().unwrap();
         let values = dir.path().join("values.yaml");
         std::fs::write(&values, v.to_string()).unwrap();
@@ -780,7 +793,12 @@ async fn chromium_contacts_only_whatsapp_from_launch_to_idle() {
         .to_string();
     let host = std::net::IpAddr::from(cluster.host_ip());
     let proxy = Tinyproxy::start_on(host, &[host.to_string()], None);
-    let op = Operator::install(cluster, &helm, "wa-egress", &fake).await;
+    // The customer's set-up: sessions may leave only through the proxy (the chart's policy).
+    let proxy_only = json!({"networkPolicy": {
+        "proxy": {"cidrs": [format!("{host}/32")], "ports": [proxy.port()]},
+        "extraEgress": [],
+    }});
+    let op = Operator::install_with(cluster, &helm, "wa-egress", &fake, proxy_only).await;
     let spec = json!({
         "proxy": {"url": proxy.url()},
         "resources": {"requests": {"cpu": "50m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},

@@ -78,7 +78,8 @@ async fn start(name: &str, pod_cidr: &str) -> (PathBuf, ClusterEnv) {
 }
 
 /// `devcluster up` of a test cluster in `state_dir` (the components' own client rates, no
-/// egress, this checkout's binaries), panicking with the reason when it does not come up.
+/// egress, NetworkPolicy enforced unless `DEVCLUSTER_NO_NETWORK_POLICY` is `1`/`true`, this
+/// checkout's binaries), panicking with the reason when it does not come up.
 pub(crate) async fn up(state_dir: &Path, pod_cidr: String, timeout: Duration) -> ClusterEnv {
     std::fs::create_dir_all(state_dir)
         .unwrap_or_else(|e| panic!("creating {}: {e}", state_dir.display()));
@@ -86,6 +87,8 @@ pub(crate) async fn up(state_dir: &Path, pod_cidr: String, timeout: Duration) ->
         state_dir: state_dir.to_path_buf(),
         pod_cidr,
         pod_egress: false,
+        network_policy: !std::env::var("DEVCLUSTER_NO_NETWORK_POLICY")
+            .is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true")),
         bin_dir: std::env::var_os("DEVCLUSTER_BIN_DIR").map(PathBuf::from),
         api_qps: None,
         exe: devcluster_exe(),
@@ -131,6 +134,14 @@ impl TestCluster {
     pub fn node_netns(&self) -> String {
         let prefix = devcluster::node::sandbox::cluster_prefix(&self.state_dir);
         devcluster::node::sandbox::Names::new(&prefix).netns
+    }
+
+    /// Whether the node enforces NetworkPolicy (cluster.env `NETWORK_POLICY` is not `off`).
+    pub fn enforces_network_policy(&self) -> bool {
+        self.env
+            .network_policy
+            .as_deref()
+            .is_some_and(|np| np != "off")
     }
 
     /// `host:port` of the cluster's registry.

@@ -81,6 +81,10 @@ impl Tinyproxy {
         format!("http://{}:{}", self.listen, self.port)
     }
 
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

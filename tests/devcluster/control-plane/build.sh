@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler and the node's kubelet and
 # kube-proxy (one `go build`, so the packages they share compile once), containerd, CoreDNS
-# (and helm) from the official Go modules, through the Go module proxy, into a cache outside the
+# (and helm), and kube-router (the node's NetworkPolicy controller) from the official Go modules, through the Go module proxy, into a cache outside the
 # checkout:
 #   ${WA_CACHE_DIR:-~/.cache/whatsapp-operator}/k8s-<ver>/{kube-apiserver,...,kubelet,kube-proxy}
 #   ${WA_CACHE_DIR:-~/.cache/whatsapp-operator}/etcd-<ver>/etcd
 #   ${WA_CACHE_DIR:-~/.cache/whatsapp-operator}/containerd-<ver>/{containerd,containerd-shim-runc-v2,ctr}
 #   ${WA_CACHE_DIR:-~/.cache/whatsapp-operator}/coredns-<ver>/coredns
+#   ${WA_CACHE_DIR:-~/.cache/whatsapp-operator}/kube-router-<ver>/kube-router
 #   ${WA_CACHE_DIR:-~/.cache/whatsapp-operator}/helm-<ver>/helm
 # Prints the directory of each. Already-built versions are reused (a `.complete` marker).
 set -euo pipefail
@@ -115,6 +116,11 @@ build_coredns() {
   go_install coredns "$COREDNS_VERSION" "" github.com/coredns/coredns
 }
 
+build_kube_router() {
+  local m=github.com/cloudnativelabs/kube-router/v2
+  go_install kube-router "$KUBE_ROUTER_VERSION" "-X $m/pkg/version.Version=$KUBE_ROUTER_VERSION" "$m/cmd/kube-router"
+}
+
 build_helm() {
   go_install helm "$HELM_VERSION" "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" helm.sh/helm/v3/cmd/helm
 }
@@ -146,11 +152,12 @@ case "$what" in
   helm) build_helm ;;
   containerd) build_containerd ;;
   coredns) build_coredns ;;
+  kube-router) build_kube_router ;;
   kube-score) build_kube_score ;;
   kubeconform) build_kubeconform ;;
   promtool) build_promtool ;;
   helm-docs) build_helm_docs ;;
   chart-tools) build_chart_tools ;;
-  all) build_etcd; build_k8s; build_containerd; build_coredns ;;
-  *) echo "usage: $0 [all|etcd|k8s|containerd|coredns|helm|chart-tools|kube-score|kubeconform|promtool|helm-docs]" >&2; exit 2 ;;
+  all) build_etcd; build_k8s; build_containerd; build_coredns; build_kube_router ;;
+  *) echo "usage: $0 [all|etcd|k8s|containerd|coredns|kube-router|helm|chart-tools|kube-score|kubeconform|promtool|helm-docs]" >&2; exit 2 ;;
 esac

@@ -44,6 +44,8 @@ pub struct NodeBinaries {
     /// containerd, containerd-shim-runc-v2 (found by containerd on its PATH) and ctr.
     pub containerd_dir: PathBuf,
     pub coredns: PathBuf,
+    /// The NetworkPolicy controller (kube-router, firewall only).
+    pub kube_router: PathBuf,
 }
 
 impl NodeBinaries {
@@ -53,7 +55,9 @@ impl NodeBinaries {
     pub fn ctr(&self) -> PathBuf {
         self.containerd_dir.join("ctr")
     }
-    pub fn first_missing(&self) -> Option<PathBuf> {
+    /// The first program the node needs that is not built (kube-router only when it enforces
+    /// NetworkPolicy).
+    pub fn first_missing(&self, network_policy: bool) -> Option<PathBuf> {
         [
             self.kubelet.clone(),
             self.kube_proxy.clone(),
@@ -61,6 +65,7 @@ impl NodeBinaries {
             self.coredns.clone(),
         ]
         .into_iter()
+        .chain(network_policy.then(|| self.kube_router.clone()))
         .find(|p| !p.is_file())
     }
 }
@@ -117,6 +122,9 @@ impl Binaries {
             coredns: cache
                 .join(format!("coredns-{}", version("COREDNS_VERSION")?))
                 .join("coredns"),
+            kube_router: cache
+                .join(format!("kube-router-{}", version("KUBE_ROUTER_VERSION")?))
+                .join("kube-router"),
         })
     }
 

@@ -43,6 +43,9 @@ impl From<ProcessError> for StartError {
     }
 }
 
+/// The Services' ClusterIP range (the `kubernetes` Service is its first address, kube-dns
+/// 10.0.0.10).
+pub const SERVICE_CIDR: &str = "10.0.0.0/24";
 /// How long each component may take to become ready before `up` gives up.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(100);
@@ -194,7 +197,7 @@ fn apiserver_args(
         format!("--client-ca-file={}", s(&pki.ca_crt)),
         "--authorization-mode=Node,RBAC".into(),
         "--allow-privileged=true".into(),
-        "--service-cluster-ip-range=10.0.0.0/24".into(),
+        format!("--service-cluster-ip-range={SERVICE_CIDR}"),
         format!("--service-account-issuer={server}"),
         format!("--service-account-key-file={}", s(&pki.sa_pub)),
         format!("--service-account-signing-key-file={}", s(&pki.sa_key)),
@@ -267,7 +270,7 @@ fn controller_manager_args(pki: &Pki, kubeconfig: &Path, api_qps: Option<u32>) -
         format!("--service-account-private-key-file={}", s(&pki.sa_key)),
         format!("--cluster-signing-cert-file={}", s(&pki.ca_crt)),
         format!("--cluster-signing-key-file={}", s(&pki.ca_key)),
-        "--service-cluster-ip-range=10.0.0.0/24".into(),
+        format!("--service-cluster-ip-range={SERVICE_CIDR}"),
         "--v=1".into(),
     ];
     args.extend(client_rate_args(api_qps));

@@ -28,6 +28,8 @@ pub struct DaemonOptions {
     pub layout: StateLayout,
     pub pod_cidr: PodCidr,
     pub pod_egress: bool,
+    /// Enforce NetworkPolicy on the node (kube-router's firewall controller).
+    pub network_policy: bool,
     pub bin_dir: Option<PathBuf>,
     /// Client request rate of the controller-manager, scheduler and kubelet; none: theirs.
     pub api_qps: Option<u32>,
@@ -77,6 +79,14 @@ pub async fn run(opts: DaemonOptions) -> i32 {
                 host_ip: opts.pod_cidr.host_ip(),
                 node_ip: Some(opts.pod_cidr.node_plan().node_ip),
                 registry: Some(registry),
+                network_policy: Some(
+                    if opts.network_policy {
+                        node::NETWORK_POLICY_IMPL
+                    } else {
+                        "off"
+                    }
+                    .into(),
+                ),
             };
             // restart requests: the socket's task hands each to the supervision loop; bound
             // before the cluster is said ready, so a caller `up` has answered finds it
@@ -202,7 +212,7 @@ async fn start(
 
     let prefix = node::sandbox::cluster_prefix(layout.root());
     let node_bins = Binaries::node_in_cache().map_err(|e| daemon_err(&e))?;
-    if let Some(p) = node_bins.first_missing() {
+    if let Some(p) = node_bins.first_missing(opts.network_policy) {
         return Err(daemon_err(&format!(
             "{} missing: run tests/devcluster/control-plane/build.sh all",
             p.display()
@@ -226,6 +236,7 @@ async fn start(
         pki: &pki,
         api_server: format!("https://{host_ip}:{}", cp.api_port),
         pod_egress: opts.pod_egress,
+        network_policy: opts.network_policy,
         api_qps: opts.api_qps,
         bins: node_bins,
     };

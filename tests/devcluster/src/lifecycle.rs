@@ -59,6 +59,8 @@ pub struct UpOptions {
     pub state_dir: PathBuf,
     pub pod_cidr: String,
     pub pod_egress: bool,
+    /// Enforce NetworkPolicy on the node (off: pods reach each other whatever the policies say).
+    pub network_policy: bool,
     /// Directory holding etcd and the kube-* binaries; none: the versioned build cache.
     pub bin_dir: Option<PathBuf>,
     /// Client request rate of the controller-manager, scheduler and kubelet; none: theirs.
@@ -165,6 +167,9 @@ pub async fn up(opts: &UpOptions) -> Result<ClusterEnv, UpError> {
     }
     if opts.pod_egress {
         cmd.arg("--pod-egress");
+    }
+    if !opts.network_policy {
+        cmd.arg("--no-network-policy");
     }
     if let Some(qps) = opts.api_qps {
         cmd.arg("--api-qps").arg(qps.to_string());

@@ -22,7 +22,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Start the cluster in the background; returns once it is ready and prints
-    /// KUBECONFIG=..., HOST_IP=..., NODE_IP=... and REGISTRY=... (also written to
+    /// KUBECONFIG=..., HOST_IP=..., NODE_IP=..., REGISTRY=... and NETWORK_POLICY=... (also written to
     /// STATE_DIR/cluster.env).
     /// Already running: prints the same and returns.
     Up {
@@ -36,6 +36,10 @@ enum Command {
         /// NAT pod traffic to the outside world (needs iptables; tests never use it).
         #[arg(long, env = "DEVCLUSTER_POD_EGRESS")]
         pod_egress: bool,
+        /// Do not enforce NetworkPolicy: no kube-router on the node, pods reach each other
+        /// whatever the policies say (cluster.env NETWORK_POLICY=off).
+        #[arg(long, env = "DEVCLUSTER_NO_NETWORK_POLICY")]
+        no_network_policy: bool,
         /// Directory with etcd, kube-apiserver, kube-controller-manager, kube-scheduler
         /// [default: the versioned build cache, built by control-plane/build.sh when missing].
         #[arg(long, env = "DEVCLUSTER_BIN_DIR")]
@@ -82,6 +86,8 @@ enum Command {
         #[arg(long)]
         pod_egress: bool,
         #[arg(long)]
+        no_network_policy: bool,
+        #[arg(long)]
         bin_dir: Option<PathBuf>,
         #[arg(long)]
         api_qps: Option<u32>,
@@ -112,6 +118,7 @@ async fn main() -> ExitCode {
             state_dir,
             pod_cidr,
             pod_egress,
+            no_network_policy,
             bin_dir,
             timeout_secs,
             api_qps,
@@ -128,6 +135,7 @@ async fn main() -> ExitCode {
                 state_dir,
                 pod_cidr,
                 pod_egress,
+                network_policy: !no_network_policy,
                 bin_dir,
                 api_qps,
                 exe,
@@ -182,6 +190,7 @@ async fn main() -> ExitCode {
             state_dir,
             pod_cidr,
             pod_egress,
+            no_network_policy,
             bin_dir,
             api_qps,
         } => {
@@ -197,6 +206,7 @@ async fn main() -> ExitCode {
                 layout: StateLayout::new(state_dir),
                 pod_cidr,
                 pod_egress,
+                network_policy: !no_network_policy,
                 bin_dir,
                 api_qps,
             };

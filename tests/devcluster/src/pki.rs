@@ -45,10 +45,12 @@ pub struct Pki {
     pub kubelet: CertPair,
     pub apiserver_kubelet_client: CertPair,
     /// A kubelet node's identities: the kubelet (system:node:NAME in system:nodes, what the
-    /// Node authorizer and NodeRestriction expect), kube-proxy and CoreDNS.
+    /// Node authorizer and NodeRestriction expect), kube-proxy, CoreDNS and the NetworkPolicy
+    /// controller.
     pub node: CertPair,
     pub kube_proxy: CertPair,
     pub coredns: CertPair,
+    pub kube_router: CertPair,
     /// ServiceAccount token signing key (private, PKCS#8) and its public half.
     pub sa_key: PathBuf,
     pub sa_pub: PathBuf,
@@ -107,6 +109,11 @@ pub fn generate(dir: &Path, host_ip: Ipv4Addr, kubelet_ips: &[Ipv4Addr]) -> Resu
         coredns: client(Identity {
             file: "coredns",
             cn: "system:coredns",
+            org: None,
+        })?,
+        kube_router: client(Identity {
+            file: "kube-router",
+            cn: "system:kube-router",
             org: None,
         })?,
         kubelet: sign(dir, "kubelet", kubelet_serving(kubelet_ips), &ca.issuer)?,

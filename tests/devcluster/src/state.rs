@@ -81,6 +81,8 @@ pub struct ClusterEnv {
     pub node_ip: Option<Ipv4Addr>,
     /// `host:port` of the registry (plain HTTP).
     pub registry: Option<String>,
+    /// What enforces NetworkPolicy on the node (`kube-router`), or `off`.
+    pub network_policy: Option<String>,
 }
 
 impl ClusterEnv {
@@ -97,6 +99,9 @@ impl ClusterEnv {
         if let Some(r) = &self.registry {
             s.push_str(&format!("REGISTRY={r}\n"));
         }
+        if let Some(np) = &self.network_policy {
+            s.push_str(&format!("NETWORK_POLICY={np}\n"));
+        }
         s
     }
 
@@ -105,12 +110,14 @@ impl ClusterEnv {
         let mut host_ip = None;
         let mut node_ip = None;
         let mut registry = None;
+        let mut network_policy = None;
         for line in text.lines() {
             match line.split_once('=') {
                 Some(("KUBECONFIG", v)) => kubeconfig = Some(PathBuf::from(v.trim())),
                 Some(("HOST_IP", v)) => host_ip = v.trim().parse().ok(),
                 Some(("NODE_IP", v)) => node_ip = v.trim().parse().ok(),
                 Some(("REGISTRY", v)) => registry = Some(v.trim().to_string()),
+                Some(("NETWORK_POLICY", v)) => network_policy = Some(v.trim().to_string()),
                 _ => {}
             }
         }
@@ -119,6 +126,7 @@ impl ClusterEnv {
             host_ip: host_ip?,
             node_ip,
             registry,
+            network_policy,
         })
     }
 
@@ -252,6 +260,7 @@ mod tests {
             host_ip: Ipv4Addr::new(10, 244, 0, 1),
             node_ip: None,
             registry: None,
+            network_policy: None,
         };
         assert_eq!(
             env.render(),
@@ -261,12 +270,12 @@ mod tests {
         let real = ClusterEnv {
             node_ip: Some(Ipv4Addr::new(10, 244, 0, 2)),
             registry: Some("10.244.0.1:5000".into()),
+            network_policy: Some("kube-router".into()),
             ..env
         };
-        assert!(
-            real.render()
-                .ends_with("NODE_IP=10.244.0.2\nREGISTRY=10.244.0.1:5000\n")
-        );
+        assert!(real.render().ends_with(
+            "NODE_IP=10.244.0.2\nREGISTRY=10.244.0.1:5000\nNETWORK_POLICY=kube-router\n"
+        ));
         assert_eq!(ClusterEnv::parse(&real.render()), Some(real));
     }
 

@@ -13,6 +13,11 @@
 //!   limits, OOM kills)
 //! - `GET /resolve?name=N` → the addresses N resolves to through the C library's resolver
 //!   (cluster DNS), one per line; 404 when it does not resolve
+//!
+//! As a client, run inside a pod with `kubectl exec` (the image has no shell), for the network
+//! policy tests: `devcluster-testpod connect HOST:PORT [--timeout 3s]` opens a TCP connection
+//! and exits 0 (`connected`) or 1 (why not); `devcluster-testpod resolve NAME` resolves a
+//! name through the pod's DNS and exits 0 (the addresses) or 1.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -32,6 +37,66 @@ struct Args {
     /// Port to listen on (all addresses).
     #[arg(long, env = "PORT", default_value_t = 8080)]
     port: u16,
+    #[command(subcommand)]
+    probe: Option<Probe>,
+}
+
+/// One network check from inside the pod, instead of serving.
+#[derive(clap::Subcommand, Debug)]
+enum Probe {
+    /// Open a TCP connection to HOST:PORT; exit 0 when it is accepted, 1 when refused, reset
+    /// or not answered within the timeout (a NetworkPolicy drop).
+    Connect {
+        addr: String,
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
+    /// Resolve NAME through the pod's resolver (cluster DNS); exit 0 with the addresses, 1
+    /// when it does not resolve within the timeout.
+    Resolve {
+        name: String,
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
+}
+
+/// Runs one probe; the exit code says whether it got through.
+async fn probe(p: Probe) -> std::process::ExitCode {
+    let (what, result) = match p {
+        Probe::Connect { addr, timeout } => {
+            let r =
+                tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr.as_str())).await;
+            let r = match r {
+                Ok(Ok(_)) => Ok("connected".to_string()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("no answer within {timeout:?}")),
+            };
+            (format!("connect {addr}"), r)
+        }
+        Probe::Resolve { name, timeout } => {
+            let r =
+                tokio::time::timeout(timeout, tokio::net::lookup_host((name.as_str(), 0))).await;
+            let r = match r {
+                Ok(Ok(addrs)) => Ok(addrs
+                    .map(|a| a.ip().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("no answer within {timeout:?}")),
+            };
+            (format!("resolve {name}"), r)
+        }
+    };
+    match result {
+        Ok(out) => {
+            println!("{what}: {out}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("{what}: failed: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -157,8 +222,11 @@ async fn resolve(Query(q): Query<BTreeMap<String, String>>) -> Response {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<std::process::ExitCode, Box<dyn std::error::Error>> {
     let args = Args::parse();
+    if let Some(p) = args.probe {
+        return Ok(probe(p).await);
+    }
     let state = AppState {
         ready: Arc::new(AtomicBool::new(true)),
     };
@@ -178,5 +246,5 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", args.port)).await?;
     eprintln!("devcluster-testpod listening on {}", listener.local_addr()?);
     axum::serve(listener, app).await?;
-    Ok(())
+    Ok(std::process::ExitCode::SUCCESS)
 }

@@ -1,6 +1,6 @@
 //! API objects a kubelet node needs that a kubeadm cluster would create: the API server's
-//! access to the kubelet API (logs, exec, port-forward), CoreDNS's read access, and the
-//! `kube-dns` Service in front of CoreDNS.
+//! access to the kubelet API (logs, exec, port-forward), CoreDNS's and the NetworkPolicy
+//! controller's read access, and the `kube-dns` Service in front of CoreDNS.
 
 use std::collections::BTreeMap;
 
@@ -89,6 +89,35 @@ pub async fn apply_all(client: &Client, plan: &NodePlan) -> Result<(), kube::Err
     apply(
         &crbs,
         &binding("system:coredns", "system:coredns", "system:coredns"),
+    )
+    .await?;
+    // what kube-router's informers watch (its firewall reads the Node it runs on by name)
+    let role = ClusterRole {
+        metadata: meta("system:kube-router", None),
+        rules: Some(vec![
+            read_rule(
+                "",
+                &["pods", "namespaces", "services", "endpoints", "nodes"],
+            ),
+            PolicyRule {
+                api_groups: Some(vec!["".into()]),
+                resources: Some(vec!["nodes".into()]),
+                verbs: vec!["get".into()],
+                ..Default::default()
+            },
+            read_rule("discovery.k8s.io", &["endpointslices"]),
+            read_rule("networking.k8s.io", &["networkpolicies"]),
+        ]),
+        ..Default::default()
+    };
+    apply(&Api::<ClusterRole>::all(client.clone()), &role).await?;
+    apply(
+        &crbs,
+        &binding(
+            "system:kube-router",
+            "system:kube-router",
+            "system:kube-router",
+        ),
     )
     .await?;
 

@@ -199,6 +199,29 @@ conntrack:
     )
 }
 
+/// kube-router as a NetworkPolicy controller only (no routing, no service proxy, no CNI
+/// config: the bridge plugin stays), in the node's network namespace, where it keeps its
+/// iptables chains and ipsets. Bridged pod traffic reaches them through
+/// `bridge-nf-call-iptables` (sandbox.rs). Its health port stays on the node's loopback.
+pub fn kube_router_args(kubeconfig: &Path) -> Vec<String> {
+    vec![
+        format!("--kubeconfig={}", kubeconfig.display()),
+        format!("--hostname-override={}", crate::daemon::NODE_NAME),
+        "--run-firewall=true".into(),
+        "--run-router=false".into(),
+        "--run-service-proxy=false".into(),
+        "--run-loadbalancer=false".into(),
+        "--enable-cni=false".into(),
+        "--enable-ipv6=false".into(),
+        format!(
+            "--service-cluster-ip-range={}",
+            crate::control_plane::SERVICE_CIDR
+        ),
+        "--health-port=0".into(),
+        "--v=1".into(),
+    ]
+}
+
 /// CoreDNS serving the cluster domain on the node address (behind the `kube-dns` Service);
 /// other names are forwarded to `upstream` when pods may leave the machine, else refused.
 pub fn corefile(plan: &NodePlan, kubeconfig: &Path, upstream: Option<&str>) -> String {
@@ -269,6 +292,21 @@ mod tests {
         assert!(t.contains("config_path = '/s/certs.d'"));
         assert!(t.contains("conf_dir = '/s/cni'"));
         assert!(t.contains("address = '/run/containerd/containerd.sock'"));
+    }
+
+    #[test]
+    fn kube_router_only_enforces_network_policy() {
+        let args = kube_router_args(Path::new("/s/kube-router.kubeconfig"));
+        for a in [
+            "--kubeconfig=/s/kube-router.kubeconfig",
+            "--run-firewall=true",
+            "--run-router=false",
+            "--run-service-proxy=false",
+            "--enable-cni=false",
+            "--service-cluster-ip-range=10.0.0.0/24",
+        ] {
+            assert!(args.iter().any(|x| x == a), "{a} missing from {args:?}");
+        }
     }
 
     #[test]

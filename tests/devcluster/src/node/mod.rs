@@ -26,6 +26,8 @@ use sandbox::Names;
 
 /// The component name of the node's failures (its parts log to `logs/<part>.log`).
 pub const COMPONENT: &str = "node";
+/// What enforces NetworkPolicy on the node (cluster.env `NETWORK_POLICY`).
+pub const NETWORK_POLICY_IMPL: &str = "kube-router";
 /// The pause image's repository and tag in the registry (built by tests/images/build.sh).
 pub const PAUSE_IMAGE: &str = "wa-base/pause:3.10";
 
@@ -38,6 +40,8 @@ pub struct RealNodeConfig<'a> {
     /// The API server as the node reaches it (the forwarder on the host's link address).
     pub api_server: String,
     pub pod_egress: bool,
+    /// Run kube-router's firewall controller, which enforces NetworkPolicy.
+    pub network_policy: bool,
     /// The kubelet's `kubeAPIQPS` (burst twice that); none: the kubelet's default.
     pub api_qps: Option<u32>,
     pub bins: NodeBinaries,
@@ -114,6 +118,9 @@ impl RealNode {
         start_containerd(cfg, &names, holder, &files.containerd, started).await?;
         sandbox::record_sysctls(&names, &sysctl_record()).map_err(err)?;
         start_kubernetes_parts(cfg, &names, holder, &files, started)?;
+        if cfg.network_policy {
+            start_network_policy(cfg, &names, holder, &files, client, started).await?;
+        }
         tracing::info!(node = %sandbox::describe(&cfg.plan), %registry, "node parts started");
         Ok(registry)
     }
@@ -254,6 +261,7 @@ struct NodeFiles {
     kubelet_kubeconfig: PathBuf,
     kube_proxy: PathBuf,
     corefile: PathBuf,
+    kube_router_kubeconfig: PathBuf,
 }
 
 /// Writes every configuration file of the node: kubeconfigs, CNI, containerd (with the
@@ -278,6 +286,7 @@ fn write_configs(
     let kubelet_kubeconfig = kc("kubelet", "kubelet", &cfg.pki.node)?;
     let proxy_kc = kc("kube-proxy", "kube-proxy", &cfg.pki.kube_proxy)?;
     let coredns_kc = kc("coredns", "coredns", &cfg.pki.coredns)?;
+    let kube_router_kubeconfig = kc("kube-router", "kube-router", &cfg.pki.kube_router)?;
     let containerd = write_containerd_files(plan, root, registry)?;
     let upstream = if cfg.pod_egress {
         sandbox::host_nameserver()
@@ -320,6 +329,7 @@ fn write_configs(
         kubelet_kubeconfig,
         kube_proxy,
         corefile,
+        kube_router_kubeconfig,
     })
 }
 
@@ -418,6 +428,35 @@ fn start_kubernetes_parts(
             cfg.layout, names, holder, name, program, &args,
         )?);
     }
+    Ok(())
+}
+
+/// kube-router's firewall controller, inside the node, once the kubelet has registered the
+/// Node: kube-router reads its own Node at start and exits when there is none yet.
+async fn start_network_policy(
+    cfg: &RealNodeConfig<'_>,
+    names: &Names,
+    holder: u32,
+    files: &NodeFiles,
+    client: &kube::Client,
+    started: &mut Vec<Component>,
+) -> Result<(), StartError> {
+    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
+    wait_started(
+        "kube-router",
+        "the kubelet has not registered the Node",
+        started,
+        || async { matches!(nodes.get_opt(crate::daemon::NODE_NAME).await, Ok(Some(_))) },
+    )
+    .await?;
+    started.push(spawn_in_node(
+        cfg.layout,
+        names,
+        holder,
+        "kube-router",
+        &cfg.bins.kube_router,
+        &config::kube_router_args(&files.kube_router_kubeconfig),
+    )?);
     Ok(())
 }
 
