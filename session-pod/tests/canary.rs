@@ -95,3 +95,22 @@ async fn a_module_gone_from_the_page_is_reported_and_fails_the_canary() {
     );
     fake.stop().await;
 }
+
+/// The renamed-module failure of February 2026 (WAHA #1887): without the message collection
+/// the canary fails on the message check alone.
+#[tokio::test]
+async fn a_missing_message_module_fails_the_canary() {
+    let fake = fake(PageConfig {
+        without_modules: vec!["WAWebCollections".into()],
+        ..Default::default()
+    })
+    .await;
+    let (code, report) = canary(&fake.url()).await;
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(
+        failed(&report),
+        vec!["message events".to_string()],
+        "only that assumption fails: {report:#}"
+    );
+    fake.stop().await;
+}
