@@ -166,7 +166,7 @@ fn alert_rules_pass_promtool_and_the_dashboard_queries_parse() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "promtool check rules:\n{text}");
-    assert!(text.contains("SUCCESS: 6 rules found"), "{text}");
+    assert!(text.contains("SUCCESS: 7 rules found"), "{text}");
 
     // The alerts an on-call person needs, each with a summary and a description.
     let rule = find(&objs, "PrometheusRule", "");
