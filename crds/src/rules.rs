@@ -18,6 +18,20 @@ pub fn time_before_limit() -> Rule {
     )))
 }
 
+/// The highest `spec.messaging.sendRatePerMinute`: one a second is already far beyond what
+/// WhatsApp tolerates from one number for long.
+pub const MAX_SEND_RATE_PER_MINUTE: i64 = 60;
+
+/// The highest `spec.messaging.sendBurst`.
+pub const MAX_SEND_BURST: i64 = 10;
+
+/// An integer field between `min` and `max`, saying so by name.
+pub fn int_between(field: &str, min: i64, max: i64) -> Rule {
+    Rule::new(format!("self >= {min} && self <= {max}")).message(Message::Message(format!(
+        "{field} must be between {min} and {max}"
+    )))
+}
+
 /// Upper bounds of the session container's resources, by the only resource names it may use.
 /// Far above what a session needs (Chromium with one page: under 1 CPU and ~500 MiB), so they
 /// only refuse what no session should get and what a wrong unit makes (`1Ei`, `32000` cores). `ephemeral-storage` is allowed: the session's `/tmp` and Chromium's caches are

@@ -84,6 +84,10 @@ pub struct WhatsAppSessionSpec {
     /// Link with an 8-character pairing code typed on the phone instead of scanning a QR.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pairing: Option<PairingSpec>,
+
+    /// Sending messages through this session (the hub's `POST …/messages`): how fast.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messaging: Option<MessagingSpec>,
 }
 
 /// Whether the session should have a pod.
@@ -148,6 +152,38 @@ pub struct PairingSpec {
     /// The phone number to link, digits only with country code (e.g. 5491122334455).
     #[x_kube(validation = Rule::new("self.matches('^[0-9]{8,15}$')").message("phoneNumber must be 8 to 15 digits, country code included, no '+' or spaces"))]
     pub phone_number: String,
+}
+
+/// How fast the session sends. WhatsApp bans numbers that send in bursts, so the agent spaces
+/// sends out (with a random jitter) and queues what comes faster; a send that would wait too
+/// long is refused with 429 and `Retry-After`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessagingSpec {
+    /// Messages per minute on average (1–60; default 10, one every 6 s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = crate::rules::int_between("sendRatePerMinute", 1, crate::rules::MAX_SEND_RATE_PER_MINUTE))]
+    pub send_rate_per_minute: Option<u32>,
+    /// Messages that may go back to back before the average applies (1–10; default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = crate::rules::int_between("sendBurst", 1, crate::rules::MAX_SEND_BURST))]
+    pub send_burst: Option<u32>,
+}
+
+impl MessagingSpec {
+    /// Default average rate: a human-paced sender; a mass sender asks for more explicitly.
+    pub const DEFAULT_RATE_PER_MINUTE: u32 = 10;
+    pub const DEFAULT_BURST: u32 = 3;
+
+    pub fn rate_per_minute(spec: Option<&Self>) -> u32 {
+        spec.and_then(|m| m.send_rate_per_minute)
+            .unwrap_or(Self::DEFAULT_RATE_PER_MINUTE)
+    }
+
+    pub fn burst(spec: Option<&Self>) -> u32 {
+        spec.and_then(|m| m.send_burst)
+            .unwrap_or(Self::DEFAULT_BURST)
+    }
 }
 
 /// Observed state. The agent writes the WhatsApp fields and the `Authenticated` condition; the

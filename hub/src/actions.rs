@@ -141,6 +141,23 @@ impl Hub {
         Ok(Snapshot::of(&patched))
     }
 
+    /// A text through the session's agent (REST `POST …/messages` and socket.io
+    /// `send-message`): the caller must see the session, then the agent decides.
+    pub async fn send_message(
+        &self,
+        claims: &Claims,
+        id: &str,
+        namespace: Option<&str>,
+        message: &crate::agents::SendMessage,
+        idempotency_key: Option<&str>,
+    ) -> Result<crate::agents::SentMessage, ApiError> {
+        self.synced().await;
+        let session = self.authorize(claims, id, namespace)?;
+        self.agents
+            .send(&self.client, &session, message, idempotency_key)
+            .await
+    }
+
     /// Ask the agent to log out of WhatsApp and wipe the saved login.
     pub async fn disconnect(
         &self,

@@ -38,6 +38,7 @@ pub struct Hub {
     pub metrics: Arc<Metrics>,
     pub limiter: QrLimiter,
     pub budget: RequestBudget,
+    pub agents: crate::agents::Agents,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +137,11 @@ pub async fn run(
             RequestBudget::new(rate, burst)
         },
         qr: QrRenderer::new(),
+        agents: crate::agents::Agents::new(
+            config.agent_token_file.clone(),
+            config.agent_port,
+            config.agent_send_timeout,
+        ),
         config,
         client,
         view,

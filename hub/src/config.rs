@@ -167,6 +167,21 @@ pub struct ServeArgs {
     /// behind a proxy that is not one of them, set 0 (no limit) and limit clients at the proxy.
     #[arg(long, env = "HUB_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 256)]
     pub max_connections_per_client: usize,
+
+    /// The hub's token for the session agents' message API: a projected ServiceAccount token
+    /// for the agents' audience, re-read on every send (the kubelet rotates it). Unset: sending
+    /// messages answers 503.
+    #[arg(long, env = "HUB_AGENT_TOKEN_FILE")]
+    pub agent_token_file: Option<std::path::PathBuf>,
+
+    /// The session agents' message API port (container port `messages`).
+    #[arg(long, env = "HUB_AGENT_PORT", default_value_t = 8081)]
+    pub agent_port: u16,
+
+    /// How long a send may take through the session's agent, its rate queue (20 s) and the
+    /// page's hand-over (30 s) included, before the caller gets 504 `TIMEOUT`.
+    #[arg(long, env = "HUB_AGENT_SEND_TIMEOUT", default_value = "55s", value_parser = humantime::parse_duration)]
+    pub agent_send_timeout: Duration,
 }
 
 impl ServeArgs {

@@ -20,6 +20,14 @@ pub enum Code {
     Timeout,
     Unavailable,
     Internal,
+    // Sending messages (docs/design.md §3, `POST …/messages`), as the session's agent answers.
+    InvalidTo,
+    InvalidMessage,
+    InvalidIdempotencyKey,
+    IdempotencyKeyReused,
+    NotOnWhatsapp,
+    SessionNotReady,
+    SendFailed,
 }
 
 impl Code {
@@ -35,6 +43,13 @@ impl Code {
             Self::Timeout => "TIMEOUT",
             Self::Unavailable => "UNAVAILABLE",
             Self::Internal => "INTERNAL",
+            Self::InvalidTo => "INVALID_TO",
+            Self::InvalidMessage => "INVALID_MESSAGE",
+            Self::InvalidIdempotencyKey => "INVALID_IDEMPOTENCY_KEY",
+            Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+            Self::NotOnWhatsapp => "NOT_ON_WHATSAPP",
+            Self::SessionNotReady => "SESSION_NOT_READY",
+            Self::SendFailed => "SEND_FAILED",
         }
     }
 
@@ -50,6 +65,13 @@ impl Code {
             Self::Timeout => StatusCode::REQUEST_TIMEOUT,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::InvalidTo | Self::InvalidMessage | Self::InvalidIdempotencyKey => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::NotOnWhatsapp => StatusCode::NOT_FOUND,
+            Self::SessionNotReady => StatusCode::CONFLICT,
+            Self::SendFailed => StatusCode::BAD_GATEWAY,
         }
     }
 }
@@ -72,6 +94,9 @@ pub struct ApiError {
     pub message: String,
     /// Seconds after which a retry may succeed (429, a busy 503).
     pub retry_after: Option<u64>,
+    /// Instead of the code's own status: `TIMEOUT` is 408 for a body that does not arrive and
+    /// 504 for a message the session did not hand over in time.
+    pub status: Option<StatusCode>,
 }
 
 impl ApiError {
@@ -80,7 +105,12 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            status: None,
         }
+    }
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = Some(status);
+        self
     }
     pub fn bad_request(m: impl Into<String>) -> Self {
         Self::new(Code::BadRequest, m)
@@ -121,7 +151,8 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut resp = (self.code.status(), axum::Json(self.body())).into_response();
+        let status = self.status.unwrap_or(self.code.status());
+        let mut resp = (status, axum::Json(self.body())).into_response();
         if let Some(secs) = self.retry_after
             && let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string())
         {

@@ -146,6 +146,11 @@ impl Hub {
                 let (rate, burst) = config.session_request_budget();
                 RequestBudget::new(rate, burst)
             },
+            agents: crate::agents::Agents::new(
+                config.agent_token_file.clone(),
+                config.agent_port,
+                config.agent_send_timeout,
+            ),
             config,
             client,
         })
@@ -178,6 +183,8 @@ pub enum Scenario {
     /// `spec` (only the hub's fields: `desiredState`, `qrRequestedAt`, `logoutRequestedAt`) and
     /// the session as read.
     ReadThenApply(WhatsAppSession, fn(&Value, &WhatsAppSession)),
+    /// The session's pod is read by name (`wa-<name>-0`): answered with this pod, or 404.
+    ReadPod(String, Option<Value>),
 }
 
 impl ApiServerVerifier {
@@ -190,6 +197,7 @@ impl ApiServerVerifier {
                 Scenario::Nothing => self.expect_none().await,
                 Scenario::Read(s) => self.read(&s).await.expect_none().await,
                 Scenario::ReadGone(name) => self.read_gone(&name).await.expect_none().await,
+                Scenario::ReadPod(name, pod) => self.read_pod(&name, pod).await.expect_none().await,
                 Scenario::ReadThenApply(s, check) => {
                     self.read(&s)
                         .await
@@ -222,6 +230,25 @@ impl ApiServerVerifier {
             StatusCode::OK,
             serde_json::to_value(s).unwrap(),
         ));
+        self
+    }
+
+    async fn read_pod(mut self, name: &str, pod: Option<Value>) -> Self {
+        let (request, send) = self.next().await;
+        assert_eq!(request.method(), Method::GET);
+        assert_eq!(
+            request.uri().to_string(),
+            format!("/api/v1/namespaces/{NAMESPACE}/pods/{name}")
+        );
+        send.send_response(match pod {
+            Some(p) => json_response(StatusCode::OK, p),
+            None => json_response(
+                StatusCode::NOT_FOUND,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                       "reason": "NotFound", "code": 404,
+                       "message": format!("pods \"{name}\" not found")}),
+            ),
+        });
         self
     }
 

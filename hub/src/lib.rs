@@ -5,6 +5,7 @@
 //! several replicas can run behind one address.
 
 pub mod actions;
+pub mod agents;
 pub mod app;
 pub mod auth;
 pub mod client_addr;

@@ -128,6 +128,7 @@ mod tests {
             want.push(format!("get {prefix}/sessions/{{instance_id}}"));
             want.push(format!("post {prefix}/sessions/{{instance_id}}/qr"));
             want.push(format!("post {prefix}/sessions/{{instance_id}}/disconnect"));
+            want.push(format!("post {prefix}/sessions/{{instance_id}}/messages"));
         }
         want.sort();
         assert_eq!(ops, want);

@@ -31,6 +31,10 @@ pub const HTTP_PORT: i32 = 8080;
 /// Its name: `metrics`, like the operator's and the hub's metrics ports, so one PodMonitor
 /// port name and one NetworkPolicy port fit all three.
 pub const HTTP_PORT_NAME: &str = "metrics";
+/// The agent's message API (only the hub calls it), apart from the probes and `/metrics` so a
+/// NetworkPolicy or a scrape config can tell them apart.
+pub const MESSAGES_PORT: i32 = 8081;
+pub const MESSAGES_PORT_NAME: &str = "messages";
 /// Uid/gid the session agent runs as.
 pub const SESSION_UID: i64 = 1000;
 /// Chromium flushes its profile (cookies, IndexedDB with the login) on SIGTERM; give it time.
@@ -51,6 +55,9 @@ pub struct Settings {
     pub driver_configmap: Option<String>,
     /// nodeSelector, tolerations, affinity, priority class and pull secrets of session pods.
     pub placement: Placement,
+    /// Who may call the agents' message API, and the audience of its token.
+    pub messages_caller: Option<String>,
+    pub messages_audience: String,
 }
 
 impl Settings {
@@ -93,6 +100,8 @@ impl Settings {
                     .as_deref()
                     .map(pull_secret_names),
             },
+            messages_caller: cfg.messages_caller.clone().filter(|c| !c.is_empty()),
+            messages_audience: cfg.messages_audience.clone(),
         }
     }
 }
@@ -270,9 +279,14 @@ pub fn session_env(session: &WhatsAppSession, settings: &Settings) -> Vec<EnvVar
         env_from_field("WA_SESSION_NAMESPACE", "metadata.namespace"),
         env("WA_URL", settings.whatsapp_url.clone()),
         env("WA_DATA_DIR", DATA_DIR),
+        env("WA_MESSAGES_ADDR", format!("0.0.0.0:{MESSAGES_PORT}")),
+        env("WA_MESSAGES_AUDIENCE", settings.messages_audience.clone()),
         // The root filesystem is read-only; Chromium and friends write caches under $HOME.
         env("HOME", "/tmp"),
     ];
+    if let Some(caller) = &settings.messages_caller {
+        vars.push(env("WA_MESSAGES_CALLER", caller.clone()));
+    }
     if settings.driver_configmap.is_some() {
         vars.push(env("WA_DRIVER_DIR", DRIVER_DIR));
     }
@@ -380,12 +394,20 @@ pub fn statefulset(session: &WhatsAppSession, settings: &Settings) -> Result<Sta
         image: Some(settings.image.clone()),
         image_pull_policy: settings.image_pull_policy.clone(),
         env: Some(session_env(session, settings)),
-        ports: Some(vec![ContainerPort {
-            name: Some(HTTP_PORT_NAME.into()),
-            container_port: HTTP_PORT,
-            protocol: Some("TCP".into()),
-            ..Default::default()
-        }]),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some(HTTP_PORT_NAME.into()),
+                container_port: HTTP_PORT,
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            },
+            ContainerPort {
+                name: Some(MESSAGES_PORT_NAME.into()),
+                container_port: MESSAGES_PORT,
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            },
+        ]),
         readiness_probe: Some(Probe {
             http_get: Some(http_probe("/readyz")),
             period_seconds: Some(5),
@@ -649,11 +671,15 @@ mod tests {
                 .as_deref(),
             Some("/livez")
         );
-        let port = &c.ports.as_ref().unwrap()[0];
-        assert_eq!(
-            (port.name.as_deref(), port.container_port),
-            (Some("metrics"), 8080)
-        );
+        let ports: Vec<_> = c
+            .ports
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|p| (p.name.as_deref(), p.container_port))
+            .collect();
+        // the message API has its own port, not the probes' and /metrics'
+        assert_eq!(ports, [(Some("metrics"), 8080), (Some("messages"), 8081)]);
         let mounts = c.volume_mounts.as_ref().unwrap();
         let data = mounts.iter().find(|m| m.mount_path == "/data").unwrap();
         let vols = pod.volumes.unwrap();
@@ -690,6 +716,16 @@ mod tests {
         assert_eq!(env["WA_DATA_DIR"].value.as_deref(), Some("/data"));
         assert!(env["WA_SESSION_NAMESPACE"].value_from.is_some());
         assert!(!env.contains_key("WA_DRIVER_DIR"));
+        assert_eq!(
+            env["WA_MESSAGES_ADDR"].value.as_deref(),
+            Some("0.0.0.0:8081")
+        );
+        assert_eq!(
+            env["WA_MESSAGES_AUDIENCE"].value.as_deref(),
+            Some("whatsapp.leadmaster.io/messages")
+        );
+        // no hub named: the agent refuses every caller
+        assert!(!env.contains_key("WA_MESSAGES_CALLER"));
         assert_eq!(
             c.resources.as_ref().unwrap().requests.as_ref().unwrap()["memory"],
             quantity("256Mi")
@@ -730,6 +766,32 @@ mod tests {
                 |e| e.name == "WA_PROXY_URL" && e.value.as_deref() == Some("http://proxy:3128")
             )
         );
+    }
+
+    #[test]
+    fn the_hub_is_named_to_the_agent() {
+        use clap::Parser;
+        let st = Settings::from_config(
+            &Config::try_parse_from([
+                "wa-operator",
+                "--messages-caller",
+                "system:serviceaccount:wa-system:wa-hub",
+                "--messages-audience",
+                "aud",
+            ])
+            .expect("cfg"),
+        );
+        let env = session_env(&session("s1"), &st);
+        let value = |n: &str| {
+            env.iter()
+                .find(|e| e.name == n)
+                .and_then(|e| e.value.clone())
+        };
+        assert_eq!(
+            value("WA_MESSAGES_CALLER").as_deref(),
+            Some("system:serviceaccount:wa-system:wa-hub")
+        );
+        assert_eq!(value("WA_MESSAGES_AUDIENCE").as_deref(), Some("aud"));
     }
 
     #[test]

@@ -30,6 +30,20 @@ pub struct Config {
     #[arg(long, env = "WA_URL", default_value = "https://web.whatsapp.com/")]
     pub whatsapp_url: String,
 
+    /// The only caller of the session agents' message API, as the API server names it
+    /// (`system:serviceaccount:<namespace>:<name>` of the hub), passed to every agent as
+    /// `WA_MESSAGES_CALLER`. Unset: the agents refuse every caller.
+    #[arg(long, env = "WA_MESSAGES_CALLER")]
+    pub messages_caller: Option<String>,
+
+    /// The audience of the token the hub presents to the agents (`WA_MESSAGES_AUDIENCE`).
+    #[arg(
+        long,
+        env = "WA_MESSAGES_AUDIENCE",
+        default_value = "whatsapp.leadmaster.io/messages"
+    )]
+    pub messages_audience: String,
+
     /// Namespace to watch; empty or unset = all namespaces.
     #[arg(long, env = "WATCH_NAMESPACE")]
     pub namespace: Option<String>,

@@ -541,6 +541,22 @@ async fn invalid_sessions_are_refused_with_readable_messages() {
             json!({ "tenant": "acme", "logoutRequestedAt": "2100-01-01T00:00:00Z" }),
             "spec.logoutRequestedAt: Invalid value: \"2100-01-01T00:00:00Z\": must be a time before",
         ),
+        // Issue 24: a send rate WhatsApp would ban, or none at all.
+        (
+            "rate-zero",
+            json!({ "tenant": "acme", "messaging": { "sendRatePerMinute": 0 } }),
+            "sendRatePerMinute must be between 1 and 60",
+        ),
+        (
+            "rate-61",
+            json!({ "tenant": "acme", "messaging": { "sendRatePerMinute": 61 } }),
+            "sendRatePerMinute must be between 1 and 60",
+        ),
+        (
+            "burst-11",
+            json!({ "tenant": "acme", "messaging": { "sendBurst": 11 } }),
+            "sendBurst must be between 1 and 10",
+        ),
     ];
     let mut cases: Vec<(String, serde_json::Value, &str)> = cases
         .into_iter()
@@ -598,13 +614,15 @@ async fn invalid_sessions_are_refused_with_readable_messages() {
                     "limits": { "cpu": "32", "memory": "64Gi", "ephemeral-storage": "100Gi" } },
                 "storage": { "size": "1Ti" },
                 "qrRequestedAt": "2099-12-31T23:59:59Z", "logoutRequestedAt": "2099-12-31T23:59:59Z",
-                "proxy": { "url": "http://10.0.0.5:3128" } }),
+                "proxy": { "url": "http://10.0.0.5:3128" },
+                "messaging": { "sendRatePerMinute": 60, "sendBurst": 10 } }),
         ),
         (
             "smallest-limit",
             json!({ "tenant": "acme", "desiredState": "Stopped",
                 "resources": { "requests": { "cpu": "0", "memory": "0" }, "limits": { "memory": "128Mi" } },
-                "proxy": { "url": "socks5://proxy.tenants.svc.cluster.local:1080/" } }),
+                "proxy": { "url": "socks5://proxy.tenants.svc.cluster.local:1080/" },
+                "messaging": { "sendRatePerMinute": 1, "sendBurst": 1 } }),
         ),
         (
             "proxy-v6",

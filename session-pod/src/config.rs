@@ -73,6 +73,43 @@ pub struct Config {
     #[arg(long, env = "WA_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: SocketAddr,
 
+    /// Address of the message API (`POST /v1/messages`, only for the hub; container port
+    /// `messages`), apart from the probes and `/metrics`.
+    #[arg(long, env = "WA_MESSAGES_ADDR", default_value = "0.0.0.0:8081")]
+    pub messages_addr: SocketAddr,
+
+    /// The audience the hub's token must be issued for (a projected ServiceAccount token).
+    #[arg(
+        long,
+        env = "WA_MESSAGES_AUDIENCE",
+        default_value = "whatsapp.leadmaster.io/messages"
+    )]
+    pub messages_audience: String,
+
+    /// The only caller of the message API: the hub's ServiceAccount as the API server names it
+    /// (`system:serviceaccount:<namespace>:<name>`). Unset: every caller is refused.
+    #[arg(long, env = "WA_MESSAGES_CALLER")]
+    pub messages_caller: Option<String>,
+
+    /// How long the page may take to look a number up and hand a message to WhatsApp's server
+    /// before the caller gets 504 `TIMEOUT` (a retry with the same key is safe).
+    #[arg(long, env = "WA_MESSAGE_SEND_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub message_send_timeout: Duration,
+
+    /// The longest a send waits for the session's rate (`spec.messaging`) before it is refused
+    /// with 429 and `Retry-After`.
+    #[arg(long, env = "WA_MESSAGE_QUEUE_WAIT", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub message_queue_wait: Duration,
+
+    /// Random delay added to each send, at most half the rate's interval.
+    #[arg(long, env = "WA_MESSAGE_JITTER", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub message_jitter: Duration,
+
+    /// Idempotency keys remembered (24 h each) at most: above the highest rate's day
+    /// (60 a minute), so only a fault fills it.
+    #[arg(long, env = "WA_MESSAGE_KEYS_MAX", default_value_t = 100_000)]
+    pub message_keys_max: usize,
+
     /// Directory with page-driver script overrides (`<name>.js`, e.g. a mounted ConfigMap);
     /// scripts not found there use the built-in versions.
     #[arg(long, env = "WA_DRIVER_DIR")]
@@ -225,6 +262,8 @@ mod tests {
         );
         assert_eq!(c.js_heap_mb, 512);
         assert_eq!(c.http_addr.to_string(), "0.0.0.0:8080");
+        assert_eq!(c.messages_addr.to_string(), "0.0.0.0:8081");
+        assert_eq!(c.messages_caller, None);
         assert!(!c.user_agent.contains("Headless"));
         assert_eq!(c.page_answer_timeout, Duration::from_secs(2));
         assert_eq!(c.hang_after, Duration::from_secs(6));

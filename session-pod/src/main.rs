@@ -120,6 +120,81 @@ fn canary_main() -> ExitCode {
     }
 }
 
+/// The message API until `shutdown`; a failure to listen is logged (the session itself goes on:
+/// linking and status do not need it).
+async fn serve_messages(
+    cfg: Config,
+    client: kube::Client,
+    page: messages::page::PageClient,
+    requests: tokio::sync::watch::Receiver<own_cr::Requests>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let journal_dir = cfg.data_dir.join("messages").join("idempotency");
+    let journal = match messages::journal::Journal::open(&journal_dir, cfg.message_keys_max) {
+        Ok(j) => Arc::new(j),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the idempotency journal; the message API is off");
+            return;
+        }
+    };
+    let limits = watch_limits(requests);
+    let sender = messages::send::Sender::new(
+        format!("{}/{}", cfg.session_namespace, cfg.session_name),
+        page,
+        journal.clone(),
+        limits,
+        messages::send::Deadlines {
+            send: cfg.message_send_timeout,
+            queue: cfg.message_queue_wait,
+        },
+        cfg.message_jitter,
+    );
+    let auth: Arc<dyn messages::auth::Auth> = match cfg.messages_caller.clone() {
+        Some(caller) => Arc::new(messages::auth::TokenReviews::new(
+            client,
+            cfg.messages_audience.clone(),
+            caller,
+        )),
+        None => {
+            tracing::warn!("WA_MESSAGES_CALLER is not set: the message API refuses every caller");
+            Arc::new(messages::auth::NoCaller)
+        }
+    };
+    // Keys older than 24 h go hourly, besides at start and when the journal is full.
+    let expiry = tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            every.tick().await;
+            let j = journal.clone();
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || j.expire()).await {
+                tracing::warn!(error = %e, "expiring idempotency keys failed");
+            }
+        }
+    });
+    let api = messages::api::Api {
+        sender: Arc::new(sender),
+        auth,
+    };
+    if let Err(e) = messages::api::serve(cfg.messages_addr, api, shutdown.cancelled_owned()).await {
+        tracing::error!(addr = %cfg.messages_addr, error = %e, "the message API failed");
+    }
+    expiry.abort();
+}
+
+/// The send rate from the CR's watch, as the message API reads it.
+fn watch_limits(
+    mut requests: tokio::sync::watch::Receiver<own_cr::Requests>,
+) -> tokio::sync::watch::Receiver<messages::rate::Limits> {
+    let (tx, rx) = tokio::sync::watch::channel(requests.borrow().send_rate);
+    tokio::spawn(async move {
+        while requests.changed().await.is_ok() {
+            let limits = requests.borrow().send_rate;
+            tx.send_if_modified(|cur| std::mem::replace(cur, limits) != limits);
+        }
+    });
+    rx
+}
+
 async fn run(cfg: Config) -> Result<()> {
     tracing::info!(
         session = %cfg.session_name,
@@ -134,7 +209,7 @@ async fn run(cfg: Config) -> Result<()> {
     let client = kube::Client::try_default()
         .await
         .map_err(|e| Error::KubeConfig(e.to_string()))?;
-    let api: Api<WhatsAppSession> = Api::namespaced(client, &cfg.session_namespace);
+    let api: Api<WhatsAppSession> = Api::namespaced(client.clone(), &cfg.session_namespace);
     let cr = own_cr::get(&api, &cfg.session_namespace, &cfg.session_name).await?;
 
     let metrics = metrics::Metrics::default();
@@ -180,6 +255,16 @@ async fn run(cfg: Config) -> Result<()> {
         own_cr::Requests::of(&cr),
         outage.clone(),
     );
+    // The message API's requests queue while the loop is busy with the page; events keep the
+    // last ones for late subscribers.
+    let (page_client, page_server) = messages::page::channel(64, 1024);
+    let messages_task = tokio::spawn(serve_messages(
+        cfg.clone(),
+        client.clone(),
+        page_client,
+        requests.clone(),
+        shutdown.token(),
+    ));
     let publisher = publisher::Publisher::spawn(
         api,
         cfg.session_name.clone(),
@@ -206,11 +291,6 @@ async fn run(cfg: Config) -> Result<()> {
             settle: cfg.backup_settle,
         },
     );
-    // The message API's requests queue while the loop is busy with the page; events keep the
-    // last ones for late subscribers. The client end is the message API's (issue 24); held
-    // here until it is wired, so the loop's end stays open.
-    let (_page_client, page_server) = messages::page::channel(64, 1024);
-
     let agent = session::Agent {
         cfg,
         driver,
@@ -229,6 +309,7 @@ async fn run(cfg: Config) -> Result<()> {
     agent.run().await;
     shutdown.trigger();
     let _ = tokio::time::timeout(Duration::from_secs(2), http_task).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), messages_task).await;
     tracing::info!("wa-session stopped");
     Ok(())
 }

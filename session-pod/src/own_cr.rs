@@ -21,6 +21,8 @@ pub struct Requests {
     pub qr_requested_at: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
     pub logout_requested_at: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
     pub pairing_phone: Option<String>,
+    /// The send rate (`spec.messaging`): read live by the message API.
+    pub send_rate: crate::messages::rate::Limits,
 }
 
 impl Requests {
@@ -29,6 +31,7 @@ impl Requests {
             qr_requested_at: cr.spec.qr_requested_at.clone(),
             logout_requested_at: cr.spec.logout_requested_at.clone(),
             pairing_phone: cr.spec.pairing.as_ref().map(|p| p.phone_number.clone()),
+            send_rate: crate::messages::rate::Limits::of(cr.spec.messaging.as_ref()),
         }
     }
 }

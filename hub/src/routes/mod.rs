@@ -3,6 +3,7 @@
 
 mod extract;
 mod login;
+mod messages;
 mod sessions;
 mod system;
 
@@ -28,6 +29,8 @@ pub fn documented() -> OpenApiRouter<Arc<Hub>> {
         .routes(routes!(login::login))
         .nest("/api/session-manager", sessions::routes())
         .nest("/session-manager", sessions::routes())
+        .nest("/api/session-manager", messages::routes())
+        .nest("/session-manager", messages::routes())
 }
 
 pub fn router(hub: Arc<Hub>) -> Router {

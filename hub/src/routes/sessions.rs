@@ -36,7 +36,7 @@ pub struct Scope {
         max_length = 63,
         pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
     )]
-    namespace: Option<String>,
+    pub namespace: Option<String>,
 }
 
 /// The errors every operation on one session may answer.

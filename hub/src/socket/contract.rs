@@ -18,6 +18,9 @@ pub mod client {
     pub const UNSUBSCRIBE_SESSION: &str = "unsubscribe-session";
     /// `{instance_id, namespace?}`: as REST `POST …/qr`.
     pub const REQUEST_QR: &str = "request-qr";
+    /// `{instance_id, namespace?, to, text, idempotency_key?}`: as REST `POST …/messages`;
+    /// acked with `{ok: true, message}` or the `connection-error` payload.
+    pub const SEND_MESSAGE: &str = "send-message";
 }
 
 /// A server → client event: its name and its payload, together.
@@ -172,6 +175,13 @@ impl<'a> Ack<'a> {
         ok: true,
         session: None,
     };
+}
+
+/// The ack of `send-message`: `{ok: true, message: {message_id, to, timestamp, ack}}`.
+#[derive(Debug, Serialize)]
+pub struct SentAck<'a> {
+    pub ok: bool,
+    pub message: &'a crate::agents::SentMessage,
 }
 
 #[cfg(test)]

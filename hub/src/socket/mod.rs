@@ -71,6 +71,7 @@ async fn prepare(
     socket.on(client::SUBSCRIBE_SESSION, on_subscribe);
     socket.on(client::UNSUBSCRIBE_SESSION, on_unsubscribe);
     socket.on(client::REQUEST_QR, on_request_qr);
+    socket.on(client::SEND_MESSAGE, on_send_message);
     socket.on_fallback(on_unknown);
     if let Some(token) = handshake_token(auth)
         && let Ok(claims) = hub.authenticate(&token)
@@ -322,6 +323,53 @@ async fn on_request_qr(
         Ok(snap) => {
             emit_snapshot(&socket, &hub, &snap);
             let _ = ack.send(&Ack::with(&snap));
+        }
+        Err(e) => fail(&socket, Some(ack), &e, echoable_id(&id)),
+    }
+}
+
+/// `send-message {instance_id, namespace?, to, text, idempotency_key?}`: the REST send's path.
+async fn on_send_message(
+    socket: SocketRef,
+    TryData(data): TryData<Value>,
+    ack: AckSender,
+    State(hub): State<Arc<Hub>>,
+) {
+    let parsed = data
+        .map_err(|_| ApiError::bad_request("expected {instance_id, to, text}"))
+        .and_then(|v| {
+            let key = match v.get("idempotency_key") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(k)) => Some(k.clone()),
+                Some(_) => {
+                    return Err(ApiError::new(
+                        crate::error::Code::InvalidIdempotencyKey,
+                        "idempotency_key must be a string",
+                    ));
+                }
+            };
+            let message: crate::agents::SendMessage = serde_json::from_value(v.clone())
+                .map_err(|_| ApiError::bad_request("expected {instance_id, to, text}"))?;
+            let (id, ns) = requested_session(Ok::<_, ()>(v))?;
+            Ok((id, ns, message, key))
+        });
+    let (id, ns, message, key) = match parsed {
+        Ok(t) => t,
+        Err(e) => return fail(&socket, Some(ack), &e, None),
+    };
+    let c = match claims(&socket, &hub) {
+        Ok(c) => c,
+        Err(e) => return fail(&socket, Some(ack), &e, echoable_id(&id)),
+    };
+    match hub
+        .send_message(&c, &id, ns.as_deref(), &message, key.as_deref())
+        .await
+    {
+        Ok(sent) => {
+            let _ = ack.send(&contract::SentAck {
+                ok: true,
+                message: &sent,
+            });
         }
         Err(e) => fail(&socket, Some(ack), &e, echoable_id(&id)),
     }

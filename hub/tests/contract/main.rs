@@ -8,6 +8,7 @@
 //! - `bad_input`: documented errors for every kind of bad input;
 //! - `resilience`: hub restart, API outage, events emitted on connect;
 //! - `fuzz`: schemathesis against the served OpenAPI document;
+//! - `messages`: sending through a session, REST and socket.io, the hub's part;
 //! - `limits`: what one client may take: socket.io message size on websockets, slow and idle
 //!   connections, connection caps.
 
@@ -18,6 +19,7 @@ mod auth;
 mod bad_input;
 mod fuzz;
 mod limits;
+mod messages;
 mod qr;
 mod resilience;
 mod rest;
