@@ -3,6 +3,8 @@
 
 #[path = "support/devices.rs"]
 mod devices;
+#[path = "support/metrics.rs"]
+mod metrics;
 mod support;
 
 use std::time::Duration;
@@ -13,6 +15,7 @@ use devcluster_testing::agent::{Agent, AgentOpts, AgentProgram};
 use devcluster_testing::chromium::{chromium_kind, chromium_pids, cmdline};
 use devices::fake_devices;
 use fake_whatsapp::Generation;
+use metrics::until_metric;
 use support::*;
 
 const T: Duration = Duration::from_secs(60);
@@ -1255,27 +1258,6 @@ fn receiving(s: &crds::WhatsAppSessionStatus) -> Option<(String, String)> {
         .map(|c| (c.status.clone(), c.reason.clone()))
 }
 
-/// Polls the agent's /metrics until `line` is in it.
-async fn until_metric(agent: &Agent, line: &str) -> String {
-    let deadline = tokio::time::Instant::now() + T;
-    loop {
-        let m = reqwest::get(format!("{}/metrics", agent.http))
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
-        if m.lines().any(|l| l == line) {
-            return m;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no {line:?} in /metrics within {T:?}:\n{m}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// A linked page's messages reach the agent: its listeners attach (condition Receiving True),
 /// and a contact's message, the phone's own and an ack injected through the fake's control API
 /// are each reported by the page (counted on /metrics).
@@ -1287,7 +1269,7 @@ async fn a_linked_page_reports_its_messages() {
     })
     .await;
     assert_eq!(receiving(&s).map(|c| c.1).as_deref(), Some("Listening"));
-    until_metric(&agent, "wa_session_message_listeners 1").await;
+    until_metric(&agent.http, "wa_session_message_listeners 1").await;
     let r = fake_post(
         &f.fake.url(),
         "/_fake/messages/incoming",
@@ -1295,7 +1277,7 @@ async fn a_linked_page_reports_its_messages() {
     )
     .await;
     assert!(r.status().is_success(), "{}", r.status());
-    until_metric(&agent, "wa_session_message_events_total 1").await;
+    until_metric(&agent.http, "wa_session_message_events_total 1").await;
     let r = fake_post(
         &f.fake.url(),
         "/_fake/messages/outgoing",
@@ -1303,7 +1285,7 @@ async fn a_linked_page_reports_its_messages() {
     )
     .await;
     let key = r.json::<serde_json::Value>().await.expect("json")["key"].clone();
-    until_metric(&agent, "wa_session_message_events_total 2").await;
+    until_metric(&agent.http, "wa_session_message_events_total 2").await;
     let r = fake_post(
         &f.fake.url(),
         "/_fake/messages/ack",
@@ -1311,7 +1293,7 @@ async fn a_linked_page_reports_its_messages() {
     )
     .await;
     assert!(r.status().is_success(), "{}", r.status());
-    until_metric(&agent, "wa_session_message_events_total 3").await;
+    until_metric(&agent.http, "wa_session_message_events_total 3").await;
 }
 
 /// WhatsApp Web renamed the message collection's module (as in February 2026, WAHA #1887):
@@ -1353,5 +1335,5 @@ async fn a_linked_session_that_cannot_receive_says_so() {
         .map(|e| e.message.clone())
         .unwrap_or_default();
     assert!(message.contains("WAWebCollections"), "{message}");
-    until_metric(&agent, "wa_session_message_listeners 0").await;
+    until_metric(&agent.http, "wa_session_message_listeners 0").await;
 }
