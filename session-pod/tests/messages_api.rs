@@ -134,6 +134,19 @@ impl World {
         }
     }
 
+    /// Links `s1` by scanning its QR and declares `to` on WhatsApp.
+    async fn link_and_declare(&self, to: &str) {
+        let s =
+            crds::testing::wait_status(&self.api, "s1", "first QR", T, |s| s.qr.is_some()).await;
+        scan(&self.fake.url(), s.qr.as_deref().expect("qr")).await;
+        crds::testing::wait_status(&self.api, "s1", "connected", T, |s| {
+            s.status == Some(crds::SessionState::Connected)
+        })
+        .await;
+        let r = fake_post(&self.fake.url(), "/_fake/numbers", json!({"phones": [to]})).await;
+        assert!(r.status().is_success());
+    }
+
     async fn hub_token(&self) -> String {
         token(self.c, &self.hub_ns, "wa-hub", &[AUDIENCE]).await
     }
@@ -195,15 +208,8 @@ async fn only_the_hubs_token_for_the_audience_is_accepted() {
 #[tokio::test]
 async fn a_message_is_sent_once_per_key_and_bad_input_sends_nothing() {
     let w = World::new("msgsend").await;
-    let s = crds::testing::wait_status(&w.api, "s1", "first QR", T, |s| s.qr.is_some()).await;
-    scan(&w.fake.url(), s.qr.as_deref().expect("qr")).await;
-    crds::testing::wait_status(&w.api, "s1", "connected", T, |s| {
-        s.status == Some(crds::SessionState::Connected)
-    })
-    .await;
     let to = "5491199887766";
-    let r = fake_post(&w.fake.url(), "/_fake/numbers", json!({"phones": [to]})).await;
-    assert!(r.status().is_success());
+    w.link_and_declare(to).await;
     let hub = w.hub_token().await;
     let hola = json!({"to": to, "text": "Hola desde la API"});
 
@@ -271,15 +277,8 @@ async fn a_message_is_sent_once_per_key_and_bad_input_sends_nothing() {
 #[tokio::test]
 async fn a_sent_message_is_acknowledged_and_the_reply_reported() {
     let w = World::new("msgevents").await;
-    let s = crds::testing::wait_status(&w.api, "s1", "first QR", T, |s| s.qr.is_some()).await;
-    scan(&w.fake.url(), s.qr.as_deref().expect("qr")).await;
-    crds::testing::wait_status(&w.api, "s1", "connected", T, |s| {
-        s.status == Some(crds::SessionState::Connected)
-    })
-    .await;
     let to = "5491199887766";
-    let r = fake_post(&w.fake.url(), "/_fake/numbers", json!({"phones": [to]})).await;
-    assert!(r.status().is_success());
+    w.link_and_declare(to).await;
     let hub = w.hub_token().await;
     let (s, sent) = send(
         &w.url,
