@@ -312,4 +312,50 @@ mod tests {
         }
         assert!(needs_a_live_agent(&connected()));
     }
+
+    #[test]
+    fn receiving_appears_on_the_first_look_and_turns_unknown_without_a_linked_page() {
+        let mut s = connected();
+        sync_receiving(&mut s, None, at(1));
+        assert!(
+            !s.conditions.iter().any(|c| c.type_ == "Receiving"),
+            "not looked at yet: no condition"
+        );
+        let cond = |s: &WhatsAppSessionStatus| {
+            s.conditions
+                .iter()
+                .find(|c| c.type_ == "Receiving")
+                .map(|c| {
+                    (
+                        c.status.clone(),
+                        c.reason.clone(),
+                        c.last_transition_time.clone(),
+                    )
+                })
+        };
+        sync_receiving(&mut s, Some(&Err("WAWebCollections gone".into())), at(2));
+        let (status, reason, _) = cond(&s).expect("condition");
+        assert_eq!(
+            (status.as_str(), reason.as_str()),
+            ("False", MESSAGE_LISTENERS_MISSING)
+        );
+        sync_receiving(&mut s, Some(&Ok(())), at(3));
+        sync_receiving(&mut s, Some(&Ok(())), at(4));
+        assert_eq!(
+            cond(&s),
+            Some(("True".into(), LISTENING.into(), at(3))),
+            "the transition time stays while the status does"
+        );
+        // The agent stopped (or the operator stands in for a dead one): nobody listens.
+        let mut down = stopped(&s).expect("stoppable");
+        sync_receiving(&mut down, None, at(5));
+        assert_eq!(
+            cond(&down),
+            Some(("Unknown".into(), "NotLinked".into(), at(5)))
+        );
+        assert_eq!(
+            agent_part(&down).map(|p| p.conditions.len()),
+            Some(down.conditions.len())
+        );
+    }
 }

@@ -83,6 +83,8 @@ pub fn stand_in_for_agent(
         return None;
     }
     let mut stopped = agent_status::stopped(&part)?;
+    // Nobody listens to the page's messages either.
+    agent_status::sync_receiving(&mut stopped, None, now.clone());
     agent_status::sync_condition(&mut stopped, true, false, now);
     // updatedAt stays when the agent last wrote; the operator's write is told apart by the
     // condition's reason, the Event and managedFields.

@@ -213,6 +213,9 @@ async fn run(cfg: Config) -> Result<()> {
     let cr = own_cr::get(&api, &cfg.session_namespace, &cfg.session_name).await?;
 
     let metrics = metrics::Metrics::default();
+    // Nothing to receive from before a page is linked: only a linked page that cannot be
+    // listened to reads 0 (the WhatsAppSessionNotReceiving alert).
+    metrics.message_listeners.set(1);
     let mut registry = prometheus_client::registry::Registry::with_prefix("wa_session");
     metrics.register(&mut registry);
     let health = Arc::new(http::Health::default());

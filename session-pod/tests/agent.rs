@@ -3,6 +3,8 @@
 
 #[path = "support/devices.rs"]
 mod devices;
+#[path = "support/metrics.rs"]
+mod metrics;
 mod support;
 
 use std::time::Duration;
@@ -13,6 +15,7 @@ use devcluster_testing::agent::{Agent, AgentOpts, AgentProgram};
 use devcluster_testing::chromium::{chromium_kind, chromium_pids, cmdline};
 use devices::fake_devices;
 use fake_whatsapp::Generation;
+use metrics::until_metric;
 use support::*;
 
 const T: Duration = Duration::from_secs(60);
@@ -1246,4 +1249,91 @@ async fn chromium_runs_the_real_binary_with_the_low_memory_flags() {
         .collect();
     assert_eq!(start[0], "--", "{args:?}");
     assert!(start[1].starts_with(&f.fake.url()), "{args:?}");
+}
+
+fn receiving(s: &crds::WhatsAppSessionStatus) -> Option<(String, String)> {
+    s.conditions
+        .iter()
+        .find(|c| c.type_ == ConditionType::Receiving.as_str())
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+/// A linked page's messages reach the agent: its listeners attach (condition Receiving True),
+/// and a contact's message, the phone's own and an ack injected through the fake's control API
+/// are each reported by the page (counted on /metrics).
+#[tokio::test]
+async fn a_linked_page_reports_its_messages() {
+    let (f, agent) = Fixture::connected("agent-msg").await;
+    let s = wait_status(&f.api, "s1", "Receiving True", T, |s| {
+        receiving(s).is_some_and(|c| c.0 == "True")
+    })
+    .await;
+    assert_eq!(receiving(&s).map(|c| c.1).as_deref(), Some("Listening"));
+    until_metric(&agent.http, "wa_session_message_listeners 1").await;
+    let r = fake_post(
+        &f.fake.url(),
+        "/_fake/messages/incoming",
+        serde_json::json!({"to": PHONE, "from": "5491155556666", "body": "¿precio?"}),
+    )
+    .await;
+    assert!(r.status().is_success(), "{}", r.status());
+    until_metric(&agent.http, "wa_session_message_events_total 1").await;
+    let r = fake_post(
+        &f.fake.url(),
+        "/_fake/messages/outgoing",
+        serde_json::json!({"phone": PHONE, "to": "5491155556666", "body": "hola"}),
+    )
+    .await;
+    let key = r.json::<serde_json::Value>().await.expect("json")["key"].clone();
+    until_metric(&agent.http, "wa_session_message_events_total 2").await;
+    let r = fake_post(
+        &f.fake.url(),
+        "/_fake/messages/ack",
+        serde_json::json!({"id": key, "ack": 3}),
+    )
+    .await;
+    assert!(r.status().is_success(), "{}", r.status());
+    until_metric(&agent.http, "wa_session_message_events_total 3").await;
+}
+
+/// WhatsApp Web renamed the message collection's module (as in February 2026, WAHA #1887):
+/// the session is linked but cannot receive, and says so — condition Receiving False,
+/// lastError MESSAGES_NOT_RECEIVED, wa_session_message_listeners 0 — instead of looking healthy.
+#[tokio::test]
+async fn a_linked_session_that_cannot_receive_says_so() {
+    let fake = fake_whatsapp::FakeWhatsApp::start_with(
+        "127.0.0.1:0".parse().expect("addr"),
+        fake_whatsapp::Timings::fast(Duration::from_secs(20), 6),
+        fake_whatsapp::PageConfig {
+            without_modules: vec!["WAWebCollections".into()],
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("fake");
+    let f = Fixture::with("agent-norecv", fake, crds::WhatsAppSessionSpec::default()).await;
+    let agent = f.agent();
+    let s = wait_status(&f.api, "s1", "first QR", T, |s| s.qr.is_some()).await;
+    scan(&f.fake.url(), s.qr.as_deref().expect("qr")).await;
+    let s = wait_status(&f.api, "s1", "Receiving False", T, |s| {
+        receiving(s).is_some_and(|c| c.0 == "False")
+    })
+    .await;
+    assert_eq!(
+        s.status,
+        Some(SessionState::Connected),
+        "linked all the same"
+    );
+    assert_eq!(
+        receiving(&s).map(|c| c.1).as_deref(),
+        Some("MessageListenersMissing")
+    );
+    assert_eq!(code(&s), Some(error_codes::MESSAGES_NOT_RECEIVED));
+    let message = s
+        .last_error
+        .as_ref()
+        .map(|e| e.message.clone())
+        .unwrap_or_default();
+    assert!(message.contains("WAWebCollections"), "{message}");
+    until_metric(&agent.http, "wa_session_message_listeners 0").await;
 }

@@ -67,10 +67,11 @@ async fn every_assumption_holds_on_each_generation() {
     }
 }
 
-#[tokio::test]
-async fn a_module_gone_from_the_page_is_reported_and_fails_the_canary() {
+/// Runs the canary on a page without `module`: it fails (exit 1) on the `check` assumption
+/// alone, and that check's detail names the module.
+async fn only_check_fails_without(module: &str, check: &str) {
     let fake = fake(PageConfig {
-        without_modules: vec!["WAWebAltDeviceLinkingApi".into()],
+        without_modules: vec![module.into()],
         ..Default::default()
     })
     .await;
@@ -78,20 +79,32 @@ async fn a_module_gone_from_the_page_is_reported_and_fails_the_canary() {
     assert_eq!(code, 1, "{report:#}");
     assert_eq!(
         failed(&report),
-        vec!["pairing code".to_string()],
+        vec![check.to_string()],
         "only that assumption fails: {report:#}"
     );
     let detail = report["checks"]
         .as_array()
         .into_iter()
         .flatten()
-        .find(|c| c["name"] == "pairing code")
+        .find(|c| c["name"] == check)
         .map(|c| c["detail"].clone());
     assert_eq!(
         detail,
-        Some(Value::from(
-            "Requiring unknown module \"WAWebAltDeviceLinkingApi\""
-        ))
+        Some(Value::from(format!(
+            "Requiring unknown module \"{module}\""
+        )))
     );
     fake.stop().await;
+}
+
+#[tokio::test]
+async fn a_module_gone_from_the_page_is_reported_and_fails_the_canary() {
+    only_check_fails_without("WAWebAltDeviceLinkingApi", "pairing code").await;
+}
+
+/// The renamed-module failure of February 2026 (WAHA #1887): without the message collection
+/// the canary fails on the message check alone.
+#[tokio::test]
+async fn a_missing_message_module_fails_the_canary() {
+    only_check_fails_without("WAWebCollections", "message events").await;
 }

@@ -2,6 +2,8 @@
 //! fake WhatsApp Web, the devcluster API server holding the session and reviewing real
 //! ServiceAccount tokens (TokenRequest) for the message API's audience.
 
+#[path = "support/metrics.rs"]
+mod metrics;
 mod support;
 
 use std::time::Duration;
@@ -10,6 +12,7 @@ use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::Api;
 use kube::api::PostParams;
+use metrics::until_metric;
 use serde_json::{Value, json};
 use support::*;
 
@@ -131,6 +134,19 @@ impl World {
         }
     }
 
+    /// Links `s1` by scanning its QR and declares `to` on WhatsApp.
+    async fn link_and_declare(&self, to: &str) {
+        let s =
+            crds::testing::wait_status(&self.api, "s1", "first QR", T, |s| s.qr.is_some()).await;
+        scan(&self.fake.url(), s.qr.as_deref().expect("qr")).await;
+        crds::testing::wait_status(&self.api, "s1", "connected", T, |s| {
+            s.status == Some(crds::SessionState::Connected)
+        })
+        .await;
+        let r = fake_post(&self.fake.url(), "/_fake/numbers", json!({"phones": [to]})).await;
+        assert!(r.status().is_success());
+    }
+
     async fn hub_token(&self) -> String {
         token(self.c, &self.hub_ns, "wa-hub", &[AUDIENCE]).await
     }
@@ -192,15 +208,8 @@ async fn only_the_hubs_token_for_the_audience_is_accepted() {
 #[tokio::test]
 async fn a_message_is_sent_once_per_key_and_bad_input_sends_nothing() {
     let w = World::new("msgsend").await;
-    let s = crds::testing::wait_status(&w.api, "s1", "first QR", T, |s| s.qr.is_some()).await;
-    scan(&w.fake.url(), s.qr.as_deref().expect("qr")).await;
-    crds::testing::wait_status(&w.api, "s1", "connected", T, |s| {
-        s.status == Some(crds::SessionState::Connected)
-    })
-    .await;
     let to = "5491199887766";
-    let r = fake_post(&w.fake.url(), "/_fake/numbers", json!({"phones": [to]})).await;
-    assert!(r.status().is_success());
+    w.link_and_declare(to).await;
     let hub = w.hub_token().await;
     let hola = json!({"to": to, "text": "Hola desde la API"});
 
@@ -259,4 +268,51 @@ async fn a_message_is_sent_once_per_key_and_bad_input_sends_nothing() {
         assert_eq!((s, b["error"].as_str()), (status, Some(code)), "{b}");
     }
     assert_eq!(w.recorded().await.len(), 1, "nothing else was sent");
+}
+
+/// The whole path through the real parts: a text sent through the agent's message API is in the
+/// fake's record under the answer's id; the recipient's acks (driven through the fake's control
+/// API) and a contact's reply come back from the page as message events (counted on /metrics:
+/// the events' subscribers are issue 24's delivery).
+#[tokio::test]
+async fn a_sent_message_is_acknowledged_and_the_reply_reported() {
+    let w = World::new("msgevents").await;
+    let to = "5491199887766";
+    w.link_and_declare(to).await;
+    let hub = w.hub_token().await;
+    let (s, sent) = send(
+        &w.url,
+        Some(&hub),
+        json!({"to": to, "text": "¿Seguís interesado?"}),
+        Some("lead-7"),
+    )
+    .await;
+    assert_eq!(s, 200, "{sent} {}", w.agent.log_text());
+    let recorded = w.recorded().await;
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(sent["message_id"], recorded[0]["key"]);
+    // The page reported its own new message and the server ack the answer waited for.
+    until_metric(&w.agent.http, "wa_session_message_events_total 2").await;
+    for (ack, events) in [(2, 3), (3, 4)] {
+        let r = fake_post(
+            &w.fake.url(),
+            "/_fake/messages/ack",
+            json!({"id": sent["message_id"], "ack": ack}),
+        )
+        .await;
+        assert!(r.status().is_success(), "ack {ack}: {}", r.status());
+        until_metric(
+            &w.agent.http,
+            &format!("wa_session_message_events_total {events}"),
+        )
+        .await;
+    }
+    let r = fake_post(
+        &w.fake.url(),
+        "/_fake/messages/incoming",
+        json!({"to": PHONE, "from": to, "body": "Sí, ¿cuánto sale?"}),
+    )
+    .await;
+    assert!(r.status().is_success(), "{}", r.status());
+    until_metric(&w.agent.http, "wa_session_message_events_total 5").await;
 }

@@ -171,7 +171,7 @@ fn alert_rules_pass_promtool_and_the_dashboard_queries_parse() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "promtool check rules:\n{text}");
-    assert!(text.contains("SUCCESS: 6 rules found"), "{text}");
+    assert!(text.contains("SUCCESS: 7 rules found"), "{text}");
 
     // The alerts an on-call person needs, each with a summary and a description.
     let rule = find(&objs, "PrometheusRule", "");
@@ -186,6 +186,7 @@ fn alert_rules_pass_promtool_and_the_dashboard_queries_parse() {
         .collect();
     for name in [
         "WhatsAppSessionNotConnected",
+        "WhatsAppSessionNotReceiving",
         "WhatsAppSessionRestarting",
         "WhatsAppOperatorReconcileErrors",
         "WhatsAppSessionUnreadable",
@@ -205,6 +206,15 @@ fn alert_rules_pass_promtool_and_the_dashboard_queries_parse() {
         .find(|a| a["alert"] == "WhatsAppSessionNotConnected")
         .unwrap();
     assert_eq!(not_connected["for"], "15m");
+    let not_receiving = alerts
+        .iter()
+        .find(|a| a["alert"] == "WhatsAppSessionNotReceiving")
+        .unwrap();
+    assert_eq!(not_receiving["for"], "5m");
+    assert_eq!(
+        not_receiving["expr"],
+        "max by (namespace, pod) (wa_session_message_listeners) == 0"
+    );
     // Prometheus' own templating survives Helm's
     assert!(
         not_connected["annotations"]["description"]

@@ -74,5 +74,30 @@ async () => {
     ['setPairingType', 'initializeAltDeviceLinking', 'startAltLinkingFlow'].forEach((f) => fnOf(api, f));
     return 'WAWebAltDeviceLinkingApi.setPairingType/initializeAltDeviceLinking/startAltLinkingFlow';
   });
+  // Messages (messages_watch.js, number_id.js, send_text.js): a page whose message events
+  // cannot be heard looks healthy while every incoming message is lost.
+  await check('message events', () => {
+    const { Msg, Chat } = mod('WAWebCollections');
+    ['on', 'off', 'get'].forEach((f) => fnOf(Msg, f));
+    fnOf(Chat, 'get');
+    return 'WAWebCollections.Msg.on(add|change:ack)/off/get, Chat.get';
+  });
+  await check('number check', () => {
+    fnOf(mod('WAWebWidFactory'), 'createWid');
+    fnOf(mod('WAWebQueryExistsJob'), 'queryWidExists');
+    return 'WAWebWidFactory.createWid(), WAWebQueryExistsJob.queryWidExists()';
+  });
+  await check('send text', () => {
+    const W = mod('WAWebWidFactory');
+    const MsgKey = mod('WAWebMsgKey');
+    fnOf(MsgKey, 'newId');
+    fnOf(mod('WAWebFindChatAction'), 'findOrCreateLatestChat');
+    fnOf(mod('WAWebGetEphemeralFieldsMsgActionsUtils'), 'getEphemeralFields');
+    fnOf(mod('WAWebSendMsgChatAction'), 'addAndSendMsgToChat');
+    // The agent recognises a repeated send by the key its id makes: check the key's shape.
+    const key = new MsgKey({ from: W.createWid('1@c.us'), to: W.createWid('2@c.us'), id: 'CANARY', selfDir: 'out' });
+    if (String(key._serialized) !== 'true_2@c.us_CANARY') throw new Error('MsgKey._serialized is ' + JSON.stringify(key._serialized));
+    return 'WAWebMsgKey (true_<chat>_<id>), WAWebFindChatAction, WAWebGetEphemeralFieldsMsgActionsUtils, WAWebSendMsgChatAction.addAndSendMsgToChat()';
+  });
   return { version: (window.Debug && window.Debug.VERSION) || null, checks };
 }
