@@ -171,11 +171,7 @@ async fn with_the_right_credentials_whatsapp_web_loads_through_the_proxy() {
         .trim_start_matches("http://")
         .trim_end_matches('/')
         .to_string();
-    let others: Vec<String> = proxy
-        .requested_hosts()
-        .into_iter()
-        .filter(|h| *h != fake_host)
-        .collect();
+    let others = proxy.requested_hosts_except(&fake_host);
     assert!(
         others.is_empty(),
         "requests for other hosts than {fake_host}: {others:?}\n{log}"

@@ -855,11 +855,7 @@ async fn chromium_contacts_only_whatsapp_from_launch_to_idle() {
         "the session pod opened connections beyond the proxy and the API server {allowed:?}: \
          {unexpected:?}"
     );
-    let others: Vec<String> = proxy
-        .requested_hosts()
-        .into_iter()
-        .filter(|h| *h != fake_host)
-        .collect();
+    let others = proxy.requested_hosts_except(&fake_host);
     assert!(
         others.is_empty(),
         "Chromium asked the proxy for hosts other than WhatsApp Web ({fake_host}): {others:?}"

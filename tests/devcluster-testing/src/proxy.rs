@@ -114,6 +114,14 @@ impl Tinyproxy {
             .collect()
     }
 
+    /// The `host[:port]` of the requests for any host but `allowed`, in order.
+    pub fn requested_hosts_except(&self, allowed: &str) -> Vec<String> {
+        self.requested_hosts()
+            .into_iter()
+            .filter(|h| h != allowed)
+            .collect()
+    }
+
     /// How many connections the proxy opened to a server on the client's behalf.
     pub fn forwarded(&self) -> usize {
         self.log_text()
