@@ -395,11 +395,35 @@ fn rbac_is_least_privilege() {
     let hub = rules(find(&objs, "ClusterRole", "-hub"));
     assert_eq!(
         hub,
+        vec![
+            (
+                vec![g.to_string()],
+                vec!["whatsappsessions".to_string()],
+                ["get", "list", "watch", "patch"].map(String::from).to_vec()
+            ),
+            // a session's pod by name, to reach its agent's message API: get only
+            (
+                vec![String::new()],
+                vec!["pods".to_string()],
+                vec!["get".to_string()]
+            ),
+        ]
+    );
+
+    // Session agents check the hub's token (TokenReview, cluster-scoped): create only, bound
+    // to the ServiceAccounts of the session namespaces, nobody else.
+    assert_eq!(
+        rules(find(&objs, "ClusterRole", "-session-tokenreview")),
         vec![(
-            vec![g.to_string()],
-            vec!["whatsappsessions".to_string()],
-            ["get", "list", "watch", "patch"].map(String::from).to_vec()
+            vec!["authentication.k8s.io".to_string()],
+            vec!["tokenreviews".to_string()],
+            vec!["create".to_string()]
         )]
+    );
+    assert_eq!(
+        find(&objs, "ClusterRoleBinding", "-session-tokenreview")["subjects"],
+        serde_json::json!([{"kind": "Group", "apiGroup": "rbac.authorization.k8s.io",
+            "name": "system:serviceaccounts:wa-system"}])
     );
 
     // The hub reads namespaces' labels (tenant claims), nothing else of them.
@@ -443,15 +467,19 @@ fn watch_namespace_turns_cluster_roles_into_roles() {
     )
     .unwrap();
     // Cluster-wide, only what cannot be namespaced: the hub reads the served namespace's
-    // labels (its tenant claims), that namespace only.
+    // labels (its tenant claims), that namespace only; the session agents review tokens.
     let cluster_roles = of_kind(&objs, "ClusterRole");
-    assert_eq!(cluster_roles.len(), 1, "{cluster_roles:#?}");
+    assert_eq!(cluster_roles.len(), 2, "{cluster_roles:#?}");
     assert_eq!(
-        cluster_roles[0]["rules"],
+        find(&objs, "ClusterRole", "-hub-namespaces")["rules"],
         serde_json::json!([{"apiGroups": [""], "resources": ["namespaces"],
             "verbs": ["get", "list", "watch"], "resourceNames": ["tenants"]}])
     );
-    assert_eq!(of_kind(&objs, "ClusterRoleBinding").len(), 1);
+    assert_eq!(
+        find(&objs, "ClusterRoleBinding", "-session-tokenreview")["subjects"][1]["name"],
+        "system:serviceaccounts:tenants"
+    );
+    assert_eq!(of_kind(&objs, "ClusterRoleBinding").len(), 2);
     for suffix in ["-operator", "-hub"] {
         assert_eq!(
             find(&objs, "Role", suffix)["metadata"]["namespace"],
