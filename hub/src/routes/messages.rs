@@ -5,13 +5,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::HeaderMap;
 use utoipa::openapi::{RefOr, Response};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::sessions::Scope;
+use super::sessions::{Scope, ScopeQuery, namespace};
 use super::{Caller, InstanceId, JsonBody};
 use crate::agents::{SendMessage, SentMessage};
 use crate::app::Hub;
@@ -82,14 +82,11 @@ pub async fn send(
     State(hub): State<Arc<Hub>>,
     Caller(caller): Caller,
     InstanceId(id): InstanceId,
-    query: Result<Query<Scope>, axum::extract::rejection::QueryRejection>,
+    query: ScopeQuery,
     headers: HeaderMap,
     JsonBody(message): JsonBody<SendMessage>,
 ) -> Result<Json<SentMessage>, ApiError> {
-    let namespace = match &query {
-        Ok(Query(scope)) => scope.namespace.clone(),
-        Err(_) => return Err(ApiError::bad_request("invalid query string")),
-    };
+    let namespace = namespace(&query)?;
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(v) => Some(v.to_str().map_err(|_| {
@@ -99,7 +96,7 @@ pub async fn send(
             )
         })?),
     };
-    hub.send_message(&caller, &id, namespace.as_deref(), &message, key)
+    hub.send_message(&caller, &id, namespace, &message, key)
         .await
         .map(Json)
 }

@@ -75,9 +75,9 @@ fn always_true() -> utoipa::openapi::ObjectBuilder {
 }
 
 /// The query string, read as [`Scope`] where it is used: a malformed one answers the JSON 400.
-type ScopeQuery = Result<Query<Scope>, axum::extract::rejection::QueryRejection>;
+pub(super) type ScopeQuery = Result<Query<Scope>, axum::extract::rejection::QueryRejection>;
 
-fn namespace(query: &ScopeQuery) -> Result<Option<&str>, ApiError> {
+pub(super) fn namespace(query: &ScopeQuery) -> Result<Option<&str>, ApiError> {
     match query {
         Ok(Query(scope)) => Ok(scope.namespace.as_deref()),
         Err(_) => Err(ApiError::bad_request("invalid query string")),
