@@ -20,6 +20,11 @@ pub use conditions::{ConditionStatus, ConditionType, set_condition};
 pub use session::*;
 pub use time::{now, whole_seconds};
 
+/// The domains WhatsApp Web loads from, subdomains included (web., static., mmg., pps.): all a
+/// session's browser may contact besides WhatsApp Web's configured URL (the operator's Chromium
+/// policy, the agent's egress PAC).
+pub const WHATSAPP_DOMAINS: [&str; 2] = ["whatsapp.com", "whatsapp.net"];
+
 /// Field managers, one per writer, for server-side apply (chosen through [`Writer`]).
 pub mod managers {
     /// The operator: children, finalizer, `conditions` Ready/Progressing, bookkeeping status.

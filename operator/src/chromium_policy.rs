@@ -18,9 +18,6 @@ pub const POLICY_FILE: &str = "whatsapp-operator.json";
 /// The pod annotation that holds the policy for the downward API volume.
 pub const ANNOTATION: &str = "whatsapp.leadmaster.io/chromium-policy";
 
-/// Domains whose hosts (and subdomains) the image's policy already allows.
-const WHATSAPP_DOMAINS: [&str; 2] = ["whatsapp.com", "whatsapp.net"];
-
 /// The policy for sessions that open `whatsapp_url` (checked by [`parse_whatsapp_url`] at
 /// start-up), as compact JSON.
 pub fn for_whatsapp_url(whatsapp_url: &str) -> String {
@@ -50,7 +47,7 @@ fn extra_allowed(whatsapp_url: &str) -> Result<Option<String>, String> {
         return Err("an http or https URL with a host is needed".into());
     };
     let host = host.to_ascii_lowercase();
-    let whatsapp = WHATSAPP_DOMAINS
+    let whatsapp = crds::WHATSAPP_DOMAINS
         .iter()
         .any(|d| host == *d || host.ends_with(&format!(".{d}")));
     if whatsapp && scheme == "https" && uri.port_u16().is_none() {
@@ -78,6 +75,11 @@ mod tests {
         assert_eq!(serde_json::from_str::<Value>(&policy).unwrap(), image);
         assert_eq!(image["URLBlocklist"], serde_json::json!(["*"]));
         assert_eq!(image["ComponentUpdatesEnabled"], false);
+        // the domains the operator and the agent treat as WhatsApp's are the image's
+        let allowed = allow_list(&policy);
+        for domain in crds::WHATSAPP_DOMAINS {
+            assert!(allowed.iter().any(|a| a == domain), "{domain}: {allowed:?}");
+        }
         assert_eq!(image["DefaultSearchProviderEnabled"], false);
     }
 

@@ -12,8 +12,6 @@ use base64::Engine;
 
 use crate::config::Config;
 
-/// Domains WhatsApp Web loads from (with their subdomains: web., static., mmg., pps.).
-const WHATSAPP_DOMAINS: [&str; 2] = ["whatsapp.com", "whatsapp.net"];
 /// Where every other request goes: loopback's discard port, on which nothing listens in a
 /// session pod, so the request fails at once and never reaches a network.
 const NOWHERE: &str = "PROXY 127.0.0.1:9";
@@ -31,7 +29,7 @@ fn pac_script(cfg: &Config) -> String {
         .as_deref()
         .and_then(pac_proxy)
         .unwrap_or_else(|| "DIRECT".into());
-    let mut tests: Vec<String> = WHATSAPP_DOMAINS
+    let mut tests: Vec<String> = crds::WHATSAPP_DOMAINS
         .iter()
         .map(|d| {
             format!(
